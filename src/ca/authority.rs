@@ -1,0 +1,566 @@
+//! The CA itself: its key and certificate, created or imported, checked against what AWS IoT
+//! accepts, and the one function that signs an [`ApprovedCsr`].
+//!
+//! The private key is held in memory as an rcgen `KeyPair`; it leaves this type only as the PEM
+//! returned by [`CertificateAuthority::generate`]/[`CertificateAuthority::import`], which the
+//! caller writes to an owner-only file. Nothing here logs.
+
+use std::fmt;
+
+use aws_lc_rs::signature::{self as sig, VerificationAlgorithm};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SignatureAlgorithm,
+};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::FromDer;
+
+use super::csr::DeviceKey;
+use super::policy::{ApprovedCsr, SubjectField};
+use super::profile::{DeviceProfile, Serial};
+use super::{sha256_hex, to_pem};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// A CA certificate or key that we (and AWS IoT) would not accept; the message says why.
+    #[error("{0}")]
+    Rejected(String),
+    /// The CA cannot sign now (e.g. its certificate has expired).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure inside the crypto library; not the caller's fault.
+    #[error("signing failed: {0}")]
+    Crypto(String),
+}
+
+/// Key algorithms for a new CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum CaAlgorithm {
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl CaAlgorithm {
+    pub const NAMES: [&str; 5] = [
+        "ecdsa-p256",
+        "ecdsa-p384",
+        "rsa-2048",
+        "rsa-3072",
+        "rsa-4096",
+    ];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+    }
+
+    fn generate_key(self) -> Result<KeyPair, rcgen::Error> {
+        use rcgen::RsaKeySize;
+        match self {
+            CaAlgorithm::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            CaAlgorithm::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+            CaAlgorithm::Rsa2048 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048)
+            }
+            CaAlgorithm::Rsa3072 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072)
+            }
+            CaAlgorithm::Rsa4096 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096)
+            }
+        }
+    }
+}
+
+/// The subject of a new CA certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSubject {
+    pub common_name: String,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub locality: Option<String>,
+    #[serde(default)]
+    pub organization: Option<String>,
+    #[serde(default)]
+    pub organizational_unit: Option<String>,
+}
+
+/// A private key in PEM. Its `Debug` never shows the key.
+pub struct SecretPem(String);
+
+impl SecretPem {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretPem([redacted])")
+    }
+}
+
+/// A CA able to sign device certificates.
+pub struct CertificateAuthority {
+    id: String,
+    certificate_der: Vec<u8>,
+    certificate_pem: String,
+    subject: String,
+    key_algorithm: String,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("id", &self.id)
+            .field("subject", &self.subject)
+            .field("key_algorithm", &self.key_algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed device certificate and the facts the ledger records about it.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    pub serial: String,
+    pub thing_name: String,
+    pub country: Option<String>,
+    pub subject: String,
+    pub key_algorithm: String,
+    pub spki_sha256: String,
+    pub aws_certificate_id: String,
+    pub certificate_der: Vec<u8>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl CertificateAuthority {
+    /// Creates a self-signed root CA that AWS IoT accepts: basicConstraints CA:TRUE and keyUsage
+    /// keyCertSign + cRLSign, both critical, and a subject key identifier.
+    pub fn generate(
+        algorithm: CaAlgorithm,
+        subject: &CaSubject,
+        validity: Duration,
+        now: OffsetDateTime,
+    ) -> Result<(Self, SecretPem), CaError> {
+        if validity <= Duration::ZERO {
+            return Err(CaError::Rejected("the CA validity must be positive".into()));
+        }
+        let mut params = CertificateParams::default();
+        params.distinguished_name = ca_distinguished_name(subject)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + validity;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(Serial::random().as_bytes()));
+        let key = algorithm
+            .generate_key()
+            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let key_pem = SecretPem(key.serialize_pem());
+        let ca = Self::from_parts(cert.der(), key)?;
+        Ok((ca, key_pem))
+    }
+
+    /// Imports an existing CA from PEM, refusing what AWS IoT would refuse.
+    pub fn import(
+        certificate_pem: &str,
+        key_pem: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Self, SecretPem), CaError> {
+        let (key, stored_key_pem) = parse_private_key(key_pem)?;
+        let der = parse_certificate_pem(certificate_pem)?;
+        let ca = Self::from_parts(&der, key)?;
+        if now < ca.not_before || now >= ca.not_after {
+            return Err(CaError::Rejected(format!(
+                "the CA certificate is not valid now (valid from {} to {}); AWS IoT refuses to \
+                 register an expired or not-yet-valid CA",
+                ca.not_before, ca.not_after
+            )));
+        }
+        Ok((ca, stored_key_pem))
+    }
+
+    /// Loads a CA the store already knows (certificate PEM and key PEM from the key file).
+    /// Expired CAs load too: they still serve reads, revocation and CRLs.
+    pub fn load(certificate_pem: &str, key_pem: &str) -> Result<Self, CaError> {
+        let (key, _) = parse_private_key(key_pem)?;
+        let der = parse_certificate_pem(certificate_pem)?;
+        Self::from_parts(&der, key)
+    }
+
+    /// Checks certificate and key together, then proves the pair can sign a certificate that
+    /// chains to it (so an imported CA whose name rcgen cannot reproduce is caught here, once,
+    /// and not by devices in the field).
+    fn from_parts(der: &[u8], key: KeyPair) -> Result<Self, CaError> {
+        let (rest, cert) = X509Certificate::from_der(der)
+            .map_err(|_| CaError::Rejected("the CA certificate is not valid DER X.509".into()))?;
+        if !rest.is_empty() {
+            return Err(CaError::Rejected(
+                "trailing data after the CA certificate".into(),
+            ));
+        }
+        check_ca_extensions(&cert)?;
+        let key_algorithm = check_ca_key(&cert)?;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(CaError::Rejected(
+                "the private key does not match the CA certificate's public key".into(),
+            ));
+        }
+        let issuer = Issuer::from_ca_cert_der(&der.to_vec().into(), key).map_err(|_| {
+            CaError::Rejected(
+                "the CA subject uses a form this CA cannot reproduce (multi-valued RDNs or \
+                 repeated attributes)"
+                    .into(),
+            )
+        })?;
+        let ca = CertificateAuthority {
+            id: format!("ca-{}", &sha256_hex(der)[..16]),
+            certificate_der: der.to_vec(),
+            certificate_pem: to_pem("CERTIFICATE", der),
+            subject: cert.subject().to_string(),
+            key_algorithm,
+            not_before: cert.validity().not_before.to_datetime(),
+            not_after: cert.validity().not_after.to_datetime(),
+            issuer,
+        };
+        ca.self_check()?;
+        Ok(ca)
+    }
+
+    /// Signs a probe certificate and verifies it: issuer name bytes equal the CA subject bytes
+    /// and the signature verifies with the CA certificate's key.
+    fn self_check(&self) -> Result<(), CaError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "factory-ca self-check");
+        let probe = params
+            .signed_by(self.issuer.key(), &self.issuer)
+            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let (_, ca) = X509Certificate::from_der(&self.certificate_der)
+            .map_err(|_| CaError::Rejected("the CA certificate is not valid DER X.509".into()))?;
+        let (_, probe) = X509Certificate::from_der(probe.der())
+            .map_err(|e| CaError::Crypto(format!("probe certificate unreadable: {e}")))?;
+        if probe.issuer().as_raw() != ca.subject().as_raw() {
+            return Err(CaError::Rejected(
+                "certificates signed by this CA would not name it exactly as its certificate \
+                 does (the subject uses an unusual encoding); re-issue the CA certificate with a \
+                 plain subject"
+                    .into(),
+            ));
+        }
+        verify_with_ca(&ca, &probe)
+    }
+
+    /// Signs one device certificate. The only signing path in the service.
+    pub fn sign(
+        &self,
+        csr: &ApprovedCsr,
+        profile: &DeviceProfile,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate, CaError> {
+        if now >= self.not_after {
+            return Err(CaError::Unavailable(format!(
+                "the issuing CA {} expired at {}; activate a valid CA",
+                self.id, self.not_after
+            )));
+        }
+        let serial = Serial::random();
+        let params = profile.params(csr, &serial, now, self.not_after);
+        let device_key = DevicePublicKey {
+            key: csr.key(),
+            bits: csr.public_key(),
+        };
+        let cert = params
+            .signed_by(&device_key, &self.issuer)
+            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let der = cert.der().to_vec();
+        Ok(IssuedCertificate {
+            serial: serial.to_hex(),
+            thing_name: csr.thing_name().to_owned(),
+            country: csr.country().map(str::to_owned),
+            subject: super::policy::subject_string(csr.subject()),
+            key_algorithm: csr.key().name(),
+            spki_sha256: csr.spki_sha256().to_owned(),
+            aws_certificate_id: sha256_hex(&der),
+            certificate_der: der,
+            not_before: params.not_before,
+            not_after: params.not_after,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.certificate_der
+    }
+    pub fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+    pub fn key_algorithm(&self) -> &str {
+        &self.key_algorithm
+    }
+    pub fn not_before(&self) -> OffsetDateTime {
+        self.not_before
+    }
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+    /// The id AWS IoT will give this CA certificate: SHA-256 of its DER.
+    pub fn aws_certificate_id(&self) -> String {
+        sha256_hex(&self.certificate_der)
+    }
+}
+
+/// The device's public key as the CSR gave it, with the algorithm identifier rcgen writes for
+/// it in the certificate's SubjectPublicKeyInfo.
+struct DevicePublicKey<'a> {
+    key: DeviceKey,
+    bits: &'a [u8],
+}
+
+impl PublicKeyData for DevicePublicKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.bits
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        // Only the key algorithm OIDs of these are written (rsaEncryption, or id-ecPublicKey
+        // with the named curve); the hash part is irrelevant for a subject key.
+        match self.key {
+            DeviceKey::Rsa { .. } => &rcgen::PKCS_RSA_SHA256,
+            DeviceKey::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            DeviceKey::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            DeviceKey::EcdsaP521 => &rcgen::PKCS_ECDSA_P521_SHA512,
+        }
+    }
+}
+
+fn ca_distinguished_name(subject: &CaSubject) -> Result<DistinguishedName, CaError> {
+    let mut dn = DistinguishedName::new();
+    if let Some(c) = &subject.country {
+        if !super::country::is_assigned_alpha2(c) {
+            return Err(CaError::Rejected(format!(
+                "the CA country {c:?} is not an ISO 3166-1 alpha-2 code in upper case"
+            )));
+        }
+        let printable = c
+            .as_str()
+            .try_into()
+            .expect("two upper-case letters are printable");
+        dn.push(DnType::CountryName, DnValue::PrintableString(printable));
+    }
+    let fields = [
+        (SubjectField::StateOrProvince, &subject.state),
+        (SubjectField::Locality, &subject.locality),
+        (SubjectField::Organization, &subject.organization),
+        (
+            SubjectField::OrganizationalUnit,
+            &subject.organizational_unit,
+        ),
+    ];
+    for (field, value) in fields {
+        if let Some(v) = value {
+            check_ca_subject_value(field.short_name(), v)?;
+            dn.push(
+                super::profile::dn_type(field),
+                DnValue::Utf8String(v.clone()),
+            );
+        }
+    }
+    check_ca_subject_value("CN", &subject.common_name)?;
+    dn.push(
+        DnType::CommonName,
+        DnValue::Utf8String(subject.common_name.clone()),
+    );
+    Ok(dn)
+}
+
+fn check_ca_subject_value(name: &str, value: &str) -> Result<(), CaError> {
+    if value.trim().is_empty() || value.chars().count() > 64 || value.chars().any(char::is_control)
+    {
+        return Err(CaError::Rejected(format!(
+            "the CA subject {name} must have 1 to 64 printable characters"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_certificate_pem(text: &str) -> Result<Vec<u8>, CaError> {
+    let blocks = pem::parse_many(text)
+        .map_err(|e| CaError::Rejected(format!("the CA certificate PEM cannot be decoded: {e}")))?;
+    let certs: Vec<_> = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").collect();
+    match certs.as_slice() {
+        [one] => Ok(one.contents().to_vec()),
+        [] => Err(CaError::Rejected(
+            "no CERTIFICATE block found in the CA certificate file".into(),
+        )),
+        _ => Err(CaError::Rejected(
+            "the CA certificate file holds several certificates; give only the CA's own".into(),
+        )),
+    }
+}
+
+/// Reads a private key in PKCS#8 (`PRIVATE KEY`), PKCS#1 (`RSA PRIVATE KEY`) or SEC1
+/// (`EC PRIVATE KEY`, possibly after an `EC PARAMETERS` block, as `openssl ecparam -genkey`
+/// writes). Returns the key and the PEM block to store.
+fn parse_private_key(text: &str) -> Result<(KeyPair, SecretPem), CaError> {
+    let blocks = pem::parse_many(text)
+        .map_err(|_| CaError::Rejected("the private key PEM cannot be decoded".into()))?;
+    if blocks.iter().any(|b| b.tag() == "ENCRYPTED PRIVATE KEY") {
+        return Err(CaError::Rejected(
+            "the private key is encrypted; decrypt it first (openssl pkcs8 -in key.pem -out \
+             plain.pem) and import the plain key"
+                .into(),
+        ));
+    }
+    let keys: Vec<_> = blocks
+        .iter()
+        .filter(|b| {
+            matches!(
+                b.tag(),
+                "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY"
+            )
+        })
+        .collect();
+    let [block] = keys.as_slice() else {
+        return Err(CaError::Rejected(format!(
+            "expected one PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block, found {}",
+            keys.len()
+        )));
+    };
+    let key = KeyPair::try_from(block.contents()).map_err(|_| {
+        CaError::Rejected(
+            "the private key cannot be read; supported: RSA 2048+ and ECDSA P-256/P-384/P-521"
+                .into(),
+        )
+    })?;
+    Ok((key, SecretPem(to_pem(block.tag(), block.contents()))))
+}
+
+fn check_ca_extensions(cert: &X509Certificate<'_>) -> Result<(), CaError> {
+    let mut is_ca = false;
+    let mut key_cert_sign = None;
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
+            ParsedExtension::KeyUsage(ku) => key_cert_sign = Some(ku.key_cert_sign()),
+            _ => {}
+        }
+    }
+    if !is_ca {
+        return Err(CaError::Rejected(
+            "the certificate lacks basicConstraints CA:TRUE; AWS IoT rejects it (\"Contents of \
+             the CA Certificate certificate are not correct\"). Re-issue it with \
+             basicConstraints=critical,CA:TRUE"
+                .into(),
+        ));
+    }
+    if key_cert_sign != Some(true) {
+        return Err(CaError::Rejected(
+            "the certificate's keyUsage does not allow keyCertSign; AWS IoT requires a CA \
+             certificate that may sign certificates. Re-issue it with \
+             keyUsage=critical,keyCertSign,cRLSign"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_ca_key(cert: &X509Certificate<'_>) -> Result<String, CaError> {
+    use x509_parser::public_key::PublicKey;
+    let spki = cert.public_key();
+    match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => {
+            let bits = super::csr::unsigned_bit_length(rsa.modulus);
+            if bits < 2048 {
+                return Err(CaError::Rejected(format!(
+                    "the CA key is RSA-{bits}; AWS IoT requires RSA keys of at least 2048 bits"
+                )));
+            }
+            Ok(format!("rsa-{bits}"))
+        }
+        Ok(PublicKey::EC(_)) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            match curve.as_deref() {
+                Some("1.2.840.10045.3.1.7") => Ok("ecdsa-p256".into()),
+                Some("1.3.132.0.34") => Ok("ecdsa-p384".into()),
+                Some("1.3.132.0.35") => Ok("ecdsa-p521".into()),
+                _ => Err(CaError::Rejected(
+                    "the CA key uses an EC curve AWS IoT does not accept; use P-256, P-384 or P-521"
+                        .into(),
+                )),
+            }
+        }
+        _ => Err(CaError::Rejected(
+            "the CA key type is not supported; use RSA 2048+ or ECDSA P-256/P-384/P-521".into(),
+        )),
+    }
+}
+
+/// Verifies `cert`'s signature with the CA certificate's public key.
+fn verify_with_ca(ca: &X509Certificate<'_>, cert: &X509Certificate<'_>) -> Result<(), CaError> {
+    let alg: &'static dyn VerificationAlgorithm =
+        match cert.signature_algorithm.algorithm.to_id_string().as_str() {
+            "1.2.840.113549.1.1.11" => &sig::RSA_PKCS1_2048_8192_SHA256,
+            "1.2.840.10045.4.3.2" => match ca.public_key().subject_public_key.data.len() {
+                65 => &sig::ECDSA_P256_SHA256_ASN1,
+                97 => &sig::ECDSA_P384_SHA256_ASN1,
+                _ => &sig::ECDSA_P521_SHA256_ASN1,
+            },
+            "1.2.840.10045.4.3.3" => match ca.public_key().subject_public_key.data.len() {
+                65 => &sig::ECDSA_P256_SHA384_ASN1,
+                97 => &sig::ECDSA_P384_SHA384_ASN1,
+                _ => &sig::ECDSA_P521_SHA384_ASN1,
+            },
+            "1.2.840.10045.4.3.4" => &sig::ECDSA_P521_SHA512_ASN1,
+            other => {
+                return Err(CaError::Crypto(format!(
+                    "unexpected signature algorithm {other} on the self-check certificate"
+                )));
+            }
+        };
+    sig::UnparsedPublicKey::new(alg, &ca.public_key().subject_public_key.data)
+        .verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
+        .map_err(|_| {
+            CaError::Rejected(
+                "a certificate signed with this key does not verify with the CA certificate".into(),
+            )
+        })
+}

@@ -1,0 +1,139 @@
+//! The device-certificate profile (RFC 5280 section 4.2): every extension of an issued
+//! certificate comes from here, never from the CSR.
+//!
+//! - basicConstraints CA:FALSE, critical;
+//! - keyUsage digitalSignature (+ keyEncipherment for RSA keys, which TLS 1.2 RSA key
+//!   exchange needs), critical;
+//! - extendedKeyUsage clientAuth (a device is a TLS client of AWS IoT);
+//! - subject and authority key identifiers;
+//! - validity from configuration, never beyond the CA's notAfter;
+//! - serial: 20 random bytes, positive (RFC 5280 4.1.2.2 allows at most 20 octets).
+
+use rand::RngCore;
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa,
+    KeyUsagePurpose, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+use super::policy::{ApprovedCsr, SubjectField};
+
+/// Validity rules for device certificates.
+#[derive(Debug, Clone)]
+pub struct DeviceProfile {
+    /// How long a device certificate is valid (default 365 days, like the openssl workflow).
+    pub validity: Duration,
+    /// How far `notBefore` is set in the past, so that a device whose clock is slightly behind
+    /// does not reject its brand-new certificate.
+    pub backdate: Duration,
+}
+
+impl Default for DeviceProfile {
+    fn default() -> Self {
+        Self {
+            validity: Duration::days(365),
+            backdate: Duration::seconds(60),
+        }
+    }
+}
+
+/// A certificate serial: 20 random bytes, the first in `0x40..=0x7f` so that the DER INTEGER
+/// is positive and always exactly 20 octets (158 bits of randomness).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serial([u8; 20]);
+
+impl Serial {
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 20];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes[0] = (bytes[0] & 0x3f) | 0x40;
+        Serial(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Lowercase hex, as stored in the ledger and shown by the API.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl DeviceProfile {
+    /// The certificate parameters for one approved request. `ca_not_after` caps the validity.
+    pub(crate) fn params(
+        &self,
+        csr: &ApprovedCsr,
+        serial: &Serial,
+        now: OffsetDateTime,
+        ca_not_after: OffsetDateTime,
+    ) -> CertificateParams {
+        let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
+        let mut params = CertificateParams::default();
+        params.not_before = now - self.backdate;
+        params.not_after = (now + self.validity).min(ca_not_after);
+        params.serial_number = Some(SerialNumber::from_slice(&serial.0));
+        params.distinguished_name = distinguished_name(csr);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = if csr.key().is_rsa() {
+            vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ]
+        } else {
+            vec![KeyUsagePurpose::DigitalSignature]
+        };
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params
+    }
+}
+
+/// The subject exactly as requested: same attributes, same order, same string types.
+fn distinguished_name(csr: &ApprovedCsr) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for attr in csr.subject() {
+        let value = if attr.utf8 {
+            DnValue::Utf8String(attr.value.clone())
+        } else {
+            DnValue::PrintableString(
+                attr.value
+                    .as_str()
+                    .try_into()
+                    .expect("the CSR parser only marks valid PrintableStrings as printable"),
+            )
+        };
+        dn.push(dn_type(attr.field), value);
+    }
+    dn
+}
+
+pub(crate) fn dn_type(field: SubjectField) -> DnType {
+    match field {
+        SubjectField::Country => DnType::CountryName,
+        SubjectField::StateOrProvince => DnType::StateOrProvinceName,
+        SubjectField::Locality => DnType::LocalityName,
+        SubjectField::Organization => DnType::OrganizationName,
+        SubjectField::OrganizationalUnit => DnType::OrganizationalUnitName,
+        SubjectField::CommonName => DnType::CommonName,
+        SubjectField::SerialNumber => DnType::CustomDnType(vec![2, 5, 4, 5]),
+        SubjectField::DnQualifier => DnType::CustomDnType(vec![2, 5, 4, 46]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_twenty_positive_bytes_and_differ() {
+        let a = Serial::random();
+        let b = Serial::random();
+        assert_ne!(a, b);
+        for s in [a, b] {
+            assert_eq!(s.to_hex().len(), 40);
+            assert!((0x40..=0x7f).contains(&s.0[0]));
+        }
+    }
+}
