@@ -1,5 +1,21 @@
 //! factory-ca: the signing backend of a device factory, a private CA for AWS IoT Just-In-Time
-//! Provisioning. See the README for a tour of the code.
+//! Provisioning. The README has a tour of the code.
 
+/// Wiring: application state, router assembly, startup and graceful shutdown.
+pub mod app;
+/// API tokens, roles and principals; tokens are stored as SHA-256 hashes.
+pub mod auth;
+/// CA lifecycle: create/import, owner-only key files, the issuing CA.
+pub mod authorities;
 /// The certificate authority: CSR parsing, policy, profile, signing. No HTTP, SQL or AWS.
 pub mod ca;
+/// Layered, validated settings.
+pub mod config;
+/// Thin HTTP handlers, the error shape, extractors.
+pub mod http;
+/// The one issuance pipeline: policy -> sign -> record (commit) -> respond.
+pub mod issuance;
+/// All SQL, for PostgreSQL and SQLite.
+pub mod store;
+/// The tracing subscriber.
+pub mod telemetry;

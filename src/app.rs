@@ -1,0 +1,176 @@
+//! Wiring: [`AppState`], [`Application::build`] (which tests call with port 0), and graceful
+//! shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use time::Duration as TimeDuration;
+use tokio::net::TcpListener;
+
+use crate::authorities::{Actor, Authorities};
+use crate::ca::{DeviceProfile, IssuancePolicy};
+use crate::config::Settings;
+use crate::issuance::IssuanceService;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub issuance: Arc<IssuanceService>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects the store (migrating when configured), loads the issuing CA (creating a
+    /// development CA on first start when configured) and binds the listen address. Use
+    /// `127.0.0.1:0` to get a free port.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = Store::connect(&settings)
+            .await
+            .context("cannot connect to the database (database.url)")?;
+        if settings.database.migrate_on_start {
+            store.migrate().await.context("database migration failed")?;
+        }
+        let ca = ensure_issuing_ca(&settings, &store).await?;
+        let policy = IssuancePolicy::new(
+            settings.allowed_subject_fields()?,
+            settings.policy.require_country,
+        );
+        let profile = DeviceProfile {
+            validity: TimeDuration::days(settings.policy.validity_days),
+            backdate: TimeDuration::seconds(settings.policy.backdate_secs),
+        };
+        let issuance = IssuanceService::new(
+            store.clone(),
+            policy,
+            profile,
+            settings.policy.duplicate_thing_name,
+            ca,
+        );
+        let addr = settings.listen_addr()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
+        Ok(Application {
+            listener,
+            state: AppState {
+                settings: Arc::new(settings),
+                store,
+                issuance: Arc::new(issuance),
+            },
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then stops accepting connections and lets in-flight
+    /// requests finish for at most `server.shutdown_grace_secs`.
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let grace = Duration::from_secs(self.state.settings.server.shutdown_grace_secs);
+        let store = self.state.store.clone();
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = crate::http::router(self.state);
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        });
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result.context("server error")?,
+            () = deadline => tracing::warn!("shutdown grace period over; dropping remaining requests"),
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// The issuing CA, created on first start when configured (the development default).
+async fn ensure_issuing_ca(
+    settings: &Settings,
+    store: &Store,
+) -> anyhow::Result<crate::ca::CertificateAuthority> {
+    let authorities = Authorities {
+        store,
+        data_dir: &settings.data_dir,
+    };
+    if let Some(ca) = authorities.load_issuing().await? {
+        return Ok(ca);
+    }
+    if !settings.ca.create_on_first_start {
+        anyhow::bail!(
+            "there is no issuing CA: create one with `factory-ca ca create` or import one with \
+             `factory-ca ca import --cert F --key F` (or set ca.create_on_first_start = true)"
+        );
+    }
+    let (record, ca) = authorities
+        .create(
+            settings.ca.algorithm,
+            &settings.ca.subject,
+            settings.ca.validity_days,
+            true,
+            Actor {
+                name: "system:first-start",
+                request_id: None,
+            },
+        )
+        .await?;
+    tracing::warn!(
+        ca_id = %record.id,
+        subject = %record.subject,
+        "created a development CA because the store had none (ca.create_on_first_start); \
+         for production, create or import the CA on purpose"
+    );
+    Ok(ca)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,163 @@
+//! Admin endpoints: API tokens and the audit log. Every change is audited (in
+//! [`crate::auth`]), under the admin token's name and the request id.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, Caller, RequestId};
+use super::rfc3339_string;
+use crate::app::AppState;
+use crate::auth::{self, Role, TokenError};
+use crate::store::{AuditRecord, Timestamp};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    role: Role,
+}
+
+#[derive(Serialize)]
+pub struct CreatedToken {
+    name: String,
+    role: Role,
+    /// The secret, shown this once; only its SHA-256 is stored.
+    token: String,
+    created_at: String,
+}
+
+#[derive(Serialize)]
+pub struct TokenView {
+    name: String,
+    role: String,
+    created_at: String,
+    revoked_at: Option<String>,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct TokenList {
+    items: Vec<TokenView>,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<NewToken>,
+) -> Result<Response, ApiError> {
+    let admin = caller.require(&[Role::Admin])?;
+    let created_at = Timestamp::now();
+    match auth::create_token(
+        &state.store,
+        &body.name,
+        body.role,
+        &admin.name,
+        Some(&request_id),
+    )
+    .await
+    {
+        Ok(secret) => Ok((
+            StatusCode::CREATED,
+            Json(CreatedToken {
+                name: body.name,
+                role: body.role,
+                token: secret.expose().to_owned(),
+                created_at: rfc3339_string(created_at),
+            }),
+        )
+            .into_response()),
+        Err(e @ TokenError::InvalidName) => {
+            Err(ApiError::unprocessable("invalid_token_name", e.to_string()))
+        }
+        Err(e @ TokenError::NameTaken(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "token_name_taken",
+            e.to_string(),
+        )),
+        Err(TokenError::Store(e)) => Err(e.into()),
+    }
+}
+
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<TokenList>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let items = state
+        .store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .map(|t| TokenView {
+            status: if t.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            },
+            name: t.name,
+            role: t.role,
+            created_at: rfc3339_string(t.created_at),
+            revoked_at: t.revoked_at.map(rfc3339_string),
+        })
+        .collect();
+    Ok(Json(TokenList { items }))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let admin = caller.require(&[Role::Admin])?;
+    if auth::revoke_token(&state.store, &name, &admin.name, Some(&request_id)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "token_not_found",
+            format!("no live token named {name:?}"),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct AuditPage {
+    items: Vec<AuditRecord>,
+    next_cursor: Option<i64>,
+}
+
+pub async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<AuditParams>,
+) -> Result<Json<AuditPage>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let mut items = state.store.list_audit(params.cursor, limit + 1).await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(AuditPage { items, next_cursor }))
+}

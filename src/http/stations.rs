@@ -1,0 +1,143 @@
+//! `POST /v1/certificates`: a factory station sends a CSR and gets the device certificate and
+//! the chain JITP needs. Thin: decode the body, call the issuance pipeline, shape the answer.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{Caller, RequestId, payload_too_large, unsupported_media_type};
+use super::rfc3339_string;
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::issuance::{IssuanceRequest, Issued};
+
+pub const PEM_CHAIN: &str = "application/pem-certificate-chain";
+const PKCS10: &str = "application/pkcs10";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsrBody {
+    csr: String,
+}
+
+/// The 201 body.
+#[derive(Serialize)]
+pub struct IssuedResponse {
+    pub serial: String,
+    pub thing_name: String,
+    pub country: Option<String>,
+    pub subject: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub certificate_pem: String,
+    /// Device certificate then CA certificate: what the device presents for JITP.
+    pub certificate_chain_pem: String,
+    pub ca_certificate_pem: String,
+    /// Lowercase hex SHA-256 of the certificate DER: the id AWS IoT will give it.
+    pub aws_certificate_id: String,
+    pub issuing_ca: String,
+}
+
+pub async fn sign(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let station = caller.require(&[Role::Station])?;
+    let body = body.map_err(|_| payload_too_large())?;
+    let csr = csr_from_body(&headers, &body)?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let issued = state
+        .issuance
+        .issue(IssuanceRequest {
+            csr: &csr,
+            station: &station.name,
+            idempotency_key,
+            request_id: Some(&request_id),
+        })
+        .await?;
+    Ok(respond(&headers, issued))
+}
+
+/// JSON `{"csr": "<PEM>"}`, or the raw CSR (PEM or DER) as `application/pkcs10`.
+fn csr_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => {
+            let parsed: CsrBody = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    format!("the body must be a JSON object {{\"csr\": \"<PEM>\"}}: {e}"),
+                )
+            })?;
+            Ok(parsed.csr.into_bytes())
+        }
+        PKCS10 => Ok(body.to_vec()),
+        _ => Err(unsupported_media_type(
+            "application/json ({\"csr\": \"<PEM>\"}) or application/pkcs10 (PEM or DER)",
+        )),
+    }
+}
+
+fn respond(headers: &HeaderMap, issued: Issued) -> Response {
+    let location = HeaderValue::from_str(&format!("/v1/certificates/{}", issued.record.serial))
+        .expect("a hex serial is a valid header value");
+    let mut response = if accepts_pem_chain(headers) {
+        (
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PEM_CHAIN))],
+            issued.chain_pem(),
+        )
+            .into_response()
+    } else {
+        let chain = issued.chain_pem();
+        let r = issued.record;
+        let body = IssuedResponse {
+            serial: r.serial,
+            thing_name: r.thing_name,
+            country: r.country,
+            subject: r.subject,
+            not_before: rfc3339_string(r.not_before),
+            not_after: rfc3339_string(r.not_after),
+            certificate_pem: issued.certificate_pem,
+            certificate_chain_pem: chain,
+            ca_certificate_pem: issued.ca_certificate_pem,
+            aws_certificate_id: r.aws_certificate_id,
+            issuing_ca: r.ca_id,
+        };
+        (StatusCode::CREATED, axum::Json(body)).into_response()
+    };
+    response.headers_mut().insert(header::LOCATION, location);
+    if issued.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn accepts_pem_chain(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| item.split(';').next().unwrap_or("").trim() == PEM_CHAIN)
+}
