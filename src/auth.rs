@@ -106,7 +106,12 @@ pub async fn create_token(
     }
     let secret = TokenSecret::generate();
     let created = store
-        .insert_token(name, role, &token_hash(secret.expose()), Timestamp::now())
+        .insert_token(
+            name,
+            role.as_str(),
+            &token_hash(secret.expose()),
+            Timestamp::now(),
+        )
         .await?;
     let detail = format!("role={}", role.as_str());
     store

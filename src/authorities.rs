@@ -210,6 +210,16 @@ fn write_key_file(path: &Path, key: &SecretPem) -> Result<(), AuthorityError> {
     builder
         .create(dir)
         .map_err(|e| err(format!("cannot create the keys directory: {e}")))?;
+    // An existing directory keeps its mode on create: tighten it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            err(format!(
+                "cannot restrict the keys directory to its owner: {e}"
+            ))
+        })?;
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -25,7 +25,7 @@ pub enum IssuanceError {
     #[error(transparent)]
     Policy(#[from] PolicyViolation),
     #[error(
-        "the thing name {0:?} already has an active certificate; revoke it first, or let it expire"
+        "the thing name {0:?} already has an active (unrevoked, unexpired) certificate; a new one can be issued once it is revoked or has expired"
     )]
     ThingAlreadyProvisioned(String),
     #[error(

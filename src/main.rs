@@ -59,6 +59,8 @@ enum CaCommand {
     },
     /// List the CAs in the store.
     List,
+    /// Make an existing CA the issuing CA (restart running services to pick it up).
+    Activate { id: String },
 }
 
 #[derive(Args)]
@@ -158,8 +160,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     let store = app.state().store.clone();
-    if !store.has_live_admin_token().await? {
-        let secret = auth::create_token(
+    // First start: the token table has never held a token. (Not "no live admin token": an
+    // admin who revoked every admin token recovers with `factory-ca token create`, and a
+    // secret printed on every restart would end up in log archives.)
+    if store.has_no_tokens().await? {
+        match auth::create_token(
             &store,
             "bootstrap-admin",
             Role::Admin,
@@ -167,15 +172,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             None,
         )
         .await
-        .context("cannot create the bootstrap admin token")?;
-        eprintln!(
-            "\n  No admin token existed, so one was created. It is shown only this once:\n\n    \
-             {}\n\n  Create a station token with it:\n    curl -H \"Authorization: Bearer <admin token>\" \
-             -H 'Content-Type: application/json' \\\n      -d '{{\"name\": \"line-1\", \"role\": \"station\"}}' \
-             http://{}/v1/admin/tokens\n  or on this machine: factory-ca token create --role station --name line-1\n",
-            secret.expose(),
-            app.state().settings.server.listen
-        );
+        {
+            Ok(secret) => eprintln!(
+                "\n  First start: an admin token was created. It is shown only this once:\n\n    \
+                 {}\n\n  Create a station token with it:\n    curl -H \"Authorization: Bearer <admin token>\" \
+                 -H 'Content-Type: application/json' \\\n      -d '{{\"name\": \"line-1\", \"role\": \"station\"}}' \
+                 http://{}/v1/admin/tokens\n  or on this machine: factory-ca token create --role station --name line-1\n",
+                secret.expose(),
+                app.state().settings.server.listen
+            ),
+            // Another replica starting at the same moment made it.
+            Err(auth::TokenError::NameTaken(_)) => {}
+            Err(e) => return Err(e).context("cannot create the bootstrap admin token"),
+        }
     }
     let ca = app.state().issuance.issuing_ca();
     tracing::info!(
@@ -244,6 +253,13 @@ async fn ca_command(command: CaCommand, settings: Settings) -> anyhow::Result<()
             for record in store.list_cas().await? {
                 print_ca(&record);
             }
+        }
+        CaCommand::Activate { id } => {
+            authorities.activate(&id, CLI_ACTOR).await?;
+            if let Some(record) = store.get_ca(&id).await? {
+                print_ca(&record);
+            }
+            eprintln!("{id} is now the issuing CA; restart running factory-ca services to use it");
         }
     }
     Ok(())

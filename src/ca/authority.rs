@@ -193,8 +193,14 @@ impl CertificateAuthority {
         key_pem: &str,
         now: OffsetDateTime,
     ) -> Result<(Self, SecretPem), CaError> {
-        let (key, stored_key_pem) = parse_private_key(key_pem)?;
+        // The certificate first: its problems (not a CA, weak key) explain more than a key
+        // that will not load.
         let der = parse_certificate_pem(certificate_pem)?;
+        let (_, cert) = X509Certificate::from_der(&der)
+            .map_err(|_| CaError::Rejected("the CA certificate is not valid DER X.509".into()))?;
+        check_ca_extensions(&cert)?;
+        check_ca_key(&cert)?;
+        let (key, stored_key_pem) = parse_private_key(key_pem)?;
         let ca = Self::from_parts(&der, key)?;
         if now < ca.not_before || now >= ca.not_after {
             return Err(CaError::Rejected(format!(
@@ -563,4 +569,129 @@ fn verify_with_ca(ca: &X509Certificate<'_>, cert: &X509Certificate<'_>) -> Resul
                 "a certificate signed with this key does not verify with the CA certificate".into(),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn subject() -> CaSubject {
+        CaSubject {
+            common_name: "Test Root".into(),
+            country: Some("JP".into()),
+            state: None,
+            locality: None,
+            organization: Some("Org".into()),
+            organizational_unit: None,
+        }
+    }
+
+    fn ca_pem(configure: impl FnOnce(&mut CertificateParams), key: &KeyPair) -> String {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Imported");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = datetime!(2026-01-01 0:00 UTC);
+        params.not_after = datetime!(2027-01-01 0:00 UTC);
+        configure(&mut params);
+        params.self_signed(key).unwrap().pem()
+    }
+
+    #[test]
+    fn a_generated_ca_has_the_extensions_aws_iot_requires() {
+        let now = datetime!(2026-11-28 10:00 UTC);
+        let (ca, key) = CertificateAuthority::generate(
+            CaAlgorithm::EcdsaP256,
+            &subject(),
+            Duration::days(10),
+            now,
+        )
+        .unwrap();
+        let (_, cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
+        let bc = cert.basic_constraints().unwrap().unwrap();
+        assert!(bc.critical && bc.value.ca);
+        let ku = cert.key_usage().unwrap().unwrap();
+        assert!(ku.critical && ku.value.key_cert_sign() && ku.value.crl_sign());
+        assert!(cert.extensions().iter().any(|e| matches!(
+            e.parsed_extension(),
+            ParsedExtension::SubjectKeyIdentifier(_)
+        )));
+        assert_eq!(ca.subject(), "C=JP, O=Org, CN=Test Root");
+        assert!(key.expose().contains("PRIVATE KEY"));
+        assert!(!format!("{key:?}").contains("PRIVATE"));
+        CertificateAuthority::load(ca.certificate_pem(), key.expose()).unwrap();
+    }
+
+    #[test]
+    fn import_refuses_an_expired_or_not_yet_valid_ca() {
+        let key = KeyPair::generate().unwrap();
+        let pem = ca_pem(|_| {}, &key);
+        let inside = datetime!(2026-06-01 0:00 UTC);
+        CertificateAuthority::import(&pem, &key.serialize_pem(), inside).unwrap();
+        for outside in [
+            datetime!(2027-01-02 0:00 UTC),
+            datetime!(2025-12-31 0:00 UTC),
+        ] {
+            let err =
+                CertificateAuthority::import(&pem, &key.serialize_pem(), outside).unwrap_err();
+            assert!(err.to_string().contains("not valid now"), "{err}");
+        }
+    }
+
+    #[test]
+    fn import_refuses_a_non_ca_a_ca_without_cert_sign_and_a_foreign_key() {
+        let key = KeyPair::generate().unwrap();
+        let now = datetime!(2026-06-01 0:00 UTC);
+        let not_ca = ca_pem(|p| p.is_ca = IsCa::ExplicitNoCa, &key);
+        let err = CertificateAuthority::import(&not_ca, &key.serialize_pem(), now).unwrap_err();
+        assert!(err.to_string().contains("CA:TRUE"), "{err}");
+
+        let no_sign = ca_pem(
+            |p| p.key_usages = vec![KeyUsagePurpose::DigitalSignature],
+            &key,
+        );
+        let err = CertificateAuthority::import(&no_sign, &key.serialize_pem(), now).unwrap_err();
+        assert!(err.to_string().contains("keyCertSign"), "{err}");
+
+        let other = KeyPair::generate().unwrap();
+        let good = ca_pem(|_| {}, &key);
+        let err = CertificateAuthority::import(&good, &other.serialize_pem(), now).unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn signing_caps_validity_at_the_ca_not_after_and_stops_when_it_expired() {
+        let now = datetime!(2026-11-28 10:00 UTC);
+        let (ca, _) = CertificateAuthority::generate(
+            CaAlgorithm::EcdsaP256,
+            &subject(),
+            Duration::days(10),
+            now,
+        )
+        .unwrap();
+        let policy = super::super::IssuancePolicy::new(SubjectField::ALL.to_vec(), true);
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CountryName, "JP");
+        params.distinguished_name.push(DnType::CommonName, "Cap-1");
+        let csr = params.serialize_request(&key).unwrap();
+        let approved = policy
+            .approve(crate::ca::csr::parse(csr.der()).unwrap())
+            .unwrap();
+        let issued = ca.sign(&approved, &DeviceProfile::default(), now).unwrap();
+        assert_eq!(issued.not_after, ca.not_after());
+        let err = ca
+            .sign(
+                &approved,
+                &DeviceProfile::default(),
+                now + Duration::days(11),
+            )
+            .unwrap_err();
+        assert!(matches!(err, CaError::Unavailable(_)));
+    }
 }

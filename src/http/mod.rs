@@ -15,7 +15,6 @@ use axum::routing::{delete, get, post};
 use time::format_description::well_known::Rfc3339;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
@@ -45,10 +44,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            request_deadline(timeout, request, next)
+        }))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
@@ -66,6 +64,24 @@ pub fn router(state: AppState) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
         ]))
+}
+
+/// Answers 503 `request_timeout` when a request runs past `server.request_timeout_secs`. The
+/// handler's future is dropped, which rolls back an uncommitted ledger transaction.
+async fn request_deadline(
+    timeout: Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            "the request took longer than this service allows; retry (with the same \
+             Idempotency-Key)",
+        )),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -17,7 +17,6 @@ use sqlx::{FromRow, PgPool, SqlitePool};
 
 pub use timestamp::Timestamp;
 
-use crate::auth::Role;
 use crate::ca::IssuedCertificate;
 use crate::config::Settings;
 
@@ -352,6 +351,28 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
 
+                // The idempotency key goes before the thing claim: of concurrent requests with
+                // one key, the losers must see the key taken (and replay the winner's
+                // certificate), not the thing name taken.
+                if let Some((key, csr_sha256)) = new.idempotency {
+                    let inserted = sqlx::query(
+                        "INSERT INTO idempotency_keys (station, idempotency_key, csr_sha256, \
+                         serial, created_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (station, idempotency_key) DO NOTHING",
+                    )
+                    .bind(new.station)
+                    .bind(key)
+                    .bind(csr_sha256)
+                    .bind(&cert.serial)
+                    .bind(new.issued_at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if inserted == 0 {
+                        tx.rollback().await?;
+                        return Ok(RecordOutcome::IdempotencyKeyTaken);
+                    }
+                }
                 // Take the thing name. Under "reject" an existing claim is only replaced when
                 // its certificate has expired (revocation deletes claims); under "allow" the
                 // newest certificate always takes it, so switching to "reject" later is sound.
@@ -377,25 +398,6 @@ impl Store {
                     return Ok(RecordOutcome::ThingAlreadyProvisioned);
                 }
 
-                if let Some((key, csr_sha256)) = new.idempotency {
-                    let inserted = sqlx::query(
-                        "INSERT INTO idempotency_keys (station, idempotency_key, csr_sha256, \
-                         serial, created_at) VALUES ($1, $2, $3, $4, $5) \
-                         ON CONFLICT (station, idempotency_key) DO NOTHING",
-                    )
-                    .bind(new.station)
-                    .bind(key)
-                    .bind(csr_sha256)
-                    .bind(&cert.serial)
-                    .bind(new.issued_at)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if inserted == 0 {
-                        tx.rollback().await?;
-                        return Ok(RecordOutcome::IdempotencyKeyTaken);
-                    }
-                }
                 tx.commit().await?;
                 Ok(RecordOutcome::Recorded)
             }
@@ -499,23 +501,22 @@ impl Store {
     pub async fn insert_token(
         &self,
         name: &str,
-        role: Role,
+        role: &str,
         token_sha256: &str,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let result =
-            on_pool!(self, |pool| {
-                sqlx::query(
+        let result = on_pool!(self, |pool| {
+            sqlx::query(
             "INSERT INTO api_tokens (name, role, token_sha256, created_at) VALUES ($1, $2, $3, $4)"
         )
         .bind(name)
-        .bind(role.as_str())
+        .bind(role)
         .bind(token_sha256)
         .bind(now)
         .execute(pool)
         .await
         .map(|r| r.rows_affected())
-            });
+        });
         match result {
             Ok(_) => Ok(true),
             Err(e) if is_unique_violation(&e) => Ok(false),
@@ -557,13 +558,14 @@ impl Store {
         Ok(done > 0)
     }
 
-    pub async fn has_live_admin_token(&self) -> StoreResult<bool> {
+    /// True before the first token of any kind was ever created.
+    pub async fn has_no_tokens(&self) -> StoreResult<bool> {
         let found: Option<(i64,)> = on_pool!(self, |pool| sqlx::query_as(
-            "SELECT id FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL LIMIT 1"
+            "SELECT id FROM api_tokens LIMIT 1"
         )
         .fetch_optional(pool)
         .await)?;
-        Ok(found.is_some())
+        Ok(found.is_none())
     }
 
     // ---- audit ---------------------------------------------------------------------------

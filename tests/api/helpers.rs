@@ -1,0 +1,286 @@
+//! `TestApp`: a real server on port 0 over SQLite (a temporary directory) or PostgreSQL (a
+//! fresh database per test), with tokens for each role, driven over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use factory_ca::app::Application;
+use factory_ca::auth::{self, Role};
+use factory_ca::config::{Secret, Settings};
+use factory_ca::store::Store;
+use sqlx::Connection;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub settings: Settings,
+    pub admin: String,
+    pub station: String,
+    pub viewer: String,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The PostgreSQL server tests use: `TEST_POSTGRES_URL`, default the local trust-auth one.
+pub fn pg_server() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Creates an empty database for one test and returns its URL.
+pub async fn fresh_pg_database() -> String {
+    let server = pg_server();
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL tests need a server at {server} (set TEST_POSTGRES_URL, or run \
+                 scripts/test.sh, which starts the local one): {e}"
+            )
+        });
+    let name = format!("factory_ca_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    format!("{server}/{name}")
+}
+
+pub async fn test_settings(backend: Backend, dir: &Path) -> Settings {
+    let mut settings = Settings {
+        data_dir: dir.join("data"),
+        ..Settings::default()
+    };
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.server.shutdown_grace_secs = 5;
+    settings.database.max_connections = 8;
+    if backend == Backend::Postgres {
+        settings.database.url = Secret::new(fresh_pg_database().await);
+    }
+    settings
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = test_settings(backend, dir.path()).await;
+        configure(&mut settings);
+        Self::start(settings, dir, None).await
+    }
+
+    async fn start(settings: Settings, dir: TempDir, tokens: Option<[String; 3]>) -> TestApp {
+        let app = Application::build(settings.clone())
+            .await
+            .expect("application builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let store = app.state().store.clone();
+        let [admin, station, viewer] = match tokens {
+            Some(t) => t,
+            None => [
+                new_token(&store, "admin-1", Role::Admin).await,
+                new_token(&store, "station-1", Role::Station).await,
+                new_token(&store, "viewer-1", Role::Viewer).await,
+            ],
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            store,
+            settings,
+            admin,
+            station,
+            viewer,
+            dir,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server and starts a new process-equivalent on the same store and data dir.
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown().await;
+        let tokens = [
+            self.admin.clone(),
+            self.station.clone(),
+            self.viewer.clone(),
+        ];
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::start(self.settings.clone(), dir, Some(tokens)).await
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a PEM CSR as JSON with the station token.
+    pub async fn sign(&self, csr_pem: &str) -> reqwest::Response {
+        self.sign_as(&self.station, csr_pem, None).await
+    }
+
+    pub async fn sign_as(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        idempotency_key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/v1/certificates"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "csr": csr_pem }));
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Rows in the ledger, read directly from the database.
+    pub async fn ledger_count(&self) -> i64 {
+        let sql = "SELECT COUNT(*) FROM issued_certificates";
+        let (n,): (i64,) = match &self.store {
+            Store::Postgres(pool) => sqlx::query_as(sql).fetch_one(pool).await.unwrap(),
+            Store::Sqlite(pool) => sqlx::query_as(sql).fetch_one(pool).await.unwrap(),
+        };
+        n
+    }
+
+    pub async fn execute_sql(&self, sql: &str) {
+        match &self.store {
+            Store::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+            Store::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+        }
+        .expect("test SQL runs");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn new_token(store: &Store, name: &str, role: Role) -> String {
+    auth::create_token(store, name, role, "test", None)
+        .await
+        .expect("token created")
+        .expose()
+        .to_owned()
+}
+
+/// A device CSR made with rcgen (the key is thrown away: these tests never use it).
+pub struct DeviceCsr {
+    pub pem: String,
+}
+
+/// An ECDSA P-256 CSR with `C=<country>, CN=<thing>` in that order.
+pub fn csr(thing: &str, country: &str) -> DeviceCsr {
+    csr_with(
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        &[
+            (rcgen::DnType::CountryName, country),
+            (rcgen::DnType::CommonName, thing),
+        ],
+    )
+}
+
+pub fn csr_with(
+    alg: &'static rcgen::SignatureAlgorithm,
+    subject: &[(rcgen::DnType, &str)],
+) -> DeviceCsr {
+    let key = rcgen::KeyPair::generate_for(alg).expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for (ty, value) in subject {
+        params.distinguished_name.push(ty.clone(), *value);
+    }
+    let pem = params
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    DeviceCsr { pem }
+}
+
+/// Runs a command, panicking with its stderr when it fails.
+pub fn run(cmd: &mut Command) -> std::process::Output {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write test file");
+    path
+}
+
+pub async fn json(response: reqwest::Response) -> serde_json::Value {
+    response.json().await.expect("JSON body")
+}
