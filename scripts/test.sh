@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, and the integration tests on SQLite and on PostgreSQL
 # (a fresh database per test on the server named by TEST_POSTGRES_URL, default the local
-# trust-auth one), plus the openssl, rustls-webpki and Mosquitto verifier tests.
+# trust-auth one), the openssl, rustls-webpki and Mosquitto verifier tests, and the
+# aws-sdk-iot tests against the moto emulator (installed into .venv on first run).
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,15 @@ if ! psql "$TEST_POSTGRES_URL/postgres" -w -Atqc 'SELECT 1' >/dev/null 2>&1; the
   echo "  start it (pg_ctlcluster 15 main start) or set TEST_POSTGRES_URL" >&2
   exit 1
 fi
+
+# The moto AWS emulator for the aws-sdk-iot tests, in a virtualenv of its own.
+MOTO_VERSION=5.2.5
+if ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  echo "scripts/test.sh: installing moto[server]==$MOTO_VERSION into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+export MOTO_PYTHON="$PWD/.venv/bin/python"
 
 drop_test_databases() {
   psql "$TEST_POSTGRES_URL/postgres" -w -Atqc \

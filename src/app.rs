@@ -10,7 +10,9 @@ use time::Duration as TimeDuration;
 use tokio::net::TcpListener;
 
 use crate::authorities::{Actor, Authorities};
-use crate::ca::{DeviceProfile, IssuancePolicy};
+use crate::aws::IotRegistry;
+use crate::aws::sdk::SdkIotRegistry;
+use crate::ca::DeviceProfile;
 use crate::config::Settings;
 use crate::issuance::IssuanceService;
 use crate::store::Store;
@@ -20,6 +22,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub issuance: Arc<IssuanceService>,
+    /// AWS IoT, when `aws.enabled`; `None` makes the AWS endpoints answer 503.
+    pub iot: Option<Arc<dyn IotRegistry>>,
 }
 
 pub struct Application {
@@ -32,6 +36,20 @@ impl Application {
     /// development CA on first start when configured) and binds the listen address. Use
     /// `127.0.0.1:0` to get a free port.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let iot: Option<Arc<dyn IotRegistry>> = if settings.aws.enabled {
+            Some(Arc::new(SdkIotRegistry::from_settings(&settings.aws).await))
+        } else {
+            None
+        };
+        Self::build_with_registry(settings, iot).await
+    }
+
+    /// [`Application::build`] with a given AWS IoT registry (tests pass the fake or a
+    /// moto-backed client).
+    pub async fn build_with_registry(
+        settings: Settings,
+        iot: Option<Arc<dyn IotRegistry>>,
+    ) -> anyhow::Result<Application> {
         let store = Store::connect(&settings)
             .await
             .context("cannot connect to the database (database.url)")?;
@@ -39,10 +57,7 @@ impl Application {
             store.migrate().await.context("database migration failed")?;
         }
         let ca = ensure_issuing_ca(&settings, &store).await?;
-        let policy = IssuancePolicy::new(
-            settings.allowed_subject_fields()?,
-            settings.policy.require_country,
-        );
+        let policy = settings.issuance_policy()?;
         let profile = DeviceProfile {
             validity: TimeDuration::days(settings.policy.validity_days),
             backdate: TimeDuration::seconds(settings.policy.backdate_secs),
@@ -64,6 +79,7 @@ impl Application {
                 settings: Arc::new(settings),
                 store,
                 issuance: Arc::new(issuance),
+                iot,
             },
         })
     }

@@ -78,12 +78,7 @@ impl Authorities<'_> {
         id: &str,
         actor: Actor<'_>,
     ) -> Result<CertificateAuthority, AuthorityError> {
-        let record = self
-            .store
-            .get_ca(id)
-            .await?
-            .ok_or_else(|| AuthorityError::NotFound(id.to_owned()))?;
-        let ca = self.load(&record)?;
+        let ca = self.load_by_id(id).await?;
         self.store.set_issuing_ca(id).await?;
         self.audit("ca.activate", Some(id), true, None, actor)
             .await?;
@@ -96,6 +91,17 @@ impl Authorities<'_> {
             Some(record) => Ok(Some(self.load(&record)?)),
             None => Ok(None),
         }
+    }
+
+    /// Loads any CA the store knows, with its key: issuing or not, expired or not (each CA
+    /// signs the CRL of the certificates it issued).
+    pub async fn load_by_id(&self, id: &str) -> Result<CertificateAuthority, AuthorityError> {
+        let record = self
+            .store
+            .get_ca(id)
+            .await?
+            .ok_or_else(|| AuthorityError::NotFound(id.to_owned()))?;
+        self.load(&record)
     }
 
     fn load(&self, record: &CaRecord) -> Result<CertificateAuthority, AuthorityError> {

@@ -24,6 +24,7 @@ pub struct Settings {
     pub ca: CaSettings,
     pub policy: PolicySettings,
     pub log: LogSettings,
+    pub aws: AwsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -74,6 +75,36 @@ pub struct PolicySettings {
     pub require_country: bool,
     /// Subject attributes a CSR may carry, by short name.
     pub allowed_subject_attributes: Vec<String>,
+    /// Subject attributes every CSR must carry besides CN (and C with require_country): the
+    /// fields your JITP template reads. Checked by the AWS preflight.
+    pub required_subject_attributes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsSettings {
+    /// Off by default: the AWS endpoints answer 503 aws_not_configured, everything else works.
+    pub enabled: bool,
+    pub region: String,
+    /// Another endpoint (an emulator, a VPC endpoint). Credentials always come from the
+    /// standard AWS chain (environment, profile, SSO, container or instance role).
+    pub endpoint_url: Option<String>,
+    /// Attempts per AWS call, the first included (the SDK's standard retry with backoff).
+    pub max_attempts: u32,
+    /// Upper bound on one AWS call, retries included.
+    pub operation_timeout_secs: u64,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            region: "us-east-1".into(),
+            endpoint_url: None,
+            max_attempts: 3,
+            operation_timeout_secs: 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -101,6 +132,7 @@ impl Default for Settings {
             ca: CaSettings::default(),
             policy: PolicySettings::default(),
             log: LogSettings::default(),
+            aws: AwsSettings::default(),
         }
     }
 }
@@ -156,6 +188,7 @@ impl Default for PolicySettings {
                 .iter()
                 .map(|f| f.short_name().to_owned())
                 .collect(),
+            required_subject_attributes: Vec::new(),
         }
     }
 }
@@ -270,6 +303,7 @@ impl Settings {
             ));
         }
         let fields = self.allowed_subject_fields()?;
+        self.required_subject_fields()?;
         if !fields.contains(&SubjectField::CommonName) {
             return Err(ConfigError(
                 "policy.allowed_subject_attributes must include CN (the thing name)".into(),
@@ -280,6 +314,30 @@ impl Settings {
                 "policy.require_country is true but C is not in policy.allowed_subject_attributes"
                     .into(),
             ));
+        }
+        if self.aws.enabled {
+            if self.aws.region.is_empty() {
+                return Err(ConfigError(
+                    "aws.region must be set when aws.enabled is true".into(),
+                ));
+            }
+            if !(1..=10).contains(&self.aws.max_attempts) {
+                return Err(ConfigError(
+                    "aws.max_attempts must be between 1 and 10".into(),
+                ));
+            }
+            if self.aws.operation_timeout_secs == 0 {
+                return Err(ConfigError(
+                    "aws.operation_timeout_secs must be at least 1".into(),
+                ));
+            }
+            if let Some(url) = &self.aws.endpoint_url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                return Err(ConfigError(
+                    "aws.endpoint_url must be an http(s) URL".into(),
+                ));
+            }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
@@ -300,18 +358,26 @@ impl Settings {
     }
 
     pub fn allowed_subject_fields(&self) -> Result<Vec<SubjectField>, ConfigError> {
-        self.policy
-            .allowed_subject_attributes
-            .iter()
-            .map(|name| {
-                SubjectField::from_short_name(name).ok_or_else(|| {
-                    ConfigError(format!(
-                        "policy.allowed_subject_attributes: unknown attribute {name:?}; known: \
-                         C, ST, L, O, OU, CN, serialNumber, dnQualifier"
-                    ))
-                })
-            })
-            .collect()
+        subject_fields(
+            "allowed_subject_attributes",
+            &self.policy.allowed_subject_attributes,
+        )
+    }
+
+    pub fn required_subject_fields(&self) -> Result<Vec<SubjectField>, ConfigError> {
+        let required = subject_fields(
+            "required_subject_attributes",
+            &self.policy.required_subject_attributes,
+        )?;
+        let allowed = self.allowed_subject_fields()?;
+        match required.iter().find(|f| !allowed.contains(f)) {
+            Some(f) => Err(ConfigError(format!(
+                "policy.required_subject_attributes has {} but policy.allowed_subject_attributes \
+                 does not allow it",
+                f.short_name()
+            ))),
+            None => Ok(required),
+        }
     }
 
     /// The database URL in effect: the configured one, or SQLite under `data_dir`.
@@ -330,6 +396,29 @@ impl Settings {
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
     }
+
+    /// The issuance policy these settings describe.
+    pub fn issuance_policy(&self) -> Result<crate::ca::IssuancePolicy, ConfigError> {
+        Ok(crate::ca::IssuancePolicy::new(
+            self.allowed_subject_fields()?,
+            self.policy.require_country,
+        )
+        .with_required(self.required_subject_fields()?))
+    }
+}
+
+fn subject_fields(key: &str, names: &[String]) -> Result<Vec<SubjectField>, ConfigError> {
+    names
+        .iter()
+        .map(|name| {
+            SubjectField::from_short_name(name).ok_or_else(|| {
+                ConfigError(format!(
+                    "policy.{key}: unknown attribute {name:?}; known: \
+                     C, ST, L, O, OU, CN, serialNumber, dnQualifier"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn describe_figment_error(e: figment::Error) -> String {

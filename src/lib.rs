@@ -7,6 +7,8 @@ pub mod app;
 pub mod auth;
 /// CA lifecycle: create/import, owner-only key files, the issuing CA.
 pub mod authorities;
+/// AWS IoT behind the `IotRegistry` trait; the only place that imports aws-sdk-iot.
+pub mod aws;
 /// The certificate authority: CSR parsing, policy, profile, signing. No HTTP, SQL or AWS.
 pub mod ca;
 /// Layered, validated settings.
@@ -15,6 +17,10 @@ pub mod config;
 pub mod http;
 /// The one issuance pipeline: policy -> sign -> record (commit) -> respond.
 pub mod issuance;
+/// JITP provisioning templates: build, validate, preview, and the CA's registrationConfig.
+pub mod jitp;
+/// AWS IoT JITP administration of our CAs: preflight, registration, template, status.
+pub mod provisioning;
 /// All SQL, for PostgreSQL and SQLite.
 pub mod store;
 /// The tracing subscriber.

@@ -1,5 +1,5 @@
 //! The CA itself: its key and certificate, created or imported, checked against what AWS IoT
-//! accepts, and the one function that signs an [`ApprovedCsr`].
+//! accepts, the one function that signs an [`ApprovedCsr`], and the CRLs it signs.
 //!
 //! The private key is held in memory as an rcgen `KeyPair`; it leaves this type only as the PEM
 //! returned by [`CertificateAuthority::generate`]/[`CertificateAuthority::import`], which the
@@ -9,8 +9,9 @@ use std::fmt;
 
 use aws_lc_rs::signature::{self as sig, VerificationAlgorithm};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData, SignatureAlgorithm,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, DnValue, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData,
+    RevokedCertParams, SerialNumber, SignatureAlgorithm,
 };
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -125,6 +126,10 @@ pub struct CertificateAuthority {
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     issuer: Issuer<'static, KeyPair>,
+    /// How the authority key identifier of what this CA signs is made: the CA certificate's
+    /// own subject key identifier when it has one (as rcgen does for device certificates), so
+    /// that a CRL names its CA exactly as the certificates it covers do.
+    key_identifier: KeyIdMethod,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -151,6 +156,78 @@ pub struct IssuedCertificate {
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
 }
+
+/// Why a certificate was revoked: the CRLReason values of RFC 5280 section 5.3.1 that an
+/// operator may choose, named in snake_case. certificateHold and removeFromCRL are left out on
+/// purpose: a revocation here is final, there is no hold to release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationReason {
+    Unspecified,
+    KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+    PrivilegeWithdrawn,
+    AaCompromise,
+}
+
+impl RevocationReason {
+    pub const ALL: [RevocationReason; 8] = [
+        RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise,
+        RevocationReason::CaCompromise,
+        RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation,
+        RevocationReason::PrivilegeWithdrawn,
+        RevocationReason::AaCompromise,
+    ];
+
+    /// The name the API accepts and the ledger stores.
+    pub fn name(self) -> &'static str {
+        match self {
+            RevocationReason::Unspecified => "unspecified",
+            RevocationReason::KeyCompromise => "key_compromise",
+            RevocationReason::CaCompromise => "ca_compromise",
+            RevocationReason::AffiliationChanged => "affiliation_changed",
+            RevocationReason::Superseded => "superseded",
+            RevocationReason::CessationOfOperation => "cessation_of_operation",
+            RevocationReason::PrivilegeWithdrawn => "privilege_withdrawn",
+            RevocationReason::AaCompromise => "aa_compromise",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    fn crl_reason(self) -> rcgen::RevocationReason {
+        match self {
+            RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
+            RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+            RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+            RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+            RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
+            RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+            RevocationReason::PrivilegeWithdrawn => rcgen::RevocationReason::PrivilegeWithdrawn,
+            RevocationReason::AaCompromise => rcgen::RevocationReason::AaCompromise,
+        }
+    }
+}
+
+/// One revoked certificate, as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    /// The serial as the ledger stores it: lowercase hex of the DER INTEGER's content.
+    pub serial_hex: String,
+    pub revoked_at: OffsetDateTime,
+    pub reason: RevocationReason,
+}
+
+/// How long a CRL is valid (its nextUpdate, RFC 5280 section 5.1.2.5). CRLs are signed on
+/// request, so a client that fetches daily always has a current one.
+const CRL_VALIDITY: Duration = Duration::days(1);
 
 impl CertificateAuthority {
     /// Creates a self-signed root CA that AWS IoT accepts: basicConstraints CA:TRUE and keyUsage
@@ -245,6 +322,16 @@ impl CertificateAuthority {
                     .into(),
             )
         })?;
+        let key_identifier = cert
+            .extensions()
+            .iter()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(ski) => {
+                    Some(KeyIdMethod::PreSpecified(ski.0.to_vec()))
+                }
+                _ => None,
+            })
+            .unwrap_or(KeyIdMethod::Sha256);
         let ca = CertificateAuthority {
             id: format!("ca-{}", &sha256_hex(der)[..16]),
             certificate_der: der.to_vec(),
@@ -254,6 +341,7 @@ impl CertificateAuthority {
             not_before: cert.validity().not_before.to_datetime(),
             not_after: cert.validity().not_after.to_datetime(),
             issuer,
+            key_identifier,
         };
         ca.self_check()?;
         Ok(ca)
@@ -322,6 +410,55 @@ impl CertificateAuthority {
         })
     }
 
+    /// Signs a CRL (RFC 5280 section 5) listing `revoked`, with thisUpdate `now` and
+    /// nextUpdate a day later. Expired CAs sign CRLs too: their certificates stay revoked.
+    ///
+    /// The CRL number (RFC 5280 section 5.2.3) is `now` in Unix seconds. It increases without
+    /// any stored counter, also across replicas whose clocks agree; two CRLs signed within the
+    /// same second share a number.
+    pub fn crl(&self, revoked: &[RevokedEntry], now: OffsetDateTime) -> Result<Vec<u8>, CaError> {
+        let key_usages = self.issuer.key_usages();
+        if !key_usages.is_empty() && !key_usages.contains(&KeyUsagePurpose::CrlSign) {
+            return Err(CaError::Rejected(format!(
+                "the certificate of CA {} has a keyUsage without cRLSign, so it may not sign \
+                 CRLs (RFC 5280 section 4.2.1.3)",
+                self.id
+            )));
+        }
+        let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
+        let crl_number = u64::try_from(now.unix_timestamp()).map_err(|_| {
+            CaError::Unavailable("the clock reads before 1970; no CRL number can be made".into())
+        })?;
+        let revoked_certs = revoked
+            .iter()
+            .map(|entry| {
+                let serial = hex::decode(&entry.serial_hex).map_err(|_| {
+                    CaError::Crypto(format!("revoked serial {:?} is not hex", entry.serial_hex))
+                })?;
+                Ok(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&serial),
+                    revocation_time: entry.revoked_at,
+                    // rcgen leaves the reason out for unspecified, as RFC 5280 section
+                    // 5.3.1 asks.
+                    reason_code: Some(entry.reason.crl_reason()),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, CaError>>()?;
+        let params = CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + CRL_VALIDITY,
+            crl_number: SerialNumber::from(crl_number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: self.key_identifier.clone(),
+        };
+        let crl = params
+            .signed_by(&self.issuer)
+            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        Ok(crl.der().to_vec())
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -346,6 +483,47 @@ impl CertificateAuthority {
     /// The id AWS IoT will give this CA certificate: SHA-256 of its DER.
     pub fn aws_certificate_id(&self) -> String {
         sha256_hex(&self.certificate_der)
+    }
+}
+
+impl CertificateAuthority {
+    /// A verification certificate for AWS IoT's RegisterCACertificate (DEFAULT mode): a fresh
+    /// key whose certificate has CN = the account's registration code, signed by this CA,
+    /// valid for one day. Its private key is discarded: the certificate only proves that we
+    /// hold the CA key.
+    pub fn verification_certificate(
+        &self,
+        registration_code: &str,
+        now: OffsetDateTime,
+    ) -> Result<String, CaError> {
+        if registration_code.is_empty()
+            || registration_code.len() > 64
+            || !registration_code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(CaError::Crypto(
+                "AWS returned a registration code that is not 1-64 letters, digits or '-'".into(),
+            ));
+        }
+        let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            DnValue::Utf8String(registration_code.to_owned()),
+        );
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = (now + Duration::days(1)).min(self.not_after);
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(Serial::random().as_bytes()));
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().map_err(|e| CaError::Crypto(e.to_string()))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        Ok(cert.pem())
     }
 }
 
@@ -541,7 +719,10 @@ fn check_ca_key(cert: &X509Certificate<'_>) -> Result<String, CaError> {
 }
 
 /// Verifies `cert`'s signature with the CA certificate's public key.
-fn verify_with_ca(ca: &X509Certificate<'_>, cert: &X509Certificate<'_>) -> Result<(), CaError> {
+pub(crate) fn verify_with_ca(
+    ca: &X509Certificate<'_>,
+    cert: &X509Certificate<'_>,
+) -> Result<(), CaError> {
     let alg: &'static dyn VerificationAlgorithm =
         match cert.signature_algorithm.algorithm.to_id_string().as_str() {
             "1.2.840.113549.1.1.11" => &sig::RSA_PKCS1_2048_8192_SHA256,
@@ -661,6 +842,112 @@ mod tests {
         let good = ca_pem(|_| {}, &key);
         let err = CertificateAuthority::import(&good, &other.serialize_pem(), now).unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn revocation_reasons_round_trip_and_exclude_hold() {
+        for reason in RevocationReason::ALL {
+            assert_eq!(RevocationReason::from_name(reason.name()), Some(reason));
+        }
+        for refused in ["certificate_hold", "remove_from_crl", "KeyCompromise", ""] {
+            assert_eq!(RevocationReason::from_name(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_crl_names_its_ca_and_lists_each_revoked_serial_with_its_reason() {
+        use x509_parser::revocation_list::CertificateRevocationList;
+        use x509_parser::x509::ReasonCode;
+
+        let now = datetime!(2026-11-28 10:00:00.5 UTC);
+        let (ca, _) = CertificateAuthority::generate(
+            CaAlgorithm::EcdsaP256,
+            &subject(),
+            Duration::days(10),
+            now,
+        )
+        .unwrap();
+        let revoked = [
+            RevokedEntry {
+                serial_hex: "4a".repeat(20),
+                revoked_at: datetime!(2026-11-27 09:00 UTC),
+                reason: RevocationReason::KeyCompromise,
+            },
+            RevokedEntry {
+                serial_hex: "7f".repeat(20),
+                revoked_at: datetime!(2026-11-28 09:30 UTC),
+                reason: RevocationReason::Unspecified,
+            },
+        ];
+        let der = ca.crl(&revoked, now).unwrap();
+        let (rest, crl) = CertificateRevocationList::from_der(&der).unwrap();
+        assert!(rest.is_empty());
+
+        let (_, ca_cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
+        assert_eq!(crl.issuer().as_raw(), ca_cert.subject().as_raw());
+        assert_eq!(
+            crl.last_update().to_datetime(),
+            datetime!(2026-11-28 10:00 UTC)
+        );
+        assert_eq!(
+            crl.next_update().unwrap().to_datetime(),
+            datetime!(2026-11-29 10:00 UTC)
+        );
+        let number = crl.crl_number().unwrap();
+        assert_eq!(number.to_string(), now.unix_timestamp().to_string());
+
+        let ski = ca_cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(ski) => Some(ski.0.to_vec()),
+                _ => None,
+            })
+            .unwrap();
+        let aki = crl
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.clone(),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(aki.0, ski.as_slice());
+
+        let listed: Vec<_> = crl
+            .iter_revoked_certificates()
+            .map(|r| {
+                (
+                    hex::encode(r.raw_serial()),
+                    r.revocation_date.to_datetime(),
+                    r.reason_code().map(|(_, code)| code),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (
+                    "4a".repeat(20),
+                    datetime!(2026-11-27 09:00 UTC),
+                    Some(ReasonCode::KeyCompromise)
+                ),
+                // RFC 5280 section 5.3.1: no reasonCode rather than unspecified (0).
+                ("7f".repeat(20), datetime!(2026-11-28 09:30 UTC), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_ca_whose_key_usage_lacks_crl_sign_signs_no_crl() {
+        let key = KeyPair::generate().unwrap();
+        let pem = ca_pem(|p| p.key_usages = vec![KeyUsagePurpose::KeyCertSign], &key);
+        let ca = CertificateAuthority::load(&pem, &key.serialize_pem()).unwrap();
+        let err = ca.crl(&[], datetime!(2026-06-01 0:00 UTC)).unwrap_err();
+        assert!(
+            matches!(&err, CaError::Rejected(m) if m.contains("cRLSign")),
+            "{err}"
+        );
     }
 
     #[test]

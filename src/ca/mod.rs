@@ -28,3 +28,17 @@ pub fn to_pem(label: &str, der: &[u8]) -> String {
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     )
 }
+
+/// True when `cert_der` is a certificate whose issuer is `issuer_der`'s subject and whose
+/// signature verifies with `issuer_der`'s key.
+pub fn is_signed_by(cert_der: &[u8], issuer_der: &[u8]) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (Ok((_, cert)), Ok((_, issuer))) = (
+        X509Certificate::from_der(cert_der),
+        X509Certificate::from_der(issuer_der),
+    ) else {
+        return false;
+    };
+    cert.issuer().as_raw() == issuer.subject().as_raw()
+        && authority::verify_with_ca(&issuer, &cert).is_ok()
+}

@@ -112,6 +112,8 @@ pub enum PolicyViolation {
     SubjectAttributeNotAllowed(String),
     #[error("{0}")]
     InvalidSubjectAttribute(String),
+    #[error("{0}")]
+    MissingSubjectAttribute(String),
 }
 
 /// The issuance rules for device certificates.
@@ -119,6 +121,7 @@ pub enum PolicyViolation {
 pub struct IssuancePolicy {
     allowed: Vec<SubjectField>,
     require_country: bool,
+    required: Vec<SubjectField>,
 }
 
 impl IssuancePolicy {
@@ -128,6 +131,23 @@ impl IssuancePolicy {
         Self {
             allowed,
             require_country,
+            required: Vec::new(),
+        }
+    }
+
+    /// Also require these attributes (beyond CN, and C when `require_country`): what a JITP
+    /// template reads must be in every certificate, or provisioning fails for that device.
+    pub fn with_required(mut self, required: Vec<SubjectField>) -> Self {
+        self.required = required;
+        self
+    }
+
+    /// True when every certificate this policy approves carries `field`.
+    pub fn guarantees(&self, field: SubjectField) -> bool {
+        match field {
+            SubjectField::CommonName => true,
+            SubjectField::Country => self.require_country || self.required.contains(&field),
+            other => self.required.contains(&other),
         }
     }
 
@@ -175,6 +195,17 @@ impl IssuancePolicy {
                 utf8: attr.kind == StringKind::Utf8,
                 value,
             });
+        }
+
+        if let Some(missing) = self
+            .required
+            .iter()
+            .find(|f| !subject.iter().any(|a| a.field == **f))
+        {
+            return Err(PolicyViolation::MissingSubjectAttribute(format!(
+                "the subject has no {}; this CA's policy requires it (the JITP template reads it)",
+                missing.short_name()
+            )));
         }
 
         Ok(ApprovedCsr {
@@ -429,6 +460,7 @@ mod tests {
             PolicyViolation::InvalidCountry(_) => "invalid_country",
             PolicyViolation::SubjectAttributeNotAllowed(_) => "subject_attribute_not_allowed",
             PolicyViolation::InvalidSubjectAttribute(_) => "invalid_subject_attribute",
+            PolicyViolation::MissingSubjectAttribute(_) => "missing_subject_attribute",
         }
     }
 
@@ -586,6 +618,27 @@ mod tests {
             got,
             Err(PolicyViolation::SubjectAttributeNotAllowed(_))
         ));
+    }
+
+    #[test]
+    fn required_attributes_are_enforced_and_guaranteed() {
+        let policy = default_policy().with_required(vec![SubjectField::Organization]);
+        let got = policy.approve(csr(vec![attr(C, P, "JP"), attr(CN, U, "T")]));
+        assert!(matches!(
+            got,
+            Err(PolicyViolation::MissingSubjectAttribute(_))
+        ));
+        let ok = policy.approve(csr(vec![
+            attr(C, P, "JP"),
+            attr("2.5.4.10", U, "Org"),
+            attr(CN, U, "T"),
+        ]));
+        assert!(ok.is_ok());
+        assert!(policy.guarantees(SubjectField::Organization));
+        assert!(policy.guarantees(SubjectField::CommonName));
+        assert!(!policy.guarantees(SubjectField::OrganizationalUnit));
+        let no_country = IssuancePolicy::new(SubjectField::ALL.to_vec(), false);
+        assert!(!no_country.guarantees(SubjectField::Country));
     }
 
     #[test]

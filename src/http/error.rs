@@ -145,6 +145,7 @@ impl From<PolicyViolation> for ApiError {
             PolicyViolation::InvalidCountry(_) => "invalid_country",
             PolicyViolation::SubjectAttributeNotAllowed(_) => "subject_attribute_not_allowed",
             PolicyViolation::InvalidSubjectAttribute(_) => "invalid_subject_attribute",
+            PolicyViolation::MissingSubjectAttribute(_) => "missing_subject_attribute",
         };
         ApiError::unprocessable(code, v.to_string())
     }

@@ -1,9 +1,11 @@
 //! The HTTP API: thin handlers per audience, the router and its layers.
 
 pub mod admin;
+pub mod cas;
 pub mod error;
 pub mod extract;
 pub mod reads;
+pub mod revocation;
 pub mod stations;
 
 use std::time::Duration;
@@ -38,6 +40,31 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/tokens/{name}", delete(admin::revoke_token))
         .route("/v1/admin/audit", get(admin::list_audit))
+        .route("/v1/admin/cas", get(cas::list).post(cas::create))
+        .route("/v1/admin/cas/import", post(cas::import))
+        .route("/v1/admin/cas/{id}", get(cas::get))
+        .route("/v1/admin/cas/{id}/activate", post(cas::activate))
+        .route(
+            "/v1/admin/cas/{id}/aws",
+            get(cas::aws_state)
+                .patch(cas::change_status)
+                .delete(cas::deregister),
+        )
+        .route("/v1/admin/cas/{id}/aws/preflight", get(cas::preflight))
+        .route("/v1/admin/cas/{id}/aws/register", post(cas::register))
+        .route(
+            "/v1/admin/cas/{id}/aws/template",
+            axum::routing::put(cas::attach_template),
+        )
+        .route(
+            "/v1/admin/cas/{id}/aws/registration-config",
+            get(cas::registration_config),
+        )
+        .route(
+            "/v1/admin/certificates/{serial}/revoke",
+            post(revocation::revoke_certificate),
+        )
+        .route("/v1/cas/{id}/crl", get(revocation::crl))
         .route("/healthz", get(reads::healthz))
         .route("/readyz", get(reads::readyz))
         .fallback(not_found)

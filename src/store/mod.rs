@@ -44,6 +44,9 @@ macro_rules! on_pool {
     };
 }
 
+pub mod aws; // Declared after `on_pool!`, which it uses.
+pub mod revocation;
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }

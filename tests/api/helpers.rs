@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::sync::Arc;
+
 use factory_ca::app::Application;
 use factory_ca::auth::{self, Role};
+use factory_ca::aws::IotRegistry;
 use factory_ca::config::{Secret, Settings};
 use factory_ca::store::Store;
 use sqlx::Connection;
@@ -46,6 +49,7 @@ pub struct TestApp {
     pub station: String,
     pub viewer: String,
     pub dir: TempDir,
+    iot: Option<Arc<dyn IotRegistry>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -98,11 +102,28 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = test_settings(backend, dir.path()).await;
         configure(&mut settings);
-        Self::start(settings, dir, None).await
+        Self::start(settings, dir, None, None).await
     }
 
-    async fn start(settings: Settings, dir: TempDir, tokens: Option<[String; 3]>) -> TestApp {
-        let app = Application::build(settings.clone())
+    /// A server whose AWS IoT is `iot` (the fake, or the SDK client against moto).
+    pub async fn spawn_with_iot(
+        backend: Backend,
+        iot: Arc<dyn IotRegistry>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = test_settings(backend, dir.path()).await;
+        configure(&mut settings);
+        Self::start(settings, dir, None, Some(iot)).await
+    }
+
+    async fn start(
+        settings: Settings,
+        dir: TempDir,
+        tokens: Option<[String; 3]>,
+        iot: Option<Arc<dyn IotRegistry>>,
+    ) -> TestApp {
+        let app = Application::build_with_registry(settings.clone(), iot.clone())
             .await
             .expect("application builds");
         let base = format!("http://127.0.0.1:{}", app.port());
@@ -132,6 +153,7 @@ impl TestApp {
             station,
             viewer,
             dir,
+            iot,
             stop: Some(stop),
             server: Some(server),
         }
@@ -146,7 +168,7 @@ impl TestApp {
             self.viewer.clone(),
         ];
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        Self::start(self.settings.clone(), dir, Some(tokens)).await
+        Self::start(self.settings.clone(), dir, Some(tokens), self.iot.clone()).await
     }
 
     pub async fn shutdown(&mut self) {
@@ -182,6 +204,22 @@ impl TestApp {
             request = request.header("Idempotency-Key", key);
         }
         request.send().await.expect("request sent")
+    }
+
+    /// Sends JSON with the admin token.
+    pub async fn admin_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {

@@ -2,8 +2,11 @@
 //! (a fresh database per test; `TEST_POSTGRES_URL` names the server).
 
 mod access;
+mod aws_admin;
+mod aws_moto;
 mod bad_input;
 mod cli;
 mod helpers;
+mod revocation;
 mod signing;
 mod verifiers;

@@ -1,0 +1,467 @@
+//! An in-memory AWS IoT that enforces the rules of the real one that matter to us (see
+//! `JITP.md`), for fast tests of everything the moto emulator does not check: CA:TRUE, a
+//! verification certificate whose CN is the registration code and that the CA signed,
+//! SNI_ONLY without a verification certificate, deletion only when INACTIVE,
+//! ResourceAlreadyExists, at most 10 CAs per subject, and templates that only use the
+//! parameters JITP supplies.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{
+    AwsError, CaDescription, CaUpdate, CertificateMode, CertificatePage, DeviceCertificate,
+    IotRegistry, RegisterCaRequest, RegisteredCa, RegistrationConfig,
+};
+use crate::ca::{is_signed_by, sha256_hex};
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+/// The parameters JITP supplies to a template (AWS IoT developer guide, "Just-in-time
+/// provisioning").
+pub const JITP_PARAMETERS: [&str; 8] = [
+    "AWS::IoT::Certificate::CommonName",
+    "AWS::IoT::Certificate::Country",
+    "AWS::IoT::Certificate::Organization",
+    "AWS::IoT::Certificate::OrganizationalUnit",
+    "AWS::IoT::Certificate::DistinguishedNameQualifier",
+    "AWS::IoT::Certificate::StateName",
+    "AWS::IoT::Certificate::SerialNumber",
+    "AWS::IoT::Certificate::Id",
+];
+
+#[derive(Debug, Clone)]
+struct FakeCa {
+    der: Vec<u8>,
+    subject: Vec<u8>,
+    active: bool,
+    auto_registration: bool,
+    mode: CertificateMode,
+    registration_config: Option<RegistrationConfig>,
+}
+
+#[derive(Debug, Clone)]
+struct FakeCertificate {
+    ca_id: String,
+    status: String,
+    created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    cas: BTreeMap<String, FakeCa>,
+    certificates: BTreeMap<String, FakeCertificate>,
+    templates: BTreeMap<String, String>,
+    calls: Vec<String>,
+    fail_next: Option<AwsError>,
+}
+
+pub struct FakeIotRegistry {
+    registration_code: String,
+    page_size: usize,
+    state: Mutex<State>,
+}
+
+impl Default for FakeIotRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeIotRegistry {
+    pub fn new() -> Self {
+        Self {
+            registration_code: hex::encode([0x5a; 32]),
+            page_size: 2,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .expect("the fake's lock is never poisoned")
+    }
+
+    /// The next call fails with `error` (then calls succeed again).
+    pub fn fail_next(&self, error: AwsError) {
+        self.state().fail_next = Some(error);
+    }
+
+    /// The operations called so far, in order (e.g. `RegisterCACertificate`).
+    pub fn calls(&self) -> Vec<String> {
+        self.state().calls.clone()
+    }
+
+    /// What JITP does when a device first connects with a certificate of a registered CA
+    /// whose auto-registration is enabled: registers the certificate (PENDING_ACTIVATION
+    /// until the template ran; we mark it ACTIVE as the template's Certificate resource does).
+    pub fn simulate_first_connection(&self, certificate_der: &[u8]) -> Result<String, AwsError> {
+        let mut state = self.state();
+        let id = sha256_hex(certificate_der);
+        let ca_id = state
+            .cas
+            .iter()
+            .find(|(_, ca)| {
+                ca.active && ca.auto_registration && is_signed_by(certificate_der, &ca.der)
+            })
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| {
+                AwsError::InvalidRequest("no active CA with auto-registration signed it".into())
+            })?;
+        if let Some(existing) = state.certificates.get(&id) {
+            return if existing.status == "REVOKED" {
+                Err(AwsError::InvalidState("the certificate is REVOKED".into()))
+            } else {
+                Ok(id)
+            };
+        }
+        state.certificates.insert(
+            id.clone(),
+            FakeCertificate {
+                ca_id,
+                status: "ACTIVE".into(),
+                created_at: OffsetDateTime::now_utc(),
+            },
+        );
+        Ok(id)
+    }
+
+    fn begin(&self, operation: &str) -> Result<std::sync::MutexGuard<'_, State>, AwsError> {
+        let mut state = self.state();
+        state.calls.push(operation.to_owned());
+        match state.fail_next.take() {
+            Some(error) => Err(error),
+            None => Ok(state),
+        }
+    }
+}
+
+fn ca_arn(id: &str) -> String {
+    format!("arn:aws:iot:{REGION}:{ACCOUNT}:cacert/{id}")
+}
+
+fn pem_der(text: &str, what: &str) -> Result<Vec<u8>, AwsError> {
+    pem::parse(text).map(|p| p.into_contents()).map_err(|_| {
+        AwsError::CertificateValidation(format!("the {what} is not a PEM certificate"))
+    })
+}
+
+fn check_registration_config(
+    config: &RegistrationConfig,
+    templates: &BTreeMap<String, String>,
+) -> Result<(), AwsError> {
+    match (&config.template_body, &config.template_name) {
+        (Some(body), None) => {
+            let role = config.role_arn.as_deref().unwrap_or_default();
+            if !role.starts_with("arn:aws:iam::") || !role.contains(":role/") {
+                return Err(AwsError::InvalidRequest(
+                    "roleArn must be an IAM role ARN".into(),
+                ));
+            }
+            check_template_body(body)
+        }
+        (None, Some(name)) => templates
+            .contains_key(name)
+            .then_some(())
+            .ok_or_else(|| AwsError::NotFound(format!("provisioning template {name}"))),
+        _ => Err(AwsError::InvalidRequest(
+            "registrationConfig needs templateBody with roleArn, or templateName".into(),
+        )),
+    }
+}
+
+fn check_template_body(body: &str) -> Result<(), AwsError> {
+    let value: serde_json::Value = serde_json::from_str(body)
+        .map_err(|_| AwsError::InvalidRequest("templateBody is not JSON".into()))?;
+    let parameters = value
+        .get("Parameters")
+        .and_then(|p| p.as_object())
+        .ok_or_else(|| AwsError::InvalidRequest("templateBody has no Parameters object".into()))?;
+    if value.get("Resources").and_then(|r| r.as_object()).is_none() {
+        return Err(AwsError::InvalidRequest(
+            "templateBody has no Resources object".into(),
+        ));
+    }
+    if let Some(bad) = parameters
+        .keys()
+        .find(|k| !JITP_PARAMETERS.contains(&k.as_str()))
+    {
+        return Err(AwsError::InvalidRequest(format!(
+            "template parameter {bad} is not supplied by JITP"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl IotRegistry for FakeIotRegistry {
+    async fn get_registration_code(&self) -> Result<String, AwsError> {
+        drop(self.begin("GetRegistrationCode")?);
+        Ok(self.registration_code.clone())
+    }
+
+    async fn register_ca_certificate(
+        &self,
+        req: RegisterCaRequest,
+    ) -> Result<RegisteredCa, AwsError> {
+        let mut state = self.begin("RegisterCACertificate")?;
+        let der = pem_der(&req.ca_certificate_pem, "CA certificate")?;
+        let (_, ca) = X509Certificate::from_der(&der).map_err(|_| {
+            AwsError::CertificateValidation("the CA certificate is not X.509".into())
+        })?;
+        if !ca.is_ca() {
+            return Err(AwsError::CertificateValidation(
+                "Contents of the CA Certificate certificate are not correct".into(),
+            ));
+        }
+        match (req.mode, &req.verification_certificate_pem) {
+            (CertificateMode::Default, None) => {
+                return Err(AwsError::InvalidRequest(
+                    "a verification certificate is required in DEFAULT mode".into(),
+                ));
+            }
+            (CertificateMode::SniOnly, Some(_)) => {
+                return Err(AwsError::InvalidRequest(
+                    "SNI_ONLY mode takes no verification certificate".into(),
+                ));
+            }
+            (CertificateMode::Default, Some(pem)) => {
+                let vder = pem_der(pem, "verification certificate")?;
+                let (_, verification) = X509Certificate::from_der(&vder).map_err(|_| {
+                    AwsError::CertificateValidation(
+                        "the verification certificate is not X.509".into(),
+                    )
+                })?;
+                let cn = verification
+                    .subject()
+                    .iter_common_name()
+                    .next()
+                    .and_then(|c| c.as_str().ok());
+                if cn != Some(self.registration_code.as_str()) {
+                    return Err(AwsError::CertificateValidation(
+                        "the verification certificate's CN is not the registration code".into(),
+                    ));
+                }
+                if !is_signed_by(&vder, &der) {
+                    return Err(AwsError::CertificateValidation(
+                        "the verification certificate is not signed by the CA".into(),
+                    ));
+                }
+            }
+            (CertificateMode::SniOnly, None) => {}
+        }
+        if let Some(config) = &req.registration_config {
+            check_registration_config(config, &state.templates)?;
+        }
+        let id = sha256_hex(&der);
+        if state.cas.contains_key(&id) {
+            return Err(AwsError::AlreadyExists(format!("CA certificate {id}")));
+        }
+        let subject = ca.subject().as_raw().to_vec();
+        if state.cas.values().filter(|c| c.subject == subject).count() >= 10 {
+            return Err(AwsError::InvalidRequest(
+                "LimitExceededException: at most 10 CA certificates with the same subject".into(),
+            ));
+        }
+        state.cas.insert(
+            id.clone(),
+            FakeCa {
+                der,
+                subject,
+                active: req.set_as_active,
+                auto_registration: req.allow_auto_registration,
+                mode: req.mode,
+                registration_config: req.registration_config,
+            },
+        );
+        Ok(RegisteredCa {
+            certificate_arn: ca_arn(&id),
+            certificate_id: id,
+        })
+    }
+
+    async fn describe_ca_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> Result<CaDescription, AwsError> {
+        let state = self.begin("DescribeCACertificate")?;
+        let ca = state
+            .cas
+            .get(certificate_id)
+            .ok_or_else(|| AwsError::NotFound(format!("CA certificate {certificate_id}")))?;
+        Ok(CaDescription {
+            certificate_id: certificate_id.to_owned(),
+            certificate_arn: ca_arn(certificate_id),
+            status: if ca.active { "ACTIVE" } else { "INACTIVE" }.into(),
+            auto_registration_status: if ca.auto_registration {
+                "ENABLE"
+            } else {
+                "DISABLE"
+            }
+            .into(),
+            certificate_mode: ca.mode.as_aws().into(),
+            registration_config: ca.registration_config.clone(),
+        })
+    }
+
+    async fn update_ca_certificate(
+        &self,
+        certificate_id: &str,
+        update: CaUpdate,
+    ) -> Result<(), AwsError> {
+        let mut state = self.begin("UpdateCACertificate")?;
+        if let Some(config) = &update.registration_config {
+            check_registration_config(config, &state.templates)?;
+        }
+        let ca = state
+            .cas
+            .get_mut(certificate_id)
+            .ok_or_else(|| AwsError::NotFound(format!("CA certificate {certificate_id}")))?;
+        if let Some(active) = update.active {
+            ca.active = active;
+        }
+        if let Some(auto) = update.auto_registration {
+            ca.auto_registration = auto;
+        }
+        if let Some(config) = update.registration_config {
+            ca.registration_config = Some(config);
+        }
+        Ok(())
+    }
+
+    async fn delete_ca_certificate(&self, certificate_id: &str) -> Result<(), AwsError> {
+        let mut state = self.begin("DeleteCACertificate")?;
+        let ca = state
+            .cas
+            .get(certificate_id)
+            .ok_or_else(|| AwsError::NotFound(format!("CA certificate {certificate_id}")))?;
+        if ca.active {
+            return Err(AwsError::InvalidState(
+                "a CA certificate must be INACTIVE before it can be deleted".into(),
+            ));
+        }
+        state.cas.remove(certificate_id);
+        Ok(())
+    }
+
+    async fn create_jitp_template(
+        &self,
+        name: &str,
+        body: &str,
+        role_arn: &str,
+    ) -> Result<String, AwsError> {
+        let mut state = self.begin("CreateProvisioningTemplate")?;
+        check_registration_config(
+            &RegistrationConfig {
+                template_body: Some(body.to_owned()),
+                role_arn: Some(role_arn.to_owned()),
+                template_name: None,
+            },
+            &state.templates,
+        )?;
+        if state.templates.contains_key(name) {
+            return Err(AwsError::AlreadyExists(format!(
+                "provisioning template {name}"
+            )));
+        }
+        state.templates.insert(name.to_owned(), body.to_owned());
+        Ok(format!(
+            "arn:aws:iot:{REGION}:{ACCOUNT}:provisioningtemplate/{name}"
+        ))
+    }
+
+    async fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: &str,
+        status: &str,
+    ) -> Result<String, AwsError> {
+        let mut state = self.begin("RegisterCertificate")?;
+        let der = pem_der(certificate_pem, "certificate")?;
+        let ca_der = pem_der(ca_certificate_pem, "CA certificate")?;
+        let ca_id = sha256_hex(&ca_der);
+        if !state.cas.contains_key(&ca_id) {
+            return Err(AwsError::InvalidRequest(
+                "the CA certificate is not registered".into(),
+            ));
+        }
+        if !is_signed_by(&der, &ca_der) {
+            return Err(AwsError::CertificateValidation(
+                "the certificate is not signed by the CA".into(),
+            ));
+        }
+        let id = sha256_hex(&der);
+        if state.certificates.contains_key(&id) {
+            return Err(AwsError::AlreadyExists(format!("certificate {id}")));
+        }
+        state.certificates.insert(
+            id.clone(),
+            FakeCertificate {
+                ca_id,
+                status: status.to_owned(),
+                created_at: OffsetDateTime::now_utc(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn describe_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> Result<DeviceCertificate, AwsError> {
+        let state = self.begin("DescribeCertificate")?;
+        let c = state
+            .certificates
+            .get(certificate_id)
+            .ok_or_else(|| AwsError::NotFound(format!("certificate {certificate_id}")))?;
+        Ok(DeviceCertificate {
+            certificate_id: certificate_id.to_owned(),
+            status: c.status.clone(),
+            created_at: Some(c.created_at),
+        })
+    }
+
+    async fn update_certificate(&self, certificate_id: &str, status: &str) -> Result<(), AwsError> {
+        let mut state = self.begin("UpdateCertificate")?;
+        let c = state
+            .certificates
+            .get_mut(certificate_id)
+            .ok_or_else(|| AwsError::NotFound(format!("certificate {certificate_id}")))?;
+        c.status = status.to_owned();
+        Ok(())
+    }
+
+    async fn list_certificates_by_ca(
+        &self,
+        ca_certificate_id: &str,
+        marker: Option<&str>,
+    ) -> Result<CertificatePage, AwsError> {
+        let state = self.begin("ListCertificatesByCA")?;
+        let all: Vec<_> = state
+            .certificates
+            .iter()
+            .filter(|(_, c)| c.ca_id == ca_certificate_id)
+            .filter(|(id, _)| marker.is_none_or(|m| id.as_str() > m))
+            .collect();
+        let page: Vec<_> = all.iter().take(self.page_size).collect();
+        let next_marker = (all.len() > self.page_size)
+            .then(|| page.last().map(|(id, _)| (*id).clone()))
+            .flatten();
+        Ok(CertificatePage {
+            certificates: page
+                .into_iter()
+                .map(|(id, c)| DeviceCertificate {
+                    certificate_id: (*id).clone(),
+                    status: c.status.clone(),
+                    created_at: Some(c.created_at),
+                })
+                .collect(),
+            next_marker,
+        })
+    }
+}

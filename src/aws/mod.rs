@@ -1,0 +1,175 @@
+//! AWS IoT behind a narrow async trait, [`IotRegistry`]: the calls factory-ca makes, in our own
+//! types. [`sdk::SdkIotRegistry`] implements it with `aws-sdk-iot` (the only module that imports
+//! the SDK); [`fake::FakeIotRegistry`] implements it in memory and enforces AWS's rules, for
+//! tests of everything the moto emulator does not check.
+//!
+//! Contract for implementations:
+//! - Each call is one AWS API call (the SDK's own retries included); no caching.
+//! - Errors are [`AwsError`]s classified by AWS's error code; throttling, 5xx and network
+//!   failures after retries are `Unavailable`.
+//! - Timeouts are the SDK's (operation timeout configured by `aws.operation_timeout_secs`).
+
+pub mod fake;
+pub mod sdk;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// How AWS should treat the CA (RegisterCACertificate `certificateMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateMode {
+    /// Needs a verification certificate proving we hold the CA key.
+    Default,
+    /// No verification certificate; the same CA may be registered in many accounts.
+    SniOnly,
+}
+
+impl CertificateMode {
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            CertificateMode::Default => "DEFAULT",
+            CertificateMode::SniOnly => "SNI_ONLY",
+        }
+    }
+}
+
+/// `registrationConfig`: the JITP template, inline or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegisterCaRequest {
+    pub ca_certificate_pem: String,
+    pub verification_certificate_pem: Option<String>,
+    pub mode: CertificateMode,
+    pub set_as_active: bool,
+    pub allow_auto_registration: bool,
+    pub registration_config: Option<RegistrationConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegisteredCa {
+    pub certificate_id: String,
+    pub certificate_arn: String,
+}
+
+/// What DescribeCACertificate says about a CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaDescription {
+    pub certificate_id: String,
+    pub certificate_arn: String,
+    /// `ACTIVE` or `INACTIVE`.
+    pub status: String,
+    /// `ENABLE` or `DISABLE`.
+    pub auto_registration_status: String,
+    /// `DEFAULT` or `SNI_ONLY`.
+    pub certificate_mode: String,
+    pub registration_config: Option<RegistrationConfig>,
+}
+
+/// UpdateCACertificate; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct CaUpdate {
+    pub active: Option<bool>,
+    pub auto_registration: Option<bool>,
+    pub registration_config: Option<RegistrationConfig>,
+}
+
+/// A device certificate as AWS knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCertificate {
+    pub certificate_id: String,
+    /// `ACTIVE`, `INACTIVE`, `REVOKED`, `PENDING_ACTIVATION`, ...
+    pub status: String,
+    pub created_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CertificatePage {
+    pub certificates: Vec<DeviceCertificate>,
+    pub next_marker: Option<String>,
+}
+
+/// AWS IoT errors, by what the caller can do about them.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AwsError {
+    /// ResourceAlreadyExistsException.
+    #[error("AWS IoT: the resource already exists: {0}")]
+    AlreadyExists(String),
+    /// ResourceNotFoundException.
+    #[error("AWS IoT: not found: {0}")]
+    NotFound(String),
+    /// CertificateValidationException, RegistrationCodeValidationException.
+    #[error("AWS IoT rejected the certificate: {0}")]
+    CertificateValidation(String),
+    /// CertificateStateException, e.g. deleting a CA that is still ACTIVE.
+    #[error("AWS IoT: wrong state for this operation: {0}")]
+    InvalidState(String),
+    /// InvalidRequestException, LimitExceededException and other 4xx.
+    #[error("AWS IoT rejected the request: {0}")]
+    InvalidRequest(String),
+    /// UnauthorizedException, AccessDenied: our credentials may not do this.
+    #[error("AWS IoT denied access: {0}")]
+    Unauthorized(String),
+    /// Throttling, 5xx, timeouts and network failures after the SDK's retries.
+    #[error("AWS IoT is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The AWS IoT calls factory-ca makes.
+#[async_trait]
+pub trait IotRegistry: Send + Sync {
+    /// GetRegistrationCode: the account's code (64 hex characters), stable until rotated.
+    async fn get_registration_code(&self) -> Result<String, AwsError>;
+    async fn register_ca_certificate(
+        &self,
+        req: RegisterCaRequest,
+    ) -> Result<RegisteredCa, AwsError>;
+    async fn describe_ca_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> Result<CaDescription, AwsError>;
+    async fn update_ca_certificate(
+        &self,
+        certificate_id: &str,
+        update: CaUpdate,
+    ) -> Result<(), AwsError>;
+    /// DeleteCACertificate; AWS requires the CA to be INACTIVE first.
+    async fn delete_ca_certificate(&self, certificate_id: &str) -> Result<(), AwsError>;
+    /// CreateProvisioningTemplate with type JITP. Returns the template ARN.
+    async fn create_jitp_template(
+        &self,
+        name: &str,
+        body: &str,
+        role_arn: &str,
+    ) -> Result<String, AwsError>;
+    /// RegisterCertificate with the CA's PEM and the given status (e.g. `REVOKED`).
+    async fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: &str,
+        status: &str,
+    ) -> Result<String, AwsError>;
+    async fn describe_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> Result<DeviceCertificate, AwsError>;
+    /// UpdateCertificate `newStatus`.
+    async fn update_certificate(&self, certificate_id: &str, status: &str) -> Result<(), AwsError>;
+    /// One page of ListCertificatesByCA.
+    async fn list_certificates_by_ca(
+        &self,
+        ca_certificate_id: &str,
+        marker: Option<&str>,
+    ) -> Result<CertificatePage, AwsError>;
+}

@@ -1,0 +1,353 @@
+//! [`IotRegistry`] over the real `aws-sdk-iot` client. The only module that imports the SDK.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_iot::Client;
+use aws_sdk_iot::config::http::HttpResponse;
+use aws_sdk_iot::config::retry::RetryConfig;
+use aws_sdk_iot::config::timeout::TimeoutConfig;
+use aws_sdk_iot::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iot::types::{
+    AutoRegistrationStatus, CaCertificateStatus, CertificateMode as SdkMode, CertificateStatus,
+    TemplateType,
+};
+use time::OffsetDateTime;
+
+use super::{
+    AwsError, CaDescription, CaUpdate, CertificateMode, CertificatePage, DeviceCertificate,
+    IotRegistry, RegisterCaRequest, RegisteredCa, RegistrationConfig,
+};
+use crate::config::AwsSettings;
+
+pub struct SdkIotRegistry {
+    client: Client,
+}
+
+impl SdkIotRegistry {
+    /// Region, optional endpoint and retries from `[aws]`; credentials from the standard AWS
+    /// chain (environment, profile, SSO, container or instance role).
+    pub async fn from_settings(settings: &AwsSettings) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(settings.operation_timeout_secs))
+                    .build(),
+            );
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        Self {
+            client: Client::new(&config),
+        }
+    }
+
+    /// An emulator on loopback (the moto server in tests): fixed dummy credentials, one
+    /// attempt per call (the emulator's 500s would otherwise be retried).
+    pub fn for_emulator(endpoint_url: &str) -> Self {
+        let config = aws_sdk_iot::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint_url)
+            .credentials_provider(Credentials::new(
+                "testing", "testing", None, None, "emulator",
+            ))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        Self {
+            client: Client::from_conf(config),
+        }
+    }
+}
+
+/// Classifies an SDK error by AWS's error code (and HTTP status for codeless 5xx).
+fn classify<E>(error: SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let server_error = error
+        .raw_response()
+        .is_some_and(|r| r.status().is_server_error());
+    let message = error
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| DisplayErrorContext(&error).to_string());
+    match error.code() {
+        Some("ResourceAlreadyExistsException") => AwsError::AlreadyExists(message),
+        Some("ResourceNotFoundException") => AwsError::NotFound(message),
+        Some("CertificateValidationException" | "RegistrationCodeValidationException") => {
+            AwsError::CertificateValidation(message)
+        }
+        Some("CertificateStateException" | "DeleteConflictException") => {
+            AwsError::InvalidState(message)
+        }
+        Some("UnauthorizedException" | "AccessDeniedException" | "UnrecognizedClientException") => {
+            AwsError::Unauthorized(message)
+        }
+        Some(
+            "ThrottlingException"
+            | "ServiceUnavailableException"
+            | "InternalFailureException"
+            | "InternalException"
+            | "InternalServerException",
+        ) => AwsError::Unavailable(message),
+        _ if server_error => AwsError::Unavailable(message),
+        Some(code) => AwsError::InvalidRequest(format!("{code}: {message}")),
+        None => AwsError::Unavailable(message),
+    }
+}
+
+fn sdk_registration_config(c: &RegistrationConfig) -> aws_sdk_iot::types::RegistrationConfig {
+    aws_sdk_iot::types::RegistrationConfig::builder()
+        .set_template_body(c.template_body.clone())
+        .set_role_arn(c.role_arn.clone())
+        .set_template_name(c.template_name.clone())
+        .build()
+}
+
+fn missing(what: &str) -> AwsError {
+    AwsError::Unavailable(format!("AWS IoT answered without {what}"))
+}
+
+fn to_time(t: Option<&aws_sdk_iot::primitives::DateTime>) -> Option<OffsetDateTime> {
+    t.and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok())
+}
+
+#[async_trait]
+impl IotRegistry for SdkIotRegistry {
+    async fn get_registration_code(&self) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .get_registration_code()
+            .send()
+            .await
+            .map_err(classify)?;
+        out.registration_code()
+            .map(str::to_owned)
+            .ok_or_else(|| missing("a registration code"))
+    }
+
+    async fn register_ca_certificate(
+        &self,
+        req: RegisterCaRequest,
+    ) -> Result<RegisteredCa, AwsError> {
+        let mode = match req.mode {
+            CertificateMode::Default => SdkMode::Default,
+            CertificateMode::SniOnly => SdkMode::SniOnly,
+        };
+        let out = self
+            .client
+            .register_ca_certificate()
+            .ca_certificate(req.ca_certificate_pem)
+            .set_verification_certificate(req.verification_certificate_pem)
+            .certificate_mode(mode)
+            .set_as_active(req.set_as_active)
+            .allow_auto_registration(req.allow_auto_registration)
+            .set_registration_config(
+                req.registration_config
+                    .as_ref()
+                    .map(sdk_registration_config),
+            )
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(RegisteredCa {
+            certificate_id: out
+                .certificate_id()
+                .ok_or_else(|| missing("a certificate id"))?
+                .to_owned(),
+            certificate_arn: out.certificate_arn().unwrap_or_default().to_owned(),
+        })
+    }
+
+    async fn describe_ca_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> Result<CaDescription, AwsError> {
+        let out = self
+            .client
+            .describe_ca_certificate()
+            .certificate_id(certificate_id)
+            .send()
+            .await
+            .map_err(classify)?;
+        let d = out
+            .certificate_description()
+            .ok_or_else(|| missing("a certificate description"))?;
+        Ok(CaDescription {
+            certificate_id: d.certificate_id().unwrap_or(certificate_id).to_owned(),
+            certificate_arn: d.certificate_arn().unwrap_or_default().to_owned(),
+            status: d
+                .status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            auto_registration_status: d
+                .auto_registration_status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|| "DISABLE".to_owned()),
+            certificate_mode: d
+                .certificate_mode()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_else(|| "DEFAULT".to_owned()),
+            registration_config: out.registration_config().map(|c| RegistrationConfig {
+                template_body: c.template_body().map(str::to_owned),
+                role_arn: c.role_arn().map(str::to_owned),
+                template_name: c.template_name().map(str::to_owned),
+            }),
+        })
+    }
+
+    async fn update_ca_certificate(
+        &self,
+        certificate_id: &str,
+        update: CaUpdate,
+    ) -> Result<(), AwsError> {
+        self.client
+            .update_ca_certificate()
+            .certificate_id(certificate_id)
+            .set_new_status(update.active.map(|a| {
+                if a {
+                    CaCertificateStatus::Active
+                } else {
+                    CaCertificateStatus::Inactive
+                }
+            }))
+            .set_new_auto_registration_status(update.auto_registration.map(|e| {
+                if e {
+                    AutoRegistrationStatus::Enable
+                } else {
+                    AutoRegistrationStatus::Disable
+                }
+            }))
+            .set_registration_config(
+                update
+                    .registration_config
+                    .as_ref()
+                    .map(sdk_registration_config),
+            )
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn delete_ca_certificate(&self, certificate_id: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_ca_certificate()
+            .certificate_id(certificate_id)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn create_jitp_template(
+        &self,
+        name: &str,
+        body: &str,
+        role_arn: &str,
+    ) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .create_provisioning_template()
+            .template_name(name)
+            .template_body(body)
+            .provisioning_role_arn(role_arn)
+            .enabled(true)
+            .r#type(TemplateType::Jitp)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.template_arn().unwrap_or_default().to_owned())
+    }
+
+    async fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: &str,
+        status: &str,
+    ) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .register_certificate()
+            .certificate_pem(certificate_pem)
+            .ca_certificate_pem(ca_certificate_pem)
+            .status(CertificateStatus::from(status))
+            .send()
+            .await
+            .map_err(classify)?;
+        out.certificate_id()
+            .map(str::to_owned)
+            .ok_or_else(|| missing("a certificate id"))
+    }
+
+    async fn describe_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> Result<DeviceCertificate, AwsError> {
+        let out = self
+            .client
+            .describe_certificate()
+            .certificate_id(certificate_id)
+            .send()
+            .await
+            .map_err(classify)?;
+        let d = out
+            .certificate_description()
+            .ok_or_else(|| missing("a certificate description"))?;
+        Ok(DeviceCertificate {
+            certificate_id: d.certificate_id().unwrap_or(certificate_id).to_owned(),
+            status: d
+                .status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            created_at: to_time(d.creation_date()),
+        })
+    }
+
+    async fn update_certificate(&self, certificate_id: &str, status: &str) -> Result<(), AwsError> {
+        self.client
+            .update_certificate()
+            .certificate_id(certificate_id)
+            .new_status(CertificateStatus::from(status))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn list_certificates_by_ca(
+        &self,
+        ca_certificate_id: &str,
+        marker: Option<&str>,
+    ) -> Result<CertificatePage, AwsError> {
+        let out = self
+            .client
+            .list_certificates_by_ca()
+            .ca_certificate_id(ca_certificate_id)
+            .set_marker(marker.map(str::to_owned))
+            .page_size(250)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(CertificatePage {
+            certificates: out
+                .certificates()
+                .iter()
+                .map(|c| DeviceCertificate {
+                    certificate_id: c.certificate_id().unwrap_or_default().to_owned(),
+                    status: c
+                        .status()
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
+                    created_at: to_time(c.creation_date()),
+                })
+                .collect(),
+            next_marker: out.next_marker().map(str::to_owned),
+        })
+    }
+}

@@ -1,0 +1,303 @@
+//! Revocation: `POST /v1/admin/certificates/{serial}/revoke` (admin, audited) and the CRLs at
+//! `GET /v1/cas/{id}/crl` (public, like the CA certificate itself).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::error::ApiError;
+use super::extract::{self, ApiQuery, Caller, RequestId};
+use super::reads::{self, CertificateView};
+use super::rfc3339_string;
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::authorities::Authorities;
+use crate::ca::{self, authority::RevocationReason};
+use crate::store::revocation::RevokeOutcome;
+use crate::store::{AuditEntry, Store, StoreError, Timestamp};
+
+const AUDIT_ACTION: &str = "certificate.revoke";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    /// An RFC 5280 CRLReason in snake_case; absent or null means `unspecified`.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /v1/admin/certificates/{serial}/revoke`: revokes an active certificate and answers with
+/// its ledger row, as `GET /v1/certificates/{serial}` shows it. Every attempt by an admin is
+/// audited, refused ones included.
+pub async fn revoke_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    Path(serial): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CertificateView>, ApiError> {
+    let admin = caller.require(&[Role::Admin])?.name.clone();
+    let serial = serial.to_ascii_lowercase();
+    let audit = |success: bool, detail: String| {
+        let (store, admin, request_id, serial) = (&state.store, &admin, &request_id, &serial);
+        async move { append_audit(store, admin, request_id, serial, success, &detail).await }
+    };
+
+    let reason = match requested_reason(&headers, body) {
+        Ok(reason) => reason,
+        Err(e) => {
+            audit(false, format!("refused: {}", e.code)).await?;
+            return Err(e);
+        }
+    };
+    let outcome = if is_ledger_serial(&serial) {
+        state
+            .store
+            .revoke_certificate(&serial, reason, Timestamp::now())
+            .await
+    } else {
+        Ok(RevokeOutcome::NotFound)
+    };
+    let refused = match outcome {
+        Ok(RevokeOutcome::Revoked) => None,
+        Ok(RevokeOutcome::NotFound) => Some(ApiError::not_found(
+            "certificate_not_found",
+            format!("no certificate with serial {serial:?} in the ledger"),
+        )),
+        Ok(RevokeOutcome::AlreadyRevoked {
+            revoked_at,
+            reason: original,
+        }) => Some(ApiError::new(
+            StatusCode::CONFLICT,
+            "certificate_already_revoked",
+            format!(
+                "certificate {serial} was already revoked at {} (reason {}); a revocation is \
+                 final and stays as it was",
+                rfc3339_string(revoked_at),
+                original.as_deref().unwrap_or("unknown"),
+            ),
+        )),
+        Err(e) => {
+            // The store is failing, so the audit record will likely fail too; the store error
+            // is the one to report either way.
+            let _ = audit(
+                false,
+                format!("reason={}; store unavailable", reason.name()),
+            )
+            .await;
+            return Err(e.into());
+        }
+    };
+    if let Some(e) = refused {
+        audit(
+            false,
+            format!("reason={}; refused: {}", reason.name(), e.code),
+        )
+        .await?;
+        return Err(e);
+    }
+    audit(true, format!("reason={}", reason.name())).await?;
+    tracing::info!(%serial, reason = reason.name(), admin = %admin, "certificate revoked");
+    // The committed row, read back through the same handler as GET /v1/certificates/{serial},
+    // so both answer with the same JSON.
+    reads::get_certificate(State(state), caller, Path(serial)).await
+}
+
+/// The reason of a revocation request: the body is empty, `{}`, or `{"reason": "..."}`.
+fn requested_reason(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<RevocationReason, ApiError> {
+    let body = body.map_err(|_| extract::payload_too_large())?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RevocationReason::Unspecified);
+    }
+    if !is_json(headers) {
+        return Err(extract::unsupported_media_type("application/json"));
+    }
+    let Json(request) =
+        Json::<RevokeRequest>::from_bytes(&body).map_err(extract::json_rejection)?;
+    let Some(name) = request.reason else {
+        return Ok(RevocationReason::Unspecified);
+    };
+    RevocationReason::from_name(&name).ok_or_else(|| {
+        let names: Vec<_> = RevocationReason::ALL.iter().map(|r| r.name()).collect();
+        ApiError::unprocessable(
+            "invalid_revocation_reason",
+            format!(
+                "reason {:?} is not one of {} (RFC 5280 section 5.3.1 CRLReason in snake_case; \
+                 certificate_hold and remove_from_crl are not supported: a revocation is final)",
+                clip(&name),
+                names.join(", ")
+            ),
+        )
+    })
+}
+
+/// Like axum's `Json`: `application/json` or any `application/*+json`.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(mime) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+    else {
+        return false;
+    };
+    let mime = mime.trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Serials in the ledger are 40 lowercase hex characters; anything else is not there.
+fn is_ledger_serial(serial: &str) -> bool {
+    serial.len() == 40 && serial.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Client text shown back or audited is cut at 64 characters.
+fn clip(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+async fn append_audit(
+    store: &Store,
+    admin: &str,
+    request_id: &str,
+    serial: &str,
+    success: bool,
+    detail: &str,
+) -> Result<(), StoreError> {
+    store
+        .append_audit(&AuditEntry {
+            actor: admin,
+            action: AUDIT_ACTION,
+            target: Some(&clip(serial)),
+            success,
+            detail: Some(detail),
+            request_id: Some(request_id),
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlParams {
+    /// `der` (the default) or `pem`.
+    format: Option<String>,
+}
+
+/// `GET /v1/cas/{id}/crl`: a CRL signed now by CA `id`, listing every certificate of that CA
+/// the ledger has revoked. DER as `application/pkix-crl` (RFC 2585 section 4.2), or PEM with
+/// `?format=pem`. No authentication: relying parties fetch CRLs without tokens.
+pub async fn crl(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<CrlParams>,
+) -> Result<Response, ApiError> {
+    let pem = match params.format.as_deref() {
+        None | Some("der") => false,
+        Some("pem") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "format must be der or pem",
+            ));
+        }
+    };
+    let issuing = state.issuance.issuing_ca();
+    let ca = if issuing.id() == id {
+        issuing
+    } else {
+        let authorities = Authorities {
+            store: &state.store,
+            data_dir: &state.settings.data_dir,
+        };
+        Arc::new(authorities.load_by_id(&id).await?)
+    };
+    let revoked = state.store.revoked_entries(ca.id()).await?;
+    let der = ca
+        .crl(&revoked, OffsetDateTime::now_utc())
+        .map_err(|e| ApiError::internal(format!("CA {}: {e}", ca.id())))?;
+    let (content_type, body) = if pem {
+        (
+            "application/x-pem-file",
+            ca::to_pem("X509 CRL", &der).into_bytes(),
+        )
+    } else {
+        ("application/pkix-crl", der)
+    };
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_headers(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn an_empty_body_or_object_means_unspecified() {
+        for body in ["", " \n", "{}", r#"{"reason": null}"#] {
+            let reason =
+                requested_reason(&json_headers("application/json"), Ok(Bytes::from(body))).unwrap();
+            assert_eq!(reason, RevocationReason::Unspecified, "{body:?}");
+        }
+        // No Content-Type is fine when there is no body.
+        let reason = requested_reason(&HeaderMap::new(), Ok(Bytes::new())).unwrap();
+        assert_eq!(reason, RevocationReason::Unspecified);
+    }
+
+    #[test]
+    fn a_body_must_be_json_with_a_known_reason() {
+        let ok = requested_reason(
+            &json_headers("application/json; charset=utf-8"),
+            Ok(Bytes::from(r#"{"reason": "cessation_of_operation"}"#)),
+        )
+        .unwrap();
+        assert_eq!(ok, RevocationReason::CessationOfOperation);
+
+        let cases = [
+            (
+                "text/plain",
+                r#"{"reason": "superseded"}"#,
+                "unsupported_media_type",
+            ),
+            (
+                "application/json",
+                r#"{"reason": "certificate_hold"}"#,
+                "invalid_revocation_reason",
+            ),
+            (
+                "application/json",
+                r#"{"reason": "remove_from_crl"}"#,
+                "invalid_revocation_reason",
+            ),
+            ("application/json", r#"{"reason": 1}"#, "invalid_request"),
+            (
+                "application/json",
+                r#"{"why": "superseded"}"#,
+                "invalid_request",
+            ),
+            ("application/json", "{", "invalid_request"),
+        ];
+        for (content_type, body, code) in cases {
+            let err =
+                requested_reason(&json_headers(content_type), Ok(Bytes::from(body))).unwrap_err();
+            assert_eq!(err.code, code, "{content_type} {body}");
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The AWS IoT registration state of our CAs (`ca_aws_registrations`).
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::{Store, StoreResult, Timestamp};
+
+/// What we know of a CA's registration in AWS IoT.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct AwsRegistration {
+    pub ca_id: String,
+    pub aws_certificate_id: String,
+    pub certificate_arn: String,
+    /// `default` or `sni_only`.
+    pub mode: String,
+    /// `ACTIVE` or `INACTIVE`, as we last set or saw it.
+    pub status: String,
+    pub auto_registration: bool,
+    /// `inline` or `named`, when a JITP template is attached.
+    pub template_kind: Option<String>,
+    #[serde(skip)]
+    pub template_body: Option<String>,
+    pub template_name: Option<String>,
+    pub role_arn: Option<String>,
+    #[serde(with = "super::rfc3339")]
+    pub registered_at: Timestamp,
+    #[serde(with = "super::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+const COLUMNS: &str = "ca_id, aws_certificate_id, certificate_arn, mode, status, \
+    auto_registration, template_kind, template_body, template_name, role_arn, registered_at, \
+    updated_at";
+
+impl Store {
+    pub async fn get_aws_registration(&self, ca_id: &str) -> StoreResult<Option<AwsRegistration>> {
+        let sql = format!("SELECT {COLUMNS} FROM ca_aws_registrations WHERE ca_id = $1");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(ca_id)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    pub async fn list_aws_registrations(&self) -> StoreResult<Vec<AwsRegistration>> {
+        let sql = format!("SELECT {COLUMNS} FROM ca_aws_registrations ORDER BY ca_id");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Inserts or replaces the registration of `r.ca_id`.
+    pub async fn save_aws_registration(&self, r: &AwsRegistration) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO ca_aws_registrations (ca_id, aws_certificate_id, certificate_arn, mode, \
+             status, auto_registration, template_kind, template_body, template_name, role_arn, \
+             registered_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (ca_id) DO UPDATE SET aws_certificate_id = excluded.aws_certificate_id, \
+             certificate_arn = excluded.certificate_arn, mode = excluded.mode, \
+             status = excluded.status, auto_registration = excluded.auto_registration, \
+             template_kind = excluded.template_kind, template_body = excluded.template_body, \
+             template_name = excluded.template_name, role_arn = excluded.role_arn, \
+             updated_at = excluded.updated_at"
+        )
+        .bind(&r.ca_id)
+        .bind(&r.aws_certificate_id)
+        .bind(&r.certificate_arn)
+        .bind(&r.mode)
+        .bind(&r.status)
+        .bind(r.auto_registration)
+        .bind(&r.template_kind)
+        .bind(&r.template_body)
+        .bind(&r.template_name)
+        .bind(&r.role_arn)
+        .bind(r.registered_at)
+        .bind(r.updated_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn delete_aws_registration(&self, ca_id: &str) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM ca_aws_registrations WHERE ca_id = $1"
+        )
+        .bind(ca_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+}
