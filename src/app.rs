@@ -26,6 +26,18 @@ pub struct AppState {
     pub iot: Option<Arc<dyn IotRegistry>>,
 }
 
+impl AppState {
+    /// The AWS IoT administration of this service's CAs.
+    pub fn provisioning(&self) -> crate::provisioning::Provisioning<'_> {
+        crate::provisioning::Provisioning {
+            store: &self.store,
+            registry: self.iot.as_ref(),
+            data_dir: &self.settings.data_dir,
+            policy: self.issuance.policy(),
+        }
+    }
+}
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
@@ -109,6 +121,7 @@ impl Application {
         let grace = Duration::from_secs(self.state.settings.server.shutdown_grace_secs);
         let store = self.state.store.clone();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let jobs = background_jobs(&self.state);
         let app = crate::http::router(self.state);
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             signal.await;
@@ -126,9 +139,60 @@ impl Application {
             result = server => result.context("server error")?,
             () = deadline => tracing::warn!("shutdown grace period over; dropping remaining requests"),
         }
+        for job in jobs {
+            job.abort();
+        }
         store.close().await;
         Ok(())
     }
+}
+
+/// With AWS configured: retry pending revocation pushes, and sync registered CAs when
+/// `aws.sync_interval_secs` is set. Each round is bounded; errors are logged and retried.
+fn background_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    if state.iot.is_none() {
+        return Vec::new();
+    }
+    let mut jobs = Vec::new();
+    let retry = Duration::from_secs(state.settings.aws.revocation_retry_secs);
+    let s = state.clone();
+    jobs.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(retry);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = s.provisioning().push_revocations(None, 500).await {
+                tracing::warn!(error = %e, "revocation retry round failed");
+            }
+        }
+    }));
+    let every = state.settings.aws.sync_interval_secs;
+    if every > 0 {
+        let s = state.clone();
+        jobs.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            loop {
+                tick.tick().await;
+                let registrations = match s.store.list_aws_registrations().await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "periodic AWS sync: store unavailable");
+                        continue;
+                    }
+                };
+                for reg in registrations {
+                    let actor = crate::provisioning::Actor {
+                        name: "system:sync",
+                        request_id: None,
+                    };
+                    if let Err(e) = s.provisioning().sync(&reg.ca_id, actor).await {
+                        tracing::warn!(ca_id = %reg.ca_id, error = %e, "periodic AWS sync failed");
+                    }
+                }
+            }
+        }));
+    }
+    jobs
 }
 
 /// The issuing CA, created on first start when configured (the development default).

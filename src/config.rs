@@ -93,6 +93,11 @@ pub struct AwsSettings {
     pub max_attempts: u32,
     /// Upper bound on one AWS call, retries included.
     pub operation_timeout_secs: u64,
+    /// How often revocations AWS has not been told of yet are pushed again.
+    pub revocation_retry_secs: u64,
+    /// How often every registered CA is synced with ListCertificatesByCA; 0 = never (use
+    /// POST /v1/admin/cas/{id}/aws/sync).
+    pub sync_interval_secs: u64,
 }
 
 impl Default for AwsSettings {
@@ -103,6 +108,8 @@ impl Default for AwsSettings {
             endpoint_url: None,
             max_attempts: 3,
             operation_timeout_secs: 20,
+            revocation_retry_secs: 60,
+            sync_interval_secs: 0,
         }
     }
 }
@@ -324,6 +331,11 @@ impl Settings {
             if !(1..=10).contains(&self.aws.max_attempts) {
                 return Err(ConfigError(
                     "aws.max_attempts must be between 1 and 10".into(),
+                ));
+            }
+            if self.aws.revocation_retry_secs == 0 {
+                return Err(ConfigError(
+                    "aws.revocation_retry_secs must be at least 1".into(),
                 ));
             }
             if self.aws.operation_timeout_secs == 0 {

@@ -205,6 +205,9 @@ impl IssuanceService {
             status: "active".into(),
             revoked_at: None,
             revocation_reason: None,
+            aws_revocation_pending: false,
+            aws_status: None,
+            aws_first_seen_at: None,
         };
         Ok(Issued {
             record,

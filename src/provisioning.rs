@@ -305,6 +305,10 @@ impl Provisioning<'_> {
         );
         self.audit("ca.aws.register", ca_id, true, &detail, actor)
             .await?;
+        // Certificates revoked before the CA was registered must never be activated by JITP.
+        if let (_, Some(e)) = self.push_revocations(Some(ca_id), 10_000).await? {
+            tracing::warn!(%ca_id, error = %e, "some revocations are still to be pushed to AWS IoT");
+        }
         Ok((reconciled, false))
     }
 
@@ -539,6 +543,163 @@ impl Provisioning<'_> {
         }
     }
 
+    /// What JITP would create for one device under this CA's template (or `req.template`,
+    /// to try one before attaching it): evaluated from a ledger certificate or a CSR.
+    pub async fn preview(
+        &self,
+        ca_id: &str,
+        req: PreviewRequest,
+    ) -> Result<PreviewAnswer, ProvisioningError> {
+        self.ca_record(ca_id).await?;
+        let template = match &req.template {
+            Some(spec) => spec.resolve()?,
+            None => self.attached_template(ca_id).await?.ok_or_else(|| {
+                ProvisioningError::InvalidRequest(
+                    "no JITP template is attached to this CA; attach one, or send \"template\""
+                        .into(),
+                )
+            })?,
+        };
+        let ResolvedTemplate::Body(template) = template else {
+            return Err(ProvisioningError::InvalidRequest(
+                "a named template's body is held by AWS, so it cannot be previewed here; send \
+                 the body as \"template\" to preview it"
+                    .into(),
+            ));
+        };
+        let device = match (&req.serial, &req.csr) {
+            (Some(serial), None) => {
+                let record = self
+                    .store
+                    .get_certificate(&serial.to_ascii_lowercase())
+                    .await?
+                    .ok_or_else(|| {
+                        ProvisioningError::InvalidRequest(format!(
+                            "no certificate with serial {serial:?} in the ledger"
+                        ))
+                    })?;
+                subject_of_certificate(&record.certificate_der, record.aws_certificate_id)?
+            }
+            (None, Some(csr)) => {
+                let parsed = crate::ca::csr::parse(csr.as_bytes())
+                    .map_err(|e| ProvisioningError::InvalidRequest(format!("csr: {e}")))?;
+                let attrs = parsed
+                    .subject()
+                    .iter()
+                    .filter_map(|a| a.value.clone().map(|v| (a.oid.clone(), v)));
+                device_subject(attrs, "(computed by AWS from the certificate)".into())
+            }
+            _ => {
+                return Err(ProvisioningError::InvalidRequest(
+                    "send exactly one of \"serial\" (a ledger certificate) or \"csr\"".into(),
+                ));
+            }
+        };
+        Ok(match jitp::preview(&template, &device) {
+            Ok(preview) => PreviewAnswer {
+                would_provision: preview.problems.is_empty(),
+                preview: Some(preview),
+                missing_field: None,
+                device,
+            },
+            Err(missing) => PreviewAnswer {
+                would_provision: false,
+                preview: None,
+                missing_field: Some(missing.0.parameter_name().to_owned()),
+                device,
+            },
+        })
+    }
+
+    /// Tells AWS IoT of revocations it has not been told of (of one CA, or all), oldest
+    /// first: UpdateCertificate to REVOKED, or, for a certificate AWS has not seen (the device
+    /// never connected), RegisterCertificate with status REVOKED so that JITP can never
+    /// activate it. A failure leaves the revocation pending for the next attempt. Returns how
+    /// many were pushed and the first failure.
+    pub async fn push_revocations(
+        &self,
+        ca_id: Option<&str>,
+        limit: u32,
+    ) -> Result<(usize, Option<AwsError>), ProvisioningError> {
+        let registry = self.registry()?;
+        let registrations = self.store.list_aws_registrations().await?;
+        let mut pushed = 0;
+        let mut first_error = None;
+        for pending in self.store.pending_revocations(ca_id, limit).await? {
+            // A CA AWS does not trust cannot connect devices: the revocation waits until the
+            // CA is registered (registration pushes it).
+            let Some(reg) = registrations.iter().find(|r| r.ca_id == pending.ca_id) else {
+                continue;
+            };
+            match push_one(registry.as_ref(), &pending, self.store, &reg.ca_id).await {
+                Ok(()) => {
+                    self.store.clear_revocation_pending(&pending.serial).await?;
+                    pushed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(serial = %pending.serial, error = %e, "revocation not yet pushed to AWS IoT; will retry");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Ok((pushed, first_error))
+    }
+
+    /// ListCertificatesByCA for a registered CA: marks each ledger row with its AWS status and
+    /// when AWS first saw it. Rows AWS does not list keep `aws_status` null: devices that never
+    /// connected.
+    pub async fn sync(
+        &self,
+        ca_id: &str,
+        actor: Actor<'_>,
+    ) -> Result<SyncReport, ProvisioningError> {
+        let registry = self.registry()?;
+        let reg = self.registration(ca_id).await?;
+        let now = Timestamp::now();
+        let mut report = SyncReport::default();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = match registry
+                .list_certificates_by_ca(&reg.aws_certificate_id, marker.as_deref())
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    self.audit("ca.aws.sync", ca_id, false, &e.to_string(), actor)
+                        .await?;
+                    return Err(e.into());
+                }
+            };
+            report.pages += 1;
+            for c in &page.certificates {
+                report.listed += 1;
+                let seen = c.created_at.map(Timestamp::new);
+                if self
+                    .store
+                    .record_aws_status(&c.certificate_id, &c.status, seen, now)
+                    .await?
+                {
+                    report.matched += 1;
+                } else {
+                    report.not_in_ledger += 1;
+                }
+            }
+            match page.next_marker {
+                Some(next) if Some(&next) != marker.as_ref() && report.pages < 10_000 => {
+                    marker = Some(next)
+                }
+                _ => break,
+            }
+        }
+        let detail = format!(
+            "listed={}; matched={}; not_in_ledger={}",
+            report.listed, report.matched, report.not_in_ledger
+        );
+        self.audit("ca.aws.sync", ca_id, true, &detail, actor)
+            .await?;
+        Ok(report)
+    }
+
     async fn audit(
         &self,
         action: &str,
@@ -557,6 +718,119 @@ impl Provisioning<'_> {
                 request_id: actor.request_id,
             })
             .await
+    }
+}
+
+/// `POST /v1/admin/cas/{id}/aws/template/preview`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub csr: Option<String>,
+    #[serde(default)]
+    pub template: Option<TemplateSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviewAnswer {
+    /// False when a referenced field is missing or AWS would refuse a value.
+    pub would_provision: bool,
+    /// The thing, attributes, groups and policies JITP would create.
+    pub preview: Option<jitp::Preview>,
+    /// The first template parameter the certificate lacks (JITP would fail).
+    pub missing_field: Option<String>,
+    /// The certificate fields JITP would read.
+    pub device: jitp::DeviceSubject,
+}
+
+fn subject_of_certificate(
+    der: &[u8],
+    certificate_id: String,
+) -> Result<jitp::DeviceSubject, ProvisioningError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+        ProvisioningError::InvalidRequest(format!("stored certificate unreadable: {e}"))
+    })?;
+    let attrs: Vec<(String, String)> = cert
+        .subject()
+        .iter_attributes()
+        .filter_map(|a| Some((a.attr_type().to_id_string(), a.as_str().ok()?.to_owned())))
+        .collect();
+    Ok(device_subject(attrs.into_iter(), certificate_id))
+}
+
+/// The JITP view of a subject: which value each `AWS::IoT::Certificate::*` field would have.
+fn device_subject(
+    attrs: impl Iterator<Item = (String, String)>,
+    certificate_id: String,
+) -> jitp::DeviceSubject {
+    let mut d = jitp::DeviceSubject {
+        certificate_id,
+        ..jitp::DeviceSubject::default()
+    };
+    for (oid, value) in attrs {
+        let slot = match SubjectField::ALL.into_iter().find(|f| f.oid() == oid) {
+            Some(SubjectField::CommonName) => &mut d.common_name,
+            Some(SubjectField::Country) => &mut d.country,
+            Some(SubjectField::Organization) => &mut d.organization,
+            Some(SubjectField::OrganizationalUnit) => &mut d.organizational_unit,
+            Some(SubjectField::DnQualifier) => &mut d.distinguished_name_qualifier,
+            Some(SubjectField::StateOrProvince) => &mut d.state_name,
+            Some(SubjectField::SerialNumber) => &mut d.serial_number,
+            Some(SubjectField::Locality) | None => continue,
+        };
+        *slot = Some(value);
+    }
+    d
+}
+
+/// What a sync found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    pub pages: usize,
+    /// Certificates AWS listed under the CA.
+    pub listed: usize,
+    /// Of those, the ones found in the ledger and marked.
+    pub matched: usize,
+    /// Listed by AWS but not issued by this ledger.
+    pub not_in_ledger: usize,
+}
+
+async fn push_one(
+    registry: &dyn IotRegistry,
+    pending: &crate::store::aws::PendingRevocation,
+    store: &Store,
+    ca_id: &str,
+) -> Result<(), AwsError> {
+    match registry
+        .update_certificate(&pending.aws_certificate_id, "REVOKED")
+        .await
+    {
+        Ok(()) => return Ok(()),
+        Err(AwsError::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let ca_pem = store
+        .get_ca(ca_id)
+        .await
+        .map_err(|e| AwsError::Unavailable(e.to_string()))?
+        .map(|ca| ca.certificate_pem)
+        .ok_or_else(|| AwsError::InvalidRequest(format!("CA {ca_id} is gone from the store")))?;
+    let cert_pem = crate::ca::to_pem("CERTIFICATE", &pending.certificate_der);
+    match registry
+        .register_certificate(&cert_pem, &ca_pem, "REVOKED")
+        .await
+    {
+        Ok(_) => Ok(()),
+        // The device connected in between: AWS has it now, so revoke it there.
+        Err(AwsError::AlreadyExists(_)) => {
+            registry
+                .update_certificate(&pending.aws_certificate_id, "REVOKED")
+                .await
+        }
+        Err(e) => Err(e),
     }
 }
 

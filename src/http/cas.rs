@@ -15,7 +15,8 @@ use crate::auth::Role;
 use crate::authorities::{self, Authorities};
 use crate::ca::{CaAlgorithm, CaSubject};
 use crate::provisioning::{
-    Actor, Provisioning, ProvisioningError, RegisterRequest, StatusChange, TemplateRequest,
+    Actor, PreviewAnswer, PreviewRequest, ProvisioningError, RegisterRequest, StatusChange,
+    SyncReport, TemplateRequest,
 };
 use crate::store::CaRecord;
 use crate::store::aws::AwsRegistration;
@@ -190,7 +191,7 @@ pub async fn preflight(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
-    let report = provisioning(&state).preflight(&id, None).await?;
+    let report = state.provisioning().preflight(&id, None).await?;
     Ok(Json(report).into_response())
 }
 
@@ -202,7 +203,8 @@ pub async fn register(
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
     let admin = caller.require(&[Role::Admin])?;
-    let (registration, already) = provisioning(&state)
+    let (registration, already) = state
+        .provisioning()
         .register(&id, body, prov_actor(&admin.name, &request_id))
         .await?;
     let status = if already {
@@ -219,7 +221,7 @@ pub async fn aws_state(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
-    let s = provisioning(&state).state(&id).await?;
+    let s = state.provisioning().state(&id).await?;
     Ok(Json(s).into_response())
 }
 
@@ -232,7 +234,8 @@ pub async fn change_status(
 ) -> Result<Json<AwsRegistration>, ApiError> {
     let admin = caller.require(&[Role::Admin])?;
     Ok(Json(
-        provisioning(&state)
+        state
+            .provisioning()
             .change_status(&id, body, prov_actor(&admin.name, &request_id))
             .await?,
     ))
@@ -245,7 +248,8 @@ pub async fn deregister(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let admin = caller.require(&[Role::Admin])?;
-    provisioning(&state)
+    state
+        .provisioning()
         .deregister(&id, prov_actor(&admin.name, &request_id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -260,8 +264,34 @@ pub async fn attach_template(
 ) -> Result<Json<AwsRegistration>, ApiError> {
     let admin = caller.require(&[Role::Admin])?;
     Ok(Json(
-        provisioning(&state)
+        state
+            .provisioning()
             .attach_template(&id, body, prov_actor(&admin.name, &request_id))
+            .await?,
+    ))
+}
+
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PreviewRequest>,
+) -> Result<Json<PreviewAnswer>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    Ok(Json(state.provisioning().preview(&id, body).await?))
+}
+
+pub async fn sync(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    Path(id): Path<String>,
+) -> Result<Json<SyncReport>, ApiError> {
+    let admin = caller.require(&[Role::Admin])?;
+    Ok(Json(
+        state
+            .provisioning()
+            .sync(&id, prov_actor(&admin.name, &request_id))
             .await?,
     ))
 }
@@ -273,7 +303,7 @@ pub async fn registration_config(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(&[Role::Admin])?;
     Ok(Json(
-        provisioning(&state).registration_config_file(&id).await?,
+        state.provisioning().registration_config_file(&id).await?,
     ))
 }
 
@@ -281,15 +311,6 @@ fn authorities(state: &AppState) -> Authorities<'_> {
     Authorities {
         store: &state.store,
         data_dir: &state.settings.data_dir,
-    }
-}
-
-fn provisioning(state: &AppState) -> Provisioning<'_> {
-    Provisioning {
-        store: &state.store,
-        registry: state.iot.as_ref(),
-        data_dir: &state.settings.data_dir,
-        policy: state.issuance.policy(),
     }
 }
 

@@ -57,6 +57,11 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(cas::attach_template),
         )
         .route(
+            "/v1/admin/cas/{id}/aws/template/preview",
+            post(cas::preview),
+        )
+        .route("/v1/admin/cas/{id}/aws/sync", post(cas::sync))
+        .route(
             "/v1/admin/cas/{id}/aws/registration-config",
             get(cas::registration_config),
         )

@@ -37,6 +37,12 @@ pub struct CertificateView {
     pub status: String,
     pub revoked_at: Option<String>,
     pub revocation_reason: Option<String>,
+    /// A revocation AWS IoT has not been told of yet (retried in the background).
+    pub aws_revocation_pending: bool,
+    /// The status AWS IoT reported at the last sync; null when AWS has not seen the
+    /// certificate (the device never connected) or no sync ran.
+    pub aws_status: Option<String>,
+    pub aws_first_seen_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_pem: Option<String>,
 }
@@ -61,6 +67,9 @@ impl CertificateView {
             status: r.status,
             revoked_at: r.revoked_at.map(rfc3339_string),
             revocation_reason: r.revocation_reason,
+            aws_revocation_pending: r.aws_revocation_pending,
+            aws_status: r.aws_status,
+            aws_first_seen_at: r.aws_first_seen_at.map(rfc3339_string),
         }
     }
 }
@@ -74,6 +83,7 @@ pub struct ListParams {
     status: Option<String>,
     issued_after: Option<String>,
     issued_before: Option<String>,
+    aws_status: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -124,6 +134,7 @@ pub async fn list_certificates(
             .as_deref()
             .map(|t| parse_time("issued_before", t))
             .transpose()?,
+        aws_status: params.aws_status,
         before: params.cursor.as_deref().map(decode_cursor).transpose()?,
     };
     // One row more than asked tells whether another page exists.

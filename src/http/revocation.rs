@@ -106,6 +106,13 @@ pub async fn revoke_certificate(
     }
     audit(true, format!("reason={}", reason.name())).await?;
     tracing::info!(%serial, reason = reason.name(), admin = %admin, "certificate revoked");
+    // Tell AWS IoT now when it is configured; a failure leaves the revocation pending for the
+    // background retry, and the answer shows `aws_revocation_pending`.
+    if state.iot.is_some()
+        && let Err(e) = state.provisioning().push_revocations(None, 100).await
+    {
+        tracing::warn!(%serial, error = %e, "revocation push to AWS IoT failed; will retry");
+    }
     // The committed row, read back through the same handler as GET /v1/certificates/{serial},
     // so both answer with the same JSON.
     reads::get_certificate(State(state), caller, Path(serial)).await

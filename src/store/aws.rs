@@ -91,3 +91,67 @@ impl Store {
         Ok(n > 0)
     }
 }
+
+/// A revocation AWS IoT must still be told of.
+#[derive(Debug, Clone, FromRow)]
+pub struct PendingRevocation {
+    pub serial: String,
+    pub ca_id: String,
+    pub aws_certificate_id: String,
+    pub certificate_der: Vec<u8>,
+}
+
+impl Store {
+    /// Revoked certificates AWS has not been told of, oldest first; only those of `ca_id` when
+    /// given.
+    pub async fn pending_revocations(
+        &self,
+        ca_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingRevocation>> {
+        let sql = format!(
+            "SELECT serial, ca_id, aws_certificate_id, certificate_der FROM issued_certificates \
+             WHERE aws_revocation_pending AND ($1 IS NULL OR ca_id = $1) \
+             ORDER BY revoked_at LIMIT {limit}"
+        );
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(ca_id)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    pub async fn clear_revocation_pending(&self, serial: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "UPDATE issued_certificates SET aws_revocation_pending = false WHERE serial = $1"
+        )
+        .bind(serial)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Records what AWS IoT reports for one certificate; false when the ledger has no
+    /// certificate with this AWS id (issued elsewhere, or by another CA database).
+    pub async fn record_aws_status(
+        &self,
+        aws_certificate_id: &str,
+        status: &str,
+        first_seen_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_pool!(self, |pool| sqlx::query(
+            "UPDATE issued_certificates SET aws_status = $2, \
+             aws_first_seen_at = COALESCE(aws_first_seen_at, $3), aws_synced_at = $4 \
+             WHERE aws_certificate_id = $1"
+        )
+        .bind(aws_certificate_id)
+        .bind(status)
+        .bind(first_seen_at)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+}

@@ -91,6 +91,11 @@ pub struct CertificateRecord {
     pub status: String,
     pub revoked_at: Option<Timestamp>,
     pub revocation_reason: Option<String>,
+    /// AWS IoT has not been told of the revocation yet (retried until it has).
+    pub aws_revocation_pending: bool,
+    /// The certificate's status in AWS IoT at the last sync; `None`: AWS has not seen it.
+    pub aws_status: Option<String>,
+    pub aws_first_seen_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -132,6 +137,8 @@ pub struct CertificateFilter {
     pub status: Option<String>,
     pub issued_after: Option<Timestamp>,
     pub issued_before: Option<Timestamp>,
+    /// An AWS IoT status from the last sync, or `never_seen` for certificates AWS has not seen.
+    pub aws_status: Option<String>,
     /// Keyset cursor: rows strictly older than this `(issued_at, serial)`.
     pub before: Option<(Timestamp, String)>,
 }
@@ -161,7 +168,8 @@ pub struct AuditRecord {
 
 const CERT_COLUMNS: &str = "serial, ca_id, thing_name, country, subject, key_algorithm, \
     spki_sha256, aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
-    request_id, status, revoked_at, revocation_reason";
+    request_id, status, revoked_at, revocation_reason, aws_revocation_pending, aws_status, \
+    aws_first_seen_at";
 
 const CA_COLUMNS: &str = "id, subject, key_algorithm, certificate_pem, aws_certificate_id, \
     key_file, source, is_issuing, not_before, not_after, created_at";
@@ -467,6 +475,14 @@ impl Store {
         }
         if let Some(v) = filter.issued_before {
             push("issued_at < ?", Bind::Time(v));
+        }
+        match filter.aws_status.as_deref() {
+            Some("never_seen") => conditions.push("aws_status IS NULL".to_owned()),
+            Some(v) => {
+                binds.push(Bind::Text(v.to_owned()));
+                conditions.push(format!("aws_status = ${}", binds.len()));
+            }
+            None => {}
         }
         if let Some((at, serial)) = &filter.before {
             binds.push(Bind::Time(*at));

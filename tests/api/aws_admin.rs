@@ -526,3 +526,193 @@ async fn the_fake_enforces_the_aws_rules() {
         .await
         .unwrap();
 }
+
+async fn revoke(app: &TestApp, serial: &str) -> serde_json::Value {
+    let response = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/certificates/{serial}/revoke"),
+            json!({"reason": "key_compromise"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    json(response).await
+}
+
+async fn register_with_template(app: &TestApp, ca: &str) {
+    let response = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/register"),
+            json!({"mode": "default", "activate": true, "auto_registration": true, "role_arn": ROLE, "template": simple_template()}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+on_both_backends!(revocations_reach_aws_and_sync_marks_devices_that_connected);
+
+async fn revocations_reach_aws_and_sync_marks_devices_that_connected(backend: Backend) {
+    let fake = Arc::new(FakeIotRegistry::new());
+    let app =
+        TestApp::spawn_with_iot(backend, fake.clone(), |s| s.aws.revocation_retry_secs = 1).await;
+    let ca = issuing_ca_id(&app).await;
+
+    // Revoked before the CA is registered: pending until registration pushes it.
+    let early = json(app.sign(&csr("Early-1", "JP").pem).await).await;
+    let revoked = revoke(&app, early["serial"].as_str().unwrap()).await;
+    assert_eq!(revoked["aws_revocation_pending"], true);
+    register_with_template(&app, &ca).await;
+    let early_id = early["aws_certificate_id"].as_str().unwrap();
+    assert_eq!(
+        fake.describe_certificate(early_id).await.unwrap().status,
+        "REVOKED"
+    );
+    let row = json(
+        app.get(
+            &app.viewer,
+            &format!("/v1/certificates/{}", early["serial"].as_str().unwrap()),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(row["aws_revocation_pending"], false);
+
+    // One device connects, one never does; sync tells them apart.
+    let connected = json(app.sign(&csr("Connected-1", "JP").pem).await).await;
+    let silent = json(app.sign(&csr("Silent-1", "JP").pem).await).await;
+    let der = ::pem::parse(connected["certificate_pem"].as_str().unwrap())
+        .unwrap()
+        .into_contents();
+    fake.simulate_first_connection(&der).unwrap();
+    let sync = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/sync"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(sync.status(), StatusCode::OK);
+    let report = json(sync).await;
+    assert_eq!(
+        (report["listed"].as_u64(), report["matched"].as_u64()),
+        (Some(2), Some(2)),
+        "{report}"
+    );
+    let active = json(
+        app.get(&app.viewer, "/v1/certificates?aws_status=ACTIVE")
+            .await,
+    )
+    .await;
+    assert_eq!(active["items"].as_array().unwrap().len(), 1);
+    assert_eq!(active["items"][0]["serial"], connected["serial"]);
+    assert!(active["items"][0]["aws_first_seen_at"].is_string());
+    let never = json(
+        app.get(&app.viewer, "/v1/certificates?aws_status=never_seen")
+            .await,
+    )
+    .await;
+    let never: Vec<_> = never["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["serial"].clone())
+        .collect();
+    assert_eq!(never, vec![silent["serial"].clone()]);
+
+    // Revoking a device AWS knows: UpdateCertificate; one it never saw: RegisterCertificate
+    // as REVOKED, so JITP can never activate it.
+    revoke(&app, connected["serial"].as_str().unwrap()).await;
+    let connected_id = connected["aws_certificate_id"].as_str().unwrap();
+    assert_eq!(
+        fake.describe_certificate(connected_id)
+            .await
+            .unwrap()
+            .status,
+        "REVOKED"
+    );
+    revoke(&app, silent["serial"].as_str().unwrap()).await;
+    let silent_der = ::pem::parse(silent["certificate_pem"].as_str().unwrap())
+        .unwrap()
+        .into_contents();
+    assert!(fake.simulate_first_connection(&silent_der).is_err());
+
+    // AWS down at revocation time: the ledger revokes, the push waits and is retried.
+    let later = json(app.sign(&csr("Later-1", "JP").pem).await).await;
+    fake.fail_next(AwsError::Unavailable("throttled".into()));
+    let revoked = revoke(&app, later["serial"].as_str().unwrap()).await;
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(revoked["aws_revocation_pending"], true);
+    let path = format!("/v1/certificates/{}", later["serial"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let row = json(app.get(&app.viewer, &path).await).await;
+        if row["aws_revocation_pending"] == false {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retry job did not push the revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let later_id = later["aws_certificate_id"].as_str().unwrap();
+    assert_eq!(
+        fake.describe_certificate(later_id).await.unwrap().status,
+        "REVOKED"
+    );
+}
+
+#[tokio::test]
+async fn template_preview_shows_the_thing_a_device_would_become() {
+    let fake = Arc::new(FakeIotRegistry::new());
+    let app = TestApp::spawn_with_iot(Backend::Sqlite, fake, |_| {}).await;
+    let ca = issuing_ca_id(&app).await;
+    register_with_template(&app, &ca).await;
+    let issued = json(app.sign(&csr("Preview-1", "DE").pem).await).await;
+
+    let by_serial = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/template/preview"),
+            json!({"serial": issued["serial"]}),
+        )
+        .await;
+    assert_eq!(by_serial.status(), StatusCode::OK);
+    let by_serial = json(by_serial).await;
+    assert_eq!(by_serial["would_provision"], true, "{by_serial}");
+    assert_eq!(by_serial["preview"]["thing_name"], "Preview-1");
+    assert_eq!(
+        by_serial["preview"]["attributes"],
+        json!({"Country": "DE", "version": "v1"})
+    );
+    assert_eq!(
+        by_serial["preview"]["policy_names"],
+        json!(["My_IoT_Policy"])
+    );
+
+    // A template tried before attaching, reading a field this CSR lacks.
+    let with_org = json!({"simple": {"attributes": {"org": "Organization"}, "policy_name": "P"}});
+    let response = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/template/preview"),
+            json!({"csr": csr("Preview-2", "JP").pem, "template": with_org}),
+        )
+        .await;
+    let answer = json(response).await;
+    assert_eq!(answer["would_provision"], false);
+    assert_eq!(
+        answer["missing_field"],
+        "AWS::IoT::Certificate::Organization"
+    );
+
+    let neither = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/template/preview"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(json(neither).await["code"], "invalid_request");
+}
