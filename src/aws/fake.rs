@@ -17,22 +17,10 @@ use super::{
     IotRegistry, RegisterCaRequest, RegisteredCa, RegistrationConfig,
 };
 use crate::ca::{is_signed_by, sha256_hex};
+use crate::jitp::CertificateField;
 
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
-
-/// The parameters JITP supplies to a template (AWS IoT developer guide, "Just-in-time
-/// provisioning").
-pub const JITP_PARAMETERS: [&str; 8] = [
-    "AWS::IoT::Certificate::CommonName",
-    "AWS::IoT::Certificate::Country",
-    "AWS::IoT::Certificate::Organization",
-    "AWS::IoT::Certificate::OrganizationalUnit",
-    "AWS::IoT::Certificate::DistinguishedNameQualifier",
-    "AWS::IoT::Certificate::StateName",
-    "AWS::IoT::Certificate::SerialNumber",
-    "AWS::IoT::Certificate::Id",
-];
 
 #[derive(Debug, Clone)]
 struct FakeCa {
@@ -189,7 +177,7 @@ fn check_template_body(body: &str) -> Result<(), AwsError> {
     }
     if let Some(bad) = parameters
         .keys()
-        .find(|k| !JITP_PARAMETERS.contains(&k.as_str()))
+        .find(|k| CertificateField::from_parameter_name(k).is_none())
     {
         return Err(AwsError::InvalidRequest(format!(
             "template parameter {bad} is not supplied by JITP"

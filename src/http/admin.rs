@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Caller, RequestId};
+use super::reads::parse_time;
 use super::rfc3339_string;
 use crate::app::AppState;
 use crate::auth::{self, Role, TokenError};
-use crate::store::{AuditRecord, Timestamp};
+use crate::store::{AuditFilter, AuditRecord, Timestamp};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +129,14 @@ pub async fn revoke_token(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    outcome: Option<String>,
+    /// RFC 3339; inclusive.
+    since: Option<String>,
+    /// RFC 3339; exclusive.
+    until: Option<String>,
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     cursor: Option<i64>,
@@ -152,7 +161,32 @@ pub async fn list_audit(
             "limit must be between 1 and 1000",
         ));
     }
-    let mut items = state.store.list_audit(params.cursor, limit + 1).await?;
+    if let Some(outcome) = &params.outcome
+        && !matches!(outcome.as_str(), "success" | "failure")
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "outcome must be success or failure",
+        ));
+    }
+    let filter = AuditFilter {
+        since: params
+            .since
+            .as_deref()
+            .map(|t| parse_time("since", t))
+            .transpose()?,
+        until: params
+            .until
+            .as_deref()
+            .map(|t| parse_time("until", t))
+            .transpose()?,
+        actor: params.actor,
+        action: params.action,
+        target: params.target,
+        outcome: params.outcome,
+        before_id: params.cursor,
+    };
+    let mut items = state.store.list_audit(&filter, limit + 1).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|r| r.id)

@@ -244,7 +244,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
+pub(crate) fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
     OffsetDateTime::parse(value, &Rfc3339)
         .map(Timestamp::new)
         .map_err(|_| {

@@ -608,20 +608,67 @@ impl Store {
     }
 
     /// Newest first; `before_id` continues a previous page.
+    /// Newest first, narrowed by `filter`; `filter.before_id` continues a previous page.
     pub async fn list_audit(
         &self,
-        before_id: Option<i64>,
+        filter: &AuditFilter,
         limit: u32,
     ) -> StoreResult<Vec<AuditRecord>> {
+        enum Bind {
+            Text(String),
+            Time(Timestamp),
+        }
+        let mut conditions = vec!["id < $1".to_owned()];
+        let mut binds = Vec::new();
+        let mut push = |column: &str, op: &str, bind: Bind| {
+            binds.push(bind);
+            conditions.push(format!("{column} {op} ${}", binds.len() + 1));
+        };
+        for (column, value) in [
+            ("actor", &filter.actor),
+            ("action", &filter.action),
+            ("target", &filter.target),
+            ("outcome", &filter.outcome),
+        ] {
+            if let Some(v) = value {
+                push(column, "=", Bind::Text(v.clone()));
+            }
+        }
+        if let Some(t) = filter.since {
+            push("at", ">=", Bind::Time(t));
+        }
+        if let Some(t) = filter.until {
+            push("at", "<", Bind::Time(t));
+        }
         let sql = format!(
             "SELECT id, at, actor, action, target, outcome, detail, request_id FROM audit_log \
-             WHERE id < $1 ORDER BY id DESC LIMIT {limit}"
+             WHERE {} ORDER BY id DESC LIMIT {limit}",
+            conditions.join(" AND ")
         );
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
-            .bind(before_id.unwrap_or(i64::MAX))
-            .fetch_all(pool)
-            .await)?)
+        Ok(on_pool!(self, |pool| {
+            let mut query = sqlx::query_as(&sql).bind(filter.before_id.unwrap_or(i64::MAX));
+            for bind in &binds {
+                query = match bind {
+                    Bind::Text(v) => query.bind(v),
+                    Bind::Time(v) => query.bind(*v),
+                };
+            }
+            query.fetch_all(pool).await
+        })?)
     }
+}
+
+/// Filters of `GET /v1/admin/audit`.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub before_id: Option<i64>,
 }
 
 /// Serde adapter writing a [`Timestamp`] as RFC 3339.

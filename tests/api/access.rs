@@ -68,6 +68,27 @@ async fn every_route_answers_each_caller_as_documented(backend: Backend) {
             [U, U, U, F, F, S::NO_CONTENT],
         ),
         (Method::GET, "/v1/admin/audit", [U, U, U, F, F, S::OK]),
+        (Method::GET, "/v1/admin/cas", [U, U, U, F, F, S::OK]),
+        (
+            Method::GET,
+            "/v1/admin/cas/ca-0000000000000000/aws/preflight",
+            [U, U, U, F, F, S::NOT_FOUND],
+        ),
+        (
+            Method::GET,
+            "/v1/admin/cas/ca-0000000000000000/aws",
+            [U, U, U, F, F, S::SERVICE_UNAVAILABLE],
+        ),
+        (
+            Method::POST,
+            "/v1/admin/certificates/0000000000000000000000000000000000000000/revoke",
+            [U, U, U, F, F, S::NOT_FOUND],
+        ),
+        (
+            Method::GET,
+            "/v1/cas/ca-0000000000000000/crl",
+            [S::NOT_FOUND; 6],
+        ),
         (Method::GET, "/healthz", [S::OK; 6]),
         (Method::GET, "/readyz", [S::OK; 6]),
     ];
@@ -251,4 +272,36 @@ async fn token_admin_api_shows_secret_once(backend: Backend) {
         "{actions:?}"
     );
     assert!(audit["items"][0]["request_id"].as_str().is_some());
+
+    // Filters and pagination.
+    let failed = json(
+        app.get(
+            &app.admin,
+            "/v1/admin/audit?action=token.revoke&outcome=failure&target=line-9",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(failed["items"].as_array().unwrap().len(), 1, "{failed}");
+    let nobody = json(app.get(&app.admin, "/v1/admin/audit?actor=nobody").await).await;
+    assert!(nobody["items"].as_array().unwrap().is_empty());
+    let future = json(
+        app.get(&app.admin, "/v1/admin/audit?since=2999-01-01T00:00:00Z")
+            .await,
+    )
+    .await;
+    assert!(future["items"].as_array().unwrap().is_empty());
+    let first = json(app.get(&app.admin, "/v1/admin/audit?limit=1").await).await;
+    let cursor = first["next_cursor"].as_i64().unwrap();
+    let second = json(
+        app.get(
+            &app.admin,
+            &format!("/v1/admin/audit?limit=1&cursor={cursor}"),
+        )
+        .await,
+    )
+    .await;
+    assert!(second["items"][0]["id"].as_i64().unwrap() < first["items"][0]["id"].as_i64().unwrap());
+    let bad = app.get(&app.admin, "/v1/admin/audit?outcome=maybe").await;
+    assert_eq!(json(bad).await["code"], "invalid_query");
 }
