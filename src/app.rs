@@ -15,6 +15,7 @@ use crate::aws::sdk::SdkIotRegistry;
 use crate::ca::DeviceProfile;
 use crate::config::Settings;
 use crate::issuance::IssuanceService;
+use crate::limits::StationRateLimiter;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -24,15 +25,21 @@ pub struct AppState {
     pub issuance: Arc<IssuanceService>,
     /// AWS IoT, when `aws.enabled`; `None` makes the AWS endpoints answer 503.
     pub iot: Option<Arc<dyn IotRegistry>>,
+    pub station_limiter: Arc<StationRateLimiter>,
 }
 
 impl AppState {
+    /// The CAs of this service: create, import, activate, load.
+    pub fn authorities(&self) -> Authorities<'_> {
+        Authorities::new(&self.store, &self.settings)
+    }
+
     /// The AWS IoT administration of this service's CAs.
     pub fn provisioning(&self) -> crate::provisioning::Provisioning<'_> {
         crate::provisioning::Provisioning {
             store: &self.store,
             registry: self.iot.as_ref(),
-            data_dir: &self.settings.data_dir,
+            authorities: self.authorities(),
             policy: self.issuance.policy(),
         }
     }
@@ -88,10 +95,14 @@ impl Application {
         Ok(Application {
             listener,
             state: AppState {
-                settings: Arc::new(settings),
                 store,
                 issuance: Arc::new(issuance),
                 iot,
+                station_limiter: Arc::new(StationRateLimiter::new(
+                    settings.server.station_rate_per_sec,
+                    settings.server.station_burst,
+                )),
+                settings: Arc::new(settings),
             },
         })
     }
@@ -161,7 +172,7 @@ fn background_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = s.provisioning().push_revocations(None, 500).await {
+            if let Err(e) = s.provisioning().push_revocations(None, None, 500).await {
                 tracing::warn!(error = %e, "revocation retry round failed");
             }
         }
@@ -200,10 +211,7 @@ async fn ensure_issuing_ca(
     settings: &Settings,
     store: &Store,
 ) -> anyhow::Result<crate::ca::CertificateAuthority> {
-    let authorities = Authorities {
-        store,
-        data_dir: &settings.data_dir,
-    };
+    let authorities = Authorities::new(store, settings);
     if let Some(ca) = authorities.load_issuing().await? {
         return Ok(ca);
     }

@@ -37,6 +37,18 @@ pub struct Actor<'a> {
 pub struct Authorities<'a> {
     pub store: &'a Store,
     pub data_dir: &'a Path,
+    /// Load key files that group or others can read (`ca.allow_insecure_key_permissions`).
+    pub allow_insecure_key_permissions: bool,
+}
+
+impl<'a> Authorities<'a> {
+    pub fn new(store: &'a Store, settings: &'a crate::config::Settings) -> Self {
+        Self {
+            store,
+            data_dir: &settings.data_dir,
+            allow_insecure_key_permissions: settings.ca.allow_insecure_key_permissions,
+        }
+    }
 }
 
 impl Authorities<'_> {
@@ -106,7 +118,7 @@ impl Authorities<'_> {
 
     fn load(&self, record: &CaRecord) -> Result<CertificateAuthority, AuthorityError> {
         let path = self.data_dir.join(&record.key_file);
-        let key_pem = read_key_file(&path)?;
+        let key_pem = read_key_file(&path, self.allow_insecure_key_permissions)?;
         Ok(CertificateAuthority::load(
             &record.certificate_pem,
             &key_pem,
@@ -240,7 +252,7 @@ fn write_key_file(path: &Path, key: &SecretPem) -> Result<(), AuthorityError> {
 
 /// Reads a key file, refusing one that group or others can read: a CA key that other local
 /// users could copy is a compromised CA.
-fn read_key_file(path: &Path) -> Result<String, AuthorityError> {
+fn read_key_file(path: &Path, allow_insecure: bool) -> Result<String, AuthorityError> {
     let err = |message: String| AuthorityError::KeyFile {
         path: path.to_path_buf(),
         message,
@@ -252,7 +264,12 @@ fn read_key_file(path: &Path) -> Result<String, AuthorityError> {
             .map_err(|e| err(format!("cannot read: {e}")))?
             .permissions()
             .mode();
-        if mode & 0o077 != 0 {
+        if mode & 0o077 != 0 && allow_insecure {
+            tracing::warn!(
+                path = %path.display(),
+                "CA key file is readable by group or others (allowed by ca.allow_insecure_key_permissions)"
+            );
+        } else if mode & 0o077 != 0 {
             return Err(err(format!(
                 "permissions are {:o}; the CA key must be readable by its owner only (chmod 600)",
                 mode & 0o777

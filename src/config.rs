@@ -37,6 +37,13 @@ pub struct ServerSettings {
     pub request_timeout_secs: u64,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
+    /// Requests served at once; beyond this, requests are shed with 503 `overloaded` and
+    /// Retry-After instead of queueing without bound. /healthz and /readyz are exempt.
+    pub max_concurrent_requests: usize,
+    /// Certificates per second each station may request (token bucket); 0 = unlimited.
+    pub station_rate_per_sec: f64,
+    /// Bucket size: how many requests a station may send at once after being idle.
+    pub station_burst: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -60,6 +67,9 @@ pub struct CaSettings {
     pub algorithm: CaAlgorithm,
     pub validity_days: i64,
     pub subject: CaSubject,
+    /// Load CA key files that group or others can read. Off: such a key is refused, since
+    /// other local users could copy it.
+    pub allow_insecure_key_permissions: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -151,6 +161,9 @@ impl Default for ServerSettings {
             body_limit_bytes: 64 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            max_concurrent_requests: 1024,
+            station_rate_per_sec: 500.0,
+            station_burst: 1000,
         }
     }
 }
@@ -180,6 +193,7 @@ impl Default for CaSettings {
                 organization: Some("factory-ca".into()),
                 organizational_unit: None,
             },
+            allow_insecure_key_permissions: false,
         }
     }
 }
@@ -287,6 +301,18 @@ impl Settings {
         if self.server.body_limit_bytes < 4096 {
             return Err(ConfigError(
                 "server.body_limit_bytes must be at least 4096 (an RSA-8192 CSR is ~2.5 KB)".into(),
+            ));
+        }
+        if self.server.max_concurrent_requests == 0 {
+            return Err(ConfigError(
+                "server.max_concurrent_requests must be at least 1".into(),
+            ));
+        }
+        if !(self.server.station_rate_per_sec >= 0.0
+            && self.server.station_rate_per_sec.is_finite())
+        {
+            return Err(ConfigError(
+                "server.station_rate_per_sec must be 0 (unlimited) or a positive number".into(),
             ));
         }
         if self.server.request_timeout_secs == 0 {

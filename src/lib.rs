@@ -9,6 +9,8 @@ pub mod auth;
 pub mod authorities;
 /// AWS IoT behind the `IotRegistry` trait; the only place that imports aws-sdk-iot.
 pub mod aws;
+/// `factory-ca bench`: the station simulator and load generator (not used by the service).
+pub mod bench;
 /// The certificate authority: CSR parsing, policy, profile, signing. No HTTP, SQL or AWS.
 pub mod ca;
 /// Layered, validated settings.
@@ -19,6 +21,8 @@ pub mod http;
 pub mod issuance;
 /// JITP provisioning templates: build, validate, preview, and the CA's registrationConfig.
 pub mod jitp;
+/// Per-station rate limiting (token buckets).
+pub mod limits;
 /// AWS IoT JITP administration of our CAs: preflight, registration, template, status.
 pub mod provisioning;
 /// All SQL, for PostgreSQL and SQLite.

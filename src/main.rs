@@ -41,6 +41,8 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Simulate stations: post N fresh CSRs over C connections and report throughput and latency.
+    Bench(factory_ca::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -154,6 +156,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Ca(command) => ca_command(command, settings).await,
         Command::Token(command) => token_command(command, settings).await,
+        Command::Bench(args) => factory_ca::bench::run(args).await,
     }
 }
 
@@ -205,10 +208,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 
 async fn ca_command(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
-    let authorities = Authorities {
-        store: &store,
-        data_dir: &settings.data_dir,
-    };
+    let authorities = Authorities::new(&store, &settings);
     match command {
         CaCommand::Create(args) => {
             let defaults = &settings.ca;

@@ -139,7 +139,7 @@ pub struct Actor<'a> {
 pub struct Provisioning<'a> {
     pub store: &'a Store,
     pub registry: Option<&'a Arc<dyn IotRegistry>>,
-    pub data_dir: &'a std::path::Path,
+    pub authorities: Authorities<'a>,
     pub policy: &'a IssuancePolicy,
 }
 
@@ -156,12 +156,7 @@ impl Provisioning<'_> {
     }
 
     async fn load_ca(&self, ca_id: &str) -> Result<CertificateAuthority, ProvisioningError> {
-        Ok(Authorities {
-            store: self.store,
-            data_dir: self.data_dir,
-        }
-        .load_by_id(ca_id)
-        .await?)
+        Ok(self.authorities.load_by_id(ca_id).await?)
     }
 
     async fn registration(&self, ca_id: &str) -> Result<AwsRegistration, ProvisioningError> {
@@ -245,7 +240,14 @@ impl Provisioning<'_> {
         let ca = self.load_ca(ca_id).await?;
         let verification = match req.mode {
             CertificateMode::Default => {
-                let code = registry.get_registration_code().await?;
+                let code = match registry.get_registration_code().await {
+                    Ok(code) => code,
+                    Err(e) => {
+                        self.audit("ca.aws.register", ca_id, false, &e.to_string(), actor)
+                            .await?;
+                        return Err(e.into());
+                    }
+                };
                 Some(
                     ca.verification_certificate(&code, OffsetDateTime::now_utc())
                         .map_err(|e| ProvisioningError::InvalidRequest(e.to_string()))?,
@@ -306,7 +308,8 @@ impl Provisioning<'_> {
         self.audit("ca.aws.register", ca_id, true, &detail, actor)
             .await?;
         // Certificates revoked before the CA was registered must never be activated by JITP.
-        if let (_, Some(e)) = self.push_revocations(Some(ca_id), 10_000).await? {
+        // A bounded batch here keeps the answer fast; the background retry does the rest.
+        if let (_, Some(e)) = self.push_revocations(Some(ca_id), None, 50).await? {
             tracing::warn!(%ca_id, error = %e, "some revocations are still to be pushed to AWS IoT");
         }
         Ok((reconciled, false))
@@ -619,19 +622,14 @@ impl Provisioning<'_> {
     pub async fn push_revocations(
         &self,
         ca_id: Option<&str>,
+        serial: Option<&str>,
         limit: u32,
     ) -> Result<(usize, Option<AwsError>), ProvisioningError> {
         let registry = self.registry()?;
-        let registrations = self.store.list_aws_registrations().await?;
         let mut pushed = 0;
         let mut first_error = None;
-        for pending in self.store.pending_revocations(ca_id, limit).await? {
-            // A CA AWS does not trust cannot connect devices: the revocation waits until the
-            // CA is registered (registration pushes it).
-            let Some(reg) = registrations.iter().find(|r| r.ca_id == pending.ca_id) else {
-                continue;
-            };
-            match push_one(registry.as_ref(), &pending, self.store, &reg.ca_id).await {
+        for pending in self.store.pending_revocations(ca_id, serial, limit).await? {
+            match push_one(registry.as_ref(), &pending, self.store, &pending.ca_id).await {
                 Ok(()) => {
                     self.store.clear_revocation_pending(&pending.serial).await?;
                     pushed += 1;

@@ -112,10 +112,23 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr, CsrError> {
             rest.len()
         )));
     }
+    let signature_algorithm = check_structure(&der, &csr)?;
     let info = &csr.certification_request_info;
     let spki = &info.subject_pki;
     let key = classify_key(spki)?;
+    // The certificate carries the key re-encoded; a request whose key info says more or says it
+    // differently (extra elements, a curve that is not an OID, unused bits) would get a
+    // certificate whose key info differs from the request's, and a ledger spki_sha256 that
+    // matches neither.
+    if spki.raw != canonical_spki(key, &spki.subject_public_key.data) {
+        return Err(CsrError::Malformed(
+            "the public key info is not in DER form: rsaEncryption with NULL parameters, or \
+             id-ecPublicKey with a named curve, and nothing more"
+                .into(),
+        ));
+    }
     verify_signature(&csr, key)?;
+    check_envelope(&der, signature_algorithm, &csr)?;
 
     let mut subject = Vec::new();
     for rdn in info.subject.iter_rdn() {
@@ -170,6 +183,189 @@ fn decode_container(input: &[u8]) -> Result<Vec<u8>, CsrError> {
         ));
     }
     Ok(block.contents().to_vec())
+}
+
+/// What x509-parser lets through: it reads the fields it knows and skips whatever follows them
+/// inside a SEQUENCE, and it takes any version. PKCS#10 (RFC 2986 section 4) has room for
+/// nothing more, so extra elements are refused here: after the signature or in the signature
+/// algorithm they are outside the signature (anyone on the path could add them and change the
+/// request's hash), and inside the signed info they would be dropped without a word.
+/// Returns the signature algorithm element, for [`check_envelope`].
+fn check_structure<'a>(
+    der: &'a [u8],
+    csr: &X509CertificationRequest<'_>,
+) -> Result<&'a [u8], CsrError> {
+    let info = &csr.certification_request_info;
+    if info.version.0 != 0 {
+        return Err(CsrError::Malformed(format!(
+            "the request version is {}; PKCS#10 requests are version 0 (v1)",
+            info.version.0
+        )));
+    }
+    let extra = |what: &str| {
+        CsrError::Malformed(format!(
+            "{what} has more elements than PKCS#10 allows (RFC 2986 section 4)"
+        ))
+    };
+    let request = der_elements(der_content(der)).ok_or_else(|| extra("the request"))?;
+    let [request_info, algorithm, _signature] = request.as_slice() else {
+        return Err(extra("the request"));
+    };
+    if *request_info != info.raw
+        || der_elements(der_content(request_info)).map(|e| e.len()) != Some(4)
+    {
+        return Err(extra("the request info"));
+    }
+    let rdns =
+        der_elements(der_content(info.subject.as_raw())).ok_or_else(|| extra("the subject"))?;
+    for rdn in rdns {
+        for attribute in der_elements(der_content(rdn)).ok_or_else(|| extra("the subject"))? {
+            if der_elements(der_content(attribute)).map(|e| e.len()) != Some(2) {
+                return Err(extra("a subject attribute"));
+            }
+        }
+    }
+    Ok(algorithm)
+}
+
+/// The request around its signed info must be DER exactly: the signature algorithm without
+/// parameters (ECDSA, RFC 5758 section 3.2) or with NULL (PKCS#1 v1.5, RFC 4055 section 5),
+/// the signature with no unused bits, minimal lengths. This part is outside the signature, so
+/// any other form is noise that anyone on the path could add, and it would change the hash
+/// that idempotency compares.
+fn check_envelope(
+    der: &[u8],
+    algorithm: &[u8],
+    csr: &X509CertificationRequest<'_>,
+) -> Result<(), CsrError> {
+    let dotted = csr.signature_algorithm.algorithm.to_id_string();
+    let rsa = dotted.starts_with("1.2.840.113549.1.1.");
+    let parameters: &[u8] = match der_elements(der_content(algorithm)).as_deref() {
+        Some([_]) => &[],
+        Some([_, [0x05, 0x00]]) if rsa => &[0x05, 0x00],
+        _ => {
+            return Err(CsrError::Malformed(
+                "the signature algorithm has parameters it must not have (RFC 5758, RFC 4055)"
+                    .into(),
+            ));
+        }
+    };
+    // The OID as DER writes it: a lenient reader also takes bytes that merely decode to it.
+    let Some(oid) = oid_der(&dotted) else {
+        return Err(CsrError::Malformed(
+            "the signature algorithm OID is malformed".into(),
+        ));
+    };
+    let algorithm = der_tlv(0x30, &[oid.as_slice(), parameters].concat());
+    let signature = der_tlv(0x03, &[&[0u8][..], &csr.signature_value.data].concat());
+    let info = csr.certification_request_info.raw;
+    if der != der_tlv(0x30, &[info, &algorithm, &signature].concat()) {
+        return Err(CsrError::Malformed(
+            "the request is not DER outside its signed part (lengths, unused bits)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The DER of a dotted OID; `None` when an arc does not fit in 64 bits.
+fn oid_der(dotted: &str) -> Option<Vec<u8>> {
+    let arcs = dotted
+        .split('.')
+        .map(|arc| arc.parse().ok())
+        .collect::<Option<Vec<u64>>>()?;
+    if arcs.len() < 2 || arcs[0] > 2 {
+        return None;
+    }
+    let oid = yasna::models::ObjectIdentifier::from_slice(&arcs);
+    Some(yasna::construct_der(|w| w.write_oid(&oid)))
+}
+
+/// One DER element: tag, minimal length, content.
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len().to_be_bytes();
+    let skip = len.iter().take_while(|&&b| b == 0).count();
+    if content.len() < 0x80 {
+        out.push(content.len() as u8);
+    } else {
+        out.push(0x80 | (len.len() - skip) as u8);
+        out.extend_from_slice(&len[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The SubjectPublicKeyInfo the certificate will carry for this key (RFC 3279 section 2.3:
+/// rsaEncryption with NULL parameters, id-ecPublicKey with the named curve).
+fn canonical_spki(key: DeviceKey, public_key: &[u8]) -> Vec<u8> {
+    let oid = |dotted: &str| oid_der(dotted).expect("a constant OID");
+    let curve = match key {
+        DeviceKey::Rsa { .. } => None,
+        DeviceKey::EcdsaP256 => Some(OID_P256),
+        DeviceKey::EcdsaP384 => Some(OID_P384),
+        DeviceKey::EcdsaP521 => Some(OID_P521),
+    };
+    yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_sequence(|w| match curve {
+                None => {
+                    w.next().write_der(&oid(OID_RSA));
+                    w.next().write_null();
+                }
+                Some(curve) => {
+                    w.next().write_der(&oid(OID_EC));
+                    w.next().write_der(&oid(curve));
+                }
+            });
+            w.next()
+                .write_bitvec_bytes(public_key, public_key.len() * 8);
+        })
+    })
+}
+
+/// Length of the DER element (single-byte tag, definite length) at the start of `bytes`, header
+/// included; `None` when it does not fit.
+fn der_element_len(bytes: &[u8]) -> Option<usize> {
+    let (header, content) = der_header(bytes)?;
+    let total = header.checked_add(content)?;
+    (total <= bytes.len()).then_some(total)
+}
+
+fn der_header(bytes: &[u8]) -> Option<(usize, usize)> {
+    if bytes.first()? & 0x1f == 0x1f {
+        return None;
+    }
+    match *bytes.get(1)? {
+        n if n < 0x80 => Some((2, usize::from(n))),
+        n if (1..=4).contains(&(n & 0x7f)) => {
+            let count = usize::from(n & 0x7f);
+            let len = bytes
+                .get(2..2 + count)?
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            Some((2 + count, len))
+        }
+        _ => None,
+    }
+}
+
+/// The content of the DER element at the start of `bytes` (empty when it has none or is bad).
+fn der_content(bytes: &[u8]) -> &[u8] {
+    match (der_header(bytes), der_element_len(bytes)) {
+        (Some((header, _)), Some(total)) => &bytes[header..total],
+        _ => &[],
+    }
+}
+
+/// Splits DER content into its elements; `None` when one runs past the end.
+fn der_elements(mut content: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut elements = Vec::new();
+    while !content.is_empty() {
+        let (element, rest) = content.split_at(der_element_len(content)?);
+        elements.push(element);
+        content = rest;
+    }
+    Some(elements)
 }
 
 const OID_RSA: &str = "1.2.840.113549.1.1.1";

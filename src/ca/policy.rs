@@ -324,6 +324,14 @@ fn check_attribute_value(
             "{name} contains a control character"
         )));
     }
+    // X.680 puts '?' in PrintableString's alphabet, but the certificate writer (yasna, under
+    // rcgen) refuses it and would panic while signing: refuse it here, with what to do instead.
+    if kind == StringKind::Printable && value.contains('?') {
+        return Err(PolicyViolation::InvalidSubjectAttribute(format!(
+            "{name} is a PrintableString with '?', which this CA cannot encode; send it as a \
+             UTF8String"
+        )));
+    }
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use super::extract::{ApiJson, Caller, RequestId};
 use super::rfc3339_string;
 use crate::app::AppState;
 use crate::auth::Role;
-use crate::authorities::{self, Authorities};
+use crate::authorities;
 use crate::ca::{CaAlgorithm, CaSubject};
 use crate::provisioning::{
     Actor, PreviewAnswer, PreviewRequest, ProvisioningError, RegisterRequest, StatusChange,
@@ -127,7 +127,8 @@ pub async fn create(
             "validity_days must be between 1 and 36500",
         ));
     }
-    let (record, ca) = authorities(&state)
+    let (record, ca) = state
+        .authorities()
         .create(
             body.algorithm,
             &body.subject,
@@ -149,7 +150,8 @@ pub async fn import(
     ApiJson(body): ApiJson<ImportCa>,
 ) -> Result<Response, ApiError> {
     let admin = caller.require(&[Role::Admin])?;
-    let (record, ca) = authorities(&state)
+    let (record, ca) = state
+        .authorities()
         .import(
             &body.certificate_pem,
             &body.private_key_pem,
@@ -172,7 +174,8 @@ pub async fn activate(
     Path(id): Path<String>,
 ) -> Result<Json<CaAdminView>, ApiError> {
     let admin = caller.require(&[Role::Admin])?;
-    let ca = authorities(&state)
+    let ca = state
+        .authorities()
         .activate(&id, actor(&admin.name, &request_id))
         .await?;
     state.issuance.set_issuing_ca(ca);
@@ -305,13 +308,6 @@ pub async fn registration_config(
     Ok(Json(
         state.provisioning().registration_config_file(&id).await?,
     ))
-}
-
-fn authorities(state: &AppState) -> Authorities<'_> {
-    Authorities {
-        store: &state.store,
-        data_dir: &state.settings.data_dir,
-    }
 }
 
 fn actor<'a>(name: &'a str, request_id: &'a str) -> authorities::Actor<'a> {

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub message: String,
     /// Logged, never sent.
     internal: Option<String>,
+    /// Seconds for the Retry-After header (503s get 1 unless set).
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -40,7 +42,14 @@ impl ApiError {
             code,
             message: message.into(),
             internal: None,
+            retry_after: None,
         }
+    }
+
+    /// Sets the Retry-After header, in whole seconds (at least 1).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -78,6 +87,7 @@ impl ApiError {
             code: "internal_error",
             message: "an internal error occurred; it has been logged".into(),
             internal: Some(cause.into()),
+            retry_after: None,
         }
     }
 
@@ -88,6 +98,7 @@ impl ApiError {
             message: "the certificate ledger is unavailable; nothing was issued, retry later"
                 .into(),
             internal: Some(cause.to_string()),
+            retry_after: None,
         }
     }
 }
@@ -113,8 +124,11 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

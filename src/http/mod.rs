@@ -8,7 +8,10 @@ pub mod reads;
 pub mod revocation;
 pub mod stations;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -26,6 +29,9 @@ use error::ApiError;
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.server.body_limit_bytes;
     let timeout = Duration::from_secs(state.settings.server.request_timeout_secs);
+    let in_flight = Arc::new(Semaphore::new(
+        state.settings.server.max_concurrent_requests,
+    ));
     Router::new()
         .route(
             "/v1/certificates",
@@ -82,6 +88,9 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            shed_load(in_flight.clone(), request, next)
+        }))
         .layer(axum::middleware::from_fn(extract::request_id_middleware))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
@@ -116,6 +125,30 @@ async fn request_deadline(
     }
 }
 
+/// Load shedding: at most `server.max_concurrent_requests` requests are served at once; the
+/// rest get 503 `overloaded` with Retry-After at once instead of waiting in an unbounded
+/// queue. Health checks are exempt so that an overloaded replica is not also declared dead.
+async fn shed_load(
+    in_flight: Arc<Semaphore>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if matches!(request.uri().path(), "/healthz" | "/readyz") {
+        return next.run(request).await;
+    }
+    match in_flight.try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => axum::response::IntoResponse::into_response(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the service is at its concurrency limit (server.max_concurrent_requests); retry shortly",
+            )
+            .with_retry_after(1),
+        ),
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such route; see the README for the API")
 }
@@ -133,4 +166,54 @@ pub fn rfc3339_string(t: Timestamp) -> String {
     t.get()
         .format(&Rfc3339)
         .expect("ledger times format as RFC 3339")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tokio::sync::{Notify, oneshot};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn sheds_requests_beyond_the_concurrency_limit_but_not_health_checks() {
+        let release = Arc::new(Notify::new());
+        let (entered_tx, entered_rx) = oneshot::channel::<()>();
+        let entered_tx = Arc::new(std::sync::Mutex::new(Some(entered_tx)));
+        let in_flight = Arc::new(Semaphore::new(1));
+        let router = Router::new()
+            .route(
+                "/slow",
+                get({
+                    let release = release.clone();
+                    move || async move {
+                        if let Some(tx) = entered_tx.lock().unwrap().take() {
+                            let _ = tx.send(());
+                        }
+                        release.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .route("/healthz", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(move |request, next| {
+                shed_load(in_flight.clone(), request, next)
+            }));
+        let request = |path: &str| axum::http::Request::get(path).body(Body::empty()).unwrap();
+
+        let first = tokio::spawn(router.clone().oneshot(request("/slow")));
+        entered_rx.await.unwrap();
+        let shed = router.clone().oneshot(request("/slow")).await.unwrap();
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(shed.into_body(), 4096).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("\"code\":\"overloaded\""));
+        let health = router.clone().oneshot(request("/healthz")).await.unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+
+        release.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        let after = router.oneshot(request("/healthz")).await.unwrap();
+        assert_eq!(after.status(), StatusCode::OK);
+    }
 }

@@ -96,6 +96,16 @@ pub struct CertificatePage {
 }
 
 pub const MAX_PAGE: u32 = 1000;
+/// AWS IoT certificate statuses, and `never_seen` for certificates AWS has not listed.
+const AWS_STATUSES: [&str; 7] = [
+    "ACTIVE",
+    "INACTIVE",
+    "REVOKED",
+    "PENDING_TRANSFER",
+    "REGISTER_INACTIVE",
+    "PENDING_ACTIVATION",
+    "never_seen",
+];
 const DEFAULT_PAGE: u32 = 100;
 
 pub async fn list_certificates(
@@ -117,6 +127,14 @@ pub async fn list_certificates(
         return Err(ApiError::bad_request(
             "invalid_query",
             "status must be active or revoked",
+        ));
+    }
+    if let Some(aws_status) = &params.aws_status
+        && !AWS_STATUSES.contains(&aws_status.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("aws_status must be one of {}", AWS_STATUSES.join(", ")),
         ));
     }
     let filter = CertificateFilter {

@@ -18,7 +18,6 @@ use super::reads::{self, CertificateView};
 use super::rfc3339_string;
 use crate::app::AppState;
 use crate::auth::Role;
-use crate::authorities::Authorities;
 use crate::ca::{self, authority::RevocationReason};
 use crate::store::revocation::RevokeOutcome;
 use crate::store::{AuditEntry, Store, StoreError, Timestamp};
@@ -109,7 +108,10 @@ pub async fn revoke_certificate(
     // Tell AWS IoT now when it is configured; a failure leaves the revocation pending for the
     // background retry, and the answer shows `aws_revocation_pending`.
     if state.iot.is_some()
-        && let Err(e) = state.provisioning().push_revocations(None, 100).await
+        && let Err(e) = state
+            .provisioning()
+            .push_revocations(None, Some(&serial), 1)
+            .await
     {
         tracing::warn!(%serial, error = %e, "revocation push to AWS IoT failed; will retry");
     }
@@ -221,11 +223,7 @@ pub async fn crl(
     let ca = if issuing.id() == id {
         issuing
     } else {
-        let authorities = Authorities {
-            store: &state.store,
-            data_dir: &state.settings.data_dir,
-        };
-        Arc::new(authorities.load_by_id(&id).await?)
+        Arc::new(state.authorities().load_by_id(&id).await?)
     };
     let revoked = state.store.revoked_entries(ca.id()).await?;
     let der = ca

@@ -50,6 +50,21 @@ pub async fn sign(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let station = caller.require(&[Role::Station])?;
+    if let Err(wait) = state
+        .station_limiter
+        .check(&station.name, std::time::Instant::now())
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "this station sends more than server.station_rate_per_sec ({}/s); slow down \
+                 and retry after the Retry-After delay",
+                state.settings.server.station_rate_per_sec
+            ),
+        )
+        .with_retry_after(wait.as_secs_f64().ceil() as u64));
+    }
     let body = body.map_err(|_| payload_too_large())?;
     let csr = csr_from_body(&headers, &body)?;
     let idempotency_key = headers

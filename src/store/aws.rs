@@ -102,20 +102,25 @@ pub struct PendingRevocation {
 }
 
 impl Store {
-    /// Revoked certificates AWS has not been told of, oldest first; only those of `ca_id` when
-    /// given.
+    /// Revoked certificates AWS has not been told of, oldest first, of CAs registered in AWS
+    /// (a CA AWS does not trust connects no device; registering it pushes its revocations):
+    /// those of `ca_id`, or the one `serial`, when given.
     pub async fn pending_revocations(
         &self,
         ca_id: Option<&str>,
+        serial: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<PendingRevocation>> {
         let sql = format!(
             "SELECT serial, ca_id, aws_certificate_id, certificate_der FROM issued_certificates \
-             WHERE aws_revocation_pending AND ($1 IS NULL OR ca_id = $1) \
+             WHERE aws_revocation_pending \
+             AND ca_id IN (SELECT ca_id FROM ca_aws_registrations) \
+             AND ($1 IS NULL OR ca_id = $1) AND ($2 IS NULL OR serial = $2) \
              ORDER BY revoked_at LIMIT {limit}"
         );
         Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(ca_id)
+            .bind(serial)
             .fetch_all(pool)
             .await)?)
     }

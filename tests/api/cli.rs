@@ -187,6 +187,19 @@ fn ca_create_writes_an_owner_only_key_and_an_aws_acceptable_certificate() {
             .unwrap();
         assert!(!serve.status.success());
         assert!(String::from_utf8_lossy(&serve.stderr).contains("chmod 600"));
+        // ...unless explicitly allowed; the CLI then loads it (and warns).
+        let allowed = Command::new(env!("CARGO_BIN_EXE_factory-ca"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("FACTORY_CA_DATA_DIR", dir.path())
+            .env("FACTORY_CA_CA__ALLOW_INSECURE_KEY_PERMISSIONS", "true")
+            .args(["ca", "activate", id])
+            .output()
+            .unwrap();
+        assert!(
+            allowed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&allowed.stderr)
+        );
     }
 }
 

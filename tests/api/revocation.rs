@@ -558,10 +558,7 @@ async fn a_non_issuing_ca_signs_its_own_crl(backend: Backend) {
     let revoked = issue(&app, "Other-1").await;
     revoke(&app, &revoked.serial, "key_compromise").await;
 
-    let authorities = Authorities {
-        store: &app.store,
-        data_dir: &app.settings.data_dir,
-    };
+    let authorities = Authorities::new(&app.store, &app.settings);
     let subject = CaSubject {
         common_name: "factory-ca second root".into(),
         country: None,
