@@ -199,8 +199,8 @@ for alg in "${ALGORITHMS[@]}"; do
             | (.load_cpu_secs // 0) as $gen
             | ($server_cpu | tonumber) as $srv
             | ($pg_cpu | tonumber) as $pg
-            | (($busy | tonumber) - $srv - $pg - (.process_cpu_secs // 0)) / ($wall | tonumber)
-              | (if . < 0 then 0 else . end) as $rest
+            | ((($busy | tonumber) - $srv - $pg - (.process_cpu_secs // 0)) / ($wall | tonumber)
+               | if . < 0 then 0 else . end) as $rest
             | "| \($alg) | \(.concurrency) | \(.requests) | \(.throughput | round) | "
               + (if $rate != "" then "\(.throughput / ($rate | tonumber) * 100 | f(1))%" else "-" end)
               + " | \(.latency_ms.p50 | f(2)) | \(.latency_ms.p90 | f(2)) | \(.latency_ms.p99 | f(2)) | \(.latency_ms.max | f(2))"
