@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use crate::authorities::Actor;
 use crate::authorities::{Authorities, AuthorityError};
 use crate::aws::{
     AwsError, CaDescription, CaUpdate, CertificateMode, IotRegistry, RegisterCaRequest,
@@ -127,13 +128,6 @@ pub struct RegistrationState {
     pub live: Option<CaDescription>,
     /// Differences between what we set and what AWS reports, in words.
     pub drift: Vec<String>,
-}
-
-/// Who acts, for the audit log.
-#[derive(Debug, Clone, Copy)]
-pub struct Actor<'a> {
-    pub name: &'a str,
-    pub request_id: Option<&'a str>,
 }
 
 pub struct Provisioning<'a> {

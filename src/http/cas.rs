@@ -15,8 +15,8 @@ use crate::auth::Role;
 use crate::authorities;
 use crate::ca::{CaAlgorithm, CaSubject};
 use crate::provisioning::{
-    Actor, PreviewAnswer, PreviewRequest, ProvisioningError, RegisterRequest, StatusChange,
-    SyncReport, TemplateRequest,
+    PreviewAnswer, PreviewRequest, ProvisioningError, RegisterRequest, StatusChange, SyncReport,
+    TemplateRequest,
 };
 use crate::store::CaRecord;
 use crate::store::aws::AwsRegistration;
@@ -208,7 +208,7 @@ pub async fn register(
     let admin = caller.require(&[Role::Admin])?;
     let (registration, already) = state
         .provisioning()
-        .register(&id, body, prov_actor(&admin.name, &request_id))
+        .register(&id, body, actor(&admin.name, &request_id))
         .await?;
     let status = if already {
         StatusCode::OK
@@ -239,7 +239,7 @@ pub async fn change_status(
     Ok(Json(
         state
             .provisioning()
-            .change_status(&id, body, prov_actor(&admin.name, &request_id))
+            .change_status(&id, body, actor(&admin.name, &request_id))
             .await?,
     ))
 }
@@ -253,7 +253,7 @@ pub async fn deregister(
     let admin = caller.require(&[Role::Admin])?;
     state
         .provisioning()
-        .deregister(&id, prov_actor(&admin.name, &request_id))
+        .deregister(&id, actor(&admin.name, &request_id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -269,7 +269,7 @@ pub async fn attach_template(
     Ok(Json(
         state
             .provisioning()
-            .attach_template(&id, body, prov_actor(&admin.name, &request_id))
+            .attach_template(&id, body, actor(&admin.name, &request_id))
             .await?,
     ))
 }
@@ -294,7 +294,7 @@ pub async fn sync(
     Ok(Json(
         state
             .provisioning()
-            .sync(&id, prov_actor(&admin.name, &request_id))
+            .sync(&id, actor(&admin.name, &request_id))
             .await?,
     ))
 }
@@ -312,13 +312,6 @@ pub async fn registration_config(
 
 fn actor<'a>(name: &'a str, request_id: &'a str) -> authorities::Actor<'a> {
     authorities::Actor {
-        name,
-        request_id: Some(request_id),
-    }
-}
-
-fn prov_actor<'a>(name: &'a str, request_id: &'a str) -> Actor<'a> {
-    Actor {
         name,
         request_id: Some(request_id),
     }
