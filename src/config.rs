@@ -270,7 +270,12 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("FACTORY_CA_").ignore(&["config"]).split("__"));
+        figment = figment.merge(
+            Env::prefixed("FACTORY_CA_")
+                // Not settings: the config file path, and the token `factory-ca bench` reads.
+                .ignore(&["config", "bench_token"])
+                .split("__"),
+        );
         let settings: Settings = figment
             .extract()
             .map_err(|e| ConfigError(describe_figment_error(e)))?;

@@ -397,4 +397,18 @@ fn configuration_errors_say_what_to_fix() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("database.url must start with"), "{stderr}");
     assert!(!stderr.contains("secret-password"));
+
+    // The bench token variable is not a setting and does not break the other commands.
+    let out = Command::new(env!("CARGO_BIN_EXE_factory-ca"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("FACTORY_CA_DATA_DIR", dir.path())
+        .env("FACTORY_CA_BENCH_TOKEN", "fca_x")
+        .args(["ca", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
