@@ -20,9 +20,11 @@ RUN mkdir src \
  && cargo build --release --locked \
  && rm -rf src
 
-# The crate itself. migrations/ is embedded at compile time by sqlx::migrate!.
+# The crate itself. migrations/ is embedded at compile time by sqlx::migrate!, and assets/ (the
+# dashboard page) by include_str!.
 COPY src ./src
 COPY migrations ./migrations
+COPY assets ./assets
 # COPY keeps the build context's modification times, which can be older than the placeholder's
 # build; touch the crate roots so cargo rebuilds the crate rather than reuse the placeholder.
 RUN touch src/main.rs src/lib.rs \

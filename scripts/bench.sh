@@ -12,6 +12,11 @@
 #   BENCH_DURATION_LIMIT  hard stop of one bench run in seconds (default 600)
 #   BENCH_ALGORITHMS      CA algorithms (default "ecdsa-p256 rsa-2048")
 #   BENCH_CONNECTIONS     connection counts (default "1 16 64")
+#   BENCH_GROUP_COMMIT    database.group_commit settings to compare, each on a fresh database
+#                         (default "on off": with and without group commit, back to back)
+#   BENCH_BIN             a factory-ca release binary to use instead of building one (for a
+#                         shared tree that other people are editing); skips the signing
+#                         micro-benchmark too, whose rows then read n/a
 #   BENCH_QUIET_WAIT      seconds to wait before each run for other programs to go idle
 #                         (default 300; the machine is shared, and a busy neighbour skews
 #                         the figures; the table's "other load" column shows what remained)
@@ -25,6 +30,10 @@ LIMIT=${BENCH_DURATION_LIMIT:-600}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-300}
 read -r -a ALGORITHMS <<<"${BENCH_ALGORITHMS:-ecdsa-p256 rsa-2048}"
 read -r -a CONNECTIONS <<<"${BENCH_CONNECTIONS:-1 16 64}"
+read -r -a GROUP_COMMIT <<<"${BENCH_GROUP_COMMIT:-on off}"
+for gc in "${GROUP_COMMIT[@]}"; do
+    [[ $gc == on || $gc == off ]] || { echo "BENCH_GROUP_COMMIT: on or off, not $gc" >&2; exit 2; }
+done
 STAMP=$(date -u +%Y%m%d%H%M%S)
 WORK=$(mktemp -d -t factory-ca-bench.XXXXXX)
 DATABASES=()
@@ -101,20 +110,26 @@ postgres_cpu() {
 
 # --- Build once -----------------------------------------------------------------------------
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-BIN="$TARGET_DIR/release/factory-ca"
-log "building the release binary and the signing benchmark (once)"
-timeout 3600 cargo build --release --bin factory-ca >&2
-timeout 3600 cargo bench --bench signing --no-run >&2
+BIN=${BENCH_BIN:-$TARGET_DIR/release/factory-ca}
+if [[ -z ${BENCH_BIN:-} ]]; then
+    log "building the release binary and the signing benchmark (once)"
+    timeout 3600 cargo build --release --bin factory-ca >&2
+    timeout 3600 cargo bench --bench signing --no-run >&2
+fi
 
 # --- The signing step alone ---------------------------------------------------------------
-wait_until_quiet
-log "micro-benchmark of the signing step (criterion, one thread)"
-timeout 900 cargo bench --bench signing -- --noplot --warm-up-time 2 --measurement-time 5 \
-    >"$WORK/criterion.txt" 2>&1 || {
-    cat "$WORK/criterion.txt" >&2
-    log "the signing micro-benchmark failed"
-    exit 1
-}
+if [[ -z ${BENCH_BIN:-} ]]; then
+    wait_until_quiet
+    log "micro-benchmark of the signing step (criterion, one thread)"
+    timeout 900 cargo bench --bench signing -- --noplot --warm-up-time 2 --measurement-time 5 \
+        >"$WORK/criterion.txt" 2>&1 || {
+        cat "$WORK/criterion.txt" >&2
+        log "the signing micro-benchmark failed"
+        exit 1
+    }
+else
+    : >"$WORK/criterion.txt"
+fi
 grep -E '^signing/|time:|thrpt:' "$WORK/criterion.txt" >&2 || true
 # Time per operation in nanoseconds: the estimate criterion prints (slope, else mean).
 signing_ns() {
@@ -144,102 +159,106 @@ fi
 ROWS=()
 NOTES=()
 for alg in "${ALGORITHMS[@]}"; do
-    db="factory_ca_bench_${STAMP}_${alg//-/_}"
-    psql_admin "CREATE DATABASE $db" >/dev/null
-    DATABASES+=("$db")
-    data="$WORK/data-$alg"
-    mkdir -p "$data"
-    port=$(free_port)
-    url="http://127.0.0.1:$port"
-    env_server=(
-        FACTORY_CA_DATABASE__URL="$PG/$db"
-        FACTORY_CA_DATA_DIR="$data"
-        FACTORY_CA_CA__ALGORITHM="$alg"
-        FACTORY_CA_SERVER__LISTEN="127.0.0.1:$port"
-        FACTORY_CA_LOG__LEVEL=warn
-        "${EXTRA_ENV[@]}"
-    )
-    log "$alg: starting the service on $url (database $db)"
-    # stderr holds the bootstrap admin token; it stays in $WORK, which is removed on exit.
-    env "${env_server[@]}" "$BIN" serve >"$WORK/serve-$alg.out" 2>"$WORK/serve-$alg.err" &
-    SERVER_PID=$!
-    ready=""
-    for _ in $(seq 1 600); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            break
+    for gc in "${GROUP_COMMIT[@]}"; do
+        gc_bool=$([[ $gc == on ]] && echo true || echo false)
+        db="factory_ca_bench_${STAMP}_${alg//-/_}_gc_$gc"
+        psql_admin "CREATE DATABASE $db" >/dev/null
+        DATABASES+=("$db")
+        data="$WORK/data-$alg-$gc"
+        mkdir -p "$data"
+        port=$(free_port)
+        url="http://127.0.0.1:$port"
+        env_server=(
+            FACTORY_CA_DATABASE__URL="$PG/$db"
+            FACTORY_CA_DATA_DIR="$data"
+            FACTORY_CA_CA__ALGORITHM="$alg"
+            FACTORY_CA_SERVER__LISTEN="127.0.0.1:$port"
+            FACTORY_CA_LOG__LEVEL=warn
+            FACTORY_CA_DATABASE__GROUP_COMMIT="$gc_bool"
+            "${EXTRA_ENV[@]}"
+        )
+        log "$alg: starting the service on $url (database $db)"
+        # stderr holds the bootstrap admin token; it stays in $WORK, which is removed on exit.
+        env "${env_server[@]}" "$BIN" serve >"$WORK/serve-$alg-$gc.out" 2>"$WORK/serve-$alg-$gc.err" &
+        SERVER_PID=$!
+        ready=""
+        for _ in $(seq 1 600); do
+            if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+                break
+            fi
+            if curl -fsS --max-time 2 "$url/readyz" >/dev/null 2>&1; then
+                ready=1
+                break
+            fi
+            sleep 0.1
+        done
+        if [[ -z $ready ]]; then
+            tail -n 20 "$WORK/serve-$alg-$gc.err" >&2
+            log "$alg: the service did not become ready within 60 s"
+            exit 1
         fi
-        if curl -fsS --max-time 2 "$url/readyz" >/dev/null 2>&1; then
-            ready=1
-            break
-        fi
-        sleep 0.1
-    done
-    if [[ -z $ready ]]; then
-        tail -n 20 "$WORK/serve-$alg.err" >&2
-        log "$alg: the service did not become ready within 60 s"
-        exit 1
-    fi
-    token=$(env "${env_server[@]}" timeout 60 "$BIN" token create --role station --name bench)
+        token=$(env "${env_server[@]}" timeout 60 "$BIN" token create --role station --name bench)
 
-    for c in "${CONNECTIONS[@]}"; do
-        n=$N
-        if ((c == 1)); then n=$N1; fi
-        out="$WORK/$alg-$c.json"
-        wait_until_quiet
-        log "$alg: $n certificates over $c connection(s)"
-        server_cpu0=$(proc_cpu "$SERVER_PID")
-        pg_cpu0=$(postgres_cpu)
-        busy0=$(machine_busy)
-        wall0=$(date +%s.%N)
-        rc=0
-        # The token goes to the bench by environment only; it is never printed.
-        BENCH_STATION_TOKEN="$token" timeout $((LIMIT + 120)) "$BIN" bench \
-            --url "$url" --requests "$n" --concurrency "$c" --duration-limit "$LIMIT" \
-            --token-env BENCH_STATION_TOKEN --json >"$out" 2>"$WORK/$alg-$c.err" || rc=$?
-        wall=$(awk -v a="$wall0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
-        busy=$(awk -v a="$busy0" -v b="$(machine_busy)" 'BEGIN { print b - a }')
-        server_cpu=$(awk -v a="$server_cpu0" -v b="$(proc_cpu "$SERVER_PID")" 'BEGIN { print b - a }')
-        pg_cpu=$(awk -v a="$pg_cpu0" -v b="$(postgres_cpu)" 'BEGIN { print b - a }')
-        if ! jq -e . "$out" >/dev/null 2>&1; then
-            tail -n 20 "$WORK/$alg-$c.err" >&2
-            log "$alg at $c connections: the bench produced no result (exit $rc)"
-            ROWS+=("| $alg | $c | $n | failed (exit $rc) | | | | | | | | | | |")
-            FAILED=1
-            continue
+        for c in "${CONNECTIONS[@]}"; do
+            n=$N
+            if ((c == 1)); then n=$N1; fi
+            out="$WORK/$alg-$gc-$c.json"
+            wait_until_quiet
+            log "$alg, group commit $gc: $n certificates over $c connection(s)"
+            server_cpu0=$(proc_cpu "$SERVER_PID")
+            pg_cpu0=$(postgres_cpu)
+            busy0=$(machine_busy)
+            wall0=$(date +%s.%N)
+            rc=0
+            # The token goes to the bench by environment only; it is never printed.
+            BENCH_STATION_TOKEN="$token" timeout $((LIMIT + 120)) "$BIN" bench \
+                --url "$url" --requests "$n" --concurrency "$c" --duration-limit "$LIMIT" \
+                --token-env BENCH_STATION_TOKEN --json >"$out" 2>"$WORK/$alg-$gc-$c.err" || rc=$?
+            wall=$(awk -v a="$wall0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+            busy=$(awk -v a="$busy0" -v b="$(machine_busy)" 'BEGIN { print b - a }')
+            server_cpu=$(awk -v a="$server_cpu0" -v b="$(proc_cpu "$SERVER_PID")" 'BEGIN { print b - a }')
+            pg_cpu=$(awk -v a="$pg_cpu0" -v b="$(postgres_cpu)" 'BEGIN { print b - a }')
+            if ! jq -e . "$out" >/dev/null 2>&1; then
+                tail -n 20 "$WORK/$alg-$gc-$c.err" >&2
+                log "$alg at $c connections: the bench produced no result (exit $rc)"
+                ROWS+=("| $alg | $gc | $c | $n | failed (exit $rc) | | | | | | | | | | |")
+                FAILED=1
+                continue
+            fi
+            ((rc == 0)) || FAILED=1
+            # The CPU split: the service process, PostgreSQL, the load generator during its timed
+            # phase; and what the rest of the machine used meanwhile, in cores, which should be ~0
+            # (anything else running on the machine distorts the figures).
+            ROWS+=("$(jq -r --arg alg "$alg" --arg gc "$gc" --arg rate "${SIGN_RATE[$alg]}" \
+                --arg server_cpu "$server_cpu" --arg pg_cpu "$pg_cpu" --arg busy "$busy" \
+                --arg wall "$wall" '
+                def f(d): . * pow(10; d) | round / pow(10; d);
+                def us_per_cert(x): if .succeeded > 0 then (x * 1e6 / .succeeded | round | tostring) else "-" end;
+                ((.failed + .not_sent) | tostring) as $n_err
+                | (if (.errors | length) > 0
+                   then " (" + (.errors | to_entries | map("\(.key): \(.value)") | join(", ")) + ")"
+                   else "" end) as $codes
+                | (.load_cpu_secs // 0) as $gen
+                | ($server_cpu | tonumber) as $srv
+                | ($pg_cpu | tonumber) as $pg
+                | ((($busy | tonumber) - $srv - $pg - (.process_cpu_secs // 0)) / ($wall | tonumber)
+                   | if . < 0 then 0 else . end) as $rest
+                | "| \($alg) | \($gc) | \(.concurrency) | \(.requests) | \(.throughput | round) | "
+                  + (if $rate != "" then "\(.throughput / ($rate | tonumber) * 100 | f(1))%" else "-" end)
+                  + " | \(.latency_ms.p50 | f(2)) | \(.latency_ms.p90 | f(2)) | \(.latency_ms.p99 | f(2)) | \(.latency_ms.max | f(2))"
+                  + " | \($n_err)\($codes) | \(us_per_cert($srv)) | \(us_per_cert($pg)) | \(us_per_cert($gen))"
+                  + " | \($rest | f(2)) |"
+                ' "$out")")
+        done
+        rss=$(awk '/^VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo "?")
+        NOTES+=("- $alg CA, group commit $gc: service peak RSS (VmHWM) $rss after all runs.")
+        log "$alg: stopping the service"
+        stop_server
+        if grep -qiE 'panic|error' "$WORK/serve-$alg-$gc.err"; then
+            log "$alg: the service logged errors:"
+            grep -iE 'panic|error' "$WORK/serve-$alg-$gc.err" | grep -v 'admin token' | tail -n 10 >&2
         fi
-        ((rc == 0)) || FAILED=1
-        # The CPU split: the service process, PostgreSQL, the load generator during its timed
-        # phase; and what the rest of the machine used meanwhile, in cores, which should be ~0
-        # (anything else running on the machine distorts the figures).
-        ROWS+=("$(jq -r --arg alg "$alg" --arg rate "${SIGN_RATE[$alg]}" \
-            --arg server_cpu "$server_cpu" --arg pg_cpu "$pg_cpu" --arg busy "$busy" \
-            --arg wall "$wall" '
-            def f(d): . * pow(10; d) | round / pow(10; d);
-            def us_per_cert(x): if .succeeded > 0 then (x * 1e6 / .succeeded | round | tostring) else "-" end;
-            ((.failed + .not_sent) | tostring) as $n_err
-            | (if (.errors | length) > 0
-               then " (" + (.errors | to_entries | map("\(.key): \(.value)") | join(", ")) + ")"
-               else "" end) as $codes
-            | (.load_cpu_secs // 0) as $gen
-            | ($server_cpu | tonumber) as $srv
-            | ($pg_cpu | tonumber) as $pg
-            | ((($busy | tonumber) - $srv - $pg - (.process_cpu_secs // 0)) / ($wall | tonumber)
-               | if . < 0 then 0 else . end) as $rest
-            | "| \($alg) | \(.concurrency) | \(.requests) | \(.throughput | round) | "
-              + (if $rate != "" then "\(.throughput / ($rate | tonumber) * 100 | f(1))%" else "-" end)
-              + " | \(.latency_ms.p50 | f(2)) | \(.latency_ms.p90 | f(2)) | \(.latency_ms.p99 | f(2)) | \(.latency_ms.max | f(2))"
-              + " | \($n_err)\($codes) | \(us_per_cert($srv)) | \(us_per_cert($pg)) | \(us_per_cert($gen))"
-              + " | \($rest | f(2)) |"
-            ' "$out")")
     done
-    rss=$(awk '/^VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo "?")
-    NOTES+=("- $alg CA: service peak RSS (VmHWM) $rss after all runs.")
-    log "$alg: stopping the service"
-    stop_server
-    if grep -qiE 'panic|error' "$WORK/serve-$alg.err"; then
-        log "$alg: the service logged errors:"
-        grep -iE 'panic|error' "$WORK/serve-$alg.err" | grep -v 'admin token' | tail -n 10 >&2
-    fi
 done
 
 # --- Report -----------------------------------------------------------------------------------
@@ -278,8 +297,8 @@ fi
 echo
 echo "Service on PostgreSQL (every certificate committed before it is sent):"
 echo
-echo "| CA | connections | requests | certs/s | vs signing alone (1 core) | p50 ms | p90 ms | p99 ms | max ms | errors | service CPU µs/cert | PostgreSQL CPU µs/cert | load-gen CPU µs/cert | other load (cores) |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| CA | group commit | connections | requests | certs/s | vs signing alone (1 core) | p50 ms | p90 ms | p99 ms | max ms | errors | service CPU µs/cert | PostgreSQL CPU µs/cert | load-gen CPU µs/cert | other load (cores) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 printf '%s\n' "${ROWS[@]}"
 echo
 printf '%s\n' "${NOTES[@]}"

@@ -2,7 +2,9 @@
 # Runs the whole test suite: unit tests, and the integration tests on SQLite and on PostgreSQL
 # (a fresh database per test on the server named by TEST_POSTGRES_URL, default the local
 # trust-auth one), the openssl, rustls-webpki and Mosquitto verifier tests, and the
-# aws-sdk-iot tests against the moto emulator (installed into .venv on first run).
+# aws-sdk-iot tests against the moto emulator (installed into .venv on first run), and the
+# dashboard in headless Chromium through chromedriver (its screenshot goes to
+# target/test-artifacts/dashboard.png).
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,11 +13,11 @@ export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:543
 export PATH="$PATH:/usr/sbin:/sbin"
 
 missing=()
-for tool in openssl mosquitto mosquitto_pub psql; do
+for tool in openssl mosquitto mosquitto_pub psql chromium chromedriver; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "scripts/test.sh: missing ${missing[*]}; on Debian: apt-get install openssl mosquitto mosquitto-clients postgresql" >&2
+  echo "scripts/test.sh: missing ${missing[*]}; on Debian: apt-get install openssl mosquitto mosquitto-clients postgresql chromium chromium-driver" >&2
   exit 1
 fi
 if ! psql "$TEST_POSTGRES_URL/postgres" -w -Atqc 'SELECT 1' >/dev/null 2>&1; then

@@ -16,6 +16,7 @@ use crate::ca::DeviceProfile;
 use crate::config::Settings;
 use crate::issuance::IssuanceService;
 use crate::limits::StationRateLimiter;
+use crate::rejections::RejectionCounter;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -26,6 +27,10 @@ pub struct AppState {
     /// AWS IoT, when `aws.enabled`; `None` makes the AWS endpoints answer 503.
     pub iot: Option<Arc<dyn IotRegistry>>,
     pub station_limiter: Arc<StationRateLimiter>,
+    /// Refused signing requests not yet added to the store's counters.
+    pub rejections: Arc<RejectionCounter>,
+    /// Live API tokens seen recently (`server.token_cache_secs`).
+    pub tokens: Arc<crate::auth::TokenCache>,
 }
 
 impl AppState {
@@ -47,6 +52,10 @@ impl AppState {
 
 pub struct Application {
     listener: TcpListener,
+    /// `[server.tls]`: HTTPS (and station mTLS) on `listener`; `None` serves plain HTTP.
+    tls: Option<crate::tls::TlsServer>,
+    /// `metrics.listen`, when metrics have an address of their own.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -69,6 +78,8 @@ impl Application {
         settings: Settings,
         iot: Option<Arc<dyn IotRegistry>>,
     ) -> anyhow::Result<Application> {
+        // The TLS files first: a bad certificate or key fails before anything is touched.
+        let tls = crate::tls::TlsServer::from_settings(&settings.server.tls)?;
         let store = Store::connect(&settings)
             .await
             .context("cannot connect to the database (database.url)")?;
@@ -76,6 +87,10 @@ impl Application {
             store.migrate().await.context("database migration failed")?;
         }
         let ca = ensure_issuing_ca(&settings, &store).await?;
+        if let Some(tls) = &tls {
+            tls.refuse_own_cas(&store.list_cas().await?)?;
+            tracing::info!("{}", tls.describe());
+        }
         let policy = settings.issuance_policy()?;
         let profile = DeviceProfile {
             validity: TimeDuration::days(settings.policy.validity_days),
@@ -88,12 +103,39 @@ impl Application {
             settings.policy.duplicate_thing_name,
             ca,
         );
+        let issuance = if settings.database.group_commit {
+            issuance.with_group_commit(crate::store::ledger_writer::GroupCommitConfig {
+                max_batch: settings.database.group_commit_max_batch,
+                writers: settings
+                    .database
+                    .group_commit_writers
+                    .min(settings.database.max_connections) as usize,
+            })
+        } else {
+            issuance
+        };
         let addr = settings.listen_addr()?;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
+        let metrics_listener = match (settings.metrics.enabled, settings.metrics.listen.as_str()) {
+            (true, addr) if !addr.is_empty() => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?,
+            ),
+            _ => None,
+        };
+        if settings.metrics.enabled {
+            crate::telemetry::prometheus();
+        }
+        let iot = iot.map(|registry| {
+            Arc::new(crate::aws::metered::MeteredRegistry::new(registry)) as Arc<dyn IotRegistry>
+        });
         Ok(Application {
             listener,
+            tls,
+            metrics_listener,
             state: AppState {
                 store,
                 issuance: Arc::new(issuance),
@@ -102,6 +144,10 @@ impl Application {
                     settings.server.station_rate_per_sec,
                     settings.server.station_burst,
                 )),
+                rejections: Arc::new(RejectionCounter::new()),
+                tokens: Arc::new(crate::auth::TokenCache::new(Duration::from_secs(
+                    settings.server.token_cache_secs,
+                ))),
                 settings: Arc::new(settings),
             },
         })
@@ -112,6 +158,20 @@ impl Application {
             .local_addr()
             .expect("a bound listener has an address")
             .port()
+    }
+
+    /// `https` with `[server.tls]`, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The port of `metrics.listen`, when metrics have an address of their own.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener.as_ref().map(|l| {
+            l.local_addr()
+                .expect("a bound listener has an address")
+                .port()
+        })
     }
 
     pub fn state(&self) -> &AppState {
@@ -131,14 +191,38 @@ impl Application {
     ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.settings.server.shutdown_grace_secs);
         let store = self.state.store.clone();
+        let rejections = self.state.rejections.clone();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let jobs = background_jobs(&self.state);
+        let mut jobs = background_jobs(&self.state);
+        if let Some(listener) = self.metrics_listener {
+            let metrics = crate::http::metrics::separate_router(self.state.clone());
+            jobs.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, metrics).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }));
+        }
         let app = crate::http::router(self.state);
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        let signal = async move {
             signal.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = stopping_tx.send(());
-        });
+        };
+        // Plain HTTP through axum::serve; HTTPS through the TLS accept loop, which mirrors
+        // axum::serve's graceful shutdown (stop accepting, drain open connections).
+        let (listener, tls) = (self.listener, self.tls);
+        let server = async move {
+            match tls {
+                None => axum::serve(listener, app)
+                    .with_graceful_shutdown(signal)
+                    .await
+                    .map_err(anyhow::Error::from),
+                Some(tls) => {
+                    crate::tls::serve(listener, tls, app, signal).await;
+                    Ok(())
+                }
+            }
+        };
         let deadline = async move {
             if stopping_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -153,18 +237,34 @@ impl Application {
         for job in jobs {
             job.abort();
         }
+        if let Err(e) = rejections.flush(&store).await {
+            tracing::warn!(error = %e, "rejection counts of the last seconds were not saved");
+        }
         store.close().await;
         Ok(())
     }
 }
 
-/// With AWS configured: retry pending revocation pushes, and sync registered CAs when
+/// How often refused-request counts go from memory to the store.
+const REJECTION_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Flushes the refused-request counts every few seconds. With AWS configured also: retry pending revocation pushes, and sync registered CAs when
 /// `aws.sync_interval_secs` is set. Each round is bounded; errors are logged and retried.
 fn background_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
-    if state.iot.is_none() {
-        return Vec::new();
-    }
     let mut jobs = Vec::new();
+    let s = state.clone();
+    jobs.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REJECTION_FLUSH_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = s.rejections.flush(&s.store).await {
+                tracing::warn!(error = %e, "rejection counts not flushed; retrying");
+            }
+        }
+    }));
+    if state.iot.is_none() {
+        return jobs;
+    }
     let retry = Duration::from_secs(state.settings.aws.revocation_retry_secs);
     let s = state.clone();
     jobs.push(tokio::spawn(async move {

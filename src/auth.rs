@@ -4,8 +4,15 @@
 //! a presented token is hashed and looked up by hash, so the comparison of secrets happens on
 //! digests through a unique index and never byte by byte on the secret itself. The secret is
 //! shown once, when the token is created.
+//!
+//! [`TokenCache`] keeps recently seen live tokens for `server.token_cache_secs`, so a busy
+//! station costs no token query per request. A revocation made through this process takes
+//! effect at once; another replica (or the CLI, another process) honours it within the TTL.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -153,13 +160,129 @@ pub async fn revoke_token(
 }
 
 /// Resolves a presented bearer token to its principal; `None` for unknown or revoked tokens.
+/// Always asks the store; the API goes through [`TokenCache::authenticate`].
 pub async fn authenticate(store: &Store, presented: &str) -> Result<Option<Principal>, StoreError> {
     // Cheap shape check first: anything that cannot be one of our tokens costs no query.
-    if !presented.starts_with("fca_") || presented.len() != 47 {
+    if !has_token_shape(presented) {
         return Ok(None);
     }
-    let record: Option<TokenRecord> = store.find_live_token(&token_hash(presented)).await?;
+    lookup(store, &token_hash(presented)).await
+}
+
+fn has_token_shape(presented: &str) -> bool {
+    presented.starts_with("fca_") && presented.len() == 47
+}
+
+async fn lookup(store: &Store, hash: &str) -> Result<Option<Principal>, StoreError> {
+    let record: Option<TokenRecord> = store.find_live_token(hash).await?;
     Ok(record.and_then(|r| Role::parse(&r.role).map(|role| Principal { name: r.name, role })))
+}
+
+/// Live tokens seen in the last `ttl`, by SHA-256 of the secret (the secret itself is never
+/// kept). Only tokens the store confirmed as live are cached, so unknown or random tokens
+/// cannot grow it, and it holds at most [`TokenCache::CAPACITY`] entries in any case.
+///
+/// A revocation through [`TokenCache::revoke`] drops the token's entries at once, and a lookup
+/// that raced with it (read the token as live just before the revocation committed) is not
+/// cached: every revocation bumps a generation, and an entry is only stored when the generation
+/// is the one seen before the lookup started.
+pub struct TokenCache {
+    ttl: Duration,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    entries: HashMap<String, (Principal, Instant)>,
+    generation: u64,
+}
+
+impl TokenCache {
+    /// More live tokens than a factory has stations; beyond it, lookups simply go uncached.
+    pub const CAPACITY: usize = 4096;
+
+    /// `ttl` zero disables caching: every request asks the store.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        // Nothing panics while holding the lock; recover the data if something ever did.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`authenticate`], answered from the cache when the token was seen live within the TTL.
+    pub async fn authenticate(
+        &self,
+        store: &Store,
+        presented: &str,
+    ) -> Result<Option<Principal>, StoreError> {
+        if !has_token_shape(presented) {
+            return Ok(None);
+        }
+        if self.ttl.is_zero() {
+            return authenticate(store, presented).await;
+        }
+        let hash = token_hash(presented);
+        let generation = {
+            let inner = self.lock();
+            if let Some((principal, expires)) = inner.entries.get(&hash)
+                && Instant::now() < *expires
+            {
+                return Ok(Some(principal.clone()));
+            }
+            inner.generation
+        };
+        let principal = lookup(store, &hash).await?;
+        if let Some(principal) = &principal {
+            let now = Instant::now();
+            let mut inner = self.lock();
+            if inner.generation == generation {
+                if inner.entries.len() >= Self::CAPACITY {
+                    inner.entries.retain(|_, (_, expires)| now < *expires);
+                }
+                if inner.entries.len() < Self::CAPACITY {
+                    inner
+                        .entries
+                        .insert(hash, (principal.clone(), now + self.ttl));
+                }
+            }
+        }
+        Ok(principal)
+    }
+
+    /// Forgets every cached token named `name`, and keeps in-flight lookups from caching what
+    /// they read before now.
+    pub fn forget(&self, name: &str) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner
+            .entries
+            .retain(|_, (principal, _)| principal.name != name);
+    }
+
+    /// [`revoke_token`], then [`TokenCache::forget`]: the token stops working in this process
+    /// at once.
+    pub async fn revoke(
+        &self,
+        store: &Store,
+        name: &str,
+        actor: &str,
+        request_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let revoked = revoke_token(store, name, actor, request_id).await;
+        // Also after a failure: the UPDATE may have committed before the error.
+        self.forget(name);
+        revoked
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +297,81 @@ mod tests {
         assert!(a.expose().starts_with("fca_"));
         assert_ne!(a.expose(), b.expose());
         assert!(!format!("{a:?}").contains(&a.expose()[4..]));
+    }
+
+    async fn sqlite_store(dir: &std::path::Path) -> Store {
+        let settings = crate::config::Settings {
+            data_dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let store = Store::connect(&settings).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn the_cache_holds_only_live_tokens_and_forgets_revoked_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path()).await;
+        let secret = create_token(&store, "line-1", Role::Station, "test", None)
+            .await
+            .unwrap();
+        let cache = TokenCache::new(Duration::from_secs(300));
+        let principal = cache.authenticate(&store, secret.expose()).await.unwrap();
+        assert_eq!(principal.unwrap().name, "line-1");
+        assert_eq!(cache.len(), 1);
+
+        // Well-formed but unknown tokens are looked up and refused, and never cached: random
+        // tokens cannot grow the cache.
+        for _ in 0..50 {
+            let forged = TokenSecret::generate();
+            assert!(
+                cache
+                    .authenticate(&store, forged.expose())
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert_eq!(cache.len(), 1);
+
+        // A revocation through the cache applies at once.
+        assert!(cache.revoke(&store, "line-1", "test", None).await.unwrap());
+        assert_eq!(cache.len(), 0);
+        assert!(
+            cache
+                .authenticate(&store, secret.expose())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_caches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path()).await;
+        let secret = create_token(&store, "line-1", Role::Station, "test", None)
+            .await
+            .unwrap();
+        let cache = TokenCache::new(Duration::ZERO);
+        assert!(
+            cache
+                .authenticate(&store, secret.expose())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(cache.len(), 0);
+        // Revoked behind the cache's back (another replica): refused at once.
+        revoke_token(&store, "line-1", "test", None).await.unwrap();
+        assert!(
+            cache
+                .authenticate(&store, secret.expose())
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

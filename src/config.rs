@@ -24,6 +24,7 @@ pub struct Settings {
     pub ca: CaSettings,
     pub policy: PolicySettings,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
     pub aws: AwsSettings,
 }
 
@@ -44,6 +45,66 @@ pub struct ServerSettings {
     pub station_rate_per_sec: f64,
     /// Bucket size: how many requests a station may send at once after being idle.
     pub station_burst: u32,
+    /// Seconds a live token is trusted without asking the store again; 0 = ask every time.
+    /// A revocation through this process applies at once, one elsewhere within this time.
+    pub token_cache_secs: u64,
+    /// HTTPS and station mTLS; without `cert_file` and `key_file`, plain HTTP.
+    pub tls: TlsSettings,
+}
+
+/// `[server.tls]`: serve HTTPS (rustls) instead of plain HTTP, and optionally authenticate
+/// stations by client certificate (mTLS). Files are read once, at startup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM: the server certificate, then its intermediates. With `key_file`, turns HTTPS on.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the server certificate (PKCS#8, PKCS#1 or SEC1; not encrypted),
+    /// readable by its owner only.
+    pub key_file: Option<PathBuf>,
+    /// Load a `key_file` that group or others can read (only logs a warning). Off: refused.
+    pub allow_insecure_key_permissions: bool,
+    /// PEM bundle of the station CA(s). Turns mTLS on: a client certificate that chains to
+    /// one of them authenticates its connection as station `<CN>`.
+    pub client_ca_file: Option<PathBuf>,
+    /// `optional`: a client certificate is verified when presented, and tokens still work;
+    /// `required`: the handshake fails without a valid client certificate.
+    pub client_auth: ClientAuth,
+    /// PEM CRLs of the station CA(s): revoked station certificates are refused. With it,
+    /// every station CA must have a CRL in the file.
+    pub client_crl_file: Option<PathBuf>,
+    /// A TLS handshake that takes longer is dropped (slow or silent clients cannot hold
+    /// sockets).
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            allow_insecure_key_permissions: false,
+            client_ca_file: None,
+            client_auth: ClientAuth::Optional,
+            client_crl_file: None,
+            handshake_timeout_secs: 10,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// Whether HTTPS is configured (`cert_file` and `key_file` set).
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+}
+
+/// Whether a station client certificate is needed to connect (`server.tls.client_auth`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    Optional,
+    Required,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,6 +116,13 @@ pub struct DatabaseSettings {
     /// Apply pending migrations when `serve` starts (the `migrate` command always does).
     pub migrate_on_start: bool,
     pub connect_timeout_secs: u64,
+    /// PostgreSQL: concurrent issuances share ledger transactions (one multi-row insert and
+    /// one commit per batch). SQLite always records one transaction per certificate.
+    pub group_commit: bool,
+    /// Most certificates per group-commit transaction.
+    pub group_commit_max_batch: usize,
+    /// Group-commit writers (each uses one pooled connection while it writes a batch).
+    pub group_commit_writers: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,6 +138,11 @@ pub struct CaSettings {
     /// Load CA key files that group or others can read. Off: such a key is refused, since
     /// other local users could copy it.
     pub allow_insecure_key_permissions: bool,
+    /// Name of an environment variable holding the passphrase that CA keys are encrypted with
+    /// at rest (encrypted PKCS#8). At most one of this and `key_passphrase_file`.
+    pub key_passphrase_env: Option<String>,
+    /// A file (owner-only) whose content, without one trailing newline, is that passphrase.
+    pub key_passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -133,6 +206,16 @@ pub struct LogSettings {
     pub level: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve `GET /metrics` (Prometheus text format).
+    pub enabled: bool,
+    /// Empty: `/metrics` is served on `server.listen`. An address (e.g. `10.0.0.5:9100`):
+    /// served only there, plain HTTP, so that scrapers and stations can be kept apart.
+    pub listen: String,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -149,6 +232,7 @@ impl Default for Settings {
             ca: CaSettings::default(),
             policy: PolicySettings::default(),
             log: LogSettings::default(),
+            metrics: MetricsSettings::default(),
             aws: AwsSettings::default(),
         }
     }
@@ -164,6 +248,8 @@ impl Default for ServerSettings {
             max_concurrent_requests: 1024,
             station_rate_per_sec: 500.0,
             station_burst: 1000,
+            token_cache_secs: 5,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -175,6 +261,9 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             migrate_on_start: true,
             connect_timeout_secs: 5,
+            group_commit: true,
+            group_commit_max_batch: 128,
+            group_commit_writers: 2,
         }
     }
 }
@@ -194,6 +283,8 @@ impl Default for CaSettings {
                 organizational_unit: None,
             },
             allow_insecure_key_permissions: false,
+            key_passphrase_env: None,
+            key_passphrase_file: None,
         }
     }
 }
@@ -210,6 +301,15 @@ impl Default for PolicySettings {
                 .map(|f| f.short_name().to_owned())
                 .collect(),
             required_subject_attributes: Vec::new(),
+        }
+    }
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: String::new(),
         }
     }
 }
@@ -272,8 +372,9 @@ impl Settings {
         }
         figment = figment.merge(
             Env::prefixed("FACTORY_CA_")
-                // Not settings: the config file path, and the token `factory-ca bench` reads.
-                .ignore(&["config", "bench_token"])
+                // Not settings: the config file path, the token `factory-ca bench` reads, and
+                // the conventional variable for the CA key passphrase (ca.key_passphrase_env).
+                .ignore(&["config", "bench_token", "key_passphrase"])
                 .split("__"),
         );
         let settings: Settings = figment
@@ -303,6 +404,25 @@ impl Settings {
                 "database.max_connections must be at least 1".into(),
             ));
         }
+        if !(1..=1000).contains(&self.database.group_commit_max_batch) {
+            return Err(ConfigError(
+                "database.group_commit_max_batch must be between 1 and 1000".into(),
+            ));
+        }
+        if !(1..=64).contains(&self.database.group_commit_writers) {
+            return Err(ConfigError(
+                "database.group_commit_writers must be between 1 and 64 (it is also capped at \
+                 database.max_connections)"
+                    .into(),
+            ));
+        }
+        if self.server.token_cache_secs > 300 {
+            return Err(ConfigError(
+                "server.token_cache_secs must be between 0 (no cache) and 300: a token revoked \
+                 on another replica keeps working for up to this long"
+                    .into(),
+            ));
+        }
         if self.server.body_limit_bytes < 4096 {
             return Err(ConfigError(
                 "server.body_limit_bytes must be at least 4096 (an RSA-8192 CSR is ~2.5 KB)".into(),
@@ -325,6 +445,7 @@ impl Settings {
                 "server.request_timeout_secs must be at least 1".into(),
             ));
         }
+        self.validate_tls()?;
         if !(1..=3650).contains(&self.policy.validity_days) {
             return Err(ConfigError(
                 "policy.validity_days must be between 1 and 3650".into(),
@@ -340,6 +461,7 @@ impl Settings {
                 "ca.validity_days must be between 1 and 36500".into(),
             ));
         }
+        self.validate_key_passphrase()?;
         let fields = self.allowed_subject_fields()?;
         self.required_subject_fields()?;
         if !fields.contains(&SubjectField::CommonName) {
@@ -388,6 +510,96 @@ impl Settings {
                 self.log.level
             ))
         })?;
+        Ok(())
+    }
+
+    /// `[server.tls]` without touching the files (they are read when the server is built).
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let tls = &self.server.tls;
+        let files = [
+            ("cert_file", &tls.cert_file),
+            ("key_file", &tls.key_file),
+            ("client_ca_file", &tls.client_ca_file),
+            ("client_crl_file", &tls.client_crl_file),
+        ];
+        for (key, file) in files {
+            if file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(ConfigError(format!(
+                    "server.tls.{key} is empty; remove it or give a file path"
+                )));
+            }
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(ConfigError(
+                "server.tls.cert_file and server.tls.key_file go together: set both for HTTPS, \
+                 or neither for plain HTTP"
+                    .into(),
+            ));
+        }
+        if !tls.enabled() && tls.client_ca_file.is_some() {
+            return Err(ConfigError(
+                "server.tls.client_ca_file (station mTLS) needs HTTPS: set server.tls.cert_file \
+                 and server.tls.key_file too"
+                    .into(),
+            ));
+        }
+        if tls.client_ca_file.is_none() && tls.client_auth == ClientAuth::Required {
+            return Err(ConfigError(
+                "server.tls.client_auth = \"required\" needs server.tls.client_ca_file (the \
+                 station CA that client certificates must chain to)"
+                    .into(),
+            ));
+        }
+        if tls.client_ca_file.is_none() && tls.client_crl_file.is_some() {
+            return Err(ConfigError(
+                "server.tls.client_crl_file needs server.tls.client_ca_file (the CRLs are those \
+                 of the station CAs)"
+                    .into(),
+            ));
+        }
+        if !(1..=300).contains(&tls.handshake_timeout_secs) {
+            return Err(ConfigError(
+                "server.tls.handshake_timeout_secs must be between 1 and 300".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The CA key passphrase settings name one source; the passphrase itself is read when a
+    /// key is (see `crate::keystore`).
+    fn validate_key_passphrase(&self) -> Result<(), ConfigError> {
+        let ca = &self.ca;
+        if ca.key_passphrase_env.is_some() && ca.key_passphrase_file.is_some() {
+            return Err(ConfigError(
+                "set at most one of ca.key_passphrase_env and ca.key_passphrase_file".into(),
+            ));
+        }
+        if let Some(name) = &ca.key_passphrase_env {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(ConfigError(
+                    "ca.key_passphrase_env must be the name of an environment variable, such as \
+                     FACTORY_CA_KEY_PASSPHRASE"
+                        .into(),
+                ));
+            }
+            // Other FACTORY_CA_* variables are read as settings, so the passphrase would be
+            // refused as an unknown setting.
+            if name.starts_with("FACTORY_CA_") && name != "FACTORY_CA_KEY_PASSPHRASE" {
+                return Err(ConfigError(format!(
+                    "ca.key_passphrase_env {name:?}: variables starting with FACTORY_CA_ hold \
+                     settings; use FACTORY_CA_KEY_PASSPHRASE or a name without that prefix"
+                )));
+            }
+        }
+        if ca
+            .key_passphrase_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError(
+                "ca.key_passphrase_file must be a path (or be left out)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -509,6 +721,30 @@ mod tests {
         let mut s = Settings::default();
         s.database.url = Secret::new("postgres://u:hunter2@db/x");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn tls_settings_are_checked_together() {
+        let mut s = Settings::default();
+        s.server.tls.cert_file = Some("server.crt".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("server.tls.key_file"), "{err}");
+
+        let mut s = Settings::default();
+        s.server.tls.client_ca_file = Some("station-ca.pem".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("needs HTTPS"), "{err}");
+
+        let mut s = Settings::default();
+        s.server.tls.cert_file = Some("server.crt".into());
+        s.server.tls.key_file = Some("server.key".into());
+        s.server.tls.client_auth = ClientAuth::Required;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("client_ca_file"), "{err}");
+        s.server.tls.client_ca_file = Some("station-ca.pem".into());
+        s.validate().unwrap();
+        s.server.tls.handshake_timeout_secs = 0;
+        assert!(s.validate().is_err());
     }
 
     #[test]

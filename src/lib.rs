@@ -21,11 +21,17 @@ pub mod http;
 pub mod issuance;
 /// JITP provisioning templates: build, validate, preview, and the CA's registrationConfig.
 pub mod jitp;
+/// CA keys at rest: the passphrase and the encrypted PKCS#8 (PBES2) key form.
+pub mod keystore;
 /// Per-station rate limiting (token buckets).
 pub mod limits;
 /// AWS IoT JITP administration of our CAs: preflight, registration, template, status.
 pub mod provisioning;
+/// Refused signing requests, counted per hour for the dashboards and flushed to the store.
+pub mod rejections;
 /// All SQL, for PostgreSQL and SQLite.
 pub mod store;
 /// The tracing subscriber.
 pub mod telemetry;
+/// HTTPS (rustls on aws-lc-rs), the TLS accept loop, and station identity from mTLS.
+pub mod tls;

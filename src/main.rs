@@ -6,12 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use zeroize::Zeroizing;
 
 use factory_ca::app::Application;
 use factory_ca::auth::{self, Role};
-use factory_ca::authorities::{Actor, Authorities};
+use factory_ca::authorities::{Actor, Authorities, KeyFileOutcome};
 use factory_ca::ca::{CaAlgorithm, CaSubject};
 use factory_ca::config::Settings;
+use factory_ca::keystore::PassphraseSource;
 use factory_ca::store::Store;
 use factory_ca::telemetry;
 
@@ -53,8 +55,15 @@ enum CaCommand {
     Import {
         #[arg(long, value_name = "FILE")]
         cert: PathBuf,
+        /// The private key: PKCS#8, PKCS#1 or SEC1, or encrypted PKCS#8 with a passphrase.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        /// For an encrypted key: the environment variable holding its passphrase.
+        #[arg(long, value_name = "NAME", conflicts_with = "key_passphrase_file")]
+        key_passphrase_env: Option<String>,
+        /// For an encrypted key: an owner-only file holding its passphrase (one line).
+        #[arg(long, value_name = "FILE")]
+        key_passphrase_file: Option<PathBuf>,
         /// Make it the issuing CA now (restart running services to pick it up).
         #[arg(long)]
         activate: bool,
@@ -63,6 +72,9 @@ enum CaCommand {
     List,
     /// Make an existing CA the issuing CA (restart running services to pick it up).
     Activate { id: String },
+    /// Encrypt every unencrypted CA key file in place with the configured passphrase
+    /// (ca.key_passphrase_env or ca.key_passphrase_file).
+    EncryptKeys,
 }
 
 #[derive(Args)]
@@ -180,8 +192,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 "\n  First start: an admin token was created. It is shown only this once:\n\n    \
                  {}\n\n  Create a station token with it:\n    curl -H \"Authorization: Bearer <admin token>\" \
                  -H 'Content-Type: application/json' \\\n      -d '{{\"name\": \"line-1\", \"role\": \"station\"}}' \
-                 http://{}/v1/admin/tokens\n  or on this machine: factory-ca token create --role station --name line-1\n",
+                 {}://{}/v1/admin/tokens\n  or on this machine: factory-ca token create --role station --name line-1\n",
                 secret.expose(),
+                app.scheme(),
                 app.state().settings.server.listen
             ),
             // Another replica starting at the same moment made it.
@@ -238,14 +251,28 @@ async fn ca_command(command: CaCommand, settings: Settings) -> anyhow::Result<()
         CaCommand::Import {
             cert,
             key,
+            key_passphrase_env,
+            key_passphrase_file,
             activate,
         } => {
             let cert_pem = std::fs::read_to_string(&cert)
                 .with_context(|| format!("cannot read {}", cert.display()))?;
-            let key_pem = std::fs::read_to_string(&key)
-                .with_context(|| format!("cannot read {}", key.display()))?;
+            let key_pem = Zeroizing::new(
+                std::fs::read_to_string(&key)
+                    .with_context(|| format!("cannot read {}", key.display()))?,
+            );
+            // The passphrase of the key being imported, which need not be the one keys are
+            // stored with; never an argument value, which other local users could read.
+            let source = match (key_passphrase_env, key_passphrase_file) {
+                (Some(name), _) => Some(PassphraseSource::Env(name)),
+                (None, Some(path)) => Some(PassphraseSource::File(path)),
+                (None, None) => None,
+            };
+            let key_passphrase = source
+                .map(|s| s.read(settings.ca.allow_insecure_key_permissions))
+                .transpose()?;
             let (record, _) = authorities
-                .import(&cert_pem, &key_pem, activate, CLI_ACTOR)
+                .import(&cert_pem, &key_pem, key_passphrase, activate, CLI_ACTOR)
                 .await?;
             print_ca(&record);
         }
@@ -260,6 +287,22 @@ async fn ca_command(command: CaCommand, settings: Settings) -> anyhow::Result<()
                 print_ca(&record);
             }
             eprintln!("{id} is now the issuing CA; restart running factory-ca services to use it");
+        }
+        CaCommand::EncryptKeys => {
+            let mut failed = 0;
+            for (id, outcome) in authorities.encrypt_key_files(CLI_ACTOR).await? {
+                match outcome {
+                    KeyFileOutcome::Encrypted => println!("{id}\tencrypted"),
+                    KeyFileOutcome::AlreadyEncrypted => println!("{id}\talready encrypted"),
+                    KeyFileOutcome::Failed(message) => {
+                        failed += 1;
+                        println!("{id}\tfailed\t{message}");
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} CA key file(s) could not be encrypted; see above");
+            }
         }
     }
     Ok(())

@@ -44,14 +44,15 @@ pub enum ProvisioningError {
 }
 
 /// One preflight check and its outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Check {
+    /// `ca_true`, `key_cert_sign`, `validity`, `key_strength` or `template_fields`.
     pub check: &'static str,
     pub ok: bool,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PreflightReport {
     pub ca_id: String,
     pub ok: bool,
@@ -70,17 +71,24 @@ impl PreflightReport {
 }
 
 /// `POST /v1/admin/cas/{id}/aws/register`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(value_type = crate::http::openapi::schemas::CertificateMode)]
     pub mode: CertificateMode,
+    /// Register the CA as ACTIVE (default true).
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub activate: bool,
+    /// Allow auto-registration; JITP needs it (default false).
     #[serde(default)]
     pub auto_registration: bool,
+    /// `arn:<partition>:iam::<12 digits>:role/<name>`: required with a `simple` or `body`
+    /// template.
     #[serde(default)]
     pub role_arn: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::http::openapi::schemas::TemplateSpec>)]
     pub template: Option<TemplateSpec>,
 }
 
@@ -89,7 +97,7 @@ fn yes() -> bool {
 }
 
 /// How a template body is attached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Attach {
     /// `registrationConfig {templateBody, roleArn}` on the CA.
@@ -100,18 +108,19 @@ pub enum Attach {
 }
 
 /// `PUT /v1/admin/cas/{id}/aws/template`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateRequest {
     #[serde(default)]
     pub role_arn: Option<String>,
+    #[schema(value_type = crate::http::openapi::schemas::TemplateSpec)]
     pub template: TemplateSpec,
     #[serde(default)]
     pub attach: Attach,
 }
 
 /// `PATCH /v1/admin/cas/{id}/aws`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
     /// `active` or `inactive`.
@@ -122,9 +131,12 @@ pub struct StatusChange {
 }
 
 /// The stored registration beside AWS's live view.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RegistrationState {
     pub stored: Option<AwsRegistration>,
+    /// AWS's DescribeCACertificate; null when the CA is not registered or AWS no longer
+    /// knows it.
+    #[schema(value_type = Option<crate::http::openapi::schemas::CaDescription>)]
     pub live: Option<CaDescription>,
     /// Differences between what we set and what AWS reports, in words.
     pub drift: Vec<String>,
@@ -714,26 +726,32 @@ impl Provisioning<'_> {
 }
 
 /// `POST /v1/admin/cas/{id}/aws/template/preview`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
+    /// A ledger serial; exactly one of `serial` and `csr`.
     #[serde(default)]
     pub serial: Option<String>,
+    /// A CSR as PEM; exactly one of `serial` and `csr`.
     #[serde(default)]
     pub csr: Option<String>,
+    /// A template to try; without it the attached template is used.
     #[serde(default)]
+    #[schema(value_type = Option<crate::http::openapi::schemas::TemplateSpec>)]
     pub template: Option<TemplateSpec>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PreviewAnswer {
     /// False when a referenced field is missing or AWS would refuse a value.
     pub would_provision: bool,
     /// The thing, attributes, groups and policies JITP would create.
+    #[schema(value_type = Option<crate::http::openapi::schemas::Preview>)]
     pub preview: Option<jitp::Preview>,
     /// The first template parameter the certificate lacks (JITP would fail).
     pub missing_field: Option<String>,
     /// The certificate fields JITP would read.
+    #[schema(value_type = crate::http::openapi::schemas::DeviceSubject)]
     pub device: jitp::DeviceSubject,
 }
 
@@ -779,7 +797,7 @@ fn device_subject(
 }
 
 /// What a sync found.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct SyncReport {
     pub pages: usize,
     /// Certificates AWS listed under the CA.

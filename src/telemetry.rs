@@ -1,4 +1,5 @@
-//! The tracing subscriber: human-readable in a terminal, JSON lines for log shippers. Logs go
+//! Logs and metrics. The tracing subscriber: human-readable in a terminal, JSON lines for log
+//! shippers; the Prometheus recorder behind `GET /metrics`. Logs go
 //! to stderr so that CLI output on stdout (e.g. a new token) stays clean for scripts.
 
 use tracing_subscriber::EnvFilter;
@@ -16,4 +17,83 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// The Prometheus recorder of this process, installed as the global `metrics` recorder on first
+/// use. One per process: several `Application`s in one process (the tests) share it, which is
+/// why every series carries labels (CA id, route) that tell them apart.
+pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        // Seconds: from 100 µs (an ECDSA signature) to 10 s (a request timeout).
+        const LATENCY_BUCKETS: [f64; 16] = [
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+            .expect("the latency buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics will stay empty");
+        }
+        describe_metrics();
+        metrics::gauge!(
+            "factory_ca_build_info",
+            "version" => env!("CARGO_PKG_VERSION"),
+        )
+        .set(1.0);
+        handle
+    })
+}
+
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "factory_ca_build_info",
+        "Always 1; the version label is the running build"
+    );
+    describe_counter!(
+        "factory_ca_certificates_issued_total",
+        "Device certificates issued and committed to the ledger, by issuing CA and key type"
+    );
+    describe_counter!(
+        "factory_ca_rejections_total",
+        "Signing requests refused with a 4xx, by error code"
+    );
+    describe_histogram!(
+        "factory_ca_issuance_duration_seconds",
+        Unit::Seconds,
+        "Time from receiving a CSR to its committed ledger row"
+    );
+    describe_histogram!(
+        "factory_ca_store_duration_seconds",
+        Unit::Seconds,
+        "Time of ledger operations, by operation"
+    );
+    describe_gauge!(
+        "factory_ca_db_pool_connections",
+        "Database pool connections, by state (in_use, idle), at scrape time"
+    );
+    describe_counter!(
+        "factory_ca_http_requests_total",
+        "HTTP requests answered, by method, route template and status"
+    );
+    describe_histogram!(
+        "factory_ca_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency, by method and route template"
+    );
+    describe_counter!(
+        "factory_ca_aws_calls_total",
+        "AWS IoT API calls, by operation and outcome"
+    );
+    describe_histogram!(
+        "factory_ca_aws_call_duration_seconds",
+        Unit::Seconds,
+        "AWS IoT API call latency, by operation"
+    );
 }

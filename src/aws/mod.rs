@@ -10,6 +10,7 @@
 //! - Timeouts are the SDK's (operation timeout configured by `aws.operation_timeout_secs`).
 
 pub mod fake;
+pub mod metered;
 pub mod sdk;
 
 use async_trait::async_trait;

@@ -18,6 +18,7 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
+use zeroize::Zeroizing;
 
 use super::csr::DeviceKey;
 use super::policy::{ApprovedCsr, SubjectField};
@@ -101,20 +102,107 @@ pub struct CaSubject {
     pub organizational_unit: Option<String>,
 }
 
-/// A private key in PEM. Its `Debug` never shows the key.
-pub struct SecretPem(String);
+/// A CA private key as unencrypted PKCS#8 DER (RFC 5958), the one form in which keys leave
+/// this module, whatever form they were imported in. Its `Debug` never shows the key, and its
+/// bytes are zeroed when it is dropped. Encrypting it for storage is the key store's business
+/// (`crate::keystore`), not the CA's.
+pub struct SecretKey(Zeroizing<Vec<u8>>);
 
-impl SecretPem {
-    pub fn expose(&self) -> &str {
+impl SecretKey {
+    /// Reads one unencrypted private key block: PKCS#8 (`PRIVATE KEY`), PKCS#1
+    /// (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`, possibly after an `EC PARAMETERS` block, as
+    /// `openssl ecparam -genkey` writes), and converts it to PKCS#8. An `ENCRYPTED PRIVATE KEY`
+    /// is refused here: decrypting needs a passphrase, which the caller holds.
+    pub fn from_pem(text: &str) -> Result<SecretKey, CaError> {
+        let blocks = pem::parse_many(text)
+            .map_err(|_| CaError::Rejected("the private key PEM cannot be decoded".into()))?;
+        if blocks.iter().any(|b| b.tag() == ENCRYPTED_KEY_LABEL) {
+            return Err(CaError::Rejected(
+                "the private key is encrypted (ENCRYPTED PRIVATE KEY); give its passphrase with \
+                 the key, or decrypt it first"
+                    .into(),
+            ));
+        }
+        let keys: Vec<_> = blocks
+            .iter()
+            .filter(|b| {
+                matches!(
+                    b.tag(),
+                    "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY"
+                )
+            })
+            .collect();
+        let [block] = keys.as_slice() else {
+            return Err(CaError::Rejected(format!(
+                "expected one PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block, found {}",
+                keys.len()
+            )));
+        };
+        let unreadable = || {
+            CaError::Rejected(
+                "the private key cannot be read; supported: RSA 2048+ and ECDSA \
+                 P-256/P-384/P-521"
+                    .into(),
+            )
+        };
+        let pkcs8 = match block.tag() {
+            "RSA PRIVATE KEY" => {
+                use aws_lc_rs::encoding::AsDer;
+                let key = sig::RsaKeyPair::from_der(block.contents()).map_err(|_| unreadable())?;
+                let der = key.as_der().map_err(|_| unreadable())?;
+                Zeroizing::new(der.as_ref().to_vec())
+            }
+            "EC PRIVATE KEY" => {
+                let der = [
+                    &sig::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    &sig::ECDSA_P384_SHA384_ASN1_SIGNING,
+                    &sig::ECDSA_P521_SHA512_ASN1_SIGNING,
+                ]
+                .into_iter()
+                .find_map(|alg| sig::EcdsaKeyPair::from_private_key_der(alg, block.contents()).ok())
+                .and_then(|key| key.to_pkcs8v1().ok())
+                .ok_or_else(unreadable)?;
+                Zeroizing::new(der.as_ref().to_vec())
+            }
+            _ => Zeroizing::new(block.contents().to_vec()),
+        };
+        Ok(SecretKey(pkcs8))
+    }
+
+    /// A key from PKCS#8 DER, such as the plaintext of an encrypted key. Checked when a CA is
+    /// built from it.
+    pub fn from_pkcs8_der(der: Zeroizing<Vec<u8>>) -> SecretKey {
+        SecretKey(der)
+    }
+
+    pub fn pkcs8_der(&self) -> &[u8] {
         &self.0
     }
-}
 
-impl fmt::Debug for SecretPem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretPem([redacted])")
+    /// The key as an unencrypted `PRIVATE KEY` PEM block.
+    pub fn to_pem(&self) -> Zeroizing<String> {
+        Zeroizing::new(to_pem("PRIVATE KEY", &self.0))
+    }
+
+    fn key_pair(&self) -> Result<KeyPair, CaError> {
+        KeyPair::try_from(self.0.as_slice()).map_err(|_| {
+            CaError::Rejected(
+                "the private key cannot be read; supported: RSA 2048+ and ECDSA \
+                 P-256/P-384/P-521"
+                    .into(),
+            )
+        })
     }
 }
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+/// The PEM label of an encrypted PKCS#8 key (RFC 7468 section 11).
+pub const ENCRYPTED_KEY_LABEL: &str = "ENCRYPTED PRIVATE KEY";
 
 /// A CA able to sign device certificates.
 pub struct CertificateAuthority {
@@ -237,7 +325,7 @@ impl CertificateAuthority {
         subject: &CaSubject,
         validity: Duration,
         now: OffsetDateTime,
-    ) -> Result<(Self, SecretPem), CaError> {
+    ) -> Result<(Self, SecretKey), CaError> {
         if validity <= Duration::ZERO {
             return Err(CaError::Rejected("the CA validity must be positive".into()));
         }
@@ -259,26 +347,33 @@ impl CertificateAuthority {
         let cert = params
             .self_signed(&key)
             .map_err(|e| CaError::Crypto(e.to_string()))?;
-        let key_pem = SecretPem(key.serialize_pem());
+        // rcgen generates PKCS#8.
+        let secret = SecretKey(Zeroizing::new(key.serialize_der()));
         let ca = Self::from_parts(cert.der(), key)?;
-        Ok((ca, key_pem))
+        Ok((ca, secret))
     }
 
-    /// Imports an existing CA from PEM, refusing what AWS IoT would refuse.
+    /// Imports an existing CA from PEM, refusing what AWS IoT would refuse. The key comes
+    /// back as PKCS#8, whatever form it was given in.
     pub fn import(
         certificate_pem: &str,
         key_pem: &str,
         now: OffsetDateTime,
-    ) -> Result<(Self, SecretPem), CaError> {
+    ) -> Result<(Self, SecretKey), CaError> {
         // The certificate first: its problems (not a CA, weak key) explain more than a key
         // that will not load.
-        let der = parse_certificate_pem(certificate_pem)?;
-        let (_, cert) = X509Certificate::from_der(&der)
-            .map_err(|_| CaError::Rejected("the CA certificate is not valid DER X.509".into()))?;
-        check_ca_extensions(&cert)?;
-        check_ca_key(&cert)?;
-        let (key, stored_key_pem) = parse_private_key(key_pem)?;
-        let ca = Self::from_parts(&der, key)?;
+        check_import_certificate(certificate_pem)?;
+        Self::import_key(certificate_pem, SecretKey::from_pem(key_pem)?, now)
+    }
+
+    /// [`CertificateAuthority::import`] with a key already read (for example decrypted).
+    pub fn import_key(
+        certificate_pem: &str,
+        secret: SecretKey,
+        now: OffsetDateTime,
+    ) -> Result<(Self, SecretKey), CaError> {
+        let der = check_import_certificate(certificate_pem)?;
+        let ca = Self::from_parts(&der, secret.key_pair()?)?;
         if now < ca.not_before || now >= ca.not_after {
             return Err(CaError::Rejected(format!(
                 "the CA certificate is not valid now (valid from {} to {}); AWS IoT refuses to \
@@ -286,13 +381,18 @@ impl CertificateAuthority {
                 ca.not_before, ca.not_after
             )));
         }
-        Ok((ca, stored_key_pem))
+        Ok((ca, secret))
     }
 
-    /// Loads a CA the store already knows (certificate PEM and key PEM from the key file).
+    /// Loads a CA the store already knows (certificate PEM and unencrypted key PEM).
     /// Expired CAs load too: they still serve reads, revocation and CRLs.
     pub fn load(certificate_pem: &str, key_pem: &str) -> Result<Self, CaError> {
-        let (key, _) = parse_private_key(key_pem)?;
+        Self::load_key(certificate_pem, &SecretKey::from_pem(key_pem)?)
+    }
+
+    /// [`CertificateAuthority::load`] with a key already read (for example decrypted).
+    pub fn load_key(certificate_pem: &str, secret: &SecretKey) -> Result<Self, CaError> {
+        let key = secret.key_pair()?;
         let der = parse_certificate_pem(certificate_pem)?;
         Self::from_parts(&der, key)
     }
@@ -616,41 +716,14 @@ fn parse_certificate_pem(text: &str) -> Result<Vec<u8>, CaError> {
     }
 }
 
-/// Reads a private key in PKCS#8 (`PRIVATE KEY`), PKCS#1 (`RSA PRIVATE KEY`) or SEC1
-/// (`EC PRIVATE KEY`, possibly after an `EC PARAMETERS` block, as `openssl ecparam -genkey`
-/// writes). Returns the key and the PEM block to store.
-fn parse_private_key(text: &str) -> Result<(KeyPair, SecretPem), CaError> {
-    let blocks = pem::parse_many(text)
-        .map_err(|_| CaError::Rejected("the private key PEM cannot be decoded".into()))?;
-    if blocks.iter().any(|b| b.tag() == "ENCRYPTED PRIVATE KEY") {
-        return Err(CaError::Rejected(
-            "the private key is encrypted; decrypt it first (openssl pkcs8 -in key.pem -out \
-             plain.pem) and import the plain key"
-                .into(),
-        ));
-    }
-    let keys: Vec<_> = blocks
-        .iter()
-        .filter(|b| {
-            matches!(
-                b.tag(),
-                "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY"
-            )
-        })
-        .collect();
-    let [block] = keys.as_slice() else {
-        return Err(CaError::Rejected(format!(
-            "expected one PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block, found {}",
-            keys.len()
-        )));
-    };
-    let key = KeyPair::try_from(block.contents()).map_err(|_| {
-        CaError::Rejected(
-            "the private key cannot be read; supported: RSA 2048+ and ECDSA P-256/P-384/P-521"
-                .into(),
-        )
-    })?;
-    Ok((key, SecretPem(to_pem(block.tag(), block.contents()))))
+/// The checks of an imported CA certificate that do not need its key; returns its DER.
+fn check_import_certificate(certificate_pem: &str) -> Result<Vec<u8>, CaError> {
+    let der = parse_certificate_pem(certificate_pem)?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|_| CaError::Rejected("the CA certificate is not valid DER X.509".into()))?;
+    check_ca_extensions(&cert)?;
+    check_ca_key(&cert)?;
+    Ok(der)
 }
 
 fn check_ca_extensions(cert: &X509Certificate<'_>) -> Result<(), CaError> {
@@ -802,9 +875,10 @@ mod tests {
             ParsedExtension::SubjectKeyIdentifier(_)
         )));
         assert_eq!(ca.subject(), "C=JP, O=Org, CN=Test Root");
-        assert!(key.expose().contains("PRIVATE KEY"));
+        assert!(key.to_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
         assert!(!format!("{key:?}").contains("PRIVATE"));
-        CertificateAuthority::load(ca.certificate_pem(), key.expose()).unwrap();
+        CertificateAuthority::load(ca.certificate_pem(), &key.to_pem()).unwrap();
+        CertificateAuthority::load_key(ca.certificate_pem(), &key).unwrap();
     }
 
     #[test]

@@ -15,36 +15,54 @@ use crate::app::AppState;
 use crate::auth::{self, Role, TokenError};
 use crate::store::{AuditFilter, AuditRecord, Timestamp};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    /// 1 to 64 characters of `a-zA-Z0-9._-`, unique among live tokens.
     name: String,
+    #[schema(value_type = super::openapi::schemas::Role)]
     role: Role,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     name: String,
+    #[schema(value_type = super::openapi::schemas::Role)]
     role: Role,
     /// The secret, shown this once; only its SHA-256 is stored.
     token: String,
     created_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     name: String,
+    /// `station`, `viewer` or `admin`.
     role: String,
     created_at: String,
     revoked_at: Option<String>,
+    /// `active` or `revoked`.
     status: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenList {
     items: Vec<TokenView>,
 }
 
+/// Create an API token
+///
+/// The secret is in the answer once; only its SHA-256 is stored. Audited as `token.create`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tokens",
+    tag = "tokens",
+    operation_id = "create_token",
+    request_body = NewToken,
+    responses((status = 201, description = "Created; `token` is shown this once",
+        body = CreatedToken)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -84,6 +102,15 @@ pub async fn create_token(
     }
 }
 
+/// List tokens (never their secrets)
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tokens",
+    tag = "tokens",
+    operation_id = "list_tokens",
+    responses((status = 200, description = "Every token, live and revoked", body = TokenList)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -109,6 +136,18 @@ pub async fn list_tokens(
     Ok(Json(TokenList { items }))
 }
 
+/// Revoke the live token with this name
+///
+/// Audited as `token.revoke`.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/tokens/{name}",
+    tag = "tokens",
+    operation_id = "revoke_token",
+    params(("name" = String, Path, description = "The token's name")),
+    responses((status = 204, description = "Revoked")),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -116,7 +155,11 @@ pub async fn revoke_token(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let admin = caller.require(&[Role::Admin])?;
-    if auth::revoke_token(&state.store, &name, &admin.name, Some(&request_id)).await? {
+    if state
+        .tokens
+        .revoke(&state.store, &name, &admin.name, Some(&request_id))
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(
@@ -126,28 +169,45 @@ pub async fn revoke_token(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
+    /// Exactly this actor (a token name, `cli`, `system:first-start`, `system:sync`).
     actor: Option<String>,
+    /// Exactly this action, e.g. `token.create`, `ca.aws.register`, `certificate.revoke`.
     action: Option<String>,
+    /// Exactly this target.
     target: Option<String>,
+    /// `success` or `failure`.
     outcome: Option<String>,
     /// RFC 3339; inclusive.
     since: Option<String>,
     /// RFC 3339; exclusive.
     until: Option<String>,
+    /// 1 to 1000, default 100.
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     cursor: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     items: Vec<AuditRecord>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
     next_cursor: Option<i64>,
 }
 
+/// The audit log, newest first
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    tag = "tokens",
+    operation_id = "list_audit",
+    params(AuditParams),
+    responses((status = 200, description = "One page of audit records", body = AuditPage)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller, RequestId};
@@ -14,6 +15,7 @@ use crate::app::AppState;
 use crate::auth::Role;
 use crate::authorities;
 use crate::ca::{CaAlgorithm, CaSubject};
+use crate::keystore::Passphrase;
 use crate::provisioning::{
     PreviewAnswer, PreviewRequest, ProvisioningError, RegisterRequest, StatusChange, SyncReport,
     TemplateRequest,
@@ -22,17 +24,19 @@ use crate::store::CaRecord;
 use crate::store::aws::AwsRegistration;
 
 /// A CA as the admin API shows it, with its AWS state from our store.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CaAdminView {
     id: String,
     subject: String,
     key_algorithm: String,
+    /// `generated` or `imported`.
     source: String,
     is_issuing: bool,
     not_before: String,
     not_after: String,
     aws_certificate_id: String,
     certificate_pem: String,
+    /// The stored AWS IoT registration, or null.
     aws: Option<AwsRegistration>,
 }
 
@@ -51,11 +55,21 @@ fn view(record: CaRecord, aws: Option<AwsRegistration>) -> CaAdminView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CaList {
     items: Vec<CaAdminView>,
 }
 
+/// List every CA
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cas",
+    tag = "cas",
+    operation_id = "list_cas",
+    responses((status = 200, description = "Every CA, with its stored AWS registration",
+        body = CaList)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<CaList>, ApiError> {
     caller.require(&[Role::Admin])?;
     let registrations = state.store.list_aws_registrations().await?;
@@ -72,6 +86,16 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     Ok(Json(CaList { items }))
 }
 
+/// One CA
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cas/{id}",
+    tag = "cas",
+    operation_id = "get_ca",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 200, description = "The CA", body = CaAdminView)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -87,13 +111,18 @@ pub async fn get(
     Ok(Json(view(record, aws)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCa {
+    /// Default `ecdsa-p256`.
     #[serde(default)]
+    #[schema(value_type = super::openapi::schemas::CaAlgorithm)]
     algorithm: CaAlgorithm,
+    #[schema(value_type = super::openapi::schemas::CaSubject)]
     subject: CaSubject,
+    /// 1 to 36500, default 3650.
     #[serde(default = "default_validity")]
+    #[schema(default = 3650, minimum = 1, maximum = 36500)]
     validity_days: i64,
     /// Make it the issuing CA at once (rotation).
     #[serde(default)]
@@ -104,16 +133,35 @@ fn default_validity() -> i64 {
     3650
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportCa {
     certificate_pem: String,
     /// Sent once over the admin API and written to an owner-only file; never returned.
     private_key_pem: String,
+    /// The passphrase of an encrypted PKCS#8 `private_key_pem` (`ENCRYPTED PRIVATE KEY`).
+    /// Used to decrypt it once; never stored, logged, audited or returned.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    key_passphrase: Option<crate::config::Secret>,
     #[serde(default)]
     activate: bool,
 }
 
+/// Create a CA
+///
+/// Generates a root CA (`basicConstraints CA:TRUE`, `keyUsage keyCertSign, cRLSign,
+/// digitalSignature`). With `activate`, it becomes the issuing CA at once in this process.
+/// Audited as `ca.create`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cas",
+    tag = "cas",
+    operation_id = "create_ca",
+    request_body = NewCa,
+    responses((status = 201, description = "Created", body = CaAdminView)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -143,6 +191,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(record, None))).into_response())
 }
 
+/// Import a CA certificate and its key
+///
+/// The key is written to an owner-only file and never returned. Audited as `ca.import`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cas/import",
+    tag = "cas",
+    operation_id = "import_ca",
+    request_body = ImportCa,
+    responses((status = 201, description = "Imported", body = CaAdminView)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn import(
     State(state): State<AppState>,
     caller: Caller,
@@ -150,11 +210,22 @@ pub async fn import(
     ApiJson(body): ApiJson<ImportCa>,
 ) -> Result<Response, ApiError> {
     let admin = caller.require(&[Role::Admin])?;
+    let key_passphrase = match body.key_passphrase {
+        Some(secret) => Some(
+            Passphrase::new(
+                Zeroizing::new(secret.expose().to_owned()),
+                "the key_passphrase field",
+            )
+            .map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))?,
+        ),
+        None => None,
+    };
     let (record, ca) = state
         .authorities()
         .import(
             &body.certificate_pem,
             &body.private_key_pem,
+            key_passphrase,
             body.activate,
             actor(&admin.name, &request_id),
         )
@@ -167,6 +238,15 @@ pub async fn import(
 
 /// Rotation: the CA becomes the issuing one for new certificates in this process at once;
 /// older CAs stay for reads, revocation and CRLs. Other replicas pick it up on restart.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cas/{id}/activate",
+    tag = "cas",
+    operation_id = "activate_ca",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 200, description = "The CA, now issuing", body = CaAdminView)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn activate(
     State(state): State<AppState>,
     caller: Caller,
@@ -188,6 +268,19 @@ pub async fn activate(
     Ok(Json(view(record, aws)))
 }
 
+/// Check what AWS IoT or JITP would refuse
+///
+/// Reads only the store; works without AWS.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cas/{id}/aws/preflight",
+    tag = "aws",
+    operation_id = "preflight_ca",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 200, description = "Each check and its outcome",
+        body = crate::provisioning::PreflightReport)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn preflight(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,6 +291,25 @@ pub async fn preflight(
     Ok(Json(report).into_response())
 }
 
+/// Register the CA in AWS IoT
+///
+/// With `mode: default`, a verification certificate whose CN is the registration code is sent
+/// along. Idempotent: an already registered CA answers 200 with its stored registration and
+/// the body is ignored. Audited as `ca.aws.register`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cas/{id}/aws/register",
+    tag = "aws",
+    operation_id = "register_ca_in_aws",
+    params(("id" = String, Path, description = "A CA id")),
+    request_body = crate::provisioning::RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = AwsRegistration),
+        (status = 200, description = "Already registered (refreshed from AWS)",
+            body = AwsRegistration),
+    ),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
@@ -218,6 +330,17 @@ pub async fn register(
     Ok((status, Json(registration)).into_response())
 }
 
+/// Compare the stored registration with AWS IoT
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cas/{id}/aws",
+    tag = "aws",
+    operation_id = "get_ca_aws_state",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 200, description = "`stored`, `live` and `drift`",
+        body = crate::provisioning::RegistrationState)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn aws_state(
     State(state): State<AppState>,
     caller: Caller,
@@ -228,6 +351,19 @@ pub async fn aws_state(
     Ok(Json(s).into_response())
 }
 
+/// Change the CA's status or auto-registration in AWS IoT
+///
+/// Audited as `ca.aws.update`.
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/cas/{id}/aws",
+    tag = "aws",
+    operation_id = "update_ca_in_aws",
+    params(("id" = String, Path, description = "A CA id")),
+    request_body = crate::provisioning::StatusChange,
+    responses((status = 200, description = "The stored registration", body = AwsRegistration)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn change_status(
     State(state): State<AppState>,
     caller: Caller,
@@ -244,6 +380,18 @@ pub async fn change_status(
     ))
 }
 
+/// Deactivate and delete the CA in AWS IoT, and forget the registration
+///
+/// The CA, its key and its ledger rows stay. Audited as `ca.aws.delete`.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/cas/{id}/aws",
+    tag = "aws",
+    operation_id = "deregister_ca_from_aws",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 204, description = "Deregistered")),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn deregister(
     State(state): State<AppState>,
     caller: Caller,
@@ -258,6 +406,19 @@ pub async fn deregister(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Attach or replace the CA's JITP template
+///
+/// The template is checked against the policy first. Audited as `ca.aws.template`.
+#[utoipa::path(
+    put,
+    path = "/v1/admin/cas/{id}/aws/template",
+    tag = "aws",
+    operation_id = "attach_template",
+    params(("id" = String, Path, description = "A CA id")),
+    request_body = crate::provisioning::TemplateRequest,
+    responses((status = 200, description = "The stored registration", body = AwsRegistration)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn attach_template(
     State(state): State<AppState>,
     caller: Caller,
@@ -274,6 +435,20 @@ pub async fn attach_template(
     ))
 }
 
+/// Preview what JITP would create for one device
+///
+/// Reads only the store; works without AWS.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cas/{id}/aws/template/preview",
+    tag = "aws",
+    operation_id = "preview_template",
+    params(("id" = String, Path, description = "A CA id")),
+    request_body = crate::provisioning::PreviewRequest,
+    responses((status = 200, description = "The preview",
+        body = crate::provisioning::PreviewAnswer)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn preview(
     State(state): State<AppState>,
     caller: Caller,
@@ -284,6 +459,19 @@ pub async fn preview(
     Ok(Json(state.provisioning().preview(&id, body).await?))
 }
 
+/// Record AWS IoT's view of each certificate of the CA
+///
+/// Pages through ListCertificatesByCA. Audited as `ca.aws.sync`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cas/{id}/aws/sync",
+    tag = "aws",
+    operation_id = "sync_ca_with_aws",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 200, description = "What the sync found",
+        body = crate::provisioning::SyncReport)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn sync(
     State(state): State<AppState>,
     caller: Caller,
@@ -299,6 +487,19 @@ pub async fn sync(
     ))
 }
 
+/// The `registrationConfig` file for `aws iot update-ca-certificate`
+///
+/// Reads only the store; works without AWS.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cas/{id}/aws/registration-config",
+    tag = "aws",
+    operation_id = "get_registration_config",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 200, description = "`{templateBody, roleArn}` or `{templateName}`",
+        body = super::openapi::schemas::RegistrationConfig)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn registration_config(
     State(state): State<AppState>,
     caller: Caller,

@@ -33,6 +33,9 @@ struct Problem<'a> {
     status: u16,
     detail: &'a str,
     code: &'a str,
+    /// The request's `x-request-id`, to quote when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -114,6 +117,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: &self.message,
             code: self.code,
+            request_id: super::extract::current_request_id(),
         };
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();

@@ -11,10 +11,12 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::auth::{self, Principal, Role};
+use crate::auth::{Principal, Role};
 
-/// The caller, authenticated by bearer token. Rejects with 401 when the token is missing,
-/// unknown or revoked.
+/// The caller, authenticated by bearer token (or, without an Authorization header, by a
+/// verified station client certificate, as role station named by its CN: see [`crate::tls`];
+/// else by the dashboard's session cookie: see [`super::dashboard`]). Rejects with 401 when the
+/// token is missing, unknown or revoked.
 pub struct Caller(pub Principal);
 
 impl Caller {
@@ -33,16 +35,41 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthorized)?;
+        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+            // mTLS: the connection's verified station certificate (a token, when sent, wins).
+            match parts.extensions.get::<crate::tls::ClientIdentity>() {
+                Some(crate::tls::ClientIdentity::Station { common_name }) => {
+                    return Ok(Caller(Principal {
+                        name: common_name.clone(),
+                        role: Role::Station,
+                    }));
+                }
+                Some(crate::tls::ClientIdentity::Unusable { reason }) => {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        format!(
+                            "{reason}; or send an API token as 'Authorization: Bearer <token>'"
+                        ),
+                    ));
+                }
+                None => {}
+            }
+            // The dashboard's session cookie: GET/HEAD only, always as a viewer.
+            let principal =
+                super::dashboard::session_principal(&parts.method, &parts.headers, state).await?;
+            return Ok(Caller(principal));
+        };
+        let header = header.to_str().map_err(|_| ApiError::unauthorized())?;
         let (scheme, token) = header.split_once(' ').ok_or_else(ApiError::unauthorized)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::unauthorized());
         }
-        match auth::authenticate(&state.store, token.trim()).await? {
+        match state
+            .tokens
+            .authenticate(&state.store, token.trim())
+            .await?
+        {
             Some(principal) => Ok(Caller(principal)),
             None => Err(ApiError::unauthorized()),
         }
@@ -68,6 +95,17 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+tokio::task_local! {
+    /// The id of the request this task serves (set by [`request_id_middleware`]).
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request being served, when called within [`request_id_middleware`]: error
+/// bodies carry it.
+pub fn current_request_id() -> Option<String> {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 /// Assigns the request id, records it on the request span, and echoes it in the response.
 pub async fn request_id_middleware(mut request: Request, next: Next) -> Response {
     let id = request
@@ -79,7 +117,9 @@ pub async fn request_id_middleware(mut request: Request, next: Next) -> Response
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     tracing::Span::current().record("request_id", id.as_str());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
+    let mut response = CURRENT_REQUEST_ID
+        .scope(id.clone(), next.run(request))
+        .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }

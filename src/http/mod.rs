@@ -2,11 +2,15 @@
 
 pub mod admin;
 pub mod cas;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod metrics;
+pub mod openapi;
 pub mod reads;
 pub mod revocation;
 pub mod stations;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +20,61 @@ use tokio::sync::Semaphore;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
-use axum::routing::{delete, get, post};
 use time::format_description::well_known::Rfc3339;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::store::Timestamp;
 use error::ApiError;
+
+/// Every route of the API, each with its OpenAPI operation: this is the route table and the
+/// source of `/openapi.json` at once, so the two cannot drift apart. Register a route here, and
+/// only as `.routes(routes!(handler, ...))` with handlers of one path that carry
+/// `#[utoipa::path]`. A route added with `.route(...)`, `.nest(...)` or `.merge(...)` of a plain
+/// `Router` would be served without being documented; `tests/api/openapi.rs` refuses that form.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(stations::sign, reads::list_certificates))
+        .routes(routes!(reads::export_certificates_csv))
+        .routes(routes!(stats::stats))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(reads::get_certificate))
+        .routes(routes!(reads::issuing_ca))
+        .routes(routes!(reads::issuing_ca_pem))
+        .routes(routes!(admin::create_token, admin::list_tokens))
+        .routes(routes!(admin::revoke_token))
+        .routes(routes!(admin::list_audit))
+        .routes(routes!(cas::list, cas::create))
+        .routes(routes!(cas::import))
+        .routes(routes!(cas::get))
+        .routes(routes!(cas::activate))
+        .routes(routes!(cas::aws_state, cas::change_status, cas::deregister))
+        .routes(routes!(cas::preflight))
+        .routes(routes!(cas::register))
+        .routes(routes!(cas::attach_template))
+        .routes(routes!(cas::preview))
+        .routes(routes!(cas::sync))
+        .routes(routes!(cas::registration_config))
+        .routes(routes!(revocation::revoke_certificate))
+        .routes(routes!(revocation::crl))
+        .routes(routes!(reads::healthz))
+        .routes(routes!(reads::readyz))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(dashboard::index))
+        .routes(routes!(dashboard::app_js))
+        .routes(routes!(dashboard::app_css))
+        .routes(routes!(dashboard::favicon))
+        .routes(routes!(
+            dashboard::sign_in,
+            dashboard::sign_out,
+            dashboard::session_info
+        ))
+}
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.server.body_limit_bytes;
@@ -32,52 +82,8 @@ pub fn router(state: AppState) -> Router {
     let in_flight = Arc::new(Semaphore::new(
         state.settings.server.max_concurrent_requests,
     ));
-    Router::new()
-        .route(
-            "/v1/certificates",
-            post(stations::sign).get(reads::list_certificates),
-        )
-        .route("/v1/certificates/{serial}", get(reads::get_certificate))
-        .route("/v1/ca", get(reads::issuing_ca))
-        .route("/v1/ca.pem", get(reads::issuing_ca_pem))
-        .route(
-            "/v1/admin/tokens",
-            post(admin::create_token).get(admin::list_tokens),
-        )
-        .route("/v1/admin/tokens/{name}", delete(admin::revoke_token))
-        .route("/v1/admin/audit", get(admin::list_audit))
-        .route("/v1/admin/cas", get(cas::list).post(cas::create))
-        .route("/v1/admin/cas/import", post(cas::import))
-        .route("/v1/admin/cas/{id}", get(cas::get))
-        .route("/v1/admin/cas/{id}/activate", post(cas::activate))
-        .route(
-            "/v1/admin/cas/{id}/aws",
-            get(cas::aws_state)
-                .patch(cas::change_status)
-                .delete(cas::deregister),
-        )
-        .route("/v1/admin/cas/{id}/aws/preflight", get(cas::preflight))
-        .route("/v1/admin/cas/{id}/aws/register", post(cas::register))
-        .route(
-            "/v1/admin/cas/{id}/aws/template",
-            axum::routing::put(cas::attach_template),
-        )
-        .route(
-            "/v1/admin/cas/{id}/aws/template/preview",
-            post(cas::preview),
-        )
-        .route("/v1/admin/cas/{id}/aws/sync", post(cas::sync))
-        .route(
-            "/v1/admin/cas/{id}/aws/registration-config",
-            get(cas::registration_config),
-        )
-        .route(
-            "/v1/admin/certificates/{serial}/revoke",
-            post(revocation::revoke_certificate),
-        )
-        .route("/v1/cas/{id}/crl", get(revocation::crl))
-        .route("/healthz", get(reads::healthz))
-        .route("/readyz", get(reads::readyz))
+    let (routes, _openapi) = api_routes().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -91,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |request, next| {
             shed_load(in_flight.clone(), request, next)
         }))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(extract::request_id_middleware))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
@@ -104,7 +111,23 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
+            header::COOKIE,
         ]))
+        .layer(axum::middleware::from_fn(no_sniff))
+}
+
+/// `X-Content-Type-Options: nosniff` on every response: a browser must not guess that a JSON
+/// body holding attacker-chosen thing names is HTML or script.
+async fn no_sniff(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Answers 503 `request_timeout` when a request runs past `server.request_timeout_secs`. The
@@ -172,6 +195,7 @@ pub fn rfc3339_string(t: Timestamp) -> String {
 mod tests {
     use super::*;
     use axum::body::Body;
+    use axum::routing::get;
     use tokio::sync::{Notify, oneshot};
     use tower::ServiceExt;
 

@@ -1,6 +1,7 @@
 //! Read endpoints: the issuance ledger (viewer or admin), the issuing CA, health.
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +20,7 @@ use crate::ca;
 use crate::store::{CertificateFilter, CertificateRecord, Timestamp};
 
 /// A ledger row as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CertificateView {
     pub serial: String,
     pub thing_name: String,
@@ -74,21 +75,37 @@ impl CertificateView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Exactly this thing name.
     thing_name: Option<String>,
+    /// Exactly this country code.
     country: Option<String>,
+    /// Exactly this station (token name).
     station: Option<String>,
+    /// `active` or `revoked`.
     status: Option<String>,
+    /// RFC 3339; inclusive.
     issued_after: Option<String>,
+    /// RFC 3339; exclusive.
     issued_before: Option<String>,
+    /// The AWS status from the last sync (`ACTIVE`, `INACTIVE`, `REVOKED`,
+    /// `PENDING_TRANSFER`, `REGISTER_INACTIVE`, `PENDING_ACTIVATION`), or `never_seen`.
     aws_status: Option<String>,
+    /// 1 to 1000, default 100 (export: every matching row).
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Thing names starting with this.
+    q: Option<String>,
+    /// `desc` (newest first, the default) or `asc`; `issued_at_desc`/`-issued_at` and
+    /// `issued_at_asc`/`issued_at` mean the same.
+    sort: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CertificatePage {
     pub items: Vec<CertificateView>,
     /// Pass as `cursor` to get the next (older) page; null on the last page.
@@ -108,6 +125,19 @@ const AWS_STATUSES: [&str; 7] = [
 ];
 const DEFAULT_PAGE: u32 = 100;
 
+/// List ledger rows
+///
+/// Newest first (or oldest first with `sort=asc`), filtered, one page at a time. Unknown
+/// parameters are refused.
+#[utoipa::path(
+    get,
+    path = "/v1/certificates",
+    tag = "ledger",
+    operation_id = "list_certificates",
+    params(ListParams),
+    responses((status = 200, description = "One page of ledger rows", body = CertificatePage)),
+    security(("bearer_token" = ["viewer", "admin"]))
+)]
 pub async fn list_certificates(
     State(state): State<AppState>,
     caller: Caller,
@@ -121,40 +151,7 @@ pub async fn list_certificates(
             format!("limit must be between 1 and {MAX_PAGE}"),
         ));
     }
-    if let Some(status) = &params.status
-        && !matches!(status.as_str(), "active" | "revoked")
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "status must be active or revoked",
-        ));
-    }
-    if let Some(aws_status) = &params.aws_status
-        && !AWS_STATUSES.contains(&aws_status.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("aws_status must be one of {}", AWS_STATUSES.join(", ")),
-        ));
-    }
-    let filter = CertificateFilter {
-        thing_name: params.thing_name,
-        country: params.country,
-        station: params.station,
-        status: params.status,
-        issued_after: params
-            .issued_after
-            .as_deref()
-            .map(|t| parse_time("issued_after", t))
-            .transpose()?,
-        issued_before: params
-            .issued_before
-            .as_deref()
-            .map(|t| parse_time("issued_before", t))
-            .transpose()?,
-        aws_status: params.aws_status,
-        before: params.cursor.as_deref().map(decode_cursor).transpose()?,
-    };
+    let filter = certificate_filter(params)?;
     // One row more than asked tells whether another page exists.
     let mut rows = state.store.list_certificates(&filter, limit + 1).await?;
     let next_cursor = if rows.len() > limit as usize {
@@ -172,6 +169,236 @@ pub async fn list_certificates(
     }))
 }
 
+/// The columns of `GET /v1/certificates/export.csv`, in order: a stable interface (documented
+/// in the README); add columns at the end, never rename or reorder.
+pub const CSV_COLUMNS: [&str; 18] = [
+    "serial",
+    "thing_name",
+    "country",
+    "subject",
+    "key_algorithm",
+    "spki_sha256",
+    "aws_certificate_id",
+    "issuing_ca",
+    "not_before",
+    "not_after",
+    "issued_at",
+    "station",
+    "request_id",
+    "status",
+    "revoked_at",
+    "revocation_reason",
+    "aws_status",
+    "aws_first_seen_at",
+];
+/// Rows read from the store per chunk of the CSV stream: memory stays constant.
+const EXPORT_CHUNK: u32 = 1000;
+
+/// `GET /v1/certificates/export.csv`: the ledger rows the list endpoint would return (same
+/// filters, `q`, `sort`, `cursor`; `limit` caps the rows and defaults to all), as RFC 4180 CSV
+/// streamed in chunks: one header row, CRLF line ends, fields quoted when they hold a comma,
+/// quote, CR or LF. If the store fails mid-stream the response is cut off (no final chunk), so
+/// a client never mistakes a partial export for a complete one.
+#[utoipa::path(
+    get,
+    path = "/v1/certificates/export.csv",
+    tag = "ledger",
+    operation_id = "export_certificates_csv",
+    params(ListParams),
+    responses((status = 200,
+        description = "RFC 4180 CSV with one header row (the columns of `CSV_COLUMNS`, in the \
+            README), streamed",
+        body = String, content_type = "text/csv")),
+    security(("bearer_token" = ["viewer", "admin"]))
+)]
+pub async fn export_certificates_csv(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(mut params): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Viewer])?;
+    let mut remaining = params.limit.take().map(u64::from).unwrap_or(u64::MAX);
+    if remaining == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be at least 1 (omit it to export every matching row)",
+        ));
+    }
+    let mut filter = certificate_filter(params)?;
+    // The first chunk is read before answering, so that a store outage is a 503, not a
+    // truncated 200.
+    let first = state
+        .store
+        .list_certificates(&filter, EXPORT_CHUNK.min(remaining as u32))
+        .await?;
+    let store = state.store.clone();
+    let mut header = CSV_COLUMNS.join(",");
+    header.push_str("\r\n");
+    let head = futures_util::stream::once(async move { Ok(Bytes::from(header)) });
+    let rows = futures_util::stream::try_unfold(Some(first), move |page| {
+        let store = store.clone();
+        let next = page.map(|rows| {
+            remaining -= rows.len() as u64;
+            let more = rows.len() as u32 == EXPORT_CHUNK && remaining > 0;
+            if let Some(last) = rows.last() {
+                filter.before = Some((last.issued_at, last.serial.clone()));
+            }
+            (rows, more.then(|| (filter.clone(), remaining)))
+        });
+        async move {
+            let Some((rows, more)) = next else {
+                return Ok::<_, crate::store::StoreError>(None);
+            };
+            let mut chunk = String::with_capacity(rows.len() * 400);
+            for row in rows {
+                csv_row(&mut chunk, &row);
+            }
+            let following = match more {
+                Some((filter, remaining)) => Some(
+                    store
+                        .list_certificates(&filter, EXPORT_CHUNK.min(remaining as u32))
+                        .await?,
+                ),
+                None => None,
+            };
+            Ok(Some((Bytes::from(chunk), following)))
+        }
+    });
+    let body = Body::from_stream(futures_util::StreamExt::chain(
+        head,
+        futures_util::TryStreamExt::map_err(rows, |e| {
+            tracing::warn!(error = %e, "CSV export cut off: the store failed mid-stream");
+            std::io::Error::other("store unavailable")
+        }),
+    ));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8; header=present"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"certificates.csv\""),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Appends one CSV line (RFC 4180) for a ledger row.
+fn csv_row(out: &mut String, r: &CertificateRecord) {
+    let time = |t: Timestamp| rfc3339_string(t);
+    let fields: [std::borrow::Cow<'_, str>; 18] = [
+        r.serial.as_str().into(),
+        r.thing_name.as_str().into(),
+        r.country.as_deref().unwrap_or_default().into(),
+        r.subject.as_str().into(),
+        r.key_algorithm.as_str().into(),
+        r.spki_sha256.as_str().into(),
+        r.aws_certificate_id.as_str().into(),
+        r.ca_id.as_str().into(),
+        time(r.not_before).into(),
+        time(r.not_after).into(),
+        time(r.issued_at).into(),
+        r.station.as_str().into(),
+        r.request_id.as_deref().unwrap_or_default().into(),
+        r.status.as_str().into(),
+        r.revoked_at.map(time).unwrap_or_default().into(),
+        r.revocation_reason.as_deref().unwrap_or_default().into(),
+        r.aws_status.as_deref().unwrap_or_default().into(),
+        r.aws_first_seen_at.map(time).unwrap_or_default().into(),
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(out, field);
+    }
+    out.push_str("\r\n");
+}
+
+fn csv_field(out: &mut String, field: &str) {
+    if field.contains([',', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
+/// The ledger filter of the list and export endpoints, validated.
+fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError> {
+    if let Some(status) = &params.status
+        && !matches!(status.as_str(), "active" | "revoked")
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "status must be active or revoked",
+        ));
+    }
+    if let Some(aws_status) = &params.aws_status
+        && !AWS_STATUSES.contains(&aws_status.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("aws_status must be one of {}", AWS_STATUSES.join(", ")),
+        ));
+    }
+    if let Some(q) = &params.q
+        && !(1..=128).contains(&q.len())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q (a thing name prefix) must be 1 to 128 characters",
+        ));
+    }
+    let ascending = match params.sort.as_deref() {
+        None | Some("desc" | "issued_at_desc" | "-issued_at") => false,
+        Some("asc" | "issued_at_asc" | "issued_at") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "sort must be desc (newest first) or asc (oldest first)",
+            ));
+        }
+    };
+    Ok(CertificateFilter {
+        thing_name: params.thing_name,
+        thing_name_prefix: params.q,
+        country: params.country,
+        station: params.station,
+        status: params.status,
+        issued_after: params
+            .issued_after
+            .as_deref()
+            .map(|t| parse_time("issued_after", t))
+            .transpose()?,
+        issued_before: params
+            .issued_before
+            .as_deref()
+            .map(|t| parse_time("issued_before", t))
+            .transpose()?,
+        aws_status: params.aws_status,
+        ascending,
+        before: params.cursor.as_deref().map(decode_cursor).transpose()?,
+    })
+}
+
+/// One ledger row, with `certificate_pem`
+#[utoipa::path(
+    get,
+    path = "/v1/certificates/{serial}",
+    tag = "ledger",
+    operation_id = "get_certificate",
+    params(("serial" = String, Path,
+        description = "40 hex characters (not case-sensitive)")),
+    responses((status = 200, description = "The ledger row", body = CertificateView)),
+    security(("bearer_token" = ["viewer", "admin"]))
+)]
 pub async fn get_certificate(
     State(state): State<AppState>,
     caller: Caller,
@@ -196,7 +423,7 @@ pub async fn get_certificate(
     Ok(Json(CertificateView::new(record, true)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CaView {
     pub id: String,
     pub subject: String,
@@ -206,15 +433,56 @@ pub struct CaView {
     /// SHA-256 of the CA certificate DER: the id AWS IoT gives the CA once registered.
     pub aws_certificate_id: String,
     pub certificate_pem: String,
+    /// Its registration in AWS IoT as this service last set or synced it; null when it is not
+    /// registered.
+    pub aws: Option<CaAwsView>,
+}
+
+/// What a viewer may know of the issuing CA's AWS IoT registration.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CaAwsView {
+    /// `ACTIVE` or `INACTIVE`.
+    pub status: String,
+    pub auto_registration: bool,
+    /// `inline` or `named` when a JITP template is attached.
+    pub template_kind: Option<String>,
+    pub template_name: Option<String>,
+    /// `default` or `sni_only`.
+    pub mode: String,
+    pub aws_certificate_id: String,
+    pub registered_at: String,
+    pub updated_at: String,
 }
 
 /// `GET /v1/ca`: the issuing CA, for any authenticated caller.
+#[utoipa::path(
+    get,
+    path = "/v1/ca",
+    tag = "ledger",
+    operation_id = "get_issuing_ca",
+    responses((status = 200, description = "The issuing CA", body = CaView)),
+    security(("bearer_token" = ["station", "viewer", "admin"]))
+)]
 pub async fn issuing_ca(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<CaView>, ApiError> {
     caller.require(&[Role::Station, Role::Viewer])?;
     let ca = state.issuance.issuing_ca();
+    let aws = state
+        .store
+        .get_aws_registration(ca.id())
+        .await?
+        .map(|r| CaAwsView {
+            status: r.status,
+            auto_registration: r.auto_registration,
+            template_kind: r.template_kind,
+            template_name: r.template_name,
+            mode: r.mode,
+            aws_certificate_id: r.aws_certificate_id,
+            registered_at: rfc3339_string(r.registered_at),
+            updated_at: rfc3339_string(r.updated_at),
+        });
     Ok(Json(CaView {
         id: ca.id().to_owned(),
         subject: ca.subject().to_owned(),
@@ -223,10 +491,20 @@ pub async fn issuing_ca(
         not_after: rfc3339_string(Timestamp::new(ca.not_after())),
         aws_certificate_id: ca.aws_certificate_id(),
         certificate_pem: ca.certificate_pem().to_owned(),
+        aws,
     }))
 }
 
 /// `GET /v1/ca.pem`: the issuing CA certificate, no authentication (it is public).
+#[utoipa::path(
+    get,
+    path = "/v1/ca.pem",
+    tag = "ledger",
+    operation_id = "get_issuing_ca_pem",
+    responses((status = 200, description = "The issuing CA certificate as PEM", body = String,
+        content_type = "application/x-pem-file")),
+    security(())
+)]
 pub async fn issuing_ca_pem(State(state): State<AppState>) -> Response {
     let ca = state.issuance.issuing_ca();
     (
@@ -240,11 +518,32 @@ pub async fn issuing_ca_pem(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /healthz`: the process is alive.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses((status = 200, description = "Alive: `{\"status\": \"ok\"}`", body = Object)),
+    security(())
+)]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
 /// `GET /readyz`: the store answers and the issuing CA can sign now.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready: `{\"status\": \"ready\", \"store\": \"ok\", \
+            \"issuing_ca\": \"ok\"}`", body = Object),
+        (status = 503, description = "Not ready: `status` is `not_ready`, `store` is `ok` or \
+            `unavailable`, `issuing_ca` is `ok` or `expired`", body = Object),
+    ),
+    security(())
+)]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let store_ok = state.store.ping().await.is_ok();
     let ca = state.issuance.issuing_ca();
@@ -289,6 +588,16 @@ fn decode_cursor(cursor: &str) -> Result<(Timestamp, String), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        let mut out = String::new();
+        for field in ["plain", "a,b", "say \"hi\"", "two\r\nlines", ""] {
+            csv_field(&mut out, field);
+            out.push('|');
+        }
+        assert_eq!(out, "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\r\nlines\"||");
+    }
 
     #[test]
     fn cursors_round_trip_to_the_microsecond() {

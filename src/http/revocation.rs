@@ -24,17 +24,34 @@ use crate::store::{AuditEntry, Store, StoreError, Timestamp};
 
 const AUDIT_ACTION: &str = "certificate.revoke";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RevokeRequest {
     /// An RFC 5280 CRLReason in snake_case; absent or null means `unspecified`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "key_compromise", pattern = "^(unspecified|key_compromise|ca_compromise|affiliation_changed|superseded|cessation_of_operation|privilege_withdrawn|aa_compromise)$")]
     reason: Option<String>,
 }
 
 /// `POST /v1/admin/certificates/{serial}/revoke`: revokes an active certificate and answers with
 /// its ledger row, as `GET /v1/certificates/{serial}` shows it. Every attempt by an admin is
 /// audited, refused ones included.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/certificates/{serial}/revoke",
+    tag = "revocation",
+    operation_id = "revoke_certificate",
+    params(("serial" = String, Path,
+        description = "40 hex characters (not case-sensitive)")),
+    request_body(content = Option<RevokeRequest>,
+        description = "`{\"reason\": ...}`; an empty body, `{}` or a null reason mean \
+            `unspecified`"),
+    responses((status = 200,
+        description = "Revoked: the ledger row, with `aws_revocation_pending` true until AWS IoT \
+            has the certificate as REVOKED",
+        body = CertificateView)),
+    security(("bearer_token" = ["admin"]))
+)]
 pub async fn revoke_certificate(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,7 +211,8 @@ async fn append_audit(
         .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CrlParams {
     /// `der` (the default) or `pem`.
@@ -204,6 +222,18 @@ pub struct CrlParams {
 /// `GET /v1/cas/{id}/crl`: a CRL signed now by CA `id`, listing every certificate of that CA
 /// the ledger has revoked. DER as `application/pkix-crl` (RFC 2585 section 4.2), or PEM with
 /// `?format=pem`. No authentication: relying parties fetch CRLs without tokens.
+#[utoipa::path(
+    get,
+    path = "/v1/cas/{id}/crl",
+    tag = "revocation",
+    operation_id = "get_crl",
+    params(("id" = String, Path, description = "A CA id"), CrlParams),
+    responses((status = 200, description = "The CRL, signed now", content(
+        (super::openapi::schemas::Binary = "application/pkix-crl"),
+        (String = "application/x-pem-file"),
+    ))),
+    security(())
+)]
 pub async fn crl(
     State(state): State<AppState>,
     Path(id): Path<String>,

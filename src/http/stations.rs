@@ -18,14 +18,15 @@ use crate::issuance::{IssuanceRequest, Issued};
 pub const PEM_CHAIN: &str = "application/pem-certificate-chain";
 const PKCS10: &str = "application/pkcs10";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CsrBody {
+pub(crate) struct CsrBody {
+    /// The PKCS#10 CSR as PEM (`-----BEGIN CERTIFICATE REQUEST-----`).
     csr: String,
 }
 
 /// The 201 body.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct IssuedResponse {
     pub serial: String,
     pub thing_name: String,
@@ -42,13 +43,80 @@ pub struct IssuedResponse {
     pub issuing_ca: String,
 }
 
+/// Sign a device CSR
+///
+/// Checks the CSR against the policy, signs it with the issuing CA, records it in the ledger
+/// (committed before the answer is sent) and returns the certificate with the chain the device
+/// presents for JITP.
+#[utoipa::path(
+    post,
+    path = "/v1/certificates",
+    tag = "stations",
+    operation_id = "sign_certificate",
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "1-255 visible ASCII characters. The same key, station and CSR return \
+            the same certificate (with `Idempotent-Replayed: true`); the same key with another \
+            CSR gets 422 `idempotency_key_reused`."),
+        ("Accept" = Option<String>, Header,
+         description = "`application/pem-certificate-chain` for the PEM chain alone instead of \
+            JSON"),
+    ),
+    request_body(
+        description = "The CSR: JSON `{\"csr\": \"<PEM>\"}`, or the raw CSR (PEM or DER) as \
+            `application/pkcs10`",
+        content(
+            (CsrBody = "application/json"),
+            (super::openapi::schemas::Binary = "application/pkcs10"),
+        )
+    ),
+    responses(
+        (status = 201,
+         description = "Signed and recorded. With `Accept: application/pem-certificate-chain`, \
+            the body is the device certificate then the CA certificate, as PEM.",
+         headers(
+            ("Location" = String, description = "`/v1/certificates/<serial>`"),
+            ("Idempotent-Replayed" = String,
+             description = "`true` when an `Idempotency-Key` replayed an earlier answer"),
+         ),
+         content(
+            (IssuedResponse = "application/json"),
+            (String = "application/pem-certificate-chain"),
+         )),
+    ),
+    security(("bearer_token" = ["station", "admin"]))
+)]
 pub async fn sign(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     RequestId(request_id): RequestId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let station = caller.as_ref().ok().map(|c| c.0.name.clone());
+    let result = sign_checked(&state, caller, &request_id, &headers, body).await;
+    // Refusals (4xx) are counted for the dashboards; 5xx are failures, not refusals.
+    if let Err(e) = &result
+        && e.status.is_client_error()
+    {
+        state.rejections.record(
+            station.as_deref(),
+            e.code,
+            state.issuance.issuing_ca().id(),
+            time::OffsetDateTime::now_utc(),
+        );
+    }
+    result
+}
+
+async fn sign_checked(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = caller?;
     let station = caller.require(&[Role::Station])?;
     if let Err(wait) = state
         .station_limiter
@@ -66,7 +134,7 @@ pub async fn sign(
         .with_retry_after(wait.as_secs_f64().ceil() as u64));
     }
     let body = body.map_err(|_| payload_too_large())?;
-    let csr = csr_from_body(&headers, &body)?;
+    let csr = csr_from_body(headers, &body)?;
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or("\u{0}"));
@@ -76,10 +144,10 @@ pub async fn sign(
             csr: &csr,
             station: &station.name,
             idempotency_key,
-            request_id: Some(&request_id),
+            request_id: Some(request_id),
         })
         .await?;
-    Ok(respond(&headers, issued))
+    Ok(respond(headers, issued))
 }
 
 /// JSON `{"csr": "<PEM>"}`, or the raw CSR (PEM or DER) as `application/pkcs10`.

@@ -6,7 +6,7 @@ use sqlx::FromRow;
 use super::{Store, StoreResult, Timestamp};
 
 /// What we know of a CA's registration in AWS IoT.
-#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AwsRegistration {
     pub ca_id: String,
     pub aws_certificate_id: String,
@@ -23,8 +23,10 @@ pub struct AwsRegistration {
     pub template_name: Option<String>,
     pub role_arn: Option<String>,
     #[serde(with = "super::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub registered_at: Timestamp,
     #[serde(with = "super::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
 }
 

@@ -45,7 +45,9 @@ macro_rules! on_pool {
 }
 
 pub mod aws; // Declared after `on_pool!`, which it uses.
+pub mod ledger_writer;
 pub mod revocation;
+pub mod stats;
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
@@ -106,21 +108,24 @@ pub struct TokenRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
-/// What the issuance pipeline asks the store to commit for one certificate.
-pub struct NewIssuance<'a> {
-    pub certificate: &'a IssuedCertificate,
-    pub ca_id: &'a str,
-    pub station: &'a str,
-    pub request_id: Option<&'a str>,
+/// What the issuance pipeline asks the store to commit for one certificate. Owned, so that it
+/// can wait in the group-commit queue ([`ledger_writer`]).
+#[derive(Debug, Clone)]
+pub struct NewIssuance {
+    pub certificate: IssuedCertificate,
+    pub ca_id: String,
+    pub station: String,
+    pub request_id: Option<String>,
     pub issued_at: Timestamp,
     /// `(Idempotency-Key, SHA-256 of the CSR)` when the station sent a key.
-    pub idempotency: Option<(&'a str, &'a str)>,
+    pub idempotency: Option<(String, String)>,
     /// Refuse when the thing name holds an unexpired, unrevoked certificate.
     pub reject_duplicate_thing: bool,
 }
 
-/// How a recording attempt ended. Anything but `Recorded` rolled back completely.
-#[derive(Debug, PartialEq, Eq)]
+/// How a recording attempt ended. Anything but `Recorded` rolled back completely (nothing of
+/// that certificate is in the ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordOutcome {
     Recorded,
     ThingAlreadyProvisioned,
@@ -139,8 +144,42 @@ pub struct CertificateFilter {
     pub issued_before: Option<Timestamp>,
     /// An AWS IoT status from the last sync, or `never_seen` for certificates AWS has not seen.
     pub aws_status: Option<String>,
-    /// Keyset cursor: rows strictly older than this `(issued_at, serial)`.
+    /// Thing names starting with this (bytewise; case-sensitive, as AWS IoT thing names are).
+    pub thing_name_prefix: Option<String>,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
+    /// Keyset cursor: rows strictly after this `(issued_at, serial)` in the chosen order.
     pub before: Option<(Timestamp, String)>,
+}
+
+/// Records the time of a store operation in `factory_ca_store_duration_seconds`.
+pub(crate) fn observe_duration(operation: &'static str, started: std::time::Instant) {
+    metrics::histogram!("factory_ca_store_duration_seconds", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// A value bound to a dynamically built query.
+pub(crate) enum Bind {
+    Text(String),
+    Time(Timestamp),
+}
+
+/// The smallest string greater than every string starting with `prefix`, bytewise: the prefix
+/// with its last character incremented (`None` when no such string exists).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            char::MAX => None,
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 #[derive(Debug)]
@@ -153,10 +192,11 @@ pub struct AuditEntry<'a> {
     pub request_id: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub id: i64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub actor: String,
     pub action: String,
@@ -229,6 +269,11 @@ impl Store {
             .await
             .map(|_| ()))?;
         Ok(())
+    }
+
+    /// Connections of the pool: `(open, idle)`.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        on_pool!(self, |pool| (pool.size(), pool.num_idle()))
     }
 
     pub async fn close(&self) {
@@ -330,11 +375,25 @@ impl Store {
 
     // ---- issuance ledger -----------------------------------------------------------------
 
-    /// Commits one issued certificate with its thing claim and idempotency key, atomically.
+    /// The group-commit writer for this store: PostgreSQL only. SQLite keeps the direct path
+    /// ([`Store::record_issuance`]): its writes serialize on one database lock whatever we do,
+    /// and it is the single-node default, not the high-throughput one.
+    pub fn ledger_writer(
+        &self,
+        config: ledger_writer::GroupCommitConfig,
+    ) -> Option<ledger_writer::LedgerWriter> {
+        match self {
+            Store::Postgres(pool) => Some(ledger_writer::LedgerWriter::spawn(pool.clone(), config)),
+            Store::Sqlite(_) => None,
+        }
+    }
+
+    /// Commits one issued certificate with its thing claim and idempotency key, atomically, in
+    /// a transaction of its own (the direct path; see [`ledger_writer`] for the batched one).
     /// Returns only after the commit: the caller may then, and only then, release the
     /// certificate.
-    pub async fn record_issuance(&self, new: &NewIssuance<'_>) -> StoreResult<RecordOutcome> {
-        let cert = new.certificate;
+    pub async fn record_issuance(&self, new: &NewIssuance) -> StoreResult<RecordOutcome> {
+        let cert = &new.certificate;
         let not_after = Timestamp::new(cert.not_after);
         let result: Result<RecordOutcome, sqlx::Error> = on_pool!(self, |pool| {
             async {
@@ -346,7 +405,7 @@ impl Store {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 )
                 .bind(&cert.serial)
-                .bind(new.ca_id)
+                .bind(&new.ca_id)
                 .bind(&cert.thing_name)
                 .bind(&cert.country)
                 .bind(&cert.subject)
@@ -357,21 +416,21 @@ impl Store {
                 .bind(Timestamp::new(cert.not_before))
                 .bind(not_after)
                 .bind(new.issued_at)
-                .bind(new.station)
-                .bind(new.request_id)
+                .bind(&new.station)
+                .bind(&new.request_id)
                 .execute(&mut *tx)
                 .await?;
 
                 // The idempotency key goes before the thing claim: of concurrent requests with
                 // one key, the losers must see the key taken (and replay the winner's
                 // certificate), not the thing name taken.
-                if let Some((key, csr_sha256)) = new.idempotency {
+                if let Some((key, csr_sha256)) = &new.idempotency {
                     let inserted = sqlx::query(
                         "INSERT INTO idempotency_keys (station, idempotency_key, csr_sha256, \
                          serial, created_at) VALUES ($1, $2, $3, $4, $5) \
                          ON CONFLICT (station, idempotency_key) DO NOTHING",
                     )
-                    .bind(new.station)
+                    .bind(&new.station)
                     .bind(key)
                     .bind(csr_sha256)
                     .bind(&cert.serial)
@@ -441,25 +500,101 @@ impl Store {
             .await)?)
     }
 
-    /// Newest first, `limit` rows at most, narrowed by `filter`. Every shape of this query is
-    /// served by one of the `issued_certificates_*` indexes.
+    /// `limit` rows at most, narrowed by `filter`, newest first unless `filter.ascending`.
+    /// Every shape of this query is served by one of the `issued_certificates_*` indexes
+    /// (`docs/query-plans.md`).
     pub async fn list_certificates(
         &self,
         filter: &CertificateFilter,
         limit: u32,
     ) -> StoreResult<Vec<CertificateRecord>> {
-        enum Bind {
-            Text(String),
-            Time(Timestamp),
-        }
+        let started = std::time::Instant::now();
+        let (sql, binds) = self.list_query(filter, limit);
+        let rows = on_pool!(self, |pool| {
+            let mut query = sqlx::query_as(&sql);
+            for bind in &binds {
+                query = match bind {
+                    Bind::Text(v) => query.bind(v),
+                    Bind::Time(v) => query.bind(*v),
+                };
+            }
+            query.fetch_all(pool).await
+        })?;
+        observe_duration("list_certificates", started);
+        Ok(rows)
+    }
+
+    /// The plan the database chooses for [`Store::list_certificates`] (`EXPLAIN` in
+    /// PostgreSQL, `EXPLAIN QUERY PLAN` in SQLite), one line per plan node.
+    pub async fn explain_list(
+        &self,
+        filter: &CertificateFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let (sql, binds) = self.list_query(filter, limit);
+        self.explain(&sql, &binds).await
+    }
+
+    /// The plan of `sql` with `binds`, one line per plan node.
+    pub(crate) async fn explain(&self, sql: &str, binds: &[Bind]) -> StoreResult<Vec<String>> {
+        Ok(match self {
+            Store::Postgres(pool) => {
+                let explain = format!("EXPLAIN {sql}");
+                let mut query = sqlx::query_as::<_, (String,)>(&explain);
+                for bind in binds {
+                    query = match bind {
+                        Bind::Text(v) => query.bind(v),
+                        Bind::Time(v) => query.bind(*v),
+                    };
+                }
+                query
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(|(line,)| line)
+                    .collect()
+            }
+            Store::Sqlite(pool) => {
+                let explain = format!("EXPLAIN QUERY PLAN {sql}");
+                let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+                for bind in binds {
+                    query = match bind {
+                        Bind::Text(v) => query.bind(v),
+                        Bind::Time(v) => query.bind(*v),
+                    };
+                }
+                query
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(|(_, _, _, detail)| detail)
+                    .collect()
+            }
+        })
+    }
+
+    fn list_query(&self, filter: &CertificateFilter, limit: u32) -> (String, Vec<Bind>) {
         let mut conditions = Vec::new();
         let mut binds = Vec::new();
         let mut push = |condition: &str, bind: Bind| {
             binds.push(bind);
             conditions.push(condition.replace('?', &format!("${}", binds.len())));
         };
+        // PostgreSQL compares thing names in byte order so that one index serves the exact
+        // match and the prefix range whatever the database's collation; SQLite's default
+        // collation is bytewise already.
+        let thing_name = match self {
+            Store::Postgres(_) => "thing_name COLLATE \"C\"",
+            Store::Sqlite(_) => "thing_name",
+        };
         if let Some(v) = &filter.thing_name {
-            push("thing_name = ?", Bind::Text(v.clone()));
+            push(&format!("{thing_name} = ?"), Bind::Text(v.clone()));
+        }
+        if let Some(prefix) = &filter.thing_name_prefix {
+            push(&format!("{thing_name} >= ?"), Bind::Text(prefix.clone()));
+            if let Some(end) = prefix_end(prefix) {
+                push(&format!("{thing_name} < ?"), Bind::Text(end));
+            }
         }
         if let Some(v) = &filter.country {
             push("country = ?", Bind::Text(v.clone()));
@@ -484,11 +619,16 @@ impl Store {
             }
             None => {}
         }
+        let (order, after) = if filter.ascending {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        };
         if let Some((at, serial)) = &filter.before {
             binds.push(Bind::Time(*at));
             binds.push(Bind::Text(serial.clone()));
             conditions.push(format!(
-                "(issued_at, serial) < (${}, ${})",
+                "(issued_at, serial) {after} (${}, ${})",
                 binds.len() - 1,
                 binds.len()
             ));
@@ -500,18 +640,9 @@ impl Store {
         };
         let sql = format!(
             "SELECT {CERT_COLUMNS} FROM issued_certificates {where_clause} \
-             ORDER BY issued_at DESC, serial DESC LIMIT {limit}"
+             ORDER BY issued_at {order}, serial {order} LIMIT {limit}"
         );
-        Ok(on_pool!(self, |pool| {
-            let mut query = sqlx::query_as(&sql);
-            for bind in &binds {
-                query = match bind {
-                    Bind::Text(v) => query.bind(v),
-                    Bind::Time(v) => query.bind(*v),
-                };
-            }
-            query.fetch_all(pool).await
-        })?)
+        (sql, binds)
     }
 
     // ---- tokens --------------------------------------------------------------------------

@@ -1,0 +1,480 @@
+// factory-ca dashboard: plain JavaScript, no framework, no build step, nothing from elsewhere.
+//
+// Rules this file keeps:
+// - Every value from the API goes into the page as text (textContent, createElement,
+//   setAttribute of non-URL attributes); HTML is never built from strings, because thing
+//   names and stations are chosen by whoever sends a CSR.
+// - The token is sent once, in the body of POST /v1/session, and then lives only in an
+//   HttpOnly cookie: never in the URL, in storage, or in this script's variables.
+// - All data comes from the JSON API of this origin, with the cookie.
+"use strict";
+
+(function () {
+  const REFRESH_MS = 60 * 1000;
+  const DAY_MS = 24 * 60 * 60 * 1000;
+  const CHART_DAYS = 14;
+  const RECENT_LIMIT = 20;
+  const number = new Intl.NumberFormat("en-US");
+
+  const $ = (id) => document.getElementById(id);
+  let refreshTimer = null;
+  let range = "week";
+  let query = "";
+  let generation = 0; // a newer load makes the answers of an older one stale
+
+  class SessionEnded extends Error {}
+
+  // ---- API --------------------------------------------------------------------------------
+
+  async function api(path, options) {
+    const response = await fetch(path, Object.assign({
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { "Accept": "application/json" },
+    }, options || {}));
+    if (response.status === 401) {
+      throw new SessionEnded("signed out");
+    }
+    if (!response.ok) {
+      let detail = response.status + " " + response.statusText;
+      try {
+        const problem = await response.json();
+        if (problem && problem.detail) detail = problem.detail + " (" + problem.code + ")";
+      } catch (_) { /* not JSON */ }
+      throw new Error(path.split("?")[0] + ": " + detail);
+    }
+    return response.status === 204 ? null : response.json();
+  }
+
+  function statsPath(params) {
+    const search = new URLSearchParams(params);
+    return "/v1/stats?" + search.toString();
+  }
+
+  // ---- Time ranges ------------------------------------------------------------------------
+
+  function startOfUtcDay(date) {
+    return new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate()));
+  }
+
+  function rangeStart(name, now) {
+    switch (name) {
+      case "today": return startOfUtcDay(now);
+      case "month": return new Date(now.getTime() - 30 * DAY_MS);
+      case "all": return new Date(0);
+      default: return new Date(now.getTime() - 7 * DAY_MS);
+    }
+  }
+
+  function iso(date) {
+    return date.toISOString().replace(/\.\d{3}Z$/, "Z");
+  }
+
+  function shortTime(text) {
+    // "2026-11-27T10:32:05.123456Z" -> "2026-11-27 10:32:05"
+    return typeof text === "string" ? text.slice(0, 19).replace("T", " ") : "";
+  }
+
+  // ---- DOM helpers ------------------------------------------------------------------------
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "text") node.textContent = value;
+      else if (key === "class") node.className = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children || []) node.appendChild(child);
+    return node;
+  }
+
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function fmt(n) {
+    return typeof n === "number" ? number.format(n) : "\u2013";
+  }
+
+  function setText(id, value) {
+    $(id).textContent = value;
+  }
+
+  function emptyRow(tbody, columns, message) {
+    tbody.appendChild(el("tr", { class: "empty" }, [
+      el("td", { colspan: String(columns), text: message }),
+    ]));
+  }
+
+  function badge(text, kind) {
+    return el("span", { class: "badge" + (kind ? " " + kind : ""), text: text });
+  }
+
+  // ---- Views ------------------------------------------------------------------------------
+
+  function showSignIn(message) {
+    stopRefresh();
+    generation++;
+    $("loading").hidden = true;
+    $("dashboard").hidden = true;
+    $("session-bar").hidden = true;
+    $("signin").hidden = false;
+    const error = $("signin-error");
+    error.textContent = message || "";
+    error.hidden = !message;
+    $("token").focus();
+  }
+
+  function showDashboard(session) {
+    $("loading").hidden = true;
+    $("signin").hidden = true;
+    setText("session-name", session.name);
+    $("session-bar").hidden = false;
+    $("dashboard").hidden = false;
+  }
+
+  function renderTotals(prefix, stats) {
+    const totals = stats.totals || {};
+    setText("total-" + prefix + "-issued", fmt(totals.issued));
+    setText("total-" + prefix + "-rejected", fmt(totals.rejected));
+    setText("total-" + prefix + "-revoked", fmt(totals.revoked));
+  }
+
+  function niceStep(max) {
+    // A step of 1, 2 or 5 x 10^n giving at most 5 intervals.
+    const rough = Math.max(max, 1) / 5;
+    const magnitude = Math.pow(10, Math.floor(Math.log10(rough)));
+    for (const m of [1, 2, 5, 10]) {
+      if (m * magnitude >= rough) return Math.max(1, m * magnitude);
+    }
+    return Math.max(1, 10 * magnitude);
+  }
+
+  function renderChart(stats) {
+    const groups = Array.isArray(stats.groups) ? stats.groups : [];
+    const width = 720, height = 290;
+    const left = 64, right = 12, top = 16, bottom = 50;
+    const plotW = width - left - right, plotH = height - top - bottom;
+    const max = groups.reduce((m, g) => Math.max(m, g.issued || 0, g.rejected || 0), 0);
+    const step = niceStep(max);
+    const yMax = Math.max(step, Math.ceil(max / step) * step);
+    const y = (v) => top + plotH - (v / yMax) * plotH;
+
+    const root = svg("svg", {
+      viewBox: "0 0 " + width + " " + height,
+      role: "img",
+      "aria-label": "Certificates issued and requests rejected per day",
+    });
+    for (let v = 0; v <= yMax; v += step) {
+      root.appendChild(svg("line", { class: "grid-line", x1: left, x2: width - right, y1: y(v), y2: y(v) }));
+      root.appendChild(svg("text", { class: "tick", x: left - 8, y: y(v) + 4, "text-anchor": "end" }, fmt(v)));
+    }
+    root.appendChild(svg("line", { class: "axis", x1: left, x2: width - right, y1: y(0), y2: y(0) }));
+    root.appendChild(svg("text", {
+      class: "axis-label", x: 14, y: top + plotH / 2, "text-anchor": "middle",
+      transform: "rotate(-90 14 " + (top + plotH / 2) + ")",
+    }, "Count"));
+    root.appendChild(svg("text", {
+      class: "axis-label", x: left + plotW / 2, y: height - 6, "text-anchor": "middle",
+    }, "Day (UTC)"));
+
+    const slot = groups.length ? plotW / groups.length : plotW;
+    const barW = Math.max(2, Math.min(18, slot * 0.32));
+    groups.forEach((g, i) => {
+      const center = left + slot * i + slot / 2;
+      const issued = g.issued || 0, rejected = g.rejected || 0;
+      const group = svg("g", {});
+      group.appendChild(svg("title", {}, String(g.key) + ": " + fmt(issued) + " issued, " + fmt(rejected) + " rejected"));
+      group.appendChild(svg("rect", {
+        class: "bar-issued", x: center - barW - 1, y: y(issued), width: barW,
+        height: Math.max(0, y(0) - y(issued)), rx: 2,
+      }));
+      group.appendChild(svg("rect", {
+        class: "bar-rejected", x: center + 1, y: y(rejected), width: barW,
+        height: Math.max(0, y(0) - y(rejected)), rx: 2,
+      }));
+      if (issued > 0) {
+        group.appendChild(svg("text", { class: "value", x: center - barW / 2 - 1, y: y(issued) - 4, "text-anchor": "middle" }, fmt(issued)));
+      }
+      root.appendChild(group);
+      // "2026-11-27" -> "11-27"; every label when they fit, else every other one.
+      if (slot >= 40 || (groups.length - 1 - i) % 2 === 0) {
+        const label = typeof g.key === "string" ? g.key.slice(5, 10) : "";
+        root.appendChild(svg("text", { class: "tick", x: center, y: y(0) + 16, "text-anchor": "middle" }, label));
+      }
+    });
+    $("chart").replaceChildren(root);
+  }
+
+  function renderRejections(stats) {
+    const tbody = $("rejections").tBodies[0];
+    tbody.replaceChildren();
+    const entries = Object.entries((stats.totals && stats.totals.rejected_by_code) || {})
+      .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    if (!entries.length) {
+      emptyRow(tbody, 3, "No rejected requests in this range.");
+      return;
+    }
+    const max = entries[0][1] || 1;
+    for (const [code, count] of entries) {
+      const fill = el("span");
+      fill.style.width = Math.max(2, Math.round((count / max) * 100)) + "%";
+      tbody.appendChild(el("tr", {}, [
+        el("td", {}, [el("code", { text: code })]),
+        el("td", { class: "num", text: fmt(count) }),
+        el("td", {}, [el("div", { class: "meter" }, [fill])]),
+      ]));
+    }
+  }
+
+  function renderStations(stats) {
+    const tbody = $("stations").tBodies[0];
+    tbody.replaceChildren();
+    const groups = Array.isArray(stats.groups) ? stats.groups : [];
+    if (!groups.length) {
+      emptyRow(tbody, 4, "No activity in this range.");
+      return;
+    }
+    for (const g of groups) {
+      tbody.appendChild(el("tr", {}, [
+        el("td", { class: "thing", text: g.key === null ? "(none)" : String(g.key) }),
+        el("td", { class: "num", text: fmt(g.issued) }),
+        el("td", { class: "num", text: fmt(g.rejected) }),
+        el("td", { class: "num", text: fmt(g.revoked) }),
+      ]));
+    }
+  }
+
+  function fact(dl, term, value) {
+    dl.appendChild(el("dt", { text: term }));
+    dl.appendChild(el("dd", {}, [typeof value === "string" ? document.createTextNode(value) : value]));
+  }
+
+  function renderCa(ca) {
+    const dl = $("ca");
+    dl.replaceChildren();
+    fact(dl, "Subject", ca.subject || "");
+    fact(dl, "ID", el("code", { text: ca.id || "" }));
+    fact(dl, "Key", ca.key_algorithm || "");
+    const expired = ca.not_after && Date.parse(ca.not_after) < Date.now();
+    fact(dl, "Valid until", el("span", {}, [
+      document.createTextNode(shortTime(ca.not_after) + " "),
+      expired ? badge("expired", "bad") : document.createTextNode(""),
+    ]));
+    dl.appendChild(el("div", { class: "section", text: "AWS IoT" }));
+    const aws = ca.aws;
+    if (!aws) {
+      fact(dl, "State", badge("not registered", null));
+      return;
+    }
+    fact(dl, "Status", badge(String(aws.status), aws.status === "ACTIVE" ? "ok" : "warn"));
+    fact(dl, "Auto-registration", aws.auto_registration
+      ? badge("on", "ok") : badge("off", "warn"));
+    const template = aws.template_kind === "named"
+      ? "named: " + (aws.template_name || "")
+      : aws.template_kind === "inline" ? "inline" : "none";
+    fact(dl, "JITP template", template);
+    fact(dl, "Mode", aws.mode === "sni_only" ? "SNI only" : "default");
+    fact(dl, "AWS certificate ID", el("code", {
+      text: String(aws.aws_certificate_id || "").slice(0, 16) + "\u2026",
+      title: String(aws.aws_certificate_id || ""),
+    }));
+    fact(dl, "Registered", shortTime(aws.registered_at));
+  }
+
+  function statusBadge(status) {
+    const kind = status === "active" ? "ok" : status === "revoked" ? "bad" : "warn";
+    return badge(String(status), kind);
+  }
+
+  function renderCertificates(page, shownQuery) {
+    const table = $("certificates");
+    const tbody = table.tBodies[0];
+    tbody.replaceChildren();
+    const items = Array.isArray(page.items) ? page.items : [];
+    for (const c of items) {
+      const serial = String(c.serial || "");
+      tbody.appendChild(el("tr", {}, [
+        el("td", { class: "nowrap", text: shortTime(c.issued_at) }),
+        el("td", { class: "thing", text: String(c.thing_name) }),
+        el("td", {}, [el("code", { text: serial.slice(0, 12) + "\u2026", title: serial })]),
+        el("td", { text: String(c.station) }),
+        el("td", { text: c.country ? String(c.country) : "\u2013" }),
+        el("td", { class: "nowrap", text: String(c.key_algorithm) }),
+        el("td", {}, [statusBadge(c.status)]),
+        el("td", { class: "nowrap", text: c.aws_status ? String(c.aws_status) : "\u2013" }),
+      ]));
+    }
+    if (!items.length) {
+      emptyRow(tbody, 8, shownQuery ? "No thing name starts with \u201c" + shownQuery + "\u201d." : "No certificates yet.");
+    }
+    setText("certificates-note", shownQuery
+      ? "Thing names starting with \u201c" + shownQuery + "\u201d, newest first (at most " + RECENT_LIMIT + ")."
+      : "The " + RECENT_LIMIT + " newest certificates.");
+    // Lets tests (and people) see which search the table shows.
+    table.setAttribute("data-query", shownQuery);
+  }
+
+  function showError(error) {
+    const banner = $("error");
+    if (error) {
+      banner.textContent = "Some data could not be loaded: " + error.message;
+      banner.hidden = false;
+    } else {
+      banner.hidden = true;
+      banner.textContent = "";
+    }
+  }
+
+  // ---- Loading ----------------------------------------------------------------------------
+
+  async function loadCertificates(mine) {
+    const shown = query;
+    const params = new URLSearchParams({ sort: "desc", limit: String(RECENT_LIMIT) });
+    if (shown) params.set("q", shown);
+    const page = await api("/v1/certificates?" + params.toString());
+    if (mine === generation) renderCertificates(page, shown);
+  }
+
+  async function loadBreakdown(mine) {
+    const now = new Date();
+    const from = iso(rangeStart(range, now));
+    const stats = await api(statsPath({ from: from, group_by: "station" }));
+    if (mine !== generation) return;
+    renderRejections(stats);
+    renderStations(stats);
+  }
+
+  async function loadAll() {
+    stopRefresh();
+    const mine = ++generation;
+    const now = new Date();
+    const chartFrom = new Date(startOfUtcDay(now).getTime() - (CHART_DAYS - 1) * DAY_MS);
+    const tasks = [
+      api(statsPath({ from: iso(startOfUtcDay(now)) })).then((s) => mine === generation && renderTotals("today", s)),
+      api(statsPath({ from: iso(new Date(now.getTime() - 7 * DAY_MS)) })).then((s) => mine === generation && renderTotals("week", s)),
+      api(statsPath({ from: "1970-01-01T00:00:00Z" })).then((s) => mine === generation && renderTotals("all", s)),
+      api(statsPath({ from: iso(chartFrom), group_by: "day" })).then((s) => mine === generation && renderChart(s)),
+      api("/v1/ca").then((ca) => mine === generation && renderCa(ca)),
+      loadBreakdown(mine),
+      loadCertificates(mine),
+    ];
+    const results = await Promise.allSettled(tasks);
+    if (mine !== generation) return;
+    const failures = results.filter((r) => r.status === "rejected").map((r) => r.reason);
+    if (failures.some((e) => e instanceof SessionEnded)) {
+      showSignIn("Your session has ended (signed out, expired or the token was revoked). Sign in again.");
+      return;
+    }
+    showError(failures[0]);
+    setText("updated", "Updated " + shortTime(iso(new Date())) + " UTC");
+    $("dashboard").setAttribute("data-state", failures.length ? "error" : "ready");
+    scheduleRefresh();
+  }
+
+  function scheduleRefresh() {
+    stopRefresh();
+    refreshTimer = window.setTimeout(() => {
+      if (document.visibilityState === "visible") loadAll();
+      else scheduleRefresh();
+    }, REFRESH_MS);
+  }
+
+  function stopRefresh() {
+    if (refreshTimer !== null) window.clearTimeout(refreshTimer);
+    refreshTimer = null;
+  }
+
+  async function partial(load) {
+    const mine = generation;
+    try {
+      await load(mine);
+      showError(null);
+    } catch (error) {
+      if (error instanceof SessionEnded) showSignIn("Your session has ended. Sign in again.");
+      else showError(error);
+    }
+  }
+
+  // ---- Session ----------------------------------------------------------------------------
+
+  async function start() {
+    try {
+      const session = await api("/v1/session");
+      showDashboard(session);
+      await loadAll();
+    } catch (error) {
+      if (error instanceof SessionEnded) showSignIn("");
+      else showSignIn("The service cannot be reached: " + error.message);
+    }
+  }
+
+  async function signIn(event) {
+    event.preventDefault();
+    const input = $("token");
+    const button = $("signin-submit");
+    const token = input.value.trim();
+    // The token leaves the page now; the field does not keep it.
+    input.value = "";
+    button.disabled = true;
+    try {
+      const response = await fetch("/v1/session", {
+        method: "POST",
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { "Content-Type": "application/json", "Accept": "application/json" },
+        body: JSON.stringify({ token: token }),
+      });
+      if (response.status === 204) {
+        await start();
+        return;
+      }
+      const messages = {
+        400: "That does not look like a token.",
+        401: "This token is unknown or has been revoked.",
+        403: "Station tokens cannot sign in here; use a viewer token.",
+      };
+      showSignIn(messages[response.status] || "Sign-in failed (" + response.status + ").");
+    } catch (_) {
+      showSignIn("The service cannot be reached.");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function signOut() {
+    try {
+      await fetch("/v1/session", { method: "DELETE", credentials: "same-origin" });
+    } finally {
+      showSignIn("Signed out.");
+    }
+  }
+
+  function selectRange(event) {
+    const button = event.target.closest("button[data-range]");
+    if (!button) return;
+    range = button.getAttribute("data-range");
+    for (const b of $("range").querySelectorAll("button")) {
+      b.setAttribute("aria-pressed", String(b === button));
+    }
+    partial(loadBreakdown);
+  }
+
+  function search(event) {
+    event.preventDefault();
+    query = $("search").value.trim();
+    partial(loadCertificates);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("signin-form").addEventListener("submit", signIn);
+    $("sign-out").addEventListener("click", signOut);
+    $("refresh").addEventListener("click", () => loadAll());
+    $("range").addEventListener("click", selectRange);
+    $("search-form").addEventListener("submit", search);
+    start();
+  });
+})();

@@ -1,0 +1,102 @@
+//! `GET /metrics` (Prometheus text format) and the layer that counts every HTTP request by
+//! method, route template and status.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+
+/// `GET /metrics`: the service's metrics in the Prometheus text format. No token: scrapers
+/// rarely carry one, and the series hold counts, latencies and CA ids, never thing names,
+/// stations or secrets. Set `metrics.listen` to serve it on an internal address instead.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String,
+            content_type = "text/plain; version=0.0.4"),
+        (status = 404, description = "Metrics are off (`metrics.enabled`) or served on \
+            `metrics.listen` instead"),
+    ),
+    security(())
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let settings = &state.settings.metrics;
+    if !settings.enabled || !settings.listen.is_empty() {
+        return super::error::ApiError::not_found(
+            "not_found",
+            "metrics are not served here (metrics.enabled, metrics.listen)",
+        )
+        .into_response();
+    }
+    render(&state)
+}
+
+/// The router of `metrics.listen`: `/metrics` and nothing else.
+pub fn separate_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move { render(&state) }),
+        )
+        .with_state(state)
+}
+
+/// The text exposition, with the pool gauges read now.
+pub fn render(state: &AppState) -> Response {
+    let (size, idle) = state.store.pool_usage();
+    metrics::gauge!("factory_ca_db_pool_connections", "state" => "in_use")
+        .set((size as usize).saturating_sub(idle) as f64);
+    metrics::gauge!("factory_ca_db_pool_connections", "state" => "idle").set(idle as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        crate::telemetry::prometheus().render(),
+    )
+        .into_response()
+}
+
+/// Counts the request and its latency under its route template (`/v1/certificates/{serial}`,
+/// not the serial: label values stay few), or `unmatched` for the fallback.
+pub async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    // Extension methods would let a client mint label values: they count as `other`.
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    metrics::histogram!(
+        "factory_ca_http_request_duration_seconds",
+        "method" => method,
+        "route" => route.clone(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "factory_ca_http_requests_total",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_str().to_owned(),
+    )
+    .increment(1);
+    response
+}

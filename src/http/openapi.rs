@@ -1,0 +1,912 @@
+//! The OpenAPI 3.1 description of the API, served at `GET /openapi.json`. It is generated from
+//! the code: the paths and operations from the `#[utoipa::path]` attribute of each handler
+//! registered in [`super::api_routes`] (the route table itself, so a served route is a
+//! documented one), the bodies from the `ToSchema` derives of the request and response types,
+//! and the errors from [`ERROR_CODES`] and [`OPERATION_ERRORS`], which [`document`] turns into
+//! `application/problem+json` responses of each operation.
+//!
+//! Roles are stated as the scopes of each operation's security requirement, which OpenAPI 3.1
+//! allows for non-OAuth schemes ("a list of role names which are required for the execution"):
+//! `bearer_token: [viewer, admin]` means a viewer or an admin token. An operation with an empty
+//! requirement (`{}`) needs no credentials.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+/// The parts of the document that no handler states: title, description, tags, and the
+/// schemas no handler names directly.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "factory-ca",
+        description = "Private CA and signing backend of a device factory for AWS IoT \
+            Just-In-Time Provisioning. Errors are RFC 9457 `application/problem+json` bodies \
+            (schema `Problem`) with a stable `code`; every response carries `x-request-id`."
+    ),
+    components(schemas(schemas::Problem)),
+    tags(
+        (name = "stations", description = "Certificate issuance for factory stations"),
+        (name = "ledger", description = "The issuance ledger, the issuing CA and statistics"),
+        (name = "tokens", description = "API tokens and the audit log (admin)"),
+        (name = "cas", description = "CA management (admin)"),
+        (name = "aws", description = "AWS IoT registration of a CA and its JITP template (admin)"),
+        (name = "revocation", description = "Revocation and CRLs"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+        (name = "dashboard", description = "The built-in dashboard page and its session"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The security scheme of API tokens, named in every authenticated operation.
+pub const BEARER: &str = "bearer_token";
+/// The dashboard's session cookie: GET and HEAD only, always as a viewer.
+pub const SESSION_COOKIE: &str = "session_cookie";
+/// A verified station client certificate, when `[server.tls]` asks for one: role station.
+pub const STATION_CERTIFICATE: &str = "station_certificate";
+
+/// Every error `code` the service can return, with its status. One code may have two statuses
+/// (`invalid_request`: 400 for a malformed body, 422 for a well-formed one that cannot be
+/// carried out). The README's error code table lists the same pairs (a test checks both ways).
+pub const ERROR_CODES: &[(&str, u16)] = &[
+    ("invalid_request", 400),
+    ("invalid_query", 400),
+    ("invalid_csr", 400),
+    ("csr_signature_invalid", 400),
+    ("invalid_idempotency_key", 400),
+    ("https_required", 400),
+    ("unauthorized", 401),
+    ("forbidden", 403),
+    ("not_found", 404),
+    ("certificate_not_found", 404),
+    ("token_not_found", 404),
+    ("ca_not_found", 404),
+    ("aws_resource_not_found", 404),
+    ("method_not_allowed", 405),
+    ("thing_already_provisioned", 409),
+    ("token_name_taken", 409),
+    ("ca_already_exists", 409),
+    ("certificate_already_revoked", 409),
+    ("aws_not_registered", 409),
+    ("aws_resource_already_exists", 409),
+    ("aws_invalid_state", 409),
+    ("payload_too_large", 413),
+    ("unsupported_media_type", 415),
+    ("invalid_request", 422),
+    ("unsupported_key", 422),
+    ("missing_common_name", 422),
+    ("invalid_thing_name", 422),
+    ("missing_country", 422),
+    ("invalid_country", 422),
+    ("subject_attribute_not_allowed", 422),
+    ("invalid_subject_attribute", 422),
+    ("missing_subject_attribute", 422),
+    ("idempotency_key_reused", 422),
+    ("invalid_token_name", 422),
+    ("ca_rejected", 422),
+    ("preflight_failed", 422),
+    ("invalid_template", 422),
+    ("invalid_revocation_reason", 422),
+    ("aws_certificate_validation", 422),
+    ("aws_invalid_request", 422),
+    ("rate_limited", 429),
+    ("internal_error", 500),
+    ("aws_access_denied", 502),
+    ("aws_unavailable", 502),
+    ("store_unavailable", 503),
+    ("ca_unavailable", 503),
+    ("aws_not_configured", 503),
+    ("request_timeout", 503),
+    ("overloaded", 503),
+];
+
+/// Errors of a JSON request body (axum's extractor, the body limit).
+const JSON_BODY: &[(u16, &str)] = &[
+    (400, "invalid_request"),
+    (413, "payload_too_large"),
+    (415, "unsupported_media_type"),
+];
+const STORE: &[(u16, &str)] = &[(503, "store_unavailable")];
+const CA_NOT_FOUND: &[(u16, &str)] = &[(404, "ca_not_found")];
+/// Errors of a route that calls AWS IoT (see `ProvisioningError` in `src/http/cas.rs`).
+const AWS_CALL: &[(u16, &str)] = &[
+    (404, "aws_resource_not_found"),
+    (409, "aws_not_registered"),
+    (409, "aws_resource_already_exists"),
+    (409, "aws_invalid_state"),
+    (422, "aws_certificate_validation"),
+    (422, "aws_invalid_request"),
+    (502, "aws_access_denied"),
+    (502, "aws_unavailable"),
+    (503, "aws_not_configured"),
+];
+/// The policy and CSR errors of an issuance (`From<CsrError>`, `From<PolicyViolation>`,
+/// `From<IssuanceError>` in `src/http/error.rs`).
+const ISSUANCE: &[(u16, &str)] = &[
+    (400, "invalid_csr"),
+    (400, "csr_signature_invalid"),
+    (400, "invalid_idempotency_key"),
+    (409, "thing_already_provisioned"),
+    (422, "unsupported_key"),
+    (422, "missing_common_name"),
+    (422, "invalid_thing_name"),
+    (422, "missing_country"),
+    (422, "invalid_country"),
+    (422, "subject_attribute_not_allowed"),
+    (422, "invalid_subject_attribute"),
+    (422, "missing_subject_attribute"),
+    (422, "idempotency_key_reused"),
+    (429, "rate_limited"),
+    (503, "ca_unavailable"),
+];
+
+/// The errors each operation can return besides the ones [`document`] adds to all of them
+/// (401/403 from its security requirement, 500 `internal_error`, 503 `request_timeout`, 503
+/// `overloaded` except on the health checks). Keyed by `"METHOD /path"` as in the document; a
+/// test fails when an operation has no entry or an entry names no operation.
+/// `(status, code)` pairs an operation can answer with.
+pub type Errors = &'static [(u16, &'static str)];
+
+pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
+    ("POST /v1/certificates", &[JSON_BODY, ISSUANCE, STORE]),
+    ("GET /v1/certificates", &[&[(400, "invalid_query")], STORE]),
+    (
+        "GET /v1/certificates/export.csv",
+        &[&[(400, "invalid_query")], STORE],
+    ),
+    (
+        "GET /v1/certificates/{serial}",
+        &[&[(404, "certificate_not_found")], STORE],
+    ),
+    ("GET /v1/stats", &[&[(400, "invalid_query")], STORE]),
+    ("GET /v1/ca", &[]),
+    ("GET /v1/ca.pem", &[]),
+    (
+        "POST /v1/admin/tokens",
+        &[
+            JSON_BODY,
+            &[(409, "token_name_taken"), (422, "invalid_token_name")],
+            STORE,
+        ],
+    ),
+    ("GET /v1/admin/tokens", &[STORE]),
+    (
+        "DELETE /v1/admin/tokens/{name}",
+        &[&[(404, "token_not_found")], STORE],
+    ),
+    ("GET /v1/admin/audit", &[&[(400, "invalid_query")], STORE]),
+    ("GET /v1/admin/cas", &[STORE]),
+    (
+        "POST /v1/admin/cas",
+        &[
+            JSON_BODY,
+            &[
+                (409, "ca_already_exists"),
+                (422, "invalid_request"),
+                (422, "ca_rejected"),
+            ],
+            STORE,
+        ],
+    ),
+    (
+        "POST /v1/admin/cas/import",
+        &[
+            JSON_BODY,
+            &[
+                (409, "ca_already_exists"),
+                (422, "invalid_request"),
+                (422, "ca_rejected"),
+            ],
+            STORE,
+        ],
+    ),
+    ("GET /v1/admin/cas/{id}", &[CA_NOT_FOUND, STORE]),
+    (
+        "POST /v1/admin/cas/{id}/activate",
+        &[CA_NOT_FOUND, &[(422, "ca_rejected")], STORE],
+    ),
+    (
+        "GET /v1/admin/cas/{id}/aws/preflight",
+        &[CA_NOT_FOUND, STORE],
+    ),
+    (
+        "POST /v1/admin/cas/{id}/aws/register",
+        &[
+            JSON_BODY,
+            CA_NOT_FOUND,
+            &[
+                (422, "invalid_request"),
+                (422, "invalid_template"),
+                (422, "preflight_failed"),
+            ],
+            AWS_CALL,
+            STORE,
+        ],
+    ),
+    (
+        "GET /v1/admin/cas/{id}/aws",
+        &[CA_NOT_FOUND, AWS_CALL, STORE],
+    ),
+    (
+        "PATCH /v1/admin/cas/{id}/aws",
+        &[
+            JSON_BODY,
+            CA_NOT_FOUND,
+            &[(422, "invalid_request")],
+            AWS_CALL,
+            STORE,
+        ],
+    ),
+    (
+        "DELETE /v1/admin/cas/{id}/aws",
+        &[CA_NOT_FOUND, AWS_CALL, STORE],
+    ),
+    (
+        "PUT /v1/admin/cas/{id}/aws/template",
+        &[
+            JSON_BODY,
+            CA_NOT_FOUND,
+            &[
+                (422, "invalid_request"),
+                (422, "invalid_template"),
+                (422, "preflight_failed"),
+            ],
+            AWS_CALL,
+            STORE,
+        ],
+    ),
+    (
+        "POST /v1/admin/cas/{id}/aws/template/preview",
+        &[
+            JSON_BODY,
+            CA_NOT_FOUND,
+            &[(422, "invalid_request"), (422, "invalid_template")],
+            STORE,
+        ],
+    ),
+    (
+        "GET /v1/admin/cas/{id}/aws/registration-config",
+        &[CA_NOT_FOUND, &[(422, "invalid_request")], STORE],
+    ),
+    (
+        "POST /v1/admin/cas/{id}/aws/sync",
+        &[CA_NOT_FOUND, AWS_CALL, STORE],
+    ),
+    (
+        "POST /v1/admin/certificates/{serial}/revoke",
+        &[
+            JSON_BODY,
+            &[
+                (404, "certificate_not_found"),
+                (409, "certificate_already_revoked"),
+                (422, "invalid_revocation_reason"),
+            ],
+            STORE,
+        ],
+    ),
+    (
+        "GET /v1/cas/{id}/crl",
+        &[&[(400, "invalid_query")], CA_NOT_FOUND, STORE],
+    ),
+    ("GET /healthz", &[]),
+    ("GET /readyz", &[]),
+    ("GET /metrics", &[&[(404, "not_found")]]),
+    ("GET /openapi.json", &[]),
+    ("GET /", &[]),
+    ("GET /dashboard/app.js", &[]),
+    ("GET /dashboard/app.css", &[]),
+    ("GET /dashboard/favicon.svg", &[]),
+    (
+        "POST /v1/session",
+        &[
+            JSON_BODY,
+            &[(401, "unauthorized"), (403, "forbidden")],
+            STORE,
+        ],
+    ),
+    ("DELETE /v1/session", &[STORE]),
+    ("GET /v1/session", &[&[(401, "unauthorized")], STORE]),
+];
+
+/// Paths the load shedder exempts (see `shed_load` in `src/http/mod.rs`).
+const NOT_SHED: &[&str] = &["/healthz", "/readyz"];
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The whole document: the routes of [`super::api_routes`] with their schemas, the security
+/// schemes, and every operation's roles and error responses. Built once.
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let openapi = super::api_routes().into_openapi();
+        let mut doc = serde_json::to_value(&openapi).expect("the OpenAPI document is JSON");
+        finish(&mut doc);
+        doc
+    })
+}
+
+/// Adds what the attributes cannot say on their own: the crate version, the security schemes,
+/// the `code` values of `Problem`, and each operation's roles and error responses.
+fn finish(doc: &mut Value) {
+    doc["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
+    doc["info"]["license"] = json!({"name": "Apache-2.0", "identifier": "Apache-2.0"});
+    let components = &mut doc["components"];
+    components["securitySchemes"] = json!({
+        BEARER: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API token: `Authorization: Bearer fca_<43 base64url characters>`. \
+                The scopes of a requirement are the roles that may call the operation \
+                (`station`, `viewer`, `admin`). A missing, unknown or revoked token gets 401 \
+                `unauthorized` with `WWW-Authenticate: Bearer`; a token of another role gets \
+                403 `forbidden`."
+        },
+        SESSION_COOKIE: {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": super::dashboard::SESSION_COOKIE,
+            "description": "The dashboard's session (`POST /v1/session`). It authenticates \
+                GET and HEAD requests only, and only for viewer tokens."
+        },
+        STATION_CERTIFICATE: {
+            "type": "mutualTLS",
+            "description": "A client certificate verified by `[server.tls]`, when configured: \
+                role `station`, named by its CN. An `Authorization` header takes precedence."
+        }
+    });
+    let mut codes: Vec<&str> = ERROR_CODES.iter().map(|(code, _)| *code).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    components["schemas"]["Problem"]["properties"]["code"]["enum"] = json!(codes);
+
+    let errors: BTreeMap<&str, Vec<(u16, &str)>> = OPERATION_ERRORS
+        .iter()
+        .map(|(key, groups)| {
+            (
+                *key,
+                groups.iter().flat_map(|g| g.iter().copied()).collect(),
+            )
+        })
+        .collect();
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        for method in METHODS {
+            let Some(operation) = item.get_mut(method) else {
+                continue;
+            };
+            let key = format!("{} {path}", method.to_ascii_uppercase());
+            let mut own = errors.get(key.as_str()).cloned().unwrap_or_default();
+            own.extend(common_errors(path, operation));
+            add_request_id_parameter(operation);
+            add_cookie_and_certificate_alternatives(method, operation);
+            state_roles(operation);
+            add_error_responses(operation, &own);
+        }
+    }
+}
+
+/// Every operation takes an `x-request-id` (see `request_id_middleware`).
+fn add_request_id_parameter(operation: &mut Value) {
+    if !operation["parameters"].is_array() {
+        operation["parameters"] = json!([]);
+    }
+    operation["parameters"]
+        .as_array_mut()
+        .expect("parameters is an array")
+        .push(json!({
+            "name": "x-request-id",
+            "in": "header",
+            "required": false,
+            "description": "1-128 visible ASCII characters, kept as the request id and echoed \
+                in the response and in error bodies; otherwise a UUID is generated",
+            "schema": {"type": "string"}
+        }));
+}
+
+/// The bearer scopes of an operation, or `None` when it needs no credentials.
+fn bearer_roles(operation: &Value) -> Option<Vec<String>> {
+    let requirements = operation.get("security")?.as_array()?;
+    requirements.iter().find_map(|r| {
+        r.get(BEARER)?.as_array().map(|roles| {
+            roles
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect()
+        })
+    })
+}
+
+/// The errors every operation shares, from its security requirement and the router's layers.
+fn common_errors(path: &str, operation: &Value) -> Vec<(u16, &'static str)> {
+    let mut common = Vec::new();
+    if let Some(roles) = bearer_roles(operation) {
+        common.push((401, "unauthorized"));
+        if !["station", "viewer", "admin"]
+            .iter()
+            .all(|r| roles.iter().any(|x| x == r))
+        {
+            common.push((403, "forbidden"));
+        }
+    }
+    common.push((500, "internal_error"));
+    common.push((503, "request_timeout"));
+    if !NOT_SHED.contains(&path) {
+        common.push((503, "overloaded"));
+    }
+    common
+}
+
+/// A viewer route also takes the dashboard's session cookie on GET; a station route also takes
+/// a station client certificate (see `Caller` in `src/http/extract.rs`).
+fn add_cookie_and_certificate_alternatives(method: &str, operation: &mut Value) {
+    let Some(roles) = bearer_roles(operation) else {
+        return;
+    };
+    let security = operation["security"]
+        .as_array_mut()
+        .expect("bearer_roles found an array");
+    if method == "get" && roles.iter().any(|r| r == "viewer") {
+        security.push(json!({ SESSION_COOKIE: ["viewer"] }));
+    }
+    if roles.iter().any(|r| r == "station") {
+        security.push(json!({ STATION_CERTIFICATE: ["station"] }));
+    }
+}
+
+/// Writes the roles into the description too, for readers of rendered documentation.
+fn state_roles(operation: &mut Value) {
+    let line = match bearer_roles(operation) {
+        Some(roles) => format!("**Roles:** {}.", roles.join(", ")),
+        None => "**Roles:** none (no credentials needed).".to_owned(),
+    };
+    let description = match operation.get("description").and_then(Value::as_str) {
+        Some(d) if !d.is_empty() => format!("{d}\n\n{line}"),
+        _ => line,
+    };
+    operation["description"] = json!(description);
+}
+
+/// One `application/problem+json` response per status, naming its codes in the description
+/// and in `x-error-codes`. A response the attribute already wrote keeps its description.
+fn add_error_responses(operation: &mut Value, errors: &[(u16, &str)]) {
+    let mut by_status: BTreeMap<u16, BTreeSet<&str>> = BTreeMap::new();
+    for (status, code) in errors {
+        by_status.entry(*status).or_default().insert(code);
+    }
+    if !operation["responses"].is_object() {
+        operation["responses"] = json!({});
+    }
+    let responses = operation["responses"]
+        .as_object_mut()
+        .expect("responses is an object");
+    for (status, codes) in by_status {
+        let codes: Vec<&str> = codes.into_iter().collect();
+        let listed = codes
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let response = responses
+            .entry(status.to_string())
+            .or_insert_with(|| json!({}));
+        let description = match response.get("description").and_then(Value::as_str) {
+            Some(d) if !d.is_empty() => format!("{d} (problem+json: {listed})"),
+            _ => format!("Problem: {listed}"),
+        };
+        response["description"] = json!(description);
+        // A status may also have a non-error body (503 from `/readyz`): keep it beside.
+        if !response["content"].is_object() {
+            response["content"] = json!({});
+        }
+        response["content"]["application/problem+json"] =
+            json!({"schema": {"$ref": "#/components/schemas/Problem"}});
+        response["x-error-codes"] = json!(codes);
+        if status == 401 {
+            response["headers"]["WWW-Authenticate"] = json!({
+                "description": "`Bearer`",
+                "schema": {"type": "string"}
+            });
+        }
+        if status == 503 || status == 429 {
+            response["headers"]["Retry-After"] = json!({
+                "description": "Seconds to wait before retrying",
+                "schema": {"type": "integer"}
+            });
+        }
+    }
+    // Every response carries the request id (see `request_id_middleware`).
+    for response in responses.values_mut() {
+        response["headers"]["x-request-id"] = json!({
+            "description": "The client's `x-request-id` (1-128 visible ASCII characters) or a \
+                generated UUID",
+            "schema": {"type": "string"}
+        });
+    }
+}
+
+fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| document().to_string())
+}
+
+/// The OpenAPI 3.1 description of this API (this document).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openapi_document",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object,
+        content_type = "application/json")),
+    security(())
+)]
+pub async fn openapi_json() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        document_json(),
+    )
+        .into_response()
+}
+
+/// Schemas of the types whose modules stay free of `utoipa` (the CA core, `jitp`, `aws`,
+/// `auth`) and of the error body, written to match their serde form. The test
+/// `mirrors_match_the_serde_form` below compares each with a serialized value of the real type.
+#[allow(dead_code)]
+pub mod schemas {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// Bytes: DER, or PEM text, as the content type says.
+    pub struct Binary;
+
+    impl utoipa::PartialSchema for Binary {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                .description(Some("DER bytes, or PEM text"))
+                .into()
+        }
+    }
+
+    impl ToSchema for Binary {}
+
+    /// An RFC 9457 problem: the body of every error response.
+    #[derive(Serialize, ToSchema)]
+    pub struct Problem {
+        /// `urn:factory-ca:error:<code>`.
+        #[serde(rename = "type")]
+        pub kind: String,
+        /// The HTTP reason phrase.
+        pub title: String,
+        pub status: u16,
+        /// What happened and what to fix.
+        pub detail: String,
+        /// The stable snake_case error code.
+        pub code: String,
+        /// The request's `x-request-id`, to quote when reporting a problem.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub request_id: Option<String>,
+    }
+
+    /// What a token may do: `admin` may do everything a viewer may; only `station` and
+    /// `admin` may sign.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Role {
+        Station,
+        Viewer,
+        Admin,
+    }
+
+    /// The key algorithm of a new CA.
+    #[derive(Serialize, ToSchema)]
+    pub enum CaAlgorithm {
+        #[serde(rename = "ecdsa-p256")]
+        EcdsaP256,
+        #[serde(rename = "ecdsa-p384")]
+        EcdsaP384,
+        #[serde(rename = "rsa-2048")]
+        Rsa2048,
+        #[serde(rename = "rsa-3072")]
+        Rsa3072,
+        #[serde(rename = "rsa-4096")]
+        Rsa4096,
+    }
+
+    /// The subject of a new CA certificate. Only `common_name` is required.
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CaSubject {
+        pub common_name: String,
+        pub country: Option<String>,
+        pub state: Option<String>,
+        pub locality: Option<String>,
+        pub organization: Option<String>,
+        pub organizational_unit: Option<String>,
+    }
+
+    /// How AWS IoT treats the CA: `default` sends a verification certificate; `sni_only`
+    /// does not, and the CA may be registered in several accounts.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum CertificateMode {
+        Default,
+        SniOnly,
+    }
+
+    /// A JITP template: exactly one of `{"body": {...}}` (a raw JITP template as a JSON
+    /// object), `{"simple": {...}}` or `{"name": "..."}` (an existing provisioning template).
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum TemplateSpec {
+        Body(serde_json::Value),
+        Simple(SimpleTemplate),
+        Name(String),
+    }
+
+    /// The thing is named after the CommonName; the certificate gets one existing policy.
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct SimpleTemplate {
+        /// Thing attributes. A value naming a certificate field (`CommonName`, `Country`,
+        /// `Organization`, `OrganizationalUnit`, `DistinguishedNameQualifier`, `StateName`,
+        /// `SerialNumber`, `Id`) is read from the certificate; any other value is a constant.
+        #[serde(default)]
+        pub attributes: BTreeMap<String, String>,
+        /// An existing AWS IoT policy attached to the certificate.
+        pub policy_name: String,
+        /// An existing thing type. Without one a thing may have at most 3 attributes.
+        #[serde(default)]
+        pub thing_type: Option<String>,
+        /// Existing thing groups.
+        #[serde(default)]
+        pub thing_groups: Vec<String>,
+    }
+
+    /// What DescribeCACertificate says about the CA.
+    #[derive(Serialize, ToSchema)]
+    pub struct CaDescription {
+        pub certificate_id: String,
+        pub certificate_arn: String,
+        /// `ACTIVE` or `INACTIVE`.
+        pub status: String,
+        /// `ENABLE` or `DISABLE`.
+        pub auto_registration_status: String,
+        /// `DEFAULT` or `SNI_ONLY`.
+        pub certificate_mode: String,
+        pub registration_config: Option<RegistrationConfig>,
+    }
+
+    /// `registrationConfig`: `{templateBody, roleArn}` or `{templateName}`.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct RegistrationConfig {
+        /// The template as an escaped JSON string.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub template_body: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub role_arn: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub template_name: Option<String>,
+    }
+
+    /// The certificate fields JITP would read; null is a field the certificate lacks.
+    #[derive(Serialize, ToSchema)]
+    pub struct DeviceSubject {
+        pub common_name: Option<String>,
+        pub country: Option<String>,
+        pub organization: Option<String>,
+        pub organizational_unit: Option<String>,
+        pub distinguished_name_qualifier: Option<String>,
+        pub state_name: Option<String>,
+        pub serial_number: Option<String>,
+        /// The AWS certificate ID: lowercase hex SHA-256 of the certificate DER.
+        pub certificate_id: String,
+    }
+
+    /// The status the template gives the certificate.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    pub enum CertificateStatus {
+        Active,
+        Inactive,
+    }
+
+    /// What JITP would make of one device.
+    #[derive(Serialize, ToSchema)]
+    pub struct Preview {
+        pub thing_name: String,
+        pub attributes: BTreeMap<String, String>,
+        pub thing_type: Option<String>,
+        pub thing_groups: Vec<String>,
+        /// Existing policies attached by name.
+        pub policy_names: Vec<String>,
+        /// Policies the template creates from a PolicyDocument.
+        pub inline_policies: usize,
+        pub certificate_status: CertificateStatus,
+        /// Values AWS would refuse, or an INACTIVE certificate; empty when provisioning
+        /// should succeed.
+        pub problems: Vec<String>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    /// The property names of a mirror schema.
+    fn properties<T: PartialSchema>() -> BTreeSet<String> {
+        let schema = serde_json::to_value(T::schema()).unwrap();
+        schema["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn keys(value: impl serde::Serialize) -> BTreeSet<String> {
+        serde_json::to_value(value)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn enum_values<T: PartialSchema>() -> BTreeSet<String> {
+        let schema = serde_json::to_value(T::schema()).unwrap();
+        schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn serialized<T: serde::Serialize>(values: &[T]) -> BTreeSet<String> {
+        values
+            .iter()
+            .map(|v| {
+                serde_json::to_value(v)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mirrors_match_the_serde_form() {
+        use crate::auth::Role;
+        use crate::ca::{CaAlgorithm, CaSubject};
+        assert_eq!(
+            enum_values::<schemas::Role>(),
+            serialized(&[Role::Station, Role::Viewer, Role::Admin])
+        );
+        assert_eq!(
+            enum_values::<schemas::CaAlgorithm>(),
+            serialized(&[
+                CaAlgorithm::EcdsaP256,
+                CaAlgorithm::EcdsaP384,
+                CaAlgorithm::Rsa2048,
+                CaAlgorithm::Rsa3072,
+                CaAlgorithm::Rsa4096,
+            ])
+        );
+        assert_eq!(
+            enum_values::<schemas::CertificateMode>(),
+            serialized(&[
+                crate::aws::CertificateMode::Default,
+                crate::aws::CertificateMode::SniOnly
+            ])
+        );
+        assert_eq!(
+            enum_values::<schemas::CertificateStatus>(),
+            serialized(&[
+                crate::jitp::CertificateStatus::Active,
+                crate::jitp::CertificateStatus::Inactive
+            ])
+        );
+        let subject = CaSubject {
+            common_name: "CA".into(),
+            country: None,
+            state: None,
+            locality: None,
+            organization: None,
+            organizational_unit: None,
+        };
+        assert_eq!(properties::<schemas::CaSubject>(), keys(subject));
+        let simple = crate::jitp::SimpleTemplate {
+            attributes: Default::default(),
+            policy_name: "p".into(),
+            thing_type: None,
+            thing_groups: vec![],
+        };
+        assert_eq!(properties::<schemas::SimpleTemplate>(), keys(&simple));
+        let config = crate::aws::RegistrationConfig {
+            template_body: Some(String::new()),
+            role_arn: Some(String::new()),
+            template_name: Some(String::new()),
+        };
+        assert_eq!(properties::<schemas::RegistrationConfig>(), keys(&config));
+        let description = crate::aws::CaDescription {
+            certificate_id: String::new(),
+            certificate_arn: String::new(),
+            status: String::new(),
+            auto_registration_status: String::new(),
+            certificate_mode: String::new(),
+            registration_config: None,
+        };
+        assert_eq!(properties::<schemas::CaDescription>(), keys(description));
+        assert_eq!(
+            properties::<schemas::DeviceSubject>(),
+            keys(crate::jitp::DeviceSubject::default())
+        );
+        let preview = crate::jitp::Preview {
+            thing_name: String::new(),
+            attributes: Default::default(),
+            thing_type: None,
+            thing_groups: vec![],
+            policy_names: vec![],
+            inline_policies: 0,
+            certificate_status: crate::jitp::CertificateStatus::Active,
+            problems: vec![],
+        };
+        assert_eq!(properties::<schemas::Preview>(), keys(preview));
+        // The template spec: one single-key object per variant.
+        for (spec, key) in [
+            (crate::jitp::TemplateSpec::Body(json!({})), "body"),
+            (crate::jitp::TemplateSpec::Simple(simple), "simple"),
+            (crate::jitp::TemplateSpec::Name("n".into()), "name"),
+        ] {
+            assert_eq!(keys(spec), BTreeSet::from([key.to_owned()]));
+        }
+        let spec = serde_json::to_string(&schemas::TemplateSpec::schema()).unwrap();
+        for key in ["body", "simple", "name"] {
+            assert!(spec.contains(&format!("\"{key}\"")), "{spec}");
+        }
+    }
+
+    #[test]
+    fn every_operation_has_an_error_entry_and_every_entry_an_operation() {
+        let doc = document();
+        let mut operations = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in METHODS {
+                if item.get(method).is_some() {
+                    operations.insert(format!("{} {path}", method.to_ascii_uppercase()));
+                }
+            }
+        }
+        let entries: BTreeSet<String> = OPERATION_ERRORS
+            .iter()
+            .map(|(k, _)| (*k).to_owned())
+            .collect();
+        assert_eq!(entries.len(), OPERATION_ERRORS.len(), "duplicate entries");
+        assert_eq!(operations, entries);
+        for (key, groups) in OPERATION_ERRORS {
+            for (status, code) in groups.iter().flat_map(|g| g.iter()) {
+                assert!(
+                    ERROR_CODES.contains(&(*code, *status)),
+                    "{key}: {status} {code} is not in ERROR_CODES"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! `GET /v1/stats`: issued, rejected and revoked counts over a time range, grouped, for
+//! dashboards (viewer or admin).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use super::error::ApiError;
+use super::extract::{ApiQuery, Caller};
+use super::reads::parse_time;
+use super::rfc3339_string;
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::store::Timestamp;
+use crate::store::stats::{Counts, StatsGrouping};
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// Start of the range (inclusive), RFC 3339; default `to` minus 7 days.
+    from: Option<String>,
+    /// End of the range (exclusive), RFC 3339; default now.
+    to: Option<String>,
+    /// `day`, `hour`, `country`, `station`, `ca` or `status`; none: totals only.
+    group_by: Option<String>,
+}
+
+/// Counts of the whole range or of one group.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CountsView {
+    pub issued: u64,
+    pub rejected: u64,
+    pub revoked: u64,
+    pub rejected_by_code: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GroupView {
+    /// The group: a UTC day `YYYY-MM-DD`, an hour `YYYY-MM-DDTHH:00Z`, a country code, a
+    /// station, a CA id, or a status (`active`, `revoked`, `expired`); null for certificates
+    /// without country and for refused requests that were not authenticated.
+    pub key: Option<String>,
+    #[serde(flatten)]
+    pub counts: CountsView,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StatsView {
+    pub from: String,
+    pub to: String,
+    pub group_by: Option<&'static str>,
+    pub totals: CountsView,
+    pub groups: Vec<GroupView>,
+}
+
+/// Time buckets one answer may hold (a bit over 10 years of days, 93 days of hours).
+const MAX_BUCKETS: i64 = 3_700;
+const DEFAULT_RANGE: Duration = Duration::days(7);
+
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "ledger",
+    operation_id = "get_stats",
+    params(StatsParams),
+    responses((status = 200, description = "Issued, rejected (by code) and revoked counts",
+        body = StatsView)),
+    security(("bearer_token" = ["viewer", "admin"]))
+)]
+pub async fn stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<StatsParams>,
+) -> Result<Json<StatsView>, ApiError> {
+    caller.require(&[Role::Viewer])?;
+    let now = Timestamp::now();
+    let to = params
+        .to
+        .as_deref()
+        .map(|t| parse_time("to", t))
+        .transpose()?
+        .unwrap_or(now);
+    let from = params
+        .from
+        .as_deref()
+        .map(|t| parse_time("from", t))
+        .transpose()?
+        .unwrap_or_else(|| Timestamp::new(to.get() - DEFAULT_RANGE));
+    if from >= to {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "from must be earlier than to",
+        ));
+    }
+    let grouping = match params.group_by.as_deref() {
+        None => StatsGrouping::None,
+        Some(g) => StatsGrouping::parse(g).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                "group_by must be one of day, hour, country, station, ca, status",
+            )
+        })?,
+    };
+    let buckets = time_buckets(grouping, from.get(), to.get());
+    if let Some(b) = &buckets
+        && b.len() as i64 > MAX_BUCKETS
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "the range holds more than {MAX_BUCKETS} {}s; narrow from/to or group by day",
+                grouping.as_str().unwrap_or_default()
+            ),
+        ));
+    }
+
+    // This replica's refusals of the last seconds are not in the store yet: add them first.
+    if let Err(e) = state.rejections.flush(&state.store).await {
+        tracing::warn!(error = %e, "could not flush rejection counts before a stats query");
+    }
+    let mut stats = state.store.stats(from, to, grouping, now).await?;
+
+    let groups = match buckets {
+        // Every bucket of the range, in order, zero-filled.
+        Some(buckets) => buckets
+            .into_iter()
+            .map(|key| {
+                let counts = stats.groups.remove(&Some(key.clone())).unwrap_or_default();
+                GroupView {
+                    key: Some(key),
+                    counts: counts_view(counts),
+                }
+            })
+            .collect(),
+        None if grouping == StatsGrouping::None => Vec::new(),
+        // The keys that occur, most issued first.
+        None => {
+            let mut groups: Vec<GroupView> = stats
+                .groups
+                .into_iter()
+                .map(|(key, counts)| GroupView {
+                    key,
+                    counts: counts_view(counts),
+                })
+                .collect();
+            groups.sort_by(|a, b| {
+                b.counts
+                    .issued
+                    .cmp(&a.counts.issued)
+                    .then_with(|| b.counts.rejected.cmp(&a.counts.rejected))
+                    .then_with(|| a.key.cmp(&b.key))
+            });
+            groups
+        }
+    };
+    Ok(Json(StatsView {
+        from: rfc3339_string(from),
+        to: rfc3339_string(to),
+        group_by: grouping.as_str(),
+        totals: counts_view(stats.totals),
+        groups,
+    }))
+}
+
+fn counts_view(c: Counts) -> CountsView {
+    CountsView {
+        issued: c.issued,
+        rejected: c.rejected(),
+        revoked: c.revoked,
+        rejected_by_code: c.rejected_by_code,
+    }
+}
+
+/// The keys of the day or hour buckets that `[from, to)` touches, in order; `None` for other
+/// groupings. Stops counting past [`MAX_BUCKETS`] + 1.
+fn time_buckets(
+    grouping: StatsGrouping,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Option<Vec<String>> {
+    let (step, format) = match grouping {
+        StatsGrouping::Day => (
+            Duration::days(1),
+            time::macros::format_description!("[year]-[month]-[day]"),
+        ),
+        StatsGrouping::Hour => (
+            Duration::hours(1),
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:00Z"),
+        ),
+        _ => return None,
+    };
+    let mut at = match grouping {
+        StatsGrouping::Day => from.replace_time(time::Time::MIDNIGHT),
+        _ => crate::rejections::hour_of(from).get(),
+    };
+    let mut keys = Vec::new();
+    while at < to && (keys.len() as i64) <= MAX_BUCKETS {
+        keys.push(at.format(format).expect("a UTC time formats"));
+        at += step;
+    }
+    Some(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn day_buckets_cover_partial_days_at_both_ends() {
+        let keys = time_buckets(
+            StatsGrouping::Day,
+            datetime!(2026-11-26 22:00 UTC),
+            datetime!(2026-11-28 00:00:01 UTC),
+        )
+        .unwrap();
+        assert_eq!(keys, ["2026-11-26", "2026-11-27", "2026-11-28"]);
+    }
+
+    #[test]
+    fn hour_buckets_are_utc_and_end_before_to() {
+        let keys = time_buckets(
+            StatsGrouping::Hour,
+            datetime!(2026-11-28 10:30 UTC),
+            datetime!(2026-11-28 12:00 UTC),
+        )
+        .unwrap();
+        assert_eq!(keys, ["2026-11-28T10:00Z", "2026-11-28T11:00Z"]);
+        assert!(
+            time_buckets(
+                StatsGrouping::Station,
+                datetime!(2026-11-28 10:30 UTC),
+                datetime!(2026-11-28 12:00 UTC)
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn bucket_counting_stops_past_the_limit() {
+        let keys = time_buckets(
+            StatsGrouping::Hour,
+            datetime!(1970-01-01 00:00 UTC),
+            datetime!(2026-11-28 12:00 UTC),
+        )
+        .unwrap();
+        assert_eq!(keys.len() as i64, MAX_BUCKETS + 1);
+    }
+}

@@ -1,0 +1,653 @@
+//! HTTPS and station mTLS: the rustls server configuration built from `[server.tls]` (always on
+//! the aws-lc-rs provider), the accept loop that serves the router over TLS with the same
+//! graceful shutdown as plain HTTP, and the station identity that a verified client certificate
+//! gives every request of its connection ([`ClientIdentity`]).
+//!
+//! Identity mapping: a client certificate that chains to a configured station CA (checked by
+//! rustls-webpki during the handshake, with the `clientAuth` usage and, when configured, the
+//! station CRLs) names the station by its subject CN, verbatim. The CN must follow the rules of
+//! token names (1 to 64 characters of `a-z A-Z 0-9 . _ -`), so that every `station` in the
+//! ledger has one shape; a certificate with no CN, several CNs or another CN authenticates
+//! nothing (401). The station CA is trusted to name stations: a CN equal to a station token's
+//! name is the same station (same ledger name, rate bucket and idempotency scope).
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::{PemObject, SectionKind};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::config::{ClientAuth, TlsSettings};
+use crate::store::CaRecord;
+
+/// What a verified client certificate says about its connection. Inserted as a request
+/// extension into every request of a TLS connection whose client presented a certificate that
+/// chains to a station CA; absent otherwise (plain HTTP, no certificate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientIdentity {
+    /// The certificate's CN, verbatim: the station name.
+    Station { common_name: String },
+    /// Verified, but its subject names no usable station; the reason is shown in the 401.
+    Unusable { reason: &'static str },
+}
+
+impl ClientIdentity {
+    /// The identity of a verified end-entity certificate (DER).
+    pub fn from_certificate(der: &[u8]) -> ClientIdentity {
+        let unusable = |reason| ClientIdentity::Unusable { reason };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return unusable("the client certificate cannot be parsed");
+        };
+        let mut names = cert.subject().iter_common_name();
+        let (Some(cn), None) = (names.next(), names.next()) else {
+            return unusable("the client certificate's subject must have exactly one CN");
+        };
+        match cn.as_str() {
+            Ok(name) if crate::auth::valid_token_name(name) => ClientIdentity::Station {
+                common_name: name.to_owned(),
+            },
+            _ => unusable(
+                "the client certificate's CN is not a station name (1 to 64 characters of \
+                 a-z, A-Z, 0-9, '.', '_' and '-')",
+            ),
+        }
+    }
+}
+
+/// A `[server.tls]` file or setting that cannot work, with what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid TLS configuration: {0}")]
+pub struct TlsSetupError(String);
+
+fn file_error(key: &str, path: &Path, message: impl fmt::Display) -> TlsSetupError {
+    TlsSetupError(format!("server.tls.{key} {}: {message}", path.display()))
+}
+
+/// The HTTPS side of the server: the acceptor and what the station CAs are.
+pub struct TlsServer {
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+    /// The station CA certificates (`client_ca_file`), empty without mTLS.
+    station_cas: Vec<CertificateDer<'static>>,
+    client_auth: Option<ClientAuth>,
+    crl_count: usize,
+    certificate_subject: String,
+    certificate_not_after: String,
+}
+
+impl fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsServer")
+            .field("certificate_subject", &self.certificate_subject)
+            .field("client_auth", &self.client_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsServer {
+    /// Reads and checks the files named in `[server.tls]`; `None` when HTTPS is not configured
+    /// (plain HTTP). Every error names the setting and the file, and says what is wrong.
+    pub fn from_settings(tls: &TlsSettings) -> Result<Option<TlsServer>, TlsSetupError> {
+        let (cert_file, key_file) = match (&tls.cert_file, &tls.key_file) {
+            (Some(cert_file), Some(key_file)) => (cert_file, key_file),
+            (None, None) if tls.client_ca_file.is_none() => return Ok(None),
+            // Settings::validate says so too; never fall back to plain HTTP silently.
+            _ => {
+                return Err(TlsSetupError(
+                    "server.tls.cert_file and server.tls.key_file go together (and \
+                     client_ca_file needs both): set both for HTTPS, or none of them"
+                        .into(),
+                ));
+            }
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let chain = read_certificates("cert_file", cert_file)?;
+        let (certificate_subject, certificate_not_after) = check_server_certificate(
+            cert_file,
+            chain
+                .first()
+                .expect("read_certificates returns at least one"),
+        )?;
+        let key = read_private_key(key_file, tls.allow_insecure_key_permissions)?;
+
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsSetupError(format!("the TLS provider refused TLS 1.2/1.3: {e}")))?;
+        let mut station_cas = Vec::new();
+        let mut crl_count = 0;
+        let builder = match &tls.client_ca_file {
+            None => builder.with_no_client_auth(),
+            Some(ca_file) => {
+                station_cas = read_station_cas(ca_file)?;
+                let mut roots = RootCertStore::empty();
+                for (i, ca) in station_cas.iter().enumerate() {
+                    roots.add(ca.clone()).map_err(|e| {
+                        file_error(
+                            "client_ca_file",
+                            ca_file,
+                            format!("certificate {} is not a usable trust anchor: {e}", i + 1),
+                        )
+                    })?;
+                }
+                let mut verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                if let Some(crl_file) = &tls.client_crl_file {
+                    let crls = read_crls(crl_file, &station_cas)?;
+                    crl_count = crls.len();
+                    // Only the station certificate's own status: a station CA is a trust
+                    // anchor here. An unknown status (a station CA without a CRL in the file)
+                    // is refused: fail closed.
+                    verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+                }
+                if tls.client_auth == ClientAuth::Optional {
+                    verifier = verifier.allow_unauthenticated();
+                }
+                let verifier = verifier.build().map_err(|e| {
+                    TlsSetupError(format!(
+                        "server.tls.client_ca_file / client_crl_file cannot be used: {e}"
+                    ))
+                })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_single_cert(chain, key).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                TlsSetupError(format!(
+                    "the key in server.tls.key_file {} does not match the certificate in \
+                     server.tls.cert_file {} (the first certificate must be the server's own)",
+                    key_file.display(),
+                    cert_file.display()
+                ))
+            }
+            other => file_error("key_file", key_file, format!("unusable key: {other}")),
+        })?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Some(TlsServer {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            handshake_timeout: Duration::from_secs(tls.handshake_timeout_secs),
+            client_auth: tls.client_ca_file.as_ref().map(|_| tls.client_auth),
+            station_cas,
+            crl_count,
+            certificate_subject,
+            certificate_not_after,
+        }))
+    }
+
+    /// Refuses a station CA bundle under which factory-ca's own certificates would chain: with
+    /// it, every device certificate (EKU clientAuth, CN = thing name) would authenticate as a
+    /// station and could sign CSRs. Caught when a station CA has the key of one of our CAs, or
+    /// is the issuer (by name) of one of them.
+    pub fn refuse_own_cas(&self, own: &[CaRecord]) -> Result<(), TlsSetupError> {
+        for station_ca in &self.station_cas {
+            let Ok((_, station)) = x509_parser::parse_x509_certificate(station_ca) else {
+                continue;
+            };
+            for record in own {
+                let Ok(der) = ::pem::parse(&record.certificate_pem) else {
+                    continue;
+                };
+                let Ok((_, ours)) = x509_parser::parse_x509_certificate(der.contents()) else {
+                    continue;
+                };
+                let same_key = ours.public_key().raw == station.public_key().raw;
+                let issued_ours = ours.issuer().as_raw() == station.subject().as_raw();
+                if same_key || issued_ours {
+                    return Err(TlsSetupError(format!(
+                        "server.tls.client_ca_file holds {} ({}), which {} factory-ca's CA {}: \
+                         every device certificate would authenticate as a station. Use a \
+                         separate CA for station certificates",
+                        station.subject(),
+                        if same_key { "same key" } else { "issuer" },
+                        if same_key { "is" } else { "issued" },
+                        record.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One line for the startup log.
+    pub fn describe(&self) -> String {
+        let mtls = match self.client_auth {
+            None => "off".to_owned(),
+            Some(mode) => format!(
+                "{} ({} station CA(s), {} CRL(s))",
+                match mode {
+                    ClientAuth::Optional => "optional",
+                    ClientAuth::Required => "required",
+                },
+                self.station_cas.len(),
+                self.crl_count
+            ),
+        };
+        format!(
+            "HTTPS with certificate {:?} valid until {}; station mTLS {mtls}",
+            self.certificate_subject, self.certificate_not_after
+        )
+    }
+}
+
+fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, TlsSetupError> {
+    std::fs::read(path).map_err(|e| file_error(key, path, format!("cannot read: {e}")))
+}
+
+/// Every `CERTIFICATE` block of a PEM file, in order; at least one.
+fn read_certificates(
+    key: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let bytes = read_file(key, path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(key, path, format!("not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_error(
+            key,
+            path,
+            "holds no certificate (expected PEM blocks -----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    for (i, der) in certs.iter().enumerate() {
+        if x509_parser::parse_x509_certificate(der).is_err() {
+            return Err(file_error(
+                key,
+                path,
+                format!("certificate {} is not a valid X.509 certificate", i + 1),
+            ));
+        }
+    }
+    Ok(certs)
+}
+
+/// The server certificate must be valid now; a client would refuse it otherwise. Returns its
+/// subject and notAfter for the startup log.
+fn check_server_certificate(
+    path: &Path,
+    der: &CertificateDer<'_>,
+) -> Result<(String, String), TlsSetupError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|_| file_error("cert_file", path, "the first certificate cannot be parsed"))?;
+    let validity = cert.validity();
+    if !validity.is_valid() {
+        return Err(file_error(
+            "cert_file",
+            path,
+            format!(
+                "the server certificate is not valid now (valid from {} to {})",
+                validity.not_before, validity.not_after
+            ),
+        ));
+    }
+    Ok((cert.subject().to_string(), validity.not_after.to_string()))
+}
+
+/// The one private key of `key_file`, after the owner-only permission check the CA keys get.
+fn read_private_key(
+    path: &Path,
+    allow_insecure: bool,
+) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+    let text = crate::authorities::read_owner_only_key_file(
+        path,
+        "TLS server key",
+        "server.tls.allow_insecure_key_permissions",
+        allow_insecure,
+    )
+    .map_err(|message| file_error("key_file", path, message))?;
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        return Err(file_error(
+            "key_file",
+            path,
+            "the key is encrypted; give an unencrypted PEM key (PKCS#8, PKCS#1 or SEC1) in an \
+             owner-only file",
+        ));
+    }
+    let sections = <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error("key_file", path, format!("not valid PEM: {e}")))?;
+    let mut keys = sections.into_iter().filter_map(|(kind, der)| match kind {
+        SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey => {
+            PrivateKeyDer::from_pem(kind, der)
+        }
+        _ => None,
+    });
+    match (keys.next(), keys.next()) {
+        (Some(key), None) => Ok(key),
+        (None, _) => Err(file_error(
+            "key_file",
+            path,
+            "holds no private key (expected -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or \
+             EC PRIVATE KEY)",
+        )),
+        (Some(_), Some(_)) => Err(file_error(
+            "key_file",
+            path,
+            "holds more than one private key; keep only the server certificate's key",
+        )),
+    }
+}
+
+/// The station CA bundle: CA certificates only (a leaf here would never chain anything).
+fn read_station_cas(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let cas = read_certificates("client_ca_file", path)?;
+    for (i, der) in cas.iter().enumerate() {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).expect("parsed above");
+        let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+        if !is_ca {
+            return Err(file_error(
+                "client_ca_file",
+                path,
+                format!(
+                    "certificate {} ({}) is not a CA certificate (basicConstraints CA:TRUE); \
+                     this file holds the station CA(s), not station certificates",
+                    i + 1,
+                    cert.subject()
+                ),
+            ));
+        }
+    }
+    Ok(cas)
+}
+
+/// The station CRLs: each must be issued by one of the station CAs (by name; rustls-webpki
+/// checks the signature on every handshake).
+fn read_crls(
+    path: &Path,
+    station_cas: &[CertificateDer<'static>],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsSetupError> {
+    let bytes = read_file("client_crl_file", path)?;
+    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error("client_crl_file", path, format!("not valid PEM: {e}")))?;
+    if crls.is_empty() {
+        return Err(file_error(
+            "client_crl_file",
+            path,
+            "holds no CRL (expected PEM blocks -----BEGIN X509 CRL-----)",
+        ));
+    }
+    let subjects: Vec<Vec<u8>> = station_cas
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, c)| c.subject().as_raw().to_vec())
+        .collect();
+    for (i, crl) in crls.iter().enumerate() {
+        let (_, parsed) = x509_parser::parse_x509_crl(crl).map_err(|_| {
+            file_error(
+                "client_crl_file",
+                path,
+                format!("CRL {} is not a valid X.509 CRL", i + 1),
+            )
+        })?;
+        if !subjects.iter().any(|s| s == parsed.issuer().as_raw()) {
+            return Err(file_error(
+                "client_crl_file",
+                path,
+                format!(
+                    "CRL {} is issued by {}, which is not a CA in server.tls.client_ca_file",
+                    i + 1,
+                    parsed.issuer()
+                ),
+            ));
+        }
+    }
+    Ok(crls)
+}
+
+/// Serves `app` over TLS on `listener` until `signal` completes, then stops accepting, lets
+/// every open connection finish its in-flight requests (idle ones close at once) and returns
+/// when all are done. The caller bounds that wait (`server.shutdown_grace_secs`), as it does
+/// for `axum::serve`, whose behaviour this mirrors.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: TlsServer,
+    app: axum::Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+) {
+    let graceful = GracefulShutdown::new();
+    // Connections still in their handshake are dropped at shutdown rather than awaited.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let tls = Arc::new(tls);
+    let mut signal = std::pin::pin!(signal);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            () = &mut signal => break,
+        };
+        tokio::spawn(connection(
+            tcp,
+            peer,
+            tls.clone(),
+            app.clone(),
+            graceful.watcher(),
+            stopping_rx.clone(),
+        ));
+    }
+    drop(listener);
+    let _ = stopping_tx.send(true);
+    graceful.shutdown().await;
+}
+
+/// The next connection. Per-connection errors are skipped; others (such as EMFILE) are logged
+/// and retried after a second, as `axum::serve` does.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                ) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "accept error");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One TCP connection: the handshake (bounded in time), then HTTP/1.1 or HTTP/2 until the
+/// client closes it or shutdown drains it. Never fails the server.
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<TlsServer>,
+    app: axum::Router,
+    watcher: hyper_util::server::graceful::Watcher,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let handshake = tokio::time::timeout(tls.handshake_timeout, handshake(tcp, &tls.acceptor));
+    let stream = tokio::select! {
+        outcome = handshake => match outcome {
+            Ok(Ok(Some(stream))) => stream,
+            Ok(Ok(None)) => {
+                tracing::debug!(%peer, "plain HTTP on the HTTPS port: answered 400 https_required");
+                return;
+            }
+            Ok(Err(e)) => {
+                log_handshake_failure(peer, &e);
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out (server.tls.handshake_timeout_secs)");
+                return;
+            }
+        },
+        _ = stopping.wait_for(|stopping| *stopping) => return,
+    };
+    let identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| ClientIdentity::from_certificate(cert));
+    if let Some(identity) = &identity {
+        tracing::debug!(%peer, ?identity, "client certificate verified");
+    }
+    let service = app.map_request(move |request: axum::http::Request<Incoming>| {
+        let mut request = request.map(Body::new);
+        if let Some(identity) = &identity {
+            request.extensions_mut().insert(identity.clone());
+        }
+        request
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::trace!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The TLS handshake; `Ok(None)` when the client spoke plain HTTP and was answered 400.
+async fn handshake(
+    tcp: TcpStream,
+    acceptor: &TlsAcceptor,
+) -> io::Result<Option<tokio_rustls::server::TlsStream<TcpStream>>> {
+    // A TLS client starts with a handshake record (content type 22); an HTTP client with a
+    // method name. Telling the latter what is wrong beats a reset connection.
+    let mut first = [0u8; 1];
+    if tcp.peek(&mut first).await? == 1 && first[0].is_ascii_uppercase() {
+        answer_plain_http(tcp).await;
+        return Ok(None);
+    }
+    acceptor.accept(tcp).await.map(Some)
+}
+
+const HTTPS_REQUIRED_BODY: &str = "{\"type\":\"urn:factory-ca:error:https_required\",\
+\"title\":\"Bad Request\",\"status\":400,\"detail\":\"this port speaks HTTPS: use https:// \
+(TLS), not http://\",\"code\":\"https_required\"}";
+
+/// Answers a plain HTTP request on the HTTPS port with 400 `https_required` and closes. The
+/// request head is read first and the rest drained after (both bounded, and the caller bounds
+/// the time), so that closing does not reset the connection before the client reads the answer.
+async fn answer_plain_http(mut tcp: TcpStream) {
+    const HEAD_LIMIT: usize = 16 * 1024;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 2048];
+    while head.len() < HEAD_LIMIT && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{HTTPS_REQUIRED_BODY}",
+        HTTPS_REQUIRED_BODY.len()
+    );
+    if tcp.write_all(response.as_bytes()).await.is_err() || tcp.shutdown().await.is_err() {
+        return;
+    }
+    let mut drained = 0;
+    while drained < 64 * 1024 {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// A refused client certificate is worth an operator's attention (info); scanners, resets
+/// and protocol noise are not (debug). rustls errors carry no key material.
+fn log_handshake_failure(peer: SocketAddr, e: &io::Error) {
+    let rustls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(
+            error @ (rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertRevocationList(_)),
+        ) => {
+            tracing::info!(%peer, %error, "TLS handshake refused: client certificate");
+        }
+        _ => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate_with_subject(subject: &[(rcgen::DnType, &str)]) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (ty, value) in subject {
+            params.distinguished_name.push(ty.clone(), *value);
+        }
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn the_station_is_the_certificates_cn_verbatim() {
+        let der = certificate_with_subject(&[
+            (rcgen::DnType::OrganizationName, "Example Factory"),
+            (rcgen::DnType::CommonName, "line-3.station_07"),
+        ]);
+        assert_eq!(
+            ClientIdentity::from_certificate(&der),
+            ClientIdentity::Station {
+                common_name: "line-3.station_07".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_certificate_without_one_valid_cn_names_no_station() {
+        let cases: &[&[(rcgen::DnType, &str)]] = &[
+            &[(rcgen::DnType::OrganizationName, "no CN")],
+            &[(rcgen::DnType::CommonName, "")],
+            &[(rcgen::DnType::CommonName, "line 3")],
+            &[(rcgen::DnType::CommonName, "line-3\u{7}")],
+            &[(rcgen::DnType::CommonName, "ライン")],
+            // Two CNs: rcgen merges a repeated DnType, so the second is the CN OID spelled out.
+            &[
+                (rcgen::DnType::CommonName, "a"),
+                (rcgen::DnType::CustomDnType(vec![2, 5, 4, 3]), "b"),
+            ],
+        ];
+        for subject in cases {
+            let der = certificate_with_subject(subject);
+            assert!(
+                matches!(
+                    ClientIdentity::from_certificate(&der),
+                    ClientIdentity::Unusable { .. }
+                ),
+                "{subject:?}"
+            );
+        }
+        let too_long = "a".repeat(65);
+        let der = certificate_with_subject(&[(rcgen::DnType::CommonName, &too_long)]);
+        assert!(matches!(
+            ClientIdentity::from_certificate(&der),
+            ClientIdentity::Unusable { .. }
+        ));
+        assert!(matches!(
+            ClientIdentity::from_certificate(b"not DER"),
+            ClientIdentity::Unusable { .. }
+        ));
+    }
+}
