@@ -56,6 +56,15 @@ async fn every_route_answers_each_caller_as_documented(backend: Backend) {
         (Method::GET, &cert_path, [U, U, U, F, S::OK, S::OK]),
         (Method::GET, "/v1/ca", [U, U, U, S::OK, S::OK, S::OK]),
         (Method::GET, "/v1/ca.pem", [S::OK; 6]),
+        (Method::GET, "/v1/stats", [U, U, U, F, S::OK, S::OK]),
+        (
+            Method::GET,
+            "/v1/certificates/export.csv",
+            [U, U, U, F, S::OK, S::OK],
+        ),
+        (Method::GET, "/metrics", [S::OK; 6]),
+        (Method::GET, "/openapi.json", [S::OK; 6]),
+        (Method::GET, "/", [S::OK; 6]),
         (
             Method::POST,
             "/v1/admin/tokens",
