@@ -164,6 +164,20 @@ pub(crate) enum Bind {
     Time(Timestamp),
 }
 
+/// Binds each [`Bind`] of `$binds` to `$query`, in order (for either backend's query type).
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut query = $query;
+        for bind in $binds {
+            query = match bind {
+                Bind::Text(v) => query.bind(v),
+                Bind::Time(v) => query.bind(*v),
+            };
+        }
+        query
+    }};
+}
+
 /// The smallest string greater than every string starting with `prefix`, bytewise: the prefix
 /// with its last character incremented (`None` when no such string exists).
 fn prefix_end(prefix: &str) -> Option<String> {
@@ -511,13 +525,7 @@ impl Store {
         let started = std::time::Instant::now();
         let (sql, binds) = self.list_query(filter, limit);
         let rows = on_pool!(self, |pool| {
-            let mut query = sqlx::query_as(&sql);
-            for bind in &binds {
-                query = match bind {
-                    Bind::Text(v) => query.bind(v),
-                    Bind::Time(v) => query.bind(*v),
-                };
-            }
+            let query = bind_all!(sqlx::query_as(&sql), &binds);
             query.fetch_all(pool).await
         })?;
         observe_duration("list_certificates", started);
@@ -540,13 +548,7 @@ impl Store {
         Ok(match self {
             Store::Postgres(pool) => {
                 let explain = format!("EXPLAIN {sql}");
-                let mut query = sqlx::query_as::<_, (String,)>(&explain);
-                for bind in binds {
-                    query = match bind {
-                        Bind::Text(v) => query.bind(v),
-                        Bind::Time(v) => query.bind(*v),
-                    };
-                }
+                let query = bind_all!(sqlx::query_as::<_, (String,)>(&explain), binds);
                 query
                     .fetch_all(pool)
                     .await?
@@ -556,13 +558,10 @@ impl Store {
             }
             Store::Sqlite(pool) => {
                 let explain = format!("EXPLAIN QUERY PLAN {sql}");
-                let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
-                for bind in binds {
-                    query = match bind {
-                        Bind::Text(v) => query.bind(v),
-                        Bind::Time(v) => query.bind(*v),
-                    };
-                }
+                let query = bind_all!(
+                    sqlx::query_as::<_, (i64, i64, i64, String)>(&explain),
+                    binds
+                );
                 query
                     .fetch_all(pool)
                     .await?
@@ -745,10 +744,6 @@ impl Store {
         filter: &AuditFilter,
         limit: u32,
     ) -> StoreResult<Vec<AuditRecord>> {
-        enum Bind {
-            Text(String),
-            Time(Timestamp),
-        }
         let mut conditions = vec!["id < $1".to_owned()];
         let mut binds = Vec::new();
         let mut push = |column: &str, op: &str, bind: Bind| {
@@ -777,13 +772,10 @@ impl Store {
             conditions.join(" AND ")
         );
         Ok(on_pool!(self, |pool| {
-            let mut query = sqlx::query_as(&sql).bind(filter.before_id.unwrap_or(i64::MAX));
-            for bind in &binds {
-                query = match bind {
-                    Bind::Text(v) => query.bind(v),
-                    Bind::Time(v) => query.bind(*v),
-                };
-            }
+            let query = bind_all!(
+                sqlx::query_as(&sql).bind(filter.before_id.unwrap_or(i64::MAX)),
+                &binds
+            );
             query.fetch_all(pool).await
         })?)
     }
