@@ -566,7 +566,7 @@ impl Settings {
     }
 
     /// The CA key passphrase settings name one source; the passphrase itself is read when a
-    /// key is (see `crate::keystore`).
+    /// key is (see `crate::keys`).
     fn validate_key_passphrase(&self) -> Result<(), ConfigError> {
         let ca = &self.ca;
         if ca.key_passphrase_env.is_some() && ca.key_passphrase_file.is_some() {

@@ -9,51 +9,26 @@ use anyhow::Context;
 use time::Duration as TimeDuration;
 use tokio::net::TcpListener;
 
-use crate::authorities::{Actor, Authorities};
 use crate::aws::IotRegistry;
 use crate::aws::sdk::SdkIotRegistry;
 use crate::ca::DeviceProfile;
 use crate::config::Settings;
-use crate::issuance::IssuanceService;
-use crate::limits::StationRateLimiter;
-use crate::rejections::RejectionCounter;
+use crate::services::ca_admin::{Actor, CaAdmin};
+use crate::services::issuance::IssuanceService;
+use crate::services::limits::StationRateLimiter;
+use crate::services::rejections::RejectionCounter;
 use crate::store::Store;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub store: Store,
-    pub issuance: Arc<IssuanceService>,
-    /// AWS IoT, when `aws.enabled`; `None` makes the AWS endpoints answer 503.
-    pub iot: Option<Arc<dyn IotRegistry>>,
-    pub station_limiter: Arc<StationRateLimiter>,
-    /// Refused signing requests not yet added to the store's counters.
-    pub rejections: Arc<RejectionCounter>,
-    /// Live API tokens seen recently (`server.token_cache_secs`).
-    pub tokens: Arc<crate::auth::TokenCache>,
-}
+mod jobs;
+mod shutdown;
+mod state;
 
-impl AppState {
-    /// The CAs of this service: create, import, activate, load.
-    pub fn authorities(&self) -> Authorities<'_> {
-        Authorities::new(&self.store, &self.settings)
-    }
-
-    /// The AWS IoT administration of this service's CAs.
-    pub fn provisioning(&self) -> crate::provisioning::Provisioning<'_> {
-        crate::provisioning::Provisioning {
-            store: &self.store,
-            registry: self.iot.as_ref(),
-            authorities: self.authorities(),
-            policy: self.issuance.policy(),
-        }
-    }
-}
+pub use state::AppState;
 
 pub struct Application {
     listener: TcpListener,
     /// `[server.tls]`: HTTPS (and station mTLS) on `listener`; `None` serves plain HTTP.
-    tls: Option<crate::tls::TlsServer>,
+    tls: Option<crate::http::tls::TlsServer>,
     /// `metrics.listen`, when metrics have an address of their own.
     metrics_listener: Option<TcpListener>,
     state: AppState,
@@ -79,7 +54,7 @@ impl Application {
         iot: Option<Arc<dyn IotRegistry>>,
     ) -> anyhow::Result<Application> {
         // The TLS files first: a bad certificate or key fails before anything is touched.
-        let tls = crate::tls::TlsServer::from_settings(&settings.server.tls)?;
+        let tls = crate::http::tls::TlsServer::from_settings(&settings.server.tls)?;
         let store = Store::connect(&settings)
             .await
             .context("cannot connect to the database (database.url)")?;
@@ -145,9 +120,9 @@ impl Application {
                     settings.server.station_burst,
                 )),
                 rejections: Arc::new(RejectionCounter::new()),
-                tokens: Arc::new(crate::auth::TokenCache::new(Duration::from_secs(
-                    settings.server.token_cache_secs,
-                ))),
+                tokens: Arc::new(crate::services::tokens::TokenCache::new(
+                    Duration::from_secs(settings.server.token_cache_secs),
+                )),
                 settings: Arc::new(settings),
             },
         })
@@ -180,7 +155,7 @@ impl Application {
 
     /// Serves until SIGINT or SIGTERM.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
+        self.run_until(shutdown::shutdown_signal()).await
     }
 
     /// Serves until `signal` completes, then stops accepting connections and lets in-flight
@@ -193,9 +168,9 @@ impl Application {
         let store = self.state.store.clone();
         let rejections = self.state.rejections.clone();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut jobs = background_jobs(&self.state);
+        let mut jobs = jobs::background_jobs(&self.state);
         if let Some(listener) = self.metrics_listener {
-            let metrics = crate::http::metrics::separate_router(self.state.clone());
+            let metrics = crate::http::routes::metrics::separate_router(self.state.clone());
             jobs.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, metrics).await {
                     tracing::error!(error = %e, "the metrics listener failed");
@@ -218,7 +193,7 @@ impl Application {
                     .await
                     .map_err(anyhow::Error::from),
                 Some(tls) => {
-                    crate::tls::serve(listener, tls, app, signal).await;
+                    crate::http::tls::serve(listener, tls, app, signal).await;
                     Ok(())
                 }
             }
@@ -245,74 +220,13 @@ impl Application {
     }
 }
 
-/// How often refused-request counts go from memory to the store.
-const REJECTION_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Flushes the refused-request counts every few seconds. With AWS configured also: retry pending revocation pushes, and sync registered CAs when
-/// `aws.sync_interval_secs` is set. Each round is bounded; errors are logged and retried.
-fn background_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut jobs = Vec::new();
-    let s = state.clone();
-    jobs.push(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REJECTION_FLUSH_INTERVAL);
-        loop {
-            tick.tick().await;
-            if let Err(e) = s.rejections.flush(&s.store).await {
-                tracing::warn!(error = %e, "rejection counts not flushed; retrying");
-            }
-        }
-    }));
-    if state.iot.is_none() {
-        return jobs;
-    }
-    let retry = Duration::from_secs(state.settings.aws.revocation_retry_secs);
-    let s = state.clone();
-    jobs.push(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(retry);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            if let Err(e) = s.provisioning().push_revocations(None, None, 500).await {
-                tracing::warn!(error = %e, "revocation retry round failed");
-            }
-        }
-    }));
-    let every = state.settings.aws.sync_interval_secs;
-    if every > 0 {
-        let s = state.clone();
-        jobs.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(every));
-            loop {
-                tick.tick().await;
-                let registrations = match s.store.list_aws_registrations().await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "periodic AWS sync: store unavailable");
-                        continue;
-                    }
-                };
-                for reg in registrations {
-                    let actor = crate::provisioning::Actor {
-                        name: "system:sync",
-                        request_id: None,
-                    };
-                    if let Err(e) = s.provisioning().sync(&reg.ca_id, actor).await {
-                        tracing::warn!(ca_id = %reg.ca_id, error = %e, "periodic AWS sync failed");
-                    }
-                }
-            }
-        }));
-    }
-    jobs
-}
-
 /// The issuing CA, created on first start when configured (the development default).
 async fn ensure_issuing_ca(
     settings: &Settings,
     store: &Store,
 ) -> anyhow::Result<crate::ca::CertificateAuthority> {
-    let authorities = Authorities::new(store, settings);
-    if let Some(ca) = authorities.load_issuing().await? {
+    let ca_admin = CaAdmin::new(store, settings);
+    if let Some(ca) = ca_admin.load_issuing().await? {
         return Ok(ca);
     }
     if !settings.ca.create_on_first_start {
@@ -321,7 +235,7 @@ async fn ensure_issuing_ca(
              `factory-ca ca import --cert F --key F` (or set ca.create_on_first_start = true)"
         );
     }
-    let (record, ca) = authorities
+    let (record, ca) = ca_admin
         .create(
             settings.ca.algorithm,
             &settings.ca.subject,
@@ -340,25 +254,4 @@ async fn ensure_issuing_ca(
          for production, create or import the CA on purpose"
     );
     Ok(ca)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }

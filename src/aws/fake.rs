@@ -1,5 +1,5 @@
 //! An in-memory AWS IoT that enforces the rules of the real one that matter to us (see
-//! `JITP.md`), for fast tests of everything the moto emulator does not check: CA:TRUE, a
+//! `docs/jitp.md`), for fast tests of everything the moto emulator does not check: CA:TRUE, a
 //! verification certificate whose CN is the registration code and that the CA signed,
 //! SNI_ONLY without a verification certificate, deletion only when INACTIVE,
 //! ResourceAlreadyExists, at most 10 CAs per subject, and templates that only use the

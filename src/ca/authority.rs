@@ -105,7 +105,7 @@ pub struct CaSubject {
 /// A CA private key as unencrypted PKCS#8 DER (RFC 5958), the one form in which keys leave
 /// this module, whatever form they were imported in. Its `Debug` never shows the key, and its
 /// bytes are zeroed when it is dropped. Encrypting it for storage is the key store's business
-/// (`crate::keystore`), not the CA's.
+/// (`crate::keys`), not the CA's.
 pub struct SecretKey(Zeroizing<Vec<u8>>);
 
 impl SecretKey {

@@ -28,7 +28,7 @@ pub enum CsrError {
     UnsupportedKey(String),
 }
 
-/// The device key types AWS IoT accepts (JITP.md, "Supported device keys").
+/// The device key types AWS IoT accepts (docs/jitp.md, "Supported device keys").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKey {
     Rsa { bits: usize },

@@ -16,7 +16,7 @@ pub use profile::DeviceProfile;
 use sha2::{Digest, Sha256};
 
 /// Lowercase hex SHA-256 of `bytes`. Of a certificate's DER this is the id AWS IoT gives the
-/// certificate (see `JITP.md`); of a SubjectPublicKeyInfo, a stable key fingerprint.
+/// certificate (see `docs/jitp.md`); of a SubjectPublicKeyInfo, a stable key fingerprint.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -9,15 +9,16 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::authorities::AuthorityError;
+use super::error_code::ErrorCode;
 use crate::ca::{CaError, CsrError, PolicyViolation};
-use crate::issuance::IssuanceError;
+use crate::provisioning::ProvisioningError;
+use crate::services::ca_admin::CaAdminError;
+use crate::services::issuance::IssuanceError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Logged, never sent.
     internal: Option<String>,
@@ -39,14 +40,19 @@ struct Problem<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `code` (which fixes the status) and a message that says what to fix.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             internal: None,
             retry_after: None,
         }
+    }
+
+    /// The HTTP status of this error's code.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// Sets the Retry-After header, in whole seconds (at least 1).
@@ -55,30 +61,16 @@ impl ApiError {
         self
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
-    }
-
     pub fn unauthorized() -> Self {
         Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "send a valid, unrevoked API token as 'Authorization: Bearer <token>'",
         )
     }
 
     pub fn forbidden(needed: &str) -> Self {
         Self::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("this token's role may not do this; it needs the {needed} role"),
         )
     }
@@ -86,51 +78,62 @@ impl ApiError {
     /// A 500 whose cause is logged and not shown.
     pub fn internal(cause: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal_error",
-            message: "an internal error occurred; it has been logged".into(),
             internal: Some(cause.into()),
-            retry_after: None,
+            ..Self::new(
+                ErrorCode::InternalError,
+                "an internal error occurred; it has been logged",
+            )
         }
     }
 
     pub fn store_unavailable(cause: &StoreError) -> Self {
         Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "store_unavailable",
-            message: "the certificate ledger is unavailable; nothing was issued, retry later"
-                .into(),
             internal: Some(cause.to_string()),
-            retry_after: None,
+            ..Self::new(
+                ErrorCode::StoreUnavailable,
+                "the certificate ledger is unavailable; nothing was issued, retry later",
+            )
         }
+    }
+}
+
+impl ApiError {
+    fn problem(&self, request_id: Option<String>) -> Problem<'_> {
+        Problem {
+            kind: format!("urn:factory-ca:error:{}", self.code),
+            title: self.status().canonical_reason().unwrap_or("Error"),
+            status: self.code.status_u16(),
+            detail: &self.message,
+            code: self.code.as_str(),
+            request_id,
+        }
+    }
+
+    /// The problem+json body alone, for answers written outside axum (the TLS port's answer to
+    /// plain HTTP).
+    pub fn problem_json(&self) -> String {
+        serde_json::to_string(&self.problem(None)).expect("a problem serializes")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(cause) = &self.internal {
-            tracing::error!(code = self.code, status = self.status.as_u16(), %cause, "request failed");
+            tracing::error!(code = self.code.as_str(), status = self.code.status_u16(), %cause, "request failed");
         }
-        let body = Problem {
-            kind: format!("urn:factory-ca:error:{}", self.code),
-            title: self.status.canonical_reason().unwrap_or("Error"),
-            status: self.status.as_u16(),
-            detail: &self.message,
-            code: self.code,
-            request_id: super::extract::current_request_id(),
-        };
-        let mut response = (self.status, Json(body)).into_response();
+        let body = self.problem(super::extract::current_request_id());
+        let mut response = (self.status(), Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.code == ErrorCode::Unauthorized {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         let retry_after = self
             .retry_after
-            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+            .or((self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -147,9 +150,9 @@ impl From<StoreError> for ApiError {
 impl From<CsrError> for ApiError {
     fn from(e: CsrError) -> Self {
         match e {
-            CsrError::Malformed(m) => ApiError::bad_request("invalid_csr", m),
-            CsrError::SignatureInvalid(m) => ApiError::bad_request("csr_signature_invalid", m),
-            CsrError::UnsupportedKey(m) => ApiError::unprocessable("unsupported_key", m),
+            CsrError::Malformed(m) => ApiError::new(ErrorCode::InvalidCsr, m),
+            CsrError::SignatureInvalid(m) => ApiError::new(ErrorCode::CsrSignatureInvalid, m),
+            CsrError::UnsupportedKey(m) => ApiError::new(ErrorCode::UnsupportedKey, m),
         }
     }
 }
@@ -157,15 +160,15 @@ impl From<CsrError> for ApiError {
 impl From<PolicyViolation> for ApiError {
     fn from(v: PolicyViolation) -> Self {
         let code = match &v {
-            PolicyViolation::MissingCommonName(_) => "missing_common_name",
-            PolicyViolation::InvalidThingName(_) => "invalid_thing_name",
-            PolicyViolation::MissingCountry(_) => "missing_country",
-            PolicyViolation::InvalidCountry(_) => "invalid_country",
-            PolicyViolation::SubjectAttributeNotAllowed(_) => "subject_attribute_not_allowed",
-            PolicyViolation::InvalidSubjectAttribute(_) => "invalid_subject_attribute",
-            PolicyViolation::MissingSubjectAttribute(_) => "missing_subject_attribute",
+            PolicyViolation::MissingCommonName(_) => ErrorCode::MissingCommonName,
+            PolicyViolation::InvalidThingName(_) => ErrorCode::InvalidThingName,
+            PolicyViolation::MissingCountry(_) => ErrorCode::MissingCountry,
+            PolicyViolation::InvalidCountry(_) => ErrorCode::InvalidCountry,
+            PolicyViolation::SubjectAttributeNotAllowed(_) => ErrorCode::SubjectAttributeNotAllowed,
+            PolicyViolation::InvalidSubjectAttribute(_) => ErrorCode::InvalidSubjectAttribute,
+            PolicyViolation::MissingSubjectAttribute(_) => ErrorCode::MissingSubjectAttribute,
         };
-        ApiError::unprocessable(code, v.to_string())
+        ApiError::new(code, v.to_string())
     }
 }
 
@@ -174,39 +177,69 @@ impl From<IssuanceError> for ApiError {
         match e {
             IssuanceError::Csr(e) => e.into(),
             IssuanceError::Policy(v) => v.into(),
-            e @ IssuanceError::ThingAlreadyProvisioned(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                "thing_already_provisioned",
-                e.to_string(),
-            ),
+            e @ IssuanceError::ThingAlreadyProvisioned(_) => {
+                ApiError::new(ErrorCode::ThingAlreadyProvisioned, e.to_string())
+            }
             e @ IssuanceError::IdempotencyKeyReused => {
-                ApiError::unprocessable("idempotency_key_reused", e.to_string())
+                ApiError::new(ErrorCode::IdempotencyKeyReused, e.to_string())
             }
             e @ IssuanceError::InvalidIdempotencyKey => {
-                ApiError::bad_request("invalid_idempotency_key", e.to_string())
+                ApiError::new(ErrorCode::InvalidIdempotencyKey, e.to_string())
             }
-            IssuanceError::CaUnavailable(m) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ca_unavailable", m)
-            }
+            IssuanceError::CaUnavailable(m) => ApiError::new(ErrorCode::CaUnavailable, m),
             IssuanceError::Store(e) => e.into(),
             IssuanceError::Internal(m) => ApiError::internal(m),
         }
     }
 }
 
-impl From<AuthorityError> for ApiError {
-    fn from(e: AuthorityError) -> Self {
+impl From<CaAdminError> for ApiError {
+    fn from(e: CaAdminError) -> Self {
         match e {
-            AuthorityError::Rejected(CaError::Rejected(m)) => {
-                ApiError::unprocessable("ca_rejected", m)
+            CaAdminError::Rejected(CaError::Rejected(m)) => ApiError::new(ErrorCode::CaRejected, m),
+            CaAdminError::Rejected(other) => ApiError::internal(other.to_string()),
+            e @ CaAdminError::AlreadyExists(_) => {
+                ApiError::new(ErrorCode::CaAlreadyExists, e.to_string())
             }
-            AuthorityError::Rejected(other) => ApiError::internal(other.to_string()),
-            e @ AuthorityError::AlreadyExists(_) => {
-                ApiError::new(StatusCode::CONFLICT, "ca_already_exists", e.to_string())
+            e @ CaAdminError::NotFound(_) => ApiError::new(ErrorCode::CaNotFound, e.to_string()),
+            e @ CaAdminError::KeyFile { .. } => ApiError::internal(e.to_string()),
+            CaAdminError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ProvisioningError> for ApiError {
+    fn from(e: ProvisioningError) -> Self {
+        use crate::aws::AwsError;
+        let message = e.to_string();
+        match e {
+            ProvisioningError::NotConfigured => ApiError::new(ErrorCode::AwsNotConfigured, message),
+            ProvisioningError::CaNotFound(_) => ApiError::new(ErrorCode::CaNotFound, message),
+            ProvisioningError::NotRegistered(_) => {
+                ApiError::new(ErrorCode::AwsNotRegistered, message)
             }
-            e @ AuthorityError::NotFound(_) => ApiError::not_found("ca_not_found", e.to_string()),
-            e @ AuthorityError::KeyFile { .. } => ApiError::internal(e.to_string()),
-            AuthorityError::Store(e) => e.into(),
+            ProvisioningError::PreflightFailed(_) => {
+                ApiError::new(ErrorCode::PreflightFailed, message)
+            }
+            ProvisioningError::Template(_) => ApiError::new(ErrorCode::InvalidTemplate, message),
+            ProvisioningError::InvalidRequest(_) => {
+                ApiError::new(ErrorCode::UnprocessableRequest, message)
+            }
+            ProvisioningError::Aws(aws) => match aws {
+                AwsError::AlreadyExists(_) => {
+                    ApiError::new(ErrorCode::AwsResourceAlreadyExists, message)
+                }
+                AwsError::NotFound(_) => ApiError::new(ErrorCode::AwsResourceNotFound, message),
+                AwsError::CertificateValidation(_) => {
+                    ApiError::new(ErrorCode::AwsCertificateValidation, message)
+                }
+                AwsError::InvalidState(_) => ApiError::new(ErrorCode::AwsInvalidState, message),
+                AwsError::InvalidRequest(_) => ApiError::new(ErrorCode::AwsInvalidRequest, message),
+                AwsError::Unauthorized(_) => ApiError::new(ErrorCode::AwsAccessDenied, message),
+                AwsError::Unavailable(_) => ApiError::new(ErrorCode::AwsUnavailable, message),
+            },
+            ProvisioningError::Authority(e) => e.into(),
+            ProvisioningError::Store(e) => e.into(),
         }
     }
 }

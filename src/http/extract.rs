@@ -8,13 +8,17 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::services::tokens::{Principal, Role};
+use crate::store::Timestamp;
 
 /// The caller, authenticated by bearer token (or, without an Authorization header, by a
-/// verified station client certificate, as role station named by its CN: see [`crate::tls`];
+/// verified station client certificate, as role station named by its CN: see [`crate::http::tls`];
 /// else by the dashboard's session cookie: see [`super::dashboard`]). Rejects with 401 when the
 /// token is missing, unknown or revoked.
 pub struct Caller(pub Principal);
@@ -37,17 +41,16 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
             // mTLS: the connection's verified station certificate (a token, when sent, wins).
-            match parts.extensions.get::<crate::tls::ClientIdentity>() {
-                Some(crate::tls::ClientIdentity::Station { common_name }) => {
+            match parts.extensions.get::<crate::http::tls::ClientIdentity>() {
+                Some(crate::http::tls::ClientIdentity::Station { common_name }) => {
                     return Ok(Caller(Principal {
                         name: common_name.clone(),
                         role: Role::Station,
                     }));
                 }
-                Some(crate::tls::ClientIdentity::Unusable { reason }) => {
+                Some(crate::http::tls::ClientIdentity::Unusable { reason }) => {
                     return Err(ApiError::new(
-                        axum::http::StatusCode::UNAUTHORIZED,
-                        "unauthorized",
+                        ErrorCode::Unauthorized,
                         format!(
                             "{reason}; or send an API token as 'Authorization: Bearer <token>'"
                         ),
@@ -57,7 +60,8 @@ impl FromRequestParts<AppState> for Caller {
             }
             // The dashboard's session cookie: GET/HEAD only, always as a viewer.
             let principal =
-                super::dashboard::session_principal(&parts.method, &parts.headers, state).await?;
+                super::routes::dashboard::session_principal(&parts.method, &parts.headers, state)
+                    .await?;
             return Ok(Caller(principal));
         };
         let header = header.to_str().map_err(|_| ApiError::unauthorized())?;
@@ -148,22 +152,20 @@ pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => unsupported_media_type("application/json"),
         JsonRejection::BytesRejection(_) => payload_too_large(),
-        other => ApiError::bad_request("invalid_request", other.body_text()),
+        other => ApiError::new(ErrorCode::InvalidRequest, other.body_text()),
     }
 }
 
 pub fn unsupported_media_type(expected: &str) -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        ErrorCode::UnsupportedMediaType,
         format!("send the body as {expected}"),
     )
 }
 
 pub fn payload_too_large() -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         "the request body is larger than this service accepts (server.body_limit_bytes)",
     )
 }
@@ -187,5 +189,17 @@ where
 }
 
 fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request("invalid_query", rejection.body_text())
+    ApiError::new(ErrorCode::InvalidQuery, rejection.body_text())
+}
+
+/// An RFC 3339 query parameter named `name`.
+pub fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
+    OffsetDateTime::parse(value, &Rfc3339)
+        .map(Timestamp::new)
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("{name} must be an RFC 3339 time such as 2026-11-28T10:00:00Z"),
+            )
+        })
 }

@@ -1,16 +1,11 @@
 //! The HTTP API: thin handlers per audience, the router and its layers.
 
-pub mod admin;
-pub mod cas;
-pub mod dashboard;
 pub mod error;
+pub mod error_code;
 pub mod extract;
-pub mod metrics;
 pub mod openapi;
-pub mod reads;
-pub mod revocation;
-pub mod stations;
-pub mod stats;
+pub mod routes;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +14,7 @@ use tokio::sync::Semaphore;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{StatusCode, header};
-use time::format_description::well_known::Rfc3339;
+use axum::http::header;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -29,8 +23,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::store::Timestamp;
 use error::ApiError;
+use error_code::ErrorCode;
+use routes::{
+    audit, aws, ca, cas, certificates, dashboard, health, metrics, revocation, stats, tokens,
+};
 
 /// Every route of the API, each with its OpenAPI operation: this is the route table and the
 /// source of `/openapi.json` at once, so the two cannot drift apart. Register a route here, and
@@ -39,31 +36,31 @@ use error::ApiError;
 /// `Router` would be served without being documented; `tests/api/openapi.rs` refuses that form.
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(stations::sign, reads::list_certificates))
-        .routes(routes!(reads::export_certificates_csv))
+        .routes(routes!(certificates::sign, certificates::list_certificates))
+        .routes(routes!(certificates::export_certificates_csv))
         .routes(routes!(stats::stats))
         .routes(routes!(metrics::metrics))
-        .routes(routes!(reads::get_certificate))
-        .routes(routes!(reads::issuing_ca))
-        .routes(routes!(reads::issuing_ca_pem))
-        .routes(routes!(admin::create_token, admin::list_tokens))
-        .routes(routes!(admin::revoke_token))
-        .routes(routes!(admin::list_audit))
+        .routes(routes!(certificates::get_certificate))
+        .routes(routes!(ca::issuing_ca))
+        .routes(routes!(ca::issuing_ca_pem))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(cas::list, cas::create))
         .routes(routes!(cas::import))
         .routes(routes!(cas::get))
         .routes(routes!(cas::activate))
-        .routes(routes!(cas::aws_state, cas::change_status, cas::deregister))
-        .routes(routes!(cas::preflight))
-        .routes(routes!(cas::register))
-        .routes(routes!(cas::attach_template))
-        .routes(routes!(cas::preview))
-        .routes(routes!(cas::sync))
-        .routes(routes!(cas::registration_config))
+        .routes(routes!(aws::aws_state, aws::change_status, aws::deregister))
+        .routes(routes!(aws::preflight))
+        .routes(routes!(aws::register))
+        .routes(routes!(aws::attach_template))
+        .routes(routes!(aws::preview))
+        .routes(routes!(aws::sync))
+        .routes(routes!(aws::registration_config))
         .routes(routes!(revocation::revoke_certificate))
         .routes(routes!(revocation::crl))
-        .routes(routes!(reads::healthz))
-        .routes(routes!(reads::readyz))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(dashboard::index))
         .routes(routes!(dashboard::app_js))
@@ -140,8 +137,7 @@ async fn request_deadline(
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => axum::response::IntoResponse::into_response(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the request took longer than this service allows; retry (with the same \
              Idempotency-Key)",
         )),
@@ -163,8 +159,7 @@ async fn shed_load(
         Ok(_permit) => next.run(request).await,
         Err(_) => axum::response::IntoResponse::into_response(
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
+                ErrorCode::Overloaded,
                 "the service is at its concurrency limit (server.max_concurrent_requests); retry shortly",
             )
             .with_retry_after(1),
@@ -173,28 +168,24 @@ async fn shed_load(
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such route; see the README for the API")
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such route; the routes are listed at /openapi.json and in docs/api.md",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not support this method",
     )
-}
-
-/// RFC 3339 text of a ledger time.
-pub fn rfc3339_string(t: Timestamp) -> String {
-    t.get()
-        .format(&Rfc3339)
-        .expect("ledger times format as RFC 3339")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body;
+    use axum::http::StatusCode;
     use axum::routing::get;
     use tokio::sync::{Notify, oneshot};
     use tower::ServiceExt;

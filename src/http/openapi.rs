@@ -2,7 +2,7 @@
 //! the code: the paths and operations from the `#[utoipa::path]` attribute of each handler
 //! registered in [`super::api_routes`] (the route table itself, so a served route is a
 //! documented one), the bodies from the `ToSchema` derives of the request and response types,
-//! and the errors from [`ERROR_CODES`] and [`OPERATION_ERRORS`], which [`document`] turns into
+//! and the errors from [`ErrorCode`] and [`OPERATION_ERRORS`], which [`document`] turns into
 //! `application/problem+json` responses of each operation.
 //!
 //! Roles are stated as the scopes of each operation's security requirement, which OpenAPI 3.1
@@ -17,6 +17,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
+
+use super::error_code::ErrorCode;
 
 /// The parts of the document that no handler states: title, description, tags, and the
 /// schemas no handler names directly.
@@ -49,99 +51,44 @@ pub const SESSION_COOKIE: &str = "session_cookie";
 /// A verified station client certificate, when `[server.tls]` asks for one: role station.
 pub const STATION_CERTIFICATE: &str = "station_certificate";
 
-/// Every error `code` the service can return, with its status. One code may have two statuses
-/// (`invalid_request`: 400 for a malformed body, 422 for a well-formed one that cannot be
-/// carried out). The README's error code table lists the same pairs (a test checks both ways).
-pub const ERROR_CODES: &[(&str, u16)] = &[
-    ("invalid_request", 400),
-    ("invalid_query", 400),
-    ("invalid_csr", 400),
-    ("csr_signature_invalid", 400),
-    ("invalid_idempotency_key", 400),
-    ("https_required", 400),
-    ("unauthorized", 401),
-    ("forbidden", 403),
-    ("not_found", 404),
-    ("certificate_not_found", 404),
-    ("token_not_found", 404),
-    ("ca_not_found", 404),
-    ("aws_resource_not_found", 404),
-    ("method_not_allowed", 405),
-    ("thing_already_provisioned", 409),
-    ("token_name_taken", 409),
-    ("ca_already_exists", 409),
-    ("certificate_already_revoked", 409),
-    ("aws_not_registered", 409),
-    ("aws_resource_already_exists", 409),
-    ("aws_invalid_state", 409),
-    ("payload_too_large", 413),
-    ("unsupported_media_type", 415),
-    ("invalid_request", 422),
-    ("unsupported_key", 422),
-    ("missing_common_name", 422),
-    ("invalid_thing_name", 422),
-    ("missing_country", 422),
-    ("invalid_country", 422),
-    ("subject_attribute_not_allowed", 422),
-    ("invalid_subject_attribute", 422),
-    ("missing_subject_attribute", 422),
-    ("idempotency_key_reused", 422),
-    ("invalid_token_name", 422),
-    ("ca_rejected", 422),
-    ("preflight_failed", 422),
-    ("invalid_template", 422),
-    ("invalid_revocation_reason", 422),
-    ("aws_certificate_validation", 422),
-    ("aws_invalid_request", 422),
-    ("rate_limited", 429),
-    ("internal_error", 500),
-    ("aws_access_denied", 502),
-    ("aws_unavailable", 502),
-    ("store_unavailable", 503),
-    ("ca_unavailable", 503),
-    ("aws_not_configured", 503),
-    ("request_timeout", 503),
-    ("overloaded", 503),
-];
-
 /// Errors of a JSON request body (axum's extractor, the body limit).
-const JSON_BODY: &[(u16, &str)] = &[
-    (400, "invalid_request"),
-    (413, "payload_too_large"),
-    (415, "unsupported_media_type"),
+const JSON_BODY: &[ErrorCode] = &[
+    ErrorCode::InvalidRequest,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::UnsupportedMediaType,
 ];
-const STORE: &[(u16, &str)] = &[(503, "store_unavailable")];
-const CA_NOT_FOUND: &[(u16, &str)] = &[(404, "ca_not_found")];
+const STORE: &[ErrorCode] = &[ErrorCode::StoreUnavailable];
+const CA_NOT_FOUND: &[ErrorCode] = &[ErrorCode::CaNotFound];
 /// Errors of a route that calls AWS IoT (see `ProvisioningError` in `src/http/cas.rs`).
-const AWS_CALL: &[(u16, &str)] = &[
-    (404, "aws_resource_not_found"),
-    (409, "aws_not_registered"),
-    (409, "aws_resource_already_exists"),
-    (409, "aws_invalid_state"),
-    (422, "aws_certificate_validation"),
-    (422, "aws_invalid_request"),
-    (502, "aws_access_denied"),
-    (502, "aws_unavailable"),
-    (503, "aws_not_configured"),
+const AWS_CALL: &[ErrorCode] = &[
+    ErrorCode::AwsResourceNotFound,
+    ErrorCode::AwsNotRegistered,
+    ErrorCode::AwsResourceAlreadyExists,
+    ErrorCode::AwsInvalidState,
+    ErrorCode::AwsCertificateValidation,
+    ErrorCode::AwsInvalidRequest,
+    ErrorCode::AwsAccessDenied,
+    ErrorCode::AwsUnavailable,
+    ErrorCode::AwsNotConfigured,
 ];
 /// The policy and CSR errors of an issuance (`From<CsrError>`, `From<PolicyViolation>`,
 /// `From<IssuanceError>` in `src/http/error.rs`).
-const ISSUANCE: &[(u16, &str)] = &[
-    (400, "invalid_csr"),
-    (400, "csr_signature_invalid"),
-    (400, "invalid_idempotency_key"),
-    (409, "thing_already_provisioned"),
-    (422, "unsupported_key"),
-    (422, "missing_common_name"),
-    (422, "invalid_thing_name"),
-    (422, "missing_country"),
-    (422, "invalid_country"),
-    (422, "subject_attribute_not_allowed"),
-    (422, "invalid_subject_attribute"),
-    (422, "missing_subject_attribute"),
-    (422, "idempotency_key_reused"),
-    (429, "rate_limited"),
-    (503, "ca_unavailable"),
+const ISSUANCE: &[ErrorCode] = &[
+    ErrorCode::InvalidCsr,
+    ErrorCode::CsrSignatureInvalid,
+    ErrorCode::InvalidIdempotencyKey,
+    ErrorCode::ThingAlreadyProvisioned,
+    ErrorCode::UnsupportedKey,
+    ErrorCode::MissingCommonName,
+    ErrorCode::InvalidThingName,
+    ErrorCode::MissingCountry,
+    ErrorCode::InvalidCountry,
+    ErrorCode::SubjectAttributeNotAllowed,
+    ErrorCode::InvalidSubjectAttribute,
+    ErrorCode::MissingSubjectAttribute,
+    ErrorCode::IdempotencyKeyReused,
+    ErrorCode::RateLimited,
+    ErrorCode::CaUnavailable,
 ];
 
 /// The errors each operation can return besides the ones [`document`] adds to all of them
@@ -149,45 +96,45 @@ const ISSUANCE: &[(u16, &str)] = &[
 /// `overloaded` except on the health checks). Keyed by `"METHOD /path"` as in the document; a
 /// test fails when an operation has no entry or an entry names no operation.
 /// `(status, code)` pairs an operation can answer with.
-pub type Errors = &'static [(u16, &'static str)];
+pub type Errors = &'static [ErrorCode];
 
 pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ("POST /v1/certificates", &[JSON_BODY, ISSUANCE, STORE]),
-    ("GET /v1/certificates", &[&[(400, "invalid_query")], STORE]),
+    ("GET /v1/certificates", &[&[ErrorCode::InvalidQuery], STORE]),
     (
         "GET /v1/certificates/export.csv",
-        &[&[(400, "invalid_query")], STORE],
+        &[&[ErrorCode::InvalidQuery], STORE],
     ),
     (
         "GET /v1/certificates/{serial}",
-        &[&[(404, "certificate_not_found")], STORE],
+        &[&[ErrorCode::CertificateNotFound], STORE],
     ),
-    ("GET /v1/stats", &[&[(400, "invalid_query")], STORE]),
+    ("GET /v1/stats", &[&[ErrorCode::InvalidQuery], STORE]),
     ("GET /v1/ca", &[]),
     ("GET /v1/ca.pem", &[]),
     (
         "POST /v1/admin/tokens",
         &[
             JSON_BODY,
-            &[(409, "token_name_taken"), (422, "invalid_token_name")],
+            &[ErrorCode::TokenNameTaken, ErrorCode::InvalidTokenName],
             STORE,
         ],
     ),
     ("GET /v1/admin/tokens", &[STORE]),
     (
         "DELETE /v1/admin/tokens/{name}",
-        &[&[(404, "token_not_found")], STORE],
+        &[&[ErrorCode::TokenNotFound], STORE],
     ),
-    ("GET /v1/admin/audit", &[&[(400, "invalid_query")], STORE]),
+    ("GET /v1/admin/audit", &[&[ErrorCode::InvalidQuery], STORE]),
     ("GET /v1/admin/cas", &[STORE]),
     (
         "POST /v1/admin/cas",
         &[
             JSON_BODY,
             &[
-                (409, "ca_already_exists"),
-                (422, "invalid_request"),
-                (422, "ca_rejected"),
+                ErrorCode::CaAlreadyExists,
+                ErrorCode::UnprocessableRequest,
+                ErrorCode::CaRejected,
             ],
             STORE,
         ],
@@ -197,9 +144,9 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         &[
             JSON_BODY,
             &[
-                (409, "ca_already_exists"),
-                (422, "invalid_request"),
-                (422, "ca_rejected"),
+                ErrorCode::CaAlreadyExists,
+                ErrorCode::UnprocessableRequest,
+                ErrorCode::CaRejected,
             ],
             STORE,
         ],
@@ -207,7 +154,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ("GET /v1/admin/cas/{id}", &[CA_NOT_FOUND, STORE]),
     (
         "POST /v1/admin/cas/{id}/activate",
-        &[CA_NOT_FOUND, &[(422, "ca_rejected")], STORE],
+        &[CA_NOT_FOUND, &[ErrorCode::CaRejected], STORE],
     ),
     (
         "GET /v1/admin/cas/{id}/aws/preflight",
@@ -219,9 +166,9 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
             JSON_BODY,
             CA_NOT_FOUND,
             &[
-                (422, "invalid_request"),
-                (422, "invalid_template"),
-                (422, "preflight_failed"),
+                ErrorCode::UnprocessableRequest,
+                ErrorCode::InvalidTemplate,
+                ErrorCode::PreflightFailed,
             ],
             AWS_CALL,
             STORE,
@@ -236,7 +183,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         &[
             JSON_BODY,
             CA_NOT_FOUND,
-            &[(422, "invalid_request")],
+            &[ErrorCode::UnprocessableRequest],
             AWS_CALL,
             STORE,
         ],
@@ -251,9 +198,9 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
             JSON_BODY,
             CA_NOT_FOUND,
             &[
-                (422, "invalid_request"),
-                (422, "invalid_template"),
-                (422, "preflight_failed"),
+                ErrorCode::UnprocessableRequest,
+                ErrorCode::InvalidTemplate,
+                ErrorCode::PreflightFailed,
             ],
             AWS_CALL,
             STORE,
@@ -264,13 +211,13 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         &[
             JSON_BODY,
             CA_NOT_FOUND,
-            &[(422, "invalid_request"), (422, "invalid_template")],
+            &[ErrorCode::UnprocessableRequest, ErrorCode::InvalidTemplate],
             STORE,
         ],
     ),
     (
         "GET /v1/admin/cas/{id}/aws/registration-config",
-        &[CA_NOT_FOUND, &[(422, "invalid_request")], STORE],
+        &[CA_NOT_FOUND, &[ErrorCode::UnprocessableRequest], STORE],
     ),
     (
         "POST /v1/admin/cas/{id}/aws/sync",
@@ -281,20 +228,20 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         &[
             JSON_BODY,
             &[
-                (404, "certificate_not_found"),
-                (409, "certificate_already_revoked"),
-                (422, "invalid_revocation_reason"),
+                ErrorCode::CertificateNotFound,
+                ErrorCode::CertificateAlreadyRevoked,
+                ErrorCode::InvalidRevocationReason,
             ],
             STORE,
         ],
     ),
     (
         "GET /v1/cas/{id}/crl",
-        &[&[(400, "invalid_query")], CA_NOT_FOUND, STORE],
+        &[&[ErrorCode::InvalidQuery], CA_NOT_FOUND, STORE],
     ),
     ("GET /healthz", &[]),
     ("GET /readyz", &[]),
-    ("GET /metrics", &[&[(404, "not_found")]]),
+    ("GET /metrics", &[&[ErrorCode::NotFound]]),
     ("GET /openapi.json", &[]),
     ("GET /", &[]),
     ("GET /dashboard/app.js", &[]),
@@ -304,12 +251,12 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "POST /v1/session",
         &[
             JSON_BODY,
-            &[(401, "unauthorized"), (403, "forbidden")],
+            &[ErrorCode::Unauthorized, ErrorCode::Forbidden],
             STORE,
         ],
     ),
     ("DELETE /v1/session", &[STORE]),
-    ("GET /v1/session", &[&[(401, "unauthorized")], STORE]),
+    ("GET /v1/session", &[&[ErrorCode::Unauthorized], STORE]),
 ];
 
 /// Paths the load shedder exempts (see `shed_load` in `src/http/mod.rs`).
@@ -350,7 +297,7 @@ fn finish(doc: &mut Value) {
         SESSION_COOKIE: {
             "type": "apiKey",
             "in": "cookie",
-            "name": super::dashboard::SESSION_COOKIE,
+            "name": super::routes::dashboard::SESSION_COOKIE,
             "description": "The dashboard's session (`POST /v1/session`). It authenticates \
                 GET and HEAD requests only, and only for viewer tokens."
         },
@@ -360,12 +307,12 @@ fn finish(doc: &mut Value) {
                 role `station`, named by its CN. An `Authorization` header takes precedence."
         }
     });
-    let mut codes: Vec<&str> = ERROR_CODES.iter().map(|(code, _)| *code).collect();
+    let mut codes: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
     codes.sort_unstable();
     codes.dedup();
     components["schemas"]["Problem"]["properties"]["code"]["enum"] = json!(codes);
 
-    let errors: BTreeMap<&str, Vec<(u16, &str)>> = OPERATION_ERRORS
+    let errors: BTreeMap<&str, Vec<ErrorCode>> = OPERATION_ERRORS
         .iter()
         .map(|(key, groups)| {
             (
@@ -425,21 +372,21 @@ fn bearer_roles(operation: &Value) -> Option<Vec<String>> {
 }
 
 /// The errors every operation shares, from its security requirement and the router's layers.
-fn common_errors(path: &str, operation: &Value) -> Vec<(u16, &'static str)> {
+fn common_errors(path: &str, operation: &Value) -> Vec<ErrorCode> {
     let mut common = Vec::new();
     if let Some(roles) = bearer_roles(operation) {
-        common.push((401, "unauthorized"));
+        common.push(ErrorCode::Unauthorized);
         if !["station", "viewer", "admin"]
             .iter()
             .all(|r| roles.iter().any(|x| x == r))
         {
-            common.push((403, "forbidden"));
+            common.push(ErrorCode::Forbidden);
         }
     }
-    common.push((500, "internal_error"));
-    common.push((503, "request_timeout"));
+    common.push(ErrorCode::InternalError);
+    common.push(ErrorCode::RequestTimeout);
     if !NOT_SHED.contains(&path) {
-        common.push((503, "overloaded"));
+        common.push(ErrorCode::Overloaded);
     }
     common
 }
@@ -476,10 +423,13 @@ fn state_roles(operation: &mut Value) {
 
 /// One `application/problem+json` response per status, naming its codes in the description
 /// and in `x-error-codes`. A response the attribute already wrote keeps its description.
-fn add_error_responses(operation: &mut Value, errors: &[(u16, &str)]) {
+fn add_error_responses(operation: &mut Value, errors: &[ErrorCode]) {
     let mut by_status: BTreeMap<u16, BTreeSet<&str>> = BTreeMap::new();
-    for (status, code) in errors {
-        by_status.entry(*status).or_default().insert(code);
+    for code in errors {
+        by_status
+            .entry(code.status_u16())
+            .or_default()
+            .insert(code.as_str());
     }
     if !operation["responses"].is_object() {
         operation["responses"] = json!({});
@@ -793,8 +743,8 @@ mod tests {
 
     #[test]
     fn mirrors_match_the_serde_form() {
-        use crate::auth::Role;
         use crate::ca::{CaAlgorithm, CaSubject};
+        use crate::services::tokens::Role;
         assert_eq!(
             enum_values::<schemas::Role>(),
             serialized(&[Role::Station, Role::Viewer, Role::Admin])
@@ -900,13 +850,5 @@ mod tests {
             .collect();
         assert_eq!(entries.len(), OPERATION_ERRORS.len(), "duplicate entries");
         assert_eq!(operations, entries);
-        for (key, groups) in OPERATION_ERRORS {
-            for (status, code) in groups.iter().flat_map(|g| g.iter()) {
-                assert!(
-                    ERROR_CODES.contains(&(*code, *status)),
-                    "{key}: {status} {code} is not in ERROR_CODES"
-                );
-            }
-        }
     }
 }

@@ -34,6 +34,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::error::ApiError;
+use super::error_code::ErrorCode;
 use crate::config::{ClientAuth, TlsSettings};
 use crate::store::CaRecord;
 
@@ -60,9 +62,11 @@ impl ClientIdentity {
             return unusable("the client certificate's subject must have exactly one CN");
         };
         match cn.as_str() {
-            Ok(name) if crate::auth::valid_token_name(name) => ClientIdentity::Station {
-                common_name: name.to_owned(),
-            },
+            Ok(name) if crate::services::tokens::valid_token_name(name) => {
+                ClientIdentity::Station {
+                    common_name: name.to_owned(),
+                }
+            }
             _ => unusable(
                 "the client certificate's CN is not a station name (1 to 64 characters of \
                  a-z, A-Z, 0-9, '.', '_' and '-')",
@@ -304,7 +308,7 @@ fn read_private_key(
     path: &Path,
     allow_insecure: bool,
 ) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
-    let text = crate::authorities::read_owner_only_key_file(
+    let text = crate::services::ca_admin::read_owner_only_key_file(
         path,
         "TLS server key",
         "server.tls.allow_insecure_key_permissions",
@@ -535,10 +539,6 @@ async fn handshake(
     acceptor.accept(tcp).await.map(Some)
 }
 
-const HTTPS_REQUIRED_BODY: &str = "{\"type\":\"urn:factory-ca:error:https_required\",\
-\"title\":\"Bad Request\",\"status\":400,\"detail\":\"this port speaks HTTPS: use https:// \
-(TLS), not http://\",\"code\":\"https_required\"}";
-
 /// Answers a plain HTTP request on the HTTPS port with 400 `https_required` and closes. The
 /// request head is read first and the rest drained after (both bounded, and the caller bounds
 /// the time), so that closing does not reset the connection before the client reads the answer.
@@ -552,10 +552,15 @@ async fn answer_plain_http(mut tcp: TcpStream) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
+    let body = ApiError::new(
+        ErrorCode::HttpsRequired,
+        "this port speaks HTTPS: use https:// (TLS), not http://",
+    )
+    .problem_json();
     let response = format!(
         "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{HTTPS_REQUIRED_BODY}",
-        HTTPS_REQUIRED_BODY.len()
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
     );
     if tcp.write_all(response.as_bytes()).await.is_err() || tcp.shutdown().await.is_err() {
         return;

@@ -12,7 +12,7 @@
 //! the `pkcs8`/`pkcs5` crates; the KDF, the cipher and the random bytes from aws-lc-rs, the
 //! library that already signs.
 //!
-//! Nothing here writes files or logs; [`crate::authorities`] owns the key files.
+//! Nothing here writes files or logs; [`crate::services::ca_admin`] owns the key files.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -123,7 +123,7 @@ impl PassphraseSource {
                 Passphrase::new(value, &self.describe())
             }
             PassphraseSource::File(path) => {
-                let text = crate::authorities::read_owner_only_key_file(
+                let text = crate::services::ca_admin::read_owner_only_key_file(
                     path,
                     "CA key passphrase",
                     "ca.allow_insecure_key_permissions",

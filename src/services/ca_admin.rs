@@ -1,7 +1,7 @@
 //! CA lifecycle: create or import a CA, keep its key in an owner-only file under the data
 //! directory, record it in the store, choose the issuing CA, and load it at startup.
 //!
-//! Key files hold PKCS#8 PEM: encrypted (`ENCRYPTED PRIVATE KEY`, see [`crate::keystore`])
+//! Key files hold PKCS#8 PEM: encrypted (`ENCRYPTED PRIVATE KEY`, see [`crate::keys`])
 //! when a passphrase is configured (`ca.key_passphrase_env` or `ca.key_passphrase_file`),
 //! otherwise unencrypted. Both forms load, so a deployment can turn encryption on and then
 //! encrypt its existing keys with `factory-ca ca encrypt-keys`.
@@ -20,11 +20,11 @@ use zeroize::Zeroizing;
 
 use crate::ca::authority::SecretKey;
 use crate::ca::{CaAlgorithm, CaError, CaSubject, CertificateAuthority};
-use crate::keystore::{self, KeystoreError, Passphrase, PassphraseSource};
+use crate::keys::{self, KeystoreError, Passphrase, PassphraseSource};
 use crate::store::{AuditEntry, CaRecord, Store, StoreError, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
-pub enum AuthorityError {
+pub enum CaAdminError {
     #[error(transparent)]
     Rejected(#[from] CaError),
     #[error("this CA is already known as {0}")]
@@ -44,7 +44,7 @@ pub struct Actor<'a> {
     pub request_id: Option<&'a str>,
 }
 
-pub struct Authorities<'a> {
+pub struct CaAdmin<'a> {
     pub store: &'a Store,
     pub data_dir: &'a Path,
     /// Load key files that group or others can read (`ca.allow_insecure_key_permissions`).
@@ -54,7 +54,7 @@ pub struct Authorities<'a> {
     pub key_passphrase: Option<PassphraseSource>,
 }
 
-impl<'a> Authorities<'a> {
+impl<'a> CaAdmin<'a> {
     pub fn new(store: &'a Store, settings: &'a crate::config::Settings) -> Self {
         Self {
             store,
@@ -76,7 +76,7 @@ pub enum KeyFileOutcome {
     Failed(String),
 }
 
-impl Authorities<'_> {
+impl CaAdmin<'_> {
     /// Generates a CA. It becomes the issuing CA when `activate` is set or when there is none.
     pub async fn create(
         &self,
@@ -85,7 +85,7 @@ impl Authorities<'_> {
         validity_days: i64,
         activate: bool,
         actor: Actor<'_>,
-    ) -> Result<(CaRecord, CertificateAuthority), AuthorityError> {
+    ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
         let now = OffsetDateTime::now_utc();
         let result =
             CertificateAuthority::generate(algorithm, subject, Duration::days(validity_days), now);
@@ -104,9 +104,9 @@ impl Authorities<'_> {
         key_passphrase: Option<Passphrase>,
         activate: bool,
         actor: Actor<'_>,
-    ) -> Result<(CaRecord, CertificateAuthority), AuthorityError> {
+    ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
         let now = OffsetDateTime::now_utc();
-        let result = if keystore::is_encrypted(key_pem) {
+        let result = if keys::is_encrypted(key_pem) {
             match decrypt_import_key(key_pem, key_passphrase).await {
                 Ok(key) => CertificateAuthority::import_key(certificate_pem, key, now),
                 Err(e) => Err(e),
@@ -124,7 +124,7 @@ impl Authorities<'_> {
         &self,
         id: &str,
         actor: Actor<'_>,
-    ) -> Result<CertificateAuthority, AuthorityError> {
+    ) -> Result<CertificateAuthority, CaAdminError> {
         let ca = self.load_by_id(id).await?;
         self.store.set_issuing_ca(id).await?;
         self.audit("ca.activate", Some(id), true, None, actor)
@@ -133,7 +133,7 @@ impl Authorities<'_> {
     }
 
     /// Loads the issuing CA with its key, if the store has one.
-    pub async fn load_issuing(&self) -> Result<Option<CertificateAuthority>, AuthorityError> {
+    pub async fn load_issuing(&self) -> Result<Option<CertificateAuthority>, CaAdminError> {
         match self.store.issuing_ca().await? {
             Some(record) => Ok(Some(self.load(&record).await?)),
             None => Ok(None),
@@ -142,12 +142,12 @@ impl Authorities<'_> {
 
     /// Loads any CA the store knows, with its key: issuing or not, expired or not (each CA
     /// signs the CRL of the certificates it issued).
-    pub async fn load_by_id(&self, id: &str) -> Result<CertificateAuthority, AuthorityError> {
+    pub async fn load_by_id(&self, id: &str) -> Result<CertificateAuthority, CaAdminError> {
         let record = self
             .store
             .get_ca(id)
             .await?
-            .ok_or_else(|| AuthorityError::NotFound(id.to_owned()))?;
+            .ok_or_else(|| CaAdminError::NotFound(id.to_owned()))?;
         self.load(&record).await
     }
 
@@ -158,9 +158,9 @@ impl Authorities<'_> {
     pub async fn encrypt_key_files(
         &self,
         actor: Actor<'_>,
-    ) -> Result<Vec<(String, KeyFileOutcome)>, AuthorityError> {
+    ) -> Result<Vec<(String, KeyFileOutcome)>, CaAdminError> {
         let Some(source) = &self.key_passphrase else {
-            return Err(AuthorityError::KeyFile {
+            return Err(CaAdminError::KeyFile {
                 path: self.data_dir.join("keys"),
                 message: "no passphrase is configured: set ca.key_passphrase_env or \
                           ca.key_passphrase_file first"
@@ -188,10 +188,10 @@ impl Authorities<'_> {
         record: &CaRecord,
         path: &Path,
         source: &PassphraseSource,
-    ) -> Result<KeyFileOutcome, AuthorityError> {
+    ) -> Result<KeyFileOutcome, CaAdminError> {
         let passphrase = self.read_passphrase(source, path)?;
         let text = Zeroizing::new(read_key_file(path, self.allow_insecure_key_permissions)?);
-        if keystore::is_encrypted(&text) {
+        if keys::is_encrypted(&text) {
             decrypt_key_file(path, text, passphrase, source).await?;
             return Ok(KeyFileOutcome::AlreadyEncrypted);
         }
@@ -199,7 +199,7 @@ impl Authorities<'_> {
         // The key must be this CA's before it is rewritten.
         CertificateAuthority::load_key(&record.certificate_pem, &key)?;
         let (encrypted, passphrase) = spawn_crypto(path, move || {
-            keystore::encrypt(&key, &passphrase).map(|pem| (pem, passphrase))
+            keys::encrypt(&key, &passphrase).map(|pem| (pem, passphrase))
         })
         .await?;
         let readback =
@@ -209,7 +209,7 @@ impl Authorities<'_> {
         Ok(KeyFileOutcome::Encrypted)
     }
 
-    async fn load(&self, record: &CaRecord) -> Result<CertificateAuthority, AuthorityError> {
+    async fn load(&self, record: &CaRecord) -> Result<CertificateAuthority, CaAdminError> {
         let path = self.data_dir.join(&record.key_file);
         let text = Zeroizing::new(read_key_file(&path, self.allow_insecure_key_permissions)?);
         // Read the passphrase even for an unencrypted key, so that a passphrase that cannot be
@@ -219,7 +219,7 @@ impl Authorities<'_> {
             None => None,
         };
         let key = match passphrase {
-            _ if !keystore::is_encrypted(&text) => {
+            _ if !keys::is_encrypted(&text) => {
                 if passphrase.is_some() {
                     warn_unencrypted_once(&path);
                 }
@@ -229,7 +229,7 @@ impl Authorities<'_> {
                 cached_decrypt_key_file(&path, text, passphrase, source).await?
             }
             None => {
-                return Err(AuthorityError::KeyFile {
+                return Err(CaAdminError::KeyFile {
                     path,
                     message: "the key is encrypted (ENCRYPTED PRIVATE KEY) and no passphrase \
                               is configured; set ca.key_passphrase_env or ca.key_passphrase_file \
@@ -248,10 +248,10 @@ impl Authorities<'_> {
         &self,
         source: &PassphraseSource,
         key_path: &Path,
-    ) -> Result<Passphrase, AuthorityError> {
+    ) -> Result<Passphrase, CaAdminError> {
         source
             .read(self.allow_insecure_key_permissions)
-            .map_err(|e| AuthorityError::KeyFile {
+            .map_err(|e| CaAdminError::KeyFile {
                 path: key_path.to_path_buf(),
                 message: e.to_string(),
             })
@@ -262,12 +262,12 @@ impl Authorities<'_> {
         &self,
         key: SecretKey,
         path: &Path,
-    ) -> Result<Zeroizing<String>, AuthorityError> {
+    ) -> Result<Zeroizing<String>, CaAdminError> {
         match &self.key_passphrase {
             None => Ok(key.to_pem()),
             Some(source) => {
                 let passphrase = self.read_passphrase(source, path)?;
-                let pem = spawn_crypto(path, move || keystore::encrypt(&key, &passphrase)).await?;
+                let pem = spawn_crypto(path, move || keys::encrypt(&key, &passphrase)).await?;
                 Ok(Zeroizing::new(pem))
             }
         }
@@ -281,11 +281,11 @@ impl Authorities<'_> {
         activate: bool,
         action: &str,
         actor: Actor<'_>,
-    ) -> Result<(CaRecord, CertificateAuthority), AuthorityError> {
+    ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
         if let Some(existing) = self.store.get_ca(ca.id()).await? {
             self.audit(action, Some(ca.id()), false, Some("already exists"), actor)
                 .await?;
-            return Err(AuthorityError::AlreadyExists(existing.id));
+            return Err(CaAdminError::AlreadyExists(existing.id));
         }
         let is_issuing = activate || self.store.issuing_ca().await?.is_none();
         let key_file = PathBuf::from("keys").join(format!("{}.key.pem", ca.id()));
@@ -310,7 +310,7 @@ impl Authorities<'_> {
             Ok(true) => {}
             Ok(false) => {
                 let _ = std::fs::remove_file(self.data_dir.join(&key_file));
-                return Err(AuthorityError::AlreadyExists(record.id));
+                return Err(CaAdminError::AlreadyExists(record.id));
             }
             Err(e) => {
                 let _ = std::fs::remove_file(self.data_dir.join(&key_file));
@@ -333,7 +333,7 @@ impl Authorities<'_> {
         action: &str,
         target: Option<&str>,
         actor: Actor<'_>,
-    ) -> Result<T, AuthorityError> {
+    ) -> Result<T, CaAdminError> {
         match result {
             Ok(v) => Ok(v),
             Err(e) => {
@@ -380,7 +380,7 @@ async fn decrypt_import_key(
         ));
     };
     let text = Zeroizing::new(key_pem.to_owned());
-    let result = tokio::task::spawn_blocking(move || keystore::decrypt(&text, &passphrase))
+    let result = tokio::task::spawn_blocking(move || keys::decrypt(&text, &passphrase))
         .await
         .map_err(|e| CaError::Crypto(format!("key decryption task: {e}")))?;
     result.map_err(|e| match e {
@@ -398,8 +398,8 @@ async fn decrypt_import_key(
 async fn spawn_crypto<T: Send + 'static>(
     path: &Path,
     work: impl FnOnce() -> Result<T, KeystoreError> + Send + 'static,
-) -> Result<T, AuthorityError> {
-    let err = |message: String| AuthorityError::KeyFile {
+) -> Result<T, CaAdminError> {
+    let err = |message: String| CaAdminError::KeyFile {
         path: path.to_path_buf(),
         message,
     };
@@ -415,14 +415,14 @@ async fn decrypt_key_file(
     text: Zeroizing<String>,
     passphrase: Passphrase,
     source: &PassphraseSource,
-) -> Result<SecretKey, AuthorityError> {
-    let result = tokio::task::spawn_blocking(move || keystore::decrypt(&text, &passphrase))
+) -> Result<SecretKey, CaAdminError> {
+    let result = tokio::task::spawn_blocking(move || keys::decrypt(&text, &passphrase))
         .await
-        .map_err(|e| AuthorityError::KeyFile {
+        .map_err(|e| CaAdminError::KeyFile {
             path: path.to_path_buf(),
             message: format!("key decryption task: {e}"),
         })?;
-    result.map_err(|e| AuthorityError::KeyFile {
+    result.map_err(|e| CaAdminError::KeyFile {
         path: path.to_path_buf(),
         message: match e {
             KeystoreError::WrongPassphrase => format!(
@@ -448,7 +448,7 @@ async fn cached_decrypt_key_file(
     text: Zeroizing<String>,
     passphrase: Passphrase,
     source: &PassphraseSource,
-) -> Result<SecretKey, AuthorityError> {
+) -> Result<SecretKey, CaAdminError> {
     let mut hasher = Sha256::new();
     hasher.update(passphrase.expose_bytes());
     hasher.update([0u8]);
@@ -486,8 +486,8 @@ fn warn_unencrypted_once(path: &Path) {
 }
 
 /// Writes a key file that only the service's user can read, in a directory only it can list.
-fn write_key_file(path: &Path, text: &str) -> Result<(), AuthorityError> {
-    let err = |message: String| AuthorityError::KeyFile {
+fn write_key_file(path: &Path, text: &str) -> Result<(), CaAdminError> {
+    let err = |message: String| CaAdminError::KeyFile {
         path: path.to_path_buf(),
         message,
     };
@@ -523,8 +523,8 @@ fn write_key_file(path: &Path, text: &str) -> Result<(), AuthorityError> {
 
 /// Replaces a key file atomically: a new owner-only file beside it, synced, renamed over it,
 /// and the directory synced, so a crash leaves the old key or the new one, never half of one.
-fn replace_key_file(path: &Path, text: &str) -> Result<(), AuthorityError> {
-    let err = |message: String| AuthorityError::KeyFile {
+fn replace_key_file(path: &Path, text: &str) -> Result<(), CaAdminError> {
+    let err = |message: String| CaAdminError::KeyFile {
         path: path.to_path_buf(),
         message,
     };
@@ -546,14 +546,14 @@ fn replace_key_file(path: &Path, text: &str) -> Result<(), AuthorityError> {
 
 /// Reads a key file, refusing one that group or others can read: a CA key that other local
 /// users could copy is a compromised CA.
-fn read_key_file(path: &Path, allow_insecure: bool) -> Result<String, AuthorityError> {
+fn read_key_file(path: &Path, allow_insecure: bool) -> Result<String, CaAdminError> {
     read_owner_only_key_file(
         path,
         "CA key",
         "ca.allow_insecure_key_permissions",
         allow_insecure,
     )
-    .map_err(|message| AuthorityError::KeyFile {
+    .map_err(|message| CaAdminError::KeyFile {
         path: path.to_path_buf(),
         message,
     })

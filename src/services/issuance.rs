@@ -253,7 +253,7 @@ impl IssuanceService {
 
     /// Step 4, on the calling task or on tokio's blocking pool.
     ///
-    /// Measured with `scripts/bench.sh` on this 2-core machine (README, Benchmark): for an
+    /// Measured with `scripts/bench.sh` on a 2-core machine (docs/benchmarks.md): for an
     /// RSA-2048 CA (~1 ms per signature here) `spawn_blocking` was no faster than signing inline
     /// (16 connections: 843 and 1001 vs 940 and 977 certificates/s; 64: 1195 and 1176 vs 1189
     /// and 1260; p99 alike) and cost more CPU per certificate for the hop: once the cores are

@@ -1,6 +1,6 @@
 //! Per-station rate limiting: a token bucket per station name, refilled continuously.
 //!
-//! In-process: with several replicas each enforces its own share (documented in the README).
+//! In-process: with several replicas each enforces its own share (docs/operations.md).
 //! Time is passed in, so the buckets are testable without sleeping.
 
 use std::collections::HashMap;

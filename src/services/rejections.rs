@@ -32,7 +32,7 @@ impl RejectionCounter {
     pub fn record(&self, station: Option<&str>, code: &str, ca_id: &str, at: OffsetDateTime) {
         metrics::counter!("factory_ca_rejections_total", "code" => code.to_owned()).increment(1);
         let key = RejectionKey {
-            bucket: hour_of(at),
+            bucket: Timestamp::new(at).hour_start(),
             station: station.unwrap_or_default().to_owned(),
             code: code.to_owned(),
             ca_id: ca_id.to_owned(),
@@ -82,14 +82,6 @@ impl RejectionCounter {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// The start of the UTC hour of `t`.
-pub fn hour_of(t: OffsetDateTime) -> Timestamp {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    Timestamp::new(
-        t.replace_time(time::Time::from_hms(t.hour(), 0, 0).expect("an hour of a day is valid")),
-    )
 }
 
 #[cfg(test)]
@@ -145,6 +137,9 @@ mod tests {
     #[test]
     fn hours_start_on_the_hour_in_utc() {
         let t = datetime!(2026-11-28 19:30:12.5 +09:00);
-        assert_eq!(hour_of(t), Timestamp::new(datetime!(2026-11-28 10:00 UTC)));
+        assert_eq!(
+            Timestamp::new(t).hour_start(),
+            Timestamp::new(datetime!(2026-11-28 10:00 UTC))
+        );
     }
 }

@@ -135,7 +135,7 @@ impl Store {
         }
 
         let sql = rejected_sql;
-        let from_hour = crate::rejections::hour_of(from.get());
+        let from_hour = from.hour_start();
         let rows: Vec<(Option<String>, String, i64)> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(from_hour)
             .bind(to)
@@ -171,7 +171,7 @@ impl Store {
         if grouping == StatsGrouping::Status {
             issued_binds.push(Bind::Time(now));
         }
-        let from_hour = crate::rejections::hour_of(from.get());
+        let from_hour = from.hour_start();
         Ok(vec![
             self.explain(&issued, &issued_binds).await?,
             self.explain(&revoked, &[Bind::Time(from), Bind::Time(to)])

@@ -39,6 +39,25 @@ impl Timestamp {
         self.0
     }
 
+    /// RFC 3339 text, as the API and the CLI show times (`2026-11-28T10:21:49.123456Z`; no
+    /// fraction when it is zero).
+    pub fn rfc3339(self) -> String {
+        self.0
+            .format(&Rfc3339)
+            .expect("a UTC instant formats as RFC 3339")
+    }
+
+    /// The start of the UTC hour this instant falls in: the bucket of the hourly counters.
+    pub fn hour_start(self) -> Timestamp {
+        Timestamp(
+            self.0
+                .replace_minute(0)
+                .and_then(|t| t.replace_second(0))
+                .and_then(|t| t.replace_nanosecond(0))
+                .expect("zero minutes, seconds and nanoseconds are valid"),
+        )
+    }
+
     fn to_fixed_text(self) -> String {
         let format = format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"

@@ -2,7 +2,7 @@
 
 use crate::helpers::*;
 use crate::on_both_backends;
-use factory_ca::auth::Role;
+use factory_ca::services::tokens::Role;
 use reqwest::{Method, StatusCode};
 
 on_both_backends!(
@@ -32,7 +32,7 @@ const CALLERS: [Caller; 6] = [
 async fn every_route_answers_each_caller_as_documented(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let revoked = new_token(&app.store, "gone", Role::Station).await;
-    factory_ca::auth::revoke_token(&app.store, "gone", "test", None)
+    factory_ca::services::tokens::revoke_token(&app.store, "gone", "test", None)
         .await
         .unwrap();
     let unknown = format!("fca_{}", "A".repeat(43));
@@ -108,7 +108,9 @@ async fn every_route_answers_each_caller_as_documented(backend: Backend) {
             n += 1;
             if *path == "/v1/admin/tokens/victim" {
                 // Something to revoke on every attempt.
-                let _ = factory_ca::auth::revoke_token(&app.store, "victim", "test", None).await;
+                let _ =
+                    factory_ca::services::tokens::revoke_token(&app.store, "victim", "test", None)
+                        .await;
                 new_token(&app.store, "victim", Role::Viewer).await;
             }
             let mut request = app.client.request(method.clone(), app.url(path));
@@ -195,7 +197,7 @@ async fn token_admin_api_shows_secret_once(backend: Backend) {
         .unwrap();
     assert!(list.contains("line-9"));
     assert!(!list.contains(&secret));
-    assert!(!list.contains(&factory_ca::auth::token_hash(&secret)));
+    assert!(!list.contains(&factory_ca::services::tokens::token_hash(&secret)));
 
     // Names are unique among live tokens.
     let dup = app

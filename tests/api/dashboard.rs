@@ -621,7 +621,7 @@ async fn dashboard_in_headless_chromium_matches_the_ledger_and_searches_thing_na
     let station_2 = new_token(
         &app.store,
         "line-2-station",
-        factory_ca::auth::Role::Station,
+        factory_ca::services::tokens::Role::Station,
     )
     .await;
     let issued = [

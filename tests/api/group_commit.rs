@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use factory_ca::auth::Role;
 use factory_ca::ca::IssuedCertificate;
+use factory_ca::services::tokens::Role;
 use factory_ca::store::ledger_writer::{GroupCommitConfig, LedgerWriter};
 use factory_ca::store::{NewIssuance, RecordOutcome, Store, Timestamp};
 use reqwest::StatusCode;

@@ -7,9 +7,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use factory_ca::app::Application;
-use factory_ca::auth::{self, Role};
 use factory_ca::aws::IotRegistry;
 use factory_ca::config::{Secret, Settings};
+use factory_ca::services::tokens::{self, Role};
 use factory_ca::store::Store;
 use sqlx::Connection;
 use tempfile::TempDir;
@@ -259,7 +259,7 @@ impl Drop for TestApp {
 }
 
 pub async fn new_token(store: &Store, name: &str, role: Role) -> String {
-    auth::create_token(store, name, role, "test", None)
+    tokens::create_token(store, name, role, "test", None)
         .await
         .expect("token created")
         .expose()

@@ -1,7 +1,7 @@
 //! Overload protection that a station can observe: the per-station rate limit.
 
 use crate::helpers::*;
-use factory_ca::auth::Role;
+use factory_ca::services::tokens::Role;
 use reqwest::StatusCode;
 
 #[tokio::test]

@@ -6,8 +6,8 @@ use std::process::{Command, Output};
 
 use crate::helpers::*;
 use crate::on_both_backends;
-use factory_ca::authorities::{Actor, Authorities};
 use factory_ca::ca::{CaAlgorithm, CaSubject};
+use factory_ca::services::ca_admin::{Actor, CaAdmin};
 use factory_ca::store::Store;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -558,7 +558,7 @@ async fn a_non_issuing_ca_signs_its_own_crl(backend: Backend) {
     let revoked = issue(&app, "Other-1").await;
     revoke(&app, &revoked.serial, "key_compromise").await;
 
-    let authorities = Authorities::new(&app.store, &app.settings);
+    let ca_admin = CaAdmin::new(&app.store, &app.settings);
     let subject = CaSubject {
         common_name: "factory-ca second root".into(),
         country: None,
@@ -571,7 +571,7 @@ async fn a_non_issuing_ca_signs_its_own_crl(backend: Backend) {
         name: "test",
         request_id: None,
     };
-    let (record, _) = authorities
+    let (record, _) = ca_admin
         .create(CaAlgorithm::Rsa2048, &subject, 30, false, actor)
         .await
         .unwrap();

@@ -31,7 +31,7 @@ async fn json_debug_logs_of_a_full_session_on_postgres_hold_no_secret() {
 fn the_leak_search_finds_fragments() {
     let token = "fca_LdOt6He_64J9IGG42f75un5SNdUKrCB5F5QDqu_80GA";
     let secrets = token_secrets("station", token);
-    let hash = factory_ca::auth::token_hash(token);
+    let hash = factory_ca::services::tokens::token_hash(token);
     for leaked in [
         format!("INFO auth: token={token}"),
         "x=6He_64J9IGG42f75un5S y".to_owned(),
@@ -233,7 +233,7 @@ struct Secret {
 }
 
 fn token_secrets(what: &str, token: &str) -> Vec<Secret> {
-    let hash = factory_ca::auth::token_hash(token);
+    let hash = factory_ca::services::tokens::token_hash(token);
     vec![
         Secret {
             what: format!("{what} token"),
@@ -733,7 +733,7 @@ async fn full_session_leaks_nothing(format: LogFormat, backend: Backend) {
             .filter(|_| seen.what.starts_with("create ") && seen.status == StatusCode::CREATED)
             .and_then(|v| v["token"].as_str().map(str::to_owned));
         for token in tokens {
-            let hash = factory_ca::auth::token_hash(token);
+            let hash = factory_ca::services::tokens::token_hash(token);
             let secret = token.trim_start_matches("fca_");
             let leaked = seen.body.contains(&hash)
                 || (seen.body.contains(secret) && returned.as_deref() != Some(token.as_str()));

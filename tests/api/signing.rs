@@ -219,7 +219,12 @@ async fn reusing_an_idempotency_key_with_another_csr_is_refused(backend: Backend
     assert_eq!(app.ledger_count().await, 1);
 
     // Keys are per station: another station may use the same key.
-    let other_station = new_token(&app.store, "station-2", factory_ca::auth::Role::Station).await;
+    let other_station = new_token(
+        &app.store,
+        "station-2",
+        factory_ca::services::tokens::Role::Station,
+    )
+    .await;
     let response = app
         .sign_as(&other_station, &csr("Key-2", "JP").pem, Some("k1"))
         .await;

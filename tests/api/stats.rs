@@ -342,7 +342,7 @@ async fn the_csv_export_streams_every_matching_row_as_rfc_4180(backend: Backend)
             .starts_with("attachment")
     );
     let rows = parse_csv(&response.text().await.unwrap());
-    assert_eq!(rows[0], factory_ca::http::reads::CSV_COLUMNS);
+    assert_eq!(rows[0], factory_ca::http::routes::certificates::CSV_COLUMNS);
     assert_eq!(
         rows.len(),
         1 + 2_346,

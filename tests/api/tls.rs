@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use factory_ca::app::Application;
-use factory_ca::auth::Role;
 use factory_ca::config::{ClientAuth, Settings};
+use factory_ca::services::tokens::Role;
 use factory_ca::store::Store;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,

@@ -27,7 +27,7 @@ async fn issue(app: &TestApp, csr_pem: &str) -> Issued {
     }
 }
 
-/// The exact openssl command of the manual workflow (JITP.md step 8) and of the README.
+/// The exact openssl command of the manual workflow (docs/jitp.md, step 8) and of the README.
 fn openssl_workflow_csr(dir: &Path, thing: &str) -> String {
     run(Command::new("openssl")
         .current_dir(dir)

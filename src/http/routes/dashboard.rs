@@ -13,16 +13,17 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
-use super::extract::{ApiJson, RequestId};
 use crate::app::AppState;
-use crate::auth::{self, Principal, Role};
+use crate::http::error::ApiError;
+use crate::http::error_code::ErrorCode;
+use crate::http::extract::{ApiJson, RequestId};
+use crate::services::tokens::{self, Principal, Role};
 use crate::store::AuditEntry;
 
-const INDEX_HTML: &str = include_str!("../../assets/dashboard/index.html");
-const APP_JS: &str = include_str!("../../assets/dashboard/app.js");
-const APP_CSS: &str = include_str!("../../assets/dashboard/app.css");
-const FAVICON_SVG: &str = include_str!("../../assets/dashboard/favicon.svg");
+const INDEX_HTML: &str = include_str!("../../../assets/dashboard/index.html");
+const APP_JS: &str = include_str!("../../../assets/dashboard/app.js");
+const APP_CSS: &str = include_str!("../../../assets/dashboard/app.css");
+const FAVICON_SVG: &str = include_str!("../../../assets/dashboard/favicon.svg");
 
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "fca_session";
@@ -140,7 +141,7 @@ pub async fn sign_in(
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, ApiError> {
     let token = body.token.trim();
-    let Some(principal) = auth::authenticate(&state.store, token).await? else {
+    let Some(principal) = tokens::authenticate(&state.store, token).await? else {
         // Not audited: there is no actor, and anyone could fill the log.
         tracing::info!("dashboard sign-in refused: unknown or revoked token");
         return Err(ApiError::unauthorized());
@@ -166,8 +167,7 @@ pub async fn sign_in(
         .await?;
     if refused {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "sign in to the dashboard with a viewer token (the browser keeps it in a cookie; \
              station and admin tokens do not belong there)",
         ));
@@ -197,7 +197,7 @@ pub async fn sign_out(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(token) = session_token(&headers)
-        && let Some(principal) = auth::authenticate(&state.store, token).await?
+        && let Some(principal) = tokens::authenticate(&state.store, token).await?
     {
         state
             .store
@@ -253,7 +253,7 @@ pub async fn session_principal(
         return Err(ApiError::unauthorized());
     }
     let token = session_token(headers).ok_or_else(ApiError::unauthorized)?;
-    match auth::authenticate(&state.store, token).await? {
+    match tokens::authenticate(&state.store, token).await? {
         Some(principal) if principal.role == Role::Viewer => Ok(principal),
         _ => Err(ApiError::unauthorized()),
     }

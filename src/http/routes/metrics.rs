@@ -29,8 +29,8 @@ use crate::app::AppState;
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let settings = &state.settings.metrics;
     if !settings.enabled || !settings.listen.is_empty() {
-        return super::error::ApiError::not_found(
-            "not_found",
+        return crate::http::error::ApiError::new(
+            crate::http::error_code::ErrorCode::NotFound,
             "metrics are not served here (metrics.enabled, metrics.listen)",
         )
         .into_response();

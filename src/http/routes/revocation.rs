@@ -7,18 +7,18 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::error::ApiError;
-use super::extract::{self, ApiQuery, Caller, RequestId};
-use super::reads::{self, CertificateView};
-use super::rfc3339_string;
+use super::certificates::{self, CertificateView};
 use crate::app::AppState;
-use crate::auth::Role;
 use crate::ca::{self, authority::RevocationReason};
+use crate::http::error::ApiError;
+use crate::http::error_code::ErrorCode;
+use crate::http::extract::{self, ApiQuery, Caller, RequestId};
+use crate::services::tokens::Role;
 use crate::store::revocation::RevokeOutcome;
 use crate::store::{AuditEntry, Store, StoreError, Timestamp};
 
@@ -70,7 +70,7 @@ pub async fn revoke_certificate(
     let reason = match requested_reason(&headers, body) {
         Ok(reason) => reason,
         Err(e) => {
-            audit(false, format!("refused: {}", e.code)).await?;
+            audit(false, format!("refused: {}", e.code.as_str())).await?;
             return Err(e);
         }
     };
@@ -84,20 +84,19 @@ pub async fn revoke_certificate(
     };
     let refused = match outcome {
         Ok(RevokeOutcome::Revoked) => None,
-        Ok(RevokeOutcome::NotFound) => Some(ApiError::not_found(
-            "certificate_not_found",
+        Ok(RevokeOutcome::NotFound) => Some(ApiError::new(
+            ErrorCode::CertificateNotFound,
             format!("no certificate with serial {serial:?} in the ledger"),
         )),
         Ok(RevokeOutcome::AlreadyRevoked {
             revoked_at,
             reason: original,
         }) => Some(ApiError::new(
-            StatusCode::CONFLICT,
-            "certificate_already_revoked",
+            ErrorCode::CertificateAlreadyRevoked,
             format!(
                 "certificate {serial} was already revoked at {} (reason {}); a revocation is \
                  final and stays as it was",
-                rfc3339_string(revoked_at),
+                revoked_at.rfc3339(),
                 original.as_deref().unwrap_or("unknown"),
             ),
         )),
@@ -115,7 +114,7 @@ pub async fn revoke_certificate(
     if let Some(e) = refused {
         audit(
             false,
-            format!("reason={}; refused: {}", reason.name(), e.code),
+            format!("reason={}; refused: {}", reason.name(), e.code.as_str()),
         )
         .await?;
         return Err(e);
@@ -134,7 +133,7 @@ pub async fn revoke_certificate(
     }
     // The committed row, read back through the same handler as GET /v1/certificates/{serial},
     // so both answer with the same JSON.
-    reads::get_certificate(State(state), caller, Path(serial)).await
+    certificates::get_certificate(State(state), caller, Path(serial)).await
 }
 
 /// The reason of a revocation request: the body is empty, `{}`, or `{"reason": "..."}`.
@@ -156,8 +155,8 @@ fn requested_reason(
     };
     RevocationReason::from_name(&name).ok_or_else(|| {
         let names: Vec<_> = RevocationReason::ALL.iter().map(|r| r.name()).collect();
-        ApiError::unprocessable(
-            "invalid_revocation_reason",
+        ApiError::new(
+            ErrorCode::InvalidRevocationReason,
             format!(
                 "reason {:?} is not one of {} (RFC 5280 section 5.3.1 CRLReason in snake_case; \
                  certificate_hold and remove_from_crl are not supported: a revocation is final)",
@@ -229,7 +228,7 @@ pub struct CrlParams {
     operation_id = "get_crl",
     params(("id" = String, Path, description = "A CA id"), CrlParams),
     responses((status = 200, description = "The CRL, signed now", content(
-        (super::openapi::schemas::Binary = "application/pkix-crl"),
+        (crate::http::openapi::schemas::Binary = "application/pkix-crl"),
         (String = "application/x-pem-file"),
     ))),
     security(())
@@ -243,8 +242,8 @@ pub async fn crl(
         None | Some("der") => false,
         Some("pem") => true,
         Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
                 "format must be der or pem",
             ));
         }
@@ -253,7 +252,7 @@ pub async fn crl(
     let ca = if issuing.id() == id {
         issuing
     } else {
-        Arc::new(state.authorities().load_by_id(&id).await?)
+        Arc::new(state.ca_admin().load_by_id(&id).await?)
     };
     let revoked = state.store.revoked_entries(ca.id()).await?;
     let der = ca
@@ -332,7 +331,7 @@ mod tests {
         for (content_type, body, code) in cases {
             let err =
                 requested_reason(&json_headers(content_type), Ok(Bytes::from(body))).unwrap_err();
-            assert_eq!(err.code, code, "{content_type} {body}");
+            assert_eq!(err.code.as_str(), code, "{content_type} {body}");
         }
     }
 }

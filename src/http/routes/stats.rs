@@ -8,12 +8,12 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use super::error::ApiError;
-use super::extract::{ApiQuery, Caller};
-use super::reads::parse_time;
-use super::rfc3339_string;
 use crate::app::AppState;
-use crate::auth::Role;
+use crate::http::error::ApiError;
+use crate::http::error_code::ErrorCode;
+use crate::http::extract::parse_time;
+use crate::http::extract::{ApiQuery, Caller};
+use crate::services::tokens::Role;
 use crate::store::Timestamp;
 use crate::store::stats::{Counts, StatsGrouping};
 
@@ -91,16 +91,16 @@ pub async fn stats(
         .transpose()?
         .unwrap_or_else(|| Timestamp::new(to.get() - DEFAULT_RANGE));
     if from >= to {
-        return Err(ApiError::bad_request(
-            "invalid_query",
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             "from must be earlier than to",
         ));
     }
     let grouping = match params.group_by.as_deref() {
         None => StatsGrouping::None,
         Some(g) => StatsGrouping::parse(g).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_query",
+            ApiError::new(
+                ErrorCode::InvalidQuery,
                 "group_by must be one of day, hour, country, station, ca, status",
             )
         })?,
@@ -109,8 +109,8 @@ pub async fn stats(
     if let Some(b) = &buckets
         && b.len() as i64 > MAX_BUCKETS
     {
-        return Err(ApiError::bad_request(
-            "invalid_query",
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             format!(
                 "the range holds more than {MAX_BUCKETS} {}s; narrow from/to or group by day",
                 grouping.as_str().unwrap_or_default()
@@ -158,8 +158,8 @@ pub async fn stats(
         }
     };
     Ok(Json(StatsView {
-        from: rfc3339_string(from),
-        to: rfc3339_string(to),
+        from: from.rfc3339(),
+        to: to.rfc3339(),
         group_by: grouping.as_str(),
         totals: counts_view(stats.totals),
         groups,
@@ -195,7 +195,7 @@ fn time_buckets(
     };
     let mut at = match grouping {
         StatsGrouping::Day => from.replace_time(time::Time::MIDNIGHT),
-        _ => crate::rejections::hour_of(from).get(),
+        _ => Timestamp::new(from).hour_start().get(),
     };
     let mut keys = Vec::new();
     while at < to && (keys.len() as i64) <= MAX_BUCKETS {

@@ -1,5 +1,5 @@
-//! Admin endpoints: API tokens and the audit log. Every change is audited (in
-//! [`crate::auth`]), under the admin token's name and the request id.
+//! `/v1/admin/tokens`: create, list and revoke API tokens (admin). Every change is audited (in
+//! [`crate::services::tokens`]) under the admin token's name and the request id.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -7,27 +7,26 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, Caller, RequestId};
-use super::reads::parse_time;
-use super::rfc3339_string;
 use crate::app::AppState;
-use crate::auth::{self, Role, TokenError};
-use crate::store::{AuditFilter, AuditRecord, Timestamp};
+use crate::http::error::ApiError;
+use crate::http::error_code::ErrorCode;
+use crate::http::extract::{ApiJson, Caller, RequestId};
+use crate::services::tokens::{self, Role, TokenError};
+use crate::store::Timestamp;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// 1 to 64 characters of `a-zA-Z0-9._-`, unique among live tokens.
     name: String,
-    #[schema(value_type = super::openapi::schemas::Role)]
+    #[schema(value_type = crate::http::openapi::schemas::Role)]
     role: Role,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     name: String,
-    #[schema(value_type = super::openapi::schemas::Role)]
+    #[schema(value_type = crate::http::openapi::schemas::Role)]
     role: Role,
     /// The secret, shown this once; only its SHA-256 is stored.
     token: String,
@@ -71,7 +70,7 @@ pub async fn create_token(
 ) -> Result<Response, ApiError> {
     let admin = caller.require(&[Role::Admin])?;
     let created_at = Timestamp::now();
-    match auth::create_token(
+    match tokens::create_token(
         &state.store,
         &body.name,
         body.role,
@@ -86,18 +85,16 @@ pub async fn create_token(
                 name: body.name,
                 role: body.role,
                 token: secret.expose().to_owned(),
-                created_at: rfc3339_string(created_at),
+                created_at: created_at.rfc3339(),
             }),
         )
             .into_response()),
         Err(e @ TokenError::InvalidName) => {
-            Err(ApiError::unprocessable("invalid_token_name", e.to_string()))
+            Err(ApiError::new(ErrorCode::InvalidTokenName, e.to_string()))
         }
-        Err(e @ TokenError::NameTaken(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "token_name_taken",
-            e.to_string(),
-        )),
+        Err(e @ TokenError::NameTaken(_)) => {
+            Err(ApiError::new(ErrorCode::TokenNameTaken, e.to_string()))
+        }
         Err(TokenError::Store(e)) => Err(e.into()),
     }
 }
@@ -129,8 +126,8 @@ pub async fn list_tokens(
             },
             name: t.name,
             role: t.role,
-            created_at: rfc3339_string(t.created_at),
-            revoked_at: t.revoked_at.map(rfc3339_string),
+            created_at: t.created_at.rfc3339(),
+            revoked_at: t.revoked_at.map(Timestamp::rfc3339),
         })
         .collect();
     Ok(Json(TokenList { items }))
@@ -162,96 +159,9 @@ pub async fn revoke_token(
     {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(
-            "token_not_found",
+        Err(ApiError::new(
+            ErrorCode::TokenNotFound,
             format!("no live token named {name:?}"),
         ))
     }
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct AuditParams {
-    /// Exactly this actor (a token name, `cli`, `system:first-start`, `system:sync`).
-    actor: Option<String>,
-    /// Exactly this action, e.g. `token.create`, `ca.aws.register`, `certificate.revoke`.
-    action: Option<String>,
-    /// Exactly this target.
-    target: Option<String>,
-    /// `success` or `failure`.
-    outcome: Option<String>,
-    /// RFC 3339; inclusive.
-    since: Option<String>,
-    /// RFC 3339; exclusive.
-    until: Option<String>,
-    /// 1 to 1000, default 100.
-    limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<i64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct AuditPage {
-    items: Vec<AuditRecord>,
-    /// Pass as `cursor` for the next (older) page; null on the last page.
-    next_cursor: Option<i64>,
-}
-
-/// The audit log, newest first
-#[utoipa::path(
-    get,
-    path = "/v1/admin/audit",
-    tag = "tokens",
-    operation_id = "list_audit",
-    params(AuditParams),
-    responses((status = 200, description = "One page of audit records", body = AuditPage)),
-    security(("bearer_token" = ["admin"]))
-)]
-pub async fn list_audit(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(params): ApiQuery<AuditParams>,
-) -> Result<Json<AuditPage>, ApiError> {
-    caller.require(&[Role::Admin])?;
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be between 1 and 1000",
-        ));
-    }
-    if let Some(outcome) = &params.outcome
-        && !matches!(outcome.as_str(), "success" | "failure")
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "outcome must be success or failure",
-        ));
-    }
-    let filter = AuditFilter {
-        since: params
-            .since
-            .as_deref()
-            .map(|t| parse_time("since", t))
-            .transpose()?,
-        until: params
-            .until
-            .as_deref()
-            .map(|t| parse_time("until", t))
-            .transpose()?,
-        actor: params.actor,
-        action: params.action,
-        target: params.target,
-        outcome: params.outcome,
-        before_id: params.cursor,
-    };
-    let mut items = state.store.list_audit(&filter, limit + 1).await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|r| r.id)
-    } else {
-        None
-    };
-    Ok(Json(AuditPage { items, next_cursor }))
 }

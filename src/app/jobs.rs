@@ -1,0 +1,68 @@
+//! Background jobs of a running service: the rejection-count flush, and with AWS configured the
+//! revocation push retry and the periodic sync. Each round is bounded; errors are logged and
+//! retried on the next round.
+
+use std::time::Duration;
+
+use super::AppState;
+
+/// How often refused-request counts go from memory to the store.
+const REJECTION_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Flushes the refused-request counts every few seconds. With AWS configured also: retry pending revocation pushes, and sync registered CAs when
+/// `aws.sync_interval_secs` is set. Each round is bounded; errors are logged and retried.
+pub(super) fn background_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut jobs = Vec::new();
+    let s = state.clone();
+    jobs.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REJECTION_FLUSH_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = s.rejections.flush(&s.store).await {
+                tracing::warn!(error = %e, "rejection counts not flushed; retrying");
+            }
+        }
+    }));
+    if state.iot.is_none() {
+        return jobs;
+    }
+    let retry = Duration::from_secs(state.settings.aws.revocation_retry_secs);
+    let s = state.clone();
+    jobs.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(retry);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = s.provisioning().push_revocations(None, None, 500).await {
+                tracing::warn!(error = %e, "revocation retry round failed");
+            }
+        }
+    }));
+    let every = state.settings.aws.sync_interval_secs;
+    if every > 0 {
+        let s = state.clone();
+        jobs.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            loop {
+                tick.tick().await;
+                let registrations = match s.store.list_aws_registrations().await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "periodic AWS sync: store unavailable");
+                        continue;
+                    }
+                };
+                for reg in registrations {
+                    let actor = crate::provisioning::Actor {
+                        name: "system:sync",
+                        request_id: None,
+                    };
+                    if let Err(e) = s.provisioning().sync(&reg.ca_id, actor).await {
+                        tracing::warn!(ca_id = %reg.ca_id, error = %e, "periodic AWS sync failed");
+                    }
+                }
+            }
+        }));
+    }
+    jobs
+}

@@ -1,0 +1,43 @@
+//! [`AppState`]: every long-lived value of a running service, shared by the handlers and the
+//! background jobs (cloning it clones `Arc`s).
+
+use std::sync::Arc;
+
+use crate::aws::IotRegistry;
+use crate::config::Settings;
+use crate::services::ca_admin::CaAdmin;
+use crate::services::issuance::IssuanceService;
+use crate::services::limits::StationRateLimiter;
+use crate::services::rejections::RejectionCounter;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub issuance: Arc<IssuanceService>,
+    /// AWS IoT, when `aws.enabled`; `None` makes the AWS endpoints answer 503.
+    pub iot: Option<Arc<dyn IotRegistry>>,
+    pub station_limiter: Arc<StationRateLimiter>,
+    /// Refused signing requests not yet added to the store's counters.
+    pub rejections: Arc<RejectionCounter>,
+    /// Live API tokens seen recently (`server.token_cache_secs`).
+    pub tokens: Arc<crate::services::tokens::TokenCache>,
+}
+
+impl AppState {
+    /// The CAs of this service: create, import, activate, load.
+    pub fn ca_admin(&self) -> CaAdmin<'_> {
+        CaAdmin::new(&self.store, &self.settings)
+    }
+
+    /// The AWS IoT administration of this service's CAs.
+    pub fn provisioning(&self) -> crate::provisioning::Provisioning<'_> {
+        crate::provisioning::Provisioning {
+            store: &self.store,
+            registry: self.iot.as_ref(),
+            ca_admin: self.ca_admin(),
+            policy: self.issuance.policy(),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! `factory-ca ca ...`: create, import, list and activate CAs; encrypt their key files.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use zeroize::Zeroizing;
+
+use factory_ca::ca::{CaAlgorithm, CaSubject};
+use factory_ca::config::Settings;
+use factory_ca::keys::PassphraseSource;
+use factory_ca::services::ca_admin::{CaAdmin, KeyFileOutcome};
+use factory_ca::store::CaRecord;
+
+use super::{CLI_ACTOR, open_store};
+
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Generate a new root CA (becomes the issuing CA if there is none, or with --activate).
+    Create(CaCreate),
+    /// Import an existing CA certificate and private key (PEM).
+    Import {
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The private key: PKCS#8, PKCS#1 or SEC1, or encrypted PKCS#8 with a passphrase.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// For an encrypted key: the environment variable holding its passphrase.
+        #[arg(long, value_name = "NAME", conflicts_with = "key_passphrase_file")]
+        key_passphrase_env: Option<String>,
+        /// For an encrypted key: an owner-only file holding its passphrase (one line).
+        #[arg(long, value_name = "FILE")]
+        key_passphrase_file: Option<PathBuf>,
+        /// Make it the issuing CA now (restart running services to pick it up).
+        #[arg(long)]
+        activate: bool,
+    },
+    /// List the CAs in the store.
+    List,
+    /// Make an existing CA the issuing CA (restart running services to pick it up).
+    Activate { id: String },
+    /// Encrypt every unencrypted CA key file in place with the configured passphrase
+    /// (ca.key_passphrase_env or ca.key_passphrase_file).
+    EncryptKeys,
+}
+
+#[derive(Args)]
+pub struct CaCreate {
+    /// ecdsa-p256 (default), ecdsa-p384, rsa-2048, rsa-3072 or rsa-4096.
+    #[arg(long, value_parser = parse_algorithm)]
+    algorithm: Option<CaAlgorithm>,
+    /// Subject CommonName.
+    #[arg(long)]
+    common_name: Option<String>,
+    /// Subject Country (ISO 3166-1 alpha-2).
+    #[arg(long)]
+    country: Option<String>,
+    /// Subject State or Province.
+    #[arg(long)]
+    state: Option<String>,
+    /// Subject Locality.
+    #[arg(long)]
+    locality: Option<String>,
+    /// Subject Organization.
+    #[arg(long)]
+    organization: Option<String>,
+    /// Subject Organizational Unit.
+    #[arg(long)]
+    organizational_unit: Option<String>,
+    /// Validity in days.
+    #[arg(long)]
+    validity_days: Option<i64>,
+    /// Make it the issuing CA now (restart running services to pick it up).
+    #[arg(long)]
+    activate: bool,
+}
+
+fn parse_algorithm(s: &str) -> Result<CaAlgorithm, String> {
+    CaAlgorithm::from_name(s).ok_or_else(|| {
+        format!(
+            "unknown algorithm; use one of {}",
+            CaAlgorithm::NAMES.join(", ")
+        )
+    })
+}
+
+pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let ca_admin = CaAdmin::new(&store, &settings);
+    match command {
+        CaCommand::Create(args) => {
+            let defaults = &settings.ca;
+            let subject = CaSubject {
+                common_name: args
+                    .common_name
+                    .unwrap_or(defaults.subject.common_name.clone()),
+                country: args.country.or(defaults.subject.country.clone()),
+                state: args.state.or(defaults.subject.state.clone()),
+                locality: args.locality.or(defaults.subject.locality.clone()),
+                organization: args.organization.or(defaults.subject.organization.clone()),
+                organizational_unit: args
+                    .organizational_unit
+                    .or(defaults.subject.organizational_unit.clone()),
+            };
+            let (record, _) = ca_admin
+                .create(
+                    args.algorithm.unwrap_or(defaults.algorithm),
+                    &subject,
+                    args.validity_days.unwrap_or(defaults.validity_days),
+                    args.activate,
+                    CLI_ACTOR,
+                )
+                .await?;
+            print_ca(&record);
+        }
+        CaCommand::Import {
+            cert,
+            key,
+            key_passphrase_env,
+            key_passphrase_file,
+            activate,
+        } => {
+            let cert_pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("cannot read {}", cert.display()))?;
+            let key_pem = Zeroizing::new(
+                std::fs::read_to_string(&key)
+                    .with_context(|| format!("cannot read {}", key.display()))?,
+            );
+            // The passphrase of the key being imported, which need not be the one keys are
+            // stored with; never an argument value, which other local users could read.
+            let source = match (key_passphrase_env, key_passphrase_file) {
+                (Some(name), _) => Some(PassphraseSource::Env(name)),
+                (None, Some(path)) => Some(PassphraseSource::File(path)),
+                (None, None) => None,
+            };
+            let key_passphrase = source
+                .map(|s| s.read(settings.ca.allow_insecure_key_permissions))
+                .transpose()?;
+            let (record, _) = ca_admin
+                .import(&cert_pem, &key_pem, key_passphrase, activate, CLI_ACTOR)
+                .await?;
+            print_ca(&record);
+        }
+        CaCommand::List => {
+            for record in store.list_cas().await? {
+                print_ca(&record);
+            }
+        }
+        CaCommand::Activate { id } => {
+            ca_admin.activate(&id, CLI_ACTOR).await?;
+            if let Some(record) = store.get_ca(&id).await? {
+                print_ca(&record);
+            }
+            eprintln!("{id} is now the issuing CA; restart running factory-ca services to use it");
+        }
+        CaCommand::EncryptKeys => {
+            let mut failed = 0;
+            for (id, outcome) in ca_admin.encrypt_key_files(CLI_ACTOR).await? {
+                match outcome {
+                    KeyFileOutcome::Encrypted => println!("{id}\tencrypted"),
+                    KeyFileOutcome::AlreadyEncrypted => println!("{id}\talready encrypted"),
+                    KeyFileOutcome::Failed(message) => {
+                        failed += 1;
+                        println!("{id}\tfailed\t{message}");
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} CA key file(s) could not be encrypted; see above");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_ca(r: &CaRecord) {
+    println!(
+        "{}\t{}\t{}\t{}\tnot_after={}\t{}",
+        r.id,
+        if r.is_issuing { "issuing" } else { "-" },
+        r.key_algorithm,
+        r.source,
+        r.not_after.rfc3339(),
+        r.subject
+    );
+}

@@ -1,0 +1,100 @@
+//! `GET /v1/admin/audit`: the audit log, newest first (admin).
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::http::error::ApiError;
+use crate::http::error_code::ErrorCode;
+use crate::http::extract::parse_time;
+use crate::http::extract::{ApiQuery, Caller};
+use crate::services::tokens::Role;
+use crate::store::{AuditFilter, AuditRecord};
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// Exactly this actor (a token name, `cli`, `system:first-start`, `system:sync`).
+    actor: Option<String>,
+    /// Exactly this action, e.g. `token.create`, `ca.aws.register`, `certificate.revoke`.
+    action: Option<String>,
+    /// Exactly this target.
+    target: Option<String>,
+    /// `success` or `failure`.
+    outcome: Option<String>,
+    /// RFC 3339; inclusive.
+    since: Option<String>,
+    /// RFC 3339; exclusive.
+    until: Option<String>,
+    /// 1 to 1000, default 100.
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    items: Vec<AuditRecord>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    next_cursor: Option<i64>,
+}
+
+/// The audit log, newest first
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    tag = "tokens",
+    operation_id = "list_audit",
+    params(AuditParams),
+    responses((status = 200, description = "One page of audit records", body = AuditPage)),
+    security(("bearer_token" = ["admin"]))
+)]
+pub async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<AuditParams>,
+) -> Result<Json<AuditPage>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "limit must be between 1 and 1000",
+        ));
+    }
+    if let Some(outcome) = &params.outcome
+        && !matches!(outcome.as_str(), "success" | "failure")
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "outcome must be success or failure",
+        ));
+    }
+    let filter = AuditFilter {
+        since: params
+            .since
+            .as_deref()
+            .map(|t| parse_time("since", t))
+            .transpose()?,
+        until: params
+            .until
+            .as_deref()
+            .map(|t| parse_time("until", t))
+            .transpose()?,
+        actor: params.actor,
+        action: params.action,
+        target: params.target,
+        outcome: params.outcome,
+        before_id: params.cursor,
+    };
+    let mut items = state.store.list_audit(&filter, limit + 1).await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(AuditPage { items, next_cursor }))
+}

@@ -1,0 +1,261 @@
+//! `/v1/admin/cas/{id}/aws...`: a CA's AWS IoT registration, its JITP template, and the sync
+//! (admin). Thin: each handler calls [`crate::provisioning`] and shapes the answer.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, Caller, RequestId};
+use crate::provisioning::{
+    PreviewAnswer, PreviewRequest, RegisterRequest, StatusChange, SyncReport, TemplateRequest,
+};
+use crate::services::tokens::Role;
+use crate::store::aws::AwsRegistration;
+
+use super::cas::actor;
+
+/// Check what AWS IoT or JITP would refuse
+///
+/// Reads only the store; works without AWS.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cas/{id}/aws/preflight",
+    tag = "aws",
+    operation_id = "preflight_ca",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 200, description = "Each check and its outcome",
+        body = crate::provisioning::PreflightReport)),
+    security(("bearer_token" = ["admin"]))
+)]
+pub async fn preflight(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let report = state.provisioning().preflight(&id, None).await?;
+    Ok(Json(report).into_response())
+}
+
+/// Register the CA in AWS IoT
+///
+/// With `mode: default`, a verification certificate whose CN is the registration code is sent
+/// along. Idempotent: an already registered CA answers 200 with its stored registration and
+/// the body is ignored. Audited as `ca.aws.register`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cas/{id}/aws/register",
+    tag = "aws",
+    operation_id = "register_ca_in_aws",
+    params(("id" = String, Path, description = "A CA id")),
+    request_body = crate::provisioning::RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = AwsRegistration),
+        (status = 200, description = "Already registered (refreshed from AWS)",
+            body = AwsRegistration),
+    ),
+    security(("bearer_token" = ["admin"]))
+)]
+pub async fn register(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let admin = caller.require(&[Role::Admin])?;
+    let (registration, already) = state
+        .provisioning()
+        .register(&id, body, actor(&admin.name, &request_id))
+        .await?;
+    let status = if already {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(registration)).into_response())
+}
+
+/// Compare the stored registration with AWS IoT
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cas/{id}/aws",
+    tag = "aws",
+    operation_id = "get_ca_aws_state",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 200, description = "`stored`, `live` and `drift`",
+        body = crate::provisioning::RegistrationState)),
+    security(("bearer_token" = ["admin"]))
+)]
+pub async fn aws_state(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let s = state.provisioning().state(&id).await?;
+    Ok(Json(s).into_response())
+}
+
+/// Change the CA's status or auto-registration in AWS IoT
+///
+/// Audited as `ca.aws.update`.
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/cas/{id}/aws",
+    tag = "aws",
+    operation_id = "update_ca_in_aws",
+    params(("id" = String, Path, description = "A CA id")),
+    request_body = crate::provisioning::StatusChange,
+    responses((status = 200, description = "The stored registration", body = AwsRegistration)),
+    security(("bearer_token" = ["admin"]))
+)]
+pub async fn change_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<StatusChange>,
+) -> Result<Json<AwsRegistration>, ApiError> {
+    let admin = caller.require(&[Role::Admin])?;
+    Ok(Json(
+        state
+            .provisioning()
+            .change_status(&id, body, actor(&admin.name, &request_id))
+            .await?,
+    ))
+}
+
+/// Deactivate and delete the CA in AWS IoT, and forget the registration
+///
+/// The CA, its key and its ledger rows stay. Audited as `ca.aws.delete`.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/cas/{id}/aws",
+    tag = "aws",
+    operation_id = "deregister_ca_from_aws",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 204, description = "Deregistered")),
+    security(("bearer_token" = ["admin"]))
+)]
+pub async fn deregister(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let admin = caller.require(&[Role::Admin])?;
+    state
+        .provisioning()
+        .deregister(&id, actor(&admin.name, &request_id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Attach or replace the CA's JITP template
+///
+/// The template is checked against the policy first. Audited as `ca.aws.template`.
+#[utoipa::path(
+    put,
+    path = "/v1/admin/cas/{id}/aws/template",
+    tag = "aws",
+    operation_id = "attach_template",
+    params(("id" = String, Path, description = "A CA id")),
+    request_body = crate::provisioning::TemplateRequest,
+    responses((status = 200, description = "The stored registration", body = AwsRegistration)),
+    security(("bearer_token" = ["admin"]))
+)]
+pub async fn attach_template(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TemplateRequest>,
+) -> Result<Json<AwsRegistration>, ApiError> {
+    let admin = caller.require(&[Role::Admin])?;
+    Ok(Json(
+        state
+            .provisioning()
+            .attach_template(&id, body, actor(&admin.name, &request_id))
+            .await?,
+    ))
+}
+
+/// Preview what JITP would create for one device
+///
+/// Reads only the store; works without AWS.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cas/{id}/aws/template/preview",
+    tag = "aws",
+    operation_id = "preview_template",
+    params(("id" = String, Path, description = "A CA id")),
+    request_body = crate::provisioning::PreviewRequest,
+    responses((status = 200, description = "The preview",
+        body = crate::provisioning::PreviewAnswer)),
+    security(("bearer_token" = ["admin"]))
+)]
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PreviewRequest>,
+) -> Result<Json<PreviewAnswer>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    Ok(Json(state.provisioning().preview(&id, body).await?))
+}
+
+/// Record AWS IoT's view of each certificate of the CA
+///
+/// Pages through ListCertificatesByCA. Audited as `ca.aws.sync`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cas/{id}/aws/sync",
+    tag = "aws",
+    operation_id = "sync_ca_with_aws",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 200, description = "What the sync found",
+        body = crate::provisioning::SyncReport)),
+    security(("bearer_token" = ["admin"]))
+)]
+pub async fn sync(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    Path(id): Path<String>,
+) -> Result<Json<SyncReport>, ApiError> {
+    let admin = caller.require(&[Role::Admin])?;
+    Ok(Json(
+        state
+            .provisioning()
+            .sync(&id, actor(&admin.name, &request_id))
+            .await?,
+    ))
+}
+
+/// The `registrationConfig` file for `aws iot update-ca-certificate`
+///
+/// Reads only the store; works without AWS.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cas/{id}/aws/registration-config",
+    tag = "aws",
+    operation_id = "get_registration_config",
+    params(("id" = String, Path, description = "A CA id")),
+    responses((status = 200, description = "`{templateBody, roleArn}` or `{templateName}`",
+        body = crate::http::openapi::schemas::RegistrationConfig)),
+    security(("bearer_token" = ["admin"]))
+)]
+pub async fn registration_config(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    Ok(Json(
+        state.provisioning().registration_config_file(&id).await?,
+    ))
+}

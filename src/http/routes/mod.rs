@@ -1,0 +1,13 @@
+//! The handlers, one file per resource. Each is thin: extract, call a service, shape the answer.
+
+pub mod audit;
+pub mod aws;
+pub mod ca;
+pub mod cas;
+pub mod certificates;
+pub mod dashboard;
+pub mod health;
+pub mod metrics;
+pub mod revocation;
+pub mod stats;
+pub mod tokens;

@@ -1,0 +1,194 @@
+//! Preflight: the checks AWS IoT or JITP would otherwise fail on, run before AWS sees a
+//! request (and on their own, from the admin API, without AWS).
+
+use super::*;
+
+/// One preflight check and its outcome.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Check {
+    /// `ca_true`, `key_cert_sign`, `validity`, `key_strength` or `template_fields`.
+    pub check: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PreflightReport {
+    pub ca_id: String,
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl PreflightReport {
+    pub(super) fn failures(&self) -> String {
+        self.checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.check, c.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl Provisioning<'_> {
+    /// The checks AWS (and JITP) would otherwise fail on, with `template` (or the attached
+    /// one) checked against the issuance policy.
+    pub async fn preflight(
+        &self,
+        ca_id: &str,
+        template: Option<&ResolvedTemplate>,
+    ) -> Result<PreflightReport, ProvisioningError> {
+        let record = self.ca_record(ca_id).await?;
+        let ca = self.load_ca(ca_id).await?;
+        let mut checks = ca_checks(&ca, OffsetDateTime::now_utc());
+        let attached;
+        let template = match template {
+            Some(t) => Some(t),
+            None => {
+                attached = self.attached_template(ca_id).await?;
+                attached.as_ref()
+            }
+        };
+        checks.push(template_check(template, self.policy));
+        Ok(PreflightReport {
+            ca_id: record.id,
+            ok: checks.iter().all(|c| c.ok),
+            checks,
+        })
+    }
+
+    pub(super) async fn attached_template(
+        &self,
+        ca_id: &str,
+    ) -> Result<Option<ResolvedTemplate>, ProvisioningError> {
+        let Some(reg) = self.store.get_aws_registration(ca_id).await? else {
+            return Ok(None);
+        };
+        Ok(match (reg.template_body, reg.template_name) {
+            (Some(body), _) => {
+                let value: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
+                    ProvisioningError::InvalidRequest(format!("stored template: {e}"))
+                })?;
+                Some(ResolvedTemplate::Body(Box::new(jitp::validate(&value)?)))
+            }
+            (None, Some(name)) => Some(ResolvedTemplate::Named(name)),
+            (None, None) => None,
+        })
+    }
+}
+
+/// The CA checks AWS would otherwise fail on.
+fn ca_checks(ca: &CertificateAuthority, now: OffsetDateTime) -> Vec<Check> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let parsed = X509Certificate::from_der(ca.certificate_der())
+        .ok()
+        .map(|(_, c)| c);
+    let is_ca = parsed.as_ref().is_some_and(|c| c.is_ca());
+    let key_cert_sign = parsed
+        .as_ref()
+        .and_then(|c| c.key_usage().ok().flatten())
+        .is_some_and(|ku| ku.value.key_cert_sign());
+    let valid = now >= ca.not_before() && now < ca.not_after();
+    let strong = matches!(
+        ca.key_algorithm(),
+        "ecdsa-p256" | "ecdsa-p384" | "ecdsa-p521"
+    ) || ca
+        .key_algorithm()
+        .strip_prefix("rsa-")
+        .and_then(|b| b.parse::<u32>().ok())
+        .is_some_and(|bits| bits >= 2048);
+    vec![
+        Check {
+            check: "ca_true",
+            ok: is_ca,
+            detail: if is_ca {
+                "basicConstraints CA:TRUE".into()
+            } else {
+                "basicConstraints lacks CA:TRUE; AWS answers \"Contents of the CA Certificate certificate are not correct\"".into()
+            },
+        },
+        Check {
+            check: "key_cert_sign",
+            ok: key_cert_sign,
+            detail: if key_cert_sign {
+                "keyUsage allows keyCertSign".into()
+            } else {
+                "keyUsage does not allow keyCertSign".into()
+            },
+        },
+        Check {
+            check: "validity",
+            ok: valid,
+            detail: format!("valid from {} to {}", ca.not_before(), ca.not_after()),
+        },
+        Check {
+            check: "key_strength",
+            ok: strong,
+            detail: format!(
+                "{} (AWS IoT accepts RSA 2048+ and ECDSA P-256/P-384/P-521)",
+                ca.key_algorithm()
+            ),
+        },
+    ]
+}
+
+/// Every certificate field the template references must be in every certificate the policy
+/// approves, or JITP fails for devices without it.
+pub(super) fn template_check(
+    template: Option<&ResolvedTemplate>,
+    policy: &IssuancePolicy,
+) -> Check {
+    let fields = match template {
+        None => {
+            return Check {
+                check: "template_fields",
+                ok: true,
+                detail: "no JITP template attached".into(),
+            };
+        }
+        Some(ResolvedTemplate::Named(name)) => {
+            return Check {
+                check: "template_fields",
+                ok: true,
+                detail: format!(
+                    "named template {name:?}: its body is in AWS, so its fields cannot be checked here"
+                ),
+            };
+        }
+        Some(ResolvedTemplate::Body(t)) => t.referenced_fields(),
+    };
+    let unguaranteed: Vec<String> = fields
+        .iter()
+        .filter(|f| **f != CertificateField::Id)
+        .filter(|f| {
+            f.subject_attribute()
+                .and_then(SubjectField::from_short_name)
+                .is_none_or(|sf| !policy.guarantees(sf))
+        })
+        .map(|f| {
+            format!(
+                "{} ({})",
+                f.parameter_name(),
+                f.subject_attribute().unwrap_or_default()
+            )
+        })
+        .collect();
+    if unguaranteed.is_empty() {
+        Check {
+            check: "template_fields",
+            ok: true,
+            detail: "every field the template references is required by the issuance policy".into(),
+        }
+    } else {
+        Check {
+            check: "template_fields",
+            ok: false,
+            detail: format!(
+                "the template references {} but the issuance policy lets certificates without \
+                 it through; require it (policy.require_country for C, \
+                 policy.required_subject_attributes for the others) or drop it from the template",
+                unguaranteed.join(", ")
+            ),
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! Registration of a CA in AWS IoT (with the verification certificate), reconciliation with
+//! DescribeCACertificate and the drift between the two, status changes, and deregistration.
+
+use super::*;
+
+/// `POST /v1/admin/cas/{id}/aws/register`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    #[schema(value_type = crate::http::openapi::schemas::CertificateMode)]
+    pub mode: CertificateMode,
+    /// Register the CA as ACTIVE (default true).
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub activate: bool,
+    /// Allow auto-registration; JITP needs it (default false).
+    #[serde(default)]
+    pub auto_registration: bool,
+    /// `arn:<partition>:iam::<12 digits>:role/<name>`: required with a `simple` or `body`
+    /// template.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<crate::http::openapi::schemas::TemplateSpec>)]
+    pub template: Option<TemplateSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `PATCH /v1/admin/cas/{id}/aws`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    /// `active` or `inactive`.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub auto_registration: Option<bool>,
+}
+
+/// The stored registration beside AWS's live view.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RegistrationState {
+    pub stored: Option<AwsRegistration>,
+    /// AWS's DescribeCACertificate; null when the CA is not registered or AWS no longer
+    /// knows it.
+    #[schema(value_type = Option<crate::http::openapi::schemas::CaDescription>)]
+    pub live: Option<CaDescription>,
+    /// Differences between what we set and what AWS reports, in words.
+    pub drift: Vec<String>,
+}
+
+impl Provisioning<'_> {
+    /// Registers the CA in AWS IoT. Idempotent: for a CA already registered it reconciles the
+    /// stored registration with DescribeCACertificate and returns it.
+    pub async fn register(
+        &self,
+        ca_id: &str,
+        req: RegisterRequest,
+        actor: Actor<'_>,
+    ) -> Result<(AwsRegistration, bool), ProvisioningError> {
+        let registry = self.registry()?;
+        let record = self.ca_record(ca_id).await?;
+        if let Some(existing) = self.store.get_aws_registration(ca_id).await? {
+            let reconciled = self.reconcile(existing).await?;
+            return Ok((reconciled, true));
+        }
+        let template = req
+            .template
+            .as_ref()
+            .map(TemplateSpec::resolve)
+            .transpose()?;
+        let config = registration_config(template.as_ref(), req.role_arn.as_deref())?;
+        let report = self.preflight(ca_id, template.as_ref()).await?;
+        if !report.ok {
+            self.audit("ca.aws.register", ca_id, false, &report.failures(), actor)
+                .await?;
+            return Err(ProvisioningError::PreflightFailed(report.failures()));
+        }
+        let ca = self.load_ca(ca_id).await?;
+        let verification = match req.mode {
+            CertificateMode::Default => {
+                let code = match registry.get_registration_code().await {
+                    Ok(code) => code,
+                    Err(e) => {
+                        self.audit("ca.aws.register", ca_id, false, &e.to_string(), actor)
+                            .await?;
+                        return Err(e.into());
+                    }
+                };
+                Some(
+                    ca.verification_certificate(&code, OffsetDateTime::now_utc())
+                        .map_err(|e| ProvisioningError::InvalidRequest(e.to_string()))?,
+                )
+            }
+            CertificateMode::SniOnly => None,
+        };
+        let result = registry
+            .register_ca_certificate(RegisterCaRequest {
+                ca_certificate_pem: record.certificate_pem.clone(),
+                verification_certificate_pem: verification,
+                mode: req.mode,
+                set_as_active: req.activate,
+                allow_auto_registration: req.auto_registration,
+                registration_config: config.clone(),
+            })
+            .await;
+        let (certificate_id, certificate_arn) = match result {
+            Ok(r) => (r.certificate_id, r.certificate_arn),
+            // Registered before (by hand, or our record was lost): adopt what AWS has.
+            Err(AwsError::AlreadyExists(_)) => {
+                let live = registry
+                    .describe_ca_certificate(&record.aws_certificate_id)
+                    .await?;
+                (live.certificate_id, live.certificate_arn)
+            }
+            Err(e) => {
+                self.audit("ca.aws.register", ca_id, false, &e.to_string(), actor)
+                    .await?;
+                return Err(e.into());
+            }
+        };
+        let now = Timestamp::now();
+        let (template_kind, template_body, template_name, role_arn) = template_columns(&config);
+        let registration = AwsRegistration {
+            ca_id: ca_id.to_owned(),
+            aws_certificate_id: certificate_id,
+            certificate_arn,
+            mode: mode_name(req.mode).to_owned(),
+            status: if req.activate { "ACTIVE" } else { "INACTIVE" }.to_owned(),
+            auto_registration: req.auto_registration,
+            template_kind,
+            template_body,
+            template_name,
+            role_arn,
+            registered_at: now,
+            updated_at: now,
+        };
+        self.store.save_aws_registration(&registration).await?;
+        let reconciled = self.reconcile(registration).await?;
+        let detail = format!(
+            "aws_certificate_id={}; mode={}; status={}; auto_registration={}",
+            reconciled.aws_certificate_id,
+            reconciled.mode,
+            reconciled.status,
+            reconciled.auto_registration
+        );
+        self.audit("ca.aws.register", ca_id, true, &detail, actor)
+            .await?;
+        // Certificates revoked before the CA was registered must never be activated by JITP.
+        // A bounded batch here keeps the answer fast; the background retry does the rest.
+        if let (_, Some(e)) = self.push_revocations(Some(ca_id), None, 50).await? {
+            tracing::warn!(%ca_id, error = %e, "some revocations are still to be pushed to AWS IoT");
+        }
+        Ok((reconciled, false))
+    }
+
+    /// Updates the stored status and auto-registration from DescribeCACertificate.
+    async fn reconcile(
+        &self,
+        mut stored: AwsRegistration,
+    ) -> Result<AwsRegistration, ProvisioningError> {
+        let live = self
+            .registry()?
+            .describe_ca_certificate(&stored.aws_certificate_id)
+            .await?;
+        let auto = live.auto_registration_status == "ENABLE";
+        if live.status != stored.status || auto != stored.auto_registration {
+            stored.status = live.status;
+            stored.auto_registration = auto;
+            stored.updated_at = Timestamp::now();
+            self.store.save_aws_registration(&stored).await?;
+        }
+        Ok(stored)
+    }
+
+    /// What we stored beside what AWS reports now, with the drift named.
+    pub async fn state(&self, ca_id: &str) -> Result<RegistrationState, ProvisioningError> {
+        let registry = self.registry()?;
+        self.ca_record(ca_id).await?;
+        let Some(stored) = self.store.get_aws_registration(ca_id).await? else {
+            return Ok(RegistrationState {
+                stored: None,
+                live: None,
+                drift: Vec::new(),
+            });
+        };
+        let live = match registry
+            .describe_ca_certificate(&stored.aws_certificate_id)
+            .await
+        {
+            Ok(live) => Some(live),
+            Err(AwsError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let drift = drift(&stored, live.as_ref());
+        Ok(RegistrationState {
+            stored: Some(stored),
+            live,
+            drift,
+        })
+    }
+
+    /// Changes status and/or auto-registration in AWS, then in our record.
+    pub async fn change_status(
+        &self,
+        ca_id: &str,
+        change: StatusChange,
+        actor: Actor<'_>,
+    ) -> Result<AwsRegistration, ProvisioningError> {
+        let registry = self.registry()?;
+        let mut reg = self.registration(ca_id).await?;
+        let active = match change.status.as_deref() {
+            None => None,
+            Some("active") => Some(true),
+            Some("inactive") => Some(false),
+            Some(other) => {
+                return Err(ProvisioningError::InvalidRequest(format!(
+                    "status must be \"active\" or \"inactive\", not {other:?}"
+                )));
+            }
+        };
+        if active.is_none() && change.auto_registration.is_none() {
+            return Err(ProvisioningError::InvalidRequest(
+                "send status and/or auto_registration".into(),
+            ));
+        }
+        let update = CaUpdate {
+            active,
+            auto_registration: change.auto_registration,
+            registration_config: None,
+        };
+        if let Err(e) = registry
+            .update_ca_certificate(&reg.aws_certificate_id, update)
+            .await
+        {
+            self.audit("ca.aws.update", ca_id, false, &e.to_string(), actor)
+                .await?;
+            return Err(e.into());
+        }
+        if let Some(a) = active {
+            reg.status = if a { "ACTIVE" } else { "INACTIVE" }.to_owned();
+        }
+        if let Some(auto) = change.auto_registration {
+            reg.auto_registration = auto;
+        }
+        reg.updated_at = Timestamp::now();
+        self.store.save_aws_registration(&reg).await?;
+        let detail = format!(
+            "status={}; auto_registration={}",
+            reg.status, reg.auto_registration
+        );
+        self.audit("ca.aws.update", ca_id, true, &detail, actor)
+            .await?;
+        Ok(reg)
+    }
+
+    /// Deactivates the CA in AWS (AWS deletes only INACTIVE CAs), deletes it, and forgets the
+    /// registration. A CA AWS no longer knows is forgotten too.
+    pub async fn deregister(&self, ca_id: &str, actor: Actor<'_>) -> Result<(), ProvisioningError> {
+        let registry = self.registry()?;
+        let reg = self.registration(ca_id).await?;
+        let deactivate = CaUpdate {
+            active: Some(false),
+            ..CaUpdate::default()
+        };
+        let result = match registry
+            .update_ca_certificate(&reg.aws_certificate_id, deactivate)
+            .await
+        {
+            Ok(()) => {
+                registry
+                    .delete_ca_certificate(&reg.aws_certificate_id)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) | Err(AwsError::NotFound(_)) => {}
+            Err(e) => {
+                self.audit("ca.aws.delete", ca_id, false, &e.to_string(), actor)
+                    .await?;
+                return Err(e.into());
+            }
+        }
+        self.store.delete_aws_registration(ca_id).await?;
+        self.audit("ca.aws.delete", ca_id, true, &reg.aws_certificate_id, actor)
+            .await?;
+        Ok(())
+    }
+}
+
+pub(super) fn mode_name(mode: CertificateMode) -> &'static str {
+    match mode {
+        CertificateMode::Default => "default",
+        CertificateMode::SniOnly => "sni_only",
+    }
+}
+
+/// The `registrationConfig` for a resolved template; a body needs an IAM role ARN.
+pub(super) fn registration_config(
+    template: Option<&ResolvedTemplate>,
+    role_arn: Option<&str>,
+) -> Result<Option<RegistrationConfig>, ProvisioningError> {
+    match template {
+        None => Ok(None),
+        Some(ResolvedTemplate::Named(name)) => Ok(Some(RegistrationConfig {
+            template_body: None,
+            role_arn: None,
+            template_name: Some(name.clone()),
+        })),
+        Some(ResolvedTemplate::Body(t)) => {
+            let role = role_arn.ok_or_else(|| {
+                ProvisioningError::InvalidRequest(
+                    "role_arn is required with a template body: the IAM role AWS IoT assumes to \
+                     create things (managed policy AWSIoTThingsRegistration)"
+                        .into(),
+                )
+            })?;
+            jitp::validate_role_arn(role)?;
+            Ok(Some(RegistrationConfig {
+                template_body: Some(t.body().to_string()),
+                role_arn: Some(role.to_owned()),
+                template_name: None,
+            }))
+        }
+    }
+}
+
+type TemplateColumns = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+pub(super) fn template_columns(config: &Option<RegistrationConfig>) -> TemplateColumns {
+    match config {
+        Some(RegistrationConfig {
+            template_body: Some(body),
+            role_arn,
+            ..
+        }) => (
+            Some("inline".into()),
+            Some(body.clone()),
+            None,
+            role_arn.clone(),
+        ),
+        Some(RegistrationConfig {
+            template_name: Some(name),
+            ..
+        }) => (Some("named".into()), None, Some(name.clone()), None),
+        _ => (None, None, None, None),
+    }
+}
+
+fn drift(stored: &AwsRegistration, live: Option<&CaDescription>) -> Vec<String> {
+    let Some(live) = live else {
+        return vec!["AWS IoT no longer knows this CA (deleted outside factory-ca)".into()];
+    };
+    let mut out = Vec::new();
+    if live.status != stored.status {
+        out.push(format!(
+            "status: stored {}, AWS {}",
+            stored.status, live.status
+        ));
+    }
+    let live_auto = live.auto_registration_status == "ENABLE";
+    if live_auto != stored.auto_registration {
+        out.push(format!(
+            "auto_registration: stored {}, AWS {}",
+            stored.auto_registration, live.auto_registration_status
+        ));
+    }
+    let stored_mode = if stored.mode == "sni_only" {
+        "SNI_ONLY"
+    } else {
+        "DEFAULT"
+    };
+    if live.certificate_mode != stored_mode {
+        out.push(format!(
+            "mode: stored {stored_mode}, AWS {}",
+            live.certificate_mode
+        ));
+    }
+    let live_body = live
+        .registration_config
+        .as_ref()
+        .and_then(|c| c.template_body.as_deref())
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok());
+    let stored_body = stored
+        .template_body
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok());
+    let live_name = live
+        .registration_config
+        .as_ref()
+        .and_then(|c| c.template_name.clone());
+    if stored.template_kind.as_deref() == Some("inline") && live_body != stored_body {
+        out.push(
+            "template: the inline template body in AWS differs from the one we attached".into(),
+        );
+    }
+    if stored.template_kind.as_deref() == Some("named") && live_name != stored.template_name {
+        out.push(format!(
+            "template: stored name {:?}, AWS {:?}",
+            stored.template_name, live_name
+        ));
+    }
+    if stored.template_kind.is_none() && (live_body.is_some() || live_name.is_some()) {
+        out.push("template: AWS has a template we did not attach".into());
+    }
+    out
+}
