@@ -35,9 +35,12 @@ if ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_
 fi
 export MOTO_PYTHON="$PWD/.venv/bin/python"
 
+# This run's test databases carry a prefix of their own, so that runs from several checkouts can
+# share one server: only ours are dropped at the end.
+export FACTORY_CA_TEST_DB_PREFIX="factory_ca_test_$$_"
 drop_test_databases() {
   psql "$TEST_POSTGRES_URL/postgres" -w -Atqc \
-    "SELECT datname FROM pg_database WHERE datname LIKE 'factory\_ca\_test\_%'" |
+    "SELECT datname FROM pg_database WHERE datname LIKE 'factory\_ca\_test\_$$\_%'" |
     while read -r db; do
       psql "$TEST_POSTGRES_URL/postgres" -w -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
     done

@@ -71,7 +71,11 @@ pub async fn fresh_pg_database() -> String {
                  scripts/test.sh, which starts the local one): {e}"
             )
         });
-    let name = format!("factory_ca_test_{}", uuid::Uuid::new_v4().simple());
+    // `scripts/test.sh` sets a prefix of its own run, and drops only those databases when it
+    // ends, so that test runs of several checkouts can share one server.
+    let prefix =
+        std::env::var("FACTORY_CA_TEST_DB_PREFIX").unwrap_or_else(|_| "factory_ca_test_".into());
+    let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await
