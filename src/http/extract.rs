@@ -14,6 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use super::error::ApiError;
 use super::error_code::ErrorCode;
 use crate::app::AppState;
+use crate::services::ca_admin::Actor;
 use crate::services::tokens::{Principal, Role};
 use crate::store::Timestamp;
 
@@ -22,18 +23,6 @@ use crate::store::Timestamp;
 /// else by the dashboard's session cookie: see [`super::dashboard`]). Rejects with 401 when the
 /// token is missing, unknown or revoked.
 pub struct Caller(pub Principal);
-
-impl Caller {
-    /// 403 unless the caller has one of `roles` (admin always passes).
-    pub fn require(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
-        if self.0.role == Role::Admin || roles.contains(&self.0.role) {
-            Ok(&self.0)
-        } else {
-            let needed: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
-            Err(ApiError::forbidden(&needed.join(" or ")))
-        }
-    }
-}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -77,6 +66,90 @@ impl FromRequestParts<AppState> for Caller {
             Some(principal) => Ok(Caller(principal)),
             None => Err(ApiError::unauthorized()),
         }
+    }
+}
+
+/// A caller allowed by the route's roles: each route names one of these types instead of
+/// checking roles in its body, so the role check happens before the body is read (a viewer gets
+/// 403, not a 400 about the body). Admin passes every check.
+macro_rules! role_extractor {
+    ($(#[$meta:meta])* $name:ident, [$($role:expr),+], $needed:literal) => {
+        $(#[$meta])*
+        pub struct $name(pub Principal);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<Self, ApiError> {
+                let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+                Self::allows(principal)
+            }
+        }
+
+        impl $name {
+            /// 403 unless `principal` has one of this caller's roles.
+            pub fn allows(principal: Principal) -> Result<Self, ApiError> {
+                if principal.role == Role::Admin || [$($role),+].contains(&principal.role) {
+                    Ok($name(principal))
+                } else {
+                    Err(ApiError::forbidden($needed))
+                }
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// A station (or an admin): may sign.
+    StationCaller,
+    [Role::Station],
+    "station"
+);
+role_extractor!(
+    /// A viewer (or an admin, or the dashboard's session): may read the ledger.
+    ViewerCaller,
+    [Role::Viewer],
+    "viewer"
+);
+role_extractor!(
+    /// Any authenticated caller.
+    AnyCaller,
+    [Role::Station, Role::Viewer],
+    "station or viewer"
+);
+
+/// An admin, with the request id: everything an admin route needs to act and to audit.
+pub struct AdminCaller {
+    pub principal: Principal,
+    pub request_id: String,
+}
+
+impl AdminCaller {
+    /// Who the audit records name for this request's actions.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor {
+            name: &self.principal.name,
+            request_id: Some(&self.request_id),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        if principal.role != Role::Admin {
+            return Err(ApiError::forbidden("admin"));
+        }
+        let Ok(RequestId(request_id)) = RequestId::from_request_parts(parts, state).await;
+        Ok(AdminCaller {
+            principal,
+            request_id,
+        })
     }
 }
 

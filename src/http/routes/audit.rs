@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::parse_time;
-use crate::http::extract::{ApiQuery, Caller};
-use crate::services::tokens::Role;
+use crate::http::extract::ApiQuery;
+use crate::http::extract::{AdminCaller, parse_time};
 use crate::store::{AuditFilter, AuditRecord};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -53,10 +52,9 @@ pub struct AuditPage {
 )]
 pub async fn list_audit(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: AdminCaller,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    caller.require(&[Role::Admin])?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(

@@ -8,14 +8,11 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, Caller, RequestId};
+use crate::http::extract::{AdminCaller, ApiJson};
 use crate::provisioning::{
     PreviewAnswer, PreviewRequest, RegisterRequest, StatusChange, SyncReport, TemplateRequest,
 };
-use crate::services::tokens::Role;
 use crate::store::aws::AwsRegistration;
-
-use super::cas::actor;
 
 /// Check what AWS IoT or JITP would refuse
 ///
@@ -32,10 +29,9 @@ use super::cas::actor;
 )]
 pub async fn preflight(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Admin])?;
     let report = state.provisioning().preflight(&id, None).await?;
     Ok(Json(report).into_response())
 }
@@ -61,15 +57,13 @@ pub async fn preflight(
 )]
 pub async fn register(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    let admin = caller.require(&[Role::Admin])?;
     let (registration, already) = state
         .provisioning()
-        .register(&id, body, actor(&admin.name, &request_id))
+        .register(&id, body, admin.actor())
         .await?;
     let status = if already {
         StatusCode::OK
@@ -92,10 +86,9 @@ pub async fn register(
 )]
 pub async fn aws_state(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Admin])?;
     let s = state.provisioning().state(&id).await?;
     Ok(Json(s).into_response())
 }
@@ -115,16 +108,14 @@ pub async fn aws_state(
 )]
 pub async fn change_status(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusChange>,
 ) -> Result<Json<AwsRegistration>, ApiError> {
-    let admin = caller.require(&[Role::Admin])?;
     Ok(Json(
         state
             .provisioning()
-            .change_status(&id, body, actor(&admin.name, &request_id))
+            .change_status(&id, body, admin.actor())
             .await?,
     ))
 }
@@ -143,15 +134,10 @@ pub async fn change_status(
 )]
 pub async fn deregister(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let admin = caller.require(&[Role::Admin])?;
-    state
-        .provisioning()
-        .deregister(&id, actor(&admin.name, &request_id))
-        .await?;
+    state.provisioning().deregister(&id, admin.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,16 +156,14 @@ pub async fn deregister(
 )]
 pub async fn attach_template(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TemplateRequest>,
 ) -> Result<Json<AwsRegistration>, ApiError> {
-    let admin = caller.require(&[Role::Admin])?;
     Ok(Json(
         state
             .provisioning()
-            .attach_template(&id, body, actor(&admin.name, &request_id))
+            .attach_template(&id, body, admin.actor())
             .await?,
     ))
 }
@@ -200,11 +184,10 @@ pub async fn attach_template(
 )]
 pub async fn preview(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: AdminCaller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> Result<Json<PreviewAnswer>, ApiError> {
-    caller.require(&[Role::Admin])?;
     Ok(Json(state.provisioning().preview(&id, body).await?))
 }
 
@@ -223,17 +206,10 @@ pub async fn preview(
 )]
 pub async fn sync(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Json<SyncReport>, ApiError> {
-    let admin = caller.require(&[Role::Admin])?;
-    Ok(Json(
-        state
-            .provisioning()
-            .sync(&id, actor(&admin.name, &request_id))
-            .await?,
-    ))
+    Ok(Json(state.provisioning().sync(&id, admin.actor()).await?))
 }
 
 /// The `registrationConfig` file for `aws iot update-ca-certificate`
@@ -251,10 +227,9 @@ pub async fn sync(
 )]
 pub async fn registration_config(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(&[Role::Admin])?;
     Ok(Json(
         state.provisioning().registration_config_file(&id).await?,
     ))

@@ -12,10 +12,8 @@ use crate::app::AppState;
 use crate::ca::{CaAlgorithm, CaSubject};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::{ApiJson, Caller, RequestId};
+use crate::http::extract::{AdminCaller, ApiJson};
 use crate::keys::Passphrase;
-use crate::services::ca_admin;
-use crate::services::tokens::Role;
 use crate::store::CaRecord;
 use crate::store::aws::AwsRegistration;
 
@@ -66,8 +64,10 @@ pub struct CaList {
         body = CaList)),
     security(("bearer_token" = ["admin"]))
 )]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<CaList>, ApiError> {
-    caller.require(&[Role::Admin])?;
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: AdminCaller,
+) -> Result<Json<CaList>, ApiError> {
     let registrations = state.store.list_aws_registrations().await?;
     let items = state
         .store
@@ -94,10 +94,9 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 )]
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Json<CaAdminView>, ApiError> {
-    caller.require(&[Role::Admin])?;
     let record = state
         .store
         .get_ca(&id)
@@ -160,11 +159,9 @@ pub struct ImportCa {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     ApiJson(body): ApiJson<NewCa>,
 ) -> Result<Response, ApiError> {
-    let admin = caller.require(&[Role::Admin])?;
     if !(1..=36_500).contains(&body.validity_days) {
         return Err(ApiError::new(
             ErrorCode::UnprocessableRequest,
@@ -178,7 +175,7 @@ pub async fn create(
             &body.subject,
             body.validity_days,
             body.activate,
-            actor(&admin.name, &request_id),
+            admin.actor(),
         )
         .await?;
     if record.is_issuing {
@@ -201,11 +198,9 @@ pub async fn create(
 )]
 pub async fn import(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     ApiJson(body): ApiJson<ImportCa>,
 ) -> Result<Response, ApiError> {
-    let admin = caller.require(&[Role::Admin])?;
     let key_passphrase = match body.key_passphrase {
         Some(secret) => Some(
             Passphrase::new(
@@ -223,7 +218,7 @@ pub async fn import(
             &body.private_key_pem,
             key_passphrase,
             body.activate,
-            actor(&admin.name, &request_id),
+            admin.actor(),
         )
         .await?;
     if record.is_issuing {
@@ -245,15 +240,10 @@ pub async fn import(
 )]
 pub async fn activate(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Json<CaAdminView>, ApiError> {
-    let admin = caller.require(&[Role::Admin])?;
-    let ca = state
-        .ca_admin()
-        .activate(&id, actor(&admin.name, &request_id))
-        .await?;
+    let ca = state.ca_admin().activate(&id, admin.actor()).await?;
     state.issuance.set_issuing_ca(ca);
     let record = state
         .store
@@ -262,13 +252,6 @@ pub async fn activate(
         .ok_or_else(|| ca_not_found(&id))?;
     let aws = state.store.get_aws_registration(&id).await?;
     Ok(Json(view(record, aws)))
-}
-
-pub(super) fn actor<'a>(name: &'a str, request_id: &'a str) -> ca_admin::Actor<'a> {
-    ca_admin::Actor {
-        name,
-        request_id: Some(request_id),
-    }
 }
 
 pub(super) fn ca_not_found(id: &str) -> ApiError {

@@ -19,10 +19,10 @@ use crate::ca;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{
-    ApiQuery, Caller, RequestId, parse_time, payload_too_large, unsupported_media_type,
+    ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_time, payload_too_large,
+    unsupported_media_type,
 };
 use crate::services::issuance::{IssuanceRequest, Issued};
-use crate::services::tokens::Role;
 use crate::store::{CertificateFilter, CertificateRecord, Timestamp};
 
 pub const PEM_CHAIN: &str = "application/pem-certificate-chain";
@@ -126,8 +126,7 @@ async fn sign_checked(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = caller?;
-    let station = caller.require(&[Role::Station])?;
+    let StationCaller(station) = StationCaller::allows(caller?.0)?;
     if let Err(wait) = state
         .station_limiter
         .check(&station.name, std::time::Instant::now())
@@ -355,10 +354,9 @@ const DEFAULT_PAGE: u32 = 100;
 )]
 pub async fn list_certificates(
     State(state): State<AppState>,
-    caller: Caller,
+    _viewer: ViewerCaller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<CertificatePage>, ApiError> {
-    caller.require(&[Role::Viewer])?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::new(
@@ -428,10 +426,9 @@ const EXPORT_CHUNK: u32 = 1000;
 )]
 pub async fn export_certificates_csv(
     State(state): State<AppState>,
-    caller: Caller,
+    _viewer: ViewerCaller,
     ApiQuery(mut params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Viewer])?;
     let mut remaining = params.limit.take().map(u64::from).unwrap_or(u64::MAX);
     if remaining == 0 {
         return Err(ApiError::new(
@@ -616,10 +613,9 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
 )]
 pub async fn get_certificate(
     State(state): State<AppState>,
-    caller: Caller,
+    _viewer: ViewerCaller,
     Path(serial): Path<String>,
 ) -> Result<Json<CertificateView>, ApiError> {
-    caller.require(&[Role::Viewer])?;
     let serial = serial.to_ascii_lowercase();
     let not_found = || {
         ApiError::new(

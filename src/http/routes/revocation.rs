@@ -17,8 +17,7 @@ use crate::app::AppState;
 use crate::ca::{self, authority::RevocationReason};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::{self, ApiQuery, Caller, RequestId};
-use crate::services::tokens::Role;
+use crate::http::extract::{self, AdminCaller, ApiQuery, ViewerCaller};
 use crate::store::revocation::RevokeOutcome;
 use crate::store::{AuditEntry, Store, StoreError, Timestamp};
 
@@ -54,17 +53,15 @@ struct RevokeRequest {
 )]
 pub async fn revoke_certificate(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     Path(serial): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CertificateView>, ApiError> {
-    let admin = caller.require(&[Role::Admin])?.name.clone();
     let serial = serial.to_ascii_lowercase();
     let audit = |success: bool, detail: String| {
-        let (store, admin, request_id, serial) = (&state.store, &admin, &request_id, &serial);
-        async move { append_audit(store, admin, request_id, serial, success, &detail).await }
+        let (store, admin, serial) = (&state.store, &admin, &serial);
+        async move { append_audit(store, admin, serial, success, &detail).await }
     };
 
     let reason = match requested_reason(&headers, body) {
@@ -120,7 +117,7 @@ pub async fn revoke_certificate(
         return Err(e);
     }
     audit(true, format!("reason={}", reason.name())).await?;
-    tracing::info!(%serial, reason = reason.name(), admin = %admin, "certificate revoked");
+    tracing::info!(%serial, reason = reason.name(), admin = %admin.principal.name, "certificate revoked");
     // Tell AWS IoT now when it is configured; a failure leaves the revocation pending for the
     // background retry, and the answer shows `aws_revocation_pending`.
     if state.iot.is_some()
@@ -133,7 +130,7 @@ pub async fn revoke_certificate(
     }
     // The committed row, read back through the same handler as GET /v1/certificates/{serial},
     // so both answer with the same JSON.
-    certificates::get_certificate(State(state), caller, Path(serial)).await
+    certificates::get_certificate(State(state), ViewerCaller(admin.principal), Path(serial)).await
 }
 
 /// The reason of a revocation request: the body is empty, `{}`, or `{"reason": "..."}`.
@@ -192,20 +189,20 @@ fn clip(text: &str) -> String {
 
 async fn append_audit(
     store: &Store,
-    admin: &str,
-    request_id: &str,
+    admin: &AdminCaller,
     serial: &str,
     success: bool,
     detail: &str,
 ) -> Result<(), StoreError> {
+    let actor = admin.actor();
     store
         .append_audit(&AuditEntry {
-            actor: admin,
+            actor: actor.name,
             action: AUDIT_ACTION,
             target: Some(&clip(serial)),
             success,
             detail: Some(detail),
-            request_id: Some(request_id),
+            request_id: actor.request_id,
         })
         .await
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::{ApiJson, Caller, RequestId};
+use crate::http::extract::{AdminCaller, ApiJson};
 use crate::services::tokens::{self, Role, TokenError};
 use crate::store::Timestamp;
 
@@ -64,18 +64,16 @@ pub struct TokenList {
 )]
 pub async fn create_token(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
-    let admin = caller.require(&[Role::Admin])?;
     let created_at = Timestamp::now();
     match tokens::create_token(
         &state.store,
         &body.name,
         body.role,
-        &admin.name,
-        Some(&request_id),
+        &admin.principal.name,
+        Some(&admin.request_id),
     )
     .await
     {
@@ -110,9 +108,8 @@ pub async fn create_token(
 )]
 pub async fn list_tokens(
     State(state): State<AppState>,
-    caller: Caller,
+    _admin: AdminCaller,
 ) -> Result<Json<TokenList>, ApiError> {
-    caller.require(&[Role::Admin])?;
     let items = state
         .store
         .list_tokens()
@@ -147,14 +144,17 @@ pub async fn list_tokens(
 )]
 pub async fn revoke_token(
     State(state): State<AppState>,
-    caller: Caller,
-    RequestId(request_id): RequestId,
+    admin: AdminCaller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let admin = caller.require(&[Role::Admin])?;
     if state
         .tokens
-        .revoke(&state.store, &name, &admin.name, Some(&request_id))
+        .revoke(
+            &state.store,
+            &name,
+            &admin.principal.name,
+            Some(&admin.request_id),
+        )
         .await?
     {
         Ok(StatusCode::NO_CONTENT)
