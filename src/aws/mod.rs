@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// How AWS should treat the CA (RegisterCACertificate `certificateMode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CertificateMode {
     /// Needs a verification certificate proving we hold the CA key.
@@ -37,9 +37,10 @@ impl CertificateMode {
 }
 
 /// `registrationConfig`: the JITP template, inline or by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationConfig {
+    /// The template as an escaped JSON string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_body: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,7 +66,7 @@ pub struct RegisteredCa {
 }
 
 /// What DescribeCACertificate says about a CA.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CaDescription {
     pub certificate_id: String,
     pub certificate_arn: String,

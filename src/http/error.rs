@@ -26,13 +26,18 @@ pub struct ApiError {
     retry_after: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: the body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// `urn:factory-ca:error:<code>`.
     #[serde(rename = "type")]
     kind: String,
+    /// The HTTP reason phrase.
     title: &'a str,
     status: u16,
+    /// What happened and what to fix.
     detail: &'a str,
+    /// The stable snake_case error code.
     code: &'a str,
     /// The request's `x-request-id`, to quote when reporting a problem.
     #[serde(skip_serializing_if = "Option::is_none")]

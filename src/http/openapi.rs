@@ -30,7 +30,7 @@ use super::error_code::ErrorCode;
             Just-In-Time Provisioning. Errors are RFC 9457 `application/problem+json` bodies \
             (schema `Problem`) with a stable `code`; every response carries `x-request-id`."
     ),
-    components(schemas(schemas::Problem)),
+    components(schemas(super::error::Problem)),
     tags(
         (name = "stations", description = "Certificate issuance for factory stations"),
         (name = "ledger", description = "The issuance ledger, the issuing CA and statistics"),
@@ -513,8 +513,6 @@ pub async fn openapi_json() -> Response {
 /// `mirrors_match_the_serde_form` below compares each with a serialized value of the real type.
 #[allow(dead_code)]
 pub mod schemas {
-    use std::collections::BTreeMap;
-
     use serde::Serialize;
     use utoipa::ToSchema;
 
@@ -534,33 +532,7 @@ pub mod schemas {
 
     impl ToSchema for Binary {}
 
-    /// An RFC 9457 problem: the body of every error response.
-    #[derive(Serialize, ToSchema)]
-    pub struct Problem {
-        /// `urn:factory-ca:error:<code>`.
-        #[serde(rename = "type")]
-        pub kind: String,
-        /// The HTTP reason phrase.
-        pub title: String,
-        pub status: u16,
-        /// What happened and what to fix.
-        pub detail: String,
-        /// The stable snake_case error code.
-        pub code: String,
-        /// The request's `x-request-id`, to quote when reporting a problem.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub request_id: Option<String>,
-    }
 
-    /// What a token may do: `admin` may do everything a viewer may; only `station` and
-    /// `admin` may sign.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "lowercase")]
-    pub enum Role {
-        Station,
-        Viewer,
-        Admin,
-    }
 
     /// The key algorithm of a new CA.
     #[derive(Serialize, ToSchema)]
@@ -589,109 +561,13 @@ pub mod schemas {
         pub organizational_unit: Option<String>,
     }
 
-    /// How AWS IoT treats the CA: `default` sends a verification certificate; `sni_only`
-    /// does not, and the CA may be registered in several accounts.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum CertificateMode {
-        Default,
-        SniOnly,
-    }
 
-    /// A JITP template: exactly one of `{"body": {...}}` (a raw JITP template as a JSON
-    /// object), `{"simple": {...}}` or `{"name": "..."}` (an existing provisioning template).
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum TemplateSpec {
-        Body(serde_json::Value),
-        Simple(SimpleTemplate),
-        Name(String),
-    }
 
-    /// The thing is named after the CommonName; the certificate gets one existing policy.
-    #[derive(Serialize, ToSchema)]
-    #[serde(deny_unknown_fields)]
-    pub struct SimpleTemplate {
-        /// Thing attributes. A value naming a certificate field (`CommonName`, `Country`,
-        /// `Organization`, `OrganizationalUnit`, `DistinguishedNameQualifier`, `StateName`,
-        /// `SerialNumber`, `Id`) is read from the certificate; any other value is a constant.
-        #[serde(default)]
-        pub attributes: BTreeMap<String, String>,
-        /// An existing AWS IoT policy attached to the certificate.
-        pub policy_name: String,
-        /// An existing thing type. Without one a thing may have at most 3 attributes.
-        #[serde(default)]
-        pub thing_type: Option<String>,
-        /// Existing thing groups.
-        #[serde(default)]
-        pub thing_groups: Vec<String>,
-    }
 
-    /// What DescribeCACertificate says about the CA.
-    #[derive(Serialize, ToSchema)]
-    pub struct CaDescription {
-        pub certificate_id: String,
-        pub certificate_arn: String,
-        /// `ACTIVE` or `INACTIVE`.
-        pub status: String,
-        /// `ENABLE` or `DISABLE`.
-        pub auto_registration_status: String,
-        /// `DEFAULT` or `SNI_ONLY`.
-        pub certificate_mode: String,
-        pub registration_config: Option<RegistrationConfig>,
-    }
 
-    /// `registrationConfig`: `{templateBody, roleArn}` or `{templateName}`.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct RegistrationConfig {
-        /// The template as an escaped JSON string.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub template_body: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub role_arn: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub template_name: Option<String>,
-    }
 
-    /// The certificate fields JITP would read; null is a field the certificate lacks.
-    #[derive(Serialize, ToSchema)]
-    pub struct DeviceSubject {
-        pub common_name: Option<String>,
-        pub country: Option<String>,
-        pub organization: Option<String>,
-        pub organizational_unit: Option<String>,
-        pub distinguished_name_qualifier: Option<String>,
-        pub state_name: Option<String>,
-        pub serial_number: Option<String>,
-        /// The AWS certificate ID: lowercase hex SHA-256 of the certificate DER.
-        pub certificate_id: String,
-    }
 
-    /// The status the template gives the certificate.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-    pub enum CertificateStatus {
-        Active,
-        Inactive,
-    }
 
-    /// What JITP would make of one device.
-    #[derive(Serialize, ToSchema)]
-    pub struct Preview {
-        pub thing_name: String,
-        pub attributes: BTreeMap<String, String>,
-        pub thing_type: Option<String>,
-        pub thing_groups: Vec<String>,
-        /// Existing policies attached by name.
-        pub policy_names: Vec<String>,
-        /// Policies the template creates from a PolicyDocument.
-        pub inline_policies: usize,
-        pub certificate_status: CertificateStatus,
-        /// Values AWS would refuse, or an INACTIVE certificate; empty when provisioning
-        /// should succeed.
-        pub problems: Vec<String>,
-    }
 }
 
 #[cfg(test)]
@@ -741,14 +617,11 @@ mod tests {
             .collect()
     }
 
+    /// CaAlgorithm and CaSubject are documented through mirrors until the CA core derives
+    /// `ToSchema` itself.
     #[test]
     fn mirrors_match_the_serde_form() {
         use crate::ca::{CaAlgorithm, CaSubject};
-        use crate::services::tokens::Role;
-        assert_eq!(
-            enum_values::<schemas::Role>(),
-            serialized(&[Role::Station, Role::Viewer, Role::Admin])
-        );
         assert_eq!(
             enum_values::<schemas::CaAlgorithm>(),
             serialized(&[
@@ -757,20 +630,6 @@ mod tests {
                 CaAlgorithm::Rsa2048,
                 CaAlgorithm::Rsa3072,
                 CaAlgorithm::Rsa4096,
-            ])
-        );
-        assert_eq!(
-            enum_values::<schemas::CertificateMode>(),
-            serialized(&[
-                crate::aws::CertificateMode::Default,
-                crate::aws::CertificateMode::SniOnly
-            ])
-        );
-        assert_eq!(
-            enum_values::<schemas::CertificateStatus>(),
-            serialized(&[
-                crate::jitp::CertificateStatus::Active,
-                crate::jitp::CertificateStatus::Inactive
             ])
         );
         let subject = CaSubject {
@@ -782,55 +641,6 @@ mod tests {
             organizational_unit: None,
         };
         assert_eq!(properties::<schemas::CaSubject>(), keys(subject));
-        let simple = crate::jitp::SimpleTemplate {
-            attributes: Default::default(),
-            policy_name: "p".into(),
-            thing_type: None,
-            thing_groups: vec![],
-        };
-        assert_eq!(properties::<schemas::SimpleTemplate>(), keys(&simple));
-        let config = crate::aws::RegistrationConfig {
-            template_body: Some(String::new()),
-            role_arn: Some(String::new()),
-            template_name: Some(String::new()),
-        };
-        assert_eq!(properties::<schemas::RegistrationConfig>(), keys(&config));
-        let description = crate::aws::CaDescription {
-            certificate_id: String::new(),
-            certificate_arn: String::new(),
-            status: String::new(),
-            auto_registration_status: String::new(),
-            certificate_mode: String::new(),
-            registration_config: None,
-        };
-        assert_eq!(properties::<schemas::CaDescription>(), keys(description));
-        assert_eq!(
-            properties::<schemas::DeviceSubject>(),
-            keys(crate::jitp::DeviceSubject::default())
-        );
-        let preview = crate::jitp::Preview {
-            thing_name: String::new(),
-            attributes: Default::default(),
-            thing_type: None,
-            thing_groups: vec![],
-            policy_names: vec![],
-            inline_policies: 0,
-            certificate_status: crate::jitp::CertificateStatus::Active,
-            problems: vec![],
-        };
-        assert_eq!(properties::<schemas::Preview>(), keys(preview));
-        // The template spec: one single-key object per variant.
-        for (spec, key) in [
-            (crate::jitp::TemplateSpec::Body(json!({})), "body"),
-            (crate::jitp::TemplateSpec::Simple(simple), "simple"),
-            (crate::jitp::TemplateSpec::Name("n".into()), "name"),
-        ] {
-            assert_eq!(keys(spec), BTreeSet::from([key.to_owned()]));
-        }
-        let spec = serde_json::to_string(&schemas::TemplateSpec::schema()).unwrap();
-        for key in ["body", "simple", "name"] {
-            assert!(spec.contains(&format!("\"{key}\"")), "{spec}");
-        }
     }
 
     #[test]

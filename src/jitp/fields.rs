@@ -93,7 +93,7 @@ impl fmt::Display for CertificateField {
 
 /// What a device certificate carries, for [`preview`]. A `None` or empty value is a field the
 /// certificate lacks.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceSubject {
     pub common_name: Option<String>,
     pub country: Option<String>,

@@ -3,7 +3,7 @@
 use super::*;
 
 /// What JITP would make of one device: the template evaluated with the certificate's fields.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Preview {
     pub thing_name: String,
     pub attributes: BTreeMap<String, String>,

@@ -5,10 +5,11 @@ use super::*;
 
 /// The `"template"` object of a request: exactly one of `{"body": {...}}`,
 /// `{"simple": {...}}` or `{"name": "..."}`.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TemplateSpec {
     /// A raw JITP template, as a JSON object (not as an escaped string: the escaping is ours).
+    #[schema(value_type = Object)]
     Body(Value),
     /// A thing named after the CommonName, with attributes, an optional type, groups and a policy.
     Simple(SimpleTemplate),
@@ -19,7 +20,7 @@ pub enum TemplateSpec {
 
 /// The common case, without writing a template: the thing is named after the certificate's
 /// CommonName, and the certificate gets one existing policy.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimpleTemplate {
     /// Thing attributes. A value equal to a [`CertificateField`] short name (`"Country"`,

@@ -52,7 +52,7 @@ pub(super) enum PolicySpec {
 }
 
 /// The status the template gives the certificate once the device is provisioned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CertificateStatus {
     Active,

@@ -7,7 +7,6 @@ use super::*;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(value_type = crate::http::openapi::schemas::CertificateMode)]
     pub mode: CertificateMode,
     /// Register the CA as ACTIVE (default true).
     #[serde(default = "yes")]
@@ -21,7 +20,6 @@ pub struct RegisterRequest {
     #[serde(default)]
     pub role_arn: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<crate::http::openapi::schemas::TemplateSpec>)]
     pub template: Option<TemplateSpec>,
 }
 
@@ -46,7 +44,6 @@ pub struct RegistrationState {
     pub stored: Option<AwsRegistration>,
     /// AWS's DescribeCACertificate; null when the CA is not registered or AWS no longer
     /// knows it.
-    #[schema(value_type = Option<crate::http::openapi::schemas::CaDescription>)]
     pub live: Option<CaDescription>,
     /// Differences between what we set and what AWS reports, in words.
     pub drift: Vec<String>,

@@ -22,7 +22,6 @@ pub enum Attach {
 pub struct TemplateRequest {
     #[serde(default)]
     pub role_arn: Option<String>,
-    #[schema(value_type = crate::http::openapi::schemas::TemplateSpec)]
     pub template: TemplateSpec,
     #[serde(default)]
     pub attach: Attach,
@@ -207,7 +206,6 @@ pub struct PreviewRequest {
     pub csr: Option<String>,
     /// A template to try; without it the attached template is used.
     #[serde(default)]
-    #[schema(value_type = Option<crate::http::openapi::schemas::TemplateSpec>)]
     pub template: Option<TemplateSpec>,
 }
 
@@ -216,12 +214,10 @@ pub struct PreviewAnswer {
     /// False when a referenced field is missing or AWS would refuse a value.
     pub would_provision: bool,
     /// The thing, attributes, groups and policies JITP would create.
-    #[schema(value_type = Option<crate::http::openapi::schemas::Preview>)]
     pub preview: Option<jitp::Preview>,
     /// The first template parameter the certificate lacks (JITP would fail).
     pub missing_field: Option<String>,
     /// The certificate fields JITP would read.
-    #[schema(value_type = crate::http::openapi::schemas::DeviceSubject)]
     pub device: jitp::DeviceSubject,
 }
 

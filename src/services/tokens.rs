@@ -24,7 +24,7 @@ use crate::store::{AuditEntry, Store, StoreError, Timestamp, TokenRecord};
 
 /// What a token may do. `admin` may do everything a viewer may; only `station` and `admin`
 /// may sign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Station,

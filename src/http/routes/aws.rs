@@ -222,7 +222,7 @@ pub async fn sync(
     operation_id = "get_registration_config",
     params(("id" = String, Path, description = "A CA id")),
     responses((status = 200, description = "`{templateBody, roleArn}` or `{templateName}`",
-        body = crate::http::openapi::schemas::RegistrationConfig)),
+        body = crate::aws::RegistrationConfig)),
     security(("bearer_token" = ["admin"]))
 )]
 pub async fn registration_config(

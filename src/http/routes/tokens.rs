@@ -19,14 +19,12 @@ use crate::store::Timestamp;
 pub struct NewToken {
     /// 1 to 64 characters of `a-zA-Z0-9._-`, unique among live tokens.
     name: String,
-    #[schema(value_type = crate::http::openapi::schemas::Role)]
     role: Role,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     name: String,
-    #[schema(value_type = crate::http::openapi::schemas::Role)]
     role: Role,
     /// The secret, shown this once; only its SHA-256 is stored.
     token: String,
