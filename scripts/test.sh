@@ -37,7 +37,7 @@ export MOTO_PYTHON="$PWD/.venv/bin/python"
 
 # This run's test databases carry a prefix of their own, so that runs from several checkouts can
 # share one server: only ours are dropped at the end.
-export FACTORY_CA_TEST_DB_PREFIX="factory_ca_test_$$_"
+export TEST_POSTGRES_DB_PREFIX="factory_ca_test_$$_"
 drop_test_databases() {
   psql "$TEST_POSTGRES_URL/postgres" -w -Atqc \
     "SELECT datname FROM pg_database WHERE datname LIKE 'factory\_ca\_test\_$$\_%'" |

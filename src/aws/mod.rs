@@ -27,12 +27,109 @@ pub enum CertificateMode {
     SniOnly,
 }
 
+impl std::fmt::Display for CertificateMode {
+    /// Our spelling (`default`, `sni_only`), as the API and the audit log show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CertificateMode::Default => "default",
+            CertificateMode::SniOnly => "sni_only",
+        })
+    }
+}
+
 impl CertificateMode {
     pub fn as_aws(self) -> &'static str {
         match self {
             CertificateMode::Default => "DEFAULT",
             CertificateMode::SniOnly => "SNI_ONLY",
         }
+    }
+}
+
+/// A CA's status in AWS IoT (DescribeCACertificate `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CaStatus {
+    Active,
+    Inactive,
+}
+
+impl std::fmt::Display for CaStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_aws())
+    }
+}
+
+impl CaStatus {
+    /// `ACTIVE` when `active`.
+    pub fn from_active(active: bool) -> CaStatus {
+        if active {
+            CaStatus::Active
+        } else {
+            CaStatus::Inactive
+        }
+    }
+
+    pub const ALL: &'static [CaStatus] = &[CaStatus::Active, CaStatus::Inactive];
+
+    /// AWS's spelling, which the API shows too.
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            CaStatus::Active => "ACTIVE",
+            CaStatus::Inactive => "INACTIVE",
+        }
+    }
+
+    pub fn from_aws(value: &str) -> Option<CaStatus> {
+        CaStatus::ALL.iter().copied().find(|s| s.as_aws() == value)
+    }
+}
+
+/// A device certificate's status in AWS IoT (ListCertificatesByCA, DescribeCertificate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AwsCertificateStatus {
+    Active,
+    Inactive,
+    Revoked,
+    PendingTransfer,
+    RegisterInactive,
+    PendingActivation,
+}
+
+impl std::fmt::Display for AwsCertificateStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_aws())
+    }
+}
+
+impl AwsCertificateStatus {
+    pub const ALL: &'static [AwsCertificateStatus] = &[
+        AwsCertificateStatus::Active,
+        AwsCertificateStatus::Inactive,
+        AwsCertificateStatus::Revoked,
+        AwsCertificateStatus::PendingTransfer,
+        AwsCertificateStatus::RegisterInactive,
+        AwsCertificateStatus::PendingActivation,
+    ];
+
+    /// AWS's spelling, which the API and the ledger use too.
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            AwsCertificateStatus::Active => "ACTIVE",
+            AwsCertificateStatus::Inactive => "INACTIVE",
+            AwsCertificateStatus::Revoked => "REVOKED",
+            AwsCertificateStatus::PendingTransfer => "PENDING_TRANSFER",
+            AwsCertificateStatus::RegisterInactive => "REGISTER_INACTIVE",
+            AwsCertificateStatus::PendingActivation => "PENDING_ACTIVATION",
+        }
+    }
+
+    pub fn from_aws(value: &str) -> Option<AwsCertificateStatus> {
+        AwsCertificateStatus::ALL
+            .iter()
+            .copied()
+            .find(|s| s.as_aws() == value)
     }
 }
 

@@ -8,7 +8,9 @@ pub mod csr;
 pub mod policy;
 pub mod profile;
 
-pub use authority::{CaAlgorithm, CaError, CaSubject, CertificateAuthority, IssuedCertificate};
+pub use authority::{
+    CaAlgorithm, CaError, CaSubject, CertificateAuthority, IssuedCertificate, RevocationReason,
+};
 pub use csr::{CsrError, DeviceKey, ParsedCsr, SubjectAttribute};
 pub use policy::{ApprovedCsr, IssuancePolicy, PolicyViolation};
 pub use profile::DeviceProfile;

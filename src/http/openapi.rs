@@ -532,8 +532,6 @@ pub mod schemas {
 
     impl ToSchema for Binary {}
 
-
-
     /// The key algorithm of a new CA.
     #[derive(Serialize, ToSchema)]
     pub enum CaAlgorithm {
@@ -560,14 +558,6 @@ pub mod schemas {
         pub organization: Option<String>,
         pub organizational_unit: Option<String>,
     }
-
-
-
-
-
-
-
-
 }
 
 #[cfg(test)]

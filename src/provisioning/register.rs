@@ -2,6 +2,8 @@
 //! DescribeCACertificate and the drift between the two, status changes, and deregistration.
 
 use super::*;
+use crate::aws::CaStatus;
+use crate::store::TemplateKind;
 
 /// `POST /v1/admin/cas/{id}/aws/register`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -125,8 +127,8 @@ impl Provisioning<'_> {
             ca_id: ca_id.to_owned(),
             aws_certificate_id: certificate_id,
             certificate_arn,
-            mode: mode_name(req.mode).to_owned(),
-            status: if req.activate { "ACTIVE" } else { "INACTIVE" }.to_owned(),
+            mode: req.mode,
+            status: CaStatus::from_active(req.activate),
             auto_registration: req.auto_registration,
             template_kind,
             template_body,
@@ -164,8 +166,14 @@ impl Provisioning<'_> {
             .describe_ca_certificate(&stored.aws_certificate_id)
             .await?;
         let auto = live.auto_registration_status == "ENABLE";
-        if live.status != stored.status || auto != stored.auto_registration {
-            stored.status = live.status;
+        let status = CaStatus::from_aws(&live.status).ok_or_else(|| {
+            ProvisioningError::InvalidRequest(format!(
+                "AWS IoT reports CA status {:?}, which factory-ca does not know",
+                live.status
+            ))
+        })?;
+        if status != stored.status || auto != stored.auto_registration {
+            stored.status = status;
             stored.auto_registration = auto;
             stored.updated_at = Timestamp::now();
             self.store.save_aws_registration(&stored).await?;
@@ -238,7 +246,7 @@ impl Provisioning<'_> {
             return Err(e.into());
         }
         if let Some(a) = active {
-            reg.status = if a { "ACTIVE" } else { "INACTIVE" }.to_owned();
+            reg.status = CaStatus::from_active(a);
         }
         if let Some(auto) = change.auto_registration {
             reg.auto_registration = auto;
@@ -289,13 +297,6 @@ impl Provisioning<'_> {
     }
 }
 
-pub(super) fn mode_name(mode: CertificateMode) -> &'static str {
-    match mode {
-        CertificateMode::Default => "default",
-        CertificateMode::SniOnly => "sni_only",
-    }
-}
-
 /// The `registrationConfig` for a resolved template; a body needs an IAM role ARN.
 pub(super) fn registration_config(
     template: Option<&ResolvedTemplate>,
@@ -327,7 +328,7 @@ pub(super) fn registration_config(
 }
 
 type TemplateColumns = (
-    Option<String>,
+    Option<TemplateKind>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -340,7 +341,7 @@ pub(super) fn template_columns(config: &Option<RegistrationConfig>) -> TemplateC
             role_arn,
             ..
         }) => (
-            Some("inline".into()),
+            Some(TemplateKind::Inline),
             Some(body.clone()),
             None,
             role_arn.clone(),
@@ -348,7 +349,7 @@ pub(super) fn template_columns(config: &Option<RegistrationConfig>) -> TemplateC
         Some(RegistrationConfig {
             template_name: Some(name),
             ..
-        }) => (Some("named".into()), None, Some(name.clone()), None),
+        }) => (Some(TemplateKind::Named), None, Some(name.clone()), None),
         _ => (None, None, None, None),
     }
 }
@@ -358,7 +359,7 @@ fn drift(stored: &AwsRegistration, live: Option<&CaDescription>) -> Vec<String> 
         return vec!["AWS IoT no longer knows this CA (deleted outside factory-ca)".into()];
     };
     let mut out = Vec::new();
-    if live.status != stored.status {
+    if live.status != stored.status.as_aws() {
         out.push(format!(
             "status: stored {}, AWS {}",
             stored.status, live.status
@@ -371,11 +372,7 @@ fn drift(stored: &AwsRegistration, live: Option<&CaDescription>) -> Vec<String> 
             stored.auto_registration, live.auto_registration_status
         ));
     }
-    let stored_mode = if stored.mode == "sni_only" {
-        "SNI_ONLY"
-    } else {
-        "DEFAULT"
-    };
+    let stored_mode = stored.mode.as_aws();
     if live.certificate_mode != stored_mode {
         out.push(format!(
             "mode: stored {stored_mode}, AWS {}",
@@ -395,12 +392,12 @@ fn drift(stored: &AwsRegistration, live: Option<&CaDescription>) -> Vec<String> 
         .registration_config
         .as_ref()
         .and_then(|c| c.template_name.clone());
-    if stored.template_kind.as_deref() == Some("inline") && live_body != stored_body {
+    if stored.template_kind == Some(TemplateKind::Inline) && live_body != stored_body {
         out.push(
             "template: the inline template body in AWS differs from the one we attached".into(),
         );
     }
-    if stored.template_kind.as_deref() == Some("named") && live_name != stored.template_name {
+    if stored.template_kind == Some(TemplateKind::Named) && live_name != stored.template_name {
         out.push(format!(
             "template: stored name {:?}, AWS {:?}",
             stored.template_name, live_name

@@ -2,6 +2,7 @@
 //! status.
 
 use super::*;
+use crate::aws::AwsCertificateStatus;
 
 impl Provisioning<'_> {
     /// ListCertificatesByCA for a registered CA: marks each ledger row with its AWS status and
@@ -33,9 +34,18 @@ impl Provisioning<'_> {
             for c in &page.certificates {
                 report.listed += 1;
                 let seen = c.created_at.map(Timestamp::new);
+                let Some(status) = AwsCertificateStatus::from_aws(&c.status) else {
+                    tracing::warn!(
+                        certificate_id = %c.certificate_id,
+                        status = %c.status,
+                        "AWS IoT reports a certificate status factory-ca does not know; not recorded"
+                    );
+                    report.unknown_status += 1;
+                    continue;
+                };
                 if self
                     .store
-                    .record_aws_status(&c.certificate_id, &c.status, seen, now)
+                    .record_aws_status(&c.certificate_id, status, seen, now)
                     .await?
                 {
                     report.matched += 1;
@@ -70,4 +80,6 @@ pub struct SyncReport {
     pub matched: usize,
     /// Listed by AWS but not issued by this ledger.
     pub not_in_ledger: usize,
+    /// Listed with a status factory-ca does not know (logged, not recorded).
+    pub unknown_status: usize,
 }

@@ -4,6 +4,7 @@
 use super::preflight::template_check;
 use super::register::{registration_config, template_columns};
 use super::*;
+use crate::store::TextValue;
 
 /// How a template body is attached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -94,7 +95,7 @@ impl Provisioning<'_> {
         self.store.save_aws_registration(&reg).await?;
         let detail = format!(
             "attach={}; template={}",
-            reg.template_kind.as_deref().unwrap_or("-"),
+            reg.template_kind.map_or("-", |k| k.name()),
             reg.template_name.as_deref().unwrap_or("inline body")
         );
         self.audit("ca.aws.template", ca_id, true, &detail, actor)

@@ -16,7 +16,9 @@ use crate::ca::{
     self, CaError, CertificateAuthority, CsrError, DeviceProfile, IssuancePolicy, PolicyViolation,
 };
 use crate::store::ledger_writer::{GroupCommitConfig, LedgerWriter};
-use crate::store::{CertificateRecord, NewIssuance, RecordOutcome, Store, StoreError, Timestamp};
+use crate::store::{
+    CertificateRecord, LedgerStatus, NewIssuance, RecordOutcome, Store, StoreError, Timestamp,
+};
 
 /// Why a request got no certificate.
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +238,7 @@ impl IssuanceService {
             issued_at,
             station: req.station.to_owned(),
             request_id: req.request_id.map(str::to_owned),
-            status: "active".into(),
+            status: LedgerStatus::Active,
             revoked_at: None,
             revocation_reason: None,
             aws_revocation_pending: false,

@@ -17,39 +17,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::store::{AuditEntry, Store, StoreError, Timestamp, TokenRecord};
 
-/// What a token may do. `admin` may do everything a viewer may; only `station` and `admin`
-/// may sign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Station,
-    Viewer,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Station => "station",
-            Role::Viewer => "viewer",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "station" => Some(Role::Station),
-            "viewer" => Some(Role::Viewer),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
+pub use crate::store::Role;
 
 /// Who is calling: the token's name and role.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +147,10 @@ fn has_token_shape(presented: &str) -> bool {
 
 async fn lookup(store: &Store, hash: &str) -> Result<Option<Principal>, StoreError> {
     let record: Option<TokenRecord> = store.find_live_token(hash).await?;
-    Ok(record.and_then(|r| Role::parse(&r.role).map(|role| Principal { name: r.name, role })))
+    Ok(record.map(|r| Principal {
+        name: r.name,
+        role: r.role,
+    }))
 }
 
 /// Live tokens seen in the last `ttl`, by SHA-256 of the secret (the secret itself is never

@@ -3,7 +3,8 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, Timestamp};
+use super::{Store, StoreResult, TemplateKind, Timestamp};
+use crate::aws::{AwsCertificateStatus, CaStatus, CertificateMode};
 
 /// What we know of a CA's registration in AWS IoT.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -11,13 +12,12 @@ pub struct AwsRegistration {
     pub ca_id: String,
     pub aws_certificate_id: String,
     pub certificate_arn: String,
-    /// `default` or `sni_only`.
-    pub mode: String,
-    /// `ACTIVE` or `INACTIVE`, as we last set or saw it.
-    pub status: String,
+    pub mode: CertificateMode,
+    /// As we last set or saw it.
+    pub status: CaStatus,
     pub auto_registration: bool,
-    /// `inline` or `named`, when a JITP template is attached.
-    pub template_kind: Option<String>,
+    /// When a JITP template is attached.
+    pub template_kind: Option<TemplateKind>,
     #[serde(skip)]
     pub template_body: Option<String>,
     pub template_name: Option<String>,
@@ -67,10 +67,10 @@ impl Store {
         .bind(&r.ca_id)
         .bind(&r.aws_certificate_id)
         .bind(&r.certificate_arn)
-        .bind(&r.mode)
-        .bind(&r.status)
+        .bind(r.mode)
+        .bind(r.status)
         .bind(r.auto_registration)
-        .bind(&r.template_kind)
+        .bind(r.template_kind)
         .bind(&r.template_body)
         .bind(&r.template_name)
         .bind(&r.role_arn)
@@ -143,7 +143,7 @@ impl Store {
     pub async fn record_aws_status(
         &self,
         aws_certificate_id: &str,
-        status: &str,
+        status: AwsCertificateStatus,
         first_seen_at: Option<Timestamp>,
         now: Timestamp,
     ) -> StoreResult<bool> {

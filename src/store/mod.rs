@@ -6,6 +6,7 @@
 //! query. Schema differences live in `migrations/postgres` and `migrations/sqlite`.
 
 mod timestamp;
+pub mod values;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,8 +17,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{FromRow, PgPool, SqlitePool};
 
 pub use timestamp::Timestamp;
+pub use values::{LedgerStatus, Role, TemplateKind, TextValue};
 
-use crate::ca::IssuedCertificate;
+use crate::aws::AwsCertificateStatus;
+use crate::ca::{IssuedCertificate, RevocationReason};
 use crate::config::Settings;
 
 /// A store failure the caller cannot fix: the database is down, full, or refused the write.
@@ -90,20 +93,20 @@ pub struct CertificateRecord {
     pub issued_at: Timestamp,
     pub station: String,
     pub request_id: Option<String>,
-    pub status: String,
+    pub status: LedgerStatus,
     pub revoked_at: Option<Timestamp>,
-    pub revocation_reason: Option<String>,
+    pub revocation_reason: Option<RevocationReason>,
     /// AWS IoT has not been told of the revocation yet (retried until it has).
     pub aws_revocation_pending: bool,
     /// The certificate's status in AWS IoT at the last sync; `None`: AWS has not seen it.
-    pub aws_status: Option<String>,
+    pub aws_status: Option<AwsCertificateStatus>,
     pub aws_first_seen_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, FromRow)]
 pub struct TokenRecord {
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
 }
@@ -139,17 +142,43 @@ pub struct CertificateFilter {
     pub thing_name: Option<String>,
     pub country: Option<String>,
     pub station: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<LedgerStatus>,
     pub issued_after: Option<Timestamp>,
     pub issued_before: Option<Timestamp>,
-    /// An AWS IoT status from the last sync, or `never_seen` for certificates AWS has not seen.
-    pub aws_status: Option<String>,
+    /// An AWS IoT status from the last sync, or certificates AWS has not seen.
+    pub aws_status: Option<AwsStatusFilter>,
     /// Thing names starting with this (bytewise; case-sensitive, as AWS IoT thing names are).
     pub thing_name_prefix: Option<String>,
     /// Oldest first instead of newest first.
     pub ascending: bool,
     /// Keyset cursor: rows strictly after this `(issued_at, serial)` in the chosen order.
     pub before: Option<(Timestamp, String)>,
+}
+
+/// The `aws_status` filter: a status AWS IoT reported at the last sync, or `never_seen`
+/// (AWS has not listed the certificate: the device never connected, or no sync ran).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsStatusFilter {
+    Reported(AwsCertificateStatus),
+    NeverSeen,
+}
+
+impl AwsStatusFilter {
+    /// Every accepted spelling, for messages.
+    pub fn names() -> Vec<&'static str> {
+        AwsCertificateStatus::ALL
+            .iter()
+            .map(|s| s.as_aws())
+            .chain(["never_seen"])
+            .collect()
+    }
+
+    pub fn parse(value: &str) -> Option<AwsStatusFilter> {
+        match value {
+            "never_seen" => Some(AwsStatusFilter::NeverSeen),
+            other => AwsCertificateStatus::from_aws(other).map(AwsStatusFilter::Reported),
+        }
+    }
 }
 
 /// Records the time of a store operation in `factory_ca_store_duration_seconds`.
@@ -601,8 +630,8 @@ impl Store {
         if let Some(v) = &filter.station {
             push("station = ?", Bind::Text(v.clone()));
         }
-        if let Some(v) = &filter.status {
-            push("status = ?", Bind::Text(v.clone()));
+        if let Some(v) = filter.status {
+            push("status = ?", Bind::Text(v.name().to_owned()));
         }
         if let Some(v) = filter.issued_after {
             push("issued_at >= ?", Bind::Time(v));
@@ -610,10 +639,10 @@ impl Store {
         if let Some(v) = filter.issued_before {
             push("issued_at < ?", Bind::Time(v));
         }
-        match filter.aws_status.as_deref() {
-            Some("never_seen") => conditions.push("aws_status IS NULL".to_owned()),
-            Some(v) => {
-                binds.push(Bind::Text(v.to_owned()));
+        match filter.aws_status {
+            Some(AwsStatusFilter::NeverSeen) => conditions.push("aws_status IS NULL".to_owned()),
+            Some(AwsStatusFilter::Reported(v)) => {
+                binds.push(Bind::Text(v.as_aws().to_owned()));
                 conditions.push(format!("aws_status = ${}", binds.len()));
             }
             None => {}

@@ -74,7 +74,7 @@ pub async fn fresh_pg_database() -> String {
     // `scripts/test.sh` sets a prefix of its own run, and drops only those databases when it
     // ends, so that test runs of several checkouts can share one server.
     let prefix =
-        std::env::var("FACTORY_CA_TEST_DB_PREFIX").unwrap_or_else(|_| "factory_ca_test_".into());
+        std::env::var("TEST_POSTGRES_DB_PREFIX").unwrap_or_else(|_| "factory_ca_test_".into());
     let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)

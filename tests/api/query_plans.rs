@@ -107,14 +107,14 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
         (
             "revoked",
             CertificateFilter {
-                status: Some("revoked".into()),
+                status: Some(factory_ca::store::LedgerStatus::Revoked),
                 ..Default::default()
             },
         ),
         (
             "never seen by AWS IoT",
             CertificateFilter {
-                aws_status: Some("never_seen".into()),
+                aws_status: Some(factory_ca::store::AwsStatusFilter::NeverSeen),
                 ..Default::default()
             },
         ),

@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::AppState;
+use crate::aws::{CaStatus, CertificateMode};
 use crate::http::error::ApiError;
 use crate::http::extract::AnyCaller;
-use crate::store::Timestamp;
+use crate::store::{TemplateKind, Timestamp};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CaView {
@@ -29,14 +30,12 @@ pub struct CaView {
 /// What a viewer may know of the issuing CA's AWS IoT registration.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CaAwsView {
-    /// `ACTIVE` or `INACTIVE`.
-    pub status: String,
+    pub status: CaStatus,
     pub auto_registration: bool,
-    /// `inline` or `named` when a JITP template is attached.
-    pub template_kind: Option<String>,
+    /// When a JITP template is attached.
+    pub template_kind: Option<TemplateKind>,
     pub template_name: Option<String>,
-    /// `default` or `sni_only`.
-    pub mode: String,
+    pub mode: CertificateMode,
     pub aws_certificate_id: String,
     pub registered_at: String,
     pub updated_at: String,

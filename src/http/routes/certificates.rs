@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::app::AppState;
+use crate::aws::AwsCertificateStatus;
 use crate::ca;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
@@ -23,7 +24,9 @@ use crate::http::extract::{
     unsupported_media_type,
 };
 use crate::services::issuance::{IssuanceRequest, Issued};
-use crate::store::{CertificateFilter, CertificateRecord, Timestamp};
+use crate::store::{
+    AwsStatusFilter, CertificateFilter, CertificateRecord, LedgerStatus, TextValue, Timestamp,
+};
 
 pub const PEM_CHAIN: &str = "application/pem-certificate-chain";
 const PKCS10: &str = "application/pkcs10";
@@ -249,14 +252,14 @@ pub struct CertificateView {
     pub issued_at: String,
     pub station: String,
     pub request_id: Option<String>,
-    pub status: String,
+    pub status: LedgerStatus,
     pub revoked_at: Option<String>,
     pub revocation_reason: Option<String>,
     /// A revocation AWS IoT has not been told of yet (retried in the background).
     pub aws_revocation_pending: bool,
     /// The status AWS IoT reported at the last sync; null when AWS has not seen the
     /// certificate (the device never connected) or no sync ran.
-    pub aws_status: Option<String>,
+    pub aws_status: Option<AwsCertificateStatus>,
     pub aws_first_seen_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_pem: Option<String>,
@@ -281,7 +284,7 @@ impl CertificateView {
             request_id: r.request_id,
             status: r.status,
             revoked_at: r.revoked_at.map(Timestamp::rfc3339),
-            revocation_reason: r.revocation_reason,
+            revocation_reason: r.revocation_reason.map(|reason| reason.name().to_owned()),
             aws_revocation_pending: r.aws_revocation_pending,
             aws_status: r.aws_status,
             aws_first_seen_at: r.aws_first_seen_at.map(Timestamp::rfc3339),
@@ -327,16 +330,6 @@ pub struct CertificatePage {
 }
 
 pub const MAX_PAGE: u32 = 1000;
-/// AWS IoT certificate statuses, and `never_seen` for certificates AWS has not listed.
-const AWS_STATUSES: [&str; 7] = [
-    "ACTIVE",
-    "INACTIVE",
-    "REVOKED",
-    "PENDING_TRANSFER",
-    "REGISTER_INACTIVE",
-    "PENDING_ACTIVATION",
-    "never_seen",
-];
 const DEFAULT_PAGE: u32 = 100;
 
 /// List ledger rows
@@ -517,10 +510,12 @@ fn csv_row(out: &mut String, r: &CertificateRecord) {
         time(r.issued_at).into(),
         r.station.as_str().into(),
         r.request_id.as_deref().unwrap_or_default().into(),
-        r.status.as_str().into(),
+        r.status.name().into(),
         r.revoked_at.map(time).unwrap_or_default().into(),
-        r.revocation_reason.as_deref().unwrap_or_default().into(),
-        r.aws_status.as_deref().unwrap_or_default().into(),
+        r.revocation_reason
+            .map_or("", |reason| reason.name())
+            .into(),
+        r.aws_status.map_or("", |status| status.as_aws()).into(),
         r.aws_first_seen_at.map(time).unwrap_or_default().into(),
     ];
     for (i, field) in fields.iter().enumerate() {
@@ -544,22 +539,30 @@ fn csv_field(out: &mut String, field: &str) {
 
 /// The ledger filter of the list and export endpoints, validated.
 fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError> {
-    if let Some(status) = &params.status
-        && !matches!(status.as_str(), "active" | "revoked")
-    {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            "status must be active or revoked",
-        ));
-    }
-    if let Some(aws_status) = &params.aws_status
-        && !AWS_STATUSES.contains(&aws_status.as_str())
-    {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("aws_status must be one of {}", AWS_STATUSES.join(", ")),
-        ));
-    }
+    let status = params
+        .status
+        .as_deref()
+        .map(|status| {
+            LedgerStatus::from_name(status).ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidQuery, "status must be active or revoked")
+            })
+        })
+        .transpose()?;
+    let aws_status = params
+        .aws_status
+        .as_deref()
+        .map(|aws_status| {
+            AwsStatusFilter::parse(aws_status).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!(
+                        "aws_status must be one of {}",
+                        AwsStatusFilter::names().join(", ")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
     if let Some(q) = &params.q
         && !(1..=128).contains(&q.len())
     {
@@ -583,7 +586,7 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
         thing_name_prefix: params.q,
         country: params.country,
         station: params.station,
-        status: params.status,
+        status,
         issued_after: params
             .issued_after
             .as_deref()
@@ -594,7 +597,7 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
             .as_deref()
             .map(|t| parse_time("issued_before", t))
             .transpose()?,
-        aws_status: params.aws_status,
+        aws_status,
         ascending,
         before: params.cursor.as_deref().map(decode_cursor).transpose()?,
     })

@@ -34,8 +34,7 @@ pub struct CreatedToken {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     name: String,
-    /// `station`, `viewer` or `admin`.
-    role: String,
+    role: Role,
     created_at: String,
     revoked_at: Option<String>,
     /// `active` or `revoked`.

@@ -1,0 +1,259 @@
+//! The values the store keeps in text columns, as types: each is written and read as its stable
+//! name (the same name the API shows), on PostgreSQL (`text`) and SQLite (`TEXT`) alike, and a
+//! value the code does not know fails the read instead of travelling on as a string.
+//!
+//! Types of other layers that the store persists (the CA core's revocation reason, AWS IoT's
+//! statuses and certificate mode) get their column encoding here too, so that those layers need
+//! no SQL.
+
+use serde::{Deserialize, Serialize};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgTypeInfo, PgValueRef};
+use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
+use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
+
+use crate::aws::{AwsCertificateStatus, CaStatus, CertificateMode};
+use crate::ca::RevocationReason;
+
+/// A value stored as one of a fixed set of names.
+pub trait TextValue: Sized + Copy + 'static {
+    /// Every value, in a stable order.
+    const ALL: &'static [Self];
+    /// Its stored (and API) name.
+    fn name(self) -> &'static str;
+    /// The value with this name.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.name() == name)
+    }
+}
+
+/// Column encoding of [`TextValue`]s for both backends.
+macro_rules! text_columns {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Type<Postgres> for $ty {
+            fn type_info() -> PgTypeInfo {
+                <&str as Type<Postgres>>::type_info()
+            }
+            fn compatible(ty: &PgTypeInfo) -> bool {
+                <&str as Type<Postgres>>::compatible(ty)
+            }
+        }
+
+        impl<'q> Encode<'q, Postgres> for $ty {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
+            ) -> Result<IsNull, BoxDynError> {
+                <&str as Encode<Postgres>>::encode(TextValue::name(*self), buf)
+            }
+        }
+
+        impl<'r> Decode<'r, Postgres> for $ty {
+            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+                let name = <&str as Decode<Postgres>>::decode(value)?;
+                <$ty as TextValue>::from_name(name).ok_or_else(|| {
+                    format!("unknown {} {name:?} in the store", stringify!($ty)).into()
+                })
+            }
+        }
+
+        impl Type<Sqlite> for $ty {
+            fn type_info() -> SqliteTypeInfo {
+                <&str as Type<Sqlite>>::type_info()
+            }
+            fn compatible(ty: &SqliteTypeInfo) -> bool {
+                <&str as Type<Sqlite>>::compatible(ty)
+            }
+        }
+
+        impl<'q> Encode<'q, Sqlite> for $ty {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
+            ) -> Result<IsNull, BoxDynError> {
+                <&str as Encode<Sqlite>>::encode(TextValue::name(*self), buf)
+            }
+        }
+
+        impl<'r> Decode<'r, Sqlite> for $ty {
+            fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+                let name = <&str as Decode<Sqlite>>::decode(value)?;
+                <$ty as TextValue>::from_name(name).ok_or_else(|| {
+                    format!("unknown {} {name:?} in the store", stringify!($ty)).into()
+                })
+            }
+        }
+    )*};
+}
+
+/// What a token may do. `admin` may do everything a viewer may; only `station` and `admin`
+/// may sign.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Station,
+    Viewer,
+    Admin,
+}
+
+impl TextValue for Role {
+    const ALL: &'static [Self] = &[Role::Station, Role::Viewer, Role::Admin];
+    fn name(self) -> &'static str {
+        match self {
+            Role::Station => "station",
+            Role::Viewer => "viewer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        self.name()
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::from_name(s)
+    }
+}
+
+/// Where a ledger row stands: `active` until revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerStatus {
+    Active,
+    Revoked,
+}
+
+impl TextValue for LedgerStatus {
+    const ALL: &'static [Self] = &[LedgerStatus::Active, LedgerStatus::Revoked];
+    fn name(self) -> &'static str {
+        match self {
+            LedgerStatus::Active => "active",
+            LedgerStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// How a JITP template is attached to a CA in AWS IoT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateKind {
+    /// `registrationConfig {templateBody, roleArn}` on the CA.
+    Inline,
+    /// A JITP provisioning template, referenced by `registrationConfig {templateName}`.
+    Named,
+}
+
+impl TextValue for TemplateKind {
+    const ALL: &'static [Self] = &[TemplateKind::Inline, TemplateKind::Named];
+    fn name(self) -> &'static str {
+        match self {
+            TemplateKind::Inline => "inline",
+            TemplateKind::Named => "named",
+        }
+    }
+}
+
+impl TextValue for RevocationReason {
+    const ALL: &'static [Self] = &RevocationReason::ALL;
+    fn name(self) -> &'static str {
+        RevocationReason::name(self)
+    }
+}
+
+impl TextValue for CertificateMode {
+    const ALL: &'static [Self] = &[CertificateMode::Default, CertificateMode::SniOnly];
+    fn name(self) -> &'static str {
+        match self {
+            CertificateMode::Default => "default",
+            CertificateMode::SniOnly => "sni_only",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for LedgerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for TemplateKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl TextValue for CaStatus {
+    const ALL: &'static [Self] = CaStatus::ALL;
+    fn name(self) -> &'static str {
+        self.as_aws()
+    }
+}
+
+impl TextValue for AwsCertificateStatus {
+    const ALL: &'static [Self] = AwsCertificateStatus::ALL;
+    fn name(self) -> &'static str {
+        self.as_aws()
+    }
+}
+
+text_columns!(
+    Role,
+    LedgerStatus,
+    TemplateKind,
+    RevocationReason,
+    CertificateMode,
+    CaStatus,
+    AwsCertificateStatus,
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trips<T: TextValue + PartialEq + std::fmt::Debug>() {
+        let mut names = std::collections::BTreeSet::new();
+        for value in T::ALL {
+            assert_eq!(T::from_name(value.name()), Some(*value));
+            assert!(names.insert(value.name()), "{} twice", value.name());
+        }
+        assert_eq!(T::from_name("no such value"), None);
+    }
+
+    #[test]
+    fn every_stored_name_reads_back_as_its_value() {
+        round_trips::<Role>();
+        round_trips::<LedgerStatus>();
+        round_trips::<TemplateKind>();
+        round_trips::<RevocationReason>();
+        round_trips::<CertificateMode>();
+        round_trips::<CaStatus>();
+        round_trips::<AwsCertificateStatus>();
+    }
+
+    #[test]
+    fn stored_names_are_the_serde_names() {
+        for role in Role::ALL {
+            assert_eq!(serde_json::to_value(role).unwrap(), role.name());
+        }
+        for status in LedgerStatus::ALL {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.name());
+        }
+        for kind in TemplateKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+        for mode in <CertificateMode as TextValue>::ALL {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.name());
+        }
+    }
+}
