@@ -1,113 +1,119 @@
-//! Per-station rate limiting: a token bucket per station name, refilled continuously.
+//! Per-station rate limiting: a token bucket per station name (GCRA, from the `governor`
+//! crate), refilled continuously at `server.station_rate_per_sec` up to `server.station_burst`.
 //!
 //! In-process: with several replicas each enforces its own share (docs/operations.md).
-//! Time is passed in, so the buckets are testable without sleeping.
+//! The clock is a type parameter, so the buckets are testable without sleeping.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+/// Buckets kept before idle (full again) ones are forgotten.
+const MAX_TRACKED_STATIONS: usize = 10_000;
+
+/// A GCRA bucket per station name.
+type Buckets<C> =
+    RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// Token buckets keyed by station name. A rate of 0 disables limiting.
-pub struct StationRateLimiter {
-    rate_per_sec: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+pub struct StationRateLimiter<C: Clock = DefaultClock> {
+    limiter: Option<Buckets<C>>,
+    clock: C,
 }
-
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-/// Buckets idle this long are full again and can be forgotten.
-const IDLE: Duration = Duration::from_secs(600);
 
 impl StationRateLimiter {
     pub fn new(rate_per_sec: f64, burst: u32) -> Self {
-        Self {
-            rate_per_sec,
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self::with_clock(rate_per_sec, burst, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> StationRateLimiter<C> {
+    /// `rate_per_sec` is validated by the settings: 0 (unlimited) or positive and finite.
+    pub fn with_clock(rate_per_sec: f64, burst: u32, clock: C) -> Self {
+        let limiter = (rate_per_sec > 0.0).then(|| {
+            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+            let period = Duration::from_secs_f64(1.0 / rate_per_sec);
+            let quota = Quota::with_period(period)
+                .expect("a positive finite rate has a non-zero period")
+                .allow_burst(burst);
+            RateLimiter::dashmap_with_clock(quota, clock.clone())
+        });
+        Self { limiter, clock }
     }
 
     pub fn enabled(&self) -> bool {
-        self.rate_per_sec > 0.0
+        self.limiter.is_some()
     }
 
     /// Takes one token for `station`, or says how long until one is available.
-    pub fn check(&self, station: &str, now: Instant) -> Result<(), Duration> {
-        if !self.enabled() {
+    pub fn check(&self, station: &str) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
             return Ok(());
+        };
+        if limiter.len() > MAX_TRACKED_STATIONS {
+            limiter.retain_recent();
         }
-        let mut buckets = self
-            .buckets
-            .lock()
-            .expect("the rate limiter lock is never poisoned");
-        if buckets.len() > 10_000 {
-            buckets.retain(|_, b| now.duration_since(b.updated) < IDLE);
-        }
-        let bucket = buckets.entry(station.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            updated: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate_per_sec).min(self.burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / self.rate_per_sec,
-            ))
-        }
+        limiter
+            .check_key(&station.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     #[test]
     fn allows_a_burst_then_the_rate_per_station() {
-        let limiter = StationRateLimiter::new(2.0, 3);
-        let t0 = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let limiter = StationRateLimiter::with_clock(2.0, 3, clock.clone());
         for _ in 0..3 {
-            assert!(limiter.check("line-1", t0).is_ok());
+            assert!(limiter.check("line-1").is_ok());
         }
-        let wait = limiter.check("line-1", t0).unwrap_err();
+        let wait = limiter.check("line-1").unwrap_err();
         assert!(
             wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
             "{wait:?}"
         );
         // Another station has its own bucket.
-        assert!(limiter.check("line-2", t0).is_ok());
+        assert!(limiter.check("line-2").is_ok());
         // Half a second later one token is back.
-        assert!(
-            limiter
-                .check("line-1", t0 + Duration::from_millis(500))
-                .is_ok()
-        );
-        assert!(
-            limiter
-                .check("line-1", t0 + Duration::from_millis(500))
-                .is_err()
-        );
+        clock.advance(Duration::from_millis(500));
+        assert!(limiter.check("line-1").is_ok());
+        assert!(limiter.check("line-1").is_err());
         // Never more than the burst, however long the pause.
-        let later = t0 + Duration::from_secs(3600);
+        clock.advance(Duration::from_secs(3600));
         for _ in 0..3 {
-            assert!(limiter.check("line-1", later).is_ok());
+            assert!(limiter.check("line-1").is_ok());
         }
-        assert!(limiter.check("line-1", later).is_err());
+        assert!(limiter.check("line-1").is_err());
     }
 
     #[test]
     fn a_zero_rate_disables_limiting() {
         let limiter = StationRateLimiter::new(0.0, 1);
-        let now = Instant::now();
+        assert!(!limiter.enabled());
         for _ in 0..100 {
-            assert!(limiter.check("line-1", now).is_ok());
+            assert!(limiter.check("line-1").is_ok());
         }
+    }
+
+    #[test]
+    fn a_fractional_rate_spaces_requests_out() {
+        let clock = FakeRelativeClock::default();
+        let limiter = StationRateLimiter::with_clock(0.5, 1, clock.clone());
+        assert!(limiter.check("line-1").is_ok());
+        let wait = limiter.check("line-1").unwrap_err();
+        assert!(
+            wait > Duration::from_millis(1900) && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+        clock.advance(Duration::from_secs(2));
+        assert!(limiter.check("line-1").is_ok());
     }
 }

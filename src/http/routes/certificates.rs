@@ -130,10 +130,7 @@ async fn sign_checked(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let StationCaller(station) = StationCaller::allows(caller?.0)?;
-    if let Err(wait) = state
-        .station_limiter
-        .check(&station.name, std::time::Instant::now())
-    {
+    if let Err(wait) = state.station_limiter.check(&station.name) {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             format!(
