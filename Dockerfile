@@ -1,4 +1,4 @@
-# factory-ca container image. Not built on our CI machines; see the README's "Docker" section.
+# factory-ca container image. Not built on our CI machines; see docs/operations.md, "Docker".
 #
 #   docker build -t factory-ca .
 #   docker run -d -p 8080:8080 -v factory-ca-data:/var/lib/factory-ca factory-ca

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issuance benchmark on PostgreSQL (issue 6). Builds in release mode once, measures the signing
+# Issuance benchmark on PostgreSQL (docs/benchmarks.md). Builds in release mode once, measures the signing
 # step alone (benches/signing.rs), then for an ECDSA P-256 CA and an RSA-2048 CA starts
 # `factory-ca serve` on a fresh database and data dir and runs `factory-ca bench` at 1, 16 and
 # 64 connections. Prints a markdown table on stdout; progress goes to stderr.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory soak (issue 6): the release service on a fresh PostgreSQL database under continuous
+# Memory soak (docs/benchmarks.md): the release service on a fresh PostgreSQL database under continuous
 # load from `factory-ca bench` for SOAK_SECS (default 600), sampling the service's resident
 # memory every 5 seconds. Prints the samples' summary (first, last, peak RSS and VmHWM), the
 # certificates issued and the errors. Everything is bounded in time; the database is dropped on

@@ -1,7 +1,8 @@
 //! `factory-ca bench`: a station simulator and load generator. It makes N distinct device keys
-//! and CSRs before the clock starts, posts them to a running service over C keep-alive HTTP/1.1
-//! connections, and reports throughput, latency percentiles and errors by `code`. It doubles as
-//! a capacity-planning tool: point it at a staging service with a station token.
+//! and CSRs, and the whole HTTP request of each, before the clock starts, posts them to a running
+//! service over C keep-alive HTTP/1.1 connections (hyper's client connection, one request in
+//! flight on each), and reports throughput, latency percentiles and errors by `code`. It doubles
+//! as a capacity-planning tool: point it at a staging service with a station token.
 //!
 //! Every run is bounded: N requests at most, and `--duration-limit` seconds for the whole
 //! command (key generation included). Nothing here is used by the service itself.
@@ -13,9 +14,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::body::Bytes;
+use axum::http::{HeaderValue, Request, StatusCode, Uri, header};
 use clap::{Args, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair};
 use serde::Serialize;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// The environment variable that holds the station token, unless `--token-env` names another.
@@ -105,7 +112,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(args.duration_limit);
     let token = std::env::var(&args.token_env)
         .with_context(|| format!("set {} to a station token", args.token_env))?;
-    let token_header = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
+    let token_header = HeaderValue::try_from(format!("Bearer {token}"))
         .map(|mut v| {
             v.set_sensitive(true);
             v
@@ -129,12 +136,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("bench-{:08x}", rand::random::<u32>()));
     check_prefix(&prefix)?;
-    let endpoint = format!("{}/v1/certificates", args.url.trim_end_matches('/'));
-    let endpoint = reqwest::Url::parse(&endpoint)
-        .with_context(|| format!("--url {:?} is not a URL", args.url))?;
-    if endpoint.scheme() != "http" {
-        bail!("--url must be plain http:// (factory-ca speaks no TLS)");
-    }
+    let endpoint = Endpoint::parse(&args.url)?;
     let interactive = std::io::stderr().is_terminal();
 
     // Before the clock starts: one key, CSR and request body per certificate.
@@ -167,14 +169,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let progress = interactive.then(|| tokio::spawn(progress_line(load.clone(), load_started)));
     let mut workers = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
-        let client = reqwest::Client::builder()
-            // One connection per worker, kept alive: C workers are C connections.
-            .pool_max_idle_per_host(1)
-            .tcp_nodelay(true)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("cannot build the HTTP client")?;
-        workers.push(tokio::spawn(worker(load.clone(), client)));
+        // One connection per worker, kept alive: C workers are C connections.
+        workers.push(tokio::spawn(worker(load.clone())));
     }
     let mut tally = Tally::default();
     for w in workers {
@@ -236,7 +232,7 @@ fn check_prefix(prefix: &str) -> anyhow::Result<()> {
 }
 
 /// A request body and its index in the run.
-type NumberedBody = (usize, Vec<u8>);
+type NumberedBody = (usize, Bytes);
 
 /// Makes `n` JSON request bodies on every core. RSA-2048 keys take tens of milliseconds each,
 /// so this is the slow part of a run, and it happens before timing starts.
@@ -247,7 +243,7 @@ fn generate_bodies(
     n: usize,
     deadline: std::time::Instant,
     interactive: bool,
-) -> anyhow::Result<Vec<Vec<u8>>> {
+) -> anyhow::Result<Vec<Bytes>> {
     let threads = std::thread::available_parallelism()
         .map(|p| p.get())
         .unwrap_or(1)
@@ -269,7 +265,10 @@ fn generate_bodies(
                             bail!("--duration-limit reached while generating keys ({i} of {n})");
                         }
                         let pem = device_csr_pem(key, &format!("{prefix}-{i}"), country)?;
-                        out.push((i, serde_json::to_vec(&serde_json::json!({ "csr": pem }))?));
+                        out.push((
+                            i,
+                            serde_json::to_vec(&serde_json::json!({ "csr": pem }))?.into(),
+                        ));
                         made.fetch_add(1, Ordering::Relaxed);
                     }
                 })
@@ -298,7 +297,7 @@ fn generate_bodies(
             })
             .collect()
     });
-    let mut bodies = vec![Vec::new(); n];
+    let mut bodies = vec![Bytes::new(); n];
     for part in results {
         for (i, body) in part? {
             bodies[i] = body;
@@ -307,11 +306,39 @@ fn generate_bodies(
     Ok(bodies)
 }
 
+/// Where the requests go: a plain-HTTP `host:port` and the request path.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// `host:port`, for the TCP connection and the Host header.
+    authority: String,
+    /// `/<base path>/v1/certificates`.
+    path: String,
+}
+
+impl Endpoint {
+    fn parse(url: &str) -> anyhow::Result<Endpoint> {
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("--url {url:?} is not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            bail!("--url must be plain http:// (the load generator speaks no TLS)");
+        }
+        let host = uri
+            .host()
+            .with_context(|| format!("--url {url:?} has no host"))?;
+        let port = uri.port_u16().unwrap_or(80);
+        Ok(Endpoint {
+            authority: format!("{host}:{port}"),
+            path: format!("{}/v1/certificates", uri.path().trim_end_matches('/')),
+        })
+    }
+}
+
 /// What the workers share.
 struct Load {
-    endpoint: reqwest::Url,
-    token: reqwest::header::HeaderValue,
-    bodies: Vec<Vec<u8>>,
+    endpoint: Endpoint,
+    token: HeaderValue,
+    bodies: Vec<Bytes>,
     /// Index of the next body to send.
     next: AtomicUsize,
     done: AtomicU64,
@@ -343,11 +370,12 @@ impl Tally {
     }
 }
 
-async fn worker(load: Arc<Load>, client: reqwest::Client) -> Tally {
+async fn worker(load: Arc<Load>) -> Tally {
     let mut tally = Tally {
         latencies_us: Vec::with_capacity(load.bodies.len() / 8 + 16),
         ..Tally::default()
     };
+    let mut connection: Option<http1::SendRequest<Full<Bytes>>> = None;
     loop {
         if Instant::now() >= load.deadline {
             load.deadline_hit.store(true, Ordering::Relaxed);
@@ -358,29 +386,27 @@ async fn worker(load: Arc<Load>, client: reqwest::Client) -> Tally {
             return tally;
         };
         let sent_at = Instant::now();
-        let request = client
-            .post(load.endpoint.clone())
-            .header(reqwest::header::AUTHORIZATION, load.token.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone())
-            .send();
-        let outcome = tokio::time::timeout_at(load.deadline, async {
-            let response = request.await?;
-            let status = response.status();
-            let bytes = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, bytes))
-        })
+        let outcome = tokio::time::timeout_at(
+            load.deadline.min(sent_at + REQUEST_TIMEOUT),
+            send(&load, &mut connection, body.clone()),
+        )
         .await;
         match outcome {
-            Err(_) => {
+            Err(_) if Instant::now() >= load.deadline => {
                 load.deadline_hit.store(true, Ordering::Relaxed);
                 tally.error("duration_limit".into());
                 load.failed.fetch_add(1, Ordering::Relaxed);
                 load.done.fetch_add(1, Ordering::Relaxed);
                 return tally;
             }
-            Ok(Err(e)) => {
-                tally.error(transport_error(&e));
+            Err(_) => {
+                connection = None;
+                tally.error("transport_timeout".into());
+                load.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(kind)) => {
+                connection = None;
+                tally.error(format!("transport_{kind}"));
                 load.failed.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Ok((status, bytes))) => {
@@ -399,27 +425,50 @@ async fn worker(load: Arc<Load>, client: reqwest::Client) -> Tally {
     }
 }
 
+/// Sends one request on the worker's connection (opening it first when there is none) and reads
+/// the whole answer. A failure names its kind (`connect`, `request`, `body`); the caller drops
+/// the connection then, and the next request opens a new one.
+async fn send(
+    load: &Load,
+    connection: &mut Option<http1::SendRequest<Full<Bytes>>>,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), &'static str> {
+    if connection.as_ref().is_none_or(|c| c.is_closed()) {
+        let tcp = TcpStream::connect(&load.endpoint.authority)
+            .await
+            .map_err(|_| "connect")?;
+        tcp.set_nodelay(true).map_err(|_| "connect")?;
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|_| "connect")?;
+        tokio::spawn(conn);
+        *connection = Some(sender);
+    }
+    let sender = connection.as_mut().expect("opened above");
+    sender.ready().await.map_err(|_| "request")?;
+    let request = Request::post(load.endpoint.path.as_str())
+        .header(header::HOST, load.endpoint.authority.as_str())
+        .header(header::AUTHORIZATION, load.token.clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|_| "request")?;
+    let response = sender.send_request(request).await.map_err(|_| "request")?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|_| "body")?
+        .to_bytes();
+    Ok((status, bytes))
+}
+
 /// The `code` of a problem+json body, or `http_<status>` when the body has none.
-fn problem_code(status: reqwest::StatusCode, body: &[u8]) -> String {
+fn problem_code(status: StatusCode, body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("code")?.as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("http_{}", status.as_u16()))
-}
-
-fn transport_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else if e.is_request() {
-        "request"
-    } else {
-        "other"
-    };
-    format!("transport_{kind}")
 }
 
 async fn progress_line(load: Arc<Load>, started: Instant) {
@@ -731,14 +780,8 @@ mod tests {
     #[test]
     fn problem_code_reads_the_code_field_or_falls_back_to_the_status() {
         let body = br#"{"type":"urn:factory-ca:error:unauthorized","code":"unauthorized"}"#;
-        assert_eq!(
-            problem_code(reqwest::StatusCode::UNAUTHORIZED, body),
-            "unauthorized"
-        );
-        assert_eq!(
-            problem_code(reqwest::StatusCode::BAD_GATEWAY, b"<html>"),
-            "http_502"
-        );
+        assert_eq!(problem_code(StatusCode::UNAUTHORIZED, body), "unauthorized");
+        assert_eq!(problem_code(StatusCode::BAD_GATEWAY, b"<html>"), "http_502");
     }
 
     #[test]
