@@ -1,0 +1,122 @@
+//! `certificate_authorities`: the CAs we hold and which one issues.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::{Store, StoreResult, Timestamp, is_unique_violation, rfc3339};
+
+/// A CA as the store knows it (the key lives in `key_file` under the data directory).
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct CaRecord {
+    pub id: String,
+    pub subject: String,
+    pub key_algorithm: String,
+    pub certificate_pem: String,
+    pub aws_certificate_id: String,
+    #[serde(skip)]
+    pub key_file: String,
+    pub source: String,
+    pub is_issuing: bool,
+    #[serde(with = "rfc3339")]
+    pub not_before: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub not_after: Timestamp,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+}
+
+const CA_COLUMNS: &str = "id, subject, key_algorithm, certificate_pem, aws_certificate_id, \
+    key_file, source, is_issuing, not_before, not_after, created_at";
+
+impl Store {
+    /// Inserts a CA; when `issuing`, it replaces the current issuing CA in the same
+    /// transaction. Returns false when a CA with the same certificate already exists.
+    pub async fn insert_ca(&self, ca: &CaRecord) -> StoreResult<bool> {
+        let result: Result<(), sqlx::Error> = on_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                if ca.is_issuing {
+                    sqlx::query(
+                        "UPDATE certificate_authorities SET is_issuing = false WHERE is_issuing",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO certificate_authorities (id, subject, key_algorithm, \
+                     certificate_pem, aws_certificate_id, key_file, source, is_issuing, \
+                     not_before, not_after, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&ca.id)
+                .bind(&ca.subject)
+                .bind(&ca.key_algorithm)
+                .bind(&ca.certificate_pem)
+                .bind(&ca.aws_certificate_id)
+                .bind(&ca.key_file)
+                .bind(&ca.source)
+                .bind(ca.is_issuing)
+                .bind(ca.not_before)
+                .bind(ca.not_after)
+                .bind(ca.created_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            }
+            .await
+        });
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list_cas(&self) -> StoreResult<Vec<CaRecord>> {
+        let sql =
+            format!("SELECT {CA_COLUMNS} FROM certificate_authorities ORDER BY created_at, id");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    pub async fn get_ca(&self, id: &str) -> StoreResult<Option<CaRecord>> {
+        let sql = format!("SELECT {CA_COLUMNS} FROM certificate_authorities WHERE id = $1");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    pub async fn issuing_ca(&self) -> StoreResult<Option<CaRecord>> {
+        let sql = format!("SELECT {CA_COLUMNS} FROM certificate_authorities WHERE is_issuing");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    /// Makes `id` the issuing CA. Returns false when no such CA exists.
+    pub async fn set_issuing_ca(&self, id: &str) -> StoreResult<bool> {
+        Ok(on_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                sqlx::query("UPDATE certificate_authorities SET is_issuing = false WHERE is_issuing AND id <> $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let done = sqlx::query("UPDATE certificate_authorities SET is_issuing = true WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if done == 1 {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok::<bool, sqlx::Error>(done == 1)
+            }
+            .await
+        })?)
+    }
+}

@@ -1,0 +1,384 @@
+//! `issued_certificates` and its companions `thing_claims` and `idempotency_keys`: the
+//! issuance ledger, written in one transaction per certificate (or per batch under group
+//! commit, see [`super::ledger_writer`]), and its keyset-paginated reads.
+
+use sqlx::FromRow;
+
+use super::*;
+
+/// One row of the issuance ledger.
+#[derive(Debug, Clone, FromRow)]
+pub struct CertificateRecord {
+    pub serial: String,
+    pub ca_id: String,
+    pub thing_name: String,
+    pub country: Option<String>,
+    pub subject: String,
+    pub key_algorithm: String,
+    pub spki_sha256: String,
+    pub aws_certificate_id: String,
+    pub certificate_der: Vec<u8>,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub issued_at: Timestamp,
+    pub station: String,
+    pub request_id: Option<String>,
+    pub status: LedgerStatus,
+    pub revoked_at: Option<Timestamp>,
+    pub revocation_reason: Option<RevocationReason>,
+    /// AWS IoT has not been told of the revocation yet (retried until it has).
+    pub aws_revocation_pending: bool,
+    /// The certificate's status in AWS IoT at the last sync; `None`: AWS has not seen it.
+    pub aws_status: Option<AwsCertificateStatus>,
+    pub aws_first_seen_at: Option<Timestamp>,
+}
+
+/// What the issuance pipeline asks the store to commit for one certificate. Owned, so that it
+/// can wait in the group-commit queue ([`ledger_writer`]).
+#[derive(Debug, Clone)]
+pub struct NewIssuance {
+    pub certificate: IssuedCertificate,
+    pub ca_id: String,
+    pub station: String,
+    pub request_id: Option<String>,
+    pub issued_at: Timestamp,
+    /// `(Idempotency-Key, SHA-256 of the CSR)` when the station sent a key.
+    pub idempotency: Option<(String, String)>,
+    /// Refuse when the thing name holds an unexpired, unrevoked certificate.
+    pub reject_duplicate_thing: bool,
+}
+
+/// How a recording attempt ended. Anything but `Recorded` rolled back completely (nothing of
+/// that certificate is in the ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    Recorded,
+    ThingAlreadyProvisioned,
+    /// Another request with the same (station, Idempotency-Key) committed first.
+    IdempotencyKeyTaken,
+}
+
+/// Filters of `GET /v1/certificates`.
+#[derive(Debug, Default, Clone)]
+pub struct CertificateFilter {
+    pub thing_name: Option<String>,
+    pub country: Option<String>,
+    pub station: Option<String>,
+    pub status: Option<LedgerStatus>,
+    pub issued_after: Option<Timestamp>,
+    pub issued_before: Option<Timestamp>,
+    /// An AWS IoT status from the last sync, or certificates AWS has not seen.
+    pub aws_status: Option<AwsStatusFilter>,
+    /// Thing names starting with this (bytewise; case-sensitive, as AWS IoT thing names are).
+    pub thing_name_prefix: Option<String>,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
+    /// Keyset cursor: rows strictly after this `(issued_at, serial)` in the chosen order.
+    pub before: Option<(Timestamp, String)>,
+}
+
+/// The `aws_status` filter: a status AWS IoT reported at the last sync, or `never_seen`
+/// (AWS has not listed the certificate: the device never connected, or no sync ran).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsStatusFilter {
+    Reported(AwsCertificateStatus),
+    NeverSeen,
+}
+
+impl AwsStatusFilter {
+    /// Every accepted spelling, for messages.
+    pub fn names() -> Vec<&'static str> {
+        AwsCertificateStatus::ALL
+            .iter()
+            .map(|s| s.as_aws())
+            .chain(["never_seen"])
+            .collect()
+    }
+
+    pub fn parse(value: &str) -> Option<AwsStatusFilter> {
+        match value {
+            "never_seen" => Some(AwsStatusFilter::NeverSeen),
+            other => AwsCertificateStatus::from_aws(other).map(AwsStatusFilter::Reported),
+        }
+    }
+}
+
+const CERT_COLUMNS: &str = "serial, ca_id, thing_name, country, subject, key_algorithm, \
+    spki_sha256, aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
+    request_id, status, revoked_at, revocation_reason, aws_revocation_pending, aws_status, \
+    aws_first_seen_at";
+
+/// The smallest string greater than every string starting with `prefix`, bytewise: the prefix
+/// with its last character incremented (`None` when no such string exists).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            char::MAX => None,
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+impl Store {
+    /// The group-commit writer for this store: PostgreSQL only. SQLite keeps the direct path
+    /// ([`Store::record_issuance`]): its writes serialize on one database lock whatever we do,
+    /// and it is the single-node default, not the high-throughput one.
+    pub fn ledger_writer(
+        &self,
+        config: ledger_writer::GroupCommitConfig,
+    ) -> Option<ledger_writer::LedgerWriter> {
+        match self {
+            Store::Postgres(pool) => Some(ledger_writer::LedgerWriter::spawn(pool.clone(), config)),
+            Store::Sqlite(_) => None,
+        }
+    }
+
+    /// Commits one issued certificate with its thing claim and idempotency key, atomically, in
+    /// a transaction of its own (the direct path; see [`ledger_writer`] for the batched one).
+    /// Returns only after the commit: the caller may then, and only then, release the
+    /// certificate.
+    pub async fn record_issuance(&self, new: &NewIssuance) -> StoreResult<RecordOutcome> {
+        let cert = &new.certificate;
+        let not_after = Timestamp::new(cert.not_after);
+        let result: Result<RecordOutcome, sqlx::Error> = on_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO issued_certificates (serial, ca_id, thing_name, country, subject, \
+                     key_algorithm, spki_sha256, aws_certificate_id, certificate_der, not_before, \
+                     not_after, issued_at, station, request_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(&cert.serial)
+                .bind(&new.ca_id)
+                .bind(&cert.thing_name)
+                .bind(&cert.country)
+                .bind(&cert.subject)
+                .bind(&cert.key_algorithm)
+                .bind(&cert.spki_sha256)
+                .bind(&cert.aws_certificate_id)
+                .bind(&cert.certificate_der)
+                .bind(Timestamp::new(cert.not_before))
+                .bind(not_after)
+                .bind(new.issued_at)
+                .bind(&new.station)
+                .bind(&new.request_id)
+                .execute(&mut *tx)
+                .await?;
+
+                // The idempotency key goes before the thing claim: of concurrent requests with
+                // one key, the losers must see the key taken (and replay the winner's
+                // certificate), not the thing name taken.
+                if let Some((key, csr_sha256)) = &new.idempotency {
+                    let inserted = sqlx::query(
+                        "INSERT INTO idempotency_keys (station, idempotency_key, csr_sha256, \
+                         serial, created_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (station, idempotency_key) DO NOTHING",
+                    )
+                    .bind(&new.station)
+                    .bind(key)
+                    .bind(csr_sha256)
+                    .bind(&cert.serial)
+                    .bind(new.issued_at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if inserted == 0 {
+                        tx.rollback().await?;
+                        return Ok(RecordOutcome::IdempotencyKeyTaken);
+                    }
+                }
+                // Take the thing name. Under "reject" an existing claim is only replaced when
+                // its certificate has expired (revocation deletes claims); under "allow" the
+                // newest certificate always takes it, so switching to "reject" later is sound.
+                let claim_sql = if new.reject_duplicate_thing {
+                    "INSERT INTO thing_claims (thing_name, serial, not_after) VALUES ($1, $2, $3) \
+                     ON CONFLICT (thing_name) DO UPDATE SET serial = excluded.serial, \
+                     not_after = excluded.not_after WHERE thing_claims.not_after <= $4"
+                } else {
+                    "INSERT INTO thing_claims (thing_name, serial, not_after) VALUES ($1, $2, $3) \
+                     ON CONFLICT (thing_name) DO UPDATE SET serial = excluded.serial, \
+                     not_after = excluded.not_after"
+                };
+                let mut claim = sqlx::query(claim_sql)
+                    .bind(&cert.thing_name)
+                    .bind(&cert.serial)
+                    .bind(not_after);
+                if new.reject_duplicate_thing {
+                    claim = claim.bind(new.issued_at);
+                }
+                let claimed = claim.execute(&mut *tx).await?.rows_affected();
+                if claimed == 0 {
+                    tx.rollback().await?;
+                    return Ok(RecordOutcome::ThingAlreadyProvisioned);
+                }
+
+                tx.commit().await?;
+                Ok(RecordOutcome::Recorded)
+            }
+            .await
+        });
+        Ok(result?)
+    }
+
+    /// The `(csr_sha256, serial)` recorded for a station's Idempotency-Key.
+    pub async fn find_idempotency_key(
+        &self,
+        station: &str,
+        key: &str,
+    ) -> StoreResult<Option<(String, String)>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT csr_sha256, serial FROM idempotency_keys \
+             WHERE station = $1 AND idempotency_key = $2"
+        )
+        .bind(station)
+        .bind(key)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    pub async fn get_certificate(&self, serial: &str) -> StoreResult<Option<CertificateRecord>> {
+        let sql = format!("SELECT {CERT_COLUMNS} FROM issued_certificates WHERE serial = $1");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(serial)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    /// `limit` rows at most, narrowed by `filter`, newest first unless `filter.ascending`.
+    /// Every shape of this query is served by one of the `issued_certificates_*` indexes
+    /// (`docs/query-plans.md`).
+    pub async fn list_certificates(
+        &self,
+        filter: &CertificateFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<CertificateRecord>> {
+        let started = std::time::Instant::now();
+        let (sql, binds) = self.list_query(filter, limit);
+        let rows = on_pool!(self, |pool| {
+            let query = bind_all!(sqlx::query_as(&sql), &binds);
+            query.fetch_all(pool).await
+        })?;
+        observe_duration("list_certificates", started);
+        Ok(rows)
+    }
+
+    /// The plan the database chooses for [`Store::list_certificates`] (`EXPLAIN` in
+    /// PostgreSQL, `EXPLAIN QUERY PLAN` in SQLite), one line per plan node.
+    pub async fn explain_list(
+        &self,
+        filter: &CertificateFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let (sql, binds) = self.list_query(filter, limit);
+        self.explain(&sql, &binds).await
+    }
+
+    /// The plan of `sql` with `binds`, one line per plan node.
+    pub(crate) async fn explain(&self, sql: &str, binds: &[Bind]) -> StoreResult<Vec<String>> {
+        Ok(match self {
+            Store::Postgres(pool) => {
+                let explain = format!("EXPLAIN {sql}");
+                let query = bind_all!(sqlx::query_as::<_, (String,)>(&explain), binds);
+                query
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(|(line,)| line)
+                    .collect()
+            }
+            Store::Sqlite(pool) => {
+                let explain = format!("EXPLAIN QUERY PLAN {sql}");
+                let query = bind_all!(
+                    sqlx::query_as::<_, (i64, i64, i64, String)>(&explain),
+                    binds
+                );
+                query
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(|(_, _, _, detail)| detail)
+                    .collect()
+            }
+        })
+    }
+
+    fn list_query(&self, filter: &CertificateFilter, limit: u32) -> (String, Vec<Bind>) {
+        let mut conditions = Vec::new();
+        let mut binds = Vec::new();
+        let mut push = |condition: &str, bind: Bind| {
+            binds.push(bind);
+            conditions.push(condition.replace('?', &format!("${}", binds.len())));
+        };
+        // PostgreSQL compares thing names in byte order so that one index serves the exact
+        // match and the prefix range whatever the database's collation; SQLite's default
+        // collation is bytewise already.
+        let thing_name = match self {
+            Store::Postgres(_) => "thing_name COLLATE \"C\"",
+            Store::Sqlite(_) => "thing_name",
+        };
+        if let Some(v) = &filter.thing_name {
+            push(&format!("{thing_name} = ?"), Bind::Text(v.clone()));
+        }
+        if let Some(prefix) = &filter.thing_name_prefix {
+            push(&format!("{thing_name} >= ?"), Bind::Text(prefix.clone()));
+            if let Some(end) = prefix_end(prefix) {
+                push(&format!("{thing_name} < ?"), Bind::Text(end));
+            }
+        }
+        if let Some(v) = &filter.country {
+            push("country = ?", Bind::Text(v.clone()));
+        }
+        if let Some(v) = &filter.station {
+            push("station = ?", Bind::Text(v.clone()));
+        }
+        if let Some(v) = filter.status {
+            push("status = ?", Bind::Text(v.name().to_owned()));
+        }
+        if let Some(v) = filter.issued_after {
+            push("issued_at >= ?", Bind::Time(v));
+        }
+        if let Some(v) = filter.issued_before {
+            push("issued_at < ?", Bind::Time(v));
+        }
+        match filter.aws_status {
+            Some(AwsStatusFilter::NeverSeen) => conditions.push("aws_status IS NULL".to_owned()),
+            Some(AwsStatusFilter::Reported(v)) => {
+                binds.push(Bind::Text(v.as_aws().to_owned()));
+                conditions.push(format!("aws_status = ${}", binds.len()));
+            }
+            None => {}
+        }
+        let (order, after) = if filter.ascending {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        };
+        if let Some((at, serial)) = &filter.before {
+            binds.push(Bind::Time(*at));
+            binds.push(Bind::Text(serial.clone()));
+            conditions.push(format!(
+                "(issued_at, serial) {after} (${}, ${})",
+                binds.len() - 1,
+                binds.len()
+            ));
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {CERT_COLUMNS} FROM issued_certificates {where_clause} \
+             ORDER BY issued_at {order}, serial {order} LIMIT {limit}"
+        );
+        (sql, binds)
+    }
+}
