@@ -21,8 +21,9 @@ use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
 use super::csr::DeviceKey;
-use super::policy::{ApprovedCsr, SubjectField};
+use super::policy::ApprovedCsr;
 use super::profile::{DeviceProfile, Serial};
+use super::subject::SubjectField;
 use super::{sha256_hex, to_pem};
 
 #[derive(Debug, thiserror::Error)]
@@ -677,10 +678,7 @@ fn ca_distinguished_name(subject: &CaSubject) -> Result<DistinguishedName, CaErr
     for (field, value) in fields {
         if let Some(v) = value {
             check_ca_subject_value(field.short_name(), v)?;
-            dn.push(
-                super::profile::dn_type(field),
-                DnValue::Utf8String(v.clone()),
-            );
+            dn.push(field.dn_type(), DnValue::Utf8String(v.clone()));
         }
     }
     check_ca_subject_value("CN", &subject.common_name)?;

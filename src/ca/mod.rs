@@ -7,11 +7,13 @@ pub mod country;
 pub mod csr;
 pub mod policy;
 pub mod profile;
+pub mod subject;
 
 pub use authority::{CaAlgorithm, CaError, CaSubject, CertificateAuthority, IssuedCertificate};
 pub use csr::{CsrError, DeviceKey, ParsedCsr, SubjectAttribute};
 pub use policy::{ApprovedCsr, IssuancePolicy, PolicyViolation};
 pub use profile::DeviceProfile;
+pub use subject::SubjectField;
 
 use sha2::{Digest, Sha256};
 
