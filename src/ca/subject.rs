@@ -1,8 +1,12 @@
-//! The one vocabulary of subject attributes: [`SubjectField`], what the issuance policy allows
-//! and requires, what the profile writes, and what a JITP template reads
-//! (`crate::jitp::CertificateField::subject_field` maps onto it).
+//! Certificate subjects: [`SubjectField`], the one vocabulary of subject attributes (what the
+//! issuance policy allows and requires, what the profile writes, and what a JITP template reads,
+//! through `crate::jitp::CertificateField::subject_field`), and [`CaSubject`], the subject of a
+//! new CA.
 
-use rcgen::DnType;
+use rcgen::{DistinguishedName, DnType, DnValue};
+use serde::{Deserialize, Serialize};
+
+use super::authority::CaError;
 
 /// A subject attribute the CA knows. Seven of them are the certificate fields a JITP template
 /// can reference (`AWS::IoT::Certificate::*`, all but Locality); Locality is here because
@@ -95,6 +99,71 @@ impl SubjectField {
     pub fn from_oid(oid: &str) -> Option<SubjectField> {
         Self::ALL.into_iter().find(|f| f.oid() == oid)
     }
+}
+
+/// The subject of a new CA certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSubject {
+    pub common_name: String,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub locality: Option<String>,
+    #[serde(default)]
+    pub organization: Option<String>,
+    #[serde(default)]
+    pub organizational_unit: Option<String>,
+}
+
+/// The name of a new CA: C as a PrintableString, the other attributes as UTF8Strings, CN last.
+pub(super) fn ca_distinguished_name(subject: &CaSubject) -> Result<DistinguishedName, CaError> {
+    let mut dn = DistinguishedName::new();
+    if let Some(c) = &subject.country {
+        if !super::country::is_assigned_alpha2(c) {
+            return Err(CaError::Rejected(format!(
+                "the CA country {c:?} is not an ISO 3166-1 alpha-2 code in upper case"
+            )));
+        }
+        let printable = c
+            .as_str()
+            .try_into()
+            .expect("two upper-case letters are printable");
+        dn.push(DnType::CountryName, DnValue::PrintableString(printable));
+    }
+    let fields = [
+        (SubjectField::StateOrProvince, &subject.state),
+        (SubjectField::Locality, &subject.locality),
+        (SubjectField::Organization, &subject.organization),
+        (
+            SubjectField::OrganizationalUnit,
+            &subject.organizational_unit,
+        ),
+    ];
+    for (field, value) in fields {
+        if let Some(v) = value {
+            check_ca_subject_value(field.short_name(), v)?;
+            dn.push(field.dn_type(), DnValue::Utf8String(v.clone()));
+        }
+    }
+    check_ca_subject_value("CN", &subject.common_name)?;
+    dn.push(
+        DnType::CommonName,
+        DnValue::Utf8String(subject.common_name.clone()),
+    );
+    Ok(dn)
+}
+
+fn check_ca_subject_value(name: &str, value: &str) -> Result<(), CaError> {
+    if value.trim().is_empty() || value.chars().count() > 64 || value.chars().any(char::is_control)
+    {
+        return Err(CaError::Rejected(format!(
+            "the CA subject {name} must have 1 to 64 printable characters"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
