@@ -3,16 +3,17 @@
 //! types ([`super::key`]), the import checks ([`super::import`]), CRLs ([`super::crl`]) and the
 //! AWS verification certificate ([`super::verification`]).
 //!
-//! The private key is held in memory as an rcgen `KeyPair`; it leaves this type only as the
-//! [`SecretKey`] returned by [`CertificateAuthority::generate`]/[`CertificateAuthority::import`],
-//! which the caller stores. Nothing here logs.
+//! The CA signs through a [`CaSigner`]: a key in memory (a key file's), or one it cannot read
+//! (an HSM's or a KMS's). A key in memory leaves this module only as the [`SecretKey`] returned
+//! by [`CertificateAuthority::generate`]/[`CertificateAuthority::import`], which the caller
+//! stores. Nothing here logs.
 
 use std::fmt;
 
 use aws_lc_rs::signature::{self as sig, VerificationAlgorithm};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod,
-    KeyPair, KeyUsagePurpose, PublicKeyData, SignatureAlgorithm,
+    KeyUsagePurpose, PublicKeyData, SignatureAlgorithm,
 };
 use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
@@ -31,7 +32,7 @@ use super::{sha256_hex, to_pem};
 
 // The paths these had before the CA core was split.
 pub use super::crl::{RevocationReason, RevokedEntry};
-pub use super::key::{CaAlgorithm, ENCRYPTED_KEY_LABEL, SecretKey};
+pub use super::key::{CaAlgorithm, CaSigner, ENCRYPTED_KEY_LABEL, SecretKey};
 pub use super::subject::CaSubject;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,7 @@ pub struct CertificateAuthority {
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     /// The signing half, for [`super::crl`] and [`super::verification`] too.
-    pub(super) issuer: Issuer<'static, KeyPair>,
+    pub(super) issuer: Issuer<'static, CaSigner>,
     /// How the authority key identifier of what this CA signs is made: the CA certificate's
     /// own subject key identifier when it has one (as rcgen does for device certificates), so
     /// that a CRL names its CA exactly as the certificates it covers do.
@@ -90,39 +91,41 @@ pub struct IssuedCertificate {
 }
 
 impl CertificateAuthority {
-    /// Creates a self-signed root CA that AWS IoT accepts: basicConstraints CA:TRUE and keyUsage
-    /// keyCertSign + cRLSign, both critical, and a subject key identifier.
+    /// Creates a self-signed root CA that AWS IoT accepts, with a new key held in memory: its
+    /// [`SecretKey`] comes back for the caller to store.
     pub fn generate(
         algorithm: CaAlgorithm,
         subject: &CaSubject,
         validity: Duration,
         now: OffsetDateTime,
     ) -> Result<(Self, SecretKey), CaError> {
-        if validity <= Duration::ZERO {
-            return Err(CaError::Rejected("the CA validity must be positive".into()));
-        }
-        let mut params = CertificateParams::default();
-        params.distinguished_name = ca_distinguished_name(subject)?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + validity;
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(Serial::random().as_bytes()));
+        // The parameters first: a bad subject or validity costs no key generation.
+        let params = root_params(subject, validity, now)?;
         let key = algorithm
             .generate_key()
             .map_err(|e| CaError::Crypto(e.to_string()))?;
+        // rcgen generates PKCS#8.
+        let secret = SecretKey::from_pkcs8_der(Zeroizing::new(key.serialize_der()));
+        let ca = Self::self_signed_with(params, CaSigner::new(key))?;
+        Ok((ca, secret))
+    }
+
+    /// [`CertificateAuthority::generate`] for a key that is already somewhere, such as one
+    /// made inside an HSM or a KMS, which the CA signs with but never reads.
+    pub fn self_signed(
+        key: CaSigner,
+        subject: &CaSubject,
+        validity: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Self, CaError> {
+        Self::self_signed_with(root_params(subject, validity, now)?, key)
+    }
+
+    fn self_signed_with(params: CertificateParams, key: CaSigner) -> Result<Self, CaError> {
         let cert = params
             .self_signed(&key)
             .map_err(|e| CaError::Crypto(e.to_string()))?;
-        // rcgen generates PKCS#8.
-        let secret = SecretKey::from_pkcs8_der(Zeroizing::new(key.serialize_der()));
-        let ca = Self::from_parts(cert.der(), key)?;
-        Ok((ca, secret))
+        Self::from_parts(cert.der(), key)
     }
 
     /// Imports an existing CA from PEM, refusing what AWS IoT would refuse. The key comes
@@ -145,7 +148,7 @@ impl CertificateAuthority {
         now: OffsetDateTime,
     ) -> Result<(Self, SecretKey), CaError> {
         let der = check_import_certificate(certificate_pem)?;
-        let ca = Self::from_parts(&der, secret.key_pair()?)?;
+        let ca = Self::from_parts(&der, CaSigner::from_secret(&secret)?)?;
         if now < ca.not_before || now >= ca.not_after {
             return Err(CaError::Rejected(format!(
                 "the CA certificate is not valid now (valid from {} to {}); AWS IoT refuses to \
@@ -164,7 +167,13 @@ impl CertificateAuthority {
 
     /// [`CertificateAuthority::load`] with a key already read (for example decrypted).
     pub fn load_key(certificate_pem: &str, secret: &SecretKey) -> Result<Self, CaError> {
-        let key = secret.key_pair()?;
+        Self::from_signer(certificate_pem, CaSigner::from_secret(secret)?)
+    }
+
+    /// [`CertificateAuthority::load`] with a key wherever it is: in memory, or in an HSM or a
+    /// KMS that signs for us. The same checks whatever the key: it must be the certificate's,
+    /// and certificates it signs must chain to the certificate.
+    pub fn from_signer(certificate_pem: &str, key: CaSigner) -> Result<Self, CaError> {
         let der = parse_certificate_pem(certificate_pem)?;
         Self::from_parts(&der, key)
     }
@@ -172,7 +181,7 @@ impl CertificateAuthority {
     /// Checks certificate and key together, then proves the pair can sign a certificate that
     /// chains to it (so an imported CA whose name rcgen cannot reproduce is caught here, once,
     /// and not by devices in the field).
-    fn from_parts(der: &[u8], key: KeyPair) -> Result<Self, CaError> {
+    fn from_parts(der: &[u8], key: CaSigner) -> Result<Self, CaError> {
         let (rest, cert) = X509Certificate::from_der(der)
             .map_err(|_| CaError::Rejected("the CA certificate is not valid DER X.509".into()))?;
         if !rest.is_empty() {
@@ -182,7 +191,7 @@ impl CertificateAuthority {
         }
         check_ca_extensions(&cert)?;
         let key_algorithm = check_ca_key(&cert)?;
-        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        if cert.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
             return Err(CaError::Rejected(
                 "the private key does not match the CA certificate's public key".into(),
             ));
@@ -307,6 +316,31 @@ impl CertificateAuthority {
     pub fn aws_certificate_id(&self) -> String {
         sha256_hex(&self.certificate_der)
     }
+}
+
+/// A root CA certificate that AWS IoT accepts: basicConstraints CA:TRUE and keyUsage
+/// keyCertSign + cRLSign, both critical, and a subject key identifier.
+fn root_params(
+    subject: &CaSubject,
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<CertificateParams, CaError> {
+    if validity <= Duration::ZERO {
+        return Err(CaError::Rejected("the CA validity must be positive".into()));
+    }
+    let mut params = CertificateParams::default();
+    params.distinguished_name = ca_distinguished_name(subject)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + validity;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(Serial::random().as_bytes()));
+    Ok(params)
 }
 
 /// The device's public key as the CSR gave it, with the algorithm identifier rcgen writes for

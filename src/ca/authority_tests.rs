@@ -1,5 +1,10 @@
 //! Tests of [`super::CertificateAuthority`]: generation, import checks, CRLs and signing.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rcgen::{KeyPair, SigningKey};
+
 use super::*;
 use crate::ca::{IssuancePolicy, SubjectField};
 use time::macros::datetime;
@@ -215,4 +220,78 @@ fn signing_caps_validity_at_the_ca_not_after_and_stops_when_it_expired() {
         )
         .unwrap_err();
     assert!(matches!(err, CaError::Unavailable(_)));
+}
+
+/// A key the CA signs with but cannot read, as an HSM or a KMS key is: it counts the
+/// signatures asked of it.
+struct OpaqueKey {
+    key: KeyPair,
+    signatures: Arc<AtomicUsize>,
+}
+
+impl SigningKey for OpaqueKey {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.signatures.fetch_add(1, Ordering::Relaxed);
+        self.key.sign(message)
+    }
+}
+
+impl PublicKeyData for OpaqueKey {
+    fn der_bytes(&self) -> &[u8] {
+        self.key.der_bytes()
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.key.algorithm()
+    }
+}
+
+fn device_csr(thing_name: &str) -> crate::ca::ApprovedCsr {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CountryName, "JP");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, thing_name);
+    let csr = params.serialize_request(&key).unwrap();
+    IssuancePolicy::new(SubjectField::ALL.to_vec(), true)
+        .approve(crate::ca::csr::parse(csr.der()).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn a_ca_signs_through_a_key_it_cannot_read_and_checks_it_like_a_key_file() {
+    let now = datetime!(2026-11-28 10:00 UTC);
+    let der = KeyPair::generate().unwrap().serialize_der();
+    let opaque = |signatures: &Arc<AtomicUsize>| {
+        CaSigner::new(OpaqueKey {
+            key: KeyPair::try_from(der.as_slice()).unwrap(),
+            signatures: Arc::clone(signatures),
+        })
+    };
+    let signatures = Arc::new(AtomicUsize::new(0));
+    let ca =
+        CertificateAuthority::self_signed(opaque(&signatures), &subject(), Duration::days(10), now)
+            .unwrap();
+    // The certificate itself and the self-check probe.
+    assert_eq!(signatures.load(Ordering::Relaxed), 2);
+
+    let issued = ca
+        .sign(&device_csr("Opaque-1"), &DeviceProfile::default(), now)
+        .unwrap();
+    assert!(crate::ca::is_signed_by(
+        &issued.certificate_der,
+        ca.certificate_der()
+    ));
+    ca.crl(&[], now).unwrap();
+    assert_eq!(signatures.load(Ordering::Relaxed), 4);
+
+    // Loaded again from its certificate, as a stored CA is.
+    let loaded =
+        CertificateAuthority::from_signer(ca.certificate_pem(), opaque(&signatures)).unwrap();
+    assert_eq!(loaded.id(), ca.id());
+    let other = CaSigner::new(KeyPair::generate().unwrap());
+    let err = CertificateAuthority::from_signer(ca.certificate_pem(), other).unwrap_err();
+    assert!(err.to_string().contains("does not match"), "{err}");
 }

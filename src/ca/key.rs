@@ -1,11 +1,12 @@
-//! CA keys as the CA core sees them: the algorithms of a new CA and [`SecretKey`], the
-//! unencrypted PKCS#8 form a generated or imported key is handed over in. Where keys are kept,
-//! and how they are encrypted at rest, is `crate::keys`' business.
+//! CA keys as the CA core sees them: the algorithms of a new CA, [`SecretKey`] (the unencrypted
+//! PKCS#8 form a generated or imported key is handed over in) and [`CaSigner`] (what the CA
+//! signs with, wherever the key is). Where keys are kept, and how they are encrypted at rest,
+//! is `crate::keys`' business.
 
 use std::fmt;
 
 use aws_lc_rs::signature as sig;
-use rcgen::KeyPair;
+use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm, SigningKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -160,3 +161,50 @@ impl fmt::Debug for SecretKey {
 
 /// The PEM label of an encrypted PKCS#8 key (RFC 7468 section 11).
 pub const ENCRYPTED_KEY_LABEL: &str = "ENCRYPTED PRIVATE KEY";
+
+/// A CA key as the CA signs with it: its public key and a signing operation, wherever the
+/// private key is. A key file's key is held in memory as an rcgen `KeyPair`
+/// ([`CaSigner::from_secret`]). A key in an HSM (PKCS#11) or a KMS implements rcgen's
+/// `SigningKey` itself, so the CA signs with it without the service ever holding it.
+///
+/// `SigningKey::sign` is synchronous: a signer that asks a device or a service blocks its
+/// caller for the round trip, so its signing belongs on the blocking pool, as
+/// `services::issuance` already does for slow keys.
+pub struct CaSigner(Box<dyn SigningKey + Send + Sync>);
+
+impl CaSigner {
+    pub fn new(key: impl SigningKey + Send + Sync + 'static) -> CaSigner {
+        CaSigner(Box::new(key))
+    }
+
+    /// The signer of a key in memory.
+    pub fn from_secret(secret: &SecretKey) -> Result<CaSigner, CaError> {
+        Ok(CaSigner::new(secret.key_pair()?))
+    }
+}
+
+impl SigningKey for CaSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(message)
+    }
+}
+
+impl PublicKeyData for CaSigner {
+    fn subject_public_key_info(&self) -> Vec<u8> {
+        self.0.subject_public_key_info()
+    }
+
+    fn der_bytes(&self) -> &[u8] {
+        self.0.der_bytes()
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
+impl fmt::Debug for CaSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CaSigner").field(self.0.algorithm()).finish()
+    }
+}

@@ -16,7 +16,7 @@ mod verification;
 pub use authority::{CaError, CertificateAuthority, IssuedCertificate};
 pub use crl::{RevocationReason, RevokedEntry};
 pub use csr::{CsrError, DeviceKey, ParsedCsr, SubjectAttribute};
-pub use key::{CaAlgorithm, ENCRYPTED_KEY_LABEL, SecretKey};
+pub use key::{CaAlgorithm, CaSigner, ENCRYPTED_KEY_LABEL, SecretKey};
 pub use policy::{ApprovedCsr, IssuancePolicy, PolicyViolation};
 pub use profile::DeviceProfile;
 pub use subject::{CaSubject, SubjectField};
