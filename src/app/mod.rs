@@ -13,6 +13,7 @@ use crate::aws::IotRegistry;
 use crate::aws::sdk::SdkIotRegistry;
 use crate::ca::DeviceProfile;
 use crate::config::Settings;
+use crate::keys::KeyStore;
 use crate::services::ca_admin::{Actor, CaAdmin};
 use crate::services::issuance::IssuanceService;
 use crate::services::limits::StationRateLimiter;
@@ -61,7 +62,8 @@ impl Application {
         if settings.database.migrate_on_start {
             store.migrate().await.context("database migration failed")?;
         }
-        let ca = ensure_issuing_ca(&settings, &store).await?;
+        let keys = Arc::new(KeyStore::from_settings(&settings));
+        let ca = ensure_issuing_ca(&settings, &store, &keys).await?;
         if let Some(tls) = &tls {
             tls.refuse_own_cas(&store.list_cas().await?)?;
             tracing::info!("{}", tls.describe());
@@ -113,6 +115,7 @@ impl Application {
             metrics_listener,
             state: AppState {
                 store,
+                keys,
                 issuance: Arc::new(issuance),
                 iot,
                 station_limiter: Arc::new(StationRateLimiter::new(
@@ -224,8 +227,9 @@ impl Application {
 async fn ensure_issuing_ca(
     settings: &Settings,
     store: &Store,
+    keys: &KeyStore,
 ) -> anyhow::Result<crate::ca::CertificateAuthority> {
-    let ca_admin = CaAdmin::new(store, settings);
+    let ca_admin = CaAdmin::new(store, keys);
     if let Some(ca) = ca_admin.load_issuing().await? {
         return Ok(ca);
     }

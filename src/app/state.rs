@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::aws::IotRegistry;
 use crate::config::Settings;
+use crate::keys::KeyStore;
 use crate::services::ca_admin::CaAdmin;
 use crate::services::issuance::IssuanceService;
 use crate::services::limits::StationRateLimiter;
@@ -15,6 +16,8 @@ use crate::store::Store;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
+    /// The CA keys: where they live, their at-rest passphrase, the keys already decrypted.
+    pub keys: Arc<KeyStore>,
     pub issuance: Arc<IssuanceService>,
     /// AWS IoT, when `aws.enabled`; `None` makes the AWS endpoints answer 503.
     pub iot: Option<Arc<dyn IotRegistry>>,
@@ -28,7 +31,7 @@ pub struct AppState {
 impl AppState {
     /// The CAs of this service: create, import, activate, load.
     pub fn ca_admin(&self) -> CaAdmin<'_> {
-        CaAdmin::new(&self.store, &self.settings)
+        CaAdmin::new(&self.store, &self.keys)
     }
 
     /// The AWS IoT administration of this service's CAs.

@@ -6,6 +6,9 @@
 //! certificate is built from the profile alone.
 
 use aws_lc_rs::signature::{self as sig, VerificationAlgorithm};
+use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier};
+use der::{Decode, Encode, Length, Reader, SliceReader};
+use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use x509_parser::asn1_rs::Tag;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::oid_registry::Oid;
@@ -120,7 +123,7 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr, CsrError> {
     // differently (extra elements, a curve that is not an OID, unused bits) would get a
     // certificate whose key info differs from the request's, and a ledger spki_sha256 that
     // matches neither.
-    if spki.raw != canonical_spki(key, &spki.subject_public_key.data) {
+    if canonical_spki(key, &spki.subject_public_key.data).as_deref() != Ok(spki.raw) {
         return Err(CsrError::Malformed(
             "the public key info is not in DER form: rsaEncryption with NULL parameters, or \
              id-ecPublicKey with a named curve, and nothing more"
@@ -207,20 +210,20 @@ fn check_structure<'a>(
             "{what} has more elements than PKCS#10 allows (RFC 2986 section 4)"
         ))
     };
-    let request = der_elements(der_content(der)).ok_or_else(|| extra("the request"))?;
+    let request = tlv_elements(tlv_content(der)).ok_or_else(|| extra("the request"))?;
     let [request_info, algorithm, _signature] = request.as_slice() else {
         return Err(extra("the request"));
     };
     if *request_info != info.raw
-        || der_elements(der_content(request_info)).map(|e| e.len()) != Some(4)
+        || tlv_elements(tlv_content(request_info)).map(|e| e.len()) != Some(4)
     {
         return Err(extra("the request info"));
     }
     let rdns =
-        der_elements(der_content(info.subject.as_raw())).ok_or_else(|| extra("the subject"))?;
+        tlv_elements(tlv_content(info.subject.as_raw())).ok_or_else(|| extra("the subject"))?;
     for rdn in rdns {
-        for attribute in der_elements(der_content(rdn)).ok_or_else(|| extra("the subject"))? {
-            if der_elements(der_content(attribute)).map(|e| e.len()) != Some(2) {
+        for attribute in tlv_elements(tlv_content(rdn)).ok_or_else(|| extra("the subject"))? {
+            if tlv_elements(tlv_content(attribute)).map(|e| e.len()) != Some(2) {
                 return Err(extra("a subject attribute"));
             }
         }
@@ -240,26 +243,27 @@ fn check_envelope(
 ) -> Result<(), CsrError> {
     let dotted = csr.signature_algorithm.algorithm.to_id_string();
     let rsa = dotted.starts_with("1.2.840.113549.1.1.");
-    let parameters: &[u8] = match der_elements(der_content(algorithm)).as_deref() {
-        Some([_]) => &[],
-        Some([_, [0x05, 0x00]]) if rsa => &[0x05, 0x00],
+    match tlv_elements(tlv_content(algorithm)).as_deref() {
+        Some([_]) => {}
+        Some([_, [0x05, 0x00]]) if rsa => {}
         _ => {
             return Err(CsrError::Malformed(
                 "the signature algorithm has parameters it must not have (RFC 5758, RFC 4055)"
                     .into(),
             ));
         }
-    };
-    // The OID as DER writes it: a lenient reader also takes bytes that merely decode to it.
-    let Some(oid) = oid_der(&dotted) else {
-        return Err(CsrError::Malformed(
-            "the signature algorithm OID is malformed".into(),
-        ));
-    };
-    let algorithm = der_tlv(0x30, &[oid.as_slice(), parameters].concat());
-    let signature = der_tlv(0x03, &[&[0u8][..], &csr.signature_value.data].concat());
+    }
     let info = csr.certification_request_info.raw;
-    if der != der_tlv(0x30, &[info, &algorithm, &signature].concat()) {
+    let canonical = match strict_envelope(der, info) {
+        // The OID too: a lenient reader also takes bytes that merely decode to it.
+        Ok((algorithm, signature)) => {
+            algorithm.oid.to_string() == dotted
+                && signature.unused_bits() == 0
+                && signature.raw_bytes() == csr.signature_value.data.as_ref()
+        }
+        Err(_) => false,
+    };
+    if !canonical {
         return Err(CsrError::Malformed(
             "the request is not DER outside its signed part (lengths, unused bits)".into(),
         ));
@@ -267,71 +271,70 @@ fn check_envelope(
     Ok(())
 }
 
-/// The DER of a dotted OID; `None` when an arc does not fit in 64 bits.
-fn oid_der(dotted: &str) -> Option<Vec<u8>> {
-    let arcs = dotted
-        .split('.')
-        .map(|arc| arc.parse().ok())
-        .collect::<Option<Vec<u64>>>()?;
-    if arcs.len() < 2 || arcs[0] > 2 {
-        return None;
-    }
-    let oid = yasna::models::ObjectIdentifier::from_slice(&arcs);
-    Some(yasna::construct_der(|w| w.write_oid(&oid)))
-}
-
-/// One DER element: tag, minimal length, content.
-fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len().to_be_bytes();
-    let skip = len.iter().take_while(|&&b| b == 0).count();
-    if content.len() < 0x80 {
-        out.push(content.len() as u8);
-    } else {
-        out.push(0x80 | (len.len() - skip) as u8);
-        out.extend_from_slice(&len[skip..]);
-    }
-    out.extend_from_slice(content);
-    out
+/// Reads the request as strict DER (X.690 section 10: minimal lengths, canonical OIDs, no
+/// trailing data) around its signed info, which is taken as the bytes x509-parser read: what is
+/// inside it is signed, and is checked by [`check_structure`] and the policy.
+fn strict_envelope<'a>(
+    der: &'a [u8],
+    info: &[u8],
+) -> der::Result<(AlgorithmIdentifierRef<'a>, BitStringRef<'a>)> {
+    let mut reader = SliceReader::new(der)?;
+    let envelope = reader.sequence(|r| {
+        if r.read_slice(Length::try_from(info.len())?)? != info {
+            return Err(der::Tag::Sequence.value_error());
+        }
+        let algorithm = AlgorithmIdentifierRef::decode(r)?;
+        let signature = BitStringRef::decode(r)?;
+        Ok((algorithm, signature))
+    })?;
+    reader.finish(envelope)
 }
 
 /// The SubjectPublicKeyInfo the certificate will carry for this key (RFC 3279 section 2.3:
-/// rsaEncryption with NULL parameters, id-ecPublicKey with the named curve).
-fn canonical_spki(key: DeviceKey, public_key: &[u8]) -> Vec<u8> {
-    let oid = |dotted: &str| oid_der(dotted).expect("a constant OID");
+/// rsaEncryption with NULL parameters, id-ecPublicKey with the named curve), in DER.
+fn canonical_spki(key: DeviceKey, public_key: &[u8]) -> der::Result<Vec<u8>> {
     let curve = match key {
         DeviceKey::Rsa { .. } => None,
-        DeviceKey::EcdsaP256 => Some(OID_P256),
-        DeviceKey::EcdsaP384 => Some(OID_P384),
-        DeviceKey::EcdsaP521 => Some(OID_P521),
+        DeviceKey::EcdsaP256 => Some(ObjectIdentifier::new_unwrap(OID_P256)),
+        DeviceKey::EcdsaP384 => Some(ObjectIdentifier::new_unwrap(OID_P384)),
+        DeviceKey::EcdsaP521 => Some(ObjectIdentifier::new_unwrap(OID_P521)),
     };
-    yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            w.next().write_sequence(|w| match curve {
-                None => {
-                    w.next().write_der(&oid(OID_RSA));
-                    w.next().write_null();
-                }
-                Some(curve) => {
-                    w.next().write_der(&oid(OID_EC));
-                    w.next().write_der(&oid(curve));
-                }
-            });
-            w.next()
-                .write_bitvec_bytes(public_key, public_key.len() * 8);
-        })
-    })
+    let algorithm = match &curve {
+        None => AlgorithmIdentifierRef {
+            oid: ObjectIdentifier::new_unwrap(OID_RSA),
+            parameters: Some(AnyRef::NULL),
+        },
+        Some(curve) => AlgorithmIdentifierRef {
+            oid: ObjectIdentifier::new_unwrap(OID_EC),
+            parameters: Some(AnyRef::from(curve)),
+        },
+    };
+    SubjectPublicKeyInfoRef {
+        algorithm,
+        subject_public_key: BitStringRef::from_bytes(public_key)?,
+    }
+    .to_der()
 }
 
-/// Length of the DER element (single-byte tag, definite length) at the start of `bytes`, header
-/// included; `None` when it does not fit.
-fn der_element_len(bytes: &[u8]) -> Option<usize> {
-    let (header, content) = der_header(bytes)?;
+// What `check_structure` counts is read by the small reader below, not by `der`, and on
+// purpose. It walks the signed request info, which x509-parser has already read, and must read
+// it as x509-parser does. Measured on der 0.7.10: `der` refuses universal tags it does not model
+// (UniversalString 0x1c, GraphicString 0x19, ...: `TagUnknown`), which a subject attribute may
+// carry and which the policy refuses with a code of its own (the hostile corpus sends a CN as a
+// UniversalString and expects invalid_thing_name, not malformed_csr); and it refuses
+// non-minimal lengths, which x509-parser accepts inside the signed part (such a signed request
+// is accepted today). Outside the signed part, where only DER will do, `der` reads
+// ([`strict_envelope`]) and writes ([`canonical_spki`]).
+
+/// Length of the element (single-byte tag, definite length of at most 4 bytes, minimal or not)
+/// at the start of `bytes`, header included; `None` when it does not fit.
+fn tlv_len(bytes: &[u8]) -> Option<usize> {
+    let (header, content) = tlv_header(bytes)?;
     let total = header.checked_add(content)?;
     (total <= bytes.len()).then_some(total)
 }
 
-fn der_header(bytes: &[u8]) -> Option<(usize, usize)> {
+fn tlv_header(bytes: &[u8]) -> Option<(usize, usize)> {
     if bytes.first()? & 0x1f == 0x1f {
         return None;
     }
@@ -349,19 +352,19 @@ fn der_header(bytes: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-/// The content of the DER element at the start of `bytes` (empty when it has none or is bad).
-fn der_content(bytes: &[u8]) -> &[u8] {
-    match (der_header(bytes), der_element_len(bytes)) {
+/// The content of the element at the start of `bytes` (empty when it has none or is bad).
+fn tlv_content(bytes: &[u8]) -> &[u8] {
+    match (tlv_header(bytes), tlv_len(bytes)) {
         (Some((header, _)), Some(total)) => &bytes[header..total],
         _ => &[],
     }
 }
 
-/// Splits DER content into its elements; `None` when one runs past the end.
-fn der_elements(mut content: &[u8]) -> Option<Vec<&[u8]>> {
+/// Splits content into its elements; `None` when one runs past the end.
+fn tlv_elements(mut content: &[u8]) -> Option<Vec<&[u8]>> {
     let mut elements = Vec::new();
     while !content.is_empty() {
-        let (element, rest) = content.split_at(der_element_len(content)?);
+        let (element, rest) = content.split_at(tlv_len(content)?);
         elements.push(element);
         content = rest;
     }
@@ -587,6 +590,60 @@ mod tests {
         let params = rcgen::CertificateParams::default();
         let der = params.serialize_request(&key).unwrap().der().to_vec();
         assert!(matches!(parse(&der), Err(CsrError::UnsupportedKey(_))));
+    }
+
+    /// One element with a minimal length (content under 256 bytes).
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        match u8::try_from(content.len()).unwrap() {
+            len @ 0..0x80 => [&[tag, len][..], content].concat(),
+            len => [&[tag, 0x81, len][..], content].concat(),
+        }
+    }
+
+    /// A signed P-256 request whose subject is the one attribute `atv`.
+    fn request_with_attribute(atv: Vec<u8>) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        let name = tlv(0x30, &tlv(0x31, &atv));
+        let info = tlv(
+            0x30,
+            &[&[0x02, 0x01, 0x00][..], &name, &spki, &[0xa0, 0x00]].concat(),
+        );
+        let signature = rcgen::SigningKey::sign(&key, &info).unwrap();
+        let ecdsa_with_sha256 = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        let bits = tlv(0x03, &[&[0u8][..], &signature].concat());
+        tlv(0x30, &[info, tlv(0x30, &ecdsa_with_sha256), bits].concat())
+    }
+
+    const CN: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+
+    #[test]
+    fn the_signed_info_is_read_as_x509_parser_reads_it_not_as_strict_der() {
+        // Why check_structure does not walk the signed info with the `der` crate: it refuses
+        // both of these, which x509-parser reads and the policy then judges.
+        let value = [&CN[..], &tlv(0x0c, b"Thing-1")].concat();
+        let non_minimal = [&[0x30, 0x81, value.len() as u8][..], &value].concat();
+        let parsed = parse(&request_with_attribute(non_minimal)).unwrap();
+        assert_eq!(parsed.subject[0].value.as_deref(), Some("Thing-1"));
+
+        let universal = tlv(0x30, &[&CN[..], &tlv(0x1c, &[0, 0, 0, b'T'])].concat());
+        let parsed = parse(&request_with_attribute(universal)).unwrap();
+        assert_eq!(parsed.subject[0].kind, StringKind::Other(0x1c));
+    }
+
+    #[test]
+    fn outside_the_signed_info_only_der_will_do() {
+        let der = request_with_attribute(tlv(0x30, &[&CN[..], &tlv(0x0c, b"T-1")].concat()));
+        parse(&der).unwrap();
+        // The outer length in long form, one byte longer than DER's.
+        let (header, content) = der.split_at(if der[1] == 0x81 { 3 } else { 2 });
+        let long = [&[0x30, 0x82, 0x00][..], &[content.len() as u8][..], content].concat();
+        assert_eq!(header.last(), Some(&(content.len() as u8)));
+        let err = parse(&long).unwrap_err();
+        assert!(
+            err.to_string().contains("not DER outside its signed part"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,16 +4,22 @@
 
 pub mod authority;
 pub mod country;
+pub mod crl;
 pub mod csr;
+mod import;
+pub mod key;
 pub mod policy;
 pub mod profile;
+pub mod subject;
+mod verification;
 
-pub use authority::{
-    CaAlgorithm, CaError, CaSubject, CertificateAuthority, IssuedCertificate, RevocationReason,
-};
+pub use authority::{CaError, CertificateAuthority, IssuedCertificate};
+pub use crl::{RevocationReason, RevokedEntry};
 pub use csr::{CsrError, DeviceKey, ParsedCsr, SubjectAttribute};
+pub use key::{CaAlgorithm, CaSigner, ENCRYPTED_KEY_LABEL, SecretKey};
 pub use policy::{ApprovedCsr, IssuancePolicy, PolicyViolation};
 pub use profile::DeviceProfile;
+pub use subject::{CaSubject, SubjectField};
 
 use sha2::{Digest, Sha256};
 

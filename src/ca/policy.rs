@@ -10,83 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::country::is_assigned_alpha2;
 use super::csr::{DeviceKey, ParsedCsr, StringKind};
-
-/// A subject attribute the policy knows. The first seven are the certificate fields a JITP
-/// template can reference (`AWS::IoT::Certificate::*`); Locality is here because stations fill
-/// it, as in the openssl workflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SubjectField {
-    Country,
-    StateOrProvince,
-    Locality,
-    Organization,
-    OrganizationalUnit,
-    CommonName,
-    SerialNumber,
-    DnQualifier,
-}
-
-impl SubjectField {
-    pub const ALL: [SubjectField; 8] = [
-        SubjectField::Country,
-        SubjectField::StateOrProvince,
-        SubjectField::Locality,
-        SubjectField::Organization,
-        SubjectField::OrganizationalUnit,
-        SubjectField::CommonName,
-        SubjectField::SerialNumber,
-        SubjectField::DnQualifier,
-    ];
-
-    /// The short name used in configuration and in subject strings.
-    pub fn short_name(self) -> &'static str {
-        match self {
-            SubjectField::Country => "C",
-            SubjectField::StateOrProvince => "ST",
-            SubjectField::Locality => "L",
-            SubjectField::Organization => "O",
-            SubjectField::OrganizationalUnit => "OU",
-            SubjectField::CommonName => "CN",
-            SubjectField::SerialNumber => "serialNumber",
-            SubjectField::DnQualifier => "dnQualifier",
-        }
-    }
-
-    pub fn oid(self) -> &'static str {
-        match self {
-            SubjectField::Country => "2.5.4.6",
-            SubjectField::StateOrProvince => "2.5.4.8",
-            SubjectField::Locality => "2.5.4.7",
-            SubjectField::Organization => "2.5.4.10",
-            SubjectField::OrganizationalUnit => "2.5.4.11",
-            SubjectField::CommonName => "2.5.4.3",
-            SubjectField::SerialNumber => "2.5.4.5",
-            SubjectField::DnQualifier => "2.5.4.46",
-        }
-    }
-
-    /// Upper bound on the value length, from RFC 5280 Appendix A (`ub-*`). The CommonName is
-    /// the exception: AWS thing names may be 128 characters, beyond `ub-common-name` (64).
-    fn max_len(self) -> usize {
-        match self {
-            SubjectField::Country => 2,
-            SubjectField::StateOrProvince | SubjectField::Locality => 128,
-            SubjectField::Organization
-            | SubjectField::OrganizationalUnit
-            | SubjectField::SerialNumber => 64,
-            SubjectField::CommonName => 128,
-            SubjectField::DnQualifier => 64,
-        }
-    }
-
-    pub fn from_short_name(name: &str) -> Option<SubjectField> {
-        Self::ALL.into_iter().find(|f| f.short_name() == name)
-    }
-
-    fn from_oid(oid: &str) -> Option<SubjectField> {
-        Self::ALL.into_iter().find(|f| f.oid() == oid)
-    }
-}
+// Named here too, where it was defined first, so that `ca::policy::SubjectField` keeps working.
+pub use super::subject::SubjectField;
 
 /// What to do when a thing name already has an active (unrevoked, unexpired) certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

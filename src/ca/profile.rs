@@ -11,12 +11,12 @@
 
 use rand::RngCore;
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa,
-    KeyUsagePurpose, SerialNumber,
+    CertificateParams, DistinguishedName, DnValue, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
+    SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
-use super::policy::{ApprovedCsr, SubjectField};
+use super::policy::ApprovedCsr;
 
 /// Validity rules for device certificates.
 #[derive(Debug, Clone)]
@@ -104,22 +104,9 @@ fn distinguished_name(csr: &ApprovedCsr) -> DistinguishedName {
                     .expect("the CSR parser only marks valid PrintableStrings as printable"),
             )
         };
-        dn.push(dn_type(attr.field), value);
+        dn.push(attr.field.dn_type(), value);
     }
     dn
-}
-
-pub(crate) fn dn_type(field: SubjectField) -> DnType {
-    match field {
-        SubjectField::Country => DnType::CountryName,
-        SubjectField::StateOrProvince => DnType::StateOrProvinceName,
-        SubjectField::Locality => DnType::LocalityName,
-        SubjectField::Organization => DnType::OrganizationName,
-        SubjectField::OrganizationalUnit => DnType::OrganizationalUnitName,
-        SubjectField::CommonName => DnType::CommonName,
-        SubjectField::SerialNumber => DnType::CustomDnType(vec![2, 5, 4, 5]),
-        SubjectField::DnQualifier => DnType::CustomDnType(vec![2, 5, 4, 46]),
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use factory_ca::ca::{CaAlgorithm, CaSubject};
 use factory_ca::config::Settings;
-use factory_ca::keys::PassphraseSource;
+use factory_ca::keys::{KeyStore, PassphraseSource};
 use factory_ca::services::ca_admin::{CaAdmin, KeyFileOutcome};
 use factory_ca::store::CaRecord;
 
@@ -86,7 +86,8 @@ fn parse_algorithm(s: &str) -> Result<CaAlgorithm, String> {
 
 pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
-    let ca_admin = CaAdmin::new(&store, &settings);
+    let keys = KeyStore::from_settings(&settings);
+    let ca_admin = CaAdmin::new(&store, &keys);
     match command {
         CaCommand::Create(args) => {
             let defaults = &settings.ca;

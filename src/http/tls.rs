@@ -308,7 +308,7 @@ fn read_private_key(
     path: &Path,
     allow_insecure: bool,
 ) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
-    let text = crate::services::ca_admin::read_owner_only_key_file(
+    let text = crate::keys::files::read_owner_only_key_file(
         path,
         "TLS server key",
         "server.tls.allow_insecure_key_permissions",

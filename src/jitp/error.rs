@@ -160,7 +160,7 @@ fn too_many_attributes(path: &str, count: usize, has_thing_type: bool) -> String
 pub struct MissingField(pub CertificateField);
 
 fn missing_field_message(field: CertificateField) -> String {
-    match field.subject_attribute() {
+    match field.subject_field().map(|f| f.short_name()) {
         Some(attr) => format!(
             "the template uses {field}, but the certificate's subject has no {attr} attribute, so \
              JITP would fail to provision the device; put {attr} in the CSR or remove the field \

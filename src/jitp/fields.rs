@@ -2,6 +2,7 @@
 //! device's values for them.
 
 use super::*;
+use crate::ca::SubjectField;
 
 /// The parameters JITP supplies to a template (AWS IoT developer guide, "Just-in-time
 /// provisioning"). All but `Id` come from the subject of the device certificate; `Id` is the
@@ -62,18 +63,27 @@ impl CertificateField {
         }
     }
 
-    /// The subject attribute the value comes from, as openssl names it; `None` for `Id`.
-    pub fn subject_attribute(self) -> Option<&'static str> {
+    /// The subject attribute the value comes from; `None` for `Id`. The one map between the
+    /// JITP parameters and the CA's subject vocabulary.
+    pub fn subject_field(self) -> Option<SubjectField> {
         match self {
-            CertificateField::CommonName => Some("CN"),
-            CertificateField::Country => Some("C"),
-            CertificateField::Organization => Some("O"),
-            CertificateField::OrganizationalUnit => Some("OU"),
-            CertificateField::DistinguishedNameQualifier => Some("dnQualifier"),
-            CertificateField::StateName => Some("ST"),
-            CertificateField::SerialNumber => Some("serialNumber"),
+            CertificateField::CommonName => Some(SubjectField::CommonName),
+            CertificateField::Country => Some(SubjectField::Country),
+            CertificateField::Organization => Some(SubjectField::Organization),
+            CertificateField::OrganizationalUnit => Some(SubjectField::OrganizationalUnit),
+            CertificateField::DistinguishedNameQualifier => Some(SubjectField::DnQualifier),
+            CertificateField::StateName => Some(SubjectField::StateOrProvince),
+            CertificateField::SerialNumber => Some(SubjectField::SerialNumber),
             CertificateField::Id => None,
         }
+    }
+
+    /// The parameter JITP fills from a subject attribute; `None` for Locality, which JITP
+    /// does not supply.
+    pub fn from_subject_field(field: SubjectField) -> Option<CertificateField> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.subject_field() == Some(field))
     }
 
     pub fn from_short_name(name: &str) -> Option<CertificateField> {
@@ -123,11 +133,72 @@ impl DeviceSubject {
         };
         value.filter(|v| !v.is_empty())
     }
+
+    /// Records the certificate's value for a subject field; Locality, which JITP does not
+    /// supply, is dropped.
+    pub fn set(&mut self, field: SubjectField, value: String) {
+        let slot = match CertificateField::from_subject_field(field) {
+            Some(CertificateField::CommonName) => &mut self.common_name,
+            Some(CertificateField::Country) => &mut self.country,
+            Some(CertificateField::Organization) => &mut self.organization,
+            Some(CertificateField::OrganizationalUnit) => &mut self.organizational_unit,
+            Some(CertificateField::DistinguishedNameQualifier) => {
+                &mut self.distinguished_name_qualifier
+            }
+            Some(CertificateField::StateName) => &mut self.state_name,
+            Some(CertificateField::SerialNumber) => &mut self.serial_number,
+            Some(CertificateField::Id) | None => return,
+        };
+        *slot = Some(value);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_subject_parameter_reads_one_subject_field_and_id_reads_none() {
+        let table = [
+            (CertificateField::CommonName, Some("CN")),
+            (CertificateField::Country, Some("C")),
+            (CertificateField::Organization, Some("O")),
+            (CertificateField::OrganizationalUnit, Some("OU")),
+            (
+                CertificateField::DistinguishedNameQualifier,
+                Some("dnQualifier"),
+            ),
+            (CertificateField::StateName, Some("ST")),
+            (CertificateField::SerialNumber, Some("serialNumber")),
+            (CertificateField::Id, None),
+        ];
+        assert_eq!(table.len(), CertificateField::ALL.len());
+        for (field, short_name) in table {
+            let subject_field = field.subject_field();
+            assert_eq!(subject_field.map(SubjectField::short_name), short_name);
+            if let Some(subject_field) = subject_field {
+                assert_eq!(
+                    CertificateField::from_subject_field(subject_field),
+                    Some(field)
+                );
+            }
+        }
+        assert_eq!(
+            CertificateField::from_subject_field(SubjectField::Locality),
+            None
+        );
+        let mut device = DeviceSubject::default();
+        device.set(SubjectField::StateOrProvince, "Tokyo".into());
+        device.set(SubjectField::Locality, "Minato".into());
+        assert_eq!(device.get(CertificateField::StateName), Some("Tokyo"));
+        assert_eq!(
+            device,
+            DeviceSubject {
+                state_name: Some("Tokyo".into()),
+                ..DeviceSubject::default()
+            }
+        );
+    }
 
     #[test]
     fn certificate_fields_map_between_short_and_parameter_names() {

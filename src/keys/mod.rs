@@ -1,434 +1,501 @@
-//! CA keys at rest: the optional passphrase and the encrypted PKCS#8 form keys are stored in
-//! when one is configured.
+//! Where CA keys live and how the CA signs with them: the [`KeyStore`].
 //!
-//! The passphrase comes from an environment variable (`ca.key_passphrase_env`) or from an
-//! owner-only file (`ca.key_passphrase_file`), never from the configuration itself. An
-//! encrypted key is an RFC 5958 `EncryptedPrivateKeyInfo` in a PEM block labelled
-//! `ENCRYPTED PRIVATE KEY`, encrypted with PBES2 (RFC 8018 section 6.2): PBKDF2-HMAC-SHA256 with
-//! [`PBKDF2_ITERATIONS`] iterations and a random 16-byte salt, and AES-256-CBC with a random IV.
-//! This is the form `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes, so OpenSSL reads our keys
-//! (`openssl pkey -in KEY -passin file:PASSFILE`) and we read OpenSSL's: PBES2 with PBKDF2
-//! (HMAC-SHA-1, -256, -384 or -512) and AES-128, -192 or -256 in CBC mode. The ASN.1 comes from
-//! the `pkcs8`/`pkcs5` crates; the KDF, the cipher and the random bytes from aws-lc-rs, the
-//! library that already signs.
+//! A CA record names its key with a [`KeyRef`]. Today every key is a file under the data
+//! directory, `keys/<ca-id>.key.pem`, readable by its owner only ([`files`]). It holds PKCS#8
+//! PEM: encrypted at rest ([`pkcs8`], PBES2) when a passphrase is configured
+//! (`ca.key_passphrase_env` or `ca.key_passphrase_file`, see [`passphrase`]), otherwise
+//! unencrypted. Both forms load, so a deployment can turn encryption on and then encrypt its
+//! existing keys with `factory-ca ca encrypt-keys`.
 //!
-//! Nothing here writes files or logs; [`crate::services::ca_admin`] owns the key files.
+//! The KeyStore hands the CA core a [`CaSigner`]: a public key and a signing operation, never a
+//! file or a passphrase. A key that never leaves its device fits the same shape: a PKCS#11 token
+//! (RFC 7512 `pkcs11:` URIs, through the `cryptoki` crate) or AWS KMS would be another [`KeyRef`]
+//! scheme whose signer asks the device to sign, and the CA core checks it against the CA
+//! certificate exactly as it checks a key file. A new CA's key there would be made inside the
+//! device and its certificate signed by it (`CertificateAuthority::self_signed`).
+//!
+//! Nothing here knows about HTTP, SQL or AWS IoT: [`crate::services::ca_admin`] records the
+//! CAs and audits what is done with their keys. One KeyStore lives in the
+//! [`crate::app::AppState`]; the CLI builds its own from the settings.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use aws_lc_rs::cipher::{
-    AES_128, AES_192, AES_256, DecryptionContext, EncryptionContext, PaddedBlockDecryptingKey,
-    PaddedBlockEncryptingKey, UnboundCipherKey,
-};
-use aws_lc_rs::iv::FixedLength;
-use aws_lc_rs::pbkdf2;
-use pkcs8::der::{Decode, Encode};
-use pkcs8::pkcs5::pbes2::{self, Kdf, Pbkdf2Prf};
-use pkcs8::{EncryptedPrivateKeyInfo, PrivateKeyInfo, pkcs5};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::ca::authority::{ENCRYPTED_KEY_LABEL, SecretKey};
+use crate::ca::{CaError, CaSigner, CertificateAuthority, SecretKey};
 
-/// PBKDF2-HMAC-SHA256 iterations for the keys we encrypt: the OWASP Password Storage Cheat
-/// Sheet's figure for this PRF (2023). About a third of a second of one core here, paid when a
-/// key is written and the first time a process reads it.
-pub const PBKDF2_ITERATIONS: u32 = 600_000;
+pub(crate) mod files;
+pub mod passphrase;
+pub mod pkcs8;
 
-/// The most PBKDF2 iterations we run to read a key. A key (imported, or planted in the data
-/// directory) asking for more would hold a core for many seconds per attempt; OpenSSL's own
-/// default is 2048.
-pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+pub use self::passphrase::{Passphrase, PassphraseError, PassphraseSource};
+pub use self::pkcs8::{MAX_PBKDF2_ITERATIONS, PBKDF2_ITERATIONS, Pkcs8Error, is_encrypted};
 
-/// The command that re-encrypts a key in a form we read, for error messages.
-const REENCRYPT_HINT: &str = "re-encrypt it with `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf \
-                              hmacWithSHA256 -in KEY -out NEW_KEY`";
+/// Why a CA key cannot be stored or used. The messages name the file and the setting to fix,
+/// never a passphrase.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key cannot be written, read or decrypted where it lives; the message says why.
+    #[error("CA key file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    /// The CA core refuses the key: unreadable, or not the CA certificate's.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+}
 
-/// A passphrase for CA keys. Never empty; its `Debug` never shows it, and it is zeroed when
-/// dropped.
-pub struct Passphrase(Zeroizing<String>);
-
-impl Passphrase {
-    /// `source` says where it came from, for the error when it is empty.
-    pub fn new(value: Zeroizing<String>, source: &str) -> Result<Passphrase, KeystoreError> {
-        if value.is_empty() {
-            return Err(KeystoreError::Passphrase(format!(
-                "the CA key passphrase from {source} is empty; an empty passphrase protects \
-                 nothing"
-            )));
+impl KeyError {
+    fn file(path: &Path, message: impl Into<String>) -> KeyError {
+        KeyError::File {
+            path: path.to_path_buf(),
+            message: message.into(),
         }
-        Ok(Passphrase(value))
-    }
-
-    /// The passphrase bytes, for key derivation.
-    pub fn expose_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
     }
 }
 
-impl fmt::Debug for Passphrase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Passphrase([redacted])")
-    }
-}
-
-/// Where a passphrase is read from. Holds names, never the passphrase.
+/// Where a CA key lives: what a CA record's `key_file` holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PassphraseSource {
-    /// The name of an environment variable.
-    Env(String),
-    /// An owner-only file; its content without one trailing newline is the passphrase.
+pub enum KeyRef {
+    /// A key file, by its path relative to the data directory.
     File(PathBuf),
 }
 
-impl PassphraseSource {
-    /// The at-rest passphrase of `[ca]`, if one is configured. Settings validation makes sure
-    /// at most one of the two keys is set.
-    pub fn from_settings(ca: &crate::config::CaSettings) -> Option<PassphraseSource> {
-        match (&ca.key_passphrase_env, &ca.key_passphrase_file) {
-            (Some(name), _) => Some(PassphraseSource::Env(name.clone())),
-            (None, Some(path)) => Some(PassphraseSource::File(path.clone())),
-            (None, None) => None,
+impl KeyRef {
+    /// Where the key of a new CA goes: `keys/<ca-id>.key.pem`.
+    pub fn for_new_ca(ca_id: &str) -> KeyRef {
+        KeyRef::File(PathBuf::from("keys").join(format!("{ca_id}.key.pem")))
+    }
+
+    /// Reads a CA record's `key_file`: a path relative to the data directory, as every record
+    /// holds so far, or the same path as a `file:` URI. A URI of another scheme names a key
+    /// backend this build does not have.
+    pub fn parse(recorded: &str) -> Result<KeyRef, KeyError> {
+        match recorded.split_once(':') {
+            Some(("file", path)) => Ok(KeyRef::File(PathBuf::from(path))),
+            Some((scheme, _)) if is_uri_scheme(scheme) => Err(KeyError::file(
+                Path::new(recorded),
+                format!(
+                    "this build has no key backend for {scheme}: URIs; it keeps CA keys in \
+                     files (file:)"
+                ),
+            )),
+            _ => Ok(KeyRef::File(PathBuf::from(recorded))),
         }
     }
 
-    /// Where the passphrase comes from, for messages: a variable name or a path, never a value.
-    pub fn describe(&self) -> String {
+    /// What a CA record holds for this key: the bare relative path, as records always have,
+    /// so that the records stay readable by earlier releases.
+    pub fn to_record(&self) -> String {
         match self {
-            PassphraseSource::Env(name) => format!("the environment variable {name}"),
-            PassphraseSource::File(path) => format!("the file {}", path.display()),
+            KeyRef::File(path) => path.to_string_lossy().into_owned(),
         }
     }
+}
 
-    /// Reads the passphrase. A file must be readable by its owner only, unless
-    /// `allow_insecure` (which then only logs a warning).
-    pub fn read(&self, allow_insecure: bool) -> Result<Passphrase, KeystoreError> {
+impl fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PassphraseSource::Env(name) => {
-                let value = match std::env::var(name) {
-                    Ok(v) => Zeroizing::new(v),
-                    Err(std::env::VarError::NotPresent) => {
-                        return Err(KeystoreError::Passphrase(format!(
-                            "the environment variable {name} is not set; export the CA key \
-                             passphrase in it"
-                        )));
-                    }
-                    Err(std::env::VarError::NotUnicode(_)) => {
-                        return Err(KeystoreError::Passphrase(format!(
-                            "the environment variable {name} is not valid UTF-8"
-                        )));
-                    }
-                };
-                Passphrase::new(value, &self.describe())
+            KeyRef::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+/// An RFC 3986 scheme of two characters or more (so that `C:` of a Windows path is not one).
+fn is_uri_scheme(s: &str) -> bool {
+    s.len() > 1
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// What [`KeyStore::encrypt_at_rest`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtRest {
+    /// The file held an unencrypted key and now holds it encrypted.
+    Encrypted,
+    /// The file was already encrypted, and the configured passphrase decrypts it.
+    AlreadyEncrypted,
+}
+
+/// Decrypted keys by SHA-256 of (passphrase, key file text): a key file is decrypted once per
+/// KeyStore, so once per process. Without this, every CRL of a non-issuing CA, which needs no
+/// token, would cost a PBKDF2 run (a third of a second of CPU). A changed file or passphrase is
+/// a different entry; the map holds at most [`DECRYPTED_KEYS_MAX`] keys.
+type DecryptedKeys = HashMap<[u8; 32], Zeroizing<Vec<u8>>>;
+const DECRYPTED_KEYS_MAX: usize = 64;
+
+/// The CA keys of one service: where they live, the passphrase they are encrypted with at
+/// rest, the owner-only file rules, and the keys already decrypted.
+pub struct KeyStore {
+    data_dir: PathBuf,
+    /// Where the passphrase comes from; `None` stores keys unencrypted. Read each time a key is
+    /// written or read, never kept here.
+    passphrase: Option<PassphraseSource>,
+    /// Load key and passphrase files that group or others can read
+    /// (`ca.allow_insecure_key_permissions`).
+    allow_insecure_permissions: bool,
+    decrypted: Mutex<DecryptedKeys>,
+    /// Key files already logged as unencrypted although a passphrase is configured.
+    warned: Mutex<HashSet<PathBuf>>,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("data_dir", &self.data_dir)
+            .field("passphrase", &self.passphrase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyStore {
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        passphrase: Option<PassphraseSource>,
+        allow_insecure_permissions: bool,
+    ) -> KeyStore {
+        KeyStore {
+            data_dir: data_dir.into(),
+            passphrase,
+            allow_insecure_permissions,
+            decrypted: Mutex::default(),
+            warned: Mutex::default(),
+        }
+    }
+
+    /// The key store `[ca]` and `data_dir` describe.
+    pub fn from_settings(settings: &crate::config::Settings) -> KeyStore {
+        KeyStore::new(
+            &settings.data_dir,
+            PassphraseSource::from_settings(&settings.ca),
+            settings.ca.allow_insecure_key_permissions,
+        )
+    }
+
+    /// Stores the key of a new CA, encrypted when a passphrase is configured, in a new
+    /// owner-only file. Returns what the CA record is to hold.
+    pub async fn create(&self, ca_id: &str, key: SecretKey) -> Result<KeyRef, KeyError> {
+        let key_ref = KeyRef::for_new_ca(ca_id);
+        let path = self.path(&key_ref);
+        let text = match &self.passphrase {
+            None => key.to_pem(),
+            Some(source) => {
+                let passphrase = self.read_passphrase(source, &path)?;
+                let pem =
+                    spawn_crypto(&path, move || self::pkcs8::encrypt(&key, &passphrase)).await?;
+                Zeroizing::new(pem)
             }
-            PassphraseSource::File(path) => {
-                let text = crate::services::ca_admin::read_owner_only_key_file(
-                    path,
-                    "CA key passphrase",
-                    "ca.allow_insecure_key_permissions",
-                    allow_insecure,
-                )
-                .map(Zeroizing::new)
-                .map_err(|message| {
-                    KeystoreError::Passphrase(format!(
-                        "CA key passphrase file {}: {message}",
-                        path.display()
-                    ))
-                })?;
-                passphrase_from_file_text(text, path)
+        };
+        files::write_key_file(&path, &text)?;
+        Ok(key_ref)
+    }
+
+    /// Removes a key [`KeyStore::create`] stored for a CA that was not recorded after all.
+    /// Best effort: what is left is an orphan file that no record names.
+    pub fn discard(&self, key: &KeyRef) {
+        let _ = std::fs::remove_file(self.path(key));
+    }
+
+    /// The signer of a stored CA key. Checking it against the CA certificate is the CA core's
+    /// business ([`CertificateAuthority::from_signer`]).
+    pub async fn signer(&self, key: &KeyRef) -> Result<CaSigner, KeyError> {
+        let secret = self.read(key).await?;
+        Ok(CaSigner::from_secret(&secret)?)
+    }
+
+    async fn read(&self, key: &KeyRef) -> Result<SecretKey, KeyError> {
+        let path = self.path(key);
+        let text = Zeroizing::new(self.read_key_file(&path)?);
+        // Read the passphrase even for an unencrypted key, so that a passphrase that cannot be
+        // read stops the service at startup, not at the next CA it creates.
+        let passphrase = match &self.passphrase {
+            Some(source) => Some((self.read_passphrase(source, &path)?, source)),
+            None => None,
+        };
+        match passphrase {
+            _ if !is_encrypted(&text) => {
+                if passphrase.is_some() {
+                    self.warn_unencrypted_once(&path);
+                }
+                Ok(SecretKey::from_pem(&text)?)
             }
+            Some((passphrase, source)) => {
+                self.cached_decrypt_key_file(&path, text, passphrase, source)
+                    .await
+            }
+            None => Err(KeyError::file(
+                &path,
+                "the key is encrypted (ENCRYPTED PRIVATE KEY) and no passphrase is configured; \
+                 set ca.key_passphrase_env or ca.key_passphrase_file to the passphrase it was \
+                 encrypted with",
+            )),
+        }
+    }
+
+    /// The passphrase source keys are encrypted with at rest; without one, an error that says
+    /// what to set.
+    pub fn encryption_passphrase(&self) -> Result<&PassphraseSource, KeyError> {
+        self.passphrase.as_ref().ok_or_else(|| {
+            KeyError::file(
+                &self.data_dir.join("keys"),
+                "no passphrase is configured: set ca.key_passphrase_env or \
+                 ca.key_passphrase_file first",
+            )
+        })
+    }
+
+    /// Encrypts a stored key in place with the configured passphrase, after checking that it
+    /// is the key of `certificate_pem`. The new file is written beside the old one, read back
+    /// and checked against the certificate again, then renamed over it, so a crash leaves
+    /// either the old or the new file.
+    pub async fn encrypt_at_rest(
+        &self,
+        key: &KeyRef,
+        certificate_pem: &str,
+    ) -> Result<AtRest, KeyError> {
+        let source = self.encryption_passphrase()?;
+        let path = self.path(key);
+        let passphrase = self.read_passphrase(source, &path)?;
+        let text = Zeroizing::new(self.read_key_file(&path)?);
+        if is_encrypted(&text) {
+            decrypt_key_file(&path, text, passphrase, source).await?;
+            return Ok(AtRest::AlreadyEncrypted);
+        }
+        let key = SecretKey::from_pem(&text)?;
+        // The key must be this CA's before it is rewritten.
+        CertificateAuthority::load_key(certificate_pem, &key)?;
+        let (encrypted, passphrase) = spawn_crypto(&path, move || {
+            self::pkcs8::encrypt(&key, &passphrase).map(|pem| (pem, passphrase))
+        })
+        .await?;
+        let readback =
+            decrypt_key_file(&path, Zeroizing::new(encrypted.clone()), passphrase, source).await?;
+        CertificateAuthority::load_key(certificate_pem, &readback)?;
+        files::replace_key_file(&path, &encrypted)?;
+        Ok(AtRest::Encrypted)
+    }
+
+    fn path(&self, key: &KeyRef) -> PathBuf {
+        match key {
+            KeyRef::File(path) => self.data_dir.join(path),
+        }
+    }
+
+    /// Reads a key file, refusing one that group or others can read: a CA key that other local
+    /// users could copy is a compromised CA.
+    fn read_key_file(&self, path: &Path) -> Result<String, KeyError> {
+        files::read_owner_only_key_file(
+            path,
+            "CA key",
+            "ca.allow_insecure_key_permissions",
+            self.allow_insecure_permissions,
+        )
+        .map_err(|message| KeyError::file(path, message))
+    }
+
+    fn read_passphrase(
+        &self,
+        source: &PassphraseSource,
+        key_path: &Path,
+    ) -> Result<Passphrase, KeyError> {
+        source
+            .read(self.allow_insecure_permissions)
+            .map_err(|e| KeyError::file(key_path, e.to_string()))
+    }
+
+    async fn cached_decrypt_key_file(
+        &self,
+        path: &Path,
+        text: Zeroizing<String>,
+        passphrase: Passphrase,
+        source: &PassphraseSource,
+    ) -> Result<SecretKey, KeyError> {
+        let mut hasher = Sha256::new();
+        hasher.update(passphrase.expose_bytes());
+        hasher.update([0u8]);
+        hasher.update(text.as_bytes());
+        let id: [u8; 32] = hasher.finalize().into();
+        if let Some(der) = self.decrypted.lock().expect("key cache lock").get(&id) {
+            return Ok(SecretKey::from_pkcs8_der(der.clone()));
+        }
+        let key = decrypt_key_file(path, text, passphrase, source).await?;
+        let mut cache = self.decrypted.lock().expect("key cache lock");
+        if cache.len() >= DECRYPTED_KEYS_MAX {
+            cache.clear();
+        }
+        cache.insert(id, Zeroizing::new(key.pkcs8_der().to_vec()));
+        Ok(key)
+    }
+
+    /// Logs, once per file, that a key is stored unencrypted although a passphrase is
+    /// configured (an existing deployment that turned encryption on).
+    fn warn_unencrypted_once(&self, path: &Path) {
+        let first = self
+            .warned
+            .lock()
+            .expect("warned lock")
+            .insert(path.to_path_buf());
+        if first {
+            tracing::warn!(
+                path = %path.display(),
+                "CA key file is not encrypted although a key passphrase is configured; encrypt \
+                 it with `factory-ca ca encrypt-keys`"
+            );
         }
     }
 }
 
-/// The passphrase in a file's text: one trailing newline (LF or CRLF) is not part of it, as
-/// with `openssl -passin file:`. A second line is refused rather than guessed at, since OpenSSL
-/// would read only the first.
-fn passphrase_from_file_text(
-    mut text: Zeroizing<String>,
-    path: &Path,
-) -> Result<Passphrase, KeystoreError> {
-    if text.ends_with('\n') {
-        text.pop();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-    }
-    if text.contains(['\n', '\r']) {
-        return Err(KeystoreError::Passphrase(format!(
-            "CA key passphrase file {}: holds more than one line; put the passphrase alone on \
-             the first line",
-            path.display()
-        )));
-    }
-    Passphrase::new(text, &format!("the file {}", path.display()))
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeystoreError {
-    /// The passphrase cannot be had: variable unset, file unreadable or too open, empty.
-    #[error("{0}")]
-    Passphrase(String),
-    /// The key is encrypted and there is no passphrase to decrypt it with.
-    #[error("the key is encrypted (ENCRYPTED PRIVATE KEY) and no passphrase was given")]
-    NoPassphrase,
-    /// Decryption failed: a wrong passphrase (or a damaged file; PBES2 has no integrity check
-    /// to tell the two apart).
-    #[error("the passphrase does not decrypt the key (a wrong passphrase, or a damaged key file)")]
-    WrongPassphrase,
-    /// An encrypted key we do not read, or not an encrypted key at all; the message says why.
-    #[error("{0}")]
-    Unreadable(String),
-    /// A failure inside the crypto library; not the caller's fault.
-    #[error("key encryption failed: {0}")]
-    Crypto(String),
-}
-
-/// Whether `text` holds an encrypted PKCS#8 key (by its PEM label).
-pub fn is_encrypted(text: &str) -> bool {
-    text.contains(&format!("-----BEGIN {ENCRYPTED_KEY_LABEL}-----"))
-}
-
-/// Encrypts `key` as an `ENCRYPTED PRIVATE KEY` PEM block (PBES2, PBKDF2-HMAC-SHA256 with
-/// [`PBKDF2_ITERATIONS`] iterations, AES-256-CBC). Costs one PBKDF2 run: call it off the async
-/// executor.
-pub fn encrypt(key: &SecretKey, passphrase: &Passphrase) -> Result<String, KeystoreError> {
-    let crypto = |what: &str| KeystoreError::Crypto(what.to_owned());
-    let mut salt = [0u8; 16];
-    let mut iv = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut salt).map_err(|_| crypto("no random bytes for the salt"))?;
-    aws_lc_rs::rand::fill(&mut iv).map_err(|_| crypto("no random bytes for the IV"))?;
-    let mut aes_key = Zeroizing::new([0u8; 32]);
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        NonZeroU32::new(PBKDF2_ITERATIONS).expect("a positive constant"),
-        &salt,
-        passphrase.expose_bytes(),
-        aes_key.as_mut_slice(),
-    );
-    let cipher = UnboundCipherKey::new(&AES_256, aes_key.as_slice())
-        .and_then(PaddedBlockEncryptingKey::cbc_pkcs7)
-        .map_err(|_| crypto("AES-256-CBC key setup"))?;
-    // Room for the padding up front, so that no reallocation leaves a plaintext copy behind;
-    // after encryption in place the buffer holds only ciphertext.
-    let plain = key.pkcs8_der();
-    let mut buffer = Vec::with_capacity(plain.len() + 16);
-    buffer.extend_from_slice(plain);
-    cipher
-        .less_safe_encrypt(&mut buffer, EncryptionContext::Iv128(FixedLength::from(iv)))
-        .map_err(|_| crypto("AES-256-CBC encryption"))?;
-    let parameters = pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, &iv)
-        .map_err(|e| KeystoreError::Crypto(format!("PBES2 parameters: {e}")))?;
-    let info = EncryptedPrivateKeyInfo {
-        encryption_algorithm: pkcs5::EncryptionScheme::Pbes2(parameters),
-        encrypted_data: &buffer,
-    };
-    let der = info
-        .to_der()
-        .map_err(|e| KeystoreError::Crypto(format!("EncryptedPrivateKeyInfo encoding: {e}")))?;
-    Ok(crate::ca::to_pem(ENCRYPTED_KEY_LABEL, &der))
-}
-
-/// Decrypts the one `ENCRYPTED PRIVATE KEY` block in `text`. Costs one PBKDF2 run of the
-/// key's own iteration count (at most [`MAX_PBKDF2_ITERATIONS`]): call it off the async
-/// executor.
-pub fn decrypt(text: &str, passphrase: &Passphrase) -> Result<SecretKey, KeystoreError> {
-    let blocks = pem::parse_many(text)
-        .map_err(|_| KeystoreError::Unreadable("the key PEM cannot be decoded".into()))?;
-    let keys: Vec<_> = blocks
-        .iter()
-        .filter(|b| b.tag().ends_with("PRIVATE KEY"))
-        .collect();
-    let [block] = keys.as_slice() else {
-        return Err(KeystoreError::Unreadable(format!(
-            "expected one ENCRYPTED PRIVATE KEY block, found {} private key blocks",
-            keys.len()
-        )));
-    };
-    if block.tag() != ENCRYPTED_KEY_LABEL {
-        return Err(KeystoreError::Unreadable(format!(
-            "expected an ENCRYPTED PRIVATE KEY block, found {}",
-            block.tag()
-        )));
-    }
-    let info = EncryptedPrivateKeyInfo::from_der(block.contents()).map_err(|_| {
-        KeystoreError::Unreadable(format!(
-            "the encrypted key uses an encryption scheme factory-ca does not read (it reads \
-             PBES2 with PBKDF2 and AES-CBC), or is damaged; {REENCRYPT_HINT}"
-        ))
-    })?;
-    let pkcs5::EncryptionScheme::Pbes2(parameters) = &info.encryption_algorithm else {
-        return Err(KeystoreError::Unreadable(format!(
-            "the key is encrypted with PKCS#5 v1.5 (PBES1, DES or RC2), which is obsolete; \
-             {REENCRYPT_HINT}"
-        )));
-    };
-    let (cipher_algorithm, iv) = match &parameters.encryption {
-        pbes2::EncryptionScheme::Aes128Cbc { iv } => (&AES_128, **iv),
-        pbes2::EncryptionScheme::Aes192Cbc { iv } => (&AES_192, **iv),
-        pbes2::EncryptionScheme::Aes256Cbc { iv } => (&AES_256, **iv),
-        _ => {
-            return Err(KeystoreError::Unreadable(format!(
-                "the key is encrypted with DES or 3DES, which factory-ca does not read; \
-                 {REENCRYPT_HINT}"
-            )));
-        }
-    };
-    let key_size = parameters.encryption.key_size();
-    let Kdf::Pbkdf2(kdf) = &parameters.kdf else {
-        return Err(KeystoreError::Unreadable(format!(
-            "the key's passphrase is derived with scrypt, which factory-ca does not read; \
-             {REENCRYPT_HINT}"
-        )));
-    };
-    let prf = match kdf.prf {
-        Pbkdf2Prf::HmacWithSha1 => pbkdf2::PBKDF2_HMAC_SHA1,
-        Pbkdf2Prf::HmacWithSha256 => pbkdf2::PBKDF2_HMAC_SHA256,
-        Pbkdf2Prf::HmacWithSha384 => pbkdf2::PBKDF2_HMAC_SHA384,
-        Pbkdf2Prf::HmacWithSha512 => pbkdf2::PBKDF2_HMAC_SHA512,
-        _ => {
-            return Err(KeystoreError::Unreadable(format!(
-                "the key's passphrase is derived with PBKDF2-HMAC-SHA224, which factory-ca \
-                 does not read; {REENCRYPT_HINT}"
-            )));
-        }
-    };
-    if kdf.key_length.is_some_and(|n| usize::from(n) != key_size) {
-        return Err(KeystoreError::Unreadable(
-            "the encrypted key's PBKDF2 key length does not match its cipher".into(),
-        ));
-    }
-    let iterations = NonZeroU32::new(kdf.iteration_count)
-        .filter(|n| n.get() <= MAX_PBKDF2_ITERATIONS)
-        .ok_or_else(|| {
-            KeystoreError::Unreadable(format!(
-                "the encrypted key asks for {} PBKDF2 iterations; factory-ca runs 1 to {}; \
-                 {REENCRYPT_HINT}",
-                kdf.iteration_count, MAX_PBKDF2_ITERATIONS
-            ))
-        })?;
-    let ciphertext = info.encrypted_data;
-    if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
-        return Err(KeystoreError::Unreadable(
-            "the encrypted key's ciphertext is not a whole number of AES blocks (a damaged \
-             file)"
+/// Decrypts a key given for import with the passphrase given with it (not necessarily the one
+/// keys are stored with here). Every failure is the caller's to fix, so it is a rejection (422
+/// over HTTP), and no message holds the passphrase.
+pub async fn decrypt_import_key(
+    key_pem: &str,
+    key_passphrase: Option<Passphrase>,
+) -> Result<SecretKey, CaError> {
+    let Some(passphrase) = key_passphrase else {
+        return Err(CaError::Rejected(
+            "the private key is encrypted (ENCRYPTED PRIVATE KEY); give the passphrase it was \
+             encrypted with (key_passphrase over the API; --key-passphrase-env or \
+             --key-passphrase-file on the command line)"
                 .into(),
         ));
-    }
-    let mut aes_key = Zeroizing::new([0u8; 32]);
-    let aes_key = &mut aes_key[..key_size];
-    pbkdf2::derive(
-        prf,
-        iterations,
-        kdf.salt,
-        passphrase.expose_bytes(),
-        aes_key,
-    );
-    let cipher = UnboundCipherKey::new(cipher_algorithm, aes_key)
-        .and_then(PaddedBlockDecryptingKey::cbc_pkcs7)
-        .map_err(|_| KeystoreError::Crypto("AES-CBC key setup".into()))?;
-    let mut buffer = Zeroizing::new(ciphertext.to_vec());
-    let plain_len = cipher
-        .decrypt(&mut buffer, DecryptionContext::Iv128(FixedLength::from(iv)))
-        .map_err(|_| KeystoreError::WrongPassphrase)?
-        .len();
-    buffer.truncate(plain_len);
-    // CBC padding alone lets about one wrong passphrase in 256 through: the plaintext must also
-    // be a PKCS#8 PrivateKeyInfo.
-    if PrivateKeyInfo::from_der(&buffer).is_err() {
-        return Err(KeystoreError::WrongPassphrase);
-    }
-    Ok(SecretKey::from_pkcs8_der(buffer))
+    };
+    let text = Zeroizing::new(key_pem.to_owned());
+    let result = tokio::task::spawn_blocking(move || self::pkcs8::decrypt(&text, &passphrase))
+        .await
+        .map_err(|e| CaError::Crypto(format!("key decryption task: {e}")))?;
+    result.map_err(|e| match e {
+        Pkcs8Error::WrongPassphrase => CaError::Rejected(
+            "the key passphrase does not decrypt the private key (a wrong passphrase, or a \
+             damaged key)"
+                .into(),
+        ),
+        Pkcs8Error::Crypto(m) => CaError::Crypto(m),
+        other => CaError::Rejected(format!("the private key cannot be decrypted: {other}")),
+    })
 }
 
-#[cfg(test)]
+/// Runs a PBKDF2-bound key operation off the async executor (a third of a second of CPU).
+async fn spawn_crypto<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, Pkcs8Error> + Send + 'static,
+) -> Result<T, KeyError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| KeyError::file(path, format!("key encryption task: {e}")))?
+        .map_err(|e| KeyError::file(path, e.to_string()))
+}
+
+/// Decrypts a stored key with the at-rest passphrase; errors say what to set.
+async fn decrypt_key_file(
+    path: &Path,
+    text: Zeroizing<String>,
+    passphrase: Passphrase,
+    source: &PassphraseSource,
+) -> Result<SecretKey, KeyError> {
+    let result = tokio::task::spawn_blocking(move || self::pkcs8::decrypt(&text, &passphrase))
+        .await
+        .map_err(|e| KeyError::file(path, format!("key decryption task: {e}")))?;
+    result.map_err(|e| {
+        KeyError::file(
+            path,
+            match e {
+                Pkcs8Error::WrongPassphrase => format!(
+                    "the passphrase from {} does not decrypt this key (a wrong passphrase, or a \
+                     damaged key file); set it to the passphrase the key was encrypted with",
+                    source.describe()
+                ),
+                other => other.to_string(),
+            },
+        )
+    })
+}
+
+#[cfg(all(test, unix))]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use time::Duration;
+
     use super::*;
+    use crate::ca::{CaAlgorithm, CaSubject};
 
-    fn passphrase(s: &str) -> Passphrase {
-        Passphrase::new(Zeroizing::new(s.to_owned()), "a test").unwrap()
+    fn generated() -> (CertificateAuthority, SecretKey) {
+        let subject = CaSubject {
+            common_name: "Key Store Test Root".into(),
+            country: None,
+            state: None,
+            locality: None,
+            organization: None,
+            organizational_unit: None,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        CertificateAuthority::generate(CaAlgorithm::EcdsaP256, &subject, Duration::days(1), now)
+            .unwrap()
     }
 
-    fn new_key() -> SecretKey {
-        let key = rcgen::KeyPair::generate().unwrap();
-        SecretKey::from_pem(&key.serialize_pem()).unwrap()
+    fn passphrase_file(dir: &Path) -> PassphraseSource {
+        let path = dir.join("passphrase");
+        std::fs::write(&path, "correct horse\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        PassphraseSource::File(path)
     }
 
     #[test]
-    fn an_encrypted_key_decrypts_with_its_passphrase_only() {
-        let key = new_key();
-        let pem = encrypt(&key, &passphrase("correct horse")).unwrap();
-        assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
-        assert!(is_encrypted(&pem));
-        let back = decrypt(&pem, &passphrase("correct horse")).unwrap();
-        assert_eq!(back.pkcs8_der(), key.pkcs8_der());
-        for wrong in ["correct horsf", "Correct horse", "x"] {
-            assert!(matches!(
-                decrypt(&pem, &passphrase(wrong)),
-                Err(KeystoreError::WrongPassphrase)
-            ));
+    fn a_key_ref_reads_a_recorded_path_or_a_file_uri_and_refuses_other_schemes() {
+        let recorded = KeyRef::parse("keys/ca-1.key.pem").unwrap();
+        assert_eq!(recorded, KeyRef::for_new_ca("ca-1"));
+        assert_eq!(recorded.to_record(), "keys/ca-1.key.pem");
+        assert_eq!(recorded.to_string(), "file:keys/ca-1.key.pem");
+        assert_eq!(KeyRef::parse("file:keys/ca-1.key.pem").unwrap(), recorded);
+        let err = KeyRef::parse("pkcs11:token=factory;object=ca-1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no key backend for pkcs11: URIs"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_key_is_stored_encrypted_and_decrypted_once_per_key_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyStore::new(dir.path(), Some(passphrase_file(dir.path())), false);
+        let (ca, key) = generated();
+        let key_ref = keys.create(ca.id(), key).await.unwrap();
+        assert_eq!(key_ref, KeyRef::for_new_ca(ca.id()));
+        let text = std::fs::read_to_string(keys.path(&key_ref)).unwrap();
+        assert!(is_encrypted(&text));
+
+        for _ in 0..3 {
+            let signer = keys.signer(&key_ref).await.unwrap();
+            CertificateAuthority::from_signer(ca.certificate_pem(), signer).unwrap();
         }
+        assert_eq!(keys.decrypted.lock().unwrap().len(), 1, "decrypted once");
+
+        // No process-wide state: another key store decrypts for itself.
+        let other = KeyStore::new(dir.path(), Some(passphrase_file(dir.path())), false);
+        assert!(other.decrypted.lock().unwrap().is_empty());
+        other.signer(&key_ref).await.unwrap();
+        assert_eq!(other.decrypted.lock().unwrap().len(), 1);
     }
 
-    #[test]
-    fn keys_we_write_use_pbkdf2_sha256_and_aes_256_cbc_with_fresh_salt_and_iv() {
-        let key = new_key();
-        let a = encrypt(&key, &passphrase("p")).unwrap();
-        let b = encrypt(&key, &passphrase("p")).unwrap();
-        assert_ne!(a, b, "salt and IV are random");
-        let der = pem::parse(&a).unwrap().into_contents();
-        let info = EncryptedPrivateKeyInfo::from_der(&der).unwrap();
-        let pkcs5::EncryptionScheme::Pbes2(p) = info.encryption_algorithm else {
-            panic!("not PBES2")
-        };
-        let Kdf::Pbkdf2(kdf) = p.kdf else {
-            panic!("not PBKDF2")
-        };
-        assert_eq!(kdf.prf, Pbkdf2Prf::HmacWithSha256);
-        assert_eq!(kdf.iteration_count, PBKDF2_ITERATIONS);
-        assert_eq!(kdf.salt.len(), 16);
-        assert!(matches!(
-            p.encryption,
-            pbes2::EncryptionScheme::Aes256Cbc { .. }
-        ));
-    }
-
-    #[test]
-    fn refuses_excessive_iterations_and_plain_keys() {
-        let key = new_key();
-        let salt = [1u8; 16];
-        let iv = [2u8; 16];
-        let parameters =
-            pbes2::Parameters::pbkdf2_sha256_aes256cbc(MAX_PBKDF2_ITERATIONS + 1, &salt, &iv)
-                .unwrap();
-        let info = EncryptedPrivateKeyInfo {
-            encryption_algorithm: pkcs5::EncryptionScheme::Pbes2(parameters),
-            encrypted_data: &[0u8; 32],
-        };
-        let pem = crate::ca::to_pem(ENCRYPTED_KEY_LABEL, &info.to_der().unwrap());
-        let err = decrypt(&pem, &passphrase("p")).unwrap_err().to_string();
-        assert!(err.contains("10000001 PBKDF2 iterations"), "{err}");
-
-        let err = decrypt(&key.to_pem(), &passphrase("p")).unwrap_err();
-        assert!(err.to_string().contains("found PRIVATE KEY"), "{err}");
-    }
-
-    #[test]
-    fn a_passphrase_file_loses_one_trailing_newline_and_may_not_hold_two_lines() {
-        let path = Path::new("/p");
-        let read = |s: &str| passphrase_from_file_text(Zeroizing::new(s.to_owned()), path);
-        assert_eq!(read("secret\n").unwrap().expose_bytes(), b"secret");
-        assert_eq!(read("secret\r\n").unwrap().expose_bytes(), b"secret");
-        assert_eq!(read("secret").unwrap().expose_bytes(), b"secret");
-        assert_eq!(read(" secret ").unwrap().expose_bytes(), b" secret ");
-        assert!(read("a\nb\n").is_err());
-        assert!(read("secret\n\n").is_err());
-        let empty = read("\n").unwrap_err().to_string();
-        assert!(empty.contains("is empty"), "{empty}");
-        assert_eq!(
-            format!("{:?}", read("secret").unwrap()),
-            "Passphrase([redacted])"
+    #[tokio::test]
+    async fn an_encrypted_key_without_a_passphrase_names_the_settings_to_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let encrypting = KeyStore::new(dir.path(), Some(passphrase_file(dir.path())), false);
+        let (ca, key) = generated();
+        let key_ref = encrypting.create(ca.id(), key).await.unwrap();
+        let plain = KeyStore::new(dir.path(), None, false);
+        let err = plain.signer(&key_ref).await.unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "no passphrase is configured; set ca.key_passphrase_env or ca.key_passphrase_file"
+            ),
+            "{err}"
         );
+        assert!(!err.contains("correct horse"));
+        let err = plain.encryption_passphrase().unwrap_err().to_string();
+        assert!(err.contains("no passphrase is configured"), "{err}");
     }
 }

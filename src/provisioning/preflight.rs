@@ -160,16 +160,14 @@ pub(super) fn template_check(
     let unguaranteed: Vec<String> = fields
         .iter()
         .filter(|f| **f != CertificateField::Id)
-        .filter(|f| {
-            f.subject_attribute()
-                .and_then(SubjectField::from_short_name)
-                .is_none_or(|sf| !policy.guarantees(sf))
-        })
+        .filter(|f| f.subject_field().is_none_or(|sf| !policy.guarantees(sf)))
         .map(|f| {
             format!(
                 "{} ({})",
                 f.parameter_name(),
-                f.subject_attribute().unwrap_or_default()
+                f.subject_field()
+                    .map(SubjectField::short_name)
+                    .unwrap_or_default()
             )
         })
         .collect();

@@ -248,17 +248,9 @@ fn device_subject(
         ..jitp::DeviceSubject::default()
     };
     for (oid, value) in attrs {
-        let slot = match SubjectField::ALL.into_iter().find(|f| f.oid() == oid) {
-            Some(SubjectField::CommonName) => &mut d.common_name,
-            Some(SubjectField::Country) => &mut d.country,
-            Some(SubjectField::Organization) => &mut d.organization,
-            Some(SubjectField::OrganizationalUnit) => &mut d.organizational_unit,
-            Some(SubjectField::DnQualifier) => &mut d.distinguished_name_qualifier,
-            Some(SubjectField::StateOrProvince) => &mut d.state_name,
-            Some(SubjectField::SerialNumber) => &mut d.serial_number,
-            Some(SubjectField::Locality) | None => continue,
-        };
-        *slot = Some(value);
+        if let Some(field) = SubjectField::from_oid(&oid) {
+            d.set(field, value);
+        }
     }
     d
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use crate::helpers::*;
 use crate::on_both_backends;
 use factory_ca::ca::{CaAlgorithm, CaSubject};
+use factory_ca::keys::KeyStore;
 use factory_ca::services::ca_admin::{Actor, CaAdmin};
 use factory_ca::store::Store;
 use reqwest::StatusCode;
@@ -558,7 +559,8 @@ async fn a_non_issuing_ca_signs_its_own_crl(backend: Backend) {
     let revoked = issue(&app, "Other-1").await;
     revoke(&app, &revoked.serial, "key_compromise").await;
 
-    let ca_admin = CaAdmin::new(&app.store, &app.settings);
+    let keys = KeyStore::from_settings(&app.settings);
+    let ca_admin = CaAdmin::new(&app.store, &keys);
     let subject = CaSubject {
         common_name: "factory-ca second root".into(),
         country: None,

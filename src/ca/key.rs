@@ -1,0 +1,210 @@
+//! CA keys as the CA core sees them: the algorithms of a new CA, [`SecretKey`] (the unencrypted
+//! PKCS#8 form a generated or imported key is handed over in) and [`CaSigner`] (what the CA
+//! signs with, wherever the key is). Where keys are kept, and how they are encrypted at rest,
+//! is `crate::keys`' business.
+
+use std::fmt;
+
+use aws_lc_rs::signature as sig;
+use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm, SigningKey};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::authority::CaError;
+use super::to_pem;
+
+/// Key algorithms for a new CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum CaAlgorithm {
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl CaAlgorithm {
+    pub const NAMES: [&str; 5] = [
+        "ecdsa-p256",
+        "ecdsa-p384",
+        "rsa-2048",
+        "rsa-3072",
+        "rsa-4096",
+    ];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+    }
+
+    pub(super) fn generate_key(self) -> Result<KeyPair, rcgen::Error> {
+        use rcgen::RsaKeySize;
+        match self {
+            CaAlgorithm::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            CaAlgorithm::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+            CaAlgorithm::Rsa2048 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048)
+            }
+            CaAlgorithm::Rsa3072 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072)
+            }
+            CaAlgorithm::Rsa4096 => {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096)
+            }
+        }
+    }
+}
+
+/// A CA private key as unencrypted PKCS#8 DER (RFC 5958), the one form in which keys leave
+/// the CA core, whatever form they were imported in. Its `Debug` never shows the key, and its
+/// bytes are zeroed when it is dropped. Encrypting it for storage is the key store's business
+/// (`crate::keys`), not the CA's.
+pub struct SecretKey(Zeroizing<Vec<u8>>);
+
+impl SecretKey {
+    /// Reads one unencrypted private key block: PKCS#8 (`PRIVATE KEY`), PKCS#1
+    /// (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`, possibly after an `EC PARAMETERS` block, as
+    /// `openssl ecparam -genkey` writes), and converts it to PKCS#8. An `ENCRYPTED PRIVATE KEY`
+    /// is refused here: decrypting needs a passphrase, which the caller holds.
+    pub fn from_pem(text: &str) -> Result<SecretKey, CaError> {
+        let blocks = pem::parse_many(text)
+            .map_err(|_| CaError::Rejected("the private key PEM cannot be decoded".into()))?;
+        if blocks.iter().any(|b| b.tag() == ENCRYPTED_KEY_LABEL) {
+            return Err(CaError::Rejected(
+                "the private key is encrypted (ENCRYPTED PRIVATE KEY); give its passphrase with \
+                 the key, or decrypt it first"
+                    .into(),
+            ));
+        }
+        let keys: Vec<_> = blocks
+            .iter()
+            .filter(|b| {
+                matches!(
+                    b.tag(),
+                    "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY"
+                )
+            })
+            .collect();
+        let [block] = keys.as_slice() else {
+            return Err(CaError::Rejected(format!(
+                "expected one PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block, found {}",
+                keys.len()
+            )));
+        };
+        let unreadable = || {
+            CaError::Rejected(
+                "the private key cannot be read; supported: RSA 2048+ and ECDSA \
+                 P-256/P-384/P-521"
+                    .into(),
+            )
+        };
+        let pkcs8 = match block.tag() {
+            "RSA PRIVATE KEY" => {
+                use aws_lc_rs::encoding::AsDer;
+                let key = sig::RsaKeyPair::from_der(block.contents()).map_err(|_| unreadable())?;
+                let der = key.as_der().map_err(|_| unreadable())?;
+                Zeroizing::new(der.as_ref().to_vec())
+            }
+            "EC PRIVATE KEY" => {
+                let der = [
+                    &sig::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    &sig::ECDSA_P384_SHA384_ASN1_SIGNING,
+                    &sig::ECDSA_P521_SHA512_ASN1_SIGNING,
+                ]
+                .into_iter()
+                .find_map(|alg| sig::EcdsaKeyPair::from_private_key_der(alg, block.contents()).ok())
+                .and_then(|key| key.to_pkcs8v1().ok())
+                .ok_or_else(unreadable)?;
+                Zeroizing::new(der.as_ref().to_vec())
+            }
+            _ => Zeroizing::new(block.contents().to_vec()),
+        };
+        Ok(SecretKey(pkcs8))
+    }
+
+    /// A key from PKCS#8 DER, such as the plaintext of an encrypted key. Checked when a CA is
+    /// built from it.
+    pub fn from_pkcs8_der(der: Zeroizing<Vec<u8>>) -> SecretKey {
+        SecretKey(der)
+    }
+
+    pub fn pkcs8_der(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The key as an unencrypted `PRIVATE KEY` PEM block.
+    pub fn to_pem(&self) -> Zeroizing<String> {
+        Zeroizing::new(to_pem("PRIVATE KEY", &self.0))
+    }
+
+    pub(super) fn key_pair(&self) -> Result<KeyPair, CaError> {
+        KeyPair::try_from(self.0.as_slice()).map_err(|_| {
+            CaError::Rejected(
+                "the private key cannot be read; supported: RSA 2048+ and ECDSA \
+                 P-256/P-384/P-521"
+                    .into(),
+            )
+        })
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+/// The PEM label of an encrypted PKCS#8 key (RFC 7468 section 11).
+pub const ENCRYPTED_KEY_LABEL: &str = "ENCRYPTED PRIVATE KEY";
+
+/// A CA key as the CA signs with it: its public key and a signing operation, wherever the
+/// private key is. A key file's key is held in memory as an rcgen `KeyPair`
+/// ([`CaSigner::from_secret`]). A key in an HSM (PKCS#11) or a KMS implements rcgen's
+/// `SigningKey` itself, so the CA signs with it without the service ever holding it.
+///
+/// `SigningKey::sign` is synchronous: a signer that asks a device or a service blocks its
+/// caller for the round trip, so its signing belongs on the blocking pool, as
+/// `services::issuance` already does for slow keys.
+pub struct CaSigner(Box<dyn SigningKey + Send + Sync>);
+
+impl CaSigner {
+    pub fn new(key: impl SigningKey + Send + Sync + 'static) -> CaSigner {
+        CaSigner(Box::new(key))
+    }
+
+    /// The signer of a key in memory.
+    pub fn from_secret(secret: &SecretKey) -> Result<CaSigner, CaError> {
+        Ok(CaSigner::new(secret.key_pair()?))
+    }
+}
+
+impl SigningKey for CaSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(message)
+    }
+}
+
+impl PublicKeyData for CaSigner {
+    fn subject_public_key_info(&self) -> Vec<u8> {
+        self.0.subject_public_key_info()
+    }
+
+    fn der_bytes(&self) -> &[u8] {
+        self.0.der_bytes()
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
+impl fmt::Debug for CaSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CaSigner").field(self.0.algorithm()).finish()
+    }
+}
