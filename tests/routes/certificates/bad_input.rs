@@ -2,6 +2,9 @@
 
 use std::process::Command;
 
+use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier};
+use der::{Encode, Tag};
+
 use crate::common::*;
 use crate::on_both_backends;
 use reqwest::StatusCode;
@@ -30,18 +33,21 @@ fn with_signature_of(a: &str, b: &str) -> String {
     let (_, a_csr) = X509CertificationRequest::from_der(&a_der).unwrap();
     let (_, b_csr) = X509CertificationRequest::from_der(&b_der).unwrap();
     let sig = b_csr.signature_value.data.to_vec();
-    let der = yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            w.next().write_der(a_csr.certification_request_info.raw);
-            w.next().write_sequence(|w| {
-                w.next()
-                    .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
-                        1, 2, 840, 10045, 4, 3, 2,
-                    ]));
-            });
-            w.next().write_bitvec_bytes(&sig, sig.len() * 8);
-        })
-    });
+    let ecdsa_with_sha256 = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+    let algorithm = [ecdsa_with_sha256.to_der().unwrap()].concat();
+    let content = [
+        a_csr.certification_request_info.raw.to_vec(),
+        AnyRef::new(Tag::Sequence, &algorithm)
+            .unwrap()
+            .to_der()
+            .unwrap(),
+        BitStringRef::new(0, &sig).unwrap().to_der().unwrap(),
+    ]
+    .concat();
+    let der = AnyRef::new(Tag::Sequence, &content)
+        .unwrap()
+        .to_der()
+        .unwrap();
     factory_ca::ca::to_pem("CERTIFICATE REQUEST", &der)
 }
 
