@@ -1,6 +1,6 @@
-//! The dashboard end to end in headless Chromium, driven over WebDriver by chromedriver: the
-//! page shows the ledger's counts, searches thing names, keeps the token out of reach of
-//! scripts and URLs, and breaks no Content-Security-Policy rule. Saves
+//! The dashboard end to end in headless Chromium, driven over WebDriver (fantoccini) by
+//! chromedriver: the page shows the ledger's counts, searches thing names, keeps the token out
+//! of reach of scripts and URLs, and breaks no Content-Security-Policy rule. Saves
 //! `target/test-artifacts/dashboard.png` and `dashboard-overview.png`.
 
 use std::io::{BufRead, BufReader};
@@ -9,24 +9,30 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
 use futures::FutureExt;
-use reqwest::Method;
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
 use crate::common::*;
 
 /// Every wait in the browser test is bounded by this.
 const WAIT: Duration = Duration::from_secs(20);
-/// The flags issue #4 prescribes for Debian's Chromium.
-const CHROMIUM_FLAGS: [&str; 4] = [
+/// The flags Debian's Chromium needs on a headless machine with no network but loopback (no
+/// sandbox as root, no GPU, no QUIC, no first-run pages, no background downloads, updates or
+/// sync); each browser also gets a fresh `--user-data-dir`.
+const CHROMIUM_FLAGS: [&str; 8] = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
     "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ];
-/// The W3C WebDriver key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -36,10 +42,13 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// chromedriver on a free port; killed on drop.
+/// chromedriver on a free port; killed on drop. It and the browsers it starts write their
+/// temporary files (Chromium's singleton socket, for one) under a directory of their own,
+/// removed on drop.
 struct ChromeDriver {
     child: Child,
     url: String,
+    _tmp: TempDir,
 }
 
 impl ChromeDriver {
@@ -50,8 +59,10 @@ impl ChromeDriver {
                  chromium-driver (scripts/test.sh checks for them)"
             )
         });
+        let tmp = tempfile::tempdir().expect("a temporary directory for chromedriver");
         let mut child = Command::new(binary)
             .args(["--port=0", "--allowed-ips=127.0.0.1"])
+            .env("TMPDIR", tmp.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -78,6 +89,7 @@ impl ChromeDriver {
         ChromeDriver {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            _tmp: tmp,
         }
     }
 }
@@ -89,119 +101,79 @@ impl Drop for ChromeDriver {
     }
 }
 
-/// A minimal W3C WebDriver client over reqwest: only the commands this test uses.
+/// A Chromium session over WebDriver, with a profile of its own.
 struct Browser {
-    http: reqwest::Client,
-    session: String,
-    /// The profile chromedriver made for this browser, removed on quit.
-    profile: Option<PathBuf>,
+    client: Client,
+    _profile: TempDir,
+}
+
+/// chromedriver's legacy log endpoint (`POST /session/{id}/se/log`), which W3C WebDriver has
+/// no command for: the browser console since the last call.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
 }
 
 impl Browser {
     async fn launch(driver: &ChromeDriver) -> Browser {
         let chromium = find_on_path("chromium").expect("chromium is installed");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
+        let profile = tempfile::tempdir().expect("a Chromium profile directory");
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let capabilities = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": CHROMIUM_FLAGS,
-            },
+            "goog:chromeOptions": {"binary": chromium, "args": args},
             "goog:loggingPrefs": {"browser": "ALL"},
-        }}});
-        let response = http
-            .post(format!("{}/session", driver.url))
-            .json(&capabilities)
-            .send()
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("an object")
+        };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver.url)
             .await
-            .expect("chromedriver answers");
-        let body: Value = response.json().await.expect("JSON from chromedriver");
-        let id = body["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no WebDriver session: {body}"));
-        let profile = body["value"]["capabilities"]["chrome"]["userDataDir"]
-            .as_str()
-            .map(PathBuf::from);
+            .unwrap_or_else(|e| panic!("no WebDriver session from chromedriver: {e}"));
         Browser {
-            http,
-            session: format!("{}/session/{id}", driver.url),
-            profile,
+            client,
+            _profile: profile,
         }
-    }
-
-    async fn command(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.session));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("chromedriver answers");
-        let status = response.status();
-        let body: Value = response.json().await.expect("JSON from chromedriver");
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {path}: {status} {}",
-            body["value"]
-        );
-        body["value"].clone()
     }
 
     async fn goto(&self, url: &str) {
-        self.command(Method::POST, "/url", Some(json!({ "url": url })))
-            .await;
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let found = self
-            .command(
-                Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        found[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element reference for {css}: {found}"))
-            .to_owned()
+        self.client.goto(url).await.expect("WebDriver: go to");
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css).await;
-        self.command(
-            Method::POST,
-            &format!("/element/{element}/clear"),
-            Some(json!({})),
-        )
-        .await;
-        self.command(
-            Method::POST,
-            &format!("/element/{element}/value"),
-            Some(json!({ "text": text })),
-        )
-        .await;
+        let element = self.client.find(Locator::Css(css)).await.expect(css);
+        element.clear().await.expect("WebDriver: clear");
+        element.send_keys(text).await.expect("WebDriver: type");
     }
 
     async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.command(
-            Method::POST,
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        )
-        .await;
+        let element = self.client.find(Locator::Css(css)).await.expect(css);
+        element.click().await.expect("WebDriver: click");
     }
 
     async fn script(&self, script: &str) -> Value {
-        self.command(
-            Method::POST,
-            "/execute/sync",
-            Some(json!({"script": script, "args": []})),
-        )
-        .await
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver: script {script}: {e}"))
     }
 
     async fn text(&self, css: &str) -> String {
@@ -234,26 +206,26 @@ impl Browser {
     }
 
     async fn resize(&self, width: u32, height: u32) {
-        self.command(
-            Method::POST,
-            "/window/rect",
-            Some(json!({"width": width, "height": height})),
-        )
-        .await;
+        self.client
+            .set_window_size(width, height)
+            .await
+            .expect("WebDriver: window size");
     }
 
     async fn screenshot(&self) -> Vec<u8> {
-        let png = self.command(Method::GET, "/screenshot", None).await;
-        base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("base64 PNG"))
-            .expect("valid base64")
+        self.client
+            .screenshot()
+            .await
+            .expect("WebDriver: screenshot")
     }
 
-    /// The browser console since the last call (chromedriver's legacy log endpoint).
+    /// The browser console since the last call.
     async fn console(&self) -> Vec<String> {
         let entries = self
-            .command(Method::POST, "/se/log", Some(json!({"type": "browser"})))
-            .await;
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("WebDriver: browser log");
         entries
             .as_array()
             .map(|a| {
@@ -264,22 +236,9 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Ends the session (chromedriver closes Chromium); the profile goes with `self`.
     async fn quit(self) {
-        let _ = self.http.delete(&self.session).send().await;
-        // chromedriver may leave the temporary profile behind when it is killed right after.
-        // Its SingletonSocket links to a directory of its own in the temp directory.
-        if let Some(profile) = self.profile
-            && profile.starts_with(std::env::temp_dir())
-        {
-            if let Ok(socket) = std::fs::read_link(profile.join("SingletonSocket"))
-                && let Some(dir) = socket.parent()
-                && dir.starts_with(std::env::temp_dir())
-                && dir != std::env::temp_dir()
-            {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            let _ = std::fs::remove_dir_all(profile);
-        }
+        let _ = self.client.close().await;
     }
 }
 
@@ -443,6 +402,13 @@ async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, reje
     // No script, style or fetch was blocked by the Content-Security-Policy, and nothing failed
     // but the page's first look for a session, before signing in (401 by design).
     let console = browser.console().await;
+    // The console is really read: the expected 401 is in it.
+    assert!(
+        console
+            .iter()
+            .any(|m| m.contains("/v1/session - ") && m.contains("status of 401")),
+        "the browser console as read: {console:#?}"
+    );
     let problems: Vec<&String> = console
         .iter()
         .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy"))
