@@ -1,0 +1,273 @@
+//! `TestApp`: a real server on port 0 over SQLite (a temporary directory) or PostgreSQL (a
+//! fresh database per test), with tokens for each role, driven over HTTP.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use factory_ca::app::Application;
+use factory_ca::aws::IotRegistry;
+use factory_ca::config::{Secret, Settings};
+use factory_ca::services::tokens::{self, Role};
+use factory_ca::store::Store;
+use sqlx::Connection;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub settings: Settings,
+    pub admin: String,
+    pub station: String,
+    pub viewer: String,
+    pub dir: TempDir,
+    iot: Option<Arc<dyn IotRegistry>>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The PostgreSQL server tests use: `TEST_POSTGRES_URL`, default the local trust-auth one.
+pub fn pg_server() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Creates an empty database for one test and returns its URL.
+pub async fn fresh_pg_database() -> String {
+    let server = pg_server();
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL tests need a server at {server} (set TEST_POSTGRES_URL, or run \
+                 scripts/test.sh, which starts the local one): {e}"
+            )
+        });
+    // `scripts/test.sh` sets a prefix of its own run, and drops only those databases when it
+    // ends, so that test runs of several checkouts can share one server.
+    let prefix =
+        std::env::var("TEST_POSTGRES_DB_PREFIX").unwrap_or_else(|_| "factory_ca_test_".into());
+    let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    format!("{server}/{name}")
+}
+
+pub async fn test_settings(backend: Backend, dir: &Path) -> Settings {
+    let mut settings = Settings {
+        data_dir: dir.join("data"),
+        ..Settings::default()
+    };
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.server.shutdown_grace_secs = 5;
+    settings.database.max_connections = 8;
+    if backend == Backend::Postgres {
+        settings.database.url = Secret::new(fresh_pg_database().await);
+    }
+    settings
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = test_settings(backend, dir.path()).await;
+        configure(&mut settings);
+        Self::start(settings, dir, None, None).await
+    }
+
+    /// A server whose AWS IoT is `iot` (the fake, or the SDK client against moto).
+    pub async fn spawn_with_iot(
+        backend: Backend,
+        iot: Arc<dyn IotRegistry>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = test_settings(backend, dir.path()).await;
+        configure(&mut settings);
+        Self::start(settings, dir, None, Some(iot)).await
+    }
+
+    async fn start(
+        settings: Settings,
+        dir: TempDir,
+        tokens: Option<[String; 3]>,
+        iot: Option<Arc<dyn IotRegistry>>,
+    ) -> TestApp {
+        let app = Application::build_with_registry(settings.clone(), iot.clone())
+            .await
+            .expect("application builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let store = app.state().store.clone();
+        let [admin, station, viewer] = match tokens {
+            Some(t) => t,
+            None => [
+                new_token(&store, "admin-1", Role::Admin).await,
+                new_token(&store, "station-1", Role::Station).await,
+                new_token(&store, "viewer-1", Role::Viewer).await,
+            ],
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            store,
+            settings,
+            admin,
+            station,
+            viewer,
+            dir,
+            iot,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server and starts a new process-equivalent on the same store and data dir.
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown().await;
+        let tokens = [
+            self.admin.clone(),
+            self.station.clone(),
+            self.viewer.clone(),
+        ];
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::start(self.settings.clone(), dir, Some(tokens), self.iot.clone()).await
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a PEM CSR as JSON with the station token.
+    pub async fn sign(&self, csr_pem: &str) -> reqwest::Response {
+        self.sign_as(&self.station, csr_pem, None).await
+    }
+
+    pub async fn sign_as(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        idempotency_key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/v1/certificates"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "csr": csr_pem }));
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Sends JSON with the admin token.
+    pub async fn admin_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Rows in the ledger, read directly from the database.
+    pub async fn ledger_count(&self) -> i64 {
+        let sql = "SELECT COUNT(*) FROM issued_certificates";
+        let (n,): (i64,) = match &self.store {
+            Store::Postgres(pool) => sqlx::query_as(sql).fetch_one(pool).await.unwrap(),
+            Store::Sqlite(pool) => sqlx::query_as(sql).fetch_one(pool).await.unwrap(),
+        };
+        n
+    }
+
+    pub async fn execute_sql(&self, sql: &str) {
+        match &self.store {
+            Store::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+            Store::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+        }
+        .expect("test SQL runs");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn new_token(store: &Store, name: &str, role: Role) -> String {
+    tokens::create_token(store, name, role, "test", None)
+        .await
+        .expect("token created")
+        .expose()
+        .to_owned()
+}
+
+pub async fn json(response: reqwest::Response) -> serde_json::Value {
+    response.json().await.expect("JSON body")
+}

@@ -1,0 +1,65 @@
+//! `/v1/admin/cas`: creating, importing and activating CAs over the API (rotation of the
+//! issuing CA), and the import refusing what AWS IoT would refuse.
+
+use crate::common::aws::{device_certificate, test_ca};
+use crate::common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+async fn issuing_ca_id(app: &TestApp) -> String {
+    json(app.get(&app.admin, "/v1/ca").await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn ca_management_creates_imports_and_rotates_the_issuing_ca() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let first = issuing_ca_id(&app).await;
+    let created = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/cas",
+            json!({"algorithm": "ecdsa-p384", "subject": {"common_name": "Line Root 2", "country": "JP"}, "validity_days": 365}),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created = json(created).await;
+    assert_eq!(created["is_issuing"], false);
+    assert!(created.get("private_key_pem").is_none());
+    let second = created["id"].as_str().unwrap();
+
+    let activated = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/cas/{second}/activate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(activated.status(), StatusCode::OK);
+    let issued = json(app.sign(&csr("Rotated-1", "JP").pem).await).await;
+    assert_eq!(issued["issuing_ca"], second);
+    let list = json(app.get(&app.admin, "/v1/admin/cas").await).await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items.iter().filter(|c| c["is_issuing"] == true).count(), 1);
+    assert!(items.iter().any(|c| c["id"] == first.as_str()));
+
+    // Import over the API; a non-CA certificate is refused with the AWS explanation.
+    let ca = test_ca("Imported Over API");
+    let (device_pem, _) = device_certificate(&ca, "Not-A-CA");
+    let refused = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/cas/import",
+            json!({"certificate_pem": device_pem, "private_key_pem": "x"}),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = json(refused).await;
+    assert_eq!(refused["code"], "ca_rejected");
+    assert!(refused["detail"].as_str().unwrap().contains("CA:TRUE"));
+    let viewer = app.get(&app.viewer, "/v1/admin/cas").await;
+    assert_eq!(viewer.status(), StatusCode::FORBIDDEN);
+}

@@ -1,0 +1,381 @@
+//! Group commit: the batching ledger writer behind `POST /v1/certificates`.
+//!
+//! The writer is driven two ways: directly, on a single-threaded runtime where every row is
+//! queued before the writer first runs, so that one batch provably holds them all (conflicts
+//! inside one batch included); and over HTTP with many concurrent requests, where the whole
+//! pipeline (replays, 409 codes) must give the same answers as without batching.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use factory_ca::ca::IssuedCertificate;
+use factory_ca::store::ledger_writer::{GroupCommitConfig, LedgerWriter};
+use factory_ca::store::{NewIssuance, RecordOutcome, Store, Timestamp};
+use reqwest::StatusCode;
+use time::OffsetDateTime;
+
+use crate::common::*;
+
+fn pool(app: &TestApp) -> sqlx::PgPool {
+    match &app.store {
+        Store::Postgres(pool) => pool.clone(),
+        Store::Sqlite(_) => panic!("group commit is for PostgreSQL"),
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}
+
+/// A ledger row as the issuance pipeline would hand it over (the DER is a placeholder: the
+/// ledger stores it, it does not parse it).
+fn row(ca_id: &str, thing: &str, key: Option<(&str, &str)>) -> NewIssuance {
+    let now = OffsetDateTime::now_utc();
+    NewIssuance {
+        certificate: IssuedCertificate {
+            serial: random_hex(20),
+            thing_name: thing.to_owned(),
+            country: Some("JP".into()),
+            subject: format!("C=JP, CN={thing}"),
+            key_algorithm: "ecdsa-p256".into(),
+            spki_sha256: random_hex(32),
+            aws_certificate_id: random_hex(32),
+            certificate_der: vec![0x30, 0x03, 0x02, 0x01, 0x01],
+            not_before: now,
+            not_after: now + time::Duration::days(365),
+        },
+        ca_id: ca_id.to_owned(),
+        station: "station-1".into(), // the TestApp station token's name
+        request_id: None,
+        issued_at: Timestamp::new(now),
+        idempotency: key.map(|(key, csr_sha256)| (key.to_owned(), csr_sha256.to_owned())),
+        reject_duplicate_thing: true,
+    }
+}
+
+async fn issuing_ca_id(app: &TestApp) -> String {
+    app.store
+        .issuing_ca()
+        .await
+        .unwrap()
+        .expect("an issuing CA")
+        .id
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool(app)).await.unwrap();
+    n
+}
+
+/// Records all `rows` at once and returns their outcomes in order.
+async fn record_all(
+    writer: &LedgerWriter,
+    rows: Vec<NewIssuance>,
+) -> Vec<Result<RecordOutcome, String>> {
+    let records = rows.into_iter().map(|row| {
+        let writer = writer.clone();
+        async move { writer.record(row).await.map_err(|e| e.to_string()) }
+    });
+    tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(records))
+        .await
+        .expect("the writer answers within a minute")
+}
+
+// On a current-thread runtime the writer task cannot run before `join_all` has queued every
+// row, so the first batch takes all of them (up to max_batch): conflicts inside one batch are
+// certain, not a matter of luck.
+#[tokio::test(flavor = "current_thread")]
+async fn one_batch_records_exactly_the_rows_that_win_their_thing_name_and_key() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let ca_id = issuing_ca_id(&app).await;
+    // A thing that already has an active certificate, and a key already used.
+    app.sign(&csr("Held-0", "JP").pem).await;
+    let held = json(
+        app.sign_as(&app.station, &csr("Keyed-held", "JP").pem, Some("key-held"))
+            .await,
+    )
+    .await;
+    assert!(held["serial"].is_string(), "{held}");
+    let rows_before = app.ledger_count().await;
+
+    let writer = LedgerWriter::spawn(
+        pool(&app),
+        GroupCommitConfig {
+            max_batch: 64,
+            writers: 2,
+        },
+    );
+    let sha = random_hex(32);
+    let mut rows = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        rows.push(row(&ca_id, &format!("Fresh-{i}"), None));
+        expected.push(RecordOutcome::Recorded);
+    }
+    // Three requests for one thing name in one batch: the first wins.
+    for _ in 0..3 {
+        rows.push(row(&ca_id, "Twin-0", None));
+    }
+    expected.extend([
+        RecordOutcome::Recorded,
+        RecordOutcome::ThingAlreadyProvisioned,
+        RecordOutcome::ThingAlreadyProvisioned,
+    ]);
+    // Two requests with one Idempotency-Key: the first wins, the second finds it taken.
+    rows.push(row(&ca_id, "Keyed-0", Some(("key-0", &sha))));
+    rows.push(row(&ca_id, "Keyed-0", Some(("key-0", &sha))));
+    expected.extend([RecordOutcome::Recorded, RecordOutcome::IdempotencyKeyTaken]);
+    // A key whose row loses its thing claim: the key must not stay behind, so that a later
+    // request with the same key can still be recorded.
+    rows.push(row(&ca_id, "Held-0", Some(("key-1", &sha))));
+    expected.push(RecordOutcome::ThingAlreadyProvisioned);
+    // A key already committed before the batch.
+    rows.push(row(&ca_id, "Keyed-other", Some(("key-held", &sha))));
+    expected.push(RecordOutcome::IdempotencyKeyTaken);
+
+    let serials: Vec<String> = rows.iter().map(|r| r.certificate.serial.clone()).collect();
+    let outcomes = record_all(&writer, rows).await;
+    let outcomes: Vec<RecordOutcome> = outcomes.into_iter().map(|o| o.unwrap()).collect();
+    assert_eq!(outcomes, expected);
+
+    let (batches, rows_written) = writer.stats();
+    assert_eq!(rows_written, expected.len() as u64);
+    assert!(
+        batches < rows_written,
+        "fewer commits than rows: {batches} batches for {rows_written} rows"
+    );
+
+    // The ledger holds exactly the winners, each with its claim; the losers left nothing.
+    let recorded: BTreeSet<String> = serials
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| **o == RecordOutcome::Recorded)
+        .map(|(s, _)| s.clone())
+        .collect();
+    assert_eq!(recorded.len(), 12);
+    assert_eq!(app.ledger_count().await, rows_before + 12);
+    for serial in &serials {
+        let in_ledger = app.store.get_certificate(serial).await.unwrap().is_some();
+        assert_eq!(in_ledger, recorded.contains(serial), "{serial}");
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM thing_claims c JOIN issued_certificates i USING (serial)"
+        )
+        .await,
+        count(&app, "SELECT COUNT(*) FROM issued_certificates").await,
+        "one claim per certificate (no duplicate thing names were allowed)"
+    );
+    let keys: BTreeSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT idempotency_key FROM idempotency_keys")
+            .fetch_all(&pool(&app))
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["key-0".to_owned(), "key-held".to_owned()]),
+        "key-1 was released with its row"
+    );
+
+    // The released key works for the next request.
+    let again = record_all(&writer, vec![row(&ca_id, "Keyed-1", Some(("key-1", &sha)))]).await;
+    assert_eq!(again, vec![Ok(RecordOutcome::Recorded)]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_batch_answers_every_member_with_the_store_error_and_records_none() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let ca_id = issuing_ca_id(&app).await;
+    let before = app.ledger_count().await;
+    let writer = LedgerWriter::spawn(
+        pool(&app),
+        GroupCommitConfig {
+            max_batch: 64,
+            writers: 1,
+        },
+    );
+    // One row names a CA the store does not have: its foreign key fails the whole batch.
+    let mut rows: Vec<NewIssuance> = (0..6)
+        .map(|i| row(&ca_id, &format!("Doomed-{i}"), None))
+        .collect();
+    rows.push(row("ca-0000000000000000", "Doomed-bad", None));
+    let outcomes = record_all(&writer, rows).await;
+    assert_eq!(outcomes.len(), 7);
+    for outcome in &outcomes {
+        let error = outcome.as_ref().expect_err("the whole batch failed");
+        assert!(error.contains("group commit"), "{error}");
+    }
+    assert_eq!(writer.stats().0, 1, "all seven were one batch");
+    assert_eq!(app.ledger_count().await, before, "nothing half-recorded");
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM thing_claims").await,
+        before
+    );
+
+    // The writer keeps working after a failed batch.
+    let next = record_all(&writer, vec![row(&ca_id, "Doomed-0", None)]).await;
+    assert_eq!(next, vec![Ok(RecordOutcome::Recorded)]);
+}
+
+/// Many concurrent signing requests over HTTP, with duplicate thing names and racing
+/// Idempotency-Keys: every answer is the one a request would get without batching.
+async fn concurrent_issuance_answers_exactly(group_commit: bool) {
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.database.group_commit = group_commit;
+        s.database.group_commit_max_batch = 32;
+        s.server.station_rate_per_sec = 0.0;
+    })
+    .await;
+    let client = app.client.clone();
+    let url = app.url("/v1/certificates");
+    let mut requests: Vec<(String, String, Option<String>)> = Vec::new();
+    for i in 0..24 {
+        requests.push((
+            format!("Solo-{i}"),
+            csr(&format!("Solo-{i}"), "JP").pem,
+            None,
+        ));
+    }
+    for t in 0..8 {
+        for _ in 0..4 {
+            let thing = format!("Twin-{t}");
+            requests.push((thing.clone(), csr(&thing, "JP").pem, None));
+        }
+    }
+    for k in 0..8 {
+        // The same CSR three times with one key: one certificate, replayed to the others.
+        let thing = format!("Keyed-{k}");
+        let pem = csr(&thing, "JP").pem;
+        for _ in 0..3 {
+            requests.push((thing.clone(), pem.clone(), Some(format!("same-{k}"))));
+        }
+        // One key with two different CSRs: one certificate, the other request is refused.
+        for variant in 0..2 {
+            let thing = format!("Reused-{k}-{variant}");
+            requests.push((
+                thing.clone(),
+                csr(&thing, "JP").pem,
+                Some(format!("reused-{k}")),
+            ));
+        }
+    }
+    let total = requests.len();
+    let sends = requests.into_iter().map(|(thing, pem, key)| {
+        let client = client.clone();
+        let url = url.clone();
+        let token = app.station.clone();
+        async move {
+            let mut request = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "csr": pem }));
+            if let Some(key) = &key {
+                request = request.header("Idempotency-Key", key);
+            }
+            let response = tokio::time::timeout(Duration::from_secs(60), request.send())
+                .await
+                .expect("bounded")
+                .expect("sent");
+            let status = response.status();
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            let body: serde_json::Value = response.json().await.unwrap();
+            (thing, key, status, replayed, body)
+        }
+    });
+    let results = futures::future::join_all(sends).await;
+    assert_eq!(results.len(), total);
+
+    let mut created: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut serials_per_key: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut fresh_per_key: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refused_codes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut sent_serials = BTreeSet::new();
+    for (thing, key, status, replayed, body) in &results {
+        if *status == StatusCode::CREATED {
+            let serial = body["serial"].as_str().unwrap().to_owned();
+            sent_serials.insert(serial.clone());
+            if let Some(key) = key {
+                serials_per_key
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(serial.clone());
+                if !replayed {
+                    *fresh_per_key.entry(key.clone()).or_default() += 1;
+                }
+            }
+            if !replayed {
+                created.entry(thing.clone()).or_default().push(serial);
+            }
+        } else {
+            let code = body["code"].as_str().unwrap_or("?").to_owned();
+            refused_codes
+                .entry(key.clone().unwrap_or_else(|| thing.clone()))
+                .or_default()
+                .push(format!("{status} {code}"));
+        }
+    }
+    for i in 0..24 {
+        assert_eq!(created[&format!("Solo-{i}")].len(), 1);
+    }
+    for t in 0..8 {
+        let thing = format!("Twin-{t}");
+        assert_eq!(created[&thing].len(), 1, "{thing}: one certificate");
+        assert_eq!(
+            refused_codes[&thing],
+            vec!["409 Conflict thing_already_provisioned".to_owned(); 3],
+        );
+    }
+    for k in 0..8 {
+        let same = format!("same-{k}");
+        assert_eq!(
+            serials_per_key[&same].len(),
+            1,
+            "{same}: one serial for all three"
+        );
+        assert_eq!(
+            fresh_per_key[&same], 1,
+            "{same}: issued once, replayed twice"
+        );
+        assert!(
+            !refused_codes.contains_key(&same),
+            "{same}: {refused_codes:?}"
+        );
+        let reused = format!("reused-{k}");
+        assert_eq!(serials_per_key[&reused].len(), 1, "{reused}");
+        assert_eq!(
+            refused_codes[&reused],
+            vec!["422 Unprocessable Entity idempotency_key_reused".to_owned()],
+        );
+    }
+
+    // Every serial that was sent is in the ledger, and the ledger holds nothing else.
+    let in_ledger: BTreeSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT serial FROM issued_certificates")
+            .fetch_all(&pool(&app))
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(in_ledger, sent_serials);
+    assert_eq!(in_ledger.len(), 24 + 8 + 8 + 8);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM thing_claims").await, 48);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM idempotency_keys").await,
+        16
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_issuance_with_group_commit_answers_each_request_exactly() {
+    concurrent_issuance_answers_exactly(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_issuance_without_group_commit_answers_each_request_exactly() {
+    concurrent_issuance_answers_exactly(false).await;
+}

@@ -1,0 +1,20 @@
+//! The HTTP API, resource by resource: the real server built in this process
+//! (`Application::build` on port 0) and driven over HTTP, on SQLite and on PostgreSQL (a fresh
+//! database per test on the server named by `TEST_POSTGRES_URL`, default the local trust-auth
+//! one). Besides the server and PostgreSQL, tests here run only `openssl`, for test input and to
+//! check CRLs. Anything that starts a process of its own (a browser, a broker, an emulator, the
+//! `factory-ca` binary as a service) or needs huge data is in `tests/system/`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod audit;
+mod aws;
+mod cas;
+mod certificates;
+mod dashboard;
+mod health;
+mod openapi;
+mod revocation;
+mod stats;
+mod tokens;

@@ -1,0 +1,191 @@
+//! The real `aws-sdk-iot` client against the moto emulator, for every call moto implements:
+//! registration code, register/describe/update/delete CA, register/describe/update
+//! certificate, list certificates by CA. moto validates nothing; the AWS rules are tested
+//! against the fake (`tests/routes/aws.rs`).
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use factory_ca::aws::sdk::SdkIotRegistry;
+use factory_ca::aws::{
+    AwsError, CaUpdate, CertificateMode, IotRegistry, RegisterCaRequest, RegistrationConfig,
+};
+use time::OffsetDateTime;
+
+use crate::common::aws::{device_certificate, test_ca};
+use crate::common::process::free_port;
+
+/// A moto server on its own loopback port, stopped on drop.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_moto() -> Moto {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python =
+        std::env::var("MOTO_PYTHON").unwrap_or_else(|_| format!("{root}/.venv/bin/python"));
+    let port = free_port();
+    let child = Command::new(&python)
+        .arg(format!("{root}/scripts/moto_server.py"))
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start moto with {python} (scripts/test.sh installs it): {e}")
+        });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+#[tokio::test]
+async fn the_sdk_client_drives_every_call_moto_implements() {
+    let moto = start_moto();
+    let iot = SdkIotRegistry::for_emulator(&moto.url);
+
+    let code = iot.get_registration_code().await.unwrap();
+    assert!(!code.is_empty());
+
+    // Register a CA in DEFAULT mode with a verification certificate made by the CA core.
+    let ca = test_ca("Moto Root");
+    let verification = ca
+        .verification_certificate(&code, OffsetDateTime::now_utc())
+        .unwrap();
+    let template_body =
+        r#"{"Parameters":{"AWS::IoT::Certificate::Id":{"Type":"String"}},"Resources":{}}"#;
+    let registered = iot
+        .register_ca_certificate(RegisterCaRequest {
+            ca_certificate_pem: ca.certificate_pem().to_owned(),
+            verification_certificate_pem: Some(verification),
+            mode: CertificateMode::Default,
+            set_as_active: true,
+            allow_auto_registration: true,
+            registration_config: Some(RegistrationConfig {
+                template_body: Some(template_body.to_owned()),
+                role_arn: Some("arn:aws:iam::123456789012:role/JITP".to_owned()),
+                template_name: None,
+            }),
+        })
+        .await
+        .unwrap();
+    // use_valid_cert: the id is SHA-256 of the DER, as AWS computes it.
+    assert_eq!(registered.certificate_id, ca.aws_certificate_id());
+    assert!(
+        registered
+            .certificate_arn
+            .ends_with(&registered.certificate_id)
+    );
+
+    let described = iot
+        .describe_ca_certificate(&registered.certificate_id)
+        .await
+        .unwrap();
+    assert_eq!(described.status, "ACTIVE");
+    assert_eq!(
+        described
+            .registration_config
+            .unwrap()
+            .template_body
+            .as_deref(),
+        Some(template_body)
+    );
+    // moto implements neither allowAutoRegistration nor newAutoRegistrationStatus (the fake
+    // tests those); status and registrationConfig updates it does keep.
+    let named = RegistrationConfig {
+        template_body: None,
+        role_arn: None,
+        template_name: Some("line-3-template".to_owned()),
+    };
+    for (active, status) in [(false, "INACTIVE"), (true, "ACTIVE")] {
+        iot.update_ca_certificate(
+            &registered.certificate_id,
+            CaUpdate {
+                active: Some(active),
+                auto_registration: None,
+                registration_config: Some(named.clone()),
+            },
+        )
+        .await
+        .unwrap();
+        let described = iot
+            .describe_ca_certificate(&registered.certificate_id)
+            .await
+            .unwrap();
+        assert_eq!(described.status, status);
+        assert_eq!(described.registration_config.as_ref(), Some(&named));
+    }
+
+    // Device certificates: register one as REVOKED, read it back, change it, list by CA.
+    let (device_pem, device_id) = device_certificate(&ca, "Moto-Thing-1");
+    let id = iot
+        .register_certificate(&device_pem, ca.certificate_pem(), "REVOKED")
+        .await
+        .unwrap();
+    assert_eq!(id, device_id);
+    assert_eq!(
+        iot.describe_certificate(&id).await.unwrap().status,
+        "REVOKED"
+    );
+    iot.update_certificate(&id, "INACTIVE").await.unwrap();
+    assert_eq!(
+        iot.describe_certificate(&id).await.unwrap().status,
+        "INACTIVE"
+    );
+    let page = iot
+        .list_certificates_by_ca(&registered.certificate_id, None)
+        .await
+        .unwrap();
+    assert!(page.certificates.iter().any(|c| c.certificate_id == id));
+
+    // Deactivate and delete; then the CA is gone.
+    iot.update_ca_certificate(
+        &registered.certificate_id,
+        CaUpdate {
+            active: Some(false),
+            ..CaUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+    iot.delete_ca_certificate(&registered.certificate_id)
+        .await
+        .unwrap();
+    let gone = iot
+        .describe_ca_certificate(&registered.certificate_id)
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, AwsError::NotFound(_)), "{gone:?}");
+
+    // SNI_ONLY registration without a verification certificate.
+    let sni = test_ca("Moto SNI Root");
+    let registered = iot
+        .register_ca_certificate(RegisterCaRequest {
+            ca_certificate_pem: sni.certificate_pem().to_owned(),
+            verification_certificate_pem: None,
+            mode: CertificateMode::SniOnly,
+            set_as_active: false,
+            allow_auto_registration: false,
+            registration_config: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(registered.certificate_id, sni.aws_certificate_id());
+    let unknown = iot.describe_certificate(&"0".repeat(64)).await.unwrap_err();
+    assert!(matches!(unknown, AwsError::NotFound(_)), "{unknown:?}");
+}

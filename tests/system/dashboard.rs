@@ -1,0 +1,443 @@
+//! The dashboard end to end in headless Chromium, driven over WebDriver (fantoccini) by
+//! chromedriver: the page shows the ledger's counts, searches thing names, keeps the token out
+//! of reach of scripts and URLs, and breaks no Content-Security-Policy rule. Saves
+//! `target/test-artifacts/dashboard.png` and `dashboard-overview.png`.
+
+use std::io::{BufRead, BufReader};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures::FutureExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::common::*;
+
+/// Every wait in the browser test is bounded by this.
+const WAIT: Duration = Duration::from_secs(20);
+/// The flags Debian's Chromium needs on a headless machine with no network but loopback (no
+/// sandbox as root, no GPU, no QUIC, no first-run pages, no background downloads, updates or
+/// sync); each browser also gets a fresh `--user-data-dir`.
+const CHROMIUM_FLAGS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// chromedriver on a free port; killed on drop. It and the browsers it starts write their
+/// temporary files (Chromium's singleton socket, for one) under a directory of their own,
+/// removed on drop.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+    _tmp: TempDir,
+}
+
+impl ChromeDriver {
+    fn start() -> ChromeDriver {
+        let binary = find_on_path("chromedriver").unwrap_or_else(|| {
+            panic!(
+                "the dashboard test needs Chromium and chromedriver: apt-get install chromium \
+                 chromium-driver (scripts/test.sh checks for them)"
+            )
+        });
+        let tmp = tempfile::tempdir().expect("a temporary directory for chromedriver");
+        let mut child = Command::new(binary)
+            .args(["--port=0", "--allowed-ips=127.0.0.1"])
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        // chromedriver prints "... started successfully on port N."; the thread keeps draining
+        // its output until it exits.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel::<u16>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                    let port = rest.trim_end_matches('.').trim().parse().unwrap_or(0);
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = match rx.recv_timeout(WAIT) {
+            Ok(port) if port != 0 => port,
+            _ => {
+                let _ = child.kill();
+                panic!("chromedriver did not report its port within {WAIT:?}");
+            }
+        };
+        ChromeDriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _tmp: tmp,
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Chromium session over WebDriver, with a profile of its own.
+struct Browser {
+    client: Client,
+    _profile: TempDir,
+}
+
+/// chromedriver's legacy log endpoint (`POST /session/{id}/se/log`), which W3C WebDriver has
+/// no command for: the browser console since the last call.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
+}
+
+impl Browser {
+    async fn launch(driver: &ChromeDriver) -> Browser {
+        let chromium = find_on_path("chromium").expect("chromium is installed");
+        let profile = tempfile::tempdir().expect("a Chromium profile directory");
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+            "goog:loggingPrefs": {"browser": "ALL"},
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("an object")
+        };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver.url)
+            .await
+            .unwrap_or_else(|e| panic!("no WebDriver session from chromedriver: {e}"));
+        Browser {
+            client,
+            _profile: profile,
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("WebDriver: go to");
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.client.find(Locator::Css(css)).await.expect(css);
+        element.clear().await.expect("WebDriver: clear");
+        element.send_keys(text).await.expect("WebDriver: type");
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.client.find(Locator::Css(css)).await.expect(css);
+        element.click().await.expect("WebDriver: click");
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver: script {script}: {e}"))
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let script = format!(
+            "const e = document.querySelector({}); return e ? e.textContent.trim() : null;",
+            json!(css)
+        );
+        self.script(&script)
+            .await
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_owned()
+    }
+
+    /// Polls `script` (which returns true when done) every 100 ms, for at most [`WAIT`].
+    async fn wait_until(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if self.script(script).await == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let error = self
+                    .script("return document.body.innerText.slice(0, 2000);")
+                    .await;
+                panic!("timed out after {WAIT:?} waiting for {what}; the page shows: {error}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn resize(&self, width: u32, height: u32) {
+        self.client
+            .set_window_size(width, height)
+            .await
+            .expect("WebDriver: window size");
+    }
+
+    async fn screenshot(&self) -> Vec<u8> {
+        self.client
+            .screenshot()
+            .await
+            .expect("WebDriver: screenshot")
+    }
+
+    /// The browser console since the last call.
+    async fn console(&self) -> Vec<String> {
+        let entries = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("WebDriver: browser log");
+        entries
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| format!("{} {}", e["level"], e["message"]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Ends the session (chromedriver closes Chromium); the profile goes with `self`.
+    async fn quit(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+fn count(text: &str) -> i64 {
+    text.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not a count"))
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium_matches_the_ledger_and_searches_thing_names() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let station_2 = new_token(
+        &app.store,
+        "line-2-station",
+        factory_ca::services::tokens::Role::Station,
+    )
+    .await;
+    let issued = [
+        ("Line1-Press-0001", &app.station),
+        ("Line1-Press-0002", &app.station),
+        ("Line1-Oven-0001", &app.station),
+        ("Line2-Pump-0001", &station_2),
+        ("Line2-Pump-0002", &station_2),
+        ("Line2-Valve-0001", &station_2),
+    ];
+    for (thing, token) in issued {
+        let response = app.sign_as(token, &csr(thing, "DE").pem, None).await;
+        assert_eq!(response.status(), 201, "{thing}");
+    }
+    // One refused request: XX is not an assigned country code.
+    let refused = app.sign(&csr("Line1-Press-0003", "XX").pem).await;
+    assert_eq!(refused.status(), 422);
+
+    // The truth the page must show: the ledger, read from the database and from the API.
+    let ledger = app.ledger_count().await;
+    assert_eq!(ledger, issued.len() as i64);
+    let stats = json(
+        app.get(&app.viewer, "/v1/stats?from=1970-01-01T00:00:00Z")
+            .await,
+    )
+    .await;
+    assert_eq!(stats["totals"]["issued"], ledger, "{stats}");
+    let rejected = stats["totals"]["rejected"]
+        .as_i64()
+        .expect("rejected count");
+    assert_eq!(rejected, 1, "{stats}");
+
+    let driver = ChromeDriver::start();
+    let browser = Browser::launch(&driver).await;
+    // Quit the browser even when an assertion fails, so that no Chromium outlives the test.
+    let outcome = AssertUnwindSafe(drive_the_dashboard(&app, &browser, ledger, rejected))
+        .catch_unwind()
+        .await;
+    browser.quit().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Signs in through the form, checks the page against the ledger (`ledger` certificates,
+/// `rejected` refusals), searches, and saves the screenshots.
+async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, rejected: i64) {
+    browser.resize(1280, 1000).await;
+    browser.goto(&app.url("/")).await;
+    browser
+        .wait_until(
+            "the sign-in form",
+            "return !document.getElementById('signin').hidden;",
+        )
+        .await;
+
+    // Sign in through the form, as a person would.
+    browser.type_into("#token", &app.viewer).await;
+    browser.click("#signin-submit").await;
+    browser
+        .wait_until(
+            "the dashboard to load",
+            "const s = document.getElementById('dashboard').getAttribute('data-state'); \
+             if (s === 'error') throw new Error(document.getElementById('error').textContent); \
+             return s === 'ready';",
+        )
+        .await;
+    assert_eq!(browser.text("#session-name").await, "viewer-1");
+
+    // The counts shown are the ledger's.
+    for period in ["today", "week", "all"] {
+        let shown = count(&browser.text(&format!("#total-{period}-issued")).await);
+        assert_eq!(shown, ledger, "issued, {period}");
+        let shown = count(&browser.text(&format!("#total-{period}-rejected")).await);
+        assert_eq!(shown, rejected, "rejected, {period}");
+        let shown = count(&browser.text(&format!("#total-{period}-revoked")).await);
+        assert_eq!(shown, 0, "revoked, {period}");
+    }
+    let rows = browser
+        .script("return document.querySelectorAll('#certificates tbody tr:not(.empty)').length;")
+        .await;
+    assert_eq!(rows, json!(ledger));
+    let code = browser.text("#rejections tbody td code").await;
+    assert_eq!(code, "invalid_country");
+    let stations = browser
+        .script(
+            "return [...document.querySelectorAll('#stations tbody tr')].map(r => \
+             [...r.cells].map(c => c.textContent)).sort();",
+        )
+        .await;
+    assert_eq!(
+        stations,
+        json!([
+            ["line-2-station", "3", "0", "0"],
+            ["station-1", "3", "1", "0"]
+        ]),
+        "per-station issued, rejected, revoked"
+    );
+    let bars = browser
+        .script("return document.querySelectorAll('#chart rect.bar-issued').length;")
+        .await;
+    assert_eq!(bars, json!(14), "one bar per day of the chart");
+    browser.resize(1280, page_height(browser).await).await;
+    let overview = artifacts_dir().join("dashboard-overview.png");
+    std::fs::write(&overview, browser.screenshot().await).unwrap();
+
+    // The token is in no place a script or a URL can reach.
+    let cookie = browser.script("return document.cookie;").await;
+    assert!(!cookie.as_str().unwrap().contains("fca_"), "{cookie}");
+    let url = browser.script("return window.location.href;").await;
+    assert_eq!(url, json!(app.url("/")));
+    let storage = browser
+        .script("return JSON.stringify([localStorage, sessionStorage]);")
+        .await;
+    assert!(!storage.as_str().unwrap().contains("fca_"), "{storage}");
+    let fields = browser
+        .script("return document.getElementById('token').value;")
+        .await;
+    assert_eq!(fields, json!(""));
+
+    // Search by thing name prefix: only matches remain.
+    browser.type_into("#search", "Line1-Press").await;
+    browser.click("#search-form button").await;
+    browser
+        .wait_until(
+            "the search result",
+            "return document.getElementById('certificates').getAttribute('data-query') \
+             === 'Line1-Press';",
+        )
+        .await;
+    let things = browser
+        .script(
+            "return [...document.querySelectorAll('#certificates tbody td.thing')] \
+             .map(td => td.textContent);",
+        )
+        .await;
+    assert_eq!(things, json!(["Line1-Press-0002", "Line1-Press-0001"]));
+
+    // No script, style or fetch was blocked by the Content-Security-Policy, and nothing failed
+    // but the page's first look for a session, before signing in (401 by design).
+    let console = browser.console().await;
+    // The console is really read: the expected 401 is in it.
+    assert!(
+        console
+            .iter()
+            .any(|m| m.contains("/v1/session - ") && m.contains("status of 401")),
+        "the browser console as read: {console:#?}"
+    );
+    let problems: Vec<&String> = console
+        .iter()
+        .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy"))
+        .filter(|m| !(m.contains("/v1/session - ") && m.contains("status of 401")))
+        .collect();
+    assert!(problems.is_empty(), "browser console: {problems:#?}");
+
+    browser.resize(1280, page_height(browser).await).await;
+    let path = artifacts_dir().join("dashboard.png");
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    std::fs::write(&path, png).expect("write the screenshot");
+    println!("dashboard screenshot: {}", path.display());
+    println!(
+        "dashboard screenshot (before the search): {}",
+        overview.display()
+    );
+}
+
+/// The height of the whole page, so that a screenshot shows all of it (at most 4000 px).
+async fn page_height(browser: &Browser) -> u32 {
+    // The window is taller than its viewport by the browser's own frame, if any.
+    let height = browser
+        .script(
+            "return Math.ceil(document.body.getBoundingClientRect().height) + \
+             Math.max(0, window.outerHeight - window.innerHeight);",
+        )
+        .await
+        .as_u64()
+        .unwrap_or(1000);
+    (height as u32).clamp(600, 4000)
+}

@@ -1,0 +1,28 @@
+//! System tests: real processes beside the server (the `factory-ca` binary as an operator runs
+//! it, brokers, emulators, TLS clients, independent verifiers), a browser, outages, and huge
+//! data. They need the tools `scripts/test.sh` installs (Chromium and chromedriver, Mosquitto,
+//! curl, the moto emulator, PostgreSQL's server binaries), take minutes rather than seconds,
+//! and run only with `--features system-tests` (`scripts/test.sh` sets it):
+//!
+//! - `outage`: a private PostgreSQL cluster stopped and started under load;
+//! - `shutdown`: SIGTERM and SIGINT to `factory-ca serve` under load;
+//! - `replicas`: three `factory-ca serve` processes on one database;
+//! - `query_plans`: a million-row ledger and its `EXPLAIN` plans;
+//! - `dashboard`: the page in headless Chromium through chromedriver;
+//! - `aws_moto`: the aws-sdk-iot client against the moto emulator;
+//! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
+//! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
+//! - `cli`: the command line, run as an operator runs it.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod aws_moto;
+mod cli;
+mod dashboard;
+mod outage;
+mod query_plans;
+mod replicas;
+mod shutdown;
+mod tls;
+mod verifiers;

@@ -1,0 +1,191 @@
+//! Every list and stats query the dashboards send is served by an index, on a PostgreSQL ledger
+//! of one million rows: the plans PostgreSQL chooses (`EXPLAIN`) must not scan the table.
+//! The plans are written to `target/test-artifacts/query-plans.md`; `docs/query-plans.md` is a
+//! copy from one run.
+
+use std::fmt::Write as _;
+
+use crate::common::*;
+use factory_ca::store::stats::StatsGrouping;
+use factory_ca::store::{CertificateFilter, Timestamp};
+use reqwest::StatusCode;
+use time::{Duration, OffsetDateTime};
+
+const ROWS: u32 = 1_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let response = app.sign(&csr("template-1", "JP").pem).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    // A year of issuance from eight stations in three countries, 1% revoked, plus a year of
+    // hourly rejection counts. Rows copy the real certificate; serials and names differ.
+    let columns = "ca_id, subject, key_algorithm, spki_sha256, certificate_der, not_before";
+    app.execute_sql(&format!(
+        "INSERT INTO issued_certificates (serial, aws_certificate_id, thing_name, country, \
+           station, issued_at, not_after, status, revoked_at, {columns}) \
+         SELECT lpad(to_hex(i), 40, '0'), lpad(to_hex(i), 64, '0'), 'bulk-' || i, \
+           (ARRAY['JP', 'US', 'DE'])[1 + i % 3], 'station-' || (i % 8), \
+           now() - make_interval(secs => i * 31.5), now() + interval '3650 days', \
+           CASE WHEN i % 100 = 0 THEN 'revoked' ELSE 'active' END, \
+           CASE WHEN i % 100 = 0 THEN now() - make_interval(secs => i * 15) END, {columns} \
+         FROM (SELECT * FROM issued_certificates LIMIT 1) AS t, generate_series(1, {ROWS}) AS i; \
+         INSERT INTO rejection_counts (bucket, station, code, ca_id, count) \
+         SELECT date_trunc('hour', now()) - make_interval(hours => h), 'station-' || (h % 8), \
+           (ARRAY['invalid_csr', 'invalid_thing_name', 'rate_limited'])[1 + h % 3], ca_id, 1 + h % 5 \
+         FROM (SELECT ca_id FROM issued_certificates LIMIT 1) AS t, generate_series(0, 8759) AS h"
+    ))
+    .await;
+    // One statement each: VACUUM cannot run in the implicit transaction of a multi-statement
+    // query. It sets the visibility map, so that index-only scans are possible, as they are on
+    // a real ledger that autovacuum keeps up.
+    app.execute_sql("VACUUM ANALYZE issued_certificates").await;
+    app.execute_sql("VACUUM ANALYZE rejection_counts").await;
+    assert_eq!(app.ledger_count().await, i64::from(ROWS) + 1);
+
+    let now = OffsetDateTime::now_utc();
+    let ts = |t: OffsetDateTime| Timestamp::new(t);
+    let cursor = Some((ts(now - Duration::days(30)), "8".repeat(40)));
+    let lists: Vec<(&str, CertificateFilter)> = vec![
+        (
+            "newest first (the default page)",
+            CertificateFilter::default(),
+        ),
+        (
+            "oldest first",
+            CertificateFilter {
+                ascending: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "next page (keyset cursor)",
+            CertificateFilter {
+                before: cursor.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "thing name",
+            CertificateFilter {
+                thing_name: Some("bulk-123456".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "thing name prefix (q)",
+            CertificateFilter {
+                thing_name_prefix: Some("bulk-12345".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "station, next page",
+            CertificateFilter {
+                station: Some("station-3".into()),
+                before: cursor.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "country, oldest first",
+            CertificateFilter {
+                country: Some("DE".into()),
+                ascending: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "issued in a day",
+            CertificateFilter {
+                issued_after: Some(ts(now - Duration::days(2))),
+                issued_before: Some(ts(now - Duration::days(1))),
+                ..Default::default()
+            },
+        ),
+        (
+            "revoked",
+            CertificateFilter {
+                status: Some(factory_ca::store::LedgerStatus::Revoked),
+                ..Default::default()
+            },
+        ),
+        (
+            "never seen by AWS IoT",
+            CertificateFilter {
+                aws_status: Some(factory_ca::store::AwsStatusFilter::NeverSeen),
+                ..Default::default()
+            },
+        ),
+    ];
+
+    let mut report = String::from(
+        "# Query plans on a one-million-row ledger\n\n\
+         Written by `tests/api/query_plans.rs` (PostgreSQL, `EXPLAIN` after `VACUUM ANALYZE`).\n",
+    );
+    let mut table_scans = Vec::new();
+    // The ledger is never read whole. The hourly rejection counters are small (8,760 rows for a
+    // year of one station per hour here); reading all of them for an all-time range is the
+    // right plan, but a narrower range must use the index.
+    let mut record = |title: String, plan: Vec<String>, whole_rejection_table: bool| {
+        let text = plan.join("\n");
+        if text.contains("Seq Scan on issued_certificates")
+            || (!whole_rejection_table && text.contains("Seq Scan on rejection_counts"))
+        {
+            table_scans.push(format!("{title}:\n{text}"));
+        }
+        let _ = write!(report, "\n## {title}\n\n```\n{text}\n```\n");
+    };
+    for (title, filter) in &lists {
+        let plan = app.store.explain_list(filter, 101).await.unwrap();
+        record(format!("GET /v1/certificates: {title}"), plan, false);
+    }
+    let groupings = [
+        StatsGrouping::None,
+        StatsGrouping::Day,
+        StatsGrouping::Hour,
+        StatsGrouping::Country,
+        StatsGrouping::Station,
+        StatsGrouping::Ca,
+        StatsGrouping::Status,
+    ];
+    let ranges = [
+        ("today", now - Duration::days(1)),
+        ("7 days", now - Duration::days(7)),
+        ("all time", now - Duration::days(3650)),
+    ];
+    for grouping in groupings {
+        for (range, from) in ranges {
+            if grouping == StatsGrouping::Hour && range == "all time" {
+                continue; // refused by the API: too many buckets
+            }
+            let plans = app
+                .store
+                .explain_stats(ts(from), ts(now), grouping, ts(now))
+                .await
+                .unwrap();
+            for (plan, what) in plans.into_iter().zip(["issued", "revoked", "rejected"]) {
+                record(
+                    format!(
+                        "GET /v1/stats: {range}, group_by={}, {what}",
+                        grouping.as_str().unwrap_or("(none)")
+                    ),
+                    plan,
+                    range == "all time",
+                );
+            }
+        }
+    }
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("query-plans.md");
+    std::fs::write(&path, &report).unwrap();
+    println!("query plans written to {}", path.display());
+    assert!(
+        table_scans.is_empty(),
+        "queries that scan a table instead of an index:\n\n{}",
+        table_scans.join("\n\n")
+    );
+}
