@@ -13,8 +13,8 @@ use zeroize::Zeroizing;
 use super::authority::CaError;
 use super::to_pem;
 
-/// Key algorithms for a new CA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The key algorithm of a new CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub enum CaAlgorithm {
     #[default]
     #[serde(rename = "ecdsa-p256")]

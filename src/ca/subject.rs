@@ -101,8 +101,8 @@ impl SubjectField {
     }
 }
 
-/// The subject of a new CA certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The subject of a new CA certificate. Only `common_name` is required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaSubject {
     pub common_name: String,

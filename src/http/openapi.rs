@@ -512,8 +512,8 @@ pub async fn openapi_json() -> Response {
 /// `auth`) and of the error body, written to match their serde form. The test
 /// `mirrors_match_the_serde_form` below compares each with a serialized value of the real type.
 #[allow(dead_code)]
+/// Schemas with no Rust type of their own.
 pub mod schemas {
-    use serde::Serialize;
     use utoipa::ToSchema;
 
     /// Bytes: DER, or PEM text, as the content type says.
@@ -531,107 +531,11 @@ pub mod schemas {
     }
 
     impl ToSchema for Binary {}
-
-    /// The key algorithm of a new CA.
-    #[derive(Serialize, ToSchema)]
-    pub enum CaAlgorithm {
-        #[serde(rename = "ecdsa-p256")]
-        EcdsaP256,
-        #[serde(rename = "ecdsa-p384")]
-        EcdsaP384,
-        #[serde(rename = "rsa-2048")]
-        Rsa2048,
-        #[serde(rename = "rsa-3072")]
-        Rsa3072,
-        #[serde(rename = "rsa-4096")]
-        Rsa4096,
-    }
-
-    /// The subject of a new CA certificate. Only `common_name` is required.
-    #[derive(Serialize, ToSchema)]
-    #[serde(deny_unknown_fields)]
-    pub struct CaSubject {
-        pub common_name: String,
-        pub country: Option<String>,
-        pub state: Option<String>,
-        pub locality: Option<String>,
-        pub organization: Option<String>,
-        pub organizational_unit: Option<String>,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use utoipa::PartialSchema;
-
-    /// The property names of a mirror schema.
-    fn properties<T: PartialSchema>() -> BTreeSet<String> {
-        let schema = serde_json::to_value(T::schema()).unwrap();
-        schema["properties"]
-            .as_object()
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn keys(value: impl serde::Serialize) -> BTreeSet<String> {
-        serde_json::to_value(value)
-            .unwrap()
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect()
-    }
-
-    fn enum_values<T: PartialSchema>() -> BTreeSet<String> {
-        let schema = serde_json::to_value(T::schema()).unwrap();
-        schema["enum"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn serialized<T: serde::Serialize>(values: &[T]) -> BTreeSet<String> {
-        values
-            .iter()
-            .map(|v| {
-                serde_json::to_value(v)
-                    .unwrap()
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect()
-    }
-
-    /// CaAlgorithm and CaSubject are documented through mirrors until the CA core derives
-    /// `ToSchema` itself.
-    #[test]
-    fn mirrors_match_the_serde_form() {
-        use crate::ca::{CaAlgorithm, CaSubject};
-        assert_eq!(
-            enum_values::<schemas::CaAlgorithm>(),
-            serialized(&[
-                CaAlgorithm::EcdsaP256,
-                CaAlgorithm::EcdsaP384,
-                CaAlgorithm::Rsa2048,
-                CaAlgorithm::Rsa3072,
-                CaAlgorithm::Rsa4096,
-            ])
-        );
-        let subject = CaSubject {
-            common_name: "CA".into(),
-            country: None,
-            state: None,
-            locality: None,
-            organization: None,
-            organizational_unit: None,
-        };
-        assert_eq!(properties::<schemas::CaSubject>(), keys(subject));
-    }
 
     #[test]
     fn every_operation_has_an_error_entry_and_every_entry_an_operation() {

@@ -111,9 +111,7 @@ pub async fn get(
 pub struct NewCa {
     /// Default `ecdsa-p256`.
     #[serde(default)]
-    #[schema(value_type = crate::http::openapi::schemas::CaAlgorithm)]
     algorithm: CaAlgorithm,
-    #[schema(value_type = crate::http::openapi::schemas::CaSubject)]
     subject: CaSubject,
     /// 1 to 36500, default 3650.
     #[serde(default = "default_validity")]
