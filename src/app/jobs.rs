@@ -53,10 +53,7 @@ pub(super) fn background_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<(
                     }
                 };
                 for reg in registrations {
-                    let actor = crate::provisioning::Actor {
-                        name: "system:sync",
-                        request_id: None,
-                    };
+                    let actor = crate::services::audit::Actor::system("system:sync");
                     if let Err(e) = s.provisioning().sync(&reg.ca_id, actor).await {
                         tracing::warn!(ca_id = %reg.ca_id, error = %e, "periodic AWS sync failed");
                     }

@@ -245,10 +245,7 @@ async fn ensure_issuing_ca(
             &settings.ca.subject,
             settings.ca.validity_days,
             true,
-            Actor {
-                name: "system:first-start",
-                request_id: None,
-            },
+            Actor::system("system:first-start"),
         )
         .await?;
     tracing::warn!(

@@ -10,10 +10,7 @@ pub mod serve;
 pub mod token;
 
 /// The audit actor of every command-line change.
-pub const CLI_ACTOR: Actor<'static> = Actor {
-    name: "cli",
-    request_id: None,
-};
+pub const CLI_ACTOR: Actor<'static> = Actor::system("cli");
 
 /// The configured store, migrated.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {

@@ -16,10 +16,10 @@ use crate::aws::{
 use crate::ca::policy::SubjectField;
 use crate::ca::{CertificateAuthority, IssuancePolicy};
 use crate::jitp::{self, CertificateField, ResolvedTemplate, TemplateError, TemplateSpec};
-pub use crate::services::ca_admin::Actor;
+pub use crate::services::audit::Actor;
 use crate::services::ca_admin::{CaAdmin, CaAdminError};
 use crate::store::aws::AwsRegistration;
-use crate::store::{AuditEntry, CaRecord, Store, StoreError, Timestamp};
+use crate::store::{CaRecord, Store, StoreError, Timestamp};
 
 mod preflight;
 mod register;
@@ -92,15 +92,8 @@ impl Provisioning<'_> {
         detail: &str,
         actor: Actor<'_>,
     ) -> Result<(), StoreError> {
-        self.store
-            .append_audit(&AuditEntry {
-                actor: actor.name,
-                action,
-                target: Some(ca_id),
-                success,
-                detail: Some(detail),
-                request_id: actor.request_id,
-            })
+        actor
+            .record(self.store, action, Some(ca_id), success, Some(detail))
             .await
     }
 }

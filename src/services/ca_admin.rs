@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::ca::{CaAlgorithm, CaError, CaSubject, CertificateAuthority, SecretKey};
 use crate::keys::{self, AtRest, KeyError, KeyRef, KeyStore, Passphrase};
-use crate::store::{AuditEntry, CaRecord, Store, StoreError, Timestamp};
+use crate::store::{CaRecord, Store, StoreError, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaAdminError {
@@ -36,12 +36,7 @@ impl From<KeyError> for CaAdminError {
     }
 }
 
-/// Where and by whom a CA change is made, for the audit log.
-#[derive(Debug, Clone, Copy)]
-pub struct Actor<'a> {
-    pub name: &'a str,
-    pub request_id: Option<&'a str>,
-}
+pub use super::audit::Actor;
 
 pub struct CaAdmin<'a> {
     pub store: &'a Store,
@@ -258,15 +253,8 @@ impl CaAdmin<'_> {
         detail: Option<&str>,
         actor: Actor<'_>,
     ) -> Result<(), StoreError> {
-        self.store
-            .append_audit(&AuditEntry {
-                actor: actor.name,
-                action,
-                target,
-                success,
-                detail,
-                request_id: actor.request_id,
-            })
+        actor
+            .record(self.store, action, target, success, detail)
             .await
     }
 }

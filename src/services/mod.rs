@@ -1,6 +1,7 @@
 //! The services the HTTP layer and the CLI call: the issuance pipeline, CA administration, API
 //! tokens, refused-request counting and per-station rate limits. No HTTP types in here.
 
+pub mod audit;
 pub mod ca_admin;
 pub mod issuance;
 pub mod limits;

@@ -19,7 +19,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::store::{AuditEntry, Store, StoreError, Timestamp, TokenRecord};
+use crate::services::audit::Actor;
+use crate::store::{Store, StoreError, Timestamp, TokenRecord};
 
 pub use crate::store::Role;
 
@@ -93,16 +94,18 @@ pub async fn create_token(
         )
         .await?;
     let detail = format!("role={}", role.as_str());
-    store
-        .append_audit(&AuditEntry {
-            actor,
-            action: "token.create",
-            target: Some(name),
-            success: created,
-            detail: Some(if created { &detail } else { "name taken" }),
-            request_id,
-        })
-        .await?;
+    Actor {
+        name: actor,
+        request_id,
+    }
+    .record(
+        store,
+        "token.create",
+        Some(name),
+        created,
+        Some(if created { &detail } else { "name taken" }),
+    )
+    .await?;
     if created {
         Ok(secret)
     } else {
@@ -118,16 +121,18 @@ pub async fn revoke_token(
     request_id: Option<&str>,
 ) -> Result<bool, StoreError> {
     let revoked = store.revoke_token(name, Timestamp::now()).await?;
-    store
-        .append_audit(&AuditEntry {
-            actor,
-            action: "token.revoke",
-            target: Some(name),
-            success: revoked,
-            detail: (!revoked).then_some("no live token with this name"),
-            request_id,
-        })
-        .await?;
+    Actor {
+        name: actor,
+        request_id,
+    }
+    .record(
+        store,
+        "token.revoke",
+        Some(name),
+        revoked,
+        (!revoked).then_some("no live token with this name"),
+    )
+    .await?;
     Ok(revoked)
 }
 

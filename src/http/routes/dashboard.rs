@@ -17,8 +17,8 @@ use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{ApiJson, RequestId};
+use crate::services::audit::Actor;
 use crate::services::tokens::{self, Principal, Role};
-use crate::store::AuditEntry;
 
 const INDEX_HTML: &str = include_str!("../../../assets/dashboard/index.html");
 const APP_JS: &str = include_str!("../../../assets/dashboard/app.js");
@@ -154,17 +154,12 @@ pub async fn sign_in(
         Role::Viewer => "role=viewer",
         Role::Admin => "admin tokens cannot sign in to the dashboard; use a viewer token",
     };
-    state
-        .store
-        .append_audit(&AuditEntry {
-            actor: &principal.name,
-            action: "session.create",
-            target: None,
-            success: !refused,
-            detail: Some(detail),
-            request_id: Some(&request_id),
-        })
-        .await?;
+    Actor {
+        name: &principal.name,
+        request_id: Some(&request_id),
+    }
+    .record(&state.store, "session.create", None, !refused, Some(detail))
+    .await?;
     if refused {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -199,17 +194,12 @@ pub async fn sign_out(
     if let Some(token) = session_token(&headers)
         && let Some(principal) = tokens::authenticate(&state.store, token).await?
     {
-        state
-            .store
-            .append_audit(&AuditEntry {
-                actor: &principal.name,
-                action: "session.delete",
-                target: None,
-                success: true,
-                detail: None,
-                request_id: Some(&request_id),
-            })
-            .await?;
+        Actor {
+            name: &principal.name,
+            request_id: Some(&request_id),
+        }
+        .record(&state.store, "session.delete", None, true, None)
+        .await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(

@@ -19,7 +19,7 @@ use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{self, AdminCaller, ApiQuery, ViewerCaller};
 use crate::store::revocation::RevokeOutcome;
-use crate::store::{AuditEntry, Store, StoreError, Timestamp};
+use crate::store::{Store, StoreError, Timestamp};
 
 const AUDIT_ACTION: &str = "certificate.revoke";
 
@@ -194,16 +194,15 @@ async fn append_audit(
     success: bool,
     detail: &str,
 ) -> Result<(), StoreError> {
-    let actor = admin.actor();
-    store
-        .append_audit(&AuditEntry {
-            actor: actor.name,
-            action: AUDIT_ACTION,
-            target: Some(&clip(serial)),
+    admin
+        .actor()
+        .record(
+            store,
+            AUDIT_ACTION,
+            Some(&clip(serial)),
             success,
-            detail: Some(detail),
-            request_id: actor.request_id,
-        })
+            Some(detail),
+        )
         .await
 }
 
