@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -31,13 +32,17 @@ pub struct Settings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
-    pub listen: String,
+    /// Address and port of the API (`host:port`, an IP address: `127.0.0.1:8080`).
+    #[serde(with = "socket_addr")]
+    pub listen: SocketAddr,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
     /// Requests taking longer are answered 503 `request_timeout`.
-    pub request_timeout_secs: u64,
+    #[serde(with = "seconds")]
+    pub request_timeout_secs: Duration,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
-    pub shutdown_grace_secs: u64,
+    #[serde(with = "seconds")]
+    pub shutdown_grace_secs: Duration,
     /// Requests served at once; beyond this, requests are shed with 503 `overloaded` and
     /// Retry-After instead of queueing without bound. /healthz and /readyz are exempt.
     pub max_concurrent_requests: usize,
@@ -47,7 +52,8 @@ pub struct ServerSettings {
     pub station_burst: u32,
     /// Seconds a live token is trusted without asking the store again; 0 = ask every time.
     /// A revocation through this process applies at once, one elsewhere within this time.
-    pub token_cache_secs: u64,
+    #[serde(with = "seconds")]
+    pub token_cache_secs: Duration,
     /// HTTPS and station mTLS; without `cert_file` and `key_file`, plain HTTP.
     pub tls: TlsSettings,
 }
@@ -75,7 +81,8 @@ pub struct TlsSettings {
     pub client_crl_file: Option<PathBuf>,
     /// A TLS handshake that takes longer is dropped (slow or silent clients cannot hold
     /// sockets).
-    pub handshake_timeout_secs: u64,
+    #[serde(with = "seconds")]
+    pub handshake_timeout_secs: Duration,
 }
 
 impl Default for TlsSettings {
@@ -87,7 +94,7 @@ impl Default for TlsSettings {
             client_ca_file: None,
             client_auth: ClientAuth::Optional,
             client_crl_file: None,
-            handshake_timeout_secs: 10,
+            handshake_timeout_secs: Duration::from_secs(10),
         }
     }
 }
@@ -115,7 +122,8 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// Apply pending migrations when `serve` starts (the `migrate` command always does).
     pub migrate_on_start: bool,
-    pub connect_timeout_secs: u64,
+    #[serde(with = "seconds")]
+    pub connect_timeout_secs: Duration,
     /// PostgreSQL: concurrent issuances share ledger transactions (one multi-row insert and
     /// one commit per batch). SQLite always records one transaction per certificate.
     pub group_commit: bool,
@@ -151,16 +159,17 @@ pub struct PolicySettings {
     /// Device certificate validity.
     pub validity_days: i64,
     /// `notBefore` is set this many seconds in the past, for devices with a slow clock.
-    pub backdate_secs: i64,
+    #[serde(with = "seconds")]
+    pub backdate_secs: Duration,
     /// `reject` (409 thing_already_provisioned) or `allow` a second active certificate.
     pub duplicate_thing_name: DuplicateThingName,
     /// Require a Country (C) attribute (the JITP template reads it).
     pub require_country: bool,
     /// Subject attributes a CSR may carry, by short name.
-    pub allowed_subject_attributes: Vec<String>,
+    pub allowed_subject_attributes: Vec<SubjectField>,
     /// Subject attributes every CSR must carry besides CN (and C with require_country): the
     /// fields your JITP template reads. Checked by the AWS preflight.
-    pub required_subject_attributes: Vec<String>,
+    pub required_subject_attributes: Vec<SubjectField>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -175,12 +184,15 @@ pub struct AwsSettings {
     /// Attempts per AWS call, the first included (the SDK's standard retry with backoff).
     pub max_attempts: u32,
     /// Upper bound on one AWS call, retries included.
-    pub operation_timeout_secs: u64,
+    #[serde(with = "seconds")]
+    pub operation_timeout_secs: Duration,
     /// How often revocations AWS has not been told of yet are pushed again.
-    pub revocation_retry_secs: u64,
+    #[serde(with = "seconds")]
+    pub revocation_retry_secs: Duration,
     /// How often every registered CA is synced with ListCertificatesByCA; 0 = never (use
     /// POST /v1/admin/cas/{id}/aws/sync).
-    pub sync_interval_secs: u64,
+    #[serde(with = "seconds")]
+    pub sync_interval_secs: Duration,
 }
 
 impl Default for AwsSettings {
@@ -190,9 +202,9 @@ impl Default for AwsSettings {
             region: "us-east-1".into(),
             endpoint_url: None,
             max_attempts: 3,
-            operation_timeout_secs: 20,
-            revocation_retry_secs: 60,
-            sync_interval_secs: 0,
+            operation_timeout_secs: Duration::from_secs(20),
+            revocation_retry_secs: Duration::from_secs(60),
+            sync_interval_secs: Duration::ZERO,
         }
     }
 }
@@ -213,7 +225,8 @@ pub struct MetricsSettings {
     pub enabled: bool,
     /// Empty: `/metrics` is served on `server.listen`. An address (e.g. `10.0.0.5:9100`):
     /// served only there, plain HTTP, so that scrapers and stations can be kept apart.
-    pub listen: String,
+    #[serde(with = "optional_socket_addr")]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -241,14 +254,14 @@ impl Default for Settings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:8080".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 64 * 1024,
-            request_timeout_secs: 30,
-            shutdown_grace_secs: 30,
+            request_timeout_secs: Duration::from_secs(30),
+            shutdown_grace_secs: Duration::from_secs(30),
             max_concurrent_requests: 1024,
             station_rate_per_sec: 500.0,
             station_burst: 1000,
-            token_cache_secs: 5,
+            token_cache_secs: Duration::from_secs(5),
             tls: TlsSettings::default(),
         }
     }
@@ -260,7 +273,7 @@ impl Default for DatabaseSettings {
             url: Secret::default(),
             max_connections: 16,
             migrate_on_start: true,
-            connect_timeout_secs: 5,
+            connect_timeout_secs: Duration::from_secs(5),
             group_commit: true,
             group_commit_max_batch: 128,
             group_commit_writers: 2,
@@ -293,13 +306,10 @@ impl Default for PolicySettings {
     fn default() -> Self {
         Self {
             validity_days: 365,
-            backdate_secs: 60,
+            backdate_secs: Duration::from_secs(60),
             duplicate_thing_name: DuplicateThingName::Reject,
             require_country: true,
-            allowed_subject_attributes: SubjectField::ALL
-                .iter()
-                .map(|f| f.short_name().to_owned())
-                .collect(),
+            allowed_subject_attributes: SubjectField::ALL.to_vec(),
             required_subject_attributes: Vec::new(),
         }
     }
@@ -309,7 +319,7 @@ impl Default for MetricsSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            listen: String::new(),
+            listen: None,
         }
     }
 }
@@ -377,6 +387,11 @@ impl Settings {
                 .ignore(&["config", "bench_token", "key_passphrase"])
                 .split("__"),
         );
+        Self::from_figment(figment)
+    }
+
+    /// Parses and validates the layers: every value is typed here, once.
+    fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
         let settings: Settings = figment
             .extract()
             .map_err(|e| ConfigError(describe_figment_error(e)))?;
@@ -386,7 +401,6 @@ impl Settings {
 
     /// Checks everything that can be checked before connecting to anything.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen_addr()?;
         let url = self.database.url.expose();
         if !(url.is_empty()
             || url.starts_with("postgres://")
@@ -416,7 +430,7 @@ impl Settings {
                     .into(),
             ));
         }
-        if self.server.token_cache_secs > 300 {
+        if self.server.token_cache_secs > Duration::from_secs(300) {
             return Err(ConfigError(
                 "server.token_cache_secs must be between 0 (no cache) and 300: a token revoked \
                  on another replica keeps working for up to this long"
@@ -440,7 +454,7 @@ impl Settings {
                 "server.station_rate_per_sec must be 0 (unlimited) or a positive number".into(),
             ));
         }
-        if self.server.request_timeout_secs == 0 {
+        if self.server.request_timeout_secs.is_zero() {
             return Err(ConfigError(
                 "server.request_timeout_secs must be at least 1".into(),
             ));
@@ -451,7 +465,7 @@ impl Settings {
                 "policy.validity_days must be between 1 and 3650".into(),
             ));
         }
-        if !(0..=86_400).contains(&self.policy.backdate_secs) {
+        if self.policy.backdate_secs > Duration::from_secs(86_400) {
             return Err(ConfigError(
                 "policy.backdate_secs must be between 0 and 86400".into(),
             ));
@@ -462,8 +476,18 @@ impl Settings {
             ));
         }
         self.validate_key_passphrase()?;
-        let fields = self.allowed_subject_fields()?;
-        self.required_subject_fields()?;
+        let fields = self.allowed_subject_fields();
+        if let Some(f) = self
+            .required_subject_fields()
+            .iter()
+            .find(|f| !fields.contains(f))
+        {
+            return Err(ConfigError(format!(
+                "policy.required_subject_attributes has {} but policy.allowed_subject_attributes \
+                 does not allow it",
+                f.short_name()
+            )));
+        }
         if !fields.contains(&SubjectField::CommonName) {
             return Err(ConfigError(
                 "policy.allowed_subject_attributes must include CN (the thing name)".into(),
@@ -486,12 +510,12 @@ impl Settings {
                     "aws.max_attempts must be between 1 and 10".into(),
                 ));
             }
-            if self.aws.revocation_retry_secs == 0 {
+            if self.aws.revocation_retry_secs.is_zero() {
                 return Err(ConfigError(
                     "aws.revocation_retry_secs must be at least 1".into(),
                 ));
             }
-            if self.aws.operation_timeout_secs == 0 {
+            if self.aws.operation_timeout_secs.is_zero() {
                 return Err(ConfigError(
                     "aws.operation_timeout_secs must be at least 1".into(),
                 ));
@@ -557,7 +581,9 @@ impl Settings {
                     .into(),
             ));
         }
-        if !(1..=300).contains(&tls.handshake_timeout_secs) {
+        if !(Duration::from_secs(1)..=Duration::from_secs(300))
+            .contains(&tls.handshake_timeout_secs)
+        {
             return Err(ConfigError(
                 "server.tls.handshake_timeout_secs must be between 1 and 300".into(),
             ));
@@ -603,36 +629,15 @@ impl Settings {
         Ok(())
     }
 
-    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.server.listen.parse().map_err(|_| {
-            ConfigError(format!(
-                "server.listen {:?} is not an address such as 127.0.0.1:8080",
-                self.server.listen
-            ))
-        })
+    /// The subject attributes CSRs may carry.
+    pub fn allowed_subject_fields(&self) -> &[SubjectField] {
+        &self.policy.allowed_subject_attributes
     }
 
-    pub fn allowed_subject_fields(&self) -> Result<Vec<SubjectField>, ConfigError> {
-        subject_fields(
-            "allowed_subject_attributes",
-            &self.policy.allowed_subject_attributes,
-        )
-    }
-
-    pub fn required_subject_fields(&self) -> Result<Vec<SubjectField>, ConfigError> {
-        let required = subject_fields(
-            "required_subject_attributes",
-            &self.policy.required_subject_attributes,
-        )?;
-        let allowed = self.allowed_subject_fields()?;
-        match required.iter().find(|f| !allowed.contains(f)) {
-            Some(f) => Err(ConfigError(format!(
-                "policy.required_subject_attributes has {} but policy.allowed_subject_attributes \
-                 does not allow it",
-                f.short_name()
-            ))),
-            None => Ok(required),
-        }
+    /// The subject attributes every CSR must carry; each is also allowed (checked by
+    /// [`Settings::validate`]).
+    pub fn required_subject_fields(&self) -> &[SubjectField] {
+        &self.policy.required_subject_attributes
     }
 
     /// The database URL in effect: the configured one, or SQLite under `data_dir`.
@@ -653,27 +658,79 @@ impl Settings {
     }
 
     /// The issuance policy these settings describe.
-    pub fn issuance_policy(&self) -> Result<crate::ca::IssuancePolicy, ConfigError> {
-        Ok(crate::ca::IssuancePolicy::new(
-            self.allowed_subject_fields()?,
+    pub fn issuance_policy(&self) -> crate::ca::IssuancePolicy {
+        crate::ca::IssuancePolicy::new(
+            self.allowed_subject_fields().to_vec(),
             self.policy.require_country,
         )
-        .with_required(self.required_subject_fields()?))
+        .with_required(self.required_subject_fields().to_vec())
     }
 }
 
-fn subject_fields(key: &str, names: &[String]) -> Result<Vec<SubjectField>, ConfigError> {
-    names
-        .iter()
-        .map(|name| {
-            SubjectField::from_short_name(name).ok_or_else(|| {
-                ConfigError(format!(
-                    "policy.{key}: unknown attribute {name:?}; known: \
-                     C, ST, L, O, OU, CN, serialNumber, dnQualifier"
-                ))
-            })
+/// Durations as whole seconds, as the `*_secs` settings are written.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
+    }
+}
+
+/// A listen address, with a message that shows the form expected.
+mod socket_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &SocketAddr, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub(super) fn parse(text: &str) -> Result<SocketAddr, String> {
+        text.parse().map_err(|_| {
+            format!("{text:?} is not an address such as 127.0.0.1:8080 (an IP address and a port)")
         })
-        .collect()
+    }
+}
+
+/// An optional listen address; the empty string is none.
+mod optional_socket_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<SocketAddr>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(addr) => serializer.collect_str(addr),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        super::socket_addr::parse(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn describe_figment_error(e: figment::Error) -> String {
@@ -743,24 +800,66 @@ mod tests {
         assert!(err.contains("client_ca_file"), "{err}");
         s.server.tls.client_ca_file = Some("station-ca.pem".into());
         s.validate().unwrap();
-        s.server.tls.handshake_timeout_secs = 0;
+        s.server.tls.handshake_timeout_secs = Duration::ZERO;
         assert!(s.validate().is_err());
     }
 
-    #[test]
-    fn validation_says_what_to_fix() {
-        let mut s = Settings::default();
-        s.policy.allowed_subject_attributes = vec!["CN".into(), "E".into()];
-        let err = s.validate().unwrap_err().to_string();
-        assert!(err.contains("unknown attribute \"E\""), "{err}");
+    fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_figment(
+            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(text)),
+        )
+    }
 
-        let mut s = Settings::default();
-        s.server.listen = "localhost".into();
-        assert!(
-            s.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("server.listen")
+    #[test]
+    fn loading_says_what_to_fix() {
+        let err = from_toml("[policy]\nallowed_subject_attributes = [\"CN\", \"E\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown attribute \"E\""), "{err}");
+        assert!(err.contains("allowed_subject_attributes"), "{err}");
+
+        let err = from_toml("[server]\nlisten = \"localhost\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.listen"), "{err}");
+        assert!(err.contains("127.0.0.1:8080"), "{err}");
+
+        let err = from_toml("[metrics]\nlisten = \"9100\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics.listen"), "{err}");
+
+        let err = from_toml("[server]\nrequest_timeout_secs = -1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("request_timeout_secs"), "{err}");
+
+        let err = from_toml("[policy]\nrequired_subject_attributes = [\"OU\"]\nallowed_subject_attributes = [\"CN\", \"C\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not allow it"), "{err}");
+    }
+
+    #[test]
+    fn typed_values_load_from_their_written_forms() {
+        let s = from_toml(
+            "[server]\nlisten = \"0.0.0.0:9443\"\nrequest_timeout_secs = 7\n\
+             [metrics]\nlisten = \"127.0.0.1:9100\"\n\
+             [policy]\nallowed_subject_attributes = [\"CN\", \"C\", \"serialNumber\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.server.listen, "0.0.0.0:9443".parse().unwrap());
+        assert_eq!(s.server.request_timeout_secs, Duration::from_secs(7));
+        assert_eq!(s.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(
+            s.policy.allowed_subject_attributes,
+            vec![
+                SubjectField::CommonName,
+                SubjectField::Country,
+                SubjectField::SerialNumber
+            ]
         );
+        let s = from_toml("[metrics]\nlisten = \"\"").unwrap();
+        assert_eq!(s.metrics.listen, None);
     }
 }

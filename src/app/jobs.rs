@@ -26,7 +26,7 @@ pub(super) fn background_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<(
     if state.iot.is_none() {
         return jobs;
     }
-    let retry = Duration::from_secs(state.settings.aws.revocation_retry_secs);
+    let retry = state.settings.aws.revocation_retry_secs;
     let s = state.clone();
     jobs.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(retry);
@@ -39,10 +39,10 @@ pub(super) fn background_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<(
         }
     }));
     let every = state.settings.aws.sync_interval_secs;
-    if every > 0 {
+    if !every.is_zero() {
         let s = state.clone();
         jobs.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 let registrations = match s.store.list_aws_registrations().await {

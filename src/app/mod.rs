@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use time::Duration as TimeDuration;
@@ -68,10 +67,11 @@ impl Application {
             tls.refuse_own_cas(&store.list_cas().await?)?;
             tracing::info!("{}", tls.describe());
         }
-        let policy = settings.issuance_policy()?;
+        let policy = settings.issuance_policy();
         let profile = DeviceProfile {
             validity: TimeDuration::days(settings.policy.validity_days),
-            backdate: TimeDuration::seconds(settings.policy.backdate_secs),
+            backdate: TimeDuration::try_from(settings.policy.backdate_secs)
+                .context("policy.backdate_secs is out of range")?,
         };
         let issuance = IssuanceService::new(
             store.clone(),
@@ -91,12 +91,12 @@ impl Application {
         } else {
             issuance
         };
-        let addr = settings.listen_addr()?;
+        let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
-        let metrics_listener = match (settings.metrics.enabled, settings.metrics.listen.as_str()) {
-            (true, addr) if !addr.is_empty() => Some(
+        let metrics_listener = match (settings.metrics.enabled, settings.metrics.listen) {
+            (true, Some(addr)) => Some(
                 TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?,
@@ -124,7 +124,7 @@ impl Application {
                 )),
                 rejections: Arc::new(RejectionCounter::new()),
                 tokens: Arc::new(crate::services::tokens::TokenCache::new(
-                    Duration::from_secs(settings.server.token_cache_secs),
+                    settings.server.token_cache_secs,
                 )),
                 settings: Arc::new(settings),
             },
@@ -167,7 +167,7 @@ impl Application {
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let grace = Duration::from_secs(self.state.settings.server.shutdown_grace_secs);
+        let grace = self.state.settings.server.shutdown_grace_secs;
         let store = self.state.store.clone();
         let rejections = self.state.rejections.clone();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();

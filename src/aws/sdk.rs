@@ -1,7 +1,5 @@
 //! [`IotRegistry`] over the real `aws-sdk-iot` client. The only module that imports the SDK.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use aws_sdk_iot::Client;
 use aws_sdk_iot::config::http::HttpResponse;
@@ -34,7 +32,7 @@ impl SdkIotRegistry {
             .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_timeout(Duration::from_secs(settings.operation_timeout_secs))
+                    .operation_timeout(settings.operation_timeout_secs)
                     .build(),
             );
         if let Some(url) = &settings.endpoint_url {

@@ -23,6 +23,26 @@ pub enum SubjectField {
     DnQualifier,
 }
 
+/// Written and read as its short name (`C`, `ST`, ..., `serialNumber`, `dnQualifier`), as the
+/// settings spell it.
+impl Serialize for SubjectField {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.short_name())
+    }
+}
+
+impl<'de> Deserialize<'de> for SubjectField {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        SubjectField::from_short_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown attribute {name:?}; known: C, ST, L, O, OU, CN, serialNumber, \
+                 dnQualifier"
+            ))
+        })
+    }
+}
+
 impl SubjectField {
     pub const ALL: [SubjectField; 8] = [
         SubjectField::Country,

@@ -75,7 +75,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.server.body_limit_bytes;
-    let timeout = Duration::from_secs(state.settings.server.request_timeout_secs);
+    let timeout = state.settings.server.request_timeout_secs;
     let in_flight = Arc::new(Semaphore::new(
         state.settings.server.max_concurrent_requests,
     ));

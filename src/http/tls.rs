@@ -185,7 +185,7 @@ impl TlsServer {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Some(TlsServer {
             acceptor: TlsAcceptor::from(Arc::new(config)),
-            handshake_timeout: Duration::from_secs(tls.handshake_timeout_secs),
+            handshake_timeout: tls.handshake_timeout_secs,
             client_auth: tls.client_ca_file.as_ref().map(|_| tls.client_auth),
             station_cas,
             crl_count,

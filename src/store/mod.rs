@@ -97,7 +97,7 @@ impl Store {
     /// Connects (creating the SQLite file and its directory when needed). Does not migrate.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Store> {
         let url = settings.database_url();
-        let timeout = Duration::from_secs(settings.database.connect_timeout_secs);
+        let timeout = settings.database.connect_timeout_secs;
         if url.starts_with("sqlite:") {
             std::fs::create_dir_all(&settings.data_dir)?;
             let options = SqliteConnectOptions::from_str(&url)?

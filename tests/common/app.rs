@@ -86,8 +86,8 @@ pub async fn test_settings(backend: Backend, dir: &Path) -> Settings {
         data_dir: dir.join("data"),
         ..Settings::default()
     };
-    settings.server.listen = "127.0.0.1:0".into();
-    settings.server.shutdown_grace_secs = 5;
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.shutdown_grace_secs = std::time::Duration::from_secs(5);
     settings.database.max_connections = 8;
     if backend == Backend::Postgres {
         settings.database.url = Secret::new(fresh_pg_database().await);

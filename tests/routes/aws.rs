@@ -504,8 +504,10 @@ on_both_backends!(revocations_reach_aws_and_sync_marks_devices_that_connected);
 
 async fn revocations_reach_aws_and_sync_marks_devices_that_connected(backend: Backend) {
     let fake = Arc::new(FakeIotRegistry::new());
-    let app =
-        TestApp::spawn_with_iot(backend, fake.clone(), |s| s.aws.revocation_retry_secs = 1).await;
+    let app = TestApp::spawn_with_iot(backend, fake.clone(), |s| {
+        s.aws.revocation_retry_secs = std::time::Duration::from_secs(1)
+    })
+    .await;
     let ca = issuing_ca_id(&app).await;
 
     // Revoked before the CA is registered: pending until registration pushes it.

@@ -119,7 +119,7 @@ async fn metrics_count_issuance_rejections_and_http_requests(backend: Backend) {
 async fn metrics_move_to_their_own_listener_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(Backend::Sqlite, dir.path()).await;
-    settings.metrics.listen = "127.0.0.1:0".into();
+    settings.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
     let app = factory_ca::app::Application::build(settings).await.unwrap();
     let port = app.port();
     let metrics_port = app.metrics_port().expect("a metrics listener");

@@ -100,7 +100,7 @@ async fn the_document_is_public_json_of_openapi_3_1(backend: Backend) {
 async fn every_documented_operation_is_served_with_the_roles_it_states(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
         s.metrics.enabled = true;
-        s.metrics.listen = String::new();
+        s.metrics.listen = None;
     })
     .await;
     let ops = operations(document());

@@ -140,7 +140,10 @@ fn random_hex(bytes: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_through_this_process_stops_at_once_despite_the_cache() {
-    let app = TestApp::spawn_with(Backend::Postgres, |s| s.server.token_cache_secs = 300).await;
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.server.token_cache_secs = std::time::Duration::from_secs(300)
+    })
+    .await;
     let created = json(
         app.admin_json(
             reqwest::Method::POST,
@@ -171,7 +174,7 @@ async fn a_token_revoked_through_this_process_stops_at_once_despite_the_cache() 
 /// at once.
 async fn revocation_elsewhere(cache_secs: u64) -> StatusCode {
     let app = TestApp::spawn_with(Backend::Postgres, |s| {
-        s.server.token_cache_secs = cache_secs
+        s.server.token_cache_secs = std::time::Duration::from_secs(cache_secs)
     })
     .await;
     let token = new_token(&app.store, "line-8", Role::Station).await;
@@ -194,7 +197,10 @@ async fn a_token_revoked_elsewhere_works_until_the_cache_ttl_and_not_without_a_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_tokens_are_refused_with_the_cache_on() {
-    let app = TestApp::spawn_with(Backend::Postgres, |s| s.server.token_cache_secs = 300).await;
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.server.token_cache_secs = std::time::Duration::from_secs(300)
+    })
+    .await;
     for _ in 0..3 {
         let forged = format!("fca_{}", random_hex(32).get(..43).unwrap());
         let response = app.sign_as(&forged, &csr("Forged-1", "JP").pem, None).await;

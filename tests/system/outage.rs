@@ -92,8 +92,8 @@ async fn a_database_restart_under_load_loses_no_record_and_recovers_by_itself() 
     let cluster = Cluster::create(dir.path());
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
         s.database.url = factory_ca::config::Secret::new(cluster.url());
-        s.database.connect_timeout_secs = 1;
-        s.server.request_timeout_secs = 10;
+        s.database.connect_timeout_secs = std::time::Duration::from_secs(1);
+        s.server.request_timeout_secs = std::time::Duration::from_secs(10);
     })
     .await;
 

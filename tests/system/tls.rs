@@ -670,7 +670,7 @@ async fn a_revoked_station_certificate_is_refused_with_a_crl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     let app = TlsApp::spawn_with(Backend::Sqlite, None, |_, s| {
-        s.server.tls.handshake_timeout_secs = 1;
+        s.server.tls.handshake_timeout_secs = std::time::Duration::from_secs(1);
     })
     .await;
     let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();

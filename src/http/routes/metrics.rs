@@ -28,7 +28,7 @@ use crate::app::AppState;
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let settings = &state.settings.metrics;
-    if !settings.enabled || !settings.listen.is_empty() {
+    if !settings.enabled || settings.listen.is_some() {
         return crate::http::error::ApiError::new(
             crate::http::error_code::ErrorCode::NotFound,
             "metrics are not served here (metrics.enabled, metrics.listen)",
