@@ -21,7 +21,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
-use super::csr::DeviceKey;
+use super::csr::KeyAlgorithm;
 use super::import::{
     check_ca_extensions, check_ca_key, check_import_certificate, parse_certificate_pem,
 };
@@ -54,7 +54,7 @@ pub struct CertificateAuthority {
     certificate_der: Vec<u8>,
     certificate_pem: String,
     subject: String,
-    key_algorithm: String,
+    key_algorithm: KeyAlgorithm,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     /// The signing half, for [`super::crl`] and [`super::verification`] too.
@@ -82,7 +82,7 @@ pub struct IssuedCertificate {
     pub thing_name: String,
     pub country: Option<String>,
     pub subject: String,
-    pub key_algorithm: String,
+    pub key_algorithm: KeyAlgorithm,
     pub spki_sha256: String,
     pub aws_certificate_id: String,
     pub certificate_der: Vec<u8>,
@@ -282,7 +282,7 @@ impl CertificateAuthority {
             thing_name: csr.thing_name().to_owned(),
             country: csr.country().map(str::to_owned),
             subject: super::policy::subject_string(csr.subject()),
-            key_algorithm: csr.key().name(),
+            key_algorithm: csr.key(),
             spki_sha256: csr.spki_sha256().to_owned(),
             aws_certificate_id: sha256_hex(&der),
             certificate_der: der,
@@ -303,8 +303,8 @@ impl CertificateAuthority {
     pub fn subject(&self) -> &str {
         &self.subject
     }
-    pub fn key_algorithm(&self) -> &str {
-        &self.key_algorithm
+    pub fn key_algorithm(&self) -> KeyAlgorithm {
+        self.key_algorithm
     }
     pub fn not_before(&self) -> OffsetDateTime {
         self.not_before
@@ -346,7 +346,7 @@ fn root_params(
 /// The device's public key as the CSR gave it, with the algorithm identifier rcgen writes for
 /// it in the certificate's SubjectPublicKeyInfo.
 struct DevicePublicKey<'a> {
-    key: DeviceKey,
+    key: KeyAlgorithm,
     bits: &'a [u8],
 }
 
@@ -359,10 +359,10 @@ impl PublicKeyData for DevicePublicKey<'_> {
         // Only the key algorithm OIDs of these are written (rsaEncryption, or id-ecPublicKey
         // with the named curve); the hash part is irrelevant for a subject key.
         match self.key {
-            DeviceKey::Rsa { .. } => &rcgen::PKCS_RSA_SHA256,
-            DeviceKey::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            DeviceKey::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            DeviceKey::EcdsaP521 => &rcgen::PKCS_ECDSA_P521_SHA512,
+            KeyAlgorithm::Rsa { .. } => &rcgen::PKCS_RSA_SHA256,
+            KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            KeyAlgorithm::EcdsaP521 => &rcgen::PKCS_ECDSA_P521_SHA512,
         }
     }
 }

@@ -31,30 +31,75 @@ pub enum CsrError {
     UnsupportedKey(String),
 }
 
-/// The device key types AWS IoT accepts (docs/jitp.md, "Supported device keys").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceKey {
+/// A public key's algorithm and size, as the ledger, the API and the CA records name it
+/// (`ecdsa-p256`, `ecdsa-p384`, `ecdsa-p521`, `rsa-<bits>`). The device key types AWS IoT
+/// accepts (docs/jitp.md, "Supported device keys"), and the CA key types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
     Rsa { bits: usize },
     EcdsaP256,
     EcdsaP384,
     EcdsaP521,
 }
 
-impl DeviceKey {
+impl KeyAlgorithm {
     /// The name recorded in the ledger, e.g. `rsa-2048`, `ecdsa-p256`.
     pub fn name(&self) -> String {
-        match self {
-            DeviceKey::Rsa { bits } => format!("rsa-{bits}"),
-            DeviceKey::EcdsaP256 => "ecdsa-p256".to_owned(),
-            DeviceKey::EcdsaP384 => "ecdsa-p384".to_owned(),
-            DeviceKey::EcdsaP521 => "ecdsa-p521".to_owned(),
-        }
+        self.to_string()
     }
 
     pub fn is_rsa(&self) -> bool {
-        matches!(self, DeviceKey::Rsa { .. })
+        matches!(self, KeyAlgorithm::Rsa { .. })
+    }
+
+    /// The key a name stands for; `None` for anything else.
+    pub fn parse(name: &str) -> Option<KeyAlgorithm> {
+        match name {
+            "ecdsa-p256" => Some(KeyAlgorithm::EcdsaP256),
+            "ecdsa-p384" => Some(KeyAlgorithm::EcdsaP384),
+            "ecdsa-p521" => Some(KeyAlgorithm::EcdsaP521),
+            rsa => {
+                let bits = rsa.strip_prefix("rsa-")?;
+                // Canonical decimal only, so that a name round-trips.
+                if bits.starts_with('0') || !bits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                bits.parse().ok().map(|bits| KeyAlgorithm::Rsa { bits })
+            }
+        }
     }
 }
+
+impl std::fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyAlgorithm::Rsa { bits } => write!(f, "rsa-{bits}"),
+            KeyAlgorithm::EcdsaP256 => f.write_str("ecdsa-p256"),
+            KeyAlgorithm::EcdsaP384 => f.write_str("ecdsa-p384"),
+            KeyAlgorithm::EcdsaP521 => f.write_str("ecdsa-p521"),
+        }
+    }
+}
+
+impl serde::Serialize for KeyAlgorithm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl utoipa::PartialSchema for KeyAlgorithm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "`ecdsa-p256`, `ecdsa-p384`, `ecdsa-p521` or `rsa-<bits>` (e.g. `rsa-2048`)",
+            ))
+            .examples(["ecdsa-p256"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for KeyAlgorithm {}
 
 /// How an attribute value was encoded in the request; kept so that the certificate reads back
 /// exactly as sent.
@@ -81,7 +126,7 @@ pub struct SubjectAttribute {
 /// A CSR whose structure, key and signature have been checked.
 #[derive(Debug, Clone)]
 pub struct ParsedCsr {
-    pub(crate) key: DeviceKey,
+    pub(crate) key: KeyAlgorithm,
     /// The subjectPublicKey BIT STRING contents (the key itself, without the algorithm).
     pub(crate) public_key: Vec<u8>,
     pub(crate) spki_sha256: String,
@@ -91,7 +136,7 @@ pub struct ParsedCsr {
 }
 
 impl ParsedCsr {
-    pub fn key(&self) -> DeviceKey {
+    pub fn key(&self) -> KeyAlgorithm {
         self.key
     }
     pub fn subject(&self) -> &[SubjectAttribute] {
@@ -292,12 +337,12 @@ fn strict_envelope<'a>(
 
 /// The SubjectPublicKeyInfo the certificate will carry for this key (RFC 3279 section 2.3:
 /// rsaEncryption with NULL parameters, id-ecPublicKey with the named curve), in DER.
-fn canonical_spki(key: DeviceKey, public_key: &[u8]) -> der::Result<Vec<u8>> {
+fn canonical_spki(key: KeyAlgorithm, public_key: &[u8]) -> der::Result<Vec<u8>> {
     let curve = match key {
-        DeviceKey::Rsa { .. } => None,
-        DeviceKey::EcdsaP256 => Some(ObjectIdentifier::new_unwrap(OID_P256)),
-        DeviceKey::EcdsaP384 => Some(ObjectIdentifier::new_unwrap(OID_P384)),
-        DeviceKey::EcdsaP521 => Some(ObjectIdentifier::new_unwrap(OID_P521)),
+        KeyAlgorithm::Rsa { .. } => None,
+        KeyAlgorithm::EcdsaP256 => Some(ObjectIdentifier::new_unwrap(OID_P256)),
+        KeyAlgorithm::EcdsaP384 => Some(ObjectIdentifier::new_unwrap(OID_P384)),
+        KeyAlgorithm::EcdsaP521 => Some(ObjectIdentifier::new_unwrap(OID_P521)),
     };
     let algorithm = match &curve {
         None => AlgorithmIdentifierRef {
@@ -377,7 +422,7 @@ const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
 const OID_P521: &str = "1.3.132.0.35";
 
-fn classify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<DeviceKey, CsrError> {
+fn classify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyAlgorithm, CsrError> {
     let alg = spki.algorithm.algorithm.to_id_string();
     let key_bits: &[u8] = &spki.subject_public_key.data;
     match alg.as_str() {
@@ -399,7 +444,7 @@ fn classify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<DeviceKey, CsrError> 
                     "the RSA public exponent is not an odd number of at least 3".into(),
                 ));
             }
-            Ok(DeviceKey::Rsa { bits })
+            Ok(KeyAlgorithm::Rsa { bits })
         }
         OID_EC => {
             let curve = spki
@@ -414,9 +459,9 @@ fn classify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<DeviceKey, CsrError> 
                     )
                 })?;
             let (key, point_len) = match curve.as_str() {
-                OID_P256 => (DeviceKey::EcdsaP256, 65),
-                OID_P384 => (DeviceKey::EcdsaP384, 97),
-                OID_P521 => (DeviceKey::EcdsaP521, 133),
+                OID_P256 => (KeyAlgorithm::EcdsaP256, 65),
+                OID_P384 => (KeyAlgorithm::EcdsaP384, 97),
+                OID_P521 => (KeyAlgorithm::EcdsaP521, 133),
                 other => {
                     return Err(CsrError::UnsupportedKey(format!(
                         "the EC curve {other} is not supported; AWS IoT accepts P-256, P-384 and P-521"
@@ -452,21 +497,21 @@ pub(crate) fn unsigned_bit_length(big_endian: &[u8]) -> usize {
     digits.len() * 8 - digits[0].leading_zeros() as usize
 }
 
-fn verify_signature(csr: &X509CertificationRequest<'_>, key: DeviceKey) -> Result<(), CsrError> {
+fn verify_signature(csr: &X509CertificationRequest<'_>, key: KeyAlgorithm) -> Result<(), CsrError> {
     let alg_oid = csr.signature_algorithm.algorithm.to_id_string();
     let algorithm: &'static dyn VerificationAlgorithm = match (key, alg_oid.as_str()) {
-        (DeviceKey::Rsa { .. }, "1.2.840.113549.1.1.11") => &sig::RSA_PKCS1_2048_8192_SHA256,
-        (DeviceKey::Rsa { .. }, "1.2.840.113549.1.1.12") => &sig::RSA_PKCS1_2048_8192_SHA384,
-        (DeviceKey::Rsa { .. }, "1.2.840.113549.1.1.13") => &sig::RSA_PKCS1_2048_8192_SHA512,
-        (DeviceKey::EcdsaP256, "1.2.840.10045.4.3.2") => &sig::ECDSA_P256_SHA256_ASN1,
-        (DeviceKey::EcdsaP256, "1.2.840.10045.4.3.3") => &sig::ECDSA_P256_SHA384_ASN1,
-        (DeviceKey::EcdsaP256, "1.2.840.10045.4.3.4") => &sig::ECDSA_P256_SHA512_ASN1,
-        (DeviceKey::EcdsaP384, "1.2.840.10045.4.3.2") => &sig::ECDSA_P384_SHA256_ASN1,
-        (DeviceKey::EcdsaP384, "1.2.840.10045.4.3.3") => &sig::ECDSA_P384_SHA384_ASN1,
-        (DeviceKey::EcdsaP384, "1.2.840.10045.4.3.4") => &sig::ECDSA_P384_SHA512_ASN1,
-        (DeviceKey::EcdsaP521, "1.2.840.10045.4.3.2") => &sig::ECDSA_P521_SHA256_ASN1,
-        (DeviceKey::EcdsaP521, "1.2.840.10045.4.3.3") => &sig::ECDSA_P521_SHA384_ASN1,
-        (DeviceKey::EcdsaP521, "1.2.840.10045.4.3.4") => &sig::ECDSA_P521_SHA512_ASN1,
+        (KeyAlgorithm::Rsa { .. }, "1.2.840.113549.1.1.11") => &sig::RSA_PKCS1_2048_8192_SHA256,
+        (KeyAlgorithm::Rsa { .. }, "1.2.840.113549.1.1.12") => &sig::RSA_PKCS1_2048_8192_SHA384,
+        (KeyAlgorithm::Rsa { .. }, "1.2.840.113549.1.1.13") => &sig::RSA_PKCS1_2048_8192_SHA512,
+        (KeyAlgorithm::EcdsaP256, "1.2.840.10045.4.3.2") => &sig::ECDSA_P256_SHA256_ASN1,
+        (KeyAlgorithm::EcdsaP256, "1.2.840.10045.4.3.3") => &sig::ECDSA_P256_SHA384_ASN1,
+        (KeyAlgorithm::EcdsaP256, "1.2.840.10045.4.3.4") => &sig::ECDSA_P256_SHA512_ASN1,
+        (KeyAlgorithm::EcdsaP384, "1.2.840.10045.4.3.2") => &sig::ECDSA_P384_SHA256_ASN1,
+        (KeyAlgorithm::EcdsaP384, "1.2.840.10045.4.3.3") => &sig::ECDSA_P384_SHA384_ASN1,
+        (KeyAlgorithm::EcdsaP384, "1.2.840.10045.4.3.4") => &sig::ECDSA_P384_SHA512_ASN1,
+        (KeyAlgorithm::EcdsaP521, "1.2.840.10045.4.3.2") => &sig::ECDSA_P521_SHA256_ASN1,
+        (KeyAlgorithm::EcdsaP521, "1.2.840.10045.4.3.3") => &sig::ECDSA_P521_SHA384_ASN1,
+        (KeyAlgorithm::EcdsaP521, "1.2.840.10045.4.3.4") => &sig::ECDSA_P521_SHA512_ASN1,
         (_, "1.2.840.113549.1.1.5" | "1.2.840.10045.4.1") => {
             return Err(CsrError::SignatureInvalid(
                 "the CSR is signed with SHA-1; sign it with SHA-256, SHA-384 or SHA-512".into(),
@@ -554,7 +599,7 @@ mod tests {
         let a = parse(&der).unwrap();
         let b = parse(pem.as_bytes()).unwrap();
         assert_eq!(a.csr_sha256, b.csr_sha256);
-        assert_eq!(a.key, DeviceKey::EcdsaP256);
+        assert_eq!(a.key, KeyAlgorithm::EcdsaP256);
         assert_eq!(a.subject[0].value.as_deref(), Some("Thing-1"));
         assert_eq!(a.subject[0].kind, StringKind::Utf8);
     }

@@ -6,6 +6,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
+use super::KeyAlgorithm;
 use super::authority::CaError;
 
 pub(super) fn parse_certificate_pem(text: &str) -> Result<Vec<u8>, CaError> {
@@ -62,7 +63,7 @@ pub(super) fn check_ca_extensions(cert: &X509Certificate<'_>) -> Result<(), CaEr
     Ok(())
 }
 
-pub(super) fn check_ca_key(cert: &X509Certificate<'_>) -> Result<String, CaError> {
+pub(super) fn check_ca_key(cert: &X509Certificate<'_>) -> Result<KeyAlgorithm, CaError> {
     use x509_parser::public_key::PublicKey;
     let spki = cert.public_key();
     match spki.parsed() {
@@ -73,7 +74,7 @@ pub(super) fn check_ca_key(cert: &X509Certificate<'_>) -> Result<String, CaError
                     "the CA key is RSA-{bits}; AWS IoT requires RSA keys of at least 2048 bits"
                 )));
             }
-            Ok(format!("rsa-{bits}"))
+            Ok(KeyAlgorithm::Rsa { bits })
         }
         Ok(PublicKey::EC(_)) => {
             let curve = spki
@@ -83,9 +84,9 @@ pub(super) fn check_ca_key(cert: &X509Certificate<'_>) -> Result<String, CaError
                 .and_then(|p| p.as_oid().ok())
                 .map(|o| o.to_id_string());
             match curve.as_deref() {
-                Some("1.2.840.10045.3.1.7") => Ok("ecdsa-p256".into()),
-                Some("1.3.132.0.34") => Ok("ecdsa-p384".into()),
-                Some("1.3.132.0.35") => Ok("ecdsa-p521".into()),
+                Some("1.2.840.10045.3.1.7") => Ok(KeyAlgorithm::EcdsaP256),
+                Some("1.3.132.0.34") => Ok(KeyAlgorithm::EcdsaP384),
+                Some("1.3.132.0.35") => Ok(KeyAlgorithm::EcdsaP521),
                 _ => Err(CaError::Rejected(
                     "the CA key uses an EC curve AWS IoT does not accept; use P-256, P-384 or P-521"
                         .into(),

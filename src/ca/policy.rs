@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::country::is_assigned_alpha2;
-use super::csr::{DeviceKey, ParsedCsr, StringKind};
+use super::csr::{KeyAlgorithm, ParsedCsr, StringKind};
 // Named here too, where it was defined first, so that `ca::policy::SubjectField` keeps working.
 pub use super::subject::SubjectField;
 
@@ -298,7 +298,7 @@ pub struct ApprovedCsr {
     thing_name: String,
     country: Option<String>,
     subject: Vec<ApprovedAttribute>,
-    key: DeviceKey,
+    key: KeyAlgorithm,
     public_key: Vec<u8>,
     spki_sha256: String,
     csr_sha256: String,
@@ -314,7 +314,7 @@ impl ApprovedCsr {
     pub fn subject(&self) -> &[ApprovedAttribute] {
         &self.subject
     }
-    pub fn key(&self) -> DeviceKey {
+    pub fn key(&self) -> KeyAlgorithm {
         self.key
     }
     pub fn public_key(&self) -> &[u8] {
@@ -367,7 +367,7 @@ mod tests {
 
     fn csr(subject: Vec<SubjectAttribute>) -> ParsedCsr {
         ParsedCsr {
-            key: DeviceKey::EcdsaP256,
+            key: KeyAlgorithm::EcdsaP256,
             public_key: vec![4; 65],
             spki_sha256: "00".into(),
             subject,

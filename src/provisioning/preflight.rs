@@ -2,6 +2,7 @@
 //! request (and on their own, from the admin API, without AWS).
 
 use super::*;
+use crate::ca::KeyAlgorithm;
 
 /// One preflight check and its outcome.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -89,14 +90,10 @@ fn ca_checks(ca: &CertificateAuthority, now: OffsetDateTime) -> Vec<Check> {
         .and_then(|c| c.key_usage().ok().flatten())
         .is_some_and(|ku| ku.value.key_cert_sign());
     let valid = now >= ca.not_before() && now < ca.not_after();
-    let strong = matches!(
-        ca.key_algorithm(),
-        "ecdsa-p256" | "ecdsa-p384" | "ecdsa-p521"
-    ) || ca
-        .key_algorithm()
-        .strip_prefix("rsa-")
-        .and_then(|b| b.parse::<u32>().ok())
-        .is_some_and(|bits| bits >= 2048);
+    let strong = match ca.key_algorithm() {
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 | KeyAlgorithm::EcdsaP521 => true,
+        KeyAlgorithm::Rsa { bits } => bits >= 2048,
+    };
     vec![
         Check {
             check: "ca_true",

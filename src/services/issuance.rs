@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 
 use crate::ca::policy::DuplicateThingName;
 use crate::ca::{
-    self, CaError, CertificateAuthority, CsrError, DeviceProfile, IssuancePolicy, PolicyViolation,
+    self, CaError, CertificateAuthority, CsrError, DeviceProfile, IssuancePolicy, KeyAlgorithm,
+    PolicyViolation,
 };
 use crate::store::ledger_writer::{GroupCommitConfig, LedgerWriter};
 use crate::store::{
@@ -209,7 +210,7 @@ impl IssuanceService {
         metrics::counter!(
             "factory_ca_certificates_issued_total",
             "ca" => ca.id().to_owned(),
-            "key_type" => certificate.key_algorithm.clone(),
+            "key_type" => certificate.key_algorithm.name(),
         )
         .increment(1);
         metrics::histogram!("factory_ca_issuance_duration_seconds")
@@ -321,11 +322,8 @@ impl IssuanceService {
 }
 
 /// RSA keys above 2048 bits (`rsa-3072`, `rsa-4096`, ...): milliseconds per signature.
-fn slow_signer(key_algorithm: &str) -> bool {
-    key_algorithm
-        .strip_prefix("rsa-")
-        .and_then(|bits| bits.parse::<u32>().ok())
-        .is_some_and(|bits| bits > 2048)
+fn slow_signer(key_algorithm: KeyAlgorithm) -> bool {
+    matches!(key_algorithm, KeyAlgorithm::Rsa { bits } if bits > 2048)
 }
 
 /// RFC 9110 field values are visible ASCII; keys are opaque to us beyond that.
@@ -339,11 +337,16 @@ mod tests {
 
     #[test]
     fn only_rsa_keys_above_2048_bits_sign_off_the_reactor() {
-        for inline in ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-", "rsa-x"] {
+        for inline in [
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::EcdsaP521,
+            KeyAlgorithm::Rsa { bits: 2048 },
+        ] {
             assert!(!slow_signer(inline), "{inline}");
         }
-        for blocking in ["rsa-3072", "rsa-4096", "rsa-8192"] {
-            assert!(slow_signer(blocking), "{blocking}");
+        for bits in [3072, 4096, 8192] {
+            assert!(slow_signer(KeyAlgorithm::Rsa { bits }), "{bits}");
         }
     }
 }

@@ -3,6 +3,8 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
+use crate::ca::KeyAlgorithm;
+
 use super::{Store, StoreResult, Timestamp, is_unique_violation, rfc3339};
 
 /// A CA as the store knows it (the key lives in `key_file` under the data directory).
@@ -10,7 +12,7 @@ use super::{Store, StoreResult, Timestamp, is_unique_violation, rfc3339};
 pub struct CaRecord {
     pub id: String,
     pub subject: String,
-    pub key_algorithm: String,
+    pub key_algorithm: KeyAlgorithm,
     pub certificate_pem: String,
     pub aws_certificate_id: String,
     #[serde(skip)]
@@ -50,7 +52,7 @@ impl Store {
                 )
                 .bind(&ca.id)
                 .bind(&ca.subject)
-                .bind(&ca.key_algorithm)
+                .bind(ca.key_algorithm)
                 .bind(&ca.certificate_pem)
                 .bind(&ca.aws_certificate_id)
                 .bind(&ca.key_file)

@@ -5,6 +5,7 @@
 use sqlx::FromRow;
 
 use super::*;
+use crate::ca::KeyAlgorithm;
 
 /// One row of the issuance ledger.
 #[derive(Debug, Clone, FromRow)]
@@ -14,7 +15,7 @@ pub struct CertificateRecord {
     pub thing_name: String,
     pub country: Option<String>,
     pub subject: String,
-    pub key_algorithm: String,
+    pub key_algorithm: KeyAlgorithm,
     pub spki_sha256: String,
     pub aws_certificate_id: String,
     pub certificate_der: Vec<u8>,
@@ -161,7 +162,7 @@ impl Store {
                 .bind(&cert.thing_name)
                 .bind(&cert.country)
                 .bind(&cert.subject)
-                .bind(&cert.key_algorithm)
+                .bind(cert.key_algorithm)
                 .bind(&cert.spki_sha256)
                 .bind(&cert.aws_certificate_id)
                 .bind(&cert.certificate_der)

@@ -358,7 +358,7 @@ async fn insert_claims_and_certificates(
         thing_name.push(cert.thing_name.as_str());
         country.push(cert.country.as_deref());
         subject.push(cert.subject.as_str());
-        key_algorithm.push(cert.key_algorithm.as_str());
+        key_algorithm.push(cert.key_algorithm.name());
         spki_sha256.push(cert.spki_sha256.as_str());
         aws_certificate_id.push(cert.aws_certificate_id.as_str());
         certificate_der.push(cert.certificate_der.as_slice());
@@ -444,7 +444,7 @@ mod tests {
                 thing_name: thing.to_owned(),
                 country: Some("JP".into()),
                 subject: format!("CN={thing}"),
-                key_algorithm: "ecdsa-p256".into(),
+                key_algorithm: crate::ca::KeyAlgorithm::EcdsaP256,
                 spki_sha256: "00".repeat(32),
                 aws_certificate_id: "11".repeat(32),
                 certificate_der: vec![0x30, 0x00],

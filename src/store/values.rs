@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
 
 use crate::aws::{AwsCertificateStatus, CaStatus, CertificateMode};
-use crate::ca::RevocationReason;
+use crate::ca::{KeyAlgorithm, RevocationReason};
 
 /// A value stored as one of a fixed set of names.
 pub trait TextValue: Sized + Copy + 'static {
@@ -28,7 +28,32 @@ pub trait TextValue: Sized + Copy + 'static {
     }
 }
 
-/// Column encoding of [`TextValue`]s for both backends.
+/// A value with a text form in its column: the [`TextValue`]s, and key algorithms
+/// (`rsa-<bits>` is not a fixed set).
+pub trait ColumnText: Sized {
+    fn to_text(&self) -> std::borrow::Cow<'static, str>;
+    fn from_text(text: &str) -> Option<Self>;
+}
+
+impl<T: TextValue> ColumnText for T {
+    fn to_text(&self) -> std::borrow::Cow<'static, str> {
+        self.name().into()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        T::from_name(text)
+    }
+}
+
+impl ColumnText for KeyAlgorithm {
+    fn to_text(&self) -> std::borrow::Cow<'static, str> {
+        self.name().into()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        KeyAlgorithm::parse(text)
+    }
+}
+
+/// Column encoding of [`ColumnText`] values for both backends.
 macro_rules! text_columns {
     ($($ty:ty),* $(,)?) => {$(
         impl Type<Postgres> for $ty {
@@ -45,14 +70,14 @@ macro_rules! text_columns {
                 &self,
                 buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
             ) -> Result<IsNull, BoxDynError> {
-                <&str as Encode<Postgres>>::encode(TextValue::name(*self), buf)
+                <String as Encode<Postgres>>::encode(ColumnText::to_text(self).into_owned(), buf)
             }
         }
 
         impl<'r> Decode<'r, Postgres> for $ty {
             fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
                 let name = <&str as Decode<Postgres>>::decode(value)?;
-                <$ty as TextValue>::from_name(name).ok_or_else(|| {
+                <$ty as ColumnText>::from_text(name).ok_or_else(|| {
                     format!("unknown {} {name:?} in the store", stringify!($ty)).into()
                 })
             }
@@ -72,14 +97,14 @@ macro_rules! text_columns {
                 &self,
                 buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
             ) -> Result<IsNull, BoxDynError> {
-                <&str as Encode<Sqlite>>::encode(TextValue::name(*self), buf)
+                <String as Encode<Sqlite>>::encode(ColumnText::to_text(self).into_owned(), buf)
             }
         }
 
         impl<'r> Decode<'r, Sqlite> for $ty {
             fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
                 let name = <&str as Decode<Sqlite>>::decode(value)?;
-                <$ty as TextValue>::from_name(name).ok_or_else(|| {
+                <$ty as ColumnText>::from_text(name).ok_or_else(|| {
                     format!("unknown {} {name:?} in the store", stringify!($ty)).into()
                 })
             }
@@ -208,6 +233,7 @@ impl TextValue for AwsCertificateStatus {
 }
 
 text_columns!(
+    KeyAlgorithm,
     Role,
     LedgerStatus,
     TemplateKind,
@@ -239,6 +265,25 @@ mod tests {
         round_trips::<CertificateMode>();
         round_trips::<CaStatus>();
         round_trips::<AwsCertificateStatus>();
+    }
+
+    #[test]
+    fn key_algorithms_read_back_from_their_names_only() {
+        for name in [
+            "ecdsa-p256",
+            "ecdsa-p384",
+            "ecdsa-p521",
+            "rsa-2048",
+            "rsa-3072",
+            "rsa-8192",
+        ] {
+            let key = KeyAlgorithm::from_text(name).unwrap();
+            assert_eq!(key.to_text(), name);
+            assert_eq!(serde_json::to_value(key).unwrap(), name);
+        }
+        for name in ["", "rsa-", "rsa-02048", "rsa-x", "ecdsa-p999", "RSA-2048"] {
+            assert_eq!(KeyAlgorithm::from_text(name), None, "{name}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::aws::{CaStatus, CertificateMode};
+use crate::ca::KeyAlgorithm;
 use crate::http::error::ApiError;
 use crate::http::extract::AnyCaller;
 use crate::store::{TemplateKind, Timestamp};
@@ -16,7 +17,7 @@ use crate::store::{TemplateKind, Timestamp};
 pub struct CaView {
     pub id: String,
     pub subject: String,
-    pub key_algorithm: String,
+    pub key_algorithm: KeyAlgorithm,
     pub not_before: String,
     pub not_after: String,
     /// SHA-256 of the CA certificate DER: the id AWS IoT gives the CA once registered.
@@ -72,7 +73,7 @@ pub async fn issuing_ca(
     Ok(Json(CaView {
         id: ca.id().to_owned(),
         subject: ca.subject().to_owned(),
-        key_algorithm: ca.key_algorithm().to_owned(),
+        key_algorithm: ca.key_algorithm(),
         not_before: Timestamp::new(ca.not_before()).rfc3339(),
         not_after: Timestamp::new(ca.not_after()).rfc3339(),
         aws_certificate_id: ca.aws_certificate_id(),

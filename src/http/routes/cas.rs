@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::app::AppState;
-use crate::ca::{CaAlgorithm, CaSubject};
+use crate::ca::{CaAlgorithm, CaSubject, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{AdminCaller, ApiJson};
@@ -22,7 +22,7 @@ use crate::store::aws::AwsRegistration;
 pub struct CaAdminView {
     id: String,
     subject: String,
-    key_algorithm: String,
+    key_algorithm: KeyAlgorithm,
     /// `generated` or `imported`.
     source: String,
     is_issuing: bool,

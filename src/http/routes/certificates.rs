@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::app::AppState;
 use crate::aws::AwsCertificateStatus;
-use crate::ca;
+use crate::ca::{self, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{
@@ -240,7 +240,7 @@ pub struct CertificateView {
     pub thing_name: String,
     pub country: Option<String>,
     pub subject: String,
-    pub key_algorithm: String,
+    pub key_algorithm: KeyAlgorithm,
     pub spki_sha256: String,
     pub aws_certificate_id: String,
     pub issuing_ca: String,
@@ -498,7 +498,7 @@ fn csv_row(out: &mut String, r: &CertificateRecord) {
         r.thing_name.as_str().into(),
         r.country.as_deref().unwrap_or_default().into(),
         r.subject.as_str().into(),
-        r.key_algorithm.as_str().into(),
+        r.key_algorithm.name().into(),
         r.spki_sha256.as_str().into(),
         r.aws_certificate_id.as_str().into(),
         r.ca_id.as_str().into(),

@@ -39,7 +39,7 @@ fn row(ca_id: &str, thing: &str, key: Option<(&str, &str)>) -> NewIssuance {
             thing_name: thing.to_owned(),
             country: Some("JP".into()),
             subject: format!("C=JP, CN={thing}"),
-            key_algorithm: "ecdsa-p256".into(),
+            key_algorithm: factory_ca::ca::KeyAlgorithm::EcdsaP256,
             spki_sha256: random_hex(32),
             aws_certificate_id: random_hex(32),
             certificate_der: vec![0x30, 0x03, 0x02, 0x01, 0x01],
