@@ -35,18 +35,7 @@ pub use super::crl::{RevocationReason, RevokedEntry};
 pub use super::key::{CaAlgorithm, CaSigner, ENCRYPTED_KEY_LABEL, SecretKey};
 pub use super::subject::CaSubject;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    /// A CA certificate or key that we (and AWS IoT) would not accept; the message says why.
-    #[error("{0}")]
-    Rejected(String),
-    /// The CA cannot sign now (e.g. its certificate has expired).
-    #[error("{0}")]
-    Unavailable(String),
-    /// A failure inside the crypto library; not the caller's fault.
-    #[error("signing failed: {0}")]
-    Crypto(String),
-}
+pub use super::error::CaError;
 
 /// A CA able to sign device certificates.
 pub struct CertificateAuthority {

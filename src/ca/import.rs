@@ -7,7 +7,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
 use super::KeyAlgorithm;
-use super::authority::CaError;
+use super::error::CaError;
 
 pub(super) fn parse_certificate_pem(text: &str) -> Result<Vec<u8>, CaError> {
     let blocks = pem::parse_many(text)

@@ -10,7 +10,7 @@ use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm, SigningKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::authority::CaError;
+use super::error::CaError;
 use super::to_pem;
 
 /// The key algorithm of a new CA.

@@ -6,6 +6,7 @@ pub mod authority;
 pub mod country;
 pub mod crl;
 pub mod csr;
+mod error;
 mod import;
 pub mod key;
 pub mod policy;

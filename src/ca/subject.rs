@@ -6,7 +6,7 @@
 use rcgen::{DistinguishedName, DnType, DnValue};
 use serde::{Deserialize, Serialize};
 
-use super::authority::CaError;
+use super::error::CaError;
 
 /// A subject attribute the CA knows. Seven of them are the certificate fields a JITP template
 /// can reference (`AWS::IoT::Certificate::*`, all but Locality); Locality is here because
