@@ -12,7 +12,7 @@ use factory_ca::keys::{KeyStore, PassphraseSource};
 use factory_ca::services::ca_admin::{CaAdmin, KeyFileOutcome};
 use factory_ca::store::CaRecord;
 
-use super::{CLI_ACTOR, open_store};
+use super::{CLI_ACTOR, StoreNeed, open_store};
 
 #[derive(Subcommand)]
 pub enum CaCommand {
@@ -20,6 +20,7 @@ pub enum CaCommand {
     Create(CaCreate),
     /// Import an existing CA certificate and private key (PEM).
     Import {
+        /// The CA certificate (PEM): basicConstraints CA:TRUE and keyUsage keyCertSign.
         #[arg(long, value_name = "FILE")]
         cert: PathBuf,
         /// The private key: PKCS#8, PKCS#1 or SEC1, or encrypted PKCS#8 with a passphrase.
@@ -35,10 +36,13 @@ pub enum CaCommand {
         #[arg(long)]
         activate: bool,
     },
-    /// List the CAs in the store.
+    /// List the CAs in the store, with a header row.
     List,
     /// Make an existing CA the issuing CA (restart running services to pick it up).
-    Activate { id: String },
+    Activate {
+        /// The CA's id (`ca-` and 16 hex digits), as `ca list` shows it.
+        id: String,
+    },
     /// Encrypt every unencrypted CA key file in place with the configured passphrase
     /// (ca.key_passphrase_env or ca.key_passphrase_file).
     EncryptKeys,
@@ -85,7 +89,11 @@ fn parse_algorithm(s: &str) -> Result<CaAlgorithm, String> {
 }
 
 pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
-    let store = open_store(&settings).await?;
+    let need = match command {
+        CaCommand::Create(_) | CaCommand::Import { .. } => StoreNeed::MayCreate,
+        _ => StoreNeed::Existing,
+    };
+    let store = open_store(&settings, need).await?;
     let keys = KeyStore::from_settings(&settings);
     let ca_admin = CaAdmin::new(&store, &keys);
     match command {
@@ -143,6 +151,7 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
             print_ca(&record);
         }
         CaCommand::List => {
+            println!("ID\tISSUING\tKEY\tSOURCE\tNOT_AFTER\tSUBJECT");
             for record in store.list_cas().await? {
                 print_ca(&record);
             }

@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use factory_ca::app::Application;
 use factory_ca::config::Settings;
-use factory_ca::services::tokens::{self, Role};
+use factory_ca::services::tokens;
 use factory_ca::store::Store;
 
 /// Applies pending migrations and exits.
@@ -18,38 +18,24 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     let store = app.state().store.clone();
-    // First start: the token table has never held a token. (Not "no live admin token": an
-    // admin who revoked every admin token recovers with `factory-ca token create`, and a
-    // secret printed on every restart would end up in log archives.)
-    if store.has_no_tokens().await? {
-        match tokens::create_token(
-            &store,
-            "bootstrap-admin",
-            Role::Admin,
-            "system:first-start",
-            None,
-        )
-        .await
-        {
-            Ok(secret) => eprintln!(
-                "\n  First start: an admin token was created. It is shown only this once:\n\n    \
+    match tokens::create_bootstrap_admin(&store).await {
+        Ok(Some(secret)) => eprintln!(
+            "\n  First start: an admin token was created. It is shown only this once:\n\n    \
                  {}\n\n  Create a station token with it:\n    curl -H \"Authorization: Bearer <admin token>\" \
                  -H 'Content-Type: application/json' \\\n      -d '{{\"name\": \"line-1\", \"role\": \"station\"}}' \
                  {}://{}/v1/admin/tokens\n  or on this machine: factory-ca token create --role station --name line-1\n",
-                secret.expose(),
-                app.scheme(),
-                app.state().settings.server.listen
-            ),
-            // Another replica starting at the same moment made it.
-            Err(tokens::TokenError::NameTaken(_)) => {}
-            Err(e) => return Err(e).context("cannot create the bootstrap admin token"),
-        }
+            secret.expose(),
+            app.scheme(),
+            app.state().settings.server.listen
+        ),
+        Ok(None) => {}
+        Err(e) => return Err(e).context("cannot create the bootstrap admin token"),
     }
     let ca = app.state().issuance.issuing_ca();
     tracing::info!(
         listen = %app.state().settings.server.listen,
         port = app.port(),
-        store = store.backend(),
+        store = %factory_ca::store::describe_location(&app.state().settings),
         issuing_ca = %ca.id(),
         "factory-ca listening"
     );

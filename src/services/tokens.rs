@@ -113,6 +113,32 @@ pub async fn create_token(
     }
 }
 
+/// The bootstrap rule, the only one: when a service starts on a store whose token table has
+/// never held a token, it creates an admin token named `bootstrap-admin` and returns its secret
+/// to be shown once. Not "when no admin token is live": an admin who revoked every admin token
+/// recovers with `factory-ca token create` on the server, and a secret printed on every restart
+/// would end up in log archives. The CLI refuses to create tokens in a store without a CA, so a
+/// command run from the wrong directory cannot use up this first start.
+pub async fn create_bootstrap_admin(store: &Store) -> Result<Option<TokenSecret>, TokenError> {
+    if !store.has_no_tokens().await? {
+        return Ok(None);
+    }
+    match create_token(
+        store,
+        "bootstrap-admin",
+        Role::Admin,
+        "system:first-start",
+        None,
+    )
+    .await
+    {
+        Ok(secret) => Ok(Some(secret)),
+        // Another replica starting at the same moment made it.
+        Err(TokenError::NameTaken(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Revokes the live token `name`; false when there was none.
 pub async fn revoke_token(
     store: &Store,

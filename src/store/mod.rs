@@ -93,7 +93,74 @@ pub mod revocation;
 pub mod stats;
 mod tokens;
 
+/// Where a store lives, for messages: the SQLite file's absolute path, or the PostgreSQL host,
+/// port and database (never the password).
+pub fn describe_location(settings: &Settings) -> String {
+    let url = settings.database_url();
+    match sqlite_path(&url) {
+        Some(path) => {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            format!("SQLite {}", path.display())
+        }
+        None => match PgConnectOptions::from_str(&url) {
+            Ok(options) => format!(
+                "PostgreSQL {}:{}/{}",
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or("(default database)")
+            ),
+            Err(_) => "PostgreSQL (database.url does not parse)".to_owned(),
+        },
+    }
+}
+
+/// The file of a `sqlite:` URL; `None` for other URLs and in-memory databases.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// Whether a store is there to work on, for commands that must not create one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existence {
+    /// No SQLite file, or a PostgreSQL database without factory-ca's tables.
+    Missing,
+    /// The schema is there but no CA was ever created or imported.
+    NoCa,
+    /// A store with at least one CA.
+    Ready,
+}
+
 impl Store {
+    /// Looks at the configured store without creating anything: the SQLite file must exist,
+    /// and a PostgreSQL database must hold factory-ca's tables.
+    pub async fn probe_existing(settings: &Settings) -> anyhow::Result<(Option<Store>, Existence)> {
+        let url = settings.database_url();
+        if let Some(path) = sqlite_path(&url)
+            && !path.exists()
+        {
+            return Ok((None, Existence::Missing));
+        }
+        let store = Store::connect(settings).await?;
+        let has_schema: bool = on_pool!(&store, |pool| sqlx::query_scalar(
+            "SELECT count(*) > 0 FROM _sqlx_migrations WHERE success"
+        )
+        .fetch_one(pool)
+        .await)
+        .unwrap_or(false);
+        if !has_schema {
+            return Ok((Some(store), Existence::Missing));
+        }
+        let existence = if store.list_cas().await?.is_empty() {
+            Existence::NoCa
+        } else {
+            Existence::Ready
+        };
+        Ok((Some(store), existence))
+    }
+
     /// Connects (creating the SQLite file and its directory when needed). Does not migrate.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Store> {
         let url = settings.database_url();

@@ -510,6 +510,10 @@ async fn passphrases_never_reach_logs_answers_or_the_audit_log() {
         ],
     );
     let certificate = openssl_ca_certificate(d, "enc.pem", Some(&passin), "ca.pem");
+    // The CLI works on a store that holds a CA: create the issuing one first (encrypted at rest).
+    let mut create = factory_ca(&data);
+    with_passphrase(&mut create, &at_rest).args(["ca", "create", "--common-name", "Root"]);
+    run(&mut create);
     let admin_token =
         stdout(&run(factory_ca(&data).args([
             "token", "create", "--role", "admin", "--name", "root",

@@ -48,6 +48,7 @@ const CA_EXTS: [&str; 2] = [
 #[test]
 fn token_create_prints_only_the_token_and_list_never_shows_it() {
     let dir = tempfile::tempdir().unwrap();
+    assert!(cli(dir.path(), &["ca", "create"]).status.success());
     let out = cli(
         dir.path(),
         &["token", "create", "--role", "station", "--name", "line-1"],
@@ -138,7 +139,11 @@ async fn ca_create_writes_an_owner_only_key_and_an_aws_acceptable_certificate() 
             .contains("\t-\tecdsa-p256")
     );
     let list = String::from_utf8(cli(dir.path(), &["ca", "list"]).stdout).unwrap();
-    assert_eq!(list.lines().count(), 2);
+    assert_eq!(
+        list.lines().next(),
+        Some("ID\tISSUING\tKEY\tSOURCE\tNOT_AFTER\tSUBJECT")
+    );
+    assert_eq!(list.lines().count(), 3, "a header row and two CAs: {list}");
     assert_eq!(
         list.lines().filter(|l| l.contains("\tissuing\t")).count(),
         1
@@ -388,7 +393,7 @@ fn configuration_errors_say_what_to_fix() {
     // The bench token variable is not a setting and does not break the other commands.
     let out = factory_ca(dir.path())
         .env("FACTORY_CA_BENCH_TOKEN", "fca_x")
-        .args(["ca", "list"])
+        .args(["ca", "create"])
         .output()
         .unwrap();
     assert!(
@@ -396,4 +401,99 @@ fn configuration_errors_say_what_to_fix() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// From another working directory, the commands that work on a deployment refuse a store that
+/// does not exist (or holds no CA) instead of starting a new, empty ledger that the running
+/// service never reads; they say which store they looked at and what to do. The refused
+/// command leaves nothing behind, so the real first start still prints its bootstrap token.
+#[test]
+fn commands_run_from_the_wrong_directory_refuse_an_empty_store_and_say_which() {
+    let service = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let stray = elsewhere.path().join("data");
+    for args in [
+        &["token", "create", "--role", "station", "--name", "line-9"][..],
+        &["token", "list"][..],
+        &["ca", "list"][..],
+        &["ca", "activate", "ca-0000000000000000"][..],
+    ] {
+        let out = factory_ca(&stray)
+            .current_dir(elsewhere.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+        assert!(
+            stderr.contains("there is no factory-ca store at SQLite"),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&stray.display().to_string()), "{stderr}");
+        assert!(stderr.contains("factory-ca ca create"), "{stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} printed {:?}", out.stdout);
+    }
+    assert!(
+        !stray.join("factory-ca.db").exists(),
+        "a refused command created a ledger"
+    );
+
+    // A migrated store without a CA is refused too (no service issues from it).
+    let migrated = factory_ca(&stray).args(["migrate"]).output().unwrap();
+    assert!(migrated.status.success());
+    let out = factory_ca(&stray)
+        .args(["token", "create", "--role", "station", "--name", "line-9"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no CA"));
+
+    // The service's own store: `ca create` starts it and says so; then tokens work and every
+    // command names the store it used.
+    let data = service.path().join("data");
+    let created = factory_ca(&data).args(["ca", "create"]).output().unwrap();
+    assert!(created.status.success());
+    assert!(String::from_utf8_lossy(&created.stderr).contains("creating a new store: SQLite"));
+    let token = factory_ca(&data)
+        .args(["token", "create", "--role", "station", "--name", "line-9"])
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    assert!(String::from_utf8_lossy(&token.stderr).contains("store: SQLite"));
+    let listed = String::from_utf8(
+        factory_ca(&data)
+            .args(["token", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        listed.lines().next(),
+        Some("NAME\tROLE\tSTATUS\tCREATED_AT")
+    );
+    assert!(listed.contains("line-9\tstation\tactive"));
+}
+
+/// The first start of a service on a fresh store prints the bootstrap admin token once, even
+/// after commands were refused elsewhere; a restart does not print it again.
+#[tokio::test]
+async fn the_bootstrap_admin_token_is_printed_on_the_first_start_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let refused = factory_ca(&data)
+        .args(["token", "create", "--role", "station", "--name", "x"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    for (start, expect_token) in [(1, true), (2, false)] {
+        let mut service = Service::start(factory_ca(&data));
+        service.ready().await;
+        let (stderr, _) = service.stop().await;
+        assert_eq!(
+            stderr.contains("shown only this once"),
+            expect_token,
+            "start {start}: {stderr}"
+        );
+    }
 }

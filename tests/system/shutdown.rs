@@ -181,6 +181,9 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_loses_no_record() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let db = fresh_pg_database().await;
+    run(factory_ca(&data)
+        .env("FACTORY_CA_DATABASE__URL", &db)
+        .args(["ca", "create"]));
     let token = String::from_utf8(
         run(factory_ca(&data)
             .env("FACTORY_CA_DATABASE__URL", &db)
@@ -341,6 +344,7 @@ async fn sigint_stops_the_service_with_status_zero_after_the_grace_period() {
     const SHORT_GRACE_SECS: u64 = 2;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    run(factory_ca(&data).args(["ca", "create"]));
     let token = String::from_utf8(
         run(factory_ca(&data).args(["token", "create", "--role", "station", "--name", "line-1"]))
             .stdout,
