@@ -9,20 +9,55 @@ use super::AppState;
 /// How often refused-request counts go from memory to the store.
 const REJECTION_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Flushes the refused-request counts every few seconds. With AWS configured also: retry pending revocation pushes, and sync registered CAs when
-/// `aws.sync_interval_secs` is set. Each round is bounded; errors are logged and retried.
-pub(super) fn background_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut jobs = Vec::new();
+/// The running jobs. At shutdown the flush job is stopped between two flushes (a flush it has
+/// begun, which has taken its counts from memory, completes), the others are aborted.
+pub(super) struct Jobs {
+    flush: tokio::task::JoinHandle<()>,
+    stop_flush: tokio::sync::watch::Sender<bool>,
+    others: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Jobs {
+    pub(super) fn push(&mut self, job: tokio::task::JoinHandle<()>) {
+        self.others.push(job);
+    }
+
+    /// Returns once no job can write to the store any more.
+    pub(super) async fn stop(self) {
+        for job in &self.others {
+            job.abort();
+        }
+        let _ = self.stop_flush.send(true);
+        let _ = self.flush.await;
+        for job in self.others {
+            let _ = job.await;
+        }
+    }
+}
+
+/// Flushes the refused-request counts every few seconds. With AWS configured also: retry pending
+/// revocation pushes, and sync registered CAs when `aws.sync_interval_secs` is set. Each round
+/// is bounded; errors are logged and retried.
+pub(super) fn background_jobs(state: &AppState) -> Jobs {
+    let (stop_flush, mut stopping) = tokio::sync::watch::channel(false);
     let s = state.clone();
-    jobs.push(tokio::spawn(async move {
+    let flush = tokio::spawn(async move {
         let mut tick = tokio::time::interval(REJECTION_FLUSH_INTERVAL);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopping.changed() => return,
+            }
             if let Err(e) = s.rejections.flush(&s.store).await {
                 tracing::warn!(error = %e, "rejection counts not flushed; retrying");
             }
         }
-    }));
+    });
+    let mut jobs = Jobs {
+        flush,
+        stop_flush,
+        others: Vec::new(),
+    };
     if state.iot.is_none() {
         return jobs;
     }

@@ -212,9 +212,8 @@ impl Application {
             result = server => result.context("server error")?,
             () = deadline => tracing::warn!("shutdown grace period over; dropping remaining requests"),
         }
-        for job in jobs {
-            job.abort();
-        }
+        // The last flush runs after the flush job has finished, so no counts are in flight.
+        jobs.stop().await;
         if let Err(e) = rejections.flush(&store).await {
             tracing::warn!(error = %e, "rejection counts of the last seconds were not saved");
         }

@@ -54,19 +54,18 @@ impl RejectionCounter {
         }
     }
 
-    /// Adds the pending counts to the store. On failure they stay pending for the next flush.
+    /// Adds the pending counts to the store. On failure, or when the caller stops waiting (a
+    /// stats client that hangs up, shutdown), they go back to pending for the next flush.
     pub async fn flush(&self, store: &Store) -> StoreResult<()> {
-        let batch: Vec<(RejectionKey, u64)> = self.lock().drain().collect();
-        if batch.is_empty() {
+        let mut taken = Taken {
+            counter: self,
+            batch: self.lock().drain().collect(),
+        };
+        if taken.batch.is_empty() {
             return Ok(());
         }
-        if let Err(e) = store.add_rejection_counts(&batch).await {
-            let mut pending = self.lock();
-            for (key, n) in batch {
-                *pending.entry(key).or_default() += n;
-            }
-            return Err(e);
-        }
+        store.add_rejection_counts(&taken.batch).await?;
+        taken.batch.clear();
         Ok(())
     }
 
@@ -81,6 +80,25 @@ impl RejectionCounter {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Counts taken out of memory for one flush; whatever is still here when it is dropped (the
+/// write failed or was cancelled) is pending again.
+struct Taken<'a> {
+    counter: &'a RejectionCounter,
+    batch: Vec<(RejectionKey, u64)>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let mut pending = self.counter.lock();
+        for (key, n) in self.batch.drain(..) {
+            *pending.entry(key).or_default() += n;
+        }
     }
 }
 
@@ -132,6 +150,25 @@ mod tests {
         };
         assert_eq!(pending[&anonymous], 1);
         assert_eq!(counter.pending(), 4);
+    }
+
+    #[test]
+    fn counts_taken_for_a_flush_that_does_not_finish_are_pending_again() {
+        let counter = RejectionCounter::new();
+        let at = datetime!(2026-11-28 10:05 UTC);
+        counter.record(Some("line-1"), "invalid_csr", "ca-1", at);
+        let taken = Taken {
+            counter: &counter,
+            batch: counter.lock().drain().collect(),
+        };
+        assert_eq!(counter.pending(), 0);
+        counter.record(Some("line-1"), "invalid_csr", "ca-1", at);
+        drop(taken);
+        assert_eq!(
+            counter.pending(),
+            2,
+            "the taken count is back beside the new one"
+        );
     }
 
     #[test]
