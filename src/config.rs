@@ -54,6 +54,26 @@ pub struct ServerSettings {
     /// A revocation through this process applies at once, one elsewhere within this time.
     #[serde(with = "seconds")]
     pub token_cache_secs: Duration,
+    /// Open client connections at most (plain HTTP and HTTPS alike). A connection beyond it
+    /// is closed as soon as it is accepted. At startup the cap is lowered to stay below the
+    /// process's open-file limit (raised to its hard limit first; the log says both).
+    pub max_connections: usize,
+    /// A request head (HTTP/1) must arrive whole within this time after the connection
+    /// opens or after the previous answer; otherwise the connection is closed.
+    #[serde(with = "seconds")]
+    pub header_read_timeout_secs: Duration,
+    /// A request body must arrive whole within this time after its head; otherwise 408
+    /// `request_body_timeout` and the connection is closed.
+    #[serde(with = "seconds")]
+    pub body_read_timeout_secs: Duration,
+    /// A connection with no request in progress for this long is closed (HTTP/1 keep-alive
+    /// and HTTP/2 alike).
+    #[serde(with = "seconds")]
+    pub idle_timeout_secs: Duration,
+    /// HTTP/2: requests (streams) one connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: largest header list of a request (decoded, as RFC 9113 counts it).
+    pub http2_max_header_list_bytes: u32,
     /// HTTPS and station mTLS; without `cert_file` and `key_file`, plain HTTP.
     pub tls: TlsSettings,
 }
@@ -262,6 +282,12 @@ impl Default for ServerSettings {
             station_rate_per_sec: 500.0,
             station_burst: 1000,
             token_cache_secs: Duration::from_secs(5),
+            max_connections: 10_000,
+            header_read_timeout_secs: Duration::from_secs(10),
+            body_read_timeout_secs: Duration::from_secs(20),
+            idle_timeout_secs: Duration::from_secs(60),
+            http2_max_concurrent_streams: 128,
+            http2_max_header_list_bytes: 16 * 1024,
             tls: TlsSettings::default(),
         }
     }
@@ -459,6 +485,7 @@ impl Settings {
                 "server.request_timeout_secs must be at least 1".into(),
             ));
         }
+        self.validate_connections()?;
         self.validate_tls()?;
         if !(1..=3650).contains(&self.policy.validity_days) {
             return Err(ConfigError(
@@ -534,6 +561,43 @@ impl Settings {
                 self.log.level
             ))
         })?;
+        Ok(())
+    }
+
+    /// The connection limits of `[server]`.
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        let seconds = |value: Duration, key: &str, max: u64| {
+            if (Duration::from_secs(1)..=Duration::from_secs(max)).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError(format!(
+                    "server.{key} must be between 1 and {max}"
+                )))
+            }
+        };
+        seconds(
+            server.header_read_timeout_secs,
+            "header_read_timeout_secs",
+            300,
+        )?;
+        seconds(server.body_read_timeout_secs, "body_read_timeout_secs", 600)?;
+        seconds(server.idle_timeout_secs, "idle_timeout_secs", 3600)?;
+        if server.max_connections < 16 {
+            return Err(ConfigError(
+                "server.max_connections must be at least 16".into(),
+            ));
+        }
+        if !(1..=1000).contains(&server.http2_max_concurrent_streams) {
+            return Err(ConfigError(
+                "server.http2_max_concurrent_streams must be between 1 and 1000".into(),
+            ));
+        }
+        if !(4096..=1024 * 1024).contains(&server.http2_max_header_list_bytes) {
+            return Err(ConfigError(
+                "server.http2_max_header_list_bytes must be between 4096 and 1048576".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -81,6 +81,14 @@ fn describe_metrics() {
         "factory_ca_certificates_issued_total",
         "Device certificates issued and committed to the ledger, by issuing CA and key type"
     );
+    describe_gauge!(
+        "factory_ca_connections_open",
+        "Client connections open now (server.max_connections caps them)"
+    );
+    describe_counter!(
+        "factory_ca_connections_refused_total",
+        "Client connections closed at once because server.max_connections were open"
+    );
     describe_counter!(
         "factory_ca_rejections_total",
         "Signing requests refused with a 4xx, by error code"

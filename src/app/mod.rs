@@ -19,6 +19,7 @@ use crate::services::limits::StationRateLimiter;
 use crate::services::rejections::RejectionCounter;
 use crate::store::Store;
 
+mod files;
 mod jobs;
 mod shutdown;
 mod state;
@@ -31,6 +32,8 @@ pub struct Application {
     tls: Option<crate::http::tls::TlsServer>,
     /// `metrics.listen`, when metrics have an address of their own.
     metrics_listener: Option<TcpListener>,
+    /// Timeouts and caps of every client connection (`[server]`).
+    limits: crate::http::server::ConnectionLimits,
     state: AppState,
 }
 
@@ -106,6 +109,30 @@ impl Application {
         if settings.metrics.enabled {
             crate::telemetry::prometheus();
         }
+        let files = files::raise_open_file_limit();
+        let cap = files::connection_cap(
+            settings.server.max_connections,
+            files.soft,
+            settings.database.max_connections,
+        );
+        let show = |limit: Option<u64>| limit.map_or("unlimited".to_owned(), |n| n.to_string());
+        if cap < settings.server.max_connections {
+            tracing::warn!(
+                "open files: soft limit {} (was {}, hard {}); at most {cap} connections, fewer                  than server.max_connections = {} to stay below the file limit: raise the hard                  limit (LimitNOFILE, ulimit -Hn)",
+                show(files.soft),
+                show(files.before),
+                show(files.hard),
+                settings.server.max_connections
+            );
+        } else {
+            tracing::info!(
+                "open files: soft limit {} (was {}, hard {}); at most {cap} connections                  (server.max_connections)",
+                show(files.soft),
+                show(files.before),
+                show(files.hard)
+            );
+        }
+        let limits = crate::http::server::ConnectionLimits::new(&settings.server, cap);
         let iot = iot.map(|registry| {
             Arc::new(crate::aws::metered::MeteredRegistry::new(registry)) as Arc<dyn IotRegistry>
         });
@@ -113,6 +140,7 @@ impl Application {
             listener,
             tls,
             metrics_listener,
+            limits,
             state: AppState {
                 store,
                 keys,
@@ -174,11 +202,16 @@ impl Application {
         let mut jobs = jobs::background_jobs(&self.state);
         if let Some(listener) = self.metrics_listener {
             let metrics = crate::http::routes::metrics::separate_router(self.state.clone());
-            jobs.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, metrics).await {
-                    tracing::error!(error = %e, "the metrics listener failed");
-                }
-            }));
+            // A scraper needs few connections; the metrics port must not eat the file limit.
+            let mut limits = self.limits.clone();
+            limits.max_connections = limits.max_connections.min(64);
+            jobs.push(tokio::spawn(crate::http::server::serve(
+                listener,
+                None,
+                metrics,
+                limits,
+                std::future::pending(),
+            )));
         }
         let app = crate::http::router(self.state);
         let signal = async move {
@@ -186,21 +219,8 @@ impl Application {
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = stopping_tx.send(());
         };
-        // Plain HTTP through axum::serve; HTTPS through the TLS accept loop, which mirrors
-        // axum::serve's graceful shutdown (stop accepting, drain open connections).
-        let (listener, tls) = (self.listener, self.tls);
-        let server = async move {
-            match tls {
-                None => axum::serve(listener, app)
-                    .with_graceful_shutdown(signal)
-                    .await
-                    .map_err(anyhow::Error::from),
-                Some(tls) => {
-                    crate::http::tls::serve(listener, tls, app, signal).await;
-                    Ok(())
-                }
-            }
-        };
+        // Plain HTTP and HTTPS share one accept loop and its limits.
+        let server = crate::http::server::serve(self.listener, self.tls, app, self.limits, signal);
         let deadline = async move {
             if stopping_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -209,7 +229,7 @@ impl Application {
             }
         };
         tokio::select! {
-            result = server => result.context("server error")?,
+            () = server => {}
             () = deadline => tracing::warn!("shutdown grace period over; dropping remaining requests"),
         }
         // The last flush runs after the flush job has finished, so no counts are in flight.

@@ -79,6 +79,8 @@ error_codes! {
     AwsResourceAlreadyExists = (409, "aws_resource_already_exists"),
     /// AWS IoT refused the operation in the resource's current state.
     AwsInvalidState = (409, "aws_invalid_state"),
+    /// The request body did not arrive within `server.body_read_timeout_secs`.
+    RequestBodyTimeout = (408, "request_body_timeout"),
     /// The body exceeds `server.body_limit_bytes`.
     PayloadTooLarge = (413, "payload_too_large"),
     /// The body's content type is not one this route takes.

@@ -5,6 +5,7 @@ pub mod error_code;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 pub mod tls;
 
 use std::sync::Arc;

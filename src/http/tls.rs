@@ -1,6 +1,6 @@
 //! HTTPS and station mTLS: the rustls server configuration built from `[server.tls]` (always on
-//! the aws-lc-rs provider), the accept loop that serves the router over TLS with the same
-//! graceful shutdown as plain HTTP, and the station identity that a verified client certificate
+//! the aws-lc-rs provider), the handshake of each connection (the accept loop, shared with
+//! plain HTTP, is `http::server`), and the station identity that a verified client certificate
 //! gives every request of its connection ([`ClientIdentity`]).
 //!
 //! Identity mapping: a client certificate that chains to a configured station CA (checked by
@@ -12,27 +12,18 @@
 //! name is the same station (same ledger name, rate bucket and idempotency scope).
 
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::Body;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use super::error::ApiError;
 use super::error_code::ErrorCode;
@@ -87,7 +78,7 @@ fn file_error(key: &str, path: &Path, message: impl fmt::Display) -> TlsSetupErr
 /// The HTTPS side of the server: the acceptor and what the station CAs are.
 pub struct TlsServer {
     acceptor: TlsAcceptor,
-    handshake_timeout: Duration,
+    handshake_timeout: std::time::Duration,
     /// The station CA certificates (`client_ca_file`), empty without mTLS.
     station_cas: Vec<CertificateDer<'static>>,
     client_auth: Option<ClientAuth>,
@@ -415,112 +406,45 @@ fn read_crls(
     Ok(crls)
 }
 
-/// Serves `app` over TLS on `listener` until `signal` completes, then stops accepting, lets
-/// every open connection finish its in-flight requests (idle ones close at once) and returns
-/// when all are done. The caller bounds that wait (`server.shutdown_grace_secs`), as it does
-/// for `axum::serve`, whose behaviour this mirrors.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    tls: TlsServer,
-    app: axum::Router,
-    signal: impl Future<Output = ()> + Send + 'static,
-) {
-    let graceful = GracefulShutdown::new();
-    // Connections still in their handshake are dropped at shutdown rather than awaited.
-    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let tls = Arc::new(tls);
-    let mut signal = std::pin::pin!(signal);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = accept(&listener) => accepted,
-            () = &mut signal => break,
-        };
-        tokio::spawn(connection(
-            tcp,
-            peer,
-            tls.clone(),
-            app.clone(),
-            graceful.watcher(),
-            stopping_rx.clone(),
-        ));
-    }
-    drop(listener);
-    let _ = stopping_tx.send(true);
-    graceful.shutdown().await;
-}
-
-/// The next connection. Per-connection errors are skipped; others (such as EMFILE) are logged
-/// and retried after a second, as `axum::serve` does.
-async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionRefused
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::ConnectionReset
-                ) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "accept error");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-}
-
-/// One TCP connection: the handshake (bounded in time), then HTTP/1.1 or HTTP/2 until the
-/// client closes it or shutdown drains it. Never fails the server.
-async fn connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    tls: Arc<TlsServer>,
-    app: axum::Router,
-    watcher: hyper_util::server::graceful::Watcher,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    let _ = tcp.set_nodelay(true);
-    let handshake = tokio::time::timeout(tls.handshake_timeout, handshake(tcp, &tls.acceptor));
-    let stream = tokio::select! {
-        outcome = handshake => match outcome {
+impl TlsServer {
+    /// The TLS handshake on an accepted connection (bounded by `handshake_timeout_secs`), and
+    /// the station identity its client certificate gives. `None` when the connection is done:
+    /// the handshake failed or timed out, or the client spoke plain HTTP and was answered 400.
+    pub(crate) async fn accept(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(
+        tokio_rustls::server::TlsStream<TcpStream>,
+        Option<ClientIdentity>,
+    )> {
+        let handshake =
+            tokio::time::timeout(self.handshake_timeout, handshake(tcp, &self.acceptor));
+        let stream = match handshake.await {
             Ok(Ok(Some(stream))) => stream,
             Ok(Ok(None)) => {
                 tracing::debug!(%peer, "plain HTTP on the HTTPS port: answered 400 https_required");
-                return;
+                return None;
             }
             Ok(Err(e)) => {
                 log_handshake_failure(peer, &e);
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::debug!(%peer, "TLS handshake timed out (server.tls.handshake_timeout_secs)");
-                return;
+                return None;
             }
-        },
-        _ = stopping.wait_for(|stopping| *stopping) => return,
-    };
-    let identity = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|cert| ClientIdentity::from_certificate(cert));
-    if let Some(identity) = &identity {
-        tracing::debug!(%peer, ?identity, "client certificate verified");
-    }
-    let service = app.map_request(move |request: axum::http::Request<Incoming>| {
-        let mut request = request.map(Body::new);
+        };
+        let identity = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|cert| ClientIdentity::from_certificate(cert));
         if let Some(identity) = &identity {
-            request.extensions_mut().insert(identity.clone());
+            tracing::debug!(%peer, ?identity, "client certificate verified");
         }
-        request
-    });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::trace!(%peer, error = %e, "connection ended with an error");
+        Some((stream, identity))
     }
 }
 

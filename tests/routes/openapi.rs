@@ -377,8 +377,9 @@ fn the_readme_error_table_and_the_document_list_the_same_codes() {
         "docs/api.md error table vs. the Problem schema's code enum"
     );
     // Each operation's (code, status) is a row of the table. The router's own answers
-    // (`not_found`, `method_not_allowed`) and `https_required` (the TLS listener) belong to no
-    // operation, so the table may have rows no operation names, but only those.
+    // (`not_found`, `method_not_allowed`), `https_required` (the TLS listener) and
+    // `request_body_timeout` (the connection layer) belong to no operation, so the table may
+    // have rows no operation names, but only those.
     for pair in &pairs {
         assert!(
             readme.contains(pair),
@@ -390,6 +391,7 @@ fn the_readme_error_table_and_the_document_list_the_same_codes() {
         ("not_found", 404),
         ("method_not_allowed", 405),
         ("https_required", 400),
+        ("request_body_timeout", 408),
     ]
     .into_iter()
     .map(|(c, s)| (c.to_owned(), s))
