@@ -5,13 +5,14 @@
 //! header lists. Graceful shutdown: stop accepting, let open connections finish their requests.
 //!
 //! Early answers: a handler may answer before it has read the request body (404, 405, 401,
-//! 413, 415). The rest of the body is then read and discarded, up to `server.body_limit_bytes`
-//! and within the body deadline, before the answer goes out, so that the client's upload ends
-//! normally: over HTTP/2 the stream closes cleanly instead of being reset while the client is
-//! still sending (some clients, curl 7.88 among them, then lose the answer), and over HTTP/1.1
-//! the connection is not closed with unread bytes (which resets it under the answer). A body
-//! announced larger than the limit is not read: the answer is sent, then the HTTP/2 stream is
-//! reset with `NO_ERROR` (RFC 9113 section 8.1) and an HTTP/1.1 connection is closed.
+//! 413, 415). The rest of the body is then read and discarded (up to four times
+//! `server.body_limit_bytes`, at least 1 MiB, and within the body deadline) before the answer
+//! goes out, so that the client's upload ends normally: over HTTP/2 the stream closes cleanly
+//! instead of being reset while the client is still sending (curl 7.88 then loses the answer:
+//! "Stream error in the HTTP/2 framing layer", about half the time on loopback), and over
+//! HTTP/1.1 the connection is not closed under a client still sending (a broken pipe for it).
+//! A body larger than that is not read: the answer is sent, then the HTTP/2 stream is reset
+//! with `NO_ERROR` (RFC 9113 section 8.1) and an HTTP/1.1 connection is closed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -50,7 +51,7 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     pub http2_max_concurrent_streams: u32,
     pub http2_max_header_list_bytes: u32,
-    /// How much of an unread body is read and discarded after an early answer.
+    /// How much of a body is read in all, at most, to discard what the handler left unread.
     pub body_drain_limit: usize,
     /// How long a connection told to close may take to finish its requests.
     pub close_grace: Duration,
@@ -66,7 +67,9 @@ impl ConnectionLimits {
             idle_timeout: server.idle_timeout_secs,
             http2_max_concurrent_streams: server.http2_max_concurrent_streams,
             http2_max_header_list_bytes: server.http2_max_header_list_bytes,
-            body_drain_limit: server.body_limit_bytes,
+            // Four times the body limit, at least 1 MiB: enough for the oversized CSR of a
+            // misconfigured station to end normally and learn its 413, little work otherwise.
+            body_drain_limit: server.body_limit_bytes.saturating_mul(4).max(1 << 20),
             close_grace: server.request_timeout_secs,
         }
     }

@@ -12,14 +12,18 @@
 //! - `aws_moto`: the aws-sdk-iot client against the moto emulator;
 //! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
-//! - `cli`: the command line, run as an operator runs it.
+//! - `cli`: the command line, run as an operator runs it;
+//! - `early_answers`: 404/405/401/413/415 before the body is read, over HTTP/2 and HTTP/1.1;
+//! - `connections`: thousands of slow loopback clients, unfinished bodies, the connection cap.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod aws_moto;
 mod cli;
+mod connections;
 mod dashboard;
+mod early_answers;
 mod outage;
 mod query_plans;
 mod replicas;

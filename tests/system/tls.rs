@@ -50,7 +50,7 @@ fn new_ca(common_name: &str) -> Ca {
 }
 
 /// A station client certificate and its key, in memory and as PEM files (for curl).
-struct StationCert {
+pub(super) struct StationCert {
     cert_der: CertificateDer<'static>,
     key_der: Vec<u8>,
     cert_path: PathBuf,
@@ -87,10 +87,10 @@ fn station_cert(dir: &Path, issuer: &Ca, common_name: &str, serial: u8) -> Stati
 }
 
 /// The test PKI: the server's CA and certificate, and the station CA.
-struct Pki {
-    dir: PathBuf,
+pub(super) struct Pki {
+    pub(super) dir: PathBuf,
     server_ca_der: CertificateDer<'static>,
-    server_ca_path: PathBuf,
+    pub(super) server_ca_path: PathBuf,
     server_cert_path: PathBuf,
     server_key_path: PathBuf,
     station_ca: Ca,
@@ -151,7 +151,7 @@ impl Pki {
         )
     }
 
-    fn rustls_config_with(
+    pub(super) fn rustls_config_with(
         &self,
         identity: Option<&StationCert>,
         versions: &[&'static rustls::SupportedProtocolVersion],
@@ -200,13 +200,13 @@ fn owner_only(path: PathBuf) -> PathBuf {
 }
 
 /// A real server with `[server.tls]`, run until stopped, with a token for each role.
-struct TlsApp {
+pub(super) struct TlsApp {
     base: String,
-    addr: SocketAddr,
+    pub(super) addr: SocketAddr,
     store: Store,
-    pki: Pki,
+    pub(super) pki: Pki,
     admin: String,
-    station: String,
+    pub(super) station: String,
     viewer: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -218,7 +218,7 @@ impl TlsApp {
         Self::spawn_with(backend, client_auth, |_, _| {}).await
     }
 
-    async fn spawn_with(
+    pub(super) async fn spawn_with(
         backend: Backend,
         client_auth: Option<ClientAuth>,
         configure: impl FnOnce(&Pki, &mut Settings),
@@ -255,7 +255,7 @@ impl TlsApp {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
