@@ -1,4 +1,5 @@
-//! Background jobs of a running service: the rejection-count flush, and with AWS configured the
+//! Background jobs of a running service: the rejection-count flush, the database reachability
+//! probe (`services::store_health`), and with AWS configured the
 //! revocation push retry and the periodic sync. Each round is bounded; errors are logged and
 //! retried on the next round.
 
@@ -58,6 +59,9 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
         stop_flush,
         others: Vec::new(),
     };
+    jobs.push(tokio::spawn(state.store_health.clone().run_probe(
+        crate::store::probe::ProbeConnection::new(&state.settings),
+    )));
     if state.iot.is_none() {
         return jobs;
     }

@@ -154,6 +154,7 @@ impl Application {
                 tokens: Arc::new(crate::services::tokens::TokenCache::new(
                     settings.server.token_cache_secs,
                 )),
+                store_health: crate::services::store_health::StoreHealth::new(),
                 settings: Arc::new(settings),
             },
         })

@@ -26,6 +26,8 @@ pub struct AppState {
     pub rejections: Arc<RejectionCounter>,
     /// Live API tokens seen recently (`server.token_cache_secs`).
     pub tokens: Arc<crate::services::tokens::TokenCache>,
+    /// Whether the database answers, as the background probe last found it.
+    pub store_health: Arc<crate::services::store_health::StoreHealth>,
 }
 
 impl AppState {

@@ -121,6 +121,11 @@ impl ApiError {
     }
 }
 
+/// Marks a response whose request failed on the store (the fail-fast layer wakes the
+/// database probe when it sees one).
+#[derive(Clone, Copy, Debug)]
+pub struct StoreFailed;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(cause) = &self.internal {
@@ -141,6 +146,9 @@ impl IntoResponse for ApiError {
             .or((self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.code == ErrorCode::StoreUnavailable {
+            response.extensions_mut().insert(StoreFailed);
         }
         response
     }

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
     let in_flight = Arc::new(Semaphore::new(
         state.settings.server.max_concurrent_requests,
     ));
+    let store_health = state.store_health.clone();
     let (routes, _openapi) = api_routes().split_for_parts();
     routes
         .fallback(not_found)
@@ -91,6 +92,9 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
+        }))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            fail_fast(store_health.clone(), request, next)
         }))
         .layer(axum::middleware::from_fn(move |request, next| {
             shed_load(in_flight.clone(), request, next)
@@ -166,6 +170,31 @@ async fn shed_load(
             .with_retry_after(1),
         ),
     }
+}
+
+/// While the background probe finds the database unreachable, API requests (which all read or
+/// write the ledger) get 503 `store_unavailable` with Retry-After at once instead of each
+/// waiting for the pool's connect timeout. A request that fails on the store wakes the probe.
+async fn fail_fast(
+    health: Arc<crate::services::store_health::StoreHealth>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if request.uri().path().starts_with("/v1/") && !health.is_reachable() {
+        return axum::response::IntoResponse::into_response(
+            ApiError::new(
+                ErrorCode::StoreUnavailable,
+                "the certificate ledger is unreachable; nothing was issued, retry after the \
+                 Retry-After delay",
+            )
+            .with_retry_after(1),
+        );
+    }
+    let response = next.run(request).await;
+    if response.extensions().get::<error::StoreFailed>().is_some() {
+        health.suspect();
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

@@ -89,6 +89,7 @@ pub mod aws;
 mod cas;
 mod certificates;
 pub mod ledger_writer;
+pub mod probe;
 pub mod revocation;
 pub mod stats;
 mod tokens;

@@ -221,3 +221,127 @@ async fn a_database_restart_under_load_loses_no_record_and_recovers_by_itself() 
     assert!(missing.is_empty(), "issued but not recorded: {missing:?}");
     assert!(received.len() >= 16);
 }
+
+/// `GET /readyz`, timed; every answer must come within a second (Kubernetes' default probe
+/// timeout).
+async fn timed_readyz(app: &TestApp) -> (StatusCode, Duration) {
+    let started = Instant::now();
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "/readyz took {took:?}");
+    (ready.status(), took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_down_readyz_answers_within_a_second_and_stations_fail_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::create(dir.path());
+    // The default pool connect timeout (5 s): what each request waited before the probe.
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.database.url = factory_ca::config::Secret::new(cluster.url());
+    })
+    .await;
+    let before = app.sign(&csr("fail-fast-before", "JP").pem).await;
+    assert_eq!(before.status(), StatusCode::CREATED);
+    let before_serial = json(before).await["serial"].as_str().unwrap().to_owned();
+    let (status, _) = timed_readyz(&app).await;
+    assert_eq!(status, StatusCode::OK);
+
+    cluster.stop();
+    let stopped = Instant::now();
+    let mut slowest_ready = Duration::ZERO;
+    loop {
+        let (status, took) = timed_readyz(&app).await;
+        slowest_ready = slowest_ready.max(took);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "/readyz never said 503"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let readyz_noticed = stopped.elapsed();
+
+    // Once the probe has marked the database unreachable, stations are refused at once. Until
+    // then a request waits for the pool: the client gives up after 250 ms and tries again.
+    let mut fast = 0;
+    let mut slowest_refusal = Duration::ZERO;
+    let mut attempts = 0;
+    // Thing names of requests the client gave up on (the service may still record them once
+    // the database is back: their outcome is unknown to the client) and of refused ones.
+    let mut abandoned = BTreeSet::new();
+    let mut refused = BTreeSet::new();
+    while fast < 20 {
+        attempts += 1;
+        assert!(attempts < 200, "stations were not refused at once");
+        let started = Instant::now();
+        let thing = format!("fail-fast-down-{attempts}");
+        let pem = csr(&thing, "JP").pem;
+        let Ok(response) = tokio::time::timeout(Duration::from_millis(250), app.sign(&pem)).await
+        else {
+            assert_eq!(fast, 0, "a slow answer after fast refusals");
+            abandoned.insert(thing);
+            continue;
+        };
+        refused.insert(thing);
+        let took = started.elapsed();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("retry-after"));
+        assert_eq!(json(response).await["code"], "store_unavailable");
+        fast += 1;
+        slowest_refusal = slowest_refusal.max(took);
+    }
+    let refusing_at_once = stopped.elapsed();
+    for _ in 0..5 {
+        let (status, took) = timed_readyz(&app).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        slowest_ready = slowest_ready.max(took);
+    }
+
+    cluster.start();
+    let started = Instant::now();
+    loop {
+        let (status, took) = timed_readyz(&app).await;
+        slowest_ready = slowest_ready.max(took);
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovered = started.elapsed();
+    let after = app.sign(&csr("fail-fast-after", "JP").pem).await;
+    assert_eq!(after.status(), StatusCode::CREATED);
+    let after_serial = json(after).await["serial"].as_str().unwrap().to_owned();
+    eprintln!(
+        "/readyz slowest {slowest_ready:?}; 503 from /readyz {readyz_noticed:?} after the stop, \
+         stations refused at once from {refusing_at_once:?} (slowest refusal \
+         {slowest_refusal:?}); ready again {recovered:?} after the start"
+    );
+    // Both 201s are in the ledger; no refused request left a row.
+    let listed = json(app.get(&app.viewer, "/v1/certificates?limit=100").await).await;
+    let rows: BTreeSet<String> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["thing_name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(rows.contains("fail-fast-before") && rows.contains("fail-fast-after"));
+    for thing in &rows {
+        assert!(
+            thing.starts_with("fail-fast-before")
+                || thing.starts_with("fail-fast-after")
+                || abandoned.contains(thing),
+            "a row for a request answered 503: {thing}"
+        );
+        assert!(!refused.contains(thing));
+    }
+    for serial in [before_serial, after_serial] {
+        let response = app
+            .get(&app.viewer, &format!("/v1/certificates/{serial}"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}

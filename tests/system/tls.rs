@@ -683,6 +683,43 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     assert_still_serving(&app).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_head_over_tls_is_closed_after_the_header_timeout() {
+    let app = TlsApp::spawn_with(Backend::Sqlite, None, |_, s| {
+        s.server.header_read_timeout_secs = Duration::from_secs(2);
+    })
+    .await;
+    let config = Arc::new(app.pki.rustls_config(None));
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("handshake");
+    let start = std::time::Instant::now();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        // One header line a second; the head never ends. Bounded to 20 lines.
+        assert!(start.elapsed() < Duration::from_secs(20), "never closed");
+        tokio::select! {
+            read = tls.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break start.elapsed(),
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                if tls.write_all(b"x-slow: 1\r\n").await.is_err() {
+                    break start.elapsed();
+                }
+            }
+        }
+    };
+    assert!(closed < Duration::from_secs(5), "closed after {closed:?}");
+    assert_still_serving(&app).await;
+}
+
 /// Reads from `stream` until `needle` has been seen (bounded in bytes; the caller bounds time).
 async fn read_until<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, needle: &[u8]) -> String {
     let mut seen = Vec::new();
