@@ -82,6 +82,15 @@ fn describe_metrics() {
         "Device certificates issued and committed to the ledger, by issuing CA and key type"
     );
     describe_gauge!(
+        "factory_ca_store_reachable",
+        "1 while the database probe succeeds, 0 once it has failed twice in a row"
+    );
+    describe_histogram!(
+        "factory_ca_store_probe_duration_seconds",
+        Unit::Seconds,
+        "One round trip of the database reachability probe"
+    );
+    describe_gauge!(
         "factory_ca_connections_open",
         "Client connections open now (server.max_connections caps them)"
     );

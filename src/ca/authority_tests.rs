@@ -189,7 +189,7 @@ fn a_ca_whose_key_usage_lacks_crl_sign_signs_no_crl() {
     let ca = CertificateAuthority::load(&pem, &key.serialize_pem()).unwrap();
     let err = ca.crl(&[], datetime!(2026-06-01 0:00 UTC)).unwrap_err();
     assert!(
-        matches!(&err, CaError::Rejected(m) if m.contains("cRLSign")),
+        matches!(&err, CaError::NotPermitted(m) if m.contains("cRLSign")),
         "{err}"
     );
 }

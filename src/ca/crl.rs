@@ -88,9 +88,10 @@ impl CertificateAuthority {
     pub fn crl(&self, revoked: &[RevokedEntry], now: OffsetDateTime) -> Result<Vec<u8>, CaError> {
         let key_usages = self.issuer.key_usages();
         if !key_usages.is_empty() && !key_usages.contains(&KeyUsagePurpose::CrlSign) {
-            return Err(CaError::Rejected(format!(
+            return Err(CaError::NotPermitted(format!(
                 "the certificate of CA {} has a keyUsage without cRLSign, so it may not sign \
-                 CRLs (RFC 5280 section 4.2.1.3)",
+                 CRLs (RFC 5280 section 4.2.1.3); revoke through AWS IoT, or import the CA \
+                 again with a certificate whose keyUsage includes cRLSign",
                 self.id()
             )));
         }

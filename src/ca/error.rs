@@ -9,6 +9,10 @@ pub enum CaError {
     /// The CA cannot sign now (e.g. its certificate has expired).
     #[error("{0}")]
     Unavailable(String),
+    /// The CA's certificate does not allow what was asked (a keyUsage without cRLSign may not
+    /// sign CRLs); a property of the CA, not a failure.
+    #[error("{0}")]
+    NotPermitted(String),
     /// A failure inside the crypto library; not the caller's fault.
     #[error("signing failed: {0}")]
     Crypto(String),

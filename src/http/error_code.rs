@@ -81,6 +81,8 @@ error_codes! {
     AwsInvalidState = (409, "aws_invalid_state"),
     /// The request body did not arrive within `server.body_read_timeout_secs`.
     RequestBodyTimeout = (408, "request_body_timeout"),
+    /// The CA's certificate does not allow it to sign CRLs (keyUsage without cRLSign).
+    CaCannotSignCrls = (409, "ca_cannot_sign_crls"),
     /// The body exceeds `server.body_limit_bytes`.
     PayloadTooLarge = (413, "payload_too_large"),
     /// The body's content type is not one this route takes.

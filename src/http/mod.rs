@@ -173,14 +173,17 @@ async fn shed_load(
 }
 
 /// While the background probe finds the database unreachable, API requests (which all read or
-/// write the ledger) get 503 `store_unavailable` with Retry-After at once instead of each
+/// write the store, but for the CA certificate) get 503 `store_unavailable` with Retry-After at once instead of each
 /// waiting for the pool's connect timeout. A request that fails on the store wakes the probe.
 async fn fail_fast(
     health: Arc<crate::services::store_health::StoreHealth>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if request.uri().path().starts_with("/v1/") && !health.is_reachable() {
+    let path = request.uri().path();
+    // The CA certificate is served from memory.
+    let needs_store = path.starts_with("/v1/") && path != "/v1/ca.pem";
+    if needs_store && !health.is_reachable() {
         return axum::response::IntoResponse::into_response(
             ApiError::new(
                 ErrorCode::StoreUnavailable,

@@ -237,7 +237,11 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ),
     (
         "GET /v1/cas/{id}/crl",
-        &[&[ErrorCode::InvalidQuery], CA_NOT_FOUND, STORE],
+        &[
+            &[ErrorCode::InvalidQuery, ErrorCode::CaCannotSignCrls],
+            CA_NOT_FOUND,
+            STORE,
+        ],
     ),
     ("GET /healthz", &[]),
     ("GET /readyz", &[]),

@@ -24,6 +24,7 @@ on_both_backends!(
     openssl_refuses_a_revoked_certificate_with_the_pem_crl_and_accepts_an_active_one,
     a_non_issuing_ca_signs_its_own_crl,
     crls_of_unknown_cas_are_404_and_bad_formats_400,
+    the_crl_of_an_imported_ca_without_crl_sign_is_409_with_its_own_code,
 );
 
 struct Issued {
@@ -662,4 +663,54 @@ async fn crls_of_unknown_cas_are_404_and_bad_formats_400(backend: Backend) {
         "{}",
         all_output(&text)
     );
+}
+
+/// An imported CA whose keyUsage allows keyCertSign but not cRLSign (RFC 5280 section 4.2.1.3)
+/// signs device certificates but no CRL: a known condition, answered 409 with its own code.
+async fn the_crl_of_an_imported_ca_without_crl_sign_is_409_with_its_own_code(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Imported Without cRLSign");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(30);
+    let certificate = params.self_signed(&key).unwrap();
+    let imported = app
+        .admin_json(
+            reqwest::Method::POST,
+            "/v1/admin/cas/import",
+            serde_json::json!({
+                "certificate_pem": certificate.pem(),
+                "private_key_pem": key.serialize_pem(),
+            }),
+        )
+        .await;
+    assert_eq!(imported.status(), StatusCode::CREATED);
+    let ca_id = json(imported).await["id"].as_str().unwrap().to_owned();
+
+    for query in ["", "?format=pem"] {
+        let response = app
+            .client
+            .get(app.url(&format!("/v1/cas/{ca_id}/crl{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let problem = json(response).await;
+        assert_eq!(problem["code"], "ca_cannot_sign_crls");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("cRLSign"),
+            "{problem}"
+        );
+    }
+    // The issuing CA's CRL is unaffected.
+    let issuing = json(app.get(&app.viewer, "/v1/ca").await).await;
+    let (_, der) = fetch_crl(&app, issuing["id"].as_str().unwrap(), "").await;
+    assert!(!der.is_empty());
 }

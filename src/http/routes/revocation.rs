@@ -253,7 +253,10 @@ pub async fn crl(
     let revoked = state.store.revoked_entries(ca.id()).await?;
     let der = ca
         .crl(&revoked, OffsetDateTime::now_utc())
-        .map_err(|e| ApiError::internal(format!("CA {}: {e}", ca.id())))?;
+        .map_err(|e| match e {
+            ca::CaError::NotPermitted(m) => ApiError::new(ErrorCode::CaCannotSignCrls, m),
+            other => ApiError::internal(format!("CA {}: {other}", ca.id())),
+        })?;
     let (content_type, body) = if pem {
         (
             "application/x-pem-file",
