@@ -6,6 +6,7 @@
 //!
 //! - `outage`: a private PostgreSQL cluster stopped and started under load;
 //! - `shutdown`: SIGTERM and SIGINT to `factory-ca serve` under load;
+//! - `crash`: `kill -9` of `factory-ca serve` under load, on SQLite and PostgreSQL;
 //! - `replicas`: three `factory-ca serve` processes on one database;
 //! - `query_plans`: a million-row ledger and its `EXPLAIN` plans;
 //! - `dashboard`: the page in headless Chromium through chromedriver;
@@ -22,6 +23,7 @@ mod common;
 mod aws_moto;
 mod cli;
 mod connections;
+mod crash;
 mod dashboard;
 mod early_answers;
 mod outage;
