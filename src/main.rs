@@ -1,5 +1,5 @@
 //! The `factory-ca` command line: `serve` (the default), `migrate`, `ca ...`, `token ...`,
-//! `bench`. Parsing and dispatch only; each command group lives in `src/cli/`.
+//! `backup`, `restore`, `bench`. Parsing and dispatch only; each command group lives in `src/cli/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,19 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
+    /// Write a backup (SQLite ledger snapshot, CA key files, settings, manifest) into a new
+    /// directory while the service keeps serving.
+    Backup {
+        /// The backup directory: new, or empty.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Restore a backup into an empty data directory, after checking its manifest.
+    Restore {
+        /// A directory written by `factory-ca backup`.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+    },
     /// Simulate stations: post N fresh CSRs over C connections and report throughput and latency.
     Bench(factory_ca::bench::BenchArgs),
 }
@@ -67,6 +80,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => cli::serve::migrate(settings).await,
         Command::Ca(command) => cli::ca::run(command, settings).await,
         Command::Token(command) => cli::token::run(command, settings).await,
+        Command::Backup { out } => cli::backup::backup(settings, &out).await,
+        Command::Restore { from } => cli::backup::restore(settings, &from).await,
         Command::Bench(args) => factory_ca::bench::run(args).await,
     }
 }

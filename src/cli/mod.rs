@@ -5,6 +5,7 @@ use factory_ca::config::Settings;
 use factory_ca::services::ca_admin::Actor;
 use factory_ca::store::{Existence, Store, describe_location};
 
+pub mod backup;
 pub mod ca;
 pub mod serve;
 pub mod token;

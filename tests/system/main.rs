@@ -6,6 +6,7 @@
 //!
 //! - `outage`: a private PostgreSQL cluster stopped and started under load;
 //! - `shutdown`: SIGTERM and SIGINT to `factory-ca serve` under load;
+//! - `backup`: `factory-ca backup` under load and `factory-ca restore`;
 //! - `crash`: `kill -9` of `factory-ca serve` under load, on SQLite and PostgreSQL;
 //! - `replicas`: three `factory-ca serve` processes on one database;
 //! - `query_plans`: a million-row ledger and its `EXPLAIN` plans;
@@ -21,6 +22,7 @@
 mod common;
 
 mod aws_moto;
+mod backup;
 mod cli;
 mod connections;
 mod crash;
