@@ -149,8 +149,14 @@ impl Store {
         let cert = &new.certificate;
         let not_after = Timestamp::new(cert.not_after);
         let result: Result<RecordOutcome, sqlx::Error> = on_pool!(self, |pool| {
-            async {
-                let mut tx = pool.begin().await?;
+            // A connection whose transaction failed is closed, not returned to the pool: after
+            // SQLITE_FULL, SQLite may have rolled the transaction back by itself, the ROLLBACK
+            // on drop then fails, and sqlx would hand out a connection that believes it is
+            // still in a transaction (the next "BEGIN" becomes a savepoint and its "COMMIT"
+            // commits nothing: a certificate answered without its row).
+            let mut conn = pool.acquire().await?;
+            let outcome = async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 sqlx::query(
                     "INSERT INTO issued_certificates (serial, ca_id, thing_name, country, subject, \
                      key_algorithm, spki_sha256, aws_certificate_id, certificate_der, not_before, \
@@ -224,7 +230,11 @@ impl Store {
                 tx.commit().await?;
                 Ok(RecordOutcome::Recorded)
             }
-            .await
+            .await;
+            if outcome.is_err() {
+                conn.close_on_drop();
+            }
+            outcome
         });
         Ok(result?)
     }

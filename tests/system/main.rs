@@ -7,6 +7,7 @@
 //! - `outage`: a private PostgreSQL cluster stopped and started under load;
 //! - `shutdown`: SIGTERM and SIGINT to `factory-ca serve` under load;
 //! - `backup`: `factory-ca backup` under load and `factory-ca restore`;
+//! - `disk_full`: the SQLite data directory on a full tmpfs, then space returns;
 //! - `crash`: `kill -9` of `factory-ca serve` under load, on SQLite and PostgreSQL;
 //! - `replicas`: three `factory-ca serve` processes on one database;
 //! - `query_plans`: a million-row ledger and its `EXPLAIN` plans;
@@ -27,6 +28,7 @@ mod cli;
 mod connections;
 mod crash;
 mod dashboard;
+mod disk_full;
 mod early_answers;
 mod outage;
 mod query_plans;
