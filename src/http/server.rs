@@ -410,6 +410,8 @@ struct BodySlot {
     body: Incoming,
     /// The body ended, or failed (then nothing more is read from it).
     done: bool,
+    /// The handler's last read found no bytes: it is waiting for the client.
+    waiting: bool,
     read: usize,
 }
 
@@ -418,6 +420,7 @@ impl SharedBody {
         SharedBody(Arc::new(Mutex::new(BodySlot {
             body,
             done: false,
+            waiting: false,
             read: 0,
         })))
     }
@@ -431,11 +434,19 @@ impl SharedBody {
         slot.done || hyper::body::Body::is_end_stream(&slot.body)
     }
 
-    /// Completes at `deadline` if the body has not arrived whole by then; never otherwise.
+    /// Completes once the deadline has passed while the handler waits for body bytes that
+    /// have not come; never when the body has ended. A handler that does not read the body
+    /// (a long admin call with an ignored body) is not cut short.
     async fn overdue(&self, deadline: Instant) {
         tokio::time::sleep_until(deadline).await;
-        if self.finished() {
-            std::future::pending::<()>().await;
+        loop {
+            if self.finished() {
+                std::future::pending::<()>().await;
+            }
+            if self.slot().waiting {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -477,6 +488,7 @@ impl hyper::body::Body for SharedBody {
             return Poll::Ready(None);
         }
         let polled = Pin::new(&mut slot.body).poll_frame(cx);
+        slot.waiting = polled.is_pending();
         match &polled {
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => slot.done = true,
             Poll::Ready(Some(Ok(frame))) => {
