@@ -10,6 +10,7 @@ mod common;
 
 mod audit;
 mod aws;
+mod aws_answers;
 mod cas;
 mod certificates;
 mod dashboard;
