@@ -47,6 +47,7 @@ struct State {
     templates: BTreeMap<String, String>,
     calls: Vec<String>,
     fail_next: Option<AwsError>,
+    auto_registration_ignored: bool,
 }
 
 pub struct FakeIotRegistry {
@@ -79,6 +80,13 @@ impl FakeIotRegistry {
     /// The next call fails with `error` (then calls succeed again).
     pub fn fail_next(&self, error: AwsError) {
         self.state().fail_next = Some(error);
+    }
+
+    /// From now on, accept auto-registration in RegisterCACertificate and UpdateCACertificate
+    /// but keep it off, as the moto emulator does: for tests of answers that must show what AWS
+    /// did rather than what was asked.
+    pub fn ignore_auto_registration(&self) {
+        self.state().auto_registration_ignored = true;
     }
 
     /// The operations called so far, in order (e.g. `RegisterCACertificate`).
@@ -312,13 +320,14 @@ impl IotRegistry for FakeIotRegistry {
                 request_id: Some(request_id()),
             }));
         }
+        let auto_registration = req.allow_auto_registration && !state.auto_registration_ignored;
         state.cas.insert(
             id.clone(),
             FakeCa {
                 der,
                 subject,
                 active: req.set_as_active,
-                auto_registration: req.allow_auto_registration,
+                auto_registration,
                 mode: req.mode,
                 registration_config: req.registration_config,
             },
@@ -364,6 +373,7 @@ impl IotRegistry for FakeIotRegistry {
         if let Some(config) = &update.registration_config {
             check_registration_config(config, &state.templates)?;
         }
+        let ignored = state.auto_registration_ignored;
         let ca = state.cas.get_mut(certificate_id).ok_or_else(|| {
             aws(
                 AwsError::NotFound,
@@ -374,7 +384,7 @@ impl IotRegistry for FakeIotRegistry {
             ca.active = active;
         }
         if let Some(auto) = update.auto_registration {
-            ca.auto_registration = auto;
+            ca.auto_registration = auto && !ignored;
         }
         if let Some(config) = update.registration_config {
             ca.registration_config = Some(config);

@@ -111,3 +111,198 @@ async fn aws_refusals_show_awss_code_message_status_and_request_id_in_detail_and
     assert_eq!(audit["outcome"], "failure", "{audit}");
     assert_eq!(audit["detail"], detail);
 }
+
+fn item<'a>(outcome: &'a serde_json::Value, field: &str) -> &'a serde_json::Value {
+    outcome["requested_vs_actual"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == field)
+        .unwrap_or_else(|| panic!("no {field} in {outcome}"))
+}
+
+#[tokio::test]
+async fn register_and_patch_state_requested_versus_actual_and_name_each_difference() {
+    let fake = Arc::new(FakeIotRegistry::new());
+    // AWS (here: the fake, as the moto emulator does) accepts the flag and keeps it off.
+    fake.ignore_auto_registration();
+    let app = TestApp::spawn_with_iot(Backend::Sqlite, fake.clone(), |_| {}).await;
+    let ca = issuing_ca_id(&app).await;
+    let base = format!("/v1/admin/cas/{ca}/aws");
+    let response = app
+        .admin_json(
+            Method::POST,
+            &format!("{base}/register"),
+            json!({"mode": "default", "activate": true, "auto_registration": true,
+                   "role_arn": ROLE, "template": simple_template()}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let outcome = json(response).await;
+    // The stored registration is still at the top level, now AWS's view.
+    assert_eq!(outcome["auto_registration"], false);
+    assert_eq!(outcome["status"], "ACTIVE");
+    let auto = item(&outcome, "auto_registration");
+    assert_eq!(
+        (&auto["requested"], &auto["actual"], &auto["matches"]),
+        (&json!(true), &json!(false), &json!(false))
+    );
+    for (field, value) in [
+        ("status", "ACTIVE"),
+        ("mode", "DEFAULT"),
+        ("template", "inline"),
+    ] {
+        let f = item(&outcome, field);
+        assert_eq!(
+            (&f["requested"], &f["actual"]),
+            (&json!(value), &json!(value))
+        );
+        assert_eq!(f["matches"], true);
+    }
+    assert_eq!(
+        outcome["differences"],
+        json!(["auto_registration: requested true, AWS says false"])
+    );
+    let warnings = outcome["warnings"].to_string();
+    assert!(
+        warnings.contains("jitp_ready: auto_registration is off"),
+        "{warnings}"
+    );
+
+    // PATCH: AWS's spelling is accepted as well as ours, and the answer compares again.
+    let response = app
+        .admin_json(
+            Method::PATCH,
+            &base,
+            json!({"status": "INACTIVE", "auto_registration": true}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let outcome = json(response).await;
+    assert_eq!(outcome["status"], "INACTIVE");
+    assert_eq!(item(&outcome, "status")["matches"], true);
+    assert_eq!(
+        outcome["differences"],
+        json!(["auto_registration: requested true, AWS says false"])
+    );
+    let response = app
+        .admin_json(Method::PATCH, &base, json!({"status": "Active"}))
+        .await;
+    let outcome = json(response).await;
+    assert_eq!(outcome["status"], "ACTIVE", "{outcome}");
+    assert_eq!(outcome["requested_vs_actual"].as_array().unwrap().len(), 1);
+    assert_eq!(outcome["differences"], json!([]));
+    let response = app
+        .admin_json(Method::PATCH, &base, json!({"status": "on"}))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let detail = json(response).await["detail"].to_string();
+    assert!(
+        detail.contains("\\\"active\\\" or \\\"inactive\\\""),
+        "{detail}"
+    );
+
+    // Registering again answers 200 and says the body was ignored.
+    let response = app
+        .admin_json(
+            Method::POST,
+            &format!("{base}/register"),
+            json!({"mode": "sni_only"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let outcome = json(response).await;
+    assert_eq!(outcome["requested_vs_actual"], json!([]));
+    assert!(
+        outcome["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("the CA was already registered, so the request body was ignored")
+    );
+}
+
+#[tokio::test]
+async fn auto_registration_without_a_template_is_flagged_by_preflight_register_and_patch() {
+    let fake = Arc::new(FakeIotRegistry::new());
+    let app = TestApp::spawn_with_iot(Backend::Sqlite, fake.clone(), |_| {}).await;
+    let ca = issuing_ca_id(&app).await;
+    let base = format!("/v1/admin/cas/{ca}/aws");
+    let jitp_ready = |report: &serde_json::Value| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "jitp_ready")
+            .cloned()
+            .unwrap()
+    };
+
+    // Not registered: the check says what JITP needs, as a warning; preflight still passes.
+    let report = json(app.get(&app.admin, &format!("{base}/preflight")).await).await;
+    assert_eq!(report["ok"], true, "{report}");
+    let check = jitp_ready(&report);
+    assert_eq!(
+        (&check["ok"], &check["warning"]),
+        (&json!(false), &json!(true))
+    );
+    assert!(check["detail"].as_str().unwrap().contains("not registered"));
+
+    // Registered with auto-registration and no template: accepted, with the warning.
+    let response = app
+        .admin_json(
+            Method::POST,
+            &format!("{base}/register"),
+            json!({"mode": "default", "auto_registration": true}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let outcome = json(response).await;
+    assert_eq!(outcome["differences"], json!([]));
+    let warnings = outcome["warnings"].to_string();
+    assert!(
+        warnings.contains("auto_registration is on but no JITP template is attached")
+            && warnings.contains("never become things"),
+        "{warnings}"
+    );
+    let report = json(app.get(&app.admin, &format!("{base}/preflight")).await).await;
+    assert_eq!(report["ok"], true);
+    assert!(
+        report["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("jitp_ready: auto_registration is on but no JITP template"),
+        "{report}"
+    );
+
+    // PATCH warns the same way while no template is attached.
+    let outcome = json(
+        app.admin_json(Method::PATCH, &base, json!({"auto_registration": true}))
+            .await,
+    )
+    .await;
+    assert!(
+        outcome["warnings"]
+            .to_string()
+            .contains("no JITP template is attached"),
+        "{outcome}"
+    );
+
+    // With a template attached, JITP is ready and nothing is flagged.
+    let response = app
+        .admin_json(
+            Method::PUT,
+            &format!("{base}/template"),
+            json!({"role_arn": ROLE, "template": simple_template()}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let report = json(app.get(&app.admin, &format!("{base}/preflight")).await).await;
+    assert_eq!(jitp_ready(&report)["ok"], true, "{report}");
+    assert_eq!(report["warnings"], json!([]));
+    let outcome = json(
+        app.admin_json(Method::PATCH, &base, json!({"status": "active"}))
+            .await,
+    )
+    .await;
+    assert_eq!(outcome["warnings"], json!([]), "{outcome}");
+}

@@ -190,10 +190,11 @@ async fn the_sdk_client_drives_every_call_moto_implements() {
     assert!(matches!(unknown, AwsError::NotFound(_)), "{unknown:?}");
 }
 
-/// moto implements no provisioning templates: CreateProvisioningTemplate answers an HTML 500
-/// page. The answer names the HTTP status in one line, not the SDK's debug dump.
+/// Through the service: moto ignores auto-registration, which the register answer names as a
+/// difference; and moto implements no provisioning templates (CreateProvisioningTemplate answers
+/// an HTML 500 page), which the answer names in one line, not the SDK's debug dump.
 #[tokio::test]
-async fn a_named_template_the_emulator_cannot_create_gets_a_one_line_answer() {
+async fn the_service_names_what_the_emulator_did_not_do_in_one_line() {
     use crate::common::*;
     use reqwest::{Method, StatusCode};
     use serde_json::json;
@@ -214,10 +215,18 @@ async fn a_named_template_the_emulator_cannot_create_gets_a_one_line_answer() {
         .admin_json(
             Method::POST,
             &format!("{base}/register"),
-            json!({"mode": "default", "role_arn": role, "template": template}),
+            json!({"mode": "default", "auto_registration": true, "role_arn": role,
+                   "template": template}),
         )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
+    // moto accepts allowAutoRegistration and keeps it off: the answer says so.
+    let outcome = json(response).await;
+    assert_eq!(
+        outcome["differences"],
+        json!(["auto_registration: requested true, AWS says false"]),
+        "{outcome}"
+    );
 
     let response = app
         .admin_json(

@@ -10,7 +10,8 @@ use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminCaller, ApiJson};
 use crate::provisioning::{
-    PreviewAnswer, PreviewRequest, RegisterRequest, StatusChange, SyncReport, TemplateRequest,
+    PreviewAnswer, PreviewRequest, RegisterRequest, RegistrationOutcome, StatusChange, SyncReport,
+    TemplateRequest,
 };
 use crate::store::aws::AwsRegistration;
 
@@ -49,9 +50,11 @@ pub async fn preflight(
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::RegisterRequest,
     responses(
-        (status = 201, description = "Registered", body = AwsRegistration),
-        (status = 200, description = "Already registered (refreshed from AWS)",
-            body = AwsRegistration),
+        (status = 201, description = "Registered: the registration as AWS has it, each \
+            requested setting beside AWS's, the differences and JITP warnings",
+            body = RegistrationOutcome),
+        (status = 200, description = "Already registered (refreshed from AWS; the body is \
+            ignored)", body = RegistrationOutcome),
     ),
     security(("bearer_token" = ["admin"]))
 )]
@@ -103,7 +106,9 @@ pub async fn aws_state(
     operation_id = "update_ca_in_aws",
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::StatusChange,
-    responses((status = 200, description = "The stored registration", body = AwsRegistration)),
+    responses((status = 200, description = "The registration as AWS has it after the change, \
+        each requested setting beside AWS's, the differences and JITP warnings",
+        body = RegistrationOutcome)),
     security(("bearer_token" = ["admin"]))
 )]
 pub async fn change_status(
@@ -111,7 +116,7 @@ pub async fn change_status(
     admin: AdminCaller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusChange>,
-) -> Result<Json<AwsRegistration>, ApiError> {
+) -> Result<Json<RegistrationOutcome>, ApiError> {
     Ok(Json(
         state
             .provisioning()
