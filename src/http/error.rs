@@ -73,6 +73,16 @@ impl ApiError {
         )
     }
 
+    /// A 401 that says what was wrong with the credentials, then what to send.
+    pub fn unauthorized_because(reason: &str) -> Self {
+        Self::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "{reason}; send a valid, unrevoked API token as 'Authorization: Bearer <token>'"
+            ),
+        )
+    }
+
     pub fn forbidden(needed: &str) -> Self {
         Self::new(
             ErrorCode::Forbidden,
@@ -182,7 +192,7 @@ impl From<IssuanceError> for ApiError {
         match e {
             IssuanceError::Csr(e) => e.into(),
             IssuanceError::Policy(v) => v.into(),
-            e @ IssuanceError::ThingAlreadyProvisioned(_) => {
+            e @ IssuanceError::ThingAlreadyProvisioned { .. } => {
                 ApiError::new(ErrorCode::ThingAlreadyProvisioned, e.to_string())
             }
             e @ IssuanceError::IdempotencyKeyReused => {

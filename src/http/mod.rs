@@ -3,6 +3,7 @@
 pub mod error;
 pub mod error_code;
 pub mod extract;
+pub(crate) mod messages;
 pub mod openapi;
 pub mod routes;
 pub mod tls;

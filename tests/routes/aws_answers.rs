@@ -306,3 +306,26 @@ async fn auto_registration_without_a_template_is_flagged_by_preflight_register_a
     .await;
     assert_eq!(outcome["warnings"], json!([]), "{outcome}");
 }
+
+#[tokio::test]
+async fn a_preview_from_a_csr_has_a_null_certificate_id() {
+    let fake = Arc::new(FakeIotRegistry::new());
+    let app = TestApp::spawn_with_iot(Backend::Sqlite, fake, |_| {}).await;
+    let ca = issuing_ca_id(&app).await;
+    let with_id = json!({"simple": {"attributes": {"cert": "Id"}, "policy_name": "P"}});
+    let response = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/template/preview"),
+            json!({"csr": csr("Preview-Id", "JP").pem, "template": with_id}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = json(response).await;
+    assert!(answer["device"]["certificate_id"].is_null(), "{answer}");
+    assert_eq!(answer["would_provision"], true, "{answer}");
+    assert_eq!(
+        answer["preview"]["attributes"]["cert"],
+        "certificate-id-computed-by-aws"
+    );
+}

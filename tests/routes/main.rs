@@ -15,6 +15,7 @@ mod cas;
 mod certificates;
 mod dashboard;
 mod health;
+mod messages;
 mod openapi;
 mod revocation;
 mod stats;

@@ -175,16 +175,33 @@ fn csr_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> 
             let parsed: CsrBody = serde_json::from_slice(body).map_err(|e| {
                 ApiError::new(
                     ErrorCode::InvalidRequest,
-                    format!("the body must be a JSON object {{\"csr\": \"<PEM>\"}}: {e}"),
+                    format!(
+                        "the body must be a JSON object {{\"csr\": \"<PEM>\"}}; {}",
+                        crate::http::messages::plain_serde_json(&e)
+                    ),
                 )
             })?;
             Ok(parsed.csr.into_bytes())
         }
+        PKCS10 if looks_like_json(body) => Err(ApiError::new(
+            ErrorCode::InvalidCsr,
+            "the body is JSON but was sent as application/pkcs10: send {\"csr\": \"<PEM>\"} \
+             with Content-Type: application/json, or the PEM or DER CSR itself as \
+             application/pkcs10",
+        )),
         PKCS10 => Ok(body.to_vec()),
         _ => Err(unsupported_media_type(
             "application/json ({\"csr\": \"<PEM>\"}) or application/pkcs10 (PEM or DER)",
         )),
     }
+}
+
+/// A body whose first visible character opens a JSON object: never a PEM or DER CSR (PEM
+/// starts with `-`, DER with the SEQUENCE tag 0x30).
+fn looks_like_json(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
 }
 
 fn respond(headers: &HeaderMap, issued: Issued) -> Response {
@@ -540,8 +557,12 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
         .status
         .as_deref()
         .map(|status| {
-            LedgerStatus::from_name(status).ok_or_else(|| {
-                ApiError::new(ErrorCode::InvalidQuery, "status must be active or revoked")
+            // Any case: the API shows `active`, AWS statuses are upper case, people type both.
+            LedgerStatus::from_name(&status.to_ascii_lowercase()).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    "status must be active or revoked (any case)",
+                )
             })
         })
         .transpose()?;
@@ -549,15 +570,17 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
         .aws_status
         .as_deref()
         .map(|aws_status| {
-            AwsStatusFilter::parse(aws_status).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidQuery,
-                    format!(
-                        "aws_status must be one of {}",
-                        AwsStatusFilter::names().join(", ")
-                    ),
-                )
-            })
+            AwsStatusFilter::parse(&aws_status.to_ascii_uppercase())
+                .or_else(|| AwsStatusFilter::parse(&aws_status.to_ascii_lowercase()))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidQuery,
+                        format!(
+                            "aws_status must be one of {} (any case)",
+                            AwsStatusFilter::names().join(", ")
+                        ),
+                    )
+                })
         })
         .transpose()?;
     if let Some(q) = &params.q
