@@ -19,4 +19,5 @@ mod messages;
 mod openapi;
 mod revocation;
 mod stats;
+mod stats_and_export;
 mod tokens;
