@@ -14,6 +14,7 @@ use crate::ca::{CaError, CsrError, PolicyViolation};
 use crate::provisioning::ProvisioningError;
 use crate::services::ca_admin::CaAdminError;
 use crate::services::issuance::IssuanceError;
+use crate::services::revocation::RevocationError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -219,6 +220,20 @@ impl From<CaAdminError> for ApiError {
             e @ CaAdminError::NotFound(_) => ApiError::new(ErrorCode::CaNotFound, e.to_string()),
             e @ CaAdminError::KeyFile { .. } => ApiError::internal(e.to_string()),
             CaAdminError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<RevocationError> for ApiError {
+    fn from(e: RevocationError) -> Self {
+        match e {
+            e @ RevocationError::NotFound(_) => {
+                ApiError::new(ErrorCode::CertificateNotFound, e.to_string())
+            }
+            e @ RevocationError::AlreadyRevoked { .. } => {
+                ApiError::new(ErrorCode::CertificateAlreadyRevoked, e.to_string())
+            }
+            RevocationError::Store(e) => e.into(),
         }
     }
 }

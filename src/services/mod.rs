@@ -6,4 +6,5 @@ pub mod ca_admin;
 pub mod issuance;
 pub mod limits;
 pub mod rejections;
+pub mod revocation;
 pub mod tokens;
