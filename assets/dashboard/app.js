@@ -153,10 +153,18 @@
     return Math.max(1, 10 * magnitude);
   }
 
+  let lastChart = null;
+
   function renderChart(stats) {
+    lastChart = stats;
     const groups = Array.isArray(stats.groups) ? stats.groups : [];
-    const width = 720, height = 290;
-    const left = 64, right = 12, top = 16, bottom = 50;
+    // Drawn at the container's own width, one SVG unit per CSS pixel, so that labels keep
+    // their size on a phone instead of being scaled down with a fixed-width drawing.
+    const measured = $("chart").clientWidth;
+    const width = Math.max(280, Math.min(1200, measured || 720));
+    const narrow = width < 480;
+    const height = narrow ? 220 : 290;
+    const left = narrow ? 44 : 64, right = 8, top = 16, bottom = narrow ? 44 : 50;
     const plotW = width - left - right, plotH = height - top - bottom;
     const max = groups.reduce((m, g) => Math.max(m, g.issued || 0, g.rejected || 0), 0);
     const step = niceStep(max);
@@ -174,8 +182,8 @@
     }
     root.appendChild(svg("line", { class: "axis", x1: left, x2: width - right, y1: y(0), y2: y(0) }));
     root.appendChild(svg("text", {
-      class: "axis-label", x: 14, y: top + plotH / 2, "text-anchor": "middle",
-      transform: "rotate(-90 14 " + (top + plotH / 2) + ")",
+      class: "axis-label", x: 12, y: top + plotH / 2, "text-anchor": "middle",
+      transform: "rotate(-90 12 " + (top + plotH / 2) + ")",
     }, "Count"));
     root.appendChild(svg("text", {
       class: "axis-label", x: left + plotW / 2, y: height - 6, "text-anchor": "middle",
@@ -201,12 +209,24 @@
       }
       root.appendChild(group);
       // "2026-11-27" -> "11-27"; every label when they fit, else every other one.
-      if (slot >= 40 || (groups.length - 1 - i) % 2 === 0) {
+      // A label needs about 36 px; keep every nth so that they never overlap.
+      const every = Math.max(1, Math.ceil(36 / slot));
+      if ((groups.length - 1 - i) % every === 0) {
         const label = typeof g.key === "string" ? g.key.slice(5, 10) : "";
         root.appendChild(svg("text", { class: "tick", x: center, y: y(0) + 16, "text-anchor": "middle" }, label));
       }
     });
     $("chart").replaceChildren(root);
+  }
+
+  // Redraw the chart at its new width when the window is resized (a phone turned sideways).
+  let resizeTimer = null;
+  function redrawChart() {
+    if (resizeTimer !== null) window.clearTimeout(resizeTimer);
+    resizeTimer = window.setTimeout(() => {
+      resizeTimer = null;
+      if (lastChart && !$("dashboard").hidden) renderChart(lastChart);
+    }, 150);
   }
 
   function renderRejections(stats) {
@@ -298,14 +318,14 @@
     for (const c of items) {
       const serial = String(c.serial || "");
       tbody.appendChild(el("tr", {}, [
+        el("td", { class: "thing thing-col", text: String(c.thing_name), title: String(c.thing_name) }),
+        el("td", { class: "status-col" }, [statusBadge(c.status)]),
+        el("td", { class: "nowrap", text: c.aws_status ? String(c.aws_status) : "\u2013" }),
         el("td", { class: "nowrap", text: shortTime(c.issued_at) }),
-        el("td", { class: "thing", text: String(c.thing_name) }),
         el("td", {}, [el("code", { text: serial.slice(0, 12) + "\u2026", title: serial })]),
         el("td", { text: String(c.station) }),
         el("td", { text: c.country ? String(c.country) : "\u2013" }),
         el("td", { class: "nowrap", text: String(c.key_algorithm) }),
-        el("td", {}, [statusBadge(c.status)]),
-        el("td", { class: "nowrap", text: c.aws_status ? String(c.aws_status) : "\u2013" }),
       ]));
     }
     if (!items.length) {
@@ -351,6 +371,7 @@
   async function loadAll() {
     stopRefresh();
     const mine = ++generation;
+    $("dashboard").setAttribute("data-state", "loading");
     const now = new Date();
     const chartFrom = new Date(startOfUtcDay(now).getTime() - (CHART_DAYS - 1) * DAY_MS);
     const tasks = [
@@ -432,17 +453,25 @@
         await start();
         return;
       }
-      const messages = {
-        400: "That does not look like a token.",
-        401: "This token is unknown or has been revoked.",
-        403: "Station tokens cannot sign in here; use a viewer token.",
-      };
-      showSignIn(messages[response.status] || "Sign-in failed (" + response.status + ").");
+      // The server's own reason (an admin token, a station token, unknown or revoked...),
+      // with its code; a fixed sentence only when the answer is not a problem document.
+      let reason = "";
+      try {
+        const problem = await response.json();
+        if (problem && problem.detail) reason = sentence(problem.detail) + " (" + problem.code + ")";
+      } catch (_) { /* not JSON */ }
+      showSignIn(reason || "Sign-in failed (HTTP " + response.status + ").");
     } catch (_) {
       showSignIn("The service cannot be reached.");
     } finally {
       button.disabled = false;
     }
+  }
+
+  // "this is an admin token; ..." -> "This is an admin token; ...".
+  function sentence(text) {
+    const t = String(text);
+    return t.charAt(0).toUpperCase() + t.slice(1);
   }
 
   async function signOut() {
@@ -475,6 +504,7 @@
     $("refresh").addEventListener("click", () => loadAll());
     $("range").addEventListener("click", selectRange);
     $("search-form").addEventListener("submit", search);
+    window.addEventListener("resize", redrawChart);
     start();
   });
 })();

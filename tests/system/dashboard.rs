@@ -1,7 +1,9 @@
 //! The dashboard end to end in headless Chromium, driven over WebDriver (fantoccini) by
 //! chromedriver: the page shows the ledger's counts, searches thing names, keeps the token out
-//! of reach of scripts and URLs, and breaks no Content-Security-Policy rule. Saves
-//! `target/test-artifacts/dashboard.png` and `dashboard-overview.png`.
+//! of reach of scripts and URLs, breaks no Content-Security-Policy rule, shows the server's
+//! reason for a refused sign-in, and fits a phone (390x844). Saves
+//! `target/test-artifacts/dashboard.png`, `dashboard-overview.png`, `dashboard-phone.png` (390x844)
+//! and `dashboard-phone-full.png` (the whole page at 390 px).
 
 use std::io::{BufRead, BufReader};
 use std::panic::AssertUnwindSafe;
@@ -426,6 +428,135 @@ async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, reje
         "dashboard screenshot (before the search): {}",
         overview.display()
     );
+
+    sign_in_shows_the_servers_reason(app, browser).await;
+    on_a_phone(app, browser).await;
+}
+
+/// A token the dashboard refuses: the form shows the server's reason, not a guess.
+async fn sign_in_shows_the_servers_reason(app: &TestApp, browser: &Browser) {
+    browser.click("#sign-out").await;
+    browser
+        .wait_until(
+            "the sign-in form after signing out",
+            "return !document.getElementById('signin').hidden;",
+        )
+        .await;
+    for (token, reason) in [
+        (
+            &app.admin,
+            "This is an admin token; sign in to the dashboard with a viewer token",
+        ),
+        (
+            &app.station,
+            "This is a station token; sign in to the dashboard with a viewer token",
+        ),
+    ] {
+        browser.type_into("#token", token).await;
+        browser.click("#signin-submit").await;
+        let script = format!(
+            "const e = document.getElementById('signin-error'); \
+             return !e.hidden && e.textContent.startsWith({});",
+            json!(reason)
+        );
+        browser.wait_until(reason, &script).await;
+        assert!(browser.text("#signin-error").await.ends_with("(forbidden)"));
+    }
+}
+
+/// The page at 390x844, a phone held upright: no horizontal scroll, "Sign out" in view, the
+/// certificates table scrolling inside its card with thing name and status in view, and chart
+/// labels of a readable size. Saves `target/test-artifacts/dashboard-phone.png`.
+async fn on_a_phone(app: &TestApp, browser: &Browser) {
+    browser.resize(390, 844).await;
+    browser.type_into("#token", &app.viewer).await;
+    browser.click("#signin-submit").await;
+    browser
+        .wait_until(
+            "the dashboard at phone width",
+            "return !document.getElementById('dashboard').hidden && \
+             document.getElementById('dashboard').getAttribute('data-state') === 'ready' && \
+             document.querySelectorAll('#chart text.tick').length > 0;",
+        )
+        .await;
+    let layout = browser
+        .script(
+            "window.scrollTo(1000, 0); \
+             const box = (q) => { const r = document.querySelector(q).getBoundingClientRect(); \
+               return [r.left, r.right]; }; \
+             const svg = document.querySelector('#chart svg'); \
+             const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width; \
+             const ticks = [...svg.querySelectorAll('text.tick')].map(t => \
+               parseFloat(getComputedStyle(t).fontSize) * scale); \
+             const wrap = document.getElementById('certificates').parentElement; \
+             return { width: window.innerWidth, scroll_x: window.scrollX, \
+               page: document.documentElement.scrollWidth, sign_out: box('#sign-out'), \
+               thing: box('#certificates tbody tr td.thing'), \
+               status: box('#certificates tbody tr td.status-col'), \
+               card: box('#certificates'), wrap: [wrap.clientWidth, wrap.scrollWidth], \
+               smallest_label: Math.min(...ticks) };",
+        )
+        .await;
+    let width = layout["width"].as_f64().unwrap();
+    assert!(width <= 400.0, "the window is phone-sized: {layout}");
+    assert_eq!(
+        layout["scroll_x"],
+        json!(0),
+        "the page scrolls sideways: {layout}"
+    );
+    assert!(
+        layout["page"].as_f64().unwrap() <= width,
+        "the page is wider than the screen: {layout}"
+    );
+    let in_view = |name: &str| {
+        let [left, right] = [
+            layout[name][0].as_f64().unwrap(),
+            layout[name][1].as_f64().unwrap(),
+        ];
+        assert!(left >= 0.0 && right <= width, "{name} is cut off: {layout}");
+    };
+    in_view("sign_out");
+    in_view("thing");
+    in_view("status");
+    let [client, scroll] = [
+        layout["wrap"][0].as_f64().unwrap(),
+        layout["wrap"][1].as_f64().unwrap(),
+    ];
+    assert!(
+        scroll > client,
+        "the table scrolls inside its card: {layout}"
+    );
+    assert!(
+        layout["smallest_label"].as_f64().unwrap() >= 11.0,
+        "chart labels are readable: {layout}"
+    );
+    let png = browser.screenshot().await;
+    let path = artifacts_dir().join("dashboard-phone.png");
+    std::fs::write(&path, png).expect("write the phone screenshot");
+    println!("dashboard screenshot at 390x844: {}", path.display());
+
+    // Scrolled to the end of the table, the thing name and its status are still in view.
+    let sticky = browser
+        .script(
+            "const table = document.getElementById('certificates'); \
+             const wrap = table.parentElement; wrap.scrollLeft = wrap.scrollWidth; \
+             const w = wrap.getBoundingClientRect(); \
+             const inside = (q) => { const r = table.querySelector(q).getBoundingClientRect(); \
+               return r.left >= w.left - 1 && r.right <= w.right + 1; }; \
+             return [wrap.scrollLeft > 0, inside('tbody tr td.thing'), \
+               inside('tbody tr td.status-col')];",
+        )
+        .await;
+    assert_eq!(
+        sticky,
+        json!([true, true, true]),
+        "scrolled table: thing and status"
+    );
+
+    // The whole page at phone width, for people to look at.
+    browser.resize(390, page_height(browser).await).await;
+    let path = artifacts_dir().join("dashboard-phone-full.png");
+    std::fs::write(&path, browser.screenshot().await).expect("write the screenshot");
 }
 
 /// The height of the whole page, so that a screenshot shows all of it (at most 4000 px).
