@@ -224,3 +224,39 @@ async fn statuses_are_read_in_any_case(backend: Backend) {
     assert!(!upper["items"].as_array().unwrap().is_empty());
     assert_eq!(upper["items"], lower["items"]);
 }
+
+#[tokio::test]
+async fn dashboard_sign_in_says_which_kind_of_token_was_refused() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let unknown = format!("fca_{}", "A".repeat(43));
+    for (token, status, code, start) in [
+        (
+            &app.admin,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this is an admin token; sign in",
+        ),
+        (
+            &app.station,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this is a station token; sign in",
+        ),
+        (
+            &unknown,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this token is unknown or has been revoked",
+        ),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/v1/session"))
+            .json(&json!({ "token": token }))
+            .send()
+            .await
+            .unwrap();
+        let detail = detail_of(response, status, code).await;
+        assert!(detail.starts_with(start), "{detail}");
+    }
+}
