@@ -229,6 +229,33 @@
     }, 150);
   }
 
+  // What each refusal code of a signing request means, in a supervisor's words (the codes
+  // and their exact meaning: docs/api.md, "Error codes").
+  const REASONS = {
+    invalid_country: "Country (C) is not an ISO 3166 country code",
+    missing_country: "The certificate request has no country (C)",
+    invalid_thing_name: "Thing name (CN) has characters AWS IoT does not allow, or is too long",
+    missing_common_name: "The certificate request has no thing name (CN)",
+    subject_attribute_not_allowed: "A subject field the policy does not allow",
+    invalid_subject_attribute: "A subject field is empty, too long or of the wrong type",
+    missing_subject_attribute: "A subject field the policy requires is missing",
+    unsupported_key: "The device key type or size is not accepted",
+    invalid_csr: "Not a valid certificate request (PKCS#10)",
+    csr_signature_invalid: "The request's signature does not verify",
+    thing_already_provisioned: "This thing already has an active certificate",
+    idempotency_key_reused: "A retry key was reused for a different request",
+    invalid_idempotency_key: "A malformed retry key (Idempotency-Key)",
+    invalid_request: "A malformed request body",
+    unsupported_media_type: "The request was not sent as JSON or PKCS#10",
+    payload_too_large: "The request body is too large",
+    rate_limited: "The station sent requests too fast",
+    https_required: "Plain HTTP sent to the HTTPS port",
+    unauthorized: "No token, or an unknown or revoked token",
+    forbidden: "A token whose role may not sign (not a station)",
+  };
+  // Refused credentials (401/403) are not bad certificate requests: shown apart.
+  const ACCESS_CODES = new Set(["unauthorized", "forbidden"]);
+
   function renderRejections(stats) {
     const tbody = $("rejections").tBodies[0];
     tbody.replaceChildren();
@@ -239,14 +266,27 @@
       return;
     }
     const max = entries[0][1] || 1;
-    for (const [code, count] of entries) {
-      const fill = el("span");
-      fill.style.width = Math.max(2, Math.round((count / max) * 100)) + "%";
-      tbody.appendChild(el("tr", {}, [
-        el("td", {}, [el("code", { text: code })]),
-        el("td", { class: "num", text: fmt(count) }),
-        el("td", {}, [el("div", { class: "meter" }, [fill])]),
+    const sections = [
+      ["Certificate requests refused", entries.filter(([code]) => !ACCESS_CODES.has(code))],
+      ["Access refused (token missing, unknown or not a station)", entries.filter(([code]) => ACCESS_CODES.has(code))],
+    ];
+    for (const [title, rows] of sections) {
+      if (!rows.length) continue;
+      tbody.appendChild(el("tr", { class: "group" }, [
+        el("th", { scope: "rowgroup", colspan: "3", text: title }),
       ]));
+      for (const [code, count] of rows) {
+        const fill = el("span");
+        fill.style.width = Math.max(2, Math.round((count / max) * 100)) + "%";
+        tbody.appendChild(el("tr", { "data-code": code }, [
+          el("td", {}, [
+            el("code", { text: code }),
+            el("div", { class: "reason", text: REASONS[code] || "" }),
+          ]),
+          el("td", { class: "num", text: fmt(count) }),
+          el("td", {}, [el("div", { class: "meter" }, [fill])]),
+        ]));
+      }
     }
   }
 

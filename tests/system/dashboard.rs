@@ -280,6 +280,12 @@ async fn dashboard_in_headless_chromium_matches_the_ledger_and_searches_thing_na
     // One refused request: XX is not an assigned country code.
     let refused = app.sign(&csr("Line1-Press-0003", "XX").pem).await;
     assert_eq!(refused.status(), 422);
+    // One refused credential: a token the service does not know.
+    let unknown = format!("fca_{}", "A".repeat(43));
+    let refused = app
+        .sign_as(&unknown, &csr("Line1-Press-0004", "DE").pem, None)
+        .await;
+    assert_eq!(refused.status(), 401);
 
     // The truth the page must show: the ledger, read from the database and from the API.
     let ledger = app.ledger_count().await;
@@ -293,7 +299,7 @@ async fn dashboard_in_headless_chromium_matches_the_ledger_and_searches_thing_na
     let rejected = stats["totals"]["rejected"]
         .as_i64()
         .expect("rejected count");
-    assert_eq!(rejected, 1, "{stats}");
+    assert_eq!(rejected, 2, "{stats}");
 
     let driver = ChromeDriver::start();
     let browser = Browser::launch(&driver).await;
@@ -345,8 +351,30 @@ async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, reje
         .script("return document.querySelectorAll('#certificates tbody tr:not(.empty)').length;")
         .await;
     assert_eq!(rows, json!(ledger));
-    let code = browser.text("#rejections tbody td code").await;
-    assert_eq!(code, "invalid_country");
+    // Rejections: plain-language reasons beside the codes, and refused credentials (401/403)
+    // apart from refused certificate requests.
+    let rejections = browser
+        .script(
+            "return [...document.querySelectorAll('#rejections tbody tr')].map(r => \
+             r.classList.contains('group') ? ['group', r.textContent] : \
+             [r.getAttribute('data-code'), r.querySelector('.reason').textContent]);",
+        )
+        .await;
+    assert_eq!(
+        rejections,
+        json!([
+            ["group", "Certificate requests refused"],
+            [
+                "invalid_country",
+                "Country (C) is not an ISO 3166 country code"
+            ],
+            [
+                "group",
+                "Access refused (token missing, unknown or not a station)"
+            ],
+            ["unauthorized", "No token, or an unknown or revoked token"]
+        ])
+    );
     let stations = browser
         .script(
             "return [...document.querySelectorAll('#stations tbody tr')].map(r => \
@@ -356,6 +384,7 @@ async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, reje
     assert_eq!(
         stations,
         json!([
+            ["(none)", "0", "1", "0"],
             ["line-2-station", "3", "0", "0"],
             ["station-1", "3", "1", "0"]
         ]),
