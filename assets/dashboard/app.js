@@ -19,6 +19,7 @@
   const $ = (id) => document.getElementById(id);
   let refreshTimer = null;
   let range = "week";
+  let chartMode = "days"; // "days": the last 14 days; "today": today's hours (UTC)
   let query = "";
   let generation = 0; // a newer load makes the answers of an older one stale
 
@@ -171,10 +172,11 @@
     const yMax = Math.max(step, Math.ceil(max / step) * step);
     const y = (v) => top + plotH - (v / yMax) * plotH;
 
+    const hourly = stats.group_by === "hour";
     const root = svg("svg", {
       viewBox: "0 0 " + width + " " + height,
       role: "img",
-      "aria-label": "Certificates issued and requests rejected per day",
+      "aria-label": "Certificates issued and requests rejected per " + (hourly ? "hour today" : "day"),
     });
     for (let v = 0; v <= yMax; v += step) {
       root.appendChild(svg("line", { class: "grid-line", x1: left, x2: width - right, y1: y(v), y2: y(v) }));
@@ -187,7 +189,7 @@
     }, "Count"));
     root.appendChild(svg("text", {
       class: "axis-label", x: left + plotW / 2, y: height - 6, "text-anchor": "middle",
-    }, "Day (UTC)"));
+    }, hourly ? "Hour (UTC)" : "Day (UTC)"));
 
     const slot = groups.length ? plotW / groups.length : plotW;
     const barW = Math.max(2, Math.min(18, slot * 0.32));
@@ -212,7 +214,9 @@
       // A label needs about 36 px; keep every nth so that they never overlap.
       const every = Math.max(1, Math.ceil(36 / slot));
       if ((groups.length - 1 - i) % every === 0) {
-        const label = typeof g.key === "string" ? g.key.slice(5, 10) : "";
+        // "2026-11-27" -> "11-27"; "2026-11-27T10:00Z" -> "10h".
+        const key = typeof g.key === "string" ? g.key : "";
+        const label = hourly ? key.slice(11, 13) + "h" : key.slice(5, 10);
         root.appendChild(svg("text", { class: "tick", x: center, y: y(0) + 16, "text-anchor": "middle" }, label));
       }
     });
@@ -399,6 +403,28 @@
     if (mine === generation) renderCertificates(page, shown);
   }
 
+  async function loadChart(mine) {
+    const now = new Date();
+    const params = chartMode === "today"
+      ? { from: iso(startOfUtcDay(now)), group_by: "hour" }
+      : { from: iso(new Date(startOfUtcDay(now).getTime() - (CHART_DAYS - 1) * DAY_MS)), group_by: "day" };
+    const stats = await api(statsPath(params));
+    if (mine !== generation) return;
+    setText("chart-sub", chartMode === "today" ? "per hour, today (UTC)" : "per day, last 14 days (UTC)");
+    renderChart(stats);
+    $("chart").setAttribute("data-mode", chartMode);
+  }
+
+  function selectChartMode(event) {
+    const button = event.target.closest("button[data-mode]");
+    if (!button) return;
+    chartMode = button.getAttribute("data-mode");
+    for (const b of $("chart-mode").querySelectorAll("button")) {
+      b.setAttribute("aria-pressed", String(b === button));
+    }
+    partial(loadChart);
+  }
+
   async function loadBreakdown(mine) {
     const now = new Date();
     const from = iso(rangeStart(range, now));
@@ -413,12 +439,11 @@
     const mine = ++generation;
     $("dashboard").setAttribute("data-state", "loading");
     const now = new Date();
-    const chartFrom = new Date(startOfUtcDay(now).getTime() - (CHART_DAYS - 1) * DAY_MS);
     const tasks = [
       api(statsPath({ from: iso(startOfUtcDay(now)) })).then((s) => mine === generation && renderTotals("today", s)),
       api(statsPath({ from: iso(new Date(now.getTime() - 7 * DAY_MS)) })).then((s) => mine === generation && renderTotals("week", s)),
       api(statsPath({ from: "1970-01-01T00:00:00Z" })).then((s) => mine === generation && renderTotals("all", s)),
-      api(statsPath({ from: iso(chartFrom), group_by: "day" })).then((s) => mine === generation && renderChart(s)),
+      loadChart(mine),
       api("/v1/ca").then((ca) => mine === generation && renderCa(ca)),
       loadBreakdown(mine),
       loadCertificates(mine),
@@ -543,6 +568,7 @@
     $("sign-out").addEventListener("click", signOut);
     $("refresh").addEventListener("click", () => loadAll());
     $("range").addEventListener("click", selectRange);
+    $("chart-mode").addEventListener("click", selectChartMode);
     $("search-form").addEventListener("submit", search);
     window.addEventListener("resize", redrawChart);
     start();

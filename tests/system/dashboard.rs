@@ -394,6 +394,42 @@ async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, reje
         .script("return document.querySelectorAll('#chart rect.bar-issued').length;")
         .await;
     assert_eq!(bars, json!(14), "one bar per day of the chart");
+    // Today by hour: one bar per hour since midnight UTC, together the whole ledger.
+    browser.click("#chart-mode button[data-mode='today']").await;
+    browser
+        .wait_until(
+            "the hourly chart",
+            "return document.getElementById('chart').getAttribute('data-mode') === 'today';",
+        )
+        .await;
+    let hourly = browser
+        .script(
+            "const titles = [...document.querySelectorAll('#chart g > title')] \
+               .map(t => t.textContent); \
+             return [titles.length, new Date().getUTCHours() + 1, \
+               titles.reduce((n, t) => n + parseInt(t.split(': ')[1], 10), 0), \
+               titles.every(t => /T\\d\\d:00Z: /.test(t))];",
+        )
+        .await;
+    let hours = hourly[0].as_i64().unwrap();
+    let expected = hourly[1].as_i64().unwrap();
+    assert!(
+        hours == expected || hours + 1 == expected,
+        "one bar per hour of today: {hourly}"
+    );
+    assert_eq!(
+        hourly[2],
+        json!(ledger),
+        "today's hours hold every certificate"
+    );
+    assert_eq!(hourly[3], json!(true), "hour keys: {hourly}");
+    browser.click("#chart-mode button[data-mode='days']").await;
+    browser
+        .wait_until(
+            "the daily chart again",
+            "return document.getElementById('chart').getAttribute('data-mode') === 'days';",
+        )
+        .await;
     browser.resize(1280, page_height(browser).await).await;
     let overview = artifacts_dir().join("dashboard-overview.png");
     std::fs::write(&overview, browser.screenshot().await).unwrap();
