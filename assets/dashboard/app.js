@@ -299,15 +299,28 @@
     tbody.replaceChildren();
     const groups = Array.isArray(stats.groups) ? stats.groups : [];
     if (!groups.length) {
-      emptyRow(tbody, 4, "No activity in this range.");
+      emptyRow(tbody, 5, "No activity in this range.");
       return;
     }
     for (const g of groups) {
+      // Station x code: which refusals this station had, most frequent first.
+      const codes = Object.entries(g.rejected_by_code || {})
+        .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+      const refused = el("td", { class: "codes" });
+      codes.forEach(([code, count], i) => {
+        if (i > 0) refused.appendChild(document.createTextNode(" "));
+        refused.appendChild(el("span", { class: "code-count", title: REASONS[code] || code }, [
+          el("code", { text: code }),
+          document.createTextNode("\u00a0\u00d7" + fmt(count)),
+        ]));
+      });
+      if (!codes.length) refused.textContent = "\u2013";
       tbody.appendChild(el("tr", {}, [
         el("td", { class: "thing", text: g.key === null ? "(none)" : String(g.key) }),
         el("td", { class: "num", text: fmt(g.issued) }),
         el("td", { class: "num", text: fmt(g.rejected) }),
         el("td", { class: "num", text: fmt(g.revoked) }),
+        refused,
       ]));
     }
   }

@@ -384,11 +384,11 @@ async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, reje
     assert_eq!(
         stations,
         json!([
-            ["(none)", "0", "1", "0"],
-            ["line-2-station", "3", "0", "0"],
-            ["station-1", "3", "1", "0"]
+            ["(none)", "0", "1", "0", "unauthorized\u{a0}×1"],
+            ["line-2-station", "3", "0", "0", "–"],
+            ["station-1", "3", "1", "0", "invalid_country\u{a0}×1"]
         ]),
-        "per-station issued, rejected, revoked"
+        "per-station issued, rejected, revoked, and refusals by code"
     );
     let bars = browser
         .script("return document.querySelectorAll('#chart rect.bar-issued').length;")
