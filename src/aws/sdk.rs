@@ -114,6 +114,7 @@ where
     let code = error.code().map(str::to_owned);
     let message = match (error.message(), error) {
         (Some(message), _) => message.to_owned(),
+        (None, _) if code.is_some() => "AWS sent no message with this error code".to_owned(),
         (None, SdkError::TimeoutError(_)) => {
             "no answer within aws.operation_timeout_secs".to_owned()
         }
@@ -398,5 +399,65 @@ impl IotRegistry for SdkIotRegistry {
                 .collect(),
             next_marker: out.next_marker().map(str::to_owned),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_iot::config::http::HttpResponse;
+    use aws_sdk_iot::error::{ErrorMetadata, SdkError};
+    use aws_sdk_iot::operation::update_ca_certificate::UpdateCACertificateError;
+
+    use super::classify;
+    use crate::aws::{AwsError, AwsFailure};
+
+    fn answer(status: u16, request_id: Option<&str>) -> HttpResponse {
+        let mut response = HttpResponse::new(status.try_into().unwrap(), "<html>".into());
+        if let Some(id) = request_id {
+            response
+                .headers_mut()
+                .insert("x-amzn-RequestId", id.to_owned());
+        }
+        response
+    }
+
+    #[test]
+    fn keeps_awss_code_message_status_and_request_id() {
+        let meta = ErrorMetadata::builder()
+            .code("ResourceNotFoundException")
+            .message("The certificate given in the request does not exist")
+            .build();
+        let error = SdkError::service_error(
+            UpdateCACertificateError::generic(meta),
+            answer(404, Some("6c1e3f0a")),
+        );
+        assert_eq!(
+            classify(error),
+            AwsError::NotFound(AwsFailure {
+                code: Some("ResourceNotFoundException".into()),
+                message: "The certificate given in the request does not exist".into(),
+                http_status: Some(404),
+                request_id: Some("6c1e3f0a".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn a_codeless_5xx_is_one_line_without_the_sdk_dump() {
+        let error = SdkError::service_error(
+            UpdateCACertificateError::generic(ErrorMetadata::builder().build()),
+            answer(500, None),
+        );
+        let classified = classify(error);
+        assert!(
+            matches!(classified, AwsError::Unavailable(_)),
+            "{classified:?}"
+        );
+        assert_eq!(
+            classified.to_string(),
+            "AWS IoT is unavailable: the answer has no AWS error code or message (the endpoint \
+             may not implement this operation; the debug log has the body) (HTTP 500, no \
+             request id)"
+        );
     }
 }
