@@ -362,6 +362,42 @@
     fact(dl, "Registered", shortTime(aws.registered_at));
   }
 
+  // The issuing CA as AWS IoT has it now (GET /v1/ca/aws): drift named, or "in line". Never
+  // fails the page: AWS being off or unreachable is shown in the panel.
+  async function loadDrift(mine) {
+    let node;
+    try {
+      const response = await fetch("/v1/ca/aws", {
+        credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" },
+      });
+      const body = await response.json().catch(() => null);
+      if (mine !== generation) return;
+      if (response.ok && body) {
+        if (!body.registered) {
+          node = el("span", { "data-state": "unregistered", text: "not registered" });
+        } else if (!body.drift.length) {
+          node = el("span", { "data-state": "in-line" }, [
+            badge("in line with AWS", "ok"),
+            document.createTextNode(" checked " + shortTime(body.checked_at).slice(11) + " UTC"),
+          ]);
+        } else {
+          node = el("div", { "data-state": "drift" }, body.drift.map((d) =>
+            el("div", {}, [badge("drift", "warn"), document.createTextNode(" " + d)])));
+        }
+      } else if (body && body.code === "aws_not_configured") {
+        node = el("span", { "data-state": "off", class: "muted", text: "AWS IoT integration is off (aws.enabled = false)" });
+      } else {
+        const why = body && body.detail ? body.detail : "HTTP " + response.status;
+        node = el("span", { "data-state": "error" }, [badge("unknown", "warn"), document.createTextNode(" AWS IoT could not be asked: " + why)]);
+      }
+    } catch (_) {
+      if (mine !== generation) return;
+      node = el("span", { "data-state": "error", text: "AWS IoT could not be asked." });
+    }
+    node.id = "ca-drift";
+    fact($("ca"), "Live in AWS", node);
+  }
+
   function statusBadge(status) {
     const kind = status === "active" ? "ok" : status === "revoked" ? "bad" : "warn";
     return badge(String(status), kind);
@@ -457,7 +493,13 @@
       api(statsPath({ from: iso(new Date(now.getTime() - 7 * DAY_MS)) })).then((s) => mine === generation && renderTotals("week", s)),
       api(statsPath({ from: "1970-01-01T00:00:00Z" })).then((s) => mine === generation && renderTotals("all", s)),
       loadChart(mine),
-      api("/v1/ca").then((ca) => mine === generation && renderCa(ca)),
+      api("/v1/ca").then((ca) => {
+        if (mine !== generation) return;
+        renderCa(ca);
+        // Only a registered CA can drift; this also keeps a service without AWS from being
+        // asked (it would answer 503 aws_not_configured).
+        if (ca.aws) return loadDrift(mine);
+      }),
       loadBreakdown(mine),
       loadCertificates(mine),
     ];

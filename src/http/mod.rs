@@ -51,6 +51,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cas::import))
         .routes(routes!(cas::get))
         .routes(routes!(cas::activate))
+        .routes(routes!(aws::issuing_ca_drift))
         .routes(routes!(aws::aws_state, aws::change_status, aws::deregister))
         .routes(routes!(aws::preflight))
         .routes(routes!(aws::register))

@@ -111,6 +111,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ),
     ("GET /v1/stats", &[&[ErrorCode::InvalidQuery], STORE]),
     ("GET /v1/ca", &[]),
+    ("GET /v1/ca/aws", &[AWS_CALL, STORE]),
     ("GET /v1/ca.pem", &[]),
     (
         "POST /v1/admin/tokens",

@@ -329,3 +329,60 @@ async fn a_preview_from_a_csr_has_a_null_certificate_id() {
         "certificate-id-computed-by-aws"
     );
 }
+
+#[tokio::test]
+async fn viewers_see_the_issuing_cas_live_aws_drift_without_its_template() {
+    let fake = Arc::new(FakeIotRegistry::new());
+    let app = TestApp::spawn_with_iot(Backend::Sqlite, fake.clone(), |_| {}).await;
+    let ca = issuing_ca_id(&app).await;
+    let drift = json(app.get(&app.viewer, "/v1/ca/aws").await).await;
+    assert_eq!(drift["registered"], false, "{drift}");
+    assert_eq!(drift["drift"], json!([]));
+
+    let response = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/register"),
+            json!({"mode": "default", "auto_registration": true,
+                   "role_arn": ROLE, "template": simple_template()}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = json(response).await["aws_certificate_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let drift = json(app.get(&app.viewer, "/v1/ca/aws").await).await;
+    assert_eq!(
+        (&drift["registered"], &drift["live_status"], &drift["drift"]),
+        (&json!(true), &json!("ACTIVE"), &json!([]))
+    );
+
+    // Someone turns auto-registration off in the AWS console.
+    fake.update_ca_certificate(
+        &id,
+        CaUpdate {
+            auto_registration: Some(false),
+            ..CaUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+    let response = app.get(&app.viewer, "/v1/ca/aws").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.unwrap();
+    assert!(
+        !body.contains("JITP_Role") && !body.contains("templateBody"),
+        "{body}"
+    );
+    let drift: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(drift["live_auto_registration"], false);
+    assert_eq!(
+        drift["drift"],
+        json!(["auto_registration: stored true, AWS DISABLE"])
+    );
+    assert_eq!(
+        app.get(&app.station, "/v1/ca/aws").await.status(),
+        StatusCode::FORBIDDEN
+    );
+}

@@ -258,7 +258,35 @@ fn artifacts_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_headless_chromium_matches_the_ledger_and_searches_thing_names() {
-    let app = TestApp::spawn(Backend::Postgres).await;
+    let fake = std::sync::Arc::new(factory_ca::aws::fake::FakeIotRegistry::new());
+    let app = TestApp::spawn_with_iot(Backend::Postgres, fake.clone(), |_| {}).await;
+    // The issuing CA registered in (fake) AWS IoT, then changed there behind factory-ca's back.
+    let ca = json(app.get(&app.admin, "/v1/ca").await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let registered = app
+        .admin_json(
+            reqwest::Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/register"),
+            json!({"mode": "default", "auto_registration": true}),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    let aws_id = json(registered).await["aws_certificate_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    use factory_ca::aws::IotRegistry;
+    fake.update_ca_certificate(
+        &aws_id,
+        factory_ca::aws::CaUpdate {
+            auto_registration: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let station_2 = new_token(
         &app.store,
         "line-2-station",
@@ -389,6 +417,19 @@ async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, reje
             ["station-1", "3", "1", "0", "invalid_country\u{a0}×1"]
         ]),
         "per-station issued, rejected, revoked, and refusals by code"
+    );
+    // The CA panel asks AWS IoT now and names the drift: auto-registration was turned off in
+    // AWS behind factory-ca's back.
+    browser
+        .wait_until(
+            "the live AWS line of the CA panel",
+            "const d = document.getElementById('ca-drift'); \
+             return d !== null && d.getAttribute('data-state') === 'drift';",
+        )
+        .await;
+    assert_eq!(
+        browser.text("#ca-drift").await,
+        "drift auto_registration: stored true, AWS DISABLE"
     );
     let bars = browser
         .script("return document.querySelectorAll('#chart rect.bar-issued').length;")

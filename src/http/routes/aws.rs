@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminCaller, ApiJson};
+use crate::http::extract::{AdminCaller, ApiJson, ViewerCaller};
 use crate::provisioning::{
     PreviewAnswer, PreviewRequest, RegisterRequest, RegistrationOutcome, StatusChange, SyncReport,
     TemplateRequest,
@@ -35,6 +35,55 @@ pub async fn preflight(
 ) -> Result<Response, ApiError> {
     let report = state.provisioning().preflight(&id, None).await?;
     Ok(Json(report).into_response())
+}
+
+/// The issuing CA's AWS IoT drift, for the dashboard
+///
+/// Asks AWS IoT (DescribeCACertificate) now and names each difference from what factory-ca set.
+/// Viewers see AWS's status, auto-registration and the drift, not the template or role.
+#[utoipa::path(
+    get,
+    path = "/v1/ca/aws",
+    tag = "aws",
+    operation_id = "get_issuing_ca_aws_drift",
+    responses((status = 200, description = "AWS's status and the drift, checked now",
+        body = IssuingCaAws)),
+    security(("bearer_token" = ["viewer", "admin"]))
+)]
+pub async fn issuing_ca_drift(
+    State(state): State<AppState>,
+    _viewer: ViewerCaller,
+) -> Result<Json<IssuingCaAws>, ApiError> {
+    let ca_id = state.issuance.issuing_ca().id().to_owned();
+    let s = state.provisioning().state(&ca_id).await?;
+    Ok(Json(IssuingCaAws {
+        registered: s.stored.is_some(),
+        live_status: s.live.as_ref().map(|l| l.status.clone()),
+        live_auto_registration: s
+            .live
+            .as_ref()
+            .map(|l| l.auto_registration_status == "ENABLE"),
+        drift: s.drift,
+        checked_at: crate::store::Timestamp::now().rfc3339(),
+        ca_id,
+    }))
+}
+
+/// `GET /v1/ca/aws`: what AWS IoT says of the issuing CA now, without the template or role.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct IssuingCaAws {
+    pub ca_id: String,
+    /// Whether factory-ca registered the CA in AWS IoT.
+    pub registered: bool,
+    /// AWS's status now, `ACTIVE` or `INACTIVE`; null when not registered or when AWS no
+    /// longer knows the CA.
+    pub live_status: Option<String>,
+    /// Whether AWS has auto-registration on now; null as for `live_status`.
+    pub live_auto_registration: Option<bool>,
+    /// Each difference between what factory-ca set and what AWS reports, in words.
+    pub drift: Vec<String>,
+    /// When AWS was asked (RFC 3339).
+    pub checked_at: String,
 }
 
 /// Register the CA in AWS IoT
