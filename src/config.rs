@@ -885,6 +885,28 @@ mod tests {
     }
 
     #[test]
+    fn pkcs11_settings_name_one_pin_source_by_a_usable_name() {
+        let s = from_toml(
+            "[pkcs11]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\npin_env = \"PKCS11_PIN\"",
+        )
+        .unwrap();
+        assert_eq!(s.pkcs11.pin_env.as_deref(), Some("PKCS11_PIN"));
+        let both = from_toml("[pkcs11]\npin_env = \"PIN\"\npin_file = \"/etc/pin\"");
+        assert!(both.unwrap_err().to_string().contains("at most one"));
+        let prefixed = from_toml("[pkcs11]\npin_env = \"FACTORY_CA_PIN\"");
+        assert!(
+            prefixed
+                .unwrap_err()
+                .to_string()
+                .contains("FACTORY_CA_ prefix")
+        );
+        let unknown = from_toml("[pkcs11]\npin = \"1234\"")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("pin"), "{unknown}");
+    }
+
+    #[test]
     fn typed_values_load_from_their_written_forms() {
         let s = from_toml(
             "[server]\nlisten = \"0.0.0.0:9443\"\nrequest_timeout_secs = 7\n\
