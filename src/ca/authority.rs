@@ -110,6 +110,16 @@ impl CertificateAuthority {
         Self::self_signed_with(root_params(subject, validity, now)?, key)
     }
 
+    /// Checks what [`CertificateAuthority::self_signed`] would refuse in its subject and
+    /// validity, before a key is made for it (a key made in a device stays there).
+    pub fn check_root(
+        subject: &CaSubject,
+        validity: Duration,
+        now: OffsetDateTime,
+    ) -> Result<(), CaError> {
+        root_params(subject, validity, now).map(|_| ())
+    }
+
     fn self_signed_with(params: CertificateParams, key: CaSigner) -> Result<Self, CaError> {
         let cert = params.self_signed(&key).map_err(CaError::signing)?;
         Self::from_parts(cert.der(), key)

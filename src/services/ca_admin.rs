@@ -135,6 +135,9 @@ impl CaAdmin<'_> {
         actor: Actor<'_>,
     ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
         let now = OffsetDateTime::now_utc();
+        // The subject and validity first: a refused CA leaves no new key in the token.
+        let checked = CertificateAuthority::check_root(subject, Duration::days(validity_days), now);
+        self.audited(checked, "ca.create", None, actor).await?;
         let opened = self
             .keys
             .create_in_token(key_uri, algorithm, default_algorithm)

@@ -113,6 +113,18 @@ async fn a_ca_key_uri_that_cannot_name_a_token_key_is_refused_before_anything_is
         assert!(detail.contains(expected), "{key_uri}: {detail}");
         assert!(!detail.contains("123456"), "{detail}");
     }
+    // The subject is checked before the token is asked for a key.
+    let refused = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/cas",
+            json!({"subject": {"common_name": "HSM Root", "country": "XX"},
+                   "key_uri": "pkcs11:token=line;object=root"}),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let detail = json(refused).await["detail"].as_str().unwrap().to_owned();
+    assert!(!detail.contains("PKCS#11"), "{detail}");
     let after = json(app.get(&app.admin, "/v1/admin/cas").await).await["items"]
         .as_array()
         .unwrap()
