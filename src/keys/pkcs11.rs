@@ -10,8 +10,10 @@
 //! token: callers sign on the blocking pool.
 //!
 //! Sessions are reused: a small pool of logged-in sessions, each with its key's handle. A
-//! session that fails is dropped, never put back, so the next signature opens a new one (and
-//! logs in again): a token that was unplugged or restarted is retried on the next request.
+//! session that fails is closed, never put back, and the signature is tried once on a new
+//! session (which logs in again); when that fails too, the request fails, and the next one
+//! tries the token again: a token that was unplugged or restarted is retried on the next
+//! request.
 //!
 //! A module is loaded and `C_Initialize`d once per process and never finalized: PKCS#11 allows
 //! one initialization per module per process, and several key stores (tests run many apps in one
@@ -241,23 +243,44 @@ impl TokenKey {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Signs on an idle session, or on a new one. A pooled session that fails (the token was
+    /// restarted, the login was lost) is closed and the signature tried once more on a new
+    /// session, so one stale session does not cost a request; a new session that fails is the
+    /// token's failure.
     fn try_sign(&self, message: &[u8]) -> Result<Vec<u8>, TokenError> {
         let pooled = self.idle().pop();
-        let (session, private) = match pooled {
-            Some(pooled) => pooled,
-            None => {
-                let session = login(&self.module, &self.uri, &self.config, false)?;
-                let private =
-                    find_key(&session, &self.uri, ObjectClass::PRIVATE_KEY)?.ok_or_else(|| {
-                        TokenError::unavailable(format!(
-                            "the private key labelled {:?} is no longer in the token {:?}",
-                            self.uri.object, self.uri.token
-                        ))
-                    })?;
-                (session, private)
+        if let Some((session, private)) = pooled {
+            match self.sign_on(&session, private, message) {
+                Ok(signature) => {
+                    self.put_back(session, private);
+                    return Ok(signature);
+                }
+                Err(e) => tracing::debug!(
+                    key = %self.uri,
+                    error = %e.message,
+                    "a pooled PKCS#11 session failed; trying a new one"
+                ),
             }
-        };
-        // On error the session is dropped here (closed), not pooled.
+        }
+        let session = login(&self.module, &self.uri, &self.config, false)?;
+        let private =
+            find_key(&session, &self.uri, ObjectClass::PRIVATE_KEY)?.ok_or_else(|| {
+                TokenError::unavailable(format!(
+                    "the private key labelled {:?} is no longer in the token {:?}",
+                    self.uri.object, self.uri.token
+                ))
+            })?;
+        let signature = self.sign_on(&session, private, message)?;
+        self.put_back(session, private);
+        Ok(signature)
+    }
+
+    fn sign_on(
+        &self,
+        session: &Session,
+        private: ObjectHandle,
+        message: &[u8],
+    ) -> Result<Vec<u8>, TokenError> {
         let signature = match self.kind {
             TokenKeyKind::EcP256 => {
                 let digest = Sha256::digest(message);
@@ -270,16 +293,19 @@ impl TokenKey {
             TokenKeyKind::Rsa { .. } => session.sign(&Mechanism::Sha256RsaPkcs, private, message),
         }
         .map_err(|e| TokenError::unavailable(format!("the token refused to sign: {e}")))?;
-        let signature = match self.kind.ec_field_len() {
+        match self.kind.ec_field_len() {
             Some(field_len) => ecdsa_raw_to_der(&signature, field_len)
-                .map_err(|e| TokenError::unavailable(format!("the token's signature: {e}")))?,
-            None => signature,
-        };
+                .map_err(|e| TokenError::unavailable(format!("the token's signature: {e}"))),
+            None => Ok(signature),
+        }
+    }
+
+    /// Keeps a session that signed for the next signature; past the pool's size it is closed.
+    fn put_back(&self, session: Session, private: ObjectHandle) {
         let mut idle = self.idle();
         if idle.len() < MAX_IDLE_SESSIONS {
             idle.push((session, private));
         }
-        Ok(signature)
     }
 }
 
