@@ -15,7 +15,7 @@ use crate::common::*;
 /// Debian's softhsm2 package puts the module here.
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const TOKEN: &str = "factory test";
-const USER_PIN: &str = "246810";
+const USER_PIN: &str = "user-PIN-2468";
 const SO_PIN: &str = "13579111";
 /// The variable `pkcs11.pin_env` names in these tests.
 const PIN_VAR: &str = "FACTORY_TEST_HSM_PIN";
@@ -392,7 +392,21 @@ async fn a_ca_key_made_in_softhsm_signs_certificates_that_openssl_verifies_and_n
         things.iter().all(|t| t.starts_with("hsm-device-")),
         "{things:?}"
     );
-    service.stop().await;
+    let (logs, _) = service.stop().await;
+
+    // The PIN is in no log line and nowhere in the store (which holds the key URI).
+    assert!(logs.contains("PKCS#11 signing failed"), "{logs}");
+    assert!(!logs.contains(USER_PIN), "{logs}");
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            let found = bytes
+                .windows(USER_PIN.len())
+                .any(|w| w == USER_PIN.as_bytes());
+            assert!(!found, "the PIN is in {}", path.display());
+        }
+    }
 }
 
 #[tokio::test]
@@ -405,7 +419,7 @@ async fn a_wrong_pin_a_missing_object_or_module_is_refused_naming_the_ca_and_the
     let ca_id = line.split('\t').next().unwrap().to_owned();
 
     // A wrong PIN: the server does not start, and says which CA and which setting.
-    let wrong_pin = "97531";
+    let wrong_pin = "wrong-PIN-9753";
     let mut service = Service::start(hsm.factory_ca(&data, wrong_pin));
     let status = service.exit_within(Duration::from_secs(30)).await;
     assert!(!status.success());
