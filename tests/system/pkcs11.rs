@@ -418,6 +418,44 @@ async fn a_wrong_pin_a_missing_object_or_module_is_refused_naming_the_ca_and_the
     assert!(line.contains("\tissuing\trsa-2048\tgenerated\t"), "{line}");
     let ca_id = line.split('\t').next().unwrap().to_owned();
 
+    // With the right PIN, the RSA key in the token signs (CKM_SHA256_RSA_PKCS) what openssl
+    // verifies: its own CA certificate and a device certificate.
+    let station = new_token(&hsm, &data, "station", "line-4");
+    let mut service = Service::start(hsm.factory_ca(&data, USER_PIN));
+    service.ready().await;
+    let client = reqwest::Client::new();
+    let answer = issue(&client, &service.base(), &station, "rsa-device-1").await;
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let files = work.path();
+    write(
+        files,
+        "device.pem",
+        body["certificate_pem"].as_str().unwrap(),
+    );
+    write(
+        files,
+        "ca.pem",
+        body["ca_certificate_pem"].as_str().unwrap(),
+    );
+    for certificate in ["ca.pem", "device.pem"] {
+        let verified = Command::new("openssl")
+            .current_dir(files)
+            // -check_ss_sig: the self-signature of the CA certificate is checked too.
+            .args([
+                "verify",
+                "-x509_strict",
+                "-check_ss_sig",
+                "-CAfile",
+                "ca.pem",
+            ])
+            .arg(certificate)
+            .output()
+            .unwrap();
+        assert!(verified.status.success(), "{}", stderr(&verified));
+    }
+    service.stop().await;
+
     // A wrong PIN: the server does not start, and says which CA and which setting.
     let wrong_pin = "wrong-PIN-9753";
     let mut service = Service::start(hsm.factory_ca(&data, wrong_pin));
