@@ -295,7 +295,14 @@ async fn a_ca_key_made_in_softhsm_signs_certificates_that_openssl_verifies_and_n
     );
     let verified = Command::new("openssl")
         .current_dir(files)
-        .args(["verify", "-x509_strict", "-CAfile", "ca.pem", "device.pem"])
+        .args([
+            "verify",
+            "-x509_strict",
+            "-check_ss_sig",
+            "-CAfile",
+            "ca.pem",
+            "device.pem",
+        ])
         .output()
         .unwrap();
     assert!(
