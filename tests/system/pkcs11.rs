@@ -503,6 +503,28 @@ async fn a_wrong_pin_a_missing_object_or_module_is_refused_naming_the_ca_and_the
         "{said}"
     );
 
+    // A key of a type a CA may not have (P-521 here) is refused, naming what is supported.
+    let made = hsm.pkcs11_tool(&[
+        "--keypairgen",
+        "--key-type",
+        "EC:secp521r1",
+        "--label",
+        "p521",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let out = hsm
+        .factory_ca(&data, USER_PIN)
+        .args(["ca", "create", "--key-uri", &uri("p521")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("an EC key on another curve"), "{said}");
+    assert!(
+        said.contains("ECDSA P-256, ECDSA P-384 or RSA 2048 to 4096 bits"),
+        "{said}"
+    );
+
     // An unknown token, and a PIN in the URI, are refused before anything is made.
     let out = hsm
         .factory_ca(&data, USER_PIN)
