@@ -164,8 +164,8 @@ impl TokenKey {
         let session = login(&module, uri, config, false)?;
         let private = find_key(&session, uri, ObjectClass::PRIVATE_KEY)?.ok_or_else(|| {
             TokenError::setup(format!(
-                "the token {:?} has no private key labelled {:?}; create the CA with \
-                 `factory-ca ca create --key-uri` to make one, or fix the object in the URI",
+                "the token {:?} has no private key labelled {:?}; restore the key into the \
+                 token (from the HSM's backup), or activate another CA",
                 uri.token, uri.object
             ))
         })?;
