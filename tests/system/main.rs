@@ -12,7 +12,8 @@
 //! - `aws_moto`: the aws-sdk-iot client against the moto emulator;
 //! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
-//! - `cli`: the command line, run as an operator runs it.
+//! - `cli`: the command line, run as an operator runs it;
+//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -21,6 +22,7 @@ mod aws_moto;
 mod cli;
 mod dashboard;
 mod outage;
+mod pkcs11;
 mod query_plans;
 mod replicas;
 mod shutdown;
