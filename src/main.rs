@@ -1,5 +1,6 @@
 //! The `factory-ca` command line: `serve` (the default), `migrate`, `ca ...`, `token ...`,
-//! `backup`, `restore`, `bench`. Parsing and dispatch only; each command group lives in `src/cli/`.
+//! `certificate revoke`, `backup`, `restore`, `bench`. Parsing and dispatch only; each command
+//! group lives in `src/cli/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
+    /// Revoke device certificates in the ledger.
+    #[command(subcommand)]
+    Certificate(cli::certificate::CertificateCommand),
     /// Write a backup (SQLite ledger snapshot, CA key files, settings, manifest) into a new
     /// directory while the service keeps serving.
     Backup {
@@ -80,6 +84,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => cli::serve::migrate(settings).await,
         Command::Ca(command) => cli::ca::run(command, settings).await,
         Command::Token(command) => cli::token::run(command, settings).await,
+        Command::Certificate(command) => cli::certificate::run(command, settings).await,
         Command::Backup { out } => cli::backup::backup(settings, &out).await,
         Command::Restore { from } => cli::backup::restore(settings, &from).await,
         Command::Bench(args) => factory_ca::bench::run(args).await,

@@ -1,6 +1,7 @@
 //! Backup and restore of one deployment: the SQLite ledger as an online snapshot (on
 //! PostgreSQL the ledger is PostgreSQL's to back up, with `pg_dump`), the CA key files as they
-//! are at rest (encrypted where a passphrase is set), the settings in force without secrets,
+//! are at rest (encrypted where a passphrase is set; a key in a PKCS#11 token is a reference in
+//! the ledger and stays in its HSM), the settings in force without secrets,
 //! and a manifest with the SHA-256 of every file. A restore checks the manifest first, writes
 //! only into an empty data directory and never overwrites a file.
 //!
@@ -86,7 +87,12 @@ pub async fn backup(settings: &Settings, store: &Store, out: &Path) -> anyhow::R
     // After the snapshot: every CA the snapshot holds is listed here too (CAs are never
     // deleted), so every key the restored ledger names is in the backup.
     for ca in store.list_cas().await? {
-        let KeyRef::File(relative) = KeyRef::parse(&ca.key_file)?;
+        let relative = match KeyRef::parse(&ca.key_file)? {
+            KeyRef::File(relative) => relative,
+            // A token key never leaves its HSM: the ledger's key URI is the whole reference,
+            // and the HSM is backed up by its own means.
+            KeyRef::Pkcs11(_) => continue,
+        };
         let relative = checked_relative(&relative.to_string_lossy())
             .with_context(|| format!("the key file of CA {}", ca.id))?;
         let source = settings.data_dir.join(&relative);

@@ -7,5 +7,6 @@ pub mod ca_admin;
 pub mod issuance;
 pub mod limits;
 pub mod rejections;
+pub mod revocation;
 pub mod store_health;
 pub mod tokens;

@@ -10,12 +10,15 @@ mod common;
 
 mod audit;
 mod aws;
+mod aws_answers;
 mod cas;
 mod certificates;
 mod connections;
 mod dashboard;
 mod health;
+mod messages;
 mod openapi;
 mod revocation;
 mod stats;
+mod stats_and_export;
 mod tokens;

@@ -17,7 +17,8 @@
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
 //! - `cli`: the command line, run as an operator runs it;
 //! - `early_answers`: 404/405/401/413/415 before the body is read, over HTTP/2 and HTTP/1.1;
-//! - `connections`: thousands of slow loopback clients, unfinished bodies, the connection cap.
+//! - `connections`: thousands of slow loopback clients, unfinished bodies, the connection cap;
+//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -31,6 +32,7 @@ mod dashboard;
 mod disk_full;
 mod early_answers;
 mod outage;
+mod pkcs11;
 mod query_plans;
 mod replicas;
 mod shutdown;
