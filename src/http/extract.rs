@@ -265,14 +265,19 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::new(ErrorCode::InvalidQuery, rejection.body_text())
 }
 
-/// An RFC 3339 query parameter named `name`.
+/// An RFC 3339 query parameter named `name`, between years 1 and 9999 once converted to UTC
+/// (the range is checked after the conversion: `9999-12-31T23:59:59-23:59` is in year 10000).
 pub fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
-    OffsetDateTime::parse(value, &Rfc3339)
-        .map(Timestamp::new)
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidQuery,
-                format!("{name} must be an RFC 3339 time such as 2026-11-28T10:00:00Z"),
-            )
-        })
+    let parsed = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("{name} must be an RFC 3339 time such as 2026-11-28T10:00:00Z"),
+        )
+    })?;
+    Timestamp::checked(parsed).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("{name} must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UTC"),
+        )
+    })
 }

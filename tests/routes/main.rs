@@ -15,6 +15,7 @@ mod certificates;
 mod dashboard;
 mod health;
 mod openapi;
+mod query_input;
 mod revocation;
 mod stats;
 mod tokens;

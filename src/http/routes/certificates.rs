@@ -645,11 +645,27 @@ fn decode_cursor(cursor: &str) -> Result<(Timestamp, String), ApiError> {
             "cursor is not one this API returned",
         )
     };
+    // A cursor is what `encode_cursor` wrote: a UTC time in range and a serial (40 lowercase
+    // hex digits). Anything else is refused, not passed on to the store.
+    if cursor.len() > 128 {
+        return Err(invalid());
+    }
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (at, serial) = text.split_once('|').ok_or_else(invalid)?;
-    let at = OffsetDateTime::parse(at, &Rfc3339).map_err(|_| invalid())?;
-    Ok((Timestamp::new(at), serial.to_owned()))
+    if !at.ends_with('Z')
+        || serial.len() != 40
+        || !serial
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(invalid());
+    }
+    let at = OffsetDateTime::parse(at, &Rfc3339)
+        .ok()
+        .and_then(Timestamp::checked)
+        .ok_or_else(invalid)?;
+    Ok((at, serial.to_owned()))
 }
 
 #[cfg(test)]
@@ -669,7 +685,29 @@ mod tests {
     #[test]
     fn cursors_round_trip_to_the_microsecond() {
         let at = Timestamp::new(time::macros::datetime!(2026-11-28 10:00:00.123456 UTC));
-        let (back, serial) = decode_cursor(&encode_cursor(at, "ab")).unwrap();
-        assert_eq!((back, serial.as_str()), (at, "ab"));
+        let serial = "0123456789abcdef0123456789abcdef01234567";
+        let (back, decoded) = decode_cursor(&encode_cursor(at, serial)).unwrap();
+        assert_eq!((back, decoded.as_str()), (at, serial));
+    }
+
+    #[test]
+    fn forged_cursors_are_refused() {
+        let serial = "0123456789abcdef0123456789abcdef01234567";
+        for text in [
+            format!("9999-12-31T23:59:59-23:59|{serial}"),
+            format!("0000-01-01T00:00:00+23:59|{serial}"),
+            format!("2026-11-28T10:00:00+01:00|{serial}"),
+            "2026-11-28T10:00:00Z|ab".to_owned(),
+            format!("2026-11-28T10:00:00Z|{}", serial.to_uppercase()),
+            format!("2026-11-28T10:00:00Z|{serial}\0"),
+            "no separator".to_owned(),
+        ] {
+            assert!(
+                decode_cursor(&URL_SAFE_NO_PAD.encode(&text)).is_err(),
+                "{text}"
+            );
+        }
+        assert!(decode_cursor("not base64!").is_err());
+        assert!(decode_cursor(&"A".repeat(4096)).is_err());
     }
 }
