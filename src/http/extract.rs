@@ -221,6 +221,68 @@ where
     }
 }
 
+/// Whether `text` holds a control character: C0 (NUL to US), DEL or C1. No path segment or
+/// query value of this API may hold one (PostgreSQL refuses NUL outright), so they are
+/// refused by the extractors, before any handler or the database sees them.
+pub fn has_control_character(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+/// Percent-decodes `raw` (and `+` as a space when `plus_is_space`), lossily as UTF-8.
+fn percent_decode(raw: &str, plus_is_space: bool) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `Path<T>` whose rejections are API errors, and which refuses a path holding a control
+/// character (`/v1/cas/%00/crl`) with 404 before the handler runs.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if has_control_character(&percent_decode(parts.uri.path(), false)) {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "no such resource: path segments must not contain control characters",
+            ));
+        }
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no such resource: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
 pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => unsupported_media_type("application/json"),
@@ -254,6 +316,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        for pair in parts.uri.query().unwrap_or_default().split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let (name, value) = (percent_decode(name, true), percent_decode(value, true));
+            if has_control_character(&name) || has_control_character(&value) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!(
+                        "query parameter {:?} must not contain control characters (NUL, \
+                         line breaks, tabs, ...)",
+                        name.chars().filter(|c| !c.is_control()).collect::<String>()
+                    ),
+                ));
+            }
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
             Err(rejection) => Err(query_rejection(rejection)),
@@ -280,4 +356,43 @@ pub fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
             format!("{name} must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UTC"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_percent_escapes_and_plus() {
+        assert_eq!(percent_decode("a%00b", false), "a\0b");
+        assert_eq!(percent_decode("a+b%2", true), "a b%2");
+        assert_eq!(percent_decode("%zz%4", false), "%zz%4");
+        assert_eq!(percent_decode("%e2%80%a8", false), "\u{2028}");
+        assert!(has_control_character(&percent_decode("%c2%85", false)));
+        assert!(has_control_character(&percent_decode("%7F", false)));
+        assert!(!has_control_character(&percent_decode("line-1%20x", false)));
+    }
+
+    #[test]
+    fn handlers_take_paths_and_queries_only_through_the_checking_extractors() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/routes");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim_start();
+                if line.starts_with("//") || line.starts_with("params(") {
+                    continue;
+                }
+                for bare in ["extract::Path", "extract::Query", ": Path<", ": Query<"] {
+                    assert!(
+                        !line.contains(bare),
+                        "{}:{}: use ApiPath/ApiQuery, which refuse control characters: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
 }

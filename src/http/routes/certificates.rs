@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -20,8 +20,8 @@ use crate::ca::{self, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{
-    ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_time, payload_too_large,
-    unsupported_media_type,
+    ApiPath, ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_time,
+    payload_too_large, unsupported_media_type,
 };
 use crate::services::issuance::{IssuanceRequest, Issued};
 use crate::store::{
@@ -614,7 +614,7 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
 pub async fn get_certificate(
     State(state): State<AppState>,
     _viewer: ViewerCaller,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<CertificateView>, ApiError> {
     let serial = serial.to_ascii_lowercase();
     let not_found = || {
