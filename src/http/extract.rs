@@ -153,8 +153,8 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
-/// The request id: the client's `x-request-id` when it is short visible ASCII, else a new
-/// UUID. Set by [`request_id_middleware`].
+/// The request id: the client's `x-request-id` when [`is_safe_request_id`], else a new UUID.
+/// Set by [`request_id_middleware`].
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
@@ -183,13 +183,25 @@ pub fn current_request_id() -> Option<String> {
     CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// Whether a client's `x-request-id` is kept: 1 to 128 characters of `A-Z a-z 0-9 . _ : -`,
+/// starting with a letter or digit. The id is stored in ledger rows and exported as CSV, so it
+/// must never be something a spreadsheet evaluates (`=HYPERLINK(...)`, `@SUM(...)`, `-2+3`),
+/// and it appears in logs, so no spaces, quotes or control characters either.
+pub fn is_safe_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
 /// Assigns the request id, records it on the request span, and echoes it in the response.
 pub async fn request_id_middleware(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| is_safe_request_id(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     tracing::Span::current().record("request_id", id.as_str());
@@ -361,6 +373,33 @@ pub fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_request_ids_are_kept_only_in_a_safe_alphabet() {
+        for kept in [
+            "line-7-req-42",
+            "0b6f3c1e-8d2a-4b8e-9f0e-3c2d1a0b9e8f",
+            "a",
+            "x.y_z:1",
+        ] {
+            assert!(is_safe_request_id(kept), "{kept}");
+        }
+        let long = "a".repeat(129);
+        for refused in [
+            "",
+            "=HYPERLINK(\"http://evil.example\")",
+            "-2+3",
+            "+1",
+            "@SUM(A1)",
+            "a b",
+            "a,b",
+            "a\"b",
+            "cmd|' /C calc'!A0",
+            long.as_str(),
+        ] {
+            assert!(!is_safe_request_id(refused), "{refused}");
+        }
+    }
 
     #[test]
     fn decodes_percent_escapes_and_plus() {

@@ -352,9 +352,10 @@ fn add_request_id_parameter(operation: &mut Value) {
             "name": "x-request-id",
             "in": "header",
             "required": false,
-            "description": "1-128 visible ASCII characters, kept as the request id and echoed \
-                in the response and in error bodies; otherwise a UUID is generated",
-            "schema": {"type": "string"}
+            "description": "1-128 characters of A-Z a-z 0-9 . _ : - starting with a letter or \
+                digit, kept as the request id and echoed in the response and in error bodies; \
+                otherwise a UUID is generated",
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"}
         }));
 }
 
@@ -475,8 +476,8 @@ fn add_error_responses(operation: &mut Value, errors: &[ErrorCode]) {
     // Every response carries the request id (see `request_id_middleware`).
     for response in responses.values_mut() {
         response["headers"]["x-request-id"] = json!({
-            "description": "The client's `x-request-id` (1-128 visible ASCII characters) or a \
-                generated UUID",
+            "description": "The client's `x-request-id` (1-128 characters of A-Z a-z 0-9 . _ : - \
+                starting with a letter or digit) or a generated UUID",
             "schema": {"type": "string"}
         });
     }

