@@ -123,6 +123,7 @@ impl Application {
                     settings.server.station_burst,
                 )),
                 rejections: Arc::new(RejectionCounter::new()),
+                sign_in: Arc::new(crate::services::sign_in::SignInGuard::new()),
                 tokens: Arc::new(crate::services::tokens::TokenCache::new(
                     settings.server.token_cache_secs,
                 )),
@@ -191,10 +192,13 @@ impl Application {
         let (listener, tls) = (self.listener, self.tls);
         let server = async move {
             match tls {
-                None => axum::serve(listener, app)
-                    .with_graceful_shutdown(signal)
-                    .await
-                    .map_err(anyhow::Error::from),
+                None => axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(signal)
+                .await
+                .map_err(anyhow::Error::from),
                 Some(tls) => {
                     crate::http::tls::serve(listener, tls, app, signal).await;
                     Ok(())

@@ -24,6 +24,8 @@ pub struct AppState {
     pub station_limiter: Arc<StationRateLimiter>,
     /// Refused signing requests not yet added to the store's counters.
     pub rejections: Arc<RejectionCounter>,
+    /// Failed dashboard sign-ins per source and token, and their collapsed audit records.
+    pub sign_in: Arc<crate::services::sign_in::SignInGuard>,
     /// Live API tokens seen recently (`server.token_cache_secs`).
     pub tokens: Arc<crate::services::tokens::TokenCache>,
 }

@@ -124,6 +124,7 @@ role_extractor!(
 /// An admin, with the request id: everything an admin route needs to act and to audit.
 pub struct AdminCaller {
     pub principal: Principal,
+    /// The service's own id of this request ([`ServerRequestId`]): what the audit records.
     pub request_id: String,
 }
 
@@ -145,7 +146,8 @@ impl FromRequestParts<AppState> for AdminCaller {
         if principal.role != Role::Admin {
             return Err(ApiError::forbidden("admin"));
         }
-        let Ok(RequestId(request_id)) = RequestId::from_request_parts(parts, state).await;
+        let Ok(ServerRequestId(request_id)) =
+            ServerRequestId::from_request_parts(parts, state).await;
         Ok(AdminCaller {
             principal,
             request_id,
@@ -167,6 +169,42 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
             .get::<RequestId>()
             .cloned()
             .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string())))
+    }
+}
+
+/// The service's own id of the request: a UUID it generated, whatever the client sent. The
+/// audit log records this one, never a client-chosen id; the request's log lines carry it as
+/// `server_request_id` when the client chose the `request_id`.
+#[derive(Clone, Debug)]
+pub struct ServerRequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ServerRequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ServerRequestId>()
+            .cloned()
+            .unwrap_or_else(|| ServerRequestId(uuid::Uuid::new_v4().to_string())))
+    }
+}
+
+/// The address of the peer, when the server knows it (always, over plain HTTP and HTTPS;
+/// not for requests handed to the router in process).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
     }
 }
 
@@ -197,15 +235,21 @@ pub fn is_safe_request_id(id: &str) -> bool {
 
 /// Assigns the request id, records it on the request span, and echoes it in the response.
 pub async fn request_id_middleware(mut request: Request, next: Next) -> Response {
-    let id = request
+    let server_id = uuid::Uuid::new_v4().to_string();
+    let client_id = request
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_safe_request_id(v))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    tracing::Span::current().record("request_id", id.as_str());
+        .map(str::to_owned);
+    let span = tracing::Span::current();
+    if client_id.is_some() {
+        span.record("server_request_id", server_id.as_str());
+    }
+    let id = client_id.unwrap_or_else(|| server_id.clone());
+    span.record("request_id", id.as_str());
     request.extensions_mut().insert(RequestId(id.clone()));
+    request.extensions_mut().insert(ServerRequestId(server_id));
     let mut response = CURRENT_REQUEST_ID
         .scope(id.clone(), next.run(request))
         .await;

@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id = tracing::field::Empty,
+                    server_request_id = tracing::field::Empty,
                 )
             }),
         )

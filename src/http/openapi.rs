@@ -251,7 +251,11 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "POST /v1/session",
         &[
             JSON_BODY,
-            &[ErrorCode::Unauthorized, ErrorCode::Forbidden],
+            &[
+                ErrorCode::Unauthorized,
+                ErrorCode::Forbidden,
+                ErrorCode::RateLimited,
+            ],
             STORE,
         ],
     ),
@@ -298,8 +302,9 @@ fn finish(doc: &mut Value) {
             "type": "apiKey",
             "in": "cookie",
             "name": super::routes::dashboard::SESSION_COOKIE,
-            "description": "The dashboard's session (`POST /v1/session`). It authenticates \
-                GET and HEAD requests only, and only for viewer tokens."
+            "description": "The dashboard's session (`POST /v1/session`): a random session id \
+                kept on the server, not the token. It authenticates GET and HEAD requests only, \
+                and only for viewer tokens, until sign-out, the token's revocation or 8 hours."
         },
         STATION_CERTIFICATE: {
             "type": "mutualTLS",
@@ -383,6 +388,10 @@ fn common_errors(path: &str, operation: &Value) -> Vec<ErrorCode> {
         {
             common.push(ErrorCode::Forbidden);
         }
+    }
+    // A path parameter with a control character is refused by `ApiPath` (404 `not_found`).
+    if path.contains('{') {
+        common.push(ErrorCode::NotFound);
     }
     common.push(ErrorCode::InternalError);
     common.push(ErrorCode::RequestTimeout);

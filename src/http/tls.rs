@@ -511,6 +511,10 @@ async fn connection(
     }
     let service = app.map_request(move |request: axum::http::Request<Incoming>| {
         let mut request = request.map(Body::new);
+        // The peer address, as axum::serve's connect info gives it on plain HTTP.
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         if let Some(identity) = &identity {
             request.extensions_mut().insert(identity.clone());
         }

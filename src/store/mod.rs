@@ -90,6 +90,7 @@ mod cas;
 mod certificates;
 pub mod ledger_writer;
 pub mod revocation;
+mod sessions;
 pub mod stats;
 mod tokens;
 

@@ -7,7 +7,11 @@ use crate::common::*;
 use crate::on_both_backends;
 use reqwest::StatusCode;
 
-on_both_backends!(exported_cells_never_start_a_formula,);
+on_both_backends!(
+    exported_cells_never_start_a_formula,
+    failed_sign_ins_are_limited_and_their_audit_records_collapsed,
+    admin_aws_routes_check_the_role_before_the_body,
+);
 
 /// The CSV export's rows as fields (quotes handled; no field here spans lines).
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
@@ -90,4 +94,130 @@ async fn exported_cells_never_start_a_formula(backend: Backend) {
     assert_eq!(rows[1][column("thing_name")], "'-cmd:1");
     assert_eq!(rows[1][column("request_id")], id);
     assert_eq!(rows[2][column("request_id")], "'+cmd");
+}
+
+async fn sign_in_as(app: &TestApp, token: &str, request_id: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/session"))
+        .header("x-request-id", request_id)
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn failed_sign_ins_are_limited_and_their_audit_records_collapsed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // A station token, over and over: ten refusals (403), then 429 with Retry-After, before
+    // any lookup; one audit record, under the service's own request id.
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let response = sign_in_as(&app, &app.station, &format!("flood-{i}")).await;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&wait), "{wait}");
+            assert_eq!(json(response).await["code"], "rate_limited");
+        }
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses[..10], [403; 10]);
+    assert!(statuses[10..].iter().all(|&s| s == 429), "{statuses:?}");
+    let audit = json(
+        app.get(
+            &app.admin,
+            "/v1/admin/audit?action=session.create&limit=1000",
+        )
+        .await,
+    )
+    .await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{audit}");
+    assert_eq!(items[0]["actor"], "station-1");
+    assert_eq!(items[0]["outcome"], "failure");
+    let audited_id = items[0]["request_id"].as_str().unwrap();
+    assert!(!audited_id.starts_with("flood-"), "{audited_id}");
+    assert!(uuid::Uuid::parse_str(audited_id).is_ok());
+
+    // The source is refused now, whatever token it brings.
+    let viewer = sign_in_as(&app, &app.viewer, "v-1").await;
+    assert_eq!(viewer.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The API itself is not limited by the sign-in rule.
+    assert_eq!(
+        app.get(&app.viewer, "/v1/certificates").await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn admin_aws_routes_check_the_role_before_the_body(backend: Backend) {
+    let fake = std::sync::Arc::new(factory_ca::aws::fake::FakeIotRegistry::new());
+    let app = TestApp::spawn_with_iot(backend, fake, |_| {}).await;
+    let id = json(app.get(&app.admin, "/v1/ca").await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let routes = [
+        (
+            reqwest::Method::POST,
+            format!("/v1/admin/cas/{id}/aws/register"),
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/v1/admin/cas/{id}/aws/template"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/admin/cas/{id}/aws/template/preview"),
+        ),
+        (reqwest::Method::PATCH, format!("/v1/admin/cas/{id}/aws")),
+    ];
+    // Bodies that would each be a 400 or 422 naming fields, for an admin.
+    let bodies = [
+        serde_json::json!({}),
+        serde_json::json!({"mode": "nonsense", "extra": 1}),
+        serde_json::json!("not an object"),
+    ];
+    for (method, path) in &routes {
+        for body in &bodies {
+            for (token, expected) in [
+                (Some(&app.viewer), StatusCode::FORBIDDEN),
+                (Some(&app.station), StatusCode::FORBIDDEN),
+                (None, StatusCode::UNAUTHORIZED),
+            ] {
+                let mut request = app.client.request(method.clone(), app.url(path)).json(body);
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let problem = json(response).await;
+                assert_eq!(status, expected, "{method} {path} {body}: {problem}");
+                assert!(
+                    !problem["detail"].as_str().unwrap().contains("field"),
+                    "{problem}"
+                );
+            }
+        }
+        // Without a JSON content type at all: still the role first.
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&app.viewer)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    // Nothing was registered.
+    let state = json(
+        app.get(&app.admin, &format!("/v1/admin/cas/{id}/aws"))
+            .await,
+    )
+    .await;
+    assert!(state["stored"].is_null(), "{state}");
 }
