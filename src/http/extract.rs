@@ -28,12 +28,21 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+        let mut authorizations = parts.headers.get_all(header::AUTHORIZATION).iter();
+        let first = authorizations.next();
+        if authorizations.next().is_some() {
+            // "First wins" would let a proxy and the service disagree on who is calling.
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "send exactly one Authorization header ('Authorization: Bearer <token>')",
+            ));
+        }
+        let Some(header) = first else {
             // mTLS: the connection's verified station certificate (a token, when sent, wins).
             match parts.extensions.get::<crate::http::tls::ClientIdentity>() {
                 Some(crate::http::tls::ClientIdentity::Station { common_name }) => {
                     return Ok(Caller(Principal {
-                        name: common_name.clone(),
+                        name: certificate_station_name(common_name),
                         role: Role::Station,
                     }));
                 }
@@ -101,6 +110,17 @@ macro_rules! role_extractor {
         }
     };
 }
+
+/// What a station named by its client certificate's CN is called: `cert:<CN>`. Token names
+/// cannot hold `:`, so a certificate with `CN=bootstrap-admin` is station
+/// `cert:bootstrap-admin`, never the token `bootstrap-admin`: the two kinds of names are
+/// separate namespaces in the ledger, in `Idempotency-Key` scopes and in the rate limits.
+pub fn certificate_station_name(common_name: &str) -> String {
+    format!("{CERTIFICATE_STATION_PREFIX}{common_name}")
+}
+
+/// The prefix of station names that come from client certificates.
+pub const CERTIFICATE_STATION_PREFIX: &str = "cert:";
 
 role_extractor!(
     /// A station (or an admin): may sign.

@@ -309,7 +309,8 @@ fn finish(doc: &mut Value) {
         STATION_CERTIFICATE: {
             "type": "mutualTLS",
             "description": "A client certificate verified by `[server.tls]`, when configured: \
-                role `station`, named by its CN. An `Authorization` header takes precedence."
+                role `station`, named `cert:<CN>` after its CN. An `Authorization` header \
+                takes precedence."
         }
     });
     let mut codes: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();

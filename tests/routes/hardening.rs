@@ -11,6 +11,7 @@ on_both_backends!(
     exported_cells_never_start_a_formula,
     failed_sign_ins_are_limited_and_their_audit_records_collapsed,
     admin_aws_routes_check_the_role_before_the_body,
+    two_authorization_headers_are_refused,
 );
 
 /// The CSV export's rows as fields (quotes handled; no field here spans lines).
@@ -220,4 +221,79 @@ async fn admin_aws_routes_check_the_role_before_the_body(backend: Backend) {
     )
     .await;
     assert!(state["stored"].is_null(), "{state}");
+}
+
+async fn two_authorization_headers_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for (first, second) in [
+        (&app.viewer, &app.admin),
+        (&app.admin, &app.viewer),
+        (&app.admin, &app.admin),
+    ] {
+        let response = app
+            .client
+            .get(app.url("/v1/admin/tokens"))
+            .header("authorization", format!("Bearer {first}"))
+            .header("authorization", format!("Bearer {second}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body = json(response).await;
+        assert_eq!(body["code"], "unauthorized");
+        assert!(
+            body["detail"].as_str().unwrap().contains("exactly one"),
+            "{body}"
+        );
+    }
+    // No HSTS over plain HTTP (the header is for HTTPS only).
+    let response = app.get(&app.viewer, "/v1/ca").await;
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_none()
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_data_dir_and_database_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let response = app.sign(&csr("perm-1", "JP").pem).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let data = app.settings.data_dir.clone();
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&data), 0o700);
+    let mut files = 0;
+    for name in ["factory-ca.db", "factory-ca.db-wal", "factory-ca.db-shm"] {
+        let path = data.join(name);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{name}");
+            files += 1;
+        }
+    }
+    assert!(
+        files >= 2,
+        "the database and its WAL exist while the service runs"
+    );
+
+    // A store made before this rule (group- and world-readable) is tightened at the next start.
+    let db = data.join("factory-ca.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = app.restart().await;
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(
+        app.get(&app.viewer, "/v1/certificates").await.status(),
+        StatusCode::OK
+    );
 }

@@ -297,7 +297,7 @@ pub struct ListParams {
     thing_name: Option<String>,
     /// Exactly this country code.
     country: Option<String>,
-    /// Exactly this station (token name).
+    /// Exactly this station: a token name, or `cert:<CN>` for a station client certificate.
     station: Option<String>,
     /// `active` or `revoked`.
     status: Option<String>,
