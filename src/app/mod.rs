@@ -61,6 +61,9 @@ impl Application {
         if settings.database.migrate_on_start {
             store.migrate().await.context("database migration failed")?;
         }
+        let reads = Store::connect_reads(&settings)
+            .await
+            .context("cannot set up the dashboard's read pool (database.url)")?;
         let keys = Arc::new(KeyStore::from_settings(&settings));
         let ca = ensure_issuing_ca(&settings, &store, &keys).await?;
         if let Some(tls) = &tls {
@@ -115,6 +118,7 @@ impl Application {
             metrics_listener,
             state: AppState {
                 store,
+                reads,
                 keys,
                 issuance: Arc::new(issuance),
                 iot,

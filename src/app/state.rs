@@ -16,6 +16,9 @@ use crate::store::Store;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
+    /// The same database through the dashboard's read pool (`crate::store::reads`): listing,
+    /// export, stats and audit reads use it, so viewers cannot take issuance's connections.
+    pub reads: Store,
     /// The CA keys: where they live, their at-rest passphrase, the keys already decrypted.
     pub keys: Arc<KeyStore>,
     pub issuance: Arc<IssuanceService>,

@@ -89,6 +89,7 @@ pub mod aws;
 mod cas;
 mod certificates;
 pub mod ledger_writer;
+pub mod reads;
 pub mod revocation;
 mod sessions;
 pub mod stats;

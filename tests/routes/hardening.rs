@@ -12,6 +12,7 @@ on_both_backends!(
     failed_sign_ins_are_limited_and_their_audit_records_collapsed,
     admin_aws_routes_check_the_role_before_the_body,
     two_authorization_headers_are_refused,
+    viewers_cannot_take_the_connections_of_issuance,
 );
 
 /// The CSV export's rows as fields (quotes handled; no field here spans lines).
@@ -296,4 +297,75 @@ async fn the_sqlite_data_dir_and_database_files_are_owner_only() {
         app.get(&app.viewer, "/v1/certificates").await.status(),
         StatusCode::OK
     );
+}
+
+/// Holds one connection of `store`'s pool until dropped.
+async fn hold_connection(store: &factory_ca::store::Store) -> Box<dyn std::any::Any + Send> {
+    use factory_ca::store::Store;
+    match store {
+        Store::Postgres(pool) => Box::new(pool.acquire().await.unwrap()),
+        Store::Sqlite(pool) => Box::new(pool.acquire().await.unwrap()),
+    }
+}
+
+async fn viewers_cannot_take_the_connections_of_issuance(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        s.database.max_connections = 4;
+        s.database.connect_timeout_secs = std::time::Duration::from_secs(1);
+    })
+    .await;
+    // Every connection of the dashboard's pool busy, as under many slow viewer queries.
+    let reads = factory_ca::store::reads::read_connections(&app.settings);
+    let mut held = Vec::new();
+    for _ in 0..reads {
+        held.push(hold_connection(&app.reads).await);
+    }
+    // Issuance does not notice.
+    for i in 0..5 {
+        let started = std::time::Instant::now();
+        let response = app.sign(&csr(&format!("starve-{i}"), "JP").pem).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(900),
+            "issuance took {:?} while the read pool was busy",
+            started.elapsed()
+        );
+    }
+    // A viewer read waits for its own pool, and is answered 503 after the acquire timeout.
+    let started = std::time::Instant::now();
+    let list = app.get(&app.viewer, "/v1/certificates").await;
+    assert_eq!(list.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(list).await["code"], "store_unavailable");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    drop(held);
+    let list = json(app.get(&app.viewer, "/v1/certificates").await).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_cancels_a_dashboard_statement_past_its_timeout() {
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.server.request_timeout_secs = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let factory_ca::store::Store::Postgres(pool) = &app.reads else {
+        unreachable!()
+    };
+    let started = std::time::Instant::now();
+    let error = sqlx::query("SELECT pg_sleep(5)")
+        .execute(pool)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    let code = error.as_database_error().and_then(|e| e.code()).unwrap();
+    assert_eq!(code, "57014", "query_canceled: {error}");
+    assert!(elapsed < std::time::Duration::from_secs(3), "{elapsed:?}");
+    // The issuance pool has no such limit (its statements are the ledger's own).
+    let factory_ca::store::Store::Postgres(main) = &app.store else {
+        unreachable!()
+    };
+    sqlx::query("SELECT pg_sleep(1.2)")
+        .execute(main)
+        .await
+        .unwrap();
 }

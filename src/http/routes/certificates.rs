@@ -356,7 +356,7 @@ pub async fn list_certificates(
     }
     let filter = certificate_filter(params)?;
     // One row more than asked tells whether another page exists.
-    let mut rows = state.store.list_certificates(&filter, limit + 1).await?;
+    let mut rows = state.reads.list_certificates(&filter, limit + 1).await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|r| encode_cursor(r.issued_at, &r.serial))
@@ -430,10 +430,10 @@ pub async fn export_certificates_csv(
     // The first chunk is read before answering, so that a store outage is a 503, not a
     // truncated 200.
     let first = state
-        .store
+        .reads
         .list_certificates(&filter, EXPORT_CHUNK.min(remaining as u32))
         .await?;
-    let store = state.store.clone();
+    let store = state.reads.clone();
     let mut header = CSV_COLUMNS.join(",");
     header.push_str("\r\n");
     let head = futures_util::stream::once(async move { Ok(Bytes::from(header)) });

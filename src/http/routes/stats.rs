@@ -123,7 +123,7 @@ pub async fn stats(
     if let Err(e) = state.rejections.flush(&state.store).await {
         tracing::warn!(error = %e, "could not flush rejection counts before a stats query");
     }
-    let mut stats = state.store.stats(from, to, grouping, now).await?;
+    let mut stats = state.reads.stats(from, to, grouping, now).await?;
 
     let groups = match buckets {
         // Every bucket of the range, in order, zero-filled.

@@ -9,3 +9,10 @@ CREATE TABLE dashboard_sessions (
     expires_at      TEXT NOT NULL
 );
 CREATE INDEX dashboard_sessions_expires_at ON dashboard_sessions (expires_at);
+
+-- `?aws_status=never_seen` (and any aws_status filter) pages newest first by
+-- (issued_at, serial): with serial in the index the page is an index range read, not a sort
+-- of every matching row.
+DROP INDEX issued_certificates_aws_status;
+CREATE INDEX issued_certificates_aws_status
+    ON issued_certificates (aws_status, issued_at DESC, serial DESC);
