@@ -16,6 +16,7 @@ mod dashboard;
 mod hardening;
 mod health;
 mod openapi;
+mod query_fuzz;
 mod query_input;
 mod revocation;
 mod stats;
