@@ -54,110 +54,38 @@ async fn metered<T>(
     result
 }
 
-#[async_trait]
-impl IotRegistry for MeteredRegistry {
-    async fn get_registration_code(&self) -> Result<String, AwsError> {
-        metered("GetRegistrationCode", self.inner.get_registration_code()).await
-    }
+/// Implements [`IotRegistry`] for [`MeteredRegistry`]: each method forwards to the inner
+/// registry through [`metered`], labelled with AWS's name of the operation.
+macro_rules! metered_registry {
+    ($($operation:literal => fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $out:ty;)*) => {
+        #[async_trait]
+        impl IotRegistry for MeteredRegistry {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> Result<$out, AwsError> {
+                    metered($operation, self.inner.$name($($arg),*)).await
+                }
+            )*
+        }
+    };
+}
 
-    async fn register_ca_certificate(
-        &self,
-        req: RegisterCaRequest,
-    ) -> Result<RegisteredCa, AwsError> {
-        metered(
-            "RegisterCACertificate",
-            self.inner.register_ca_certificate(req),
-        )
-        .await
-    }
-
-    async fn describe_ca_certificate(
-        &self,
-        certificate_id: &str,
-    ) -> Result<CaDescription, AwsError> {
-        metered(
-            "DescribeCACertificate",
-            self.inner.describe_ca_certificate(certificate_id),
-        )
-        .await
-    }
-
-    async fn update_ca_certificate(
-        &self,
-        certificate_id: &str,
-        update: CaUpdate,
-    ) -> Result<(), AwsError> {
-        metered(
-            "UpdateCACertificate",
-            self.inner.update_ca_certificate(certificate_id, update),
-        )
-        .await
-    }
-
-    async fn delete_ca_certificate(&self, certificate_id: &str) -> Result<(), AwsError> {
-        metered(
-            "DeleteCACertificate",
-            self.inner.delete_ca_certificate(certificate_id),
-        )
-        .await
-    }
-
-    async fn create_jitp_template(
-        &self,
-        name: &str,
-        body: &str,
-        role_arn: &str,
-    ) -> Result<String, AwsError> {
-        metered(
-            "CreateProvisioningTemplate",
-            self.inner.create_jitp_template(name, body, role_arn),
-        )
-        .await
-    }
-
-    async fn register_certificate(
-        &self,
-        certificate_pem: &str,
-        ca_certificate_pem: &str,
-        status: &str,
-    ) -> Result<String, AwsError> {
-        metered(
-            "RegisterCertificate",
-            self.inner
-                .register_certificate(certificate_pem, ca_certificate_pem, status),
-        )
-        .await
-    }
-
-    async fn describe_certificate(
-        &self,
-        certificate_id: &str,
-    ) -> Result<DeviceCertificate, AwsError> {
-        metered(
-            "DescribeCertificate",
-            self.inner.describe_certificate(certificate_id),
-        )
-        .await
-    }
-
-    async fn update_certificate(&self, certificate_id: &str, status: &str) -> Result<(), AwsError> {
-        metered(
-            "UpdateCertificate",
-            self.inner.update_certificate(certificate_id, status),
-        )
-        .await
-    }
-
-    async fn list_certificates_by_ca(
-        &self,
-        ca_certificate_id: &str,
-        marker: Option<&str>,
-    ) -> Result<CertificatePage, AwsError> {
-        metered(
-            "ListCertificatesByCA",
-            self.inner
-                .list_certificates_by_ca(ca_certificate_id, marker),
-        )
-        .await
-    }
+metered_registry! {
+    "GetRegistrationCode" => fn get_registration_code(&self) -> String;
+    "RegisterCACertificate" => fn register_ca_certificate(&self, req: RegisterCaRequest)
+        -> RegisteredCa;
+    "DescribeCACertificate" => fn describe_ca_certificate(&self, certificate_id: &str)
+        -> CaDescription;
+    "UpdateCACertificate" => fn update_ca_certificate(
+        &self, certificate_id: &str, update: CaUpdate) -> ();
+    "DeleteCACertificate" => fn delete_ca_certificate(&self, certificate_id: &str) -> ();
+    "CreateProvisioningTemplate" => fn create_jitp_template(
+        &self, name: &str, body: &str, role_arn: &str) -> String;
+    "RegisterCertificate" => fn register_certificate(
+        &self, certificate_pem: &str, ca_certificate_pem: &str, status: &str) -> String;
+    "DescribeCertificate" => fn describe_certificate(&self, certificate_id: &str)
+        -> DeviceCertificate;
+    "UpdateCertificate" => fn update_certificate(&self, certificate_id: &str, status: &str)
+        -> ();
+    "ListCertificatesByCA" => fn list_certificates_by_ca(
+        &self, ca_certificate_id: &str, marker: Option<&str>) -> CertificatePage;
 }

@@ -54,11 +54,36 @@ pub enum CaStatus {
     Inactive,
 }
 
-impl std::fmt::Display for CaStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_aws())
-    }
+/// `ALL`, `as_aws`, `from_aws` and `Display` (AWS's spelling, which the API and the ledger show
+/// too) for an enum of AWS status names, each name written once.
+macro_rules! aws_names {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            pub fn as_aws(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+
+            pub fn from_aws(value: &str) -> Option<$ty> {
+                $ty::ALL.iter().copied().find(|s| s.as_aws() == value)
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_aws())
+            }
+        }
+    };
 }
+
+aws_names!(CaStatus {
+    Active => "ACTIVE",
+    Inactive => "INACTIVE",
+});
 
 impl CaStatus {
     /// `ACTIVE` when `active`.
@@ -68,20 +93,6 @@ impl CaStatus {
         } else {
             CaStatus::Inactive
         }
-    }
-
-    pub const ALL: &'static [CaStatus] = &[CaStatus::Active, CaStatus::Inactive];
-
-    /// AWS's spelling, which the API shows too.
-    pub fn as_aws(self) -> &'static str {
-        match self {
-            CaStatus::Active => "ACTIVE",
-            CaStatus::Inactive => "INACTIVE",
-        }
-    }
-
-    pub fn from_aws(value: &str) -> Option<CaStatus> {
-        CaStatus::ALL.iter().copied().find(|s| s.as_aws() == value)
     }
 }
 
@@ -97,41 +108,14 @@ pub enum AwsCertificateStatus {
     PendingActivation,
 }
 
-impl std::fmt::Display for AwsCertificateStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_aws())
-    }
-}
-
-impl AwsCertificateStatus {
-    pub const ALL: &'static [AwsCertificateStatus] = &[
-        AwsCertificateStatus::Active,
-        AwsCertificateStatus::Inactive,
-        AwsCertificateStatus::Revoked,
-        AwsCertificateStatus::PendingTransfer,
-        AwsCertificateStatus::RegisterInactive,
-        AwsCertificateStatus::PendingActivation,
-    ];
-
-    /// AWS's spelling, which the API and the ledger use too.
-    pub fn as_aws(self) -> &'static str {
-        match self {
-            AwsCertificateStatus::Active => "ACTIVE",
-            AwsCertificateStatus::Inactive => "INACTIVE",
-            AwsCertificateStatus::Revoked => "REVOKED",
-            AwsCertificateStatus::PendingTransfer => "PENDING_TRANSFER",
-            AwsCertificateStatus::RegisterInactive => "REGISTER_INACTIVE",
-            AwsCertificateStatus::PendingActivation => "PENDING_ACTIVATION",
-        }
-    }
-
-    pub fn from_aws(value: &str) -> Option<AwsCertificateStatus> {
-        AwsCertificateStatus::ALL
-            .iter()
-            .copied()
-            .find(|s| s.as_aws() == value)
-    }
-}
+aws_names!(AwsCertificateStatus {
+    Active => "ACTIVE",
+    Inactive => "INACTIVE",
+    Revoked => "REVOKED",
+    PendingTransfer => "PENDING_TRANSFER",
+    RegisterInactive => "REGISTER_INACTIVE",
+    PendingActivation => "PENDING_ACTIVATION",
+});
 
 /// `registrationConfig`: the JITP template, inline or by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -115,6 +115,24 @@ fn to_time(t: Option<&aws_sdk_iot::primitives::DateTime>) -> Option<OffsetDateTi
     t.and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok())
 }
 
+/// AWS's name of an enum value (`ACTIVE`, `ENABLE`, ...), or `absent` when it sent none.
+fn name_or<T: AsRef<str>>(value: Option<&T>, absent: &str) -> String {
+    value.map_or(absent, AsRef::as_ref).to_owned()
+}
+
+/// A device certificate as `DescribeCertificate` and `ListCertificatesByCA` describe it.
+fn device_certificate(
+    certificate_id: &str,
+    status: Option<&CertificateStatus>,
+    created: Option<&aws_sdk_iot::primitives::DateTime>,
+) -> DeviceCertificate {
+    DeviceCertificate {
+        certificate_id: certificate_id.to_owned(),
+        status: name_or(status, ""),
+        created_at: to_time(created),
+    }
+}
+
 #[async_trait]
 impl IotRegistry for SdkIotRegistry {
     async fn get_registration_code(&self) -> Result<String, AwsError> {
@@ -179,18 +197,9 @@ impl IotRegistry for SdkIotRegistry {
         Ok(CaDescription {
             certificate_id: d.certificate_id().unwrap_or(certificate_id).to_owned(),
             certificate_arn: d.certificate_arn().unwrap_or_default().to_owned(),
-            status: d
-                .status()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
-            auto_registration_status: d
-                .auto_registration_status()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_else(|| "DISABLE".to_owned()),
-            certificate_mode: d
-                .certificate_mode()
-                .map(|m| m.as_str().to_owned())
-                .unwrap_or_else(|| "DEFAULT".to_owned()),
+            status: name_or(d.status(), ""),
+            auto_registration_status: name_or(d.auto_registration_status(), "DISABLE"),
+            certificate_mode: name_or(d.certificate_mode(), "DEFAULT"),
             registration_config: out.registration_config().map(|c| RegistrationConfig {
                 template_body: c.template_body().map(str::to_owned),
                 role_arn: c.role_arn().map(str::to_owned),
@@ -297,14 +306,11 @@ impl IotRegistry for SdkIotRegistry {
         let d = out
             .certificate_description()
             .ok_or_else(|| missing("a certificate description"))?;
-        Ok(DeviceCertificate {
-            certificate_id: d.certificate_id().unwrap_or(certificate_id).to_owned(),
-            status: d
-                .status()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
-            created_at: to_time(d.creation_date()),
-        })
+        Ok(device_certificate(
+            d.certificate_id().unwrap_or(certificate_id),
+            d.status(),
+            d.creation_date(),
+        ))
     }
 
     async fn update_certificate(&self, certificate_id: &str, status: &str) -> Result<(), AwsError> {
@@ -336,13 +342,12 @@ impl IotRegistry for SdkIotRegistry {
             certificates: out
                 .certificates()
                 .iter()
-                .map(|c| DeviceCertificate {
-                    certificate_id: c.certificate_id().unwrap_or_default().to_owned(),
-                    status: c
-                        .status()
-                        .map(|s| s.as_str().to_owned())
-                        .unwrap_or_default(),
-                    created_at: to_time(c.creation_date()),
+                .map(|c| {
+                    device_certificate(
+                        c.certificate_id().unwrap_or_default(),
+                        c.status(),
+                        c.creation_date(),
+                    )
                 })
                 .collect(),
             next_marker: out.next_marker().map(str::to_owned),

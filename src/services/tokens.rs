@@ -315,13 +315,23 @@ mod tests {
         store
     }
 
-    #[tokio::test]
-    async fn the_cache_holds_only_live_tokens_and_forgets_revoked_ones() {
+    /// A fresh SQLite store (in the returned directory) with the station token `line-1`.
+    async fn store_with_station() -> (tempfile::TempDir, Store, TokenSecret) {
         let dir = tempfile::tempdir().unwrap();
         let store = sqlite_store(dir.path()).await;
         let secret = create_token(&store, "line-1", Role::Station, "test", None)
             .await
             .unwrap();
+        (dir, store, secret)
+    }
+
+    async fn accepted(cache: &TokenCache, store: &Store, secret: &str) -> bool {
+        cache.authenticate(store, secret).await.unwrap().is_some()
+    }
+
+    #[tokio::test]
+    async fn the_cache_holds_only_live_tokens_and_forgets_revoked_ones() {
+        let (_dir, store, secret) = store_with_station().await;
         let cache = TokenCache::new(Duration::from_secs(300));
         let principal = cache.authenticate(&store, secret.expose()).await.unwrap();
         assert_eq!(principal.unwrap().name, "line-1");
@@ -331,53 +341,25 @@ mod tests {
         // tokens cannot grow the cache.
         for _ in 0..50 {
             let forged = TokenSecret::generate();
-            assert!(
-                cache
-                    .authenticate(&store, forged.expose())
-                    .await
-                    .unwrap()
-                    .is_none()
-            );
+            assert!(!accepted(&cache, &store, forged.expose()).await);
         }
         assert_eq!(cache.len(), 1);
 
         // A revocation through the cache applies at once.
         assert!(cache.revoke(&store, "line-1", "test", None).await.unwrap());
         assert_eq!(cache.len(), 0);
-        assert!(
-            cache
-                .authenticate(&store, secret.expose())
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!accepted(&cache, &store, secret.expose()).await);
     }
 
     #[tokio::test]
     async fn a_zero_ttl_caches_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(dir.path()).await;
-        let secret = create_token(&store, "line-1", Role::Station, "test", None)
-            .await
-            .unwrap();
+        let (_dir, store, secret) = store_with_station().await;
         let cache = TokenCache::new(Duration::ZERO);
-        assert!(
-            cache
-                .authenticate(&store, secret.expose())
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(accepted(&cache, &store, secret.expose()).await);
         assert_eq!(cache.len(), 0);
         // Revoked behind the cache's back (another replica): refused at once.
         revoke_token(&store, "line-1", "test", None).await.unwrap();
-        assert!(
-            cache
-                .authenticate(&store, secret.expose())
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!accepted(&cache, &store, secret.expose()).await);
     }
 
     #[test]

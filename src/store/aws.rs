@@ -37,10 +37,7 @@ const COLUMNS: &str = "ca_id, aws_certificate_id, certificate_arn, mode, status,
 impl Store {
     pub async fn get_aws_registration(&self, ca_id: &str) -> StoreResult<Option<AwsRegistration>> {
         let sql = format!("SELECT {COLUMNS} FROM ca_aws_registrations WHERE ca_id = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
-            .bind(ca_id)
-            .fetch_optional(pool)
-            .await)?)
+        self.fetch_by_key(&sql, ca_id).await
     }
 
     pub async fn list_aws_registrations(&self) -> StoreResult<Vec<AwsRegistration>> {

@@ -84,10 +84,7 @@ impl Store {
 
     pub async fn get_ca(&self, id: &str) -> StoreResult<Option<CaRecord>> {
         let sql = format!("SELECT {CA_COLUMNS} FROM certificate_authorities WHERE id = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(pool)
-            .await)?)
+        self.fetch_by_key(&sql, id).await
     }
 
     pub async fn issuing_ca(&self) -> StoreResult<Option<CaRecord>> {

@@ -247,10 +247,7 @@ impl Store {
 
     pub async fn get_certificate(&self, serial: &str) -> StoreResult<Option<CertificateRecord>> {
         let sql = format!("SELECT {CERT_COLUMNS} FROM issued_certificates WHERE serial = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
-            .bind(serial)
-            .fetch_optional(pool)
-            .await)?)
+        self.fetch_by_key(&sql, serial).await
     }
 
     /// `limit` rows at most, narrowed by `filter`, newest first unless `filter.ascending`.

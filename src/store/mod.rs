@@ -83,6 +83,33 @@ macro_rules! bind_all {
     }};
 }
 
+/// A row type the store reads on both backends.
+pub(crate) trait Row:
+    for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + Send
+    + Unpin
+{
+}
+
+impl<T> Row for T where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin
+{
+}
+
+impl Store {
+    /// The row that `sql` selects by its one text parameter `$1`, if any.
+    async fn fetch_by_key<T: Row>(&self, sql: &str, key: &str) -> StoreResult<Option<T>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(key)
+            .fetch_optional(pool)
+            .await)?)
+    }
+}
+
 // Declared after `on_pool!` and `bind_all!`, which they use.
 mod audit;
 pub mod aws;

@@ -9,9 +9,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgTypeInfo, PgValueRef};
-use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
-use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
+use sqlx::{Database, Decode, Encode, Type};
 
 use crate::aws::{AwsCertificateStatus, CaStatus, CertificateMode};
 use crate::ca::{KeyAlgorithm, RevocationReason};
@@ -53,63 +51,66 @@ impl ColumnText for KeyAlgorithm {
     }
 }
 
-/// Column encoding of [`ColumnText`] values for both backends.
+/// Column encoding of [`ColumnText`] values, for every backend that stores text.
 macro_rules! text_columns {
     ($($ty:ty),* $(,)?) => {$(
-        impl Type<Postgres> for $ty {
-            fn type_info() -> PgTypeInfo {
-                <&str as Type<Postgres>>::type_info()
+        impl<DB: Database> Type<DB> for $ty
+        where
+            str: Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <str as Type<DB>>::type_info()
             }
-            fn compatible(ty: &PgTypeInfo) -> bool {
-                <&str as Type<Postgres>>::compatible(ty)
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as Type<DB>>::compatible(ty)
             }
         }
 
-        impl<'q> Encode<'q, Postgres> for $ty {
+        impl<'q, DB: Database> Encode<'q, DB> for $ty
+        where
+            String: Encode<'q, DB>,
+        {
             fn encode_by_ref(
                 &self,
-                buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
+                buf: &mut <DB as Database>::ArgumentBuffer<'q>,
             ) -> Result<IsNull, BoxDynError> {
-                <String as Encode<Postgres>>::encode(ColumnText::to_text(self).into_owned(), buf)
+                <String as Encode<DB>>::encode(ColumnText::to_text(self).into_owned(), buf)
             }
         }
 
-        impl<'r> Decode<'r, Postgres> for $ty {
-            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-                let name = <&str as Decode<Postgres>>::decode(value)?;
-                <$ty as ColumnText>::from_text(name).ok_or_else(|| {
-                    format!("unknown {} {name:?} in the store", stringify!($ty)).into()
-                })
-            }
-        }
-
-        impl Type<Sqlite> for $ty {
-            fn type_info() -> SqliteTypeInfo {
-                <&str as Type<Sqlite>>::type_info()
-            }
-            fn compatible(ty: &SqliteTypeInfo) -> bool {
-                <&str as Type<Sqlite>>::compatible(ty)
-            }
-        }
-
-        impl<'q> Encode<'q, Sqlite> for $ty {
-            fn encode_by_ref(
-                &self,
-                buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
-            ) -> Result<IsNull, BoxDynError> {
-                <String as Encode<Sqlite>>::encode(ColumnText::to_text(self).into_owned(), buf)
-            }
-        }
-
-        impl<'r> Decode<'r, Sqlite> for $ty {
-            fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-                let name = <&str as Decode<Sqlite>>::decode(value)?;
+        impl<'r, DB: Database> Decode<'r, DB> for $ty
+        where
+            &'r str: Decode<'r, DB>,
+        {
+            fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+                let name = <&str as Decode<DB>>::decode(value)?;
                 <$ty as ColumnText>::from_text(name).ok_or_else(|| {
                     format!("unknown {} {name:?} in the store", stringify!($ty)).into()
                 })
             }
         }
     )*};
+}
+
+/// [`TextValue`] and `Display` for an enum from its variants and their stored names, written
+/// once.
+macro_rules! text_value {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl TextValue for $ty {
+            const ALL: &'static [Self] = &[$($ty::$variant),+];
+            fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
 }
 
 /// What a token may do. `admin` may do everything a viewer may; only `station` and `admin`
@@ -124,16 +125,11 @@ pub enum Role {
     Admin,
 }
 
-impl TextValue for Role {
-    const ALL: &'static [Self] = &[Role::Station, Role::Viewer, Role::Admin];
-    fn name(self) -> &'static str {
-        match self {
-            Role::Station => "station",
-            Role::Viewer => "viewer",
-            Role::Admin => "admin",
-        }
-    }
-}
+text_value!(Role {
+    Station => "station",
+    Viewer => "viewer",
+    Admin => "admin",
+});
 
 impl Role {
     pub fn as_str(self) -> &'static str {
@@ -153,15 +149,10 @@ pub enum LedgerStatus {
     Revoked,
 }
 
-impl TextValue for LedgerStatus {
-    const ALL: &'static [Self] = &[LedgerStatus::Active, LedgerStatus::Revoked];
-    fn name(self) -> &'static str {
-        match self {
-            LedgerStatus::Active => "active",
-            LedgerStatus::Revoked => "revoked",
-        }
-    }
-}
+text_value!(LedgerStatus {
+    Active => "active",
+    Revoked => "revoked",
+});
 
 /// How a JITP template is attached to a CA in AWS IoT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -173,15 +164,10 @@ pub enum TemplateKind {
     Named,
 }
 
-impl TextValue for TemplateKind {
-    const ALL: &'static [Self] = &[TemplateKind::Inline, TemplateKind::Named];
-    fn name(self) -> &'static str {
-        match self {
-            TemplateKind::Inline => "inline",
-            TemplateKind::Named => "named",
-        }
-    }
-}
+text_value!(TemplateKind {
+    Inline => "inline",
+    Named => "named",
+});
 
 impl TextValue for RevocationReason {
     const ALL: &'static [Self] = &RevocationReason::ALL;
@@ -197,24 +183,6 @@ impl TextValue for CertificateMode {
             CertificateMode::Default => "default",
             CertificateMode::SniOnly => "sni_only",
         }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::fmt::Display for LedgerStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::fmt::Display for TemplateKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::app::AppState;
-use crate::ca::{CaAlgorithm, CaSubject, KeyAlgorithm};
+use crate::ca::{CaAlgorithm, CaSubject, CertificateAuthority, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{AdminCaller, ApiJson, ApiPath};
@@ -176,10 +176,7 @@ pub async fn create(
             admin.actor(),
         )
         .await?;
-    if record.is_issuing {
-        state.issuance.set_issuing_ca(ca);
-    }
-    Ok((StatusCode::CREATED, Json(view(record, None))).into_response())
+    Ok(created(&state, record, ca))
 }
 
 /// Import a CA certificate and its key
@@ -219,10 +216,7 @@ pub async fn import(
             admin.actor(),
         )
         .await?;
-    if record.is_issuing {
-        state.issuance.set_issuing_ca(ca);
-    }
-    Ok((StatusCode::CREATED, Json(view(record, None))).into_response())
+    Ok(created(&state, record, ca))
 }
 
 /// Rotation: the CA becomes the issuing one for new certificates in this process at once;
@@ -250,6 +244,14 @@ pub async fn activate(
         .ok_or_else(|| ca_not_found(&id))?;
     let aws = state.store.get_aws_registration(&id).await?;
     Ok(Json(view(record, aws)))
+}
+
+/// 201 with a new CA; an activated one signs in this process at once.
+fn created(state: &AppState, record: CaRecord, ca: CertificateAuthority) -> Response {
+    if record.is_issuing {
+        state.issuance.set_issuing_ca(ca);
+    }
+    (StatusCode::CREATED, Json(view(record, None))).into_response()
 }
 
 pub(super) fn ca_not_found(id: &str) -> ApiError {
