@@ -2,11 +2,13 @@
 //! and the collapsing of repeated failure records in the audit log.
 //!
 //! Without these, anyone holding a station token (or none) could write one audit row per
-//! request, about a thousand a second. A source or a token that failed
-//! [`SignInGuard::FAILURES_PER_WINDOW`] times in [`SignInGuard::WINDOW`] is refused until the
-//! window ends, before any token lookup; a token that signed in that often too (each sign-in
-//! stores a session). Failure records of one actor are written at most once per window; the
-//! next one says how many were collapsed into it.
+//! request, about a thousand a second. Within [`SignInGuard::WINDOW`], a presented token that
+//! failed [`SignInGuard::FAILURES_PER_TOKEN`] times, or a source address that failed
+//! [`SignInGuard::FAILURES_PER_SOURCE`] times (more: several people may sign in through one
+//! proxy), is refused until the window ends, before any token lookup; so is a token that
+//! signed in [`SignInGuard::SIGN_INS_PER_TOKEN`] times (each sign-in stores a session). Failure
+//! records of one actor are written at most once per window; the next one says how many were
+//! collapsed into it.
 //!
 //! In-process, like the station limits: each replica counts its own attempts. Time is passed
 //! in, so the windows are testable without sleeping.
@@ -19,9 +21,23 @@ use std::time::{Duration, Instant};
 /// What a sign-in attempt is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
+    /// Failures from this address.
     Source(IpAddr),
-    /// The SHA-256 (hex) of the presented token: unknown tokens count too.
+    /// Failures with this token, by the SHA-256 (hex) of what was presented: unknown tokens
+    /// count too.
     Token(String),
+    /// Successful sign-ins with this token.
+    Session(String),
+}
+
+impl Key {
+    fn limit(&self) -> u32 {
+        match self {
+            Key::Source(_) => SignInGuard::FAILURES_PER_SOURCE,
+            Key::Token(_) => SignInGuard::FAILURES_PER_TOKEN,
+            Key::Session(_) => SignInGuard::SIGN_INS_PER_TOKEN,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -49,8 +65,12 @@ impl Default for SignInGuard {
 }
 
 impl SignInGuard {
-    /// Failed sign-ins a source or a token may make per window.
-    pub const FAILURES_PER_WINDOW: u32 = 10;
+    /// Failed sign-ins one presented token may make per window.
+    pub const FAILURES_PER_TOKEN: u32 = 10;
+    /// Failed sign-ins one source address may make per window.
+    pub const FAILURES_PER_SOURCE: u32 = 30;
+    /// Successful sign-ins one token may make per window.
+    pub const SIGN_INS_PER_TOKEN: u32 = 60;
     pub const WINDOW: Duration = Duration::from_secs(60);
     /// Keys tracked before expired ones are dropped; beyond it new keys are not tracked.
     const MAX_TRACKED: usize = 10_000;
@@ -66,15 +86,16 @@ impl SignInGuard {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn keys(source: Option<IpAddr>, token_hash: &str) -> impl Iterator<Item = Key> {
+    fn failure_keys(source: Option<IpAddr>, token_hash: &str) -> impl Iterator<Item = Key> {
         source
             .map(Key::Source)
             .into_iter()
             .chain(std::iter::once(Key::Token(token_hash.to_owned())))
     }
 
-    /// `Err(wait)` when the source or the token used up its attempts in the current window:
-    /// refuse the sign-in without looking the token up, and retry after `wait`.
+    /// `Err(wait)` when the source or the token used up its attempts in the current window
+    /// (failures, or sign-ins of the token): refuse the sign-in without looking the token up,
+    /// and retry after `wait`.
     pub fn check(
         &self,
         source: Option<IpAddr>,
@@ -83,10 +104,11 @@ impl SignInGuard {
     ) -> Result<(), Duration> {
         let inner = self.lock();
         let mut wait = Duration::ZERO;
-        for key in Self::keys(source, token_hash) {
+        let session = Key::Session(token_hash.to_owned());
+        for key in Self::failure_keys(source, token_hash).chain([session]) {
             if let Some(w) = inner.attempts.get(&key) {
                 let elapsed = now.saturating_duration_since(w.started);
-                if elapsed < Self::WINDOW && w.count >= Self::FAILURES_PER_WINDOW {
+                if elapsed < Self::WINDOW && w.count >= key.limit() {
                     wait = wait.max(Self::WINDOW - elapsed);
                 }
             }
@@ -97,7 +119,7 @@ impl SignInGuard {
     /// Counts one failed sign-in against the source and the token.
     pub fn failed(&self, source: Option<IpAddr>, token_hash: &str, now: Instant) {
         let mut inner = self.lock();
-        for key in Self::keys(source, token_hash) {
+        for key in Self::failure_keys(source, token_hash) {
             Self::count(&mut inner, key, now);
         }
     }
@@ -105,7 +127,7 @@ impl SignInGuard {
     /// Counts one successful sign-in against the token (each stores a session).
     pub fn succeeded(&self, token_hash: &str, now: Instant) {
         let mut inner = self.lock();
-        Self::count(&mut inner, Key::Token(token_hash.to_owned()), now);
+        Self::count(&mut inner, Key::Session(token_hash.to_owned()), now);
     }
 
     fn count(inner: &mut Inner, key: Key, now: Instant) {
@@ -176,7 +198,7 @@ mod tests {
     fn a_source_is_refused_after_its_failures_until_the_window_ends() {
         let guard = SignInGuard::new();
         let t0 = Instant::now();
-        for i in 0..SignInGuard::FAILURES_PER_WINDOW {
+        for i in 0..SignInGuard::FAILURES_PER_SOURCE {
             assert!(guard.check(ip(1), &format!("t{i}"), t0).is_ok());
             guard.failed(ip(1), &format!("t{i}"), t0);
         }
@@ -200,7 +222,7 @@ mod tests {
     fn a_token_is_refused_from_every_source_after_its_failures() {
         let guard = SignInGuard::new();
         let t0 = Instant::now();
-        for i in 0..SignInGuard::FAILURES_PER_WINDOW {
+        for i in 0..SignInGuard::FAILURES_PER_TOKEN {
             guard.failed(ip(i as u8), A, t0);
         }
         assert!(guard.check(ip(200), A, t0).is_err());
@@ -212,9 +234,11 @@ mod tests {
     fn successful_sign_ins_count_against_the_token_only() {
         let guard = SignInGuard::new();
         let t0 = Instant::now();
-        for _ in 0..SignInGuard::FAILURES_PER_WINDOW {
+        for _ in 0..SignInGuard::SIGN_INS_PER_TOKEN - 1 {
             guard.succeeded(A, t0);
         }
+        assert!(guard.check(ip(1), A, t0).is_ok());
+        guard.succeeded(A, t0);
         assert!(guard.check(ip(1), A, t0).is_err());
         assert!(guard.check(ip(1), B, t0).is_ok());
     }

@@ -145,9 +145,29 @@ async fn failed_sign_ins_are_limited_and_their_audit_records_collapsed(backend: 
     assert!(!audited_id.starts_with("flood-"), "{audited_id}");
     assert!(uuid::Uuid::parse_str(audited_id).is_ok());
 
-    // The source is refused now, whatever token it brings.
-    let viewer = sign_in_as(&app, &app.viewer, "v-1").await;
+    // The limit is the token's: the viewer still signs in from the same address.
+    assert_eq!(
+        sign_in_as(&app, &app.viewer, "v-1").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // Unknown tokens from one address: 30 failures (10 already counted), then the address is
+    // refused whatever token it brings. None of them is audited (no actor).
+    for i in 0..20 {
+        let unknown = format!("fca_{:A>43}", i);
+        let status = sign_in_as(&app, &unknown, "u").await.status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let viewer = sign_in_as(&app, &app.viewer, "v-2").await;
     assert_eq!(viewer.status(), StatusCode::TOO_MANY_REQUESTS);
+    let audit = json(
+        app.get(
+            &app.admin,
+            "/v1/admin/audit?action=session.create&outcome=failure",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1);
     // The API itself is not limited by the sign-in rule.
     assert_eq!(
         app.get(&app.viewer, "/v1/certificates").await.status(),

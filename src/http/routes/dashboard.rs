@@ -156,9 +156,10 @@ pub async fn sign_in(
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             format!(
-                "too many sign-ins from this address or with this token ({} a minute); retry \
-                 after the Retry-After delay",
-                SignInGuard::FAILURES_PER_WINDOW
+                "too many sign-ins from this address or with this token (at most {} failures \
+                 a token and {} an address a minute); retry after the Retry-After delay",
+                SignInGuard::FAILURES_PER_TOKEN,
+                SignInGuard::FAILURES_PER_SOURCE
             ),
         )
         .with_retry_after(wait.as_secs_f64().ceil() as u64));
