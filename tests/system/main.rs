@@ -12,7 +12,8 @@
 //! - `aws_moto`: the aws-sdk-iot client against the moto emulator;
 //! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
-//! - `cli`: the command line, run as an operator runs it.
+//! - `cli`: the command line, run as an operator runs it;
+//! - `viewer_load`: 64 viewer loops on a large ledger while a station signs.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -26,3 +27,4 @@ mod replicas;
 mod shutdown;
 mod tls;
 mod verifiers;
+mod viewer_load;
