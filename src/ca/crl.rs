@@ -122,9 +122,7 @@ impl CertificateAuthority {
             revoked_certs,
             key_identifier_method: self.key_identifier.clone(),
         };
-        let crl = params
-            .signed_by(&self.issuer)
-            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let crl = params.signed_by(&self.issuer).map_err(CaError::signing)?;
         Ok(crl.der().to_vec())
     }
 }

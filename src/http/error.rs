@@ -192,6 +192,7 @@ impl From<IssuanceError> for ApiError {
                 ApiError::new(ErrorCode::InvalidIdempotencyKey, e.to_string())
             }
             IssuanceError::CaUnavailable(m) => ApiError::new(ErrorCode::CaUnavailable, m),
+            IssuanceError::SignerUnavailable(m) => ApiError::new(ErrorCode::SignerUnavailable, m),
             IssuanceError::Store(e) => e.into(),
             IssuanceError::Internal(m) => ApiError::internal(m),
         }
@@ -202,6 +203,8 @@ impl From<CaAdminError> for ApiError {
     fn from(e: CaAdminError) -> Self {
         match e {
             CaAdminError::Rejected(CaError::Rejected(m)) => ApiError::new(ErrorCode::CaRejected, m),
+            CaAdminError::Rejected(CaError::SignerUnavailable(m))
+            | CaAdminError::SignerUnavailable(m) => ApiError::new(ErrorCode::SignerUnavailable, m),
             CaAdminError::Rejected(other) => ApiError::internal(other.to_string()),
             e @ CaAdminError::AlreadyExists(_) => {
                 ApiError::new(ErrorCode::CaAlreadyExists, e.to_string())

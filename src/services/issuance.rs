@@ -40,6 +40,10 @@ pub enum IssuanceError {
     InvalidIdempotencyKey,
     #[error("{0}")]
     CaUnavailable(String),
+    /// The issuing CA's key is in a token or key service that failed to sign; nothing was
+    /// recorded, and the next request tries again.
+    #[error("{0}")]
+    SignerUnavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -163,6 +167,7 @@ impl IssuanceService {
         let (approved, signed) = self.sign(&ca, approved, now).await?;
         let certificate = signed.map_err(|e| match e {
             CaError::Unavailable(m) => IssuanceError::CaUnavailable(m),
+            CaError::SignerUnavailable(m) => IssuanceError::SignerUnavailable(m),
             other => IssuanceError::Internal(other.to_string()),
         })?;
 
@@ -262,14 +267,15 @@ impl IssuanceService {
     /// and 1260; p99 alike) and cost more CPU per certificate for the hop: once the cores are
     /// busy, another thread adds no CPU. So ECDSA and RSA-2048 sign inline. Larger RSA keys
     /// (3 ms for 3072 bits, 6 ms for 4096 here) would hold a reactor thread, and every
-    /// connection it serves, for that long: they go to the blocking pool.
+    /// connection it serves, for that long: they go to the blocking pool. So does every key in
+    /// a token or a key service, whose signature is a round trip that blocks.
     async fn sign(
         &self,
         ca: &Arc<CertificateAuthority>,
         approved: ca::ApprovedCsr,
         now: OffsetDateTime,
     ) -> Result<(ca::ApprovedCsr, Result<ca::IssuedCertificate, CaError>), IssuanceError> {
-        if !slow_signer(ca.key_algorithm()) {
+        if !slow_signer(ca.key_algorithm()) && !ca.signs_remotely() {
             let signed = ca.sign(&approved, &self.profile, now);
             return Ok((approved, signed));
         }

@@ -141,7 +141,7 @@ async fn ca_create_writes_an_owner_only_key_and_an_aws_acceptable_certificate() 
     let list = String::from_utf8(cli(dir.path(), &["ca", "list"]).stdout).unwrap();
     assert_eq!(
         list.lines().next(),
-        Some("ID\tISSUING\tKEY\tSOURCE\tNOT_AFTER\tSUBJECT")
+        Some("ID\tISSUING\tKEY\tSOURCE\tNOT_AFTER\tSUBJECT\tKEY_URI")
     );
     assert_eq!(list.lines().count(), 3, "a header row and two CAs: {list}");
     assert_eq!(

@@ -13,6 +13,7 @@
 //! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
 //! - `cli`: the command line, run as an operator runs it;
+//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
 //! - `viewer_load`: 64 viewer loops on a large ledger while a station signs.
 
 #[path = "../common/mod.rs"]
@@ -22,6 +23,7 @@ mod aws_moto;
 mod cli;
 mod dashboard;
 mod outage;
+mod pkcs11;
 mod query_plans;
 mod replicas;
 mod shutdown;
