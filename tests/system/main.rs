@@ -13,7 +13,8 @@
 //! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
 //! - `cli`: the command line, run as an operator runs it;
-//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool.
+//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
+//! - `viewer_load`: 64 viewer loops on a large ledger while a station signs.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -28,3 +29,4 @@ mod replicas;
 mod shutdown;
 mod tls;
 mod verifiers;
+mod viewer_load;
