@@ -64,6 +64,9 @@ impl Application {
         if settings.database.migrate_on_start {
             store.migrate().await.context("database migration failed")?;
         }
+        let reads = Store::connect_reads(&settings)
+            .await
+            .context("cannot set up the dashboard's read pool (database.url)")?;
         let keys = Arc::new(KeyStore::from_settings(&settings));
         let ca = ensure_issuing_ca(&settings, &store, &keys).await?;
         if let Some(tls) = &tls {
@@ -143,6 +146,7 @@ impl Application {
             limits,
             state: AppState {
                 store,
+                reads,
                 keys,
                 issuance: Arc::new(issuance),
                 iot,
@@ -151,6 +155,7 @@ impl Application {
                     settings.server.station_burst,
                 )),
                 rejections: Arc::new(RejectionCounter::new()),
+                sign_in: Arc::new(crate::services::sign_in::SignInGuard::new()),
                 tokens: Arc::new(crate::services::tokens::TokenCache::new(
                     settings.server.token_cache_secs,
                 )),

@@ -303,7 +303,7 @@ async fn serve_http<I>(
             let shared = shared.clone();
             let identity = identity.clone();
             async move {
-                let response = handle(request, identity, &shared).await;
+                let response = handle(request, peer, identity, &shared).await;
                 drop(in_flight);
                 Ok::<_, Infallible>(response)
             }
@@ -350,10 +350,12 @@ async fn serve_http<I>(
     }
 }
 
-/// One request through the router: the client identity of its connection attached, its body
-/// under the body deadline, and what the handler left of the body read before the answer.
+/// One request through the router: the peer address and client identity of its connection
+/// attached, its body under the body deadline, and what the handler left of the body read
+/// before the answer.
 async fn handle(
     request: Request<Incoming>,
+    peer: SocketAddr,
     identity: Option<ClientIdentity>,
     shared: &Shared,
 ) -> Response<Body> {
@@ -362,6 +364,10 @@ async fn handle(
     let (parts, incoming) = request.into_parts();
     let body = SharedBody::new(incoming);
     let mut request = Request::from_parts(parts, Body::new(body.clone()));
+    // The peer address, as axum's `ConnectInfo` extractor reads it (per-source limits).
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
     if let Some(identity) = identity {
         request.extensions_mut().insert(identity);
     }

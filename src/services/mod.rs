@@ -8,5 +8,7 @@ pub mod issuance;
 pub mod limits;
 pub mod rejections;
 pub mod revocation;
+pub mod sessions;
+pub mod sign_in;
 pub mod store_health;
 pub mod tokens;

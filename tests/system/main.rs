@@ -18,7 +18,8 @@
 //! - `cli`: the command line, run as an operator runs it;
 //! - `early_answers`: 404/405/401/413/415 before the body is read, over HTTP/2 and HTTP/1.1;
 //! - `connections`: thousands of slow loopback clients, unfinished bodies, the connection cap;
-//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool.
+//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
+//! - `viewer_load`: 64 viewer loops on a large ledger while a station signs.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -38,3 +39,4 @@ mod replicas;
 mod shutdown;
 mod tls;
 mod verifiers;
+mod viewer_load;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::ca::{self, authority::RevocationReason};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::{self, AdminCaller, ApiQuery, ViewerCaller};
+use crate::http::extract::{self, AdminCaller, ApiPath, ApiQuery, ViewerCaller};
 use crate::services::revocation::{self, AUDIT_ACTION, clip};
 use crate::store::{Store, StoreError};
 
@@ -52,7 +52,7 @@ struct RevokeRequest {
 pub async fn revoke_certificate(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CertificateView>, ApiError> {
@@ -84,7 +84,8 @@ pub async fn revoke_certificate(
     }
     // The committed row, read back through the same handler as GET /v1/certificates/{serial},
     // so both answer with the same JSON.
-    certificates::get_certificate(State(state), ViewerCaller(admin.principal), Path(serial)).await
+    certificates::get_certificate(State(state), ViewerCaller(admin.principal), ApiPath(serial))
+        .await
 }
 
 /// The reason of a revocation request: the body is empty, `{}`, or `{"reason": "..."}`.
@@ -175,7 +176,7 @@ pub struct CrlParams {
 )]
 pub async fn crl(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<CrlParams>,
 ) -> Result<Response, ApiError> {
     let pem = match params.format.as_deref() {
