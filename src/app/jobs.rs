@@ -58,6 +58,7 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
         stop_flush,
         others: Vec::new(),
     };
+    jobs.push(super::upkeep::spawn(state.clone()));
     if state.iot.is_none() {
         return jobs;
     }

@@ -22,6 +22,7 @@ use crate::store::Store;
 mod jobs;
 mod shutdown;
 mod state;
+mod upkeep;
 
 pub use state::AppState;
 
@@ -125,6 +126,9 @@ impl Application {
                 rejections: Arc::new(RejectionCounter::new()),
                 tokens: Arc::new(crate::services::tokens::TokenCache::new(
                     settings.server.token_cache_secs,
+                )),
+                crls: Arc::new(crate::services::crl::CrlPublisher::new(
+                    &settings.revocation,
                 )),
                 settings: Arc::new(settings),
             },

@@ -26,12 +26,22 @@ pub struct AppState {
     pub rejections: Arc<RejectionCounter>,
     /// Live API tokens seen recently (`server.token_cache_secs`).
     pub tokens: Arc<crate::services::tokens::TokenCache>,
+    /// The stored CRLs: signed when revocations change, served from the store.
+    pub crls: Arc<crate::services::crl::CrlPublisher>,
 }
 
 impl AppState {
     /// The CAs of this service: create, import, activate, load.
     pub fn ca_admin(&self) -> CaAdmin<'_> {
         CaAdmin::new(&self.store, &self.keys)
+    }
+
+    /// The CAs the CRL publisher signs with: the issuing CA as loaded, any other from the store.
+    pub fn crl_cas(&self) -> crate::services::crl::CaSource<'_> {
+        crate::services::crl::CaSource {
+            ca_admin: self.ca_admin(),
+            issuing: self.issuance.issuing_ca(),
+        }
     }
 
     /// The AWS IoT administration of this service's CAs.

@@ -123,7 +123,7 @@ fn a_crl_names_its_ca_and_lists_each_revoked_serial_with_its_reason() {
             reason: RevocationReason::Unspecified,
         },
     ];
-    let der = ca.crl(&revoked, now).unwrap();
+    let der = ca.crl(&revoked, crl_info(7, now)).unwrap();
     let (rest, crl) = CertificateRevocationList::from_der(&der).unwrap();
     assert!(rest.is_empty());
 
@@ -138,7 +138,7 @@ fn a_crl_names_its_ca_and_lists_each_revoked_serial_with_its_reason() {
         datetime!(2026-11-29 10:00 UTC)
     );
     let number = crl.crl_number().unwrap();
-    assert_eq!(number.to_string(), now.unix_timestamp().to_string());
+    assert_eq!(number.to_string(), "7");
 
     let ski = ca_cert
         .extensions()
@@ -187,7 +187,9 @@ fn a_ca_whose_key_usage_lacks_crl_sign_signs_no_crl() {
     let key = KeyPair::generate().unwrap();
     let pem = ca_pem(|p| p.key_usages = vec![KeyUsagePurpose::KeyCertSign], &key);
     let ca = CertificateAuthority::load(&pem, &key.serialize_pem()).unwrap();
-    let err = ca.crl(&[], datetime!(2026-06-01 0:00 UTC)).unwrap_err();
+    let err = ca
+        .crl(&[], crl_info(1, datetime!(2026-06-01 0:00 UTC)))
+        .unwrap_err();
     assert!(
         matches!(&err, CaError::Rejected(m) if m.contains("cRLSign")),
         "{err}"
@@ -284,7 +286,7 @@ fn a_ca_signs_through_a_key_it_cannot_read_and_checks_it_like_a_key_file() {
         &issued.certificate_der,
         ca.certificate_der()
     ));
-    ca.crl(&[], now).unwrap();
+    ca.crl(&[], crl_info(1, now)).unwrap();
     assert_eq!(signatures.load(Ordering::Relaxed), 4);
 
     // Loaded again from its certificate, as a stored CA is.
@@ -294,4 +296,13 @@ fn a_ca_signs_through_a_key_it_cannot_read_and_checks_it_like_a_key_file() {
     let other = CaSigner::new(KeyPair::generate().unwrap());
     let err = CertificateAuthority::from_signer(ca.certificate_pem(), other).unwrap_err();
     assert!(err.to_string().contains("does not match"), "{err}");
+}
+
+/// A CRL numbered `number`, valid for a day from `now`.
+fn crl_info(number: u64, now: time::OffsetDateTime) -> crate::ca::crl::CrlInfo {
+    crate::ca::crl::CrlInfo {
+        number,
+        this_update: now,
+        next_update: now + Duration::days(1),
+    }
 }

@@ -213,6 +213,17 @@ impl From<CaAdminError> for ApiError {
     }
 }
 
+impl From<crate::services::crl::CrlError> for ApiError {
+    fn from(e: crate::services::crl::CrlError) -> Self {
+        use crate::services::crl::CrlError;
+        match e {
+            CrlError::Ca(e) => e.into(),
+            CrlError::Store(e) => e.into(),
+            e @ CrlError::Signing { .. } => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
 impl From<ProvisioningError> for ApiError {
     fn from(e: ProvisioningError) -> Self {
         use crate::aws::AwsError;

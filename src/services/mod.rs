@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod ca_admin;
+pub mod crl;
 pub mod issuance;
 pub mod limits;
 pub mod rejections;

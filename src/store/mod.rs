@@ -115,6 +115,7 @@ mod audit;
 pub mod aws;
 mod cas;
 mod certificates;
+pub mod crls;
 pub mod ledger_writer;
 pub mod revocation;
 pub mod stats;

@@ -1,5 +1,5 @@
-//! Revocation in the ledger: marking a certificate revoked, which frees its thing name, and
-//! reading the revoked certificates of a CA for its CRL.
+//! Revocation in the ledger: marking a certificate revoked, which frees its thing name and marks
+//! its CA's stored CRL as behind, and reading the revoked certificates of a CA for its CRL.
 
 use sqlx::FromRow;
 
@@ -77,6 +77,13 @@ impl Store {
                     .bind(serial)
                     .execute(&mut *tx)
                     .await?;
+                // The CA's stored CRL is now behind; it is signed again before it is served.
+                sqlx::query(&super::crls::bump_revocation_generation_sql(
+                    "SELECT ca_id FROM issued_certificates WHERE serial = $1",
+                ))
+                .bind(serial)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 Ok::<RevokeOutcome, sqlx::Error>(RevokeOutcome::Revoked)
             }
@@ -85,8 +92,11 @@ impl Store {
     }
 
     /// Every revoked certificate issued by `ca_id`, oldest revocation first, as its CRL lists
-    /// them.
+    /// them. Each call is counted in `factory_ca_crl_ledger_scans_total`: CRLs are built from
+    /// this, served from storage.
     pub async fn revoked_entries(&self, ca_id: &str) -> StoreResult<Vec<RevokedEntry>> {
+        metrics::counter!("factory_ca_crl_ledger_scans_total", "ca_id" => ca_id.to_owned())
+            .increment(1);
         let rows: Vec<RevokedRow> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT serial, revoked_at, revocation_reason FROM issued_certificates \
              WHERE ca_id = $1 AND status = 'revoked' ORDER BY revoked_at, serial"

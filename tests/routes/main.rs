@@ -12,6 +12,7 @@ mod audit;
 mod aws;
 mod cas;
 mod certificates;
+mod crl;
 mod dashboard;
 mod health;
 mod openapi;

@@ -1,13 +1,11 @@
-//! Revocation: `POST /v1/admin/certificates/{serial}/revoke` (admin, audited) and the CRLs at
-//! `GET /v1/cas/{id}/crl` (public, like the CA certificate itself).
-
-use std::sync::Arc;
+//! Revocation: `POST /v1/admin/certificates/{serial}/revoke` (admin, audited) and the stored
+//! CRLs at `GET /v1/cas/{id}/crl` (public, like the CA certificate itself).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -214,25 +212,42 @@ pub struct CrlParams {
     format: Option<String>,
 }
 
-/// `GET /v1/cas/{id}/crl`: a CRL signed now by CA `id`, listing every certificate of that CA
-/// the ledger has revoked. DER as `application/pkix-crl` (RFC 2585 section 4.2), or PEM with
+/// `GET /v1/cas/{id}/crl`: the CRL of CA `id`, listing every certificate of that CA the ledger
+/// has revoked. DER as `application/pkix-crl` (RFC 2585 section 4.2), or PEM with
 /// `?format=pem`. No authentication: relying parties fetch CRLs without tokens.
+///
+/// Served from storage: the CRL is signed when revocations change or its nextUpdate nears, not
+/// per request. `ETag` names the CRL number and format, so `If-None-Match` answers 304 until a
+/// newer CRL exists; `Cache-Control` lets caches keep it (never past its nextUpdate).
 #[utoipa::path(
     get,
     path = "/v1/cas/{id}/crl",
     tag = "revocation",
     operation_id = "get_crl",
-    params(("id" = String, Path, description = "A CA id"), CrlParams),
-    responses((status = 200, description = "The CRL, signed now", content(
-        (crate::http::openapi::schemas::Binary = "application/pkix-crl"),
-        (String = "application/x-pem-file"),
-    ))),
+    params(
+        ("id" = String, Path, description = "A CA id"),
+        CrlParams,
+        ("If-None-Match" = Option<String>, Header,
+            description = "The `ETag` of a CRL already held: 304 while it is current"),
+    ),
+    responses(
+        (status = 200, description = "The current CRL", content(
+            (crate::http::openapi::schemas::Binary = "application/pkix-crl"),
+            (String = "application/x-pem-file"),
+        ), headers(
+            ("ETag" = String, description = "`\"crl-<number>-<format>\"`"),
+            ("Cache-Control" = String, description = "`public, max-age=<seconds>`"),
+            ("Last-Modified" = String, description = "The CRL's thisUpdate"),
+        )),
+        (status = 304, description = "The CRL named by `If-None-Match` is still the current one"),
+    ),
     security(())
 )]
 pub async fn crl(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<CrlParams>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let pem = match params.format.as_deref() {
         None | Some("der") => false,
@@ -244,29 +259,59 @@ pub async fn crl(
             ));
         }
     };
-    let issuing = state.issuance.issuing_ca();
-    let ca = if issuing.id() == id {
-        issuing
-    } else {
-        Arc::new(state.ca_admin().load_by_id(&id).await?)
+    let now = OffsetDateTime::now_utc();
+    let crl = state
+        .crls
+        .current(&state.store, &state.crl_cas(), &id, now)
+        .await?;
+    let etag = format!("\"crl-{}-{}\"", crl.number, if pem { "pem" } else { "der" });
+    let left = (crl.next_update.get() - now).whole_seconds().max(0);
+    let max_age = left.min(state.settings.revocation.crl_cache_max_age_secs.as_secs() as i64);
+    let mut response_headers = HeaderMap::new();
+    let mut set = |name, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response_headers.insert(name, value);
+        }
     };
-    let revoked = state.store.revoked_entries(ca.id()).await?;
-    let der = ca
-        .crl(&revoked, OffsetDateTime::now_utc())
-        .map_err(|e| ApiError::internal(format!("CA {}: {e}", ca.id())))?;
+    set(header::ETAG, etag.clone());
+    set(header::CACHE_CONTROL, format!("public, max-age={max_age}"));
+    set(header::LAST_MODIFIED, http_date(crl.this_update.get()));
+    set(header::EXPIRES, http_date(crl.next_update.get()));
+    if if_none_match(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
+    }
     let (content_type, body) = if pem {
         (
             "application/x-pem-file",
-            ca::to_pem("X509 CRL", &der).into_bytes(),
+            ca::to_pem("X509 CRL", &crl.der).into_bytes(),
         )
     } else {
-        ("application/pkix-crl", der)
+        ("application/pkix-crl", crl.der)
     };
-    Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        body,
-    )
-        .into_response())
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok((response_headers, body).into_response())
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`). Weak validators compare by their opaque
+/// part (RFC 9110 section 13.1.2: If-None-Match uses the weak comparison).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// An IMF-fixdate (RFC 9110 section 5.6.7), as `Last-Modified` and `Expires` carry.
+fn http_date(t: OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

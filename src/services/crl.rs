@@ -1,0 +1,179 @@
+//! The CRL publisher: each CA's CRL is signed when its revocations change or its nextUpdate
+//! nears, stored, and served from storage. Serving reads one stored row; only a build reads the
+//! CA's revoked certificates from the ledger and signs.
+//!
+//! Builds of one CA are serialized in this process (concurrent requests for a stale CRL wait for
+//! one build and share it). Across replicas the store hands out cRLNumbers, so two replicas
+//! building at once sign different numbers and the larger one stays stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use time::OffsetDateTime;
+
+use crate::ca::{CaError, CertificateAuthority, CrlInfo};
+use crate::config::RevocationSettings;
+use crate::services::ca_admin::{CaAdmin, CaAdminError};
+use crate::store::crls::{CrlState, StoredCrl};
+use crate::store::{Store, StoreError, Timestamp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CrlError {
+    /// No such CA, or its key cannot be loaded.
+    #[error(transparent)]
+    Ca(#[from] CaAdminError),
+    /// The CA cannot sign this CRL.
+    #[error("CA {ca_id}: {source}")]
+    Signing { ca_id: String, source: CaError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where the publisher finds a CA to sign with: the issuing CA, already loaded, or any other
+/// CA of the store.
+pub struct CaSource<'a> {
+    pub ca_admin: CaAdmin<'a>,
+    pub issuing: Arc<CertificateAuthority>,
+}
+
+impl CaSource<'_> {
+    async fn load(&self, ca_id: &str) -> Result<Arc<CertificateAuthority>, CaAdminError> {
+        if self.issuing.id() == ca_id {
+            return Ok(self.issuing.clone());
+        }
+        Ok(Arc::new(self.ca_admin.load_by_id(ca_id).await?))
+    }
+}
+
+pub struct CrlPublisher {
+    validity: time::Duration,
+    refresh_before: time::Duration,
+    /// One lock per CA id, so that one process signs one CA's CRL at a time.
+    building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl CrlPublisher {
+    pub fn new(settings: &RevocationSettings) -> Self {
+        let duration = |d: std::time::Duration| {
+            time::Duration::try_from(d).expect("validated settings fit a time::Duration")
+        };
+        Self {
+            validity: duration(settings.crl_validity_secs),
+            refresh_before: duration(settings.crl_refresh_before_secs),
+            building: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The current CRL of `ca_id`: the stored one while it lists every revocation and its
+    /// nextUpdate is not near, otherwise a new one signed and stored now.
+    pub async fn current(
+        &self,
+        store: &Store,
+        cas: &CaSource<'_>,
+        ca_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<StoredCrl, CrlError> {
+        if let Some(crl) = self.fresh(store.crl_state(ca_id).await?, now) {
+            return Ok(crl);
+        }
+        let lock = self.lock_of(ca_id);
+        let _building = lock.lock().await;
+        // Another request may have built it while this one waited.
+        if let Some(crl) = self.fresh(store.crl_state(ca_id).await?, now) {
+            return Ok(crl);
+        }
+        let ca = cas.load(ca_id).await?;
+        self.build(store, &ca, now).await
+    }
+
+    /// Signs and stores a new CRL of every CA whose stored CRL is missing, behind its
+    /// revocations, or near its nextUpdate. Returns how many were built; a CA that fails is
+    /// logged and tried again on the next round.
+    pub async fn refresh_due(
+        &self,
+        store: &Store,
+        cas: &CaSource<'_>,
+        now: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let mut built = 0;
+        for ca_id in store
+            .crls_due(Timestamp::new(now + self.refresh_before))
+            .await?
+        {
+            match self.current(store, cas, &ca_id, now).await {
+                Ok(_) => built += 1,
+                Err(e) => tracing::warn!(%ca_id, error = %e, "CRL not signed; will retry"),
+            }
+        }
+        Ok(built)
+    }
+
+    fn fresh(&self, state: Option<CrlState>, now: OffsetDateTime) -> Option<StoredCrl> {
+        let state = state?;
+        let crl = state.crl?;
+        let current = crl.built_generation >= state.revocation_generation
+            && crl.next_update.get() - self.refresh_before > now;
+        current.then_some(crl)
+    }
+
+    fn lock_of(&self, ca_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.building
+            .lock()
+            .expect("the CRL lock table is never poisoned: nothing panics while holding it")
+            .entry(ca_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Allocates a number, reads the revoked certificates, signs and stores. The generation
+    /// is read with the number, before the entries: a revocation committed in between is
+    /// listed, and only makes the next request build once more.
+    async fn build(
+        &self,
+        store: &Store,
+        ca: &CertificateAuthority,
+        now: OffsetDateTime,
+    ) -> Result<StoredCrl, CrlError> {
+        let started = Instant::now();
+        let (number, generation) = store
+            .allocate_crl_number(ca.id(), now.unix_timestamp())
+            .await?;
+        let revoked = store.revoked_entries(ca.id()).await?;
+        let info = CrlInfo {
+            number,
+            this_update: now,
+            next_update: now + self.validity,
+        }
+        .whole_seconds();
+        let der = ca.crl(&revoked, info).map_err(|source| CrlError::Signing {
+            ca_id: ca.id().to_owned(),
+            source,
+        })?;
+        let crl = StoredCrl {
+            der,
+            number,
+            built_generation: generation,
+            this_update: Timestamp::new(info.this_update),
+            next_update: Timestamp::new(info.next_update),
+            revoked_count: i64::try_from(revoked.len()).unwrap_or(i64::MAX),
+        };
+        if !store.save_crl(ca.id(), &crl).await? {
+            tracing::debug!(ca_id = %ca.id(), number, "a newer CRL was stored meanwhile");
+        }
+        let labels = [("ca_id", ca.id().to_owned())];
+        metrics::counter!("factory_ca_crl_builds_total", &labels).increment(1);
+        metrics::histogram!("factory_ca_crl_build_seconds", &labels)
+            .record(started.elapsed().as_secs_f64());
+        metrics::gauge!("factory_ca_crl_entries", &labels).set(revoked.len() as f64);
+        tracing::info!(
+            ca_id = %ca.id(),
+            crl_number = number,
+            entries = revoked.len(),
+            bytes = crl.der.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "CRL signed and stored"
+        );
+        Ok(crl)
+    }
+}
