@@ -130,6 +130,9 @@ impl Application {
                 crls: Arc::new(crate::services::crl::CrlPublisher::new(
                     &settings.revocation,
                 )),
+                bulk_revocations: Arc::new(crate::services::bulk_revocation::BulkRevocations::new(
+                    settings.revocation.bulk_batch_size,
+                )),
                 settings: Arc::new(settings),
             },
         })

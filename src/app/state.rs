@@ -28,6 +28,8 @@ pub struct AppState {
     pub tokens: Arc<crate::services::tokens::TokenCache>,
     /// The stored CRLs: signed when revocations change, served from the store.
     pub crls: Arc<crate::services::crl::CrlPublisher>,
+    /// Bulk revocation jobs: submitted by the API, run by the upkeep job.
+    pub bulk_revocations: Arc<crate::services::bulk_revocation::BulkRevocations>,
 }
 
 impl AppState {

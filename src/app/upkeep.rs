@@ -1,7 +1,9 @@
-//! The revocation upkeep job of a running service: signs the CRLs that are due (behind their
-//! revocations, or near their nextUpdate) every `revocation.check_interval_secs`. Errors are
-//! logged and retried on the next round; at shutdown the job is aborted (an unfinished build
-//! stores nothing, its number is skipped).
+//! The revocation upkeep job of a running service, every `revocation.check_interval_secs` and
+//! at once when a bulk revocation is submitted: runs unfinished bulk revocation jobs (after a
+//! restart, the ones it interrupted), then signs the CRLs that are due (behind their
+//! revocations, or near their nextUpdate). Errors are logged and retried on the next round. At
+//! shutdown the job is aborted: an unfinished batch or CRL build rolls back, and a bulk job
+//! resumes from its last committed batch on the next start.
 
 use super::AppState;
 
@@ -10,10 +12,20 @@ pub(super) fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(state.settings.revocation.check_interval_secs);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = state.bulk_revocations.submitted() => {}
+            }
+            run_bulk_revocations(&state).await;
             refresh_crls(&state).await;
         }
     })
+}
+
+async fn run_bulk_revocations(state: &AppState) {
+    if let Err(e) = state.bulk_revocations.run_unfinished(&state.store).await {
+        tracing::warn!(error = %e, "bulk revocation interrupted; will resume");
+    }
 }
 
 async fn refresh_crls(state: &AppState) {

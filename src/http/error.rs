@@ -224,6 +224,24 @@ impl From<crate::services::crl::CrlError> for ApiError {
     }
 }
 
+impl From<crate::services::bulk_revocation::BulkRevocationError> for ApiError {
+    fn from(e: crate::services::bulk_revocation::BulkRevocationError) -> Self {
+        use crate::services::bulk_revocation::BulkRevocationError as E;
+        let code = match &e {
+            E::InvalidFilter(_) => ErrorCode::InvalidRevocationFilter,
+            E::ListTooLong(_) => ErrorCode::RevocationListTooLong,
+            E::CaNotFound(_) => ErrorCode::CaNotFound,
+            E::JobNotFound(_) => ErrorCode::RevocationJobNotFound,
+            E::IdempotencyKeyReused(_) => ErrorCode::IdempotencyKeyReused,
+            E::Store(_) => {
+                let E::Store(e) = e else { unreachable!() };
+                return e.into();
+            }
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
 impl From<ProvisioningError> for ApiError {
     fn from(e: ProvisioningError) -> Self {
         use crate::aws::AwsError;

@@ -2,6 +2,7 @@
 //! tokens, refused-request counting and per-station rate limits. No HTTP types in here.
 
 pub mod audit;
+pub mod bulk_revocation;
 pub mod ca_admin;
 pub mod crl;
 pub mod issuance;

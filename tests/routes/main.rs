@@ -10,6 +10,7 @@ mod common;
 
 mod audit;
 mod aws;
+mod bulk_revocation;
 mod cas;
 mod certificates;
 mod crl;

@@ -145,17 +145,22 @@ fn requested_reason(
     }
     let Json(request) =
         Json::<RevokeRequest>::from_bytes(&body).map_err(extract::json_rejection)?;
-    let Some(name) = request.reason else {
-        return Ok(RevocationReason::Unspecified);
-    };
-    RevocationReason::from_name(&name).ok_or_else(|| {
+    match request.reason {
+        None => Ok(RevocationReason::Unspecified),
+        Some(name) => parse_reason(&name),
+    }
+}
+
+/// A revocation reason by its snake_case name; any other name is a 422 that lists them.
+pub(super) fn parse_reason(name: &str) -> Result<RevocationReason, ApiError> {
+    RevocationReason::from_name(name).ok_or_else(|| {
         let names: Vec<_> = RevocationReason::ALL.iter().map(|r| r.name()).collect();
         ApiError::new(
             ErrorCode::InvalidRevocationReason,
             format!(
                 "reason {:?} is not one of {} (RFC 5280 section 5.3.1 CRLReason in snake_case; \
                  certificate_hold and remove_from_crl are not supported: a revocation is final)",
-                clip(&name),
+                clip(name),
                 names.join(", ")
             ),
         )
