@@ -37,6 +37,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
+    /// Revoke certificates in bulk by a filter (dry run, jobs, resume).
+    #[command(subcommand)]
+    Revocation(cli::revocation::RevocationCommand),
     /// Simulate stations: post N fresh CSRs over C connections and report throughput and latency.
     Bench(factory_ca::bench::BenchArgs),
 }
@@ -67,6 +70,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => cli::serve::migrate(settings).await,
         Command::Ca(command) => cli::ca::run(command, settings).await,
         Command::Token(command) => cli::token::run(command, settings).await,
+        Command::Revocation(command) => cli::revocation::run(command, settings).await,
         Command::Bench(args) => factory_ca::bench::run(args).await,
     }
 }
