@@ -130,7 +130,9 @@ pub async fn run(command: RevocationCommand, settings: Settings) -> anyhow::Resu
                 }
                 return Ok(());
             }
-            let (job, _) = bulk.submit(&store, &filter, reason, CLI_ACTOR, None).await?;
+            let (job, _) = bulk
+                .submit(&store, &filter, reason, CLI_ACTOR, None)
+                .await?;
             eprintln!(
                 "job {} created: {} certificates match; revoking",
                 job.id, job.matched

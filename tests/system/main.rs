@@ -12,12 +12,15 @@
 //! - `aws_moto`: the aws-sdk-iot client against the moto emulator;
 //! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
-//! - `cli`: the command line, run as an operator runs it.
+//! - `cli`: the command line, run as an operator runs it;
+//! - `bulk_revocation`: bulk revocation of many certificates on PostgreSQL, stored CRLs served
+//!   many times, a job interrupted by a restart.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod aws_moto;
+mod bulk_revocation;
 mod cli;
 mod dashboard;
 mod outage;
