@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::ca::policy::{DuplicateThingName, SubjectField};
 use crate::ca::{CaAlgorithm, CaSubject};
 
+mod revocation;
+pub use revocation::RevocationSettings;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -207,77 +210,6 @@ impl Default for AwsSettings {
             revocation_retry_secs: Duration::from_secs(60),
             sync_interval_secs: Duration::ZERO,
         }
-    }
-}
-
-/// `[revocation]`: the stored CRLs each CA publishes, and bulk revocation jobs.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RevocationSettings {
-    /// How long a CRL is valid: its nextUpdate is this long after its thisUpdate.
-    #[serde(with = "seconds")]
-    pub crl_validity_secs: Duration,
-    /// A stored CRL is signed again once its nextUpdate is closer than this (and at once
-    /// whenever a certificate of its CA is revoked).
-    #[serde(with = "seconds")]
-    pub crl_refresh_before_secs: Duration,
-    /// `Cache-Control: max-age` of a served CRL (never past its nextUpdate): how long caches
-    /// and clients may keep it without asking again.
-    #[serde(with = "seconds")]
-    pub crl_cache_max_age_secs: Duration,
-    /// How often the background job looks for CRLs to sign again and bulk revocation jobs to
-    /// resume.
-    #[serde(with = "seconds")]
-    pub check_interval_secs: Duration,
-    /// Certificates revoked per transaction of a bulk revocation job.
-    pub bulk_batch_size: u32,
-}
-
-impl Default for RevocationSettings {
-    fn default() -> Self {
-        Self {
-            crl_validity_secs: Duration::from_secs(86_400),
-            crl_refresh_before_secs: Duration::from_secs(43_200),
-            crl_cache_max_age_secs: Duration::from_secs(60),
-            check_interval_secs: Duration::from_secs(30),
-            bulk_batch_size: 2000,
-        }
-    }
-}
-
-impl RevocationSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        let validity = self.crl_validity_secs;
-        if !(Duration::from_secs(300)..=Duration::from_secs(366 * 86_400)).contains(&validity) {
-            return Err(ConfigError(
-                "revocation.crl_validity_secs must be between 300 (5 minutes) and 31622400 \
-                 (366 days)"
-                    .into(),
-            ));
-        }
-        if self.crl_refresh_before_secs.is_zero() || self.crl_refresh_before_secs >= validity {
-            return Err(ConfigError(
-                "revocation.crl_refresh_before_secs must be at least 1 and less than \
-                 revocation.crl_validity_secs (a CRL is signed again this long before it \
-                 expires)"
-                    .into(),
-            ));
-        }
-        if self.check_interval_secs.is_zero()
-            || self.check_interval_secs >= self.crl_refresh_before_secs
-        {
-            return Err(ConfigError(
-                "revocation.check_interval_secs must be at least 1 and less than \
-                 revocation.crl_refresh_before_secs, or CRLs could expire between two checks"
-                    .into(),
-            ));
-        }
-        if !(1..=10_000).contains(&self.bulk_batch_size) {
-            return Err(ConfigError(
-                "revocation.bulk_batch_size must be between 1 and 10000".into(),
-            ));
-        }
-        Ok(())
     }
 }
 

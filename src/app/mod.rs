@@ -73,6 +73,7 @@ impl Application {
             validity: TimeDuration::days(settings.policy.validity_days),
             backdate: TimeDuration::try_from(settings.policy.backdate_secs)
                 .context("policy.backdate_secs is out of range")?,
+            crl_distribution_point: settings.revocation.crl_distribution_point_url.clone(),
         };
         let issuance = IssuanceService::new(
             store.clone(),

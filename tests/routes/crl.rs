@@ -12,6 +12,7 @@ on_both_backends!(
     if_none_match_answers_304_until_a_newer_crl_exists,
     crl_dates_follow_the_revocation_settings,
     a_revocation_through_the_store_alone_is_listed_on_the_next_crl,
+    issued_certificates_name_their_crl_only_when_configured,
 );
 
 async fn issue(app: &TestApp, thing: &str) -> (String, String) {
@@ -247,4 +248,54 @@ async fn a_revocation_through_the_store_alone_is_listed_on_the_next_crl(backend:
     );
     let after = get_crl(&app, &ca_id, None).await.bytes().await.unwrap();
     assert_eq!(parse_crl(&after).3, vec![serial]);
+}
+
+/// The URIs of a certificate's cRLDistributionPoints extension; `None` without one.
+fn crl_distribution_points(pem: &str) -> Option<Vec<String>> {
+    let der = der_of(pem);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    cert.extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::CRLDistributionPoints(points) => Some(
+                points
+                    .points
+                    .iter()
+                    .flat_map(|p| match &p.distribution_point {
+                        Some(DistributionPointName::FullName(names)) => names
+                            .iter()
+                            .filter_map(|n| match n {
+                                GeneralName::URI(uri) => Some(uri.to_string()),
+                                _ => None,
+                            })
+                            .collect::<Vec<_>>(),
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        })
+}
+
+async fn issued_certificates_name_their_crl_only_when_configured(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let body = json(app.sign(&csr("Cdp-off", "JP").pem).await).await;
+    assert_eq!(
+        crl_distribution_points(body["certificate_pem"].as_str().unwrap()),
+        None,
+        "off by default"
+    );
+    drop(app);
+
+    let app = TestApp::spawn_with(backend, |s| {
+        s.revocation.crl_distribution_point_url =
+            Some("http://pki.example.test/v1/cas/{ca_id}/crl".into());
+    })
+    .await;
+    let body = json(app.sign(&csr("Cdp-on", "JP").pem).await).await;
+    let ca_id = body["issuing_ca"].as_str().unwrap();
+    assert_eq!(
+        crl_distribution_points(body["certificate_pem"].as_str().unwrap()),
+        Some(vec![format!("http://pki.example.test/v1/cas/{ca_id}/crl")])
+    );
 }
