@@ -1,5 +1,5 @@
 //! The revocation upkeep job of a running service, every `revocation.check_interval_secs` and
-//! at once when a bulk revocation is submitted: runs unfinished bulk revocation jobs (after a
+//! at once when a bulk revocation is submitted or a certificate revoked: runs unfinished bulk revocation jobs (after a
 //! restart, the ones it interrupted), then signs the CRLs that are due (behind their
 //! revocations, or near their nextUpdate). Errors are logged and retried on the next round. At
 //! shutdown the job is aborted: an unfinished batch or CRL build rolls back, and a bulk job
@@ -15,6 +15,7 @@ pub(super) fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = state.bulk_revocations.submitted() => {}
+                () = state.crls.revoked() => {}
             }
             run_bulk_revocations(&state).await;
             refresh_crls(&state).await;

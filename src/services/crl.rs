@@ -51,6 +51,9 @@ pub struct CrlPublisher {
     refresh_before: time::Duration,
     /// One lock per CA id, so that one process signs one CA's CRL at a time.
     building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Wakes the upkeep job after a revocation through this process, so that the new CRL is
+    /// signed before anyone asks for it.
+    revoked: tokio::sync::Notify,
 }
 
 impl CrlPublisher {
@@ -62,7 +65,18 @@ impl CrlPublisher {
             validity: duration(settings.crl_validity_secs),
             refresh_before: duration(settings.crl_refresh_before_secs),
             building: Mutex::new(HashMap::new()),
+            revoked: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Says that this process revoked certificates: the upkeep job signs the CRLs now behind.
+    pub fn revocations_changed(&self) {
+        self.revoked.notify_one();
+    }
+
+    /// Returns when [`CrlPublisher::revocations_changed`] was called since the last call.
+    pub async fn revoked(&self) {
+        self.revoked.notified().await
     }
 
     /// The current CRL of `ca_id`: the stored one while it lists every revocation and its

@@ -13,6 +13,7 @@ on_both_backends!(
     crl_dates_follow_the_revocation_settings,
     a_revocation_through_the_store_alone_is_listed_on_the_next_crl,
     issued_certificates_name_their_crl_only_when_configured,
+    a_revocation_signs_the_new_crl_before_anyone_asks,
 );
 
 async fn issue(app: &TestApp, thing: &str) -> (String, String) {
@@ -298,4 +299,26 @@ async fn issued_certificates_name_their_crl_only_when_configured(backend: Backen
         crl_distribution_points(body["certificate_pem"].as_str().unwrap()),
         Some(vec![format!("http://pki.example.test/v1/cas/{ca_id}/crl")])
     );
+}
+
+async fn a_revocation_signs_the_new_crl_before_anyone_asks(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (serial, ca_id) = issue(&app, "Eager-1").await;
+    revoke(&app, &serial).await;
+    // No CRL request: the upkeep job, woken by the revocation, signs and stores it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stored = loop {
+        let state = app.store.crl_state(&ca_id).await.unwrap().unwrap();
+        if let Some(crl) = state.crl
+            && crl.built_generation >= state.revocation_generation
+        {
+            break crl;
+        }
+        assert!(std::time::Instant::now() < deadline, "no CRL was stored");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(stored.revoked_count, 1);
+    assert_eq!(parse_crl(&stored.der).3, vec![serial]);
+    let served = get_crl(&app, &ca_id, None).await.bytes().await.unwrap();
+    assert_eq!(served, stored.der, "the stored CRL is the one served");
 }

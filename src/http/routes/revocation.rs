@@ -115,6 +115,7 @@ pub async fn revoke_certificate(
         return Err(e);
     }
     audit(true, format!("reason={}", reason.name())).await?;
+    state.crls.revocations_changed();
     tracing::info!(%serial, reason = reason.name(), admin = %admin.principal.name, "certificate revoked");
     // Tell AWS IoT now when it is configured; a failure leaves the revocation pending for the
     // background retry, and the answer shows `aws_revocation_pending`.
