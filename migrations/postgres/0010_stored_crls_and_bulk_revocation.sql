@@ -21,7 +21,20 @@ CREATE TABLE ca_crls (
     this_update            timestamptz,
     next_update            timestamptz,
     revoked_count          bigint,
-    CHECK ((crl_der IS NULL) = (crl_number IS NULL))
+    -- The complete CRL that delta CRLs currently build on (RFC 5280 section 5.2.4): chosen
+    -- once per refresh period, so that clients fetch the complete CRL rarely and the small delta
+    -- often. A delta lists the revocations since base_this_update.
+    base_number            bigint,
+    base_this_update       timestamptz,
+    -- The stored delta CRL, like the complete one; delta_base_number is the base it is on.
+    delta_der              bytea,
+    delta_number           bigint,
+    delta_base_number      bigint,
+    delta_built_generation bigint,
+    delta_this_update      timestamptz,
+    delta_next_update      timestamptz,
+    CHECK ((crl_der IS NULL) = (crl_number IS NULL)),
+    CHECK ((delta_der IS NULL) = (delta_number IS NULL))
 );
 
 -- A bulk revocation: a filter, a reason, and its progress. The job revokes in batches, each

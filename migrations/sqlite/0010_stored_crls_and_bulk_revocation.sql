@@ -10,7 +10,16 @@ CREATE TABLE ca_crls (
     this_update            TEXT,
     next_update            TEXT,
     revoked_count          INTEGER,
-    CHECK ((crl_der IS NULL) = (crl_number IS NULL))
+    base_number            INTEGER,
+    base_this_update       TEXT,
+    delta_der              BLOB,
+    delta_number           INTEGER,
+    delta_base_number      INTEGER,
+    delta_built_generation INTEGER,
+    delta_this_update      TEXT,
+    delta_next_update      TEXT,
+    CHECK ((crl_der IS NULL) = (crl_number IS NULL)),
+    CHECK ((delta_der IS NULL) = (delta_number IS NULL))
 );
 
 CREATE TABLE revocation_jobs (

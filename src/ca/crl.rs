@@ -77,7 +77,7 @@ pub struct RevokedEntry {
 /// What a CRL says about itself besides its entries: its number and validity window. The
 /// caller allocates the number (the store keeps it per CA, so that it only ever grows, also
 /// across replicas) and picks the window from settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrlInfo {
     /// cRLNumber (RFC 5280 section 5.2.3): larger for every newer CRL of the same CA.
     pub number: u64,
@@ -85,6 +85,12 @@ pub struct CrlInfo {
     pub this_update: OffsetDateTime,
     /// nextUpdate (RFC 5280 section 5.1.2.5): a newer CRL is published before this.
     pub next_update: OffsetDateTime,
+    /// A delta CRL on top of the complete CRL with this number (deltaCRLIndicator, RFC 5280
+    /// section 5.2.4): it lists what was revoked since that CRL.
+    pub delta_of: Option<u64>,
+    /// Where this complete CRL's delta CRLs are published (freshestCRL, RFC 5280 section
+    /// 5.2.6).
+    pub freshest_crl: Option<String>,
 }
 
 impl CrlInfo {
@@ -93,9 +99,9 @@ impl CrlInfo {
     pub fn whole_seconds(self) -> CrlInfo {
         let cut = |t: OffsetDateTime| t.replace_nanosecond(0).expect("0 is a valid nanosecond");
         CrlInfo {
-            number: self.number,
             this_update: cut(self.this_update),
             next_update: cut(self.next_update),
+            ..self
         }
     }
 }
@@ -103,7 +109,7 @@ impl CrlInfo {
 impl CertificateAuthority {
     /// Signs a CRL (RFC 5280 section 5) listing `revoked`, numbered and dated by `info`.
     /// Expired CAs sign CRLs too: their certificates stay revoked.
-    pub fn crl(&self, revoked: &[RevokedEntry], info: CrlInfo) -> Result<Vec<u8>, CaError> {
+    pub fn crl(&self, revoked: &[RevokedEntry], info: &CrlInfo) -> Result<Vec<u8>, CaError> {
         let key_usages = self.issuer.key_usages();
         if !key_usages.is_empty() && !key_usages.contains(&KeyUsagePurpose::CrlSign) {
             return Err(CaError::Rejected(format!(
@@ -112,7 +118,12 @@ impl CertificateAuthority {
                 self.id()
             )));
         }
-        let info = info.whole_seconds();
+        let info = info.clone().whole_seconds();
+        if info.delta_of.is_some() && info.freshest_crl.is_some() {
+            return Err(CaError::Rejected(
+                "a delta CRL carries no freshestCRL (RFC 5280 section 5.2.6)".into(),
+            ));
+        }
         if info.next_update <= info.this_update {
             return Err(CaError::Rejected(
                 "a CRL's nextUpdate must be after its thisUpdate".into(),
@@ -145,6 +156,19 @@ impl CertificateAuthority {
         let crl = params
             .signed_by(&self.issuer)
             .map_err(|e| CaError::Crypto(e.to_string()))?;
-        Ok(crl.der().to_vec())
+        let extra: Vec<Vec<u8>> = info
+            .delta_of
+            .map(super::crl_der::delta_crl_indicator)
+            .into_iter()
+            .chain(
+                info.freshest_crl
+                    .as_deref()
+                    .map(super::crl_der::freshest_crl),
+            )
+            .collect();
+        if extra.is_empty() {
+            return Ok(crl.der().to_vec());
+        }
+        super::crl_der::with_extensions(crl.der(), &extra, self.issuer.key())
     }
 }

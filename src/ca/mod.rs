@@ -5,6 +5,7 @@
 pub mod authority;
 pub mod country;
 pub mod crl;
+mod crl_der;
 pub mod csr;
 mod error;
 mod import;

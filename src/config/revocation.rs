@@ -32,6 +32,11 @@ pub struct RevocationSettings {
     /// replaced by the issuing CA's id (e.g. `http://pki.example.com/v1/cas/{ca_id}/crl`).
     /// Unset (the default): no distribution point.
     pub crl_distribution_point_url: Option<String>,
+    /// Where delta CRLs are published, `{ca_id}` replaced (e.g.
+    /// `http://pki.example.com/v1/cas/{ca_id}/delta-crl`): named in every complete CRL as its
+    /// freshestCRL, which clients such as OpenSSL need before they use deltas. Unset: complete
+    /// CRLs name none (the delta CRLs are served all the same).
+    pub delta_crl_url: Option<String>,
 }
 
 impl Default for RevocationSettings {
@@ -43,6 +48,7 @@ impl Default for RevocationSettings {
             check_interval_secs: Duration::from_secs(30),
             bulk_batch_size: 2000,
             crl_distribution_point_url: None,
+            delta_crl_url: None,
         }
     }
 }
@@ -74,15 +80,21 @@ impl RevocationSettings {
                     .into(),
             ));
         }
-        if let Some(url) = &self.crl_distribution_point_url {
+        for (key, url) in [
+            (
+                "crl_distribution_point_url",
+                &self.crl_distribution_point_url,
+            ),
+            ("delta_crl_url", &self.delta_crl_url),
+        ] {
+            let Some(url) = url else { continue };
             let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
             if !scheme_ok || !url.bytes().all(|b| b.is_ascii_graphic()) || url.len() > 1024 {
-                return Err(ConfigError(
-                    "revocation.crl_distribution_point_url must be an http:// or https:// URL \
-                     of at most 1024 visible ASCII characters (no spaces), e.g. \
-                     http://pki.example.com/v1/cas/{ca_id}/crl"
-                        .into(),
-                ));
+                return Err(ConfigError(format!(
+                    "revocation.{key} must be an http:// or https:// URL of at most 1024 \
+                     visible ASCII characters (no spaces), e.g. \
+                     http://pki.example.com/v1/cas/{{ca_id}}/crl"
+                )));
             }
         }
         if !(1..=10_000).contains(&self.bulk_batch_size) {
@@ -104,7 +116,7 @@ mod tests {
 
     #[test]
     fn revocation_settings_are_checked_together() {
-        let refused: [Refused; 5] = [
+        let refused: [Refused; 6] = [
             ("crl_validity_secs", |r| {
                 r.crl_validity_secs = Duration::from_secs(60)
             }),
@@ -117,6 +129,9 @@ mod tests {
             ("bulk_batch_size", |r| r.bulk_batch_size = 0),
             ("crl_distribution_point_url", |r| {
                 r.crl_distribution_point_url = Some("ldap://pki/crl".into())
+            }),
+            ("delta_crl_url", |r| {
+                r.delta_crl_url = Some("http://pki/delta crl".into())
             }),
         ];
         for (key, change) in refused {

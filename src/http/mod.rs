@@ -60,6 +60,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(aws::registration_config))
         .routes(routes!(revocation::revoke_certificate))
         .routes(routes!(revocation::crl))
+        .routes(routes!(revocation::delta_crl))
         .routes(routes!(revocation_jobs::create))
         .routes(routes!(revocation_jobs::get))
         .routes(routes!(health::healthz))

@@ -258,6 +258,10 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "GET /v1/cas/{id}/crl",
         &[&[ErrorCode::InvalidQuery], CA_NOT_FOUND, STORE],
     ),
+    (
+        "GET /v1/cas/{id}/delta-crl",
+        &[&[ErrorCode::InvalidQuery], CA_NOT_FOUND, STORE],
+    ),
     ("GET /healthz", &[]),
     ("GET /readyz", &[]),
     ("GET /metrics", &[&[ErrorCode::NotFound]]),

@@ -7,13 +7,17 @@ use sqlx::FromRow;
 
 use super::*;
 
-/// The stored CRL of a CA and whether revocations happened since it was built.
+/// The stored CRLs of a CA and whether revocations happened since they were built.
 #[derive(Debug, Clone)]
 pub struct CrlState {
     /// Bumped by every revocation of a certificate of this CA.
     pub revocation_generation: i64,
-    /// The last CRL stored, if any was built.
+    /// The last complete CRL stored, if any was built.
     pub crl: Option<StoredCrl>,
+    /// The complete CRL delta CRLs build on: its number and thisUpdate.
+    pub base: Option<(u64, Timestamp)>,
+    /// The last delta CRL stored; its `base_number` names the base it is on.
+    pub delta: Option<StoredCrl>,
 }
 
 /// A signed CRL as stored.
@@ -27,6 +31,8 @@ pub struct StoredCrl {
     pub this_update: Timestamp,
     pub next_update: Timestamp,
     pub revoked_count: i64,
+    /// For a delta CRL, the number of the complete CRL it is on; `None` for a complete CRL.
+    pub base_number: Option<u64>,
 }
 
 #[derive(FromRow)]
@@ -38,6 +44,18 @@ struct CrlRow {
     this_update: Option<Timestamp>,
     next_update: Option<Timestamp>,
     revoked_count: Option<i64>,
+    base_number: Option<i64>,
+    base_this_update: Option<Timestamp>,
+    delta_der: Option<Vec<u8>>,
+    delta_number: Option<i64>,
+    delta_base_number: Option<i64>,
+    delta_built_generation: Option<i64>,
+    delta_this_update: Option<Timestamp>,
+    delta_next_update: Option<Timestamp>,
+}
+
+fn number(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// Marks the CRLs of the CAs of the certificates `revoked_sql` selects as behind, in the
@@ -61,7 +79,9 @@ impl Store {
         let row: Option<CrlRow> = self
             .fetch_by_key(
                 "SELECT revocation_generation, crl_der, crl_number, built_generation, \
-                 this_update, next_update, revoked_count FROM ca_crls WHERE ca_id = $1",
+                 this_update, next_update, revoked_count, base_number, base_this_update, \
+                 delta_der, delta_number, delta_base_number, delta_built_generation, \
+                 delta_this_update, delta_next_update FROM ca_crls WHERE ca_id = $1",
                 ca_id,
             )
             .await?;
@@ -73,21 +93,53 @@ impl Store {
                 row.this_update,
                 row.next_update,
             ) {
-                (Some(der), Some(number), Some(built), Some(this_update), Some(next_update)) => {
+                (Some(der), Some(n), Some(built), Some(this_update), Some(next_update)) => {
                     Some(StoredCrl {
                         der,
-                        number: u64::try_from(number).unwrap_or(0),
+                        number: number(n),
                         built_generation: built,
                         this_update,
                         next_update,
                         revoked_count: row.revoked_count.unwrap_or(0),
+                        base_number: None,
                     })
                 }
+                _ => None,
+            };
+            let delta = match (
+                row.delta_der,
+                row.delta_number,
+                row.delta_built_generation,
+                row.delta_this_update,
+                row.delta_next_update,
+                row.delta_base_number,
+            ) {
+                (
+                    Some(der),
+                    Some(n),
+                    Some(built),
+                    Some(this_update),
+                    Some(next_update),
+                    Some(b),
+                ) => Some(StoredCrl {
+                    der,
+                    number: number(n),
+                    built_generation: built,
+                    this_update,
+                    next_update,
+                    revoked_count: 0,
+                    base_number: Some(number(b)),
+                }),
                 _ => None,
             };
             CrlState {
                 revocation_generation: row.revocation_generation,
                 crl,
+                base: row
+                    .base_number
+                    .zip(row.base_this_update)
+                    .map(|(n, t)| (number(n), t)),
+                delta,
             }
         }))
     }
@@ -120,25 +172,57 @@ impl Store {
         Ok((u64::try_from(number).unwrap_or(0), generation))
     }
 
-    /// Stores a CRL unless a CRL with a larger number is stored already (another replica built
-    /// a newer one meanwhile). Returns whether it was stored.
-    pub async fn save_crl(&self, ca_id: &str, crl: &StoredCrl) -> StoreResult<bool> {
+    /// Stores a complete CRL unless a CRL with a larger number is stored already (another
+    /// replica built a newer one meanwhile), and with `as_base` makes it the base of delta
+    /// CRLs. Returns whether it was stored.
+    pub async fn save_crl(&self, ca_id: &str, crl: &StoredCrl, as_base: bool) -> StoreResult<bool> {
         let number = i64::try_from(crl.number).unwrap_or(i64::MAX);
-        let saved = on_pool!(self, |pool| sqlx::query(
+        let sql = if as_base {
+            "UPDATE ca_crls SET crl_der = $2, crl_number = $3, built_generation = $4, \
+             this_update = $5, next_update = $6, revoked_count = $7, base_number = $3, \
+             base_this_update = $5 WHERE ca_id = $1 AND (crl_number IS NULL OR crl_number < $3)"
+        } else {
             "UPDATE ca_crls SET crl_der = $2, crl_number = $3, built_generation = $4, \
              this_update = $5, next_update = $6, revoked_count = $7 \
              WHERE ca_id = $1 AND (crl_number IS NULL OR crl_number < $3)"
+        };
+        let saved = on_pool!(self, |pool| sqlx::query(sql)
+            .bind(ca_id)
+            .bind(&crl.der)
+            .bind(number)
+            .bind(crl.built_generation)
+            .bind(crl.this_update)
+            .bind(crl.next_update)
+            .bind(crl.revoked_count)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(saved == 1)
+    }
+
+    /// Stores a delta CRL unless a newer one is stored already. Returns whether it was stored.
+    pub async fn save_delta_crl(&self, ca_id: &str, delta: &StoredCrl) -> StoreResult<bool> {
+        let number = i64::try_from(delta.number).unwrap_or(i64::MAX);
+        let base = delta
+            .base_number
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        let saved = on_pool!(self, |pool| {
+            sqlx::query(
+            "UPDATE ca_crls SET delta_der = $2, delta_number = $3, delta_built_generation = $4, \
+             delta_this_update = $5, delta_next_update = $6, delta_base_number = $7 \
+             WHERE ca_id = $1 AND (delta_number IS NULL OR delta_number < $3)"
         )
         .bind(ca_id)
-        .bind(&crl.der)
+        .bind(&delta.der)
         .bind(number)
-        .bind(crl.built_generation)
-        .bind(crl.this_update)
-        .bind(crl.next_update)
-        .bind(crl.revoked_count)
+        .bind(delta.built_generation)
+        .bind(delta.this_update)
+        .bind(delta.next_update)
+        .bind(base)
         .execute(pool)
         .await
-        .map(|done| done.rows_affected()))?;
+        .map(|done| done.rows_affected())
+        })?;
         Ok(saved == 1)
     }
 

@@ -1,6 +1,9 @@
 //! Stored CRLs (`GET /v1/cas/{id}/crl`): signed when revocations change, served from storage
 //! with `ETag`, `If-None-Match` and cache headers, numbered by a per-CA counter in the store.
 
+use std::path::Path;
+use std::process::Command;
+
 use crate::common::*;
 use crate::on_both_backends;
 use reqwest::StatusCode;
@@ -14,6 +17,7 @@ on_both_backends!(
     a_revocation_through_the_store_alone_is_listed_on_the_next_crl,
     issued_certificates_name_their_crl_only_when_configured,
     a_revocation_signs_the_new_crl_before_anyone_asks,
+    a_delta_crl_on_the_base_makes_openssl_refuse_a_later_revocation,
 );
 
 async fn issue(app: &TestApp, thing: &str) -> (String, String) {
@@ -321,4 +325,140 @@ async fn a_revocation_signs_the_new_crl_before_anyone_asks(backend: Backend) {
     assert_eq!(parse_crl(&stored.der).3, vec![serial]);
     let served = get_crl(&app, &ca_id, None).await.bytes().await.unwrap();
     assert_eq!(served, stored.der, "the stored CRL is the one served");
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+async fn get_pem(app: &TestApp, path: &str) -> String {
+    let response = app.client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response.text().await.unwrap()
+}
+
+/// Issues `thing` and returns (serial, certificate PEM, CA PEM, CA id).
+async fn issue_pem(app: &TestApp, thing: &str) -> (String, String, String, String) {
+    let body = json(app.sign(&csr(thing, "JP").pem).await).await;
+    let get = |k: &str| body[k].as_str().unwrap().to_owned();
+    (
+        get("serial"),
+        get("certificate_pem"),
+        get("ca_certificate_pem"),
+        get("issuing_ca"),
+    )
+}
+
+async fn a_delta_crl_on_the_base_makes_openssl_refuse_a_later_revocation(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        s.revocation.delta_crl_url =
+            Some("http://pki.example.test/v1/cas/{ca_id}/delta-crl".into());
+    })
+    .await;
+    let dir = app.dir.path();
+    let (first, _, ca_pem, ca_id) = issue_pem(&app, "Delta-1").await;
+    let (later, later_pem, _, _) = issue_pem(&app, "Delta-2").await;
+    let (_, good_pem, _, _) = issue_pem(&app, "Delta-3").await;
+    write(dir, "ca.pem", &ca_pem);
+    write(dir, "later.pem", &later_pem);
+    write(dir, "good.pem", &good_pem);
+
+    revoke(&app, &first).await;
+    // The first complete CRL becomes the base of the deltas.
+    let base = get_pem(&app, &format!("/v1/cas/{ca_id}/crl?format=pem")).await;
+    write(dir, "base.pem", &base);
+    let base_text = openssl(
+        dir,
+        &[
+            "crl", "-in", "base.pem", "-CAfile", "ca.pem", "-noout", "-text",
+        ],
+    );
+    assert!(base_text.contains("verify OK"), "{base_text}");
+    assert!(base_text.contains("Freshest CRL"), "{base_text}");
+    assert!(
+        base_text.contains(&format!(
+            "URI:http://pki.example.test/v1/cas/{ca_id}/delta-crl"
+        )),
+        "{base_text}"
+    );
+    let base_number = parse_crl(&der_of(&base)).0;
+
+    revoke(&app, &later).await;
+    let delta = get_pem(&app, &format!("/v1/cas/{ca_id}/delta-crl?format=pem")).await;
+    write(dir, "delta.pem", &delta);
+    let delta_text = openssl(
+        dir,
+        &[
+            "crl",
+            "-in",
+            "delta.pem",
+            "-CAfile",
+            "ca.pem",
+            "-noout",
+            "-text",
+        ],
+    );
+    assert!(delta_text.contains("verify OK"), "{delta_text}");
+    assert!(
+        delta_text.contains("Delta CRL Indicator: critical"),
+        "{delta_text}"
+    );
+    assert!(!delta_text.contains("Freshest CRL"), "{delta_text}");
+    let (delta_number, _, _, listed) = parse_crl(&der_of(&delta));
+    assert!(delta_number > base_number);
+    assert!(listed.contains(&later), "{listed:?}");
+    // The complete CRL moved on; the base of the delta stays the first one.
+    let complete = get_pem(&app, &format!("/v1/cas/{ca_id}/crl?format=pem")).await;
+    assert!(parse_crl(&der_of(&complete)).0 > base_number);
+    let base_hex = format!("{base_number:X}");
+    assert!(
+        delta_text.replace(':', "").contains(&base_hex)
+            || delta_text.contains(&base_number.to_string()),
+        "the delta names base {base_number}: {delta_text}"
+    );
+
+    let verify = |cert: &str, crls: &[&str]| {
+        let mut args = vec!["verify", "-crl_check", "-use_deltas", "-CAfile", "ca.pem"];
+        for crl in crls {
+            args.extend(["-CRLfile", crl]);
+        }
+        args.push(cert);
+        openssl(dir, &args)
+    };
+    // The base alone does not know of the later revocation; with the delta, openssl refuses it.
+    let base_only = verify("later.pem", &["base.pem"]);
+    assert!(base_only.contains("later.pem: OK"), "{base_only}");
+    let with_delta = verify("later.pem", &["base.pem", "delta.pem"]);
+    assert!(with_delta.contains("certificate revoked"), "{with_delta}");
+    let good = verify("good.pem", &["base.pem", "delta.pem"]);
+    assert!(good.contains("good.pem: OK"), "{good}");
+
+    // Served from storage with its own validators.
+    let response = get_crl_path(&app, &format!("/v1/cas/{ca_id}/delta-crl")).await;
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with("\"delta-") && etag.ends_with("-der\""),
+        "{etag}"
+    );
+    let again = app
+        .client
+        .get(app.url(&format!("/v1/cas/{ca_id}/delta-crl")))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+}
+
+async fn get_crl_path(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client.get(app.url(path)).send().await.unwrap()
 }

@@ -1,5 +1,6 @@
 //! Revocation: `POST /v1/admin/certificates/{serial}/revoke` (admin, audited) and the stored
-//! CRLs at `GET /v1/cas/{id}/crl` (public, like the CA certificate itself).
+//! CRLs at `GET /v1/cas/{id}/crl` and `GET /v1/cas/{id}/delta-crl` (public, like the CA
+//! certificate itself).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,6 +17,7 @@ use crate::ca::{self, authority::RevocationReason};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{self, AdminCaller, ApiQuery, ViewerCaller};
+use crate::store::crls::StoredCrl;
 use crate::store::revocation::RevokeOutcome;
 use crate::store::{Store, StoreError, Timestamp};
 
@@ -255,22 +257,88 @@ pub async fn crl(
     ApiQuery(params): ApiQuery<CrlParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let pem = match params.format.as_deref() {
-        None | Some("der") => false,
-        Some("pem") => true,
-        Some(_) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidQuery,
-                "format must be der or pem",
-            ));
-        }
-    };
+    let pem = params.pem()?;
     let now = OffsetDateTime::now_utc();
     let crl = state
         .crls
         .current(&state.store, &state.crl_cas(), &id, now)
         .await?;
-    let etag = format!("\"crl-{}-{}\"", crl.number, if pem { "pem" } else { "der" });
+    Ok(respond_crl(&state, &headers, crl, "crl", pem, now))
+}
+
+/// `GET /v1/cas/{id}/delta-crl`: the delta CRL of CA `id` (RFC 5280 section 5.2.4), listing the
+/// certificates revoked since the complete CRL it names as its base (deltaCRLIndicator). A
+/// client holding a complete CRL with that number or a larger one adds the delta to it instead
+/// of fetching the complete CRL again. Formats, caching and `If-None-Match` as for the complete
+/// CRL. No authentication.
+#[utoipa::path(
+    get,
+    path = "/v1/cas/{id}/delta-crl",
+    tag = "revocation",
+    operation_id = "get_delta_crl",
+    params(
+        ("id" = String, Path, description = "A CA id"),
+        CrlParams,
+        ("If-None-Match" = Option<String>, Header,
+            description = "The `ETag` of a delta CRL already held: 304 while it is current"),
+    ),
+    responses(
+        (status = 200, description = "The current delta CRL", content(
+            (crate::http::openapi::schemas::Binary = "application/pkix-crl"),
+            (String = "application/x-pem-file"),
+        ), headers(
+            ("ETag" = String, description = "`\"delta-<number>-<format>\"`"),
+            ("Cache-Control" = String, description = "`public, max-age=<seconds>`"),
+            ("Last-Modified" = String, description = "The delta CRL's thisUpdate"),
+        )),
+        (status = 304, description = "The delta CRL named by `If-None-Match` is still current"),
+    ),
+    security(())
+)]
+pub async fn delta_crl(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<CrlParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let pem = params.pem()?;
+    let now = OffsetDateTime::now_utc();
+    let delta = state
+        .crls
+        .current_delta(&state.store, &state.crl_cas(), &id, now)
+        .await?;
+    Ok(respond_crl(&state, &headers, delta, "delta", pem, now))
+}
+
+impl CrlParams {
+    /// Whether PEM was asked for.
+    fn pem(&self) -> Result<bool, ApiError> {
+        match self.format.as_deref() {
+            None | Some("der") => Ok(false),
+            Some("pem") => Ok(true),
+            Some(_) => Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "format must be der or pem",
+            )),
+        }
+    }
+}
+
+/// A stored CRL as the answer: its validators and cache headers, and 304 when `If-None-Match`
+/// names it. `kind` starts its `ETag`.
+fn respond_crl(
+    state: &AppState,
+    headers: &HeaderMap,
+    crl: StoredCrl,
+    kind: &str,
+    pem: bool,
+    now: OffsetDateTime,
+) -> Response {
+    let etag = format!(
+        "\"{kind}-{}-{}\"",
+        crl.number,
+        if pem { "pem" } else { "der" }
+    );
     let left = (crl.next_update.get() - now).whole_seconds().max(0);
     let max_age = left.min(state.settings.revocation.crl_cache_max_age_secs.as_secs() as i64);
     let mut response_headers = HeaderMap::new();
@@ -283,8 +351,8 @@ pub async fn crl(
     set(header::CACHE_CONTROL, format!("public, max-age={max_age}"));
     set(header::LAST_MODIFIED, http_date(crl.this_update.get()));
     set(header::EXPIRES, http_date(crl.next_update.get()));
-    if if_none_match(&headers, &etag) {
-        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
+    if if_none_match(headers, &etag) {
+        return (StatusCode::NOT_MODIFIED, response_headers).into_response();
     }
     let (content_type, body) = if pem {
         (
@@ -295,7 +363,7 @@ pub async fn crl(
         ("application/pkix-crl", crl.der)
     };
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Ok((response_headers, body).into_response())
+    (response_headers, body).into_response()
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`). Weak validators compare by their opaque
