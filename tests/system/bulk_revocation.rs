@@ -99,7 +99,11 @@ fn text(output: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_revocation_of_many_certificates_while_issuing_and_a_crl_served_from_storage() {
     let n = rows();
-    let app = TestApp::spawn(Backend::Postgres).await;
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.revocation.delta_crl_url =
+            Some("http://pki.example.test/v1/cas/{ca_id}/delta-crl".into());
+    })
+    .await;
     let dir = app.dir.path();
     let line = new_token(&app.store, "line-7", Role::Station).await;
     let revoked_device = issue_as(&app, &line, "Device-revoked").await;
@@ -107,6 +111,17 @@ async fn bulk_revocation_of_many_certificates_while_issuing_and_a_crl_served_fro
     let ca_id = good_device["issuing_ca"].as_str().unwrap().to_owned();
     add_rows(&app, "line-7", n).await;
     let total = i64::from(n) + 1;
+    // The complete CRL before the job: the base of the delta CRLs, listing nothing.
+    let base = app
+        .client
+        .get(app.url(&format!("/v1/cas/{ca_id}/crl?format=pem")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    write(dir, "base.pem", &base);
 
     let dry = json(
         app.admin_json(
@@ -284,6 +299,38 @@ async fn bulk_revocation_of_many_certificates_while_issuing_and_a_crl_served_fro
     let refused = verify("revoked.pem");
     assert!(refused.contains("certificate revoked"), "{refused}");
     let accepted = verify("good.pem");
+    assert!(accepted.contains("good.pem: OK"), "{accepted}");
+
+    // The delta CRL on the base from before the job lists the job's revocations: with it,
+    // openssl refuses the revoked device; with the base alone it cannot know.
+    let started = Instant::now();
+    let delta = app
+        .client
+        .get(app.url(&format!("/v1/cas/{ca_id}/delta-crl?format=pem")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delta.status(), StatusCode::OK);
+    let delta = delta.text().await.unwrap();
+    println!(
+        "delta CRL on the empty base: {} bytes of PEM, first request {:.3} s",
+        delta.len(),
+        started.elapsed().as_secs_f64()
+    );
+    write(dir, "delta.pem", &delta);
+    let with_deltas = |cert: &str, crls: &[&str]| {
+        let mut args = vec!["verify", "-crl_check", "-use_deltas", "-CAfile", "ca.pem"];
+        for crl in crls {
+            args.extend(["-CRLfile", crl]);
+        }
+        args.push(cert);
+        text(&openssl(dir, &args))
+    };
+    let base_only = with_deltas("revoked.pem", &["base.pem"]);
+    assert!(base_only.contains("revoked.pem: OK"), "{base_only}");
+    let refused = with_deltas("revoked.pem", &["base.pem", "delta.pem"]);
+    assert!(refused.contains("certificate revoked"), "{refused}");
+    let accepted = with_deltas("good.pem", &["base.pem", "delta.pem"]);
     assert!(accepted.contains("good.pem: OK"), "{accepted}");
 }
 
