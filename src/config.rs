@@ -31,6 +31,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub aws: AwsSettings,
     pub revocation: RevocationSettings,
+    pub pkcs11: Pkcs11Settings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -252,8 +253,24 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             aws: AwsSettings::default(),
             revocation: RevocationSettings::default(),
+            pkcs11: Pkcs11Settings::default(),
         }
     }
+}
+
+/// `[pkcs11]`: CA keys in a PKCS#11 token (`pkcs11:` key URIs, see `crate::keys`). The PIN is
+/// read from the environment or an owner-only file when a key is opened, never stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pkcs11Settings {
+    /// The PKCS#11 module (shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`; a key
+    /// URI's `module-path` overrides it.
+    pub module: Option<PathBuf>,
+    /// Name of an environment variable holding the token's user PIN. At most one of this and
+    /// `pin_file`.
+    pub pin_env: Option<String>,
+    /// A file (owner-only) whose content, without one trailing newline, is the user PIN.
+    pub pin_file: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -481,6 +498,7 @@ impl Settings {
             ));
         }
         self.validate_key_passphrase()?;
+        self.validate_pkcs11()?;
         let fields = self.allowed_subject_fields();
         if let Some(f) = self
             .required_subject_fields()
@@ -630,6 +648,32 @@ impl Settings {
         {
             return Err(ConfigError(
                 "ca.key_passphrase_file must be a path (or be left out)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[pkcs11]` names at most one PIN source, by a usable name; the PIN is read when a token
+    /// key is opened.
+    fn validate_pkcs11(&self) -> Result<(), ConfigError> {
+        let p = &self.pkcs11;
+        if p.pin_env.is_some() && p.pin_file.is_some() {
+            return Err(ConfigError(
+                "set at most one of pkcs11.pin_env and pkcs11.pin_file".into(),
+            ));
+        }
+        if let Some(name) = &p.pin_env
+            && (name.is_empty() || name.contains(['=', '\0']) || name.starts_with("FACTORY_CA_"))
+        {
+            return Err(ConfigError(format!(
+                "pkcs11.pin_env {name:?} must name an environment variable outside the \
+                 FACTORY_CA_ prefix (which holds settings), such as PKCS11_PIN"
+            )));
+        }
+        let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        if empty(&p.module) || empty(&p.pin_file) {
+            return Err(ConfigError(
+                "pkcs11.module and pkcs11.pin_file must be paths (or be left out)".into(),
             ));
         }
         Ok(())
@@ -844,6 +888,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not allow it"), "{err}");
+    }
+
+    #[test]
+    fn pkcs11_settings_name_one_pin_source_by_a_usable_name() {
+        let s = from_toml(
+            "[pkcs11]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\npin_env = \"PKCS11_PIN\"",
+        )
+        .unwrap();
+        assert_eq!(s.pkcs11.pin_env.as_deref(), Some("PKCS11_PIN"));
+        let both = from_toml("[pkcs11]\npin_env = \"PIN\"\npin_file = \"/etc/pin\"");
+        assert!(both.unwrap_err().to_string().contains("at most one"));
+        let prefixed = from_toml("[pkcs11]\npin_env = \"FACTORY_CA_PIN\"");
+        assert!(
+            prefixed
+                .unwrap_err()
+                .to_string()
+                .contains("FACTORY_CA_ prefix")
+        );
+        let unknown = from_toml("[pkcs11]\npin = \"1234\"")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("pin"), "{unknown}");
     }
 
     #[test]

@@ -110,10 +110,18 @@ impl CertificateAuthority {
         Self::self_signed_with(root_params(subject, validity, now)?, key)
     }
 
+    /// Checks what [`CertificateAuthority::self_signed`] would refuse in its subject and
+    /// validity, before a key is made for it (a key made in a device stays there).
+    pub fn check_root(
+        subject: &CaSubject,
+        validity: Duration,
+        now: OffsetDateTime,
+    ) -> Result<(), CaError> {
+        root_params(subject, validity, now).map(|_| ())
+    }
+
     fn self_signed_with(params: CertificateParams, key: CaSigner) -> Result<Self, CaError> {
-        let cert = params
-            .self_signed(&key)
-            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let cert = params.self_signed(&key).map_err(CaError::signing)?;
         Self::from_parts(cert.der(), key)
     }
 
@@ -227,7 +235,7 @@ impl CertificateAuthority {
             .push(DnType::CommonName, "factory-ca self-check");
         let probe = params
             .signed_by(self.issuer.key(), &self.issuer)
-            .map_err(|e| CaError::Crypto(e.to_string()))?;
+            .map_err(CaError::signing)?;
         let (_, ca) = X509Certificate::from_der(&self.certificate_der)
             .map_err(|_| CaError::Rejected("the CA certificate is not valid DER X.509".into()))?;
         let (_, probe) = X509Certificate::from_der(probe.der())
@@ -264,7 +272,7 @@ impl CertificateAuthority {
         };
         let cert = params
             .signed_by(&device_key, &self.issuer)
-            .map_err(|e| CaError::Crypto(e.to_string()))?;
+            .map_err(CaError::signing)?;
         let der = cert.der().to_vec();
         Ok(IssuedCertificate {
             serial: serial.to_hex(),
@@ -294,6 +302,11 @@ impl CertificateAuthority {
     }
     pub fn key_algorithm(&self) -> KeyAlgorithm {
         self.key_algorithm
+    }
+    /// Whether each signature asks a device or a service (an HSM or KMS key): callers sign
+    /// on the blocking pool.
+    pub fn signs_remotely(&self) -> bool {
+        self.issuer.key().is_remote()
     }
     pub fn not_before(&self) -> OffsetDateTime {
         self.not_before

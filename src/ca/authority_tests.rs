@@ -363,3 +363,59 @@ fn a_delta_crl_names_its_base_and_a_complete_one_its_deltas() {
     };
     assert!(matches!(ca.crl(&[], &both), Err(CaError::Rejected(_))));
 }
+
+/// A remote key whose device is down while `down` is set: rcgen's `RemoteKeyError`, as the
+/// PKCS#11 signer answers when its token fails.
+struct FlakyKey {
+    key: KeyPair,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SigningKey for FlakyKey {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(rcgen::Error::RemoteKeyError);
+        }
+        self.key.sign(message)
+    }
+}
+
+impl PublicKeyData for FlakyKey {
+    fn der_bytes(&self) -> &[u8] {
+        self.key.der_bytes()
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.key.algorithm()
+    }
+}
+
+#[test]
+fn a_remote_key_that_fails_to_sign_is_unavailable_and_signs_again_once_back() {
+    let now = datetime!(2026-11-28 10:00 UTC);
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signer = CaSigner::remote(FlakyKey {
+        key: KeyPair::generate().unwrap(),
+        down: Arc::clone(&down),
+    });
+    assert!(signer.is_remote());
+    let ca =
+        CertificateAuthority::self_signed(signer, &subject(), Duration::days(10), now).unwrap();
+    assert!(ca.signs_remotely());
+
+    down.store(true, Ordering::Relaxed);
+    let err = ca
+        .sign(&device_csr("Flaky-1"), &DeviceProfile::default(), now)
+        .unwrap_err();
+    assert!(matches!(err, CaError::SignerUnavailable(_)), "{err:?}");
+    assert!(matches!(
+        ca.crl(&[], &crl_info(1, now)).unwrap_err(),
+        CaError::SignerUnavailable(_)
+    ));
+
+    down.store(false, Ordering::Relaxed);
+    ca.sign(&device_csr("Flaky-1"), &DeviceProfile::default(), now)
+        .unwrap();
+    let in_memory = CaSigner::new(KeyPair::generate().unwrap());
+    assert!(!in_memory.is_remote());
+}

@@ -153,9 +153,7 @@ impl CertificateAuthority {
             revoked_certs,
             key_identifier_method: self.key_identifier.clone(),
         };
-        let crl = params
-            .signed_by(&self.issuer)
-            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let crl = params.signed_by(&self.issuer).map_err(CaError::signing)?;
         let extra: Vec<Vec<u8>> = info
             .delta_of
             .map(super::crl_der::delta_crl_indicator)

@@ -170,41 +170,65 @@ pub const ENCRYPTED_KEY_LABEL: &str = "ENCRYPTED PRIVATE KEY";
 /// `SigningKey::sign` is synchronous: a signer that asks a device or a service blocks its
 /// caller for the round trip, so its signing belongs on the blocking pool, as
 /// `services::issuance` already does for slow keys.
-pub struct CaSigner(Box<dyn SigningKey + Send + Sync>);
+pub struct CaSigner {
+    key: Box<dyn SigningKey + Send + Sync>,
+    /// Each signature is a round trip to a device or a service (see [`CaSigner::remote`]).
+    remote: bool,
+}
 
 impl CaSigner {
     pub fn new(key: impl SigningKey + Send + Sync + 'static) -> CaSigner {
-        CaSigner(Box::new(key))
+        CaSigner {
+            key: Box::new(key),
+            remote: false,
+        }
+    }
+
+    /// The signer of a key the service cannot read (an HSM's, a KMS's): every signature blocks
+    /// for a round trip, so callers sign on the blocking pool, and a failure is the device's
+    /// (rcgen's `RemoteKeyError`), not a bug.
+    pub fn remote(key: impl SigningKey + Send + Sync + 'static) -> CaSigner {
+        CaSigner {
+            key: Box::new(key),
+            remote: true,
+        }
     }
 
     /// The signer of a key in memory.
     pub fn from_secret(secret: &SecretKey) -> Result<CaSigner, CaError> {
         Ok(CaSigner::new(secret.key_pair()?))
     }
+
+    /// Whether signing asks a device or a service ([`CaSigner::remote`]).
+    pub fn is_remote(&self) -> bool {
+        self.remote
+    }
 }
 
 impl SigningKey for CaSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.0.sign(message)
+        self.key.sign(message)
     }
 }
 
 impl PublicKeyData for CaSigner {
     fn subject_public_key_info(&self) -> Vec<u8> {
-        self.0.subject_public_key_info()
+        self.key.subject_public_key_info()
     }
 
     fn der_bytes(&self) -> &[u8] {
-        self.0.der_bytes()
+        self.key.der_bytes()
     }
 
     fn algorithm(&self) -> &'static SignatureAlgorithm {
-        self.0.algorithm()
+        self.key.algorithm()
     }
 }
 
 impl fmt::Debug for CaSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("CaSigner").field(self.0.algorithm()).finish()
+        f.debug_tuple("CaSigner")
+            .field(self.key.algorithm())
+            .finish()
     }
 }

@@ -45,7 +45,7 @@ impl CertificateAuthority {
         let key = KeyPair::generate().map_err(|e| CaError::Crypto(e.to_string()))?;
         let cert = params
             .signed_by(&key, &self.issuer)
-            .map_err(|e| CaError::Crypto(e.to_string()))?;
+            .map_err(CaError::signing)?;
         Ok(cert.pem())
     }
 }

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use factory_ca::ca::{CaAlgorithm, CaSubject};
 use factory_ca::config::Settings;
-use factory_ca::keys::{KeyStore, PassphraseSource};
+use factory_ca::keys::{KeyRef, KeyStore, PassphraseSource};
 use factory_ca::services::ca_admin::{CaAdmin, KeyFileOutcome};
 use factory_ca::store::CaRecord;
 
@@ -77,6 +77,11 @@ pub struct CaCreate {
     /// Make it the issuing CA now (restart running services to pick it up).
     #[arg(long)]
     activate: bool,
+    /// Keep the key in a PKCS#11 token: `pkcs11:token=<label>;object=<label>` (RFC 7512).
+    /// Uses the key pair labelled `object`, or generates one inside the token (of --algorithm,
+    /// or ca.algorithm). Module and PIN come from [pkcs11]; a PIN in the URI is refused.
+    #[arg(long, value_name = "URI")]
+    key_uri: Option<String>,
 }
 
 fn parse_algorithm(s: &str) -> Result<CaAlgorithm, String> {
@@ -111,15 +116,33 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
                     .organizational_unit
                     .or(defaults.subject.organizational_unit.clone()),
             };
-            let (record, _) = ca_admin
-                .create(
-                    args.algorithm.unwrap_or(defaults.algorithm),
-                    &subject,
-                    args.validity_days.unwrap_or(defaults.validity_days),
-                    args.activate,
-                    CLI_ACTOR,
-                )
-                .await?;
+            let validity_days = args.validity_days.unwrap_or(defaults.validity_days);
+            let (record, _) = match &args.key_uri {
+                Some(key_uri) => {
+                    ca_admin
+                        .create_in_token(
+                            key_uri,
+                            args.algorithm,
+                            defaults.algorithm,
+                            &subject,
+                            validity_days,
+                            args.activate,
+                            CLI_ACTOR,
+                        )
+                        .await?
+                }
+                None => {
+                    ca_admin
+                        .create(
+                            args.algorithm.unwrap_or(defaults.algorithm),
+                            &subject,
+                            validity_days,
+                            args.activate,
+                            CLI_ACTOR,
+                        )
+                        .await?
+                }
+            };
             print_ca(&record);
         }
         CaCommand::Import {
@@ -151,7 +174,7 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
             print_ca(&record);
         }
         CaCommand::List => {
-            println!("ID\tISSUING\tKEY\tSOURCE\tNOT_AFTER\tSUBJECT");
+            println!("ID\tISSUING\tKEY\tSOURCE\tNOT_AFTER\tSUBJECT\tKEY_URI");
             for record in store.list_cas().await? {
                 print_ca(&record);
             }
@@ -169,6 +192,7 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
                 match outcome {
                     KeyFileOutcome::Encrypted => println!("{id}\tencrypted"),
                     KeyFileOutcome::AlreadyEncrypted => println!("{id}\talready encrypted"),
+                    KeyFileOutcome::InToken => println!("{id}\tin a PKCS#11 token (no file)"),
                     KeyFileOutcome::Failed(message) => {
                         failed += 1;
                         println!("{id}\tfailed\t{message}");
@@ -185,12 +209,13 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
 
 fn print_ca(r: &CaRecord) {
     println!(
-        "{}\t{}\t{}\t{}\tnot_after={}\t{}",
+        "{}\t{}\t{}\t{}\tnot_after={}\t{}\t{}",
         r.id,
         if r.is_issuing { "issuing" } else { "-" },
         r.key_algorithm,
         r.source,
         r.not_after.rfc3339(),
-        r.subject
+        r.subject,
+        KeyRef::uri_of_record(&r.key_file)
     );
 }

@@ -14,6 +14,7 @@ use crate::ca::{CaError, CsrError, PolicyViolation};
 use crate::provisioning::ProvisioningError;
 use crate::services::ca_admin::CaAdminError;
 use crate::services::issuance::IssuanceError;
+use crate::services::revocation::RevocationError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -70,6 +71,16 @@ impl ApiError {
         Self::new(
             ErrorCode::Unauthorized,
             "send a valid, unrevoked API token as 'Authorization: Bearer <token>'",
+        )
+    }
+
+    /// A 401 that says what was wrong with the credentials, then what to send.
+    pub fn unauthorized_because(reason: &str) -> Self {
+        Self::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "{reason}; send a valid, unrevoked API token as 'Authorization: Bearer <token>'"
+            ),
         )
     }
 
@@ -182,7 +193,7 @@ impl From<IssuanceError> for ApiError {
         match e {
             IssuanceError::Csr(e) => e.into(),
             IssuanceError::Policy(v) => v.into(),
-            e @ IssuanceError::ThingAlreadyProvisioned(_) => {
+            e @ IssuanceError::ThingAlreadyProvisioned { .. } => {
                 ApiError::new(ErrorCode::ThingAlreadyProvisioned, e.to_string())
             }
             e @ IssuanceError::IdempotencyKeyReused => {
@@ -192,6 +203,7 @@ impl From<IssuanceError> for ApiError {
                 ApiError::new(ErrorCode::InvalidIdempotencyKey, e.to_string())
             }
             IssuanceError::CaUnavailable(m) => ApiError::new(ErrorCode::CaUnavailable, m),
+            IssuanceError::SignerUnavailable(m) => ApiError::new(ErrorCode::SignerUnavailable, m),
             IssuanceError::Store(e) => e.into(),
             IssuanceError::Internal(m) => ApiError::internal(m),
         }
@@ -202,6 +214,8 @@ impl From<CaAdminError> for ApiError {
     fn from(e: CaAdminError) -> Self {
         match e {
             CaAdminError::Rejected(CaError::Rejected(m)) => ApiError::new(ErrorCode::CaRejected, m),
+            CaAdminError::Rejected(CaError::SignerUnavailable(m))
+            | CaAdminError::SignerUnavailable(m) => ApiError::new(ErrorCode::SignerUnavailable, m),
             CaAdminError::Rejected(other) => ApiError::internal(other.to_string()),
             e @ CaAdminError::AlreadyExists(_) => {
                 ApiError::new(ErrorCode::CaAlreadyExists, e.to_string())
@@ -219,7 +233,25 @@ impl From<crate::services::crl::CrlError> for ApiError {
         match e {
             CrlError::Ca(e) => e.into(),
             CrlError::Store(e) => e.into(),
+            CrlError::Signing {
+                source: CaError::SignerUnavailable(m),
+                ..
+            } => ApiError::new(ErrorCode::SignerUnavailable, m),
             e @ CrlError::Signing { .. } => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<RevocationError> for ApiError {
+    fn from(e: RevocationError) -> Self {
+        match e {
+            e @ RevocationError::NotFound(_) => {
+                ApiError::new(ErrorCode::CertificateNotFound, e.to_string())
+            }
+            e @ RevocationError::AlreadyRevoked { .. } => {
+                ApiError::new(ErrorCode::CertificateAlreadyRevoked, e.to_string())
+            }
+            RevocationError::Store(e) => e.into(),
         }
     }
 }

@@ -135,6 +135,8 @@ error_codes! {
     StoreUnavailable = (503, "store_unavailable"),
     /// The issuing CA cannot sign now.
     CaUnavailable = (503, "ca_unavailable"),
+    /// The CA's key is in a token (HSM) that failed to sign; nothing was recorded.
+    SignerUnavailable = (503, "signer_unavailable"),
     /// The route calls AWS IoT and `aws.enabled` is false.
     AwsNotConfigured = (503, "aws_not_configured"),
     /// The request ran longer than `server.request_timeout_secs`.

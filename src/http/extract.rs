@@ -48,23 +48,21 @@ impl FromRequestParts<AppState> for Caller {
                 None => {}
             }
             // The dashboard's session cookie: GET/HEAD only, always as a viewer.
-            let principal =
+            let session =
                 super::routes::dashboard::session_principal(&parts.method, &parts.headers, state)
-                    .await?;
-            return Ok(Caller(principal));
+                    .await;
+            return match session {
+                Ok(principal) => Ok(Caller(principal)),
+                Err(e) if e.code == ErrorCode::Unauthorized => {
+                    Err(super::messages::without_header(&parts.headers))
+                }
+                Err(e) => Err(e),
+            };
         };
-        let header = header.to_str().map_err(|_| ApiError::unauthorized())?;
-        let (scheme, token) = header.split_once(' ').ok_or_else(ApiError::unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized());
-        }
-        match state
-            .tokens
-            .authenticate(&state.store, token.trim())
-            .await?
-        {
+        let token = super::messages::bearer_token(header)?;
+        match state.tokens.authenticate(&state.store, token).await? {
             Some(principal) => Ok(Caller(principal)),
-            None => Err(ApiError::unauthorized()),
+            None => Err(super::messages::rejected_token(token)),
         }
     }
 }
@@ -225,7 +223,10 @@ pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => unsupported_media_type("application/json"),
         JsonRejection::BytesRejection(_) => payload_too_large(),
-        other => ApiError::new(ErrorCode::InvalidRequest, other.body_text()),
+        other => ApiError::new(
+            ErrorCode::InvalidRequest,
+            super::messages::plain_json_error(&other.body_text()),
+        ),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod error_code;
 pub mod extract;
+pub(crate) mod messages;
 pub mod openapi;
 pub mod routes;
 pub mod tls;
@@ -51,6 +52,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cas::import))
         .routes(routes!(cas::get))
         .routes(routes!(cas::activate))
+        .routes(routes!(aws::issuing_ca_drift))
         .routes(routes!(aws::aws_state, aws::change_status, aws::deregister))
         .routes(routes!(aws::preflight))
         .routes(routes!(aws::register))

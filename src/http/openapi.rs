@@ -89,6 +89,7 @@ const ISSUANCE: &[ErrorCode] = &[
     ErrorCode::IdempotencyKeyReused,
     ErrorCode::RateLimited,
     ErrorCode::CaUnavailable,
+    ErrorCode::SignerUnavailable,
 ];
 
 /// The errors each operation can return besides the ones [`document`] adds to all of them
@@ -111,6 +112,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ),
     ("GET /v1/stats", &[&[ErrorCode::InvalidQuery], STORE]),
     ("GET /v1/ca", &[]),
+    ("GET /v1/ca/aws", &[AWS_CALL, STORE]),
     ("GET /v1/ca.pem", &[]),
     (
         "POST /v1/admin/tokens",
@@ -135,6 +137,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
                 ErrorCode::CaAlreadyExists,
                 ErrorCode::UnprocessableRequest,
                 ErrorCode::CaRejected,
+                ErrorCode::SignerUnavailable,
             ],
             STORE,
         ],
@@ -154,7 +157,11 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ("GET /v1/admin/cas/{id}", &[CA_NOT_FOUND, STORE]),
     (
         "POST /v1/admin/cas/{id}/activate",
-        &[CA_NOT_FOUND, &[ErrorCode::CaRejected], STORE],
+        &[
+            CA_NOT_FOUND,
+            &[ErrorCode::CaRejected, ErrorCode::SignerUnavailable],
+            STORE,
+        ],
     ),
     (
         "GET /v1/admin/cas/{id}/aws/preflight",
@@ -169,6 +176,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
                 ErrorCode::UnprocessableRequest,
                 ErrorCode::InvalidTemplate,
                 ErrorCode::PreflightFailed,
+                ErrorCode::SignerUnavailable,
             ],
             AWS_CALL,
             STORE,

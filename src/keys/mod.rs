@@ -7,12 +7,14 @@
 //! unencrypted. Both forms load, so a deployment can turn encryption on and then encrypt its
 //! existing keys with `factory-ca ca encrypt-keys`.
 //!
+//! A key can also live in a PKCS#11 token (an HSM), named by an RFC 7512 URI,
+//! `pkcs11:token=<label>;object=<label>` ([`Pkcs11Uri`]), with the module and the user PIN from
+//! `[pkcs11]` ([`pkcs11`]). Such a key never leaves the token: a new one is made inside it, and
+//! the CA certificate is self-signed by it (`CertificateAuthority::self_signed`).
+//!
 //! The KeyStore hands the CA core a [`CaSigner`]: a public key and a signing operation, never a
-//! file or a passphrase. A key that never leaves its device fits the same shape: a PKCS#11 token
-//! (RFC 7512 `pkcs11:` URIs, through the `cryptoki` crate) or AWS KMS would be another [`KeyRef`]
-//! scheme whose signer asks the device to sign, and the CA core checks it against the CA
-//! certificate exactly as it checks a key file. A new CA's key there would be made inside the
-//! device and its certificate signed by it (`CertificateAuthority::self_signed`).
+//! file, a passphrase or a PIN. A token key's signer asks the token to sign, and the CA core
+//! checks it against the CA certificate exactly as it checks a key file.
 //!
 //! Nothing here knows about HTTP, SQL or AWS IoT: [`crate::services::ca_admin`] records the
 //! CAs and audits what is done with their keys. One KeyStore lives in the
@@ -21,7 +23,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -30,7 +32,13 @@ use crate::ca::{CaError, CaSigner, CertificateAuthority, SecretKey};
 
 pub(crate) mod files;
 pub mod passphrase;
+pub mod pkcs11;
+mod pkcs11_uri;
 pub mod pkcs8;
+
+pub use self::pkcs11::TokenFault;
+use self::pkcs11::{TokenConfig, TokenError, TokenKey};
+pub use self::pkcs11_uri::Pkcs11Uri;
 
 pub use self::passphrase::{Passphrase, PassphraseError, PassphraseSource};
 pub use self::pkcs8::{MAX_PBKDF2_ITERATIONS, PBKDF2_ITERATIONS, Pkcs8Error, is_encrypted};
@@ -42,6 +50,14 @@ pub enum KeyError {
     /// The key cannot be written, read or decrypted where it lives; the message says why.
     #[error("CA key file {path}: {message}")]
     File { path: PathBuf, message: String },
+    /// A key in a PKCS#11 token cannot be used; the message names the setting or the URI
+    /// part to fix, never a PIN. `fault` says whether a later try may succeed.
+    #[error("CA key {key}: {message}")]
+    Token {
+        key: String,
+        fault: TokenFault,
+        message: String,
+    },
     /// The CA core refuses the key: unreadable, or not the CA certificate's.
     #[error(transparent)]
     Ca(#[from] CaError),
@@ -54,6 +70,14 @@ impl KeyError {
             message: message.into(),
         }
     }
+
+    fn token(key: &Pkcs11Uri, e: TokenError) -> KeyError {
+        KeyError::Token {
+            key: key.to_string(),
+            fault: e.fault,
+            message: e.message,
+        }
+    }
 }
 
 /// Where a CA key lives: what a CA record's `key_file` holds.
@@ -61,6 +85,8 @@ impl KeyError {
 pub enum KeyRef {
     /// A key file, by its path relative to the data directory.
     File(PathBuf),
+    /// A key pair in a PKCS#11 token.
+    Pkcs11(Pkcs11Uri),
 }
 
 impl KeyRef {
@@ -69,29 +95,49 @@ impl KeyRef {
         KeyRef::File(PathBuf::from("keys").join(format!("{ca_id}.key.pem")))
     }
 
-    /// Reads a CA record's `key_file`: a path relative to the data directory, as every record
-    /// holds so far, or the same path as a `file:` URI. A URI of another scheme names a key
-    /// backend this build does not have.
+    /// Reads a CA record's `key_file`: a path relative to the data directory, as file keys
+    /// have always been recorded, the same path as a `file:` URI, or a `pkcs11:` URI. A URI of
+    /// another scheme names a key backend this build does not have.
     pub fn parse(recorded: &str) -> Result<KeyRef, KeyError> {
         match recorded.split_once(':') {
             Some(("file", path)) => Ok(KeyRef::File(PathBuf::from(path))),
+            Some(("pkcs11", _)) => {
+                Pkcs11Uri::parse(recorded)
+                    .map(KeyRef::Pkcs11)
+                    .map_err(|message| KeyError::Token {
+                        key: "URI".into(),
+                        fault: TokenFault::Setup,
+                        message,
+                    })
+            }
             Some((scheme, _)) if is_uri_scheme(scheme) => Err(KeyError::file(
                 Path::new(recorded),
                 format!(
                     "this build has no key backend for {scheme}: URIs; it keeps CA keys in \
-                     files (file:)"
+                     files (file:) and PKCS#11 tokens (pkcs11:)"
                 ),
             )),
             _ => Ok(KeyRef::File(PathBuf::from(recorded))),
         }
     }
 
-    /// What a CA record holds for this key: the bare relative path, as records always have,
-    /// so that the records stay readable by earlier releases.
+    /// What a CA record holds for this key: for a file the bare relative path, as records
+    /// always have, so that the records stay readable by earlier releases; for a token key
+    /// its URI (which never holds a PIN).
     pub fn to_record(&self) -> String {
         match self {
             KeyRef::File(path) => path.to_string_lossy().into_owned(),
+            KeyRef::Pkcs11(uri) => uri.to_string(),
         }
+    }
+
+    /// The key URI a CA record's `key_file` stands for, as `ca list` and the admin API show
+    /// it: `file:keys/<ca-id>.key.pem` or the `pkcs11:` URI. A value that does not parse is
+    /// shown as it is.
+    pub fn uri_of_record(recorded: &str) -> String {
+        KeyRef::parse(recorded)
+            .map(|key| key.to_string())
+            .unwrap_or_else(|_| recorded.to_owned())
     }
 }
 
@@ -99,6 +145,7 @@ impl fmt::Display for KeyRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeyRef::File(path) => write!(f, "file:{}", path.display()),
+            KeyRef::Pkcs11(uri) => write!(f, "{uri}"),
         }
     }
 }
@@ -140,6 +187,11 @@ pub struct KeyStore {
     decrypted: Mutex<DecryptedKeys>,
     /// Key files already logged as unencrypted although a passphrase is configured.
     warned: Mutex<HashSet<PathBuf>>,
+    /// `[pkcs11]`: the module and the PIN source of token keys.
+    tokens: TokenConfig,
+    /// Token keys already opened (logged in, public key read), by URI: opened once per
+    /// process, each with its own pool of sessions.
+    token_keys: Mutex<HashMap<Pkcs11Uri, Arc<TokenKey>>>,
 }
 
 impl fmt::Debug for KeyStore {
@@ -163,23 +215,38 @@ impl KeyStore {
             allow_insecure_permissions,
             decrypted: Mutex::default(),
             warned: Mutex::default(),
+            tokens: TokenConfig {
+                settings: Default::default(),
+                allow_insecure_permissions,
+            },
+            token_keys: Mutex::default(),
         }
     }
 
-    /// The key store `[ca]` and `data_dir` describe.
+    /// Keys in PKCS#11 tokens use the module and PIN source of `settings`.
+    pub fn with_pkcs11(mut self, settings: crate::config::Pkcs11Settings) -> KeyStore {
+        self.tokens.settings = settings;
+        self
+    }
+
+    /// The key store `[ca]`, `[pkcs11]` and `data_dir` describe.
     pub fn from_settings(settings: &crate::config::Settings) -> KeyStore {
         KeyStore::new(
             &settings.data_dir,
             PassphraseSource::from_settings(&settings.ca),
             settings.ca.allow_insecure_key_permissions,
         )
+        .with_pkcs11(settings.pkcs11.clone())
     }
 
     /// Stores the key of a new CA, encrypted when a passphrase is configured, in a new
     /// owner-only file. Returns what the CA record is to hold.
     pub async fn create(&self, ca_id: &str, key: SecretKey) -> Result<KeyRef, KeyError> {
         let key_ref = KeyRef::for_new_ca(ca_id);
-        let path = self.path(&key_ref);
+        let KeyRef::File(relative) = &key_ref else {
+            unreachable!("a new CA's key file")
+        };
+        let path = self.data_dir.join(relative);
         let text = match &self.passphrase {
             None => key.to_pem(),
             Some(source) => {
@@ -195,19 +262,79 @@ impl KeyStore {
 
     /// Removes a key [`KeyStore::create`] stored for a CA that was not recorded after all.
     /// Best effort: what is left is an orphan file that no record names.
+    /// A token key is left in the token: it may have been there before, and a key pair nobody
+    /// names signs nothing.
     pub fn discard(&self, key: &KeyRef) {
-        let _ = std::fs::remove_file(self.path(key));
+        if let KeyRef::File(path) = key {
+            let _ = std::fs::remove_file(self.data_dir.join(path));
+        }
     }
 
     /// The signer of a stored CA key. Checking it against the CA certificate is the CA core's
     /// business ([`CertificateAuthority::from_signer`]).
     pub async fn signer(&self, key: &KeyRef) -> Result<CaSigner, KeyError> {
-        let secret = self.read(key).await?;
-        Ok(CaSigner::from_secret(&secret)?)
+        match key {
+            KeyRef::File(path) => {
+                let secret = self.read(&self.data_dir.join(path)).await?;
+                Ok(CaSigner::from_secret(&secret)?)
+            }
+            KeyRef::Pkcs11(uri) => {
+                let cached = self.cached_token_key(uri);
+                let key = match cached {
+                    Some(key) => key,
+                    None => {
+                        let (opened, config) = (uri.clone(), self.tokens.clone());
+                        let key =
+                            spawn_token(uri, move || TokenKey::open(&opened, &config)).await?;
+                        self.cache_token_key(key)
+                    }
+                };
+                Ok(CaSigner::remote(pkcs11::TokenSigner(key)))
+            }
+        }
     }
 
-    async fn read(&self, key: &KeyRef) -> Result<SecretKey, KeyError> {
-        let path = self.path(key);
+    /// The signer of a key pair in a token for a new CA: the pair labelled as the URI's
+    /// `object` says, or a new one of `algorithm` (else `default`) generated inside the token.
+    /// Returns the signer, what the CA record is to hold, and whether the key was generated.
+    pub async fn create_in_token(
+        &self,
+        key_uri: &str,
+        algorithm: Option<crate::ca::CaAlgorithm>,
+        default: crate::ca::CaAlgorithm,
+    ) -> Result<(CaSigner, KeyRef, bool), KeyError> {
+        let uri = Pkcs11Uri::parse(key_uri).map_err(|message| KeyError::Token {
+            key: "URI".into(),
+            fault: TokenFault::Setup,
+            message,
+        })?;
+        let (opened, config) = (uri.clone(), self.tokens.clone());
+        let (key, generated) = spawn_token(&uri, move || {
+            TokenKey::open_or_generate(&opened, &config, algorithm, default)
+        })
+        .await?;
+        let key = self.cache_token_key(key);
+        Ok((
+            CaSigner::remote(pkcs11::TokenSigner(key)),
+            KeyRef::Pkcs11(uri),
+            generated,
+        ))
+    }
+
+    fn cached_token_key(&self, uri: &Pkcs11Uri) -> Option<Arc<TokenKey>> {
+        let keys = self.token_keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.get(uri).cloned()
+    }
+
+    fn cache_token_key(&self, key: TokenKey) -> Arc<TokenKey> {
+        let key = Arc::new(key);
+        let mut keys = self.token_keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.insert(key.uri().clone(), Arc::clone(&key));
+        key
+    }
+
+    async fn read(&self, path: &Path) -> Result<SecretKey, KeyError> {
+        let path = path.to_path_buf();
         let text = Zeroizing::new(self.read_key_file(&path)?);
         // Read the passphrase even for an unencrypted key, so that a passphrase that cannot be
         // read stops the service at startup, not at the next CA it creates.
@@ -257,7 +384,17 @@ impl KeyStore {
         certificate_pem: &str,
     ) -> Result<AtRest, KeyError> {
         let source = self.encryption_passphrase()?;
-        let path = self.path(key);
+        let path = match key {
+            KeyRef::File(path) => self.data_dir.join(path),
+            KeyRef::Pkcs11(uri) => {
+                return Err(KeyError::Token {
+                    key: uri.to_string(),
+                    fault: TokenFault::Setup,
+                    message: "the key is in a token, not in a file; there is nothing to encrypt"
+                        .into(),
+                });
+            }
+        };
         let passphrase = self.read_passphrase(source, &path)?;
         let text = Zeroizing::new(self.read_key_file(&path)?);
         if is_encrypted(&text) {
@@ -276,12 +413,6 @@ impl KeyStore {
         CertificateAuthority::load_key(certificate_pem, &readback)?;
         files::replace_key_file(&path, &encrypted)?;
         Ok(AtRest::Encrypted)
-    }
-
-    fn path(&self, key: &KeyRef) -> PathBuf {
-        match key {
-            KeyRef::File(path) => self.data_dir.join(path),
-        }
     }
 
     /// Reads a key file, refusing one that group or others can read: a CA key that other local
@@ -389,6 +520,26 @@ async fn spawn_crypto<T: Send + 'static>(
         .map_err(|e| KeyError::file(path, e.to_string()))
 }
 
+/// Runs token work (module loading, login, key generation) on the blocking pool: it waits on
+/// the token.
+async fn spawn_token<T: Send + 'static>(
+    uri: &Pkcs11Uri,
+    work: impl FnOnce() -> Result<T, TokenError> + Send + 'static,
+) -> Result<T, KeyError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| {
+            KeyError::token(
+                uri,
+                TokenError {
+                    fault: TokenFault::Unavailable,
+                    message: format!("token task: {e}"),
+                },
+            )
+        })?
+        .map_err(|e| KeyError::token(uri, e))
+}
+
 /// Decrypts a stored key with the at-rest passphrase; errors say what to set.
 async fn decrypt_key_file(
     path: &Path,
@@ -445,16 +596,34 @@ mod tests {
     }
 
     #[test]
-    fn a_key_ref_reads_a_recorded_path_or_a_file_uri_and_refuses_other_schemes() {
+    fn a_key_ref_reads_a_recorded_path_a_file_uri_or_a_pkcs11_uri_and_refuses_other_schemes() {
         let recorded = KeyRef::parse("keys/ca-1.key.pem").unwrap();
         assert_eq!(recorded, KeyRef::for_new_ca("ca-1"));
         assert_eq!(recorded.to_record(), "keys/ca-1.key.pem");
         assert_eq!(recorded.to_string(), "file:keys/ca-1.key.pem");
         assert_eq!(KeyRef::parse("file:keys/ca-1.key.pem").unwrap(), recorded);
-        let err = KeyRef::parse("pkcs11:token=factory;object=ca-1")
+        assert_eq!(
+            KeyRef::uri_of_record("keys/ca-1.key.pem"),
+            "file:keys/ca-1.key.pem"
+        );
+
+        let token = KeyRef::parse("pkcs11:object=ca%2D1;token=factory").unwrap();
+        let KeyRef::Pkcs11(uri) = &token else {
+            panic!("{token:?}")
+        };
+        assert_eq!(
+            (uri.token.as_str(), uri.object.as_str()),
+            ("factory", "ca-1")
+        );
+        assert_eq!(token.to_record(), "pkcs11:token=factory;object=ca-1");
+        assert_eq!(KeyRef::parse(&token.to_record()).unwrap(), token);
+
+        let err = KeyRef::parse("awskms:alias/ca-1").unwrap_err().to_string();
+        assert!(err.contains("no key backend for awskms: URIs"), "{err}");
+        let err = KeyRef::parse("pkcs11:token=t;object=k?pin-value=1234")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no key backend for pkcs11: URIs"), "{err}");
+        assert!(err.contains("a PIN is never stored"), "{err}");
     }
 
     #[tokio::test]
@@ -464,7 +633,9 @@ mod tests {
         let (ca, key) = generated();
         let key_ref = keys.create(ca.id(), key).await.unwrap();
         assert_eq!(key_ref, KeyRef::for_new_ca(ca.id()));
-        let text = std::fs::read_to_string(keys.path(&key_ref)).unwrap();
+        let text =
+            std::fs::read_to_string(dir.path().join("keys").join(format!("{}.key.pem", ca.id())))
+                .unwrap();
         assert!(is_encrypted(&text));
 
         for _ in 0..3 {

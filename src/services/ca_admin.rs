@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use time::{Duration, OffsetDateTime};
 
 use crate::ca::{CaAlgorithm, CaError, CaSubject, CertificateAuthority, SecretKey};
-use crate::keys::{self, AtRest, KeyError, KeyRef, KeyStore, Passphrase};
+use crate::keys::{self, AtRest, KeyError, KeyRef, KeyStore, Passphrase, TokenFault};
 use crate::store::{CaRecord, Store, StoreError, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,10 @@ pub enum CaAdminError {
     NotFound(String),
     #[error("CA key file {path}: {message}")]
     KeyFile { path: PathBuf, message: String },
+    /// The CA's key is in a token that cannot sign now (login refused, device error); a later
+    /// try may succeed.
+    #[error("{0}")]
+    SignerUnavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -31,9 +35,37 @@ impl From<KeyError> for CaAdminError {
     fn from(e: KeyError) -> Self {
         match e {
             KeyError::File { path, message } => CaAdminError::KeyFile { path, message },
+            e @ KeyError::Token {
+                fault: TokenFault::Setup,
+                ..
+            } => CaAdminError::Rejected(CaError::Rejected(e.to_string())),
+            e @ KeyError::Token { .. } => CaAdminError::SignerUnavailable(e.to_string()),
             KeyError::Ca(e) => CaAdminError::Rejected(e),
         }
     }
+}
+
+impl CaAdminError {
+    /// The same error, its message led by the CA it is about (startup and the CLI name it).
+    fn for_ca(self, id: &str) -> CaAdminError {
+        match self {
+            CaAdminError::Rejected(CaError::Rejected(m)) => {
+                CaAdminError::Rejected(CaError::Rejected(format!("CA {id}: {m}")))
+            }
+            CaAdminError::Rejected(CaError::SignerUnavailable(m))
+            | CaAdminError::SignerUnavailable(m) => {
+                CaAdminError::SignerUnavailable(format!("CA {id}: {m}"))
+            }
+            other => other,
+        }
+    }
+}
+
+/// The key of a CA being recorded: one to store in a new file, or one already in its place
+/// (a token's).
+enum NewKey {
+    Secret(SecretKey),
+    Stored(KeyRef),
 }
 
 pub use super::audit::Actor;
@@ -56,6 +88,8 @@ pub enum KeyFileOutcome {
     Encrypted,
     /// The file was already encrypted, and the configured passphrase decrypts it.
     AlreadyEncrypted,
+    /// The key is in a token: there is no file to encrypt.
+    InToken,
     /// Left as it was; the message says why.
     Failed(String),
 }
@@ -74,8 +108,73 @@ impl CaAdmin<'_> {
         let result =
             CertificateAuthority::generate(algorithm, subject, Duration::days(validity_days), now);
         let (ca, key) = self.audited(result, "ca.create", None, actor).await?;
-        self.persist(ca, key, "generated", activate, "ca.create", actor)
-            .await
+        self.persist(
+            ca,
+            NewKey::Secret(key),
+            "generated",
+            activate,
+            "ca.create",
+            actor,
+        )
+        .await
+    }
+
+    /// Creates a CA whose key is in a PKCS#11 token, named by `key_uri`
+    /// (`pkcs11:token=...;object=...`): the key pair with that label, or a new one generated
+    /// inside the token (of `algorithm`, else `default_algorithm`). The CA certificate is
+    /// self-signed by the token. The record holds the URI, never a PIN.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_in_token(
+        &self,
+        key_uri: &str,
+        algorithm: Option<CaAlgorithm>,
+        default_algorithm: CaAlgorithm,
+        subject: &CaSubject,
+        validity_days: i64,
+        activate: bool,
+        actor: Actor<'_>,
+    ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
+        let now = OffsetDateTime::now_utc();
+        // The subject and validity first: a refused CA leaves no new key in the token.
+        let checked = CertificateAuthority::check_root(subject, Duration::days(validity_days), now);
+        self.audited(checked, "ca.create", None, actor).await?;
+        let opened = self
+            .keys
+            .create_in_token(key_uri, algorithm, default_algorithm)
+            .await;
+        let (signer, key, generated) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                let e = CaAdminError::from(e);
+                self.audit("ca.create", None, false, Some(&e.to_string()), actor)
+                    .await?;
+                return Err(e);
+            }
+        };
+        let subject = subject.clone();
+        // The token signs the certificate: a round trip, off the reactor.
+        let result = tokio::task::spawn_blocking(move || {
+            CertificateAuthority::self_signed(signer, &subject, Duration::days(validity_days), now)
+        })
+        .await
+        .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))));
+        let ca = self.audited(result, "ca.create", None, actor).await?;
+        // `generated` either way: the CA certificate is made here (the store's `source` values
+        // are `generated` and `imported`).
+        tracing::info!(
+            key = %key,
+            generated,
+            "CA key pair in a PKCS#11 token (generated: made there now; otherwise existing)"
+        );
+        self.persist(
+            ca,
+            NewKey::Stored(key),
+            "generated",
+            activate,
+            "ca.create",
+            actor,
+        )
+        .await
     }
 
     /// Imports a CA from PEM, refusing what AWS IoT would refuse. An encrypted PKCS#8 key
@@ -99,8 +198,15 @@ impl CaAdmin<'_> {
             CertificateAuthority::import(certificate_pem, key_pem, now)
         };
         let (ca, key) = self.audited(result, "ca.import", None, actor).await?;
-        self.persist(ca, key, "imported", activate, "ca.import", actor)
-            .await
+        self.persist(
+            ca,
+            NewKey::Secret(key),
+            "imported",
+            activate,
+            "ca.import",
+            actor,
+        )
+        .await
     }
 
     /// Makes an existing CA the issuing one.
@@ -146,6 +252,10 @@ impl CaAdmin<'_> {
         let mut outcomes = Vec::new();
         for record in self.store.list_cas().await? {
             let encrypted = match KeyRef::parse(&record.key_file) {
+                Ok(KeyRef::Pkcs11(_)) => {
+                    outcomes.push((record.id, KeyFileOutcome::InToken));
+                    continue;
+                }
                 Ok(key) => {
                     self.keys
                         .encrypt_at_rest(&key, &record.certificate_pem)
@@ -169,19 +279,30 @@ impl CaAdmin<'_> {
 
     /// A stored CA with its key. The key store gives the signer; the CA core checks it
     /// against the certificate.
+    ///
+    /// Loading signs a probe with the key (the CA core's self-check), so a token that cannot
+    /// sign stops startup here, with a message naming the CA and the setting to fix.
     async fn load(&self, record: &CaRecord) -> Result<CertificateAuthority, CaAdminError> {
-        let key = KeyRef::parse(&record.key_file)?;
-        let signer = self.keys.signer(&key).await?;
-        Ok(CertificateAuthority::from_signer(
-            &record.certificate_pem,
-            signer,
-        )?)
+        let in_ca = |e: KeyError| CaAdminError::from(e).for_ca(&record.id);
+        let key = KeyRef::parse(&record.key_file).map_err(in_ca)?;
+        let signer = self.keys.signer(&key).await.map_err(in_ca)?;
+        let loaded = if signer.is_remote() {
+            let certificate_pem = record.certificate_pem.clone();
+            tokio::task::spawn_blocking(move || {
+                CertificateAuthority::from_signer(&certificate_pem, signer)
+            })
+            .await
+            .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
+        } else {
+            CertificateAuthority::from_signer(&record.certificate_pem, signer)
+        };
+        loaded.map_err(|e| CaAdminError::from(e).for_ca(&record.id))
     }
 
     async fn persist(
         &self,
         ca: CertificateAuthority,
-        key: SecretKey,
+        key: NewKey,
         source: &str,
         activate: bool,
         action: &str,
@@ -193,7 +314,10 @@ impl CaAdmin<'_> {
             return Err(CaAdminError::AlreadyExists(existing.id));
         }
         let is_issuing = activate || self.store.issuing_ca().await?.is_none();
-        let key = self.keys.create(ca.id(), key).await?;
+        let key = match key {
+            NewKey::Secret(secret) => self.keys.create(ca.id(), secret).await?,
+            NewKey::Stored(key) => key,
+        };
         let record = CaRecord {
             id: ca.id().to_owned(),
             subject: ca.subject().to_owned(),
@@ -219,8 +343,8 @@ impl CaAdmin<'_> {
             }
         }
         let detail = format!(
-            "subject={}; key={}; issuing={}",
-            record.subject, record.key_algorithm, record.is_issuing
+            "subject={}; key={}; issuing={}; key_uri={}",
+            record.subject, record.key_algorithm, record.is_issuing, key
         );
         self.audit(action, Some(&record.id), true, Some(&detail), actor)
             .await?;

@@ -18,7 +18,8 @@ use crate::ca::{
 };
 use crate::store::ledger_writer::{GroupCommitConfig, LedgerWriter};
 use crate::store::{
-    CertificateRecord, LedgerStatus, NewIssuance, RecordOutcome, Store, StoreError, Timestamp,
+    CertificateFilter, CertificateRecord, LedgerStatus, NewIssuance, RecordOutcome, Store,
+    StoreError, Timestamp,
 };
 
 /// Why a request got no certificate.
@@ -29,9 +30,14 @@ pub enum IssuanceError {
     #[error(transparent)]
     Policy(#[from] PolicyViolation),
     #[error(
-        "the thing name {0:?} already has an active (unrevoked, unexpired) certificate; a new one can be issued once it is revoked or has expired"
+        "the thing name {thing_name:?} already has an active (unrevoked, unexpired) certificate{holder}; a new one can be issued once it is revoked or has expired"
     )]
-    ThingAlreadyProvisioned(String),
+    ThingAlreadyProvisioned {
+        thing_name: String,
+        /// `, serial <serial>, issued to station <station>`, or empty when the ledger could
+        /// not say.
+        holder: String,
+    },
     #[error(
         "this Idempotency-Key was already used by this station with a different CSR; use a new key for a new request"
     )]
@@ -40,6 +46,10 @@ pub enum IssuanceError {
     InvalidIdempotencyKey,
     #[error("{0}")]
     CaUnavailable(String),
+    /// The issuing CA's key is in a token or key service that failed to sign; nothing was
+    /// recorded, and the next request tries again.
+    #[error("{0}")]
+    SignerUnavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -163,6 +173,7 @@ impl IssuanceService {
         let (approved, signed) = self.sign(&ca, approved, now).await?;
         let certificate = signed.map_err(|e| match e {
             CaError::Unavailable(m) => IssuanceError::CaUnavailable(m),
+            CaError::SignerUnavailable(m) => IssuanceError::SignerUnavailable(m),
             other => IssuanceError::Internal(other.to_string()),
         })?;
 
@@ -189,9 +200,11 @@ impl IssuanceService {
         match outcome? {
             RecordOutcome::Recorded => {}
             RecordOutcome::ThingAlreadyProvisioned => {
-                return Err(IssuanceError::ThingAlreadyProvisioned(
-                    certificate.thing_name.clone(),
-                ));
+                let holder = self.thing_holder(&certificate.thing_name).await;
+                return Err(IssuanceError::ThingAlreadyProvisioned {
+                    thing_name: certificate.thing_name.clone(),
+                    holder,
+                });
             }
             RecordOutcome::IdempotencyKeyTaken => {
                 // A concurrent request with the same key won; ours rolled back. Answer as a
@@ -262,14 +275,15 @@ impl IssuanceService {
     /// and 1260; p99 alike) and cost more CPU per certificate for the hop: once the cores are
     /// busy, another thread adds no CPU. So ECDSA and RSA-2048 sign inline. Larger RSA keys
     /// (3 ms for 3072 bits, 6 ms for 4096 here) would hold a reactor thread, and every
-    /// connection it serves, for that long: they go to the blocking pool.
+    /// connection it serves, for that long: they go to the blocking pool. So does every key in
+    /// a token or a key service, whose signature is a round trip that blocks.
     async fn sign(
         &self,
         ca: &Arc<CertificateAuthority>,
         approved: ca::ApprovedCsr,
         now: OffsetDateTime,
     ) -> Result<(ca::ApprovedCsr, Result<ca::IssuedCertificate, CaError>), IssuanceError> {
-        if !slow_signer(ca.key_algorithm()) {
+        if !slow_signer(ca.key_algorithm()) && !ca.signs_remotely() {
             let signed = ca.sign(&approved, &self.profile, now);
             return Ok((approved, signed));
         }
@@ -281,6 +295,27 @@ impl IssuanceService {
         })
         .await
         .map_err(|e| IssuanceError::Internal(format!("the signing task failed: {e}")))
+    }
+
+    /// Which certificate holds `thing_name`, for the 409 answer: the newest active row (under
+    /// `duplicate_thing_name = "reject"` the only unexpired one). Empty when the ledger cannot
+    /// say; the refusal stands either way.
+    async fn thing_holder(&self, thing_name: &str) -> String {
+        let filter = CertificateFilter {
+            thing_name: Some(thing_name.to_owned()),
+            status: Some(LedgerStatus::Active),
+            ..CertificateFilter::default()
+        };
+        match self.store.list_certificates(&filter, 1).await {
+            Ok(rows) => rows
+                .first()
+                .map(|r| format!(", serial {}, issued to station {:?}", r.serial, r.station))
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the holder of a thing name could not be read");
+                String::new()
+            }
+        }
     }
 
     async fn replay(

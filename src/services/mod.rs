@@ -8,4 +8,5 @@ pub mod crl;
 pub mod issuance;
 pub mod limits;
 pub mod rejections;
+pub mod revocation;
 pub mod tokens;

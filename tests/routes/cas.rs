@@ -45,6 +45,11 @@ async fn ca_management_creates_imports_and_rotates_the_issuing_ca() {
     assert_eq!(items.len(), 2);
     assert_eq!(items.iter().filter(|c| c["is_issuing"] == true).count(), 1);
     assert!(items.iter().any(|c| c["id"] == first.as_str()));
+    for item in items {
+        // File keys show where their file is, relative to the data directory.
+        let id = item["id"].as_str().unwrap();
+        assert_eq!(item["key_uri"], format!("file:keys/{id}.key.pem"));
+    }
 
     // Import over the API; a non-CA certificate is refused with the AWS explanation.
     let ca = test_ca("Imported Over API");
@@ -62,4 +67,67 @@ async fn ca_management_creates_imports_and_rotates_the_issuing_ca() {
     assert!(refused["detail"].as_str().unwrap().contains("CA:TRUE"));
     let viewer = app.get(&app.viewer, "/v1/admin/cas").await;
     assert_eq!(viewer.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_ca_key_uri_that_cannot_name_a_token_key_is_refused_before_anything_is_made() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let before = json(app.get(&app.admin, "/v1/admin/cas").await).await["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    let cases = [
+        // A PIN is never stored with a CA, so never accepted in its URI (nor echoed).
+        (
+            "pkcs11:token=line;object=root?pin-value=123456",
+            "a PIN is never stored",
+        ),
+        ("pkcs11:token=line", "both the token and the object"),
+        ("awskms:alias/root", "starts with pkcs11:"),
+        // This app has no [pkcs11] module.
+        (
+            "pkcs11:token=line;object=root",
+            "no PKCS#11 module is configured: set pkcs11.module",
+        ),
+        (
+            "pkcs11:token=line;object=root?module-path=/nonexistent/module.so",
+            "(module-path in the key URI) cannot be loaded",
+        ),
+    ];
+    for (key_uri, expected) in cases {
+        let refused = app
+            .admin_json(
+                Method::POST,
+                "/v1/admin/cas",
+                json!({"subject": {"common_name": "HSM Root"}, "key_uri": key_uri}),
+            )
+            .await;
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{key_uri}"
+        );
+        let refused = json(refused).await;
+        assert_eq!(refused["code"], "ca_rejected", "{key_uri}");
+        let detail = refused["detail"].as_str().unwrap();
+        assert!(detail.contains(expected), "{key_uri}: {detail}");
+        assert!(!detail.contains("123456"), "{detail}");
+    }
+    // The subject is checked before the token is asked for a key.
+    let refused = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/cas",
+            json!({"subject": {"common_name": "HSM Root", "country": "XX"},
+                   "key_uri": "pkcs11:token=line;object=root"}),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let detail = json(refused).await["detail"].as_str().unwrap().to_owned();
+    assert!(!detail.contains("PKCS#11"), "{detail}");
+    let after = json(app.get(&app.admin, "/v1/admin/cas").await).await["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, before, "nothing was recorded");
 }

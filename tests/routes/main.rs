@@ -10,13 +10,16 @@ mod common;
 
 mod audit;
 mod aws;
+mod aws_answers;
 mod bulk_revocation;
 mod cas;
 mod certificates;
 mod crl;
 mod dashboard;
 mod health;
+mod messages;
 mod openapi;
 mod revocation;
 mod stats;
+mod stats_and_export;
 mod tokens;

@@ -13,6 +13,7 @@
 //! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
 //! - `cli`: the command line, run as an operator runs it;
+//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
 //! - `bulk_revocation`: bulk revocation of many certificates on PostgreSQL, stored CRLs served
 //!   many times, a job interrupted by a restart.
 
@@ -24,6 +25,7 @@ mod bulk_revocation;
 mod cli;
 mod dashboard;
 mod outage;
+mod pkcs11;
 mod query_plans;
 mod replicas;
 mod shutdown;

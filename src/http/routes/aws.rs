@@ -8,9 +8,10 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminCaller, ApiJson};
+use crate::http::extract::{AdminCaller, ApiJson, ViewerCaller};
 use crate::provisioning::{
-    PreviewAnswer, PreviewRequest, RegisterRequest, StatusChange, SyncReport, TemplateRequest,
+    PreviewAnswer, PreviewRequest, RegisterRequest, RegistrationOutcome, StatusChange, SyncReport,
+    TemplateRequest,
 };
 use crate::store::aws::AwsRegistration;
 
@@ -36,6 +37,55 @@ pub async fn preflight(
     Ok(Json(report).into_response())
 }
 
+/// The issuing CA's AWS IoT drift, for the dashboard
+///
+/// Asks AWS IoT (DescribeCACertificate) now and names each difference from what factory-ca set.
+/// Viewers see AWS's status, auto-registration and the drift, not the template or role.
+#[utoipa::path(
+    get,
+    path = "/v1/ca/aws",
+    tag = "aws",
+    operation_id = "get_issuing_ca_aws_drift",
+    responses((status = 200, description = "AWS's status and the drift, checked now",
+        body = IssuingCaAws)),
+    security(("bearer_token" = ["viewer", "admin"]))
+)]
+pub async fn issuing_ca_drift(
+    State(state): State<AppState>,
+    _viewer: ViewerCaller,
+) -> Result<Json<IssuingCaAws>, ApiError> {
+    let ca_id = state.issuance.issuing_ca().id().to_owned();
+    let s = state.provisioning().state(&ca_id).await?;
+    Ok(Json(IssuingCaAws {
+        registered: s.stored.is_some(),
+        live_status: s.live.as_ref().map(|l| l.status.clone()),
+        live_auto_registration: s
+            .live
+            .as_ref()
+            .map(|l| l.auto_registration_status == "ENABLE"),
+        drift: s.drift,
+        checked_at: crate::store::Timestamp::now().rfc3339(),
+        ca_id,
+    }))
+}
+
+/// `GET /v1/ca/aws`: what AWS IoT says of the issuing CA now, without the template or role.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct IssuingCaAws {
+    pub ca_id: String,
+    /// Whether factory-ca registered the CA in AWS IoT.
+    pub registered: bool,
+    /// AWS's status now, `ACTIVE` or `INACTIVE`; null when not registered or when AWS no
+    /// longer knows the CA.
+    pub live_status: Option<String>,
+    /// Whether AWS has auto-registration on now; null as for `live_status`.
+    pub live_auto_registration: Option<bool>,
+    /// Each difference between what factory-ca set and what AWS reports, in words.
+    pub drift: Vec<String>,
+    /// When AWS was asked (RFC 3339).
+    pub checked_at: String,
+}
+
 /// Register the CA in AWS IoT
 ///
 /// With `mode: default`, a verification certificate whose CN is the registration code is sent
@@ -49,9 +99,11 @@ pub async fn preflight(
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::RegisterRequest,
     responses(
-        (status = 201, description = "Registered", body = AwsRegistration),
-        (status = 200, description = "Already registered (refreshed from AWS)",
-            body = AwsRegistration),
+        (status = 201, description = "Registered: the registration as AWS has it, each \
+            requested setting beside AWS's, the differences and JITP warnings",
+            body = RegistrationOutcome),
+        (status = 200, description = "Already registered (refreshed from AWS; the body is \
+            ignored)", body = RegistrationOutcome),
     ),
     security(("bearer_token" = ["admin"]))
 )]
@@ -103,7 +155,9 @@ pub async fn aws_state(
     operation_id = "update_ca_in_aws",
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::StatusChange,
-    responses((status = 200, description = "The stored registration", body = AwsRegistration)),
+    responses((status = 200, description = "The registration as AWS has it after the change, \
+        each requested setting beside AWS's, the differences and JITP warnings",
+        body = RegistrationOutcome)),
     security(("bearer_token" = ["admin"]))
 )]
 pub async fn change_status(
@@ -111,7 +165,7 @@ pub async fn change_status(
     admin: AdminCaller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusChange>,
-) -> Result<Json<AwsRegistration>, ApiError> {
+) -> Result<Json<RegistrationOutcome>, ApiError> {
     Ok(Json(
         state
             .provisioning()

@@ -13,7 +13,7 @@ use crate::ca::{CaAlgorithm, CaSubject, CertificateAuthority, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{AdminCaller, ApiJson};
-use crate::keys::Passphrase;
+use crate::keys::{KeyRef, Passphrase};
 use crate::store::CaRecord;
 use crate::store::aws::AwsRegistration;
 
@@ -25,6 +25,10 @@ pub struct CaAdminView {
     key_algorithm: KeyAlgorithm,
     /// `generated` or `imported`.
     source: String,
+    /// Where the CA key is: `file:keys/<id>.key.pem` (a key file under the data directory) or
+    /// an RFC 7512 `pkcs11:token=...;object=...` URI (a key in a PKCS#11 token). Never holds a
+    /// PIN.
+    key_uri: String,
     is_issuing: bool,
     not_before: String,
     not_after: String,
@@ -41,6 +45,7 @@ fn view(record: CaRecord, aws: Option<AwsRegistration>) -> CaAdminView {
         id: record.id,
         subject: record.subject,
         key_algorithm: record.key_algorithm,
+        key_uri: KeyRef::uri_of_record(&record.key_file),
         source: record.source,
         is_issuing: record.is_issuing,
         aws_certificate_id: record.aws_certificate_id,
@@ -109,9 +114,10 @@ pub async fn get(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCa {
-    /// Default `ecdsa-p256`.
+    /// Default `ecdsa-p256`. With `key_uri` naming an existing key pair, leave it out (or give
+    /// the key's own algorithm).
     #[serde(default)]
-    algorithm: CaAlgorithm,
+    algorithm: Option<CaAlgorithm>,
     subject: CaSubject,
     /// 1 to 36500, default 3650.
     #[serde(default = "default_validity")]
@@ -120,6 +126,11 @@ pub struct NewCa {
     /// Make it the issuing CA at once (rotation).
     #[serde(default)]
     activate: bool,
+    /// Keep the key in a PKCS#11 token: `pkcs11:token=<label>;object=<label>` (RFC 7512),
+    /// with the module and PIN from the `[pkcs11]` settings. The key pair labelled `object` is
+    /// used, or one is generated inside the token. A `pin-value` or `pin-source` is refused.
+    #[serde(default)]
+    key_uri: Option<String>,
 }
 
 fn default_validity() -> i64 {
@@ -145,6 +156,8 @@ pub struct ImportCa {
 ///
 /// Generates a root CA (`basicConstraints CA:TRUE`, `keyUsage keyCertSign, cRLSign,
 /// digitalSignature`). With `activate`, it becomes the issuing CA at once in this process.
+/// With `key_uri`, the key is in a PKCS#11 token and the certificate is signed there; a token
+/// that cannot sign now answers 503 `signer_unavailable`.
 /// Audited as `ca.create`.
 #[utoipa::path(
     post,
@@ -166,16 +179,33 @@ pub async fn create(
             "validity_days must be between 1 and 36500",
         ));
     }
-    let (record, ca) = state
-        .ca_admin()
-        .create(
-            body.algorithm,
-            &body.subject,
-            body.validity_days,
-            body.activate,
-            admin.actor(),
-        )
-        .await?;
+    let ca_admin = state.ca_admin();
+    let (record, ca) = match &body.key_uri {
+        Some(key_uri) => {
+            ca_admin
+                .create_in_token(
+                    key_uri,
+                    body.algorithm,
+                    CaAlgorithm::default(),
+                    &body.subject,
+                    body.validity_days,
+                    body.activate,
+                    admin.actor(),
+                )
+                .await?
+        }
+        None => {
+            ca_admin
+                .create(
+                    body.algorithm.unwrap_or_default(),
+                    &body.subject,
+                    body.validity_days,
+                    body.activate,
+                    admin.actor(),
+                )
+                .await?
+        }
+    };
     Ok(created(&state, record, ca))
 }
 

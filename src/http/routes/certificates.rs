@@ -175,16 +175,33 @@ fn csr_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> 
             let parsed: CsrBody = serde_json::from_slice(body).map_err(|e| {
                 ApiError::new(
                     ErrorCode::InvalidRequest,
-                    format!("the body must be a JSON object {{\"csr\": \"<PEM>\"}}: {e}"),
+                    format!(
+                        "the body must be a JSON object {{\"csr\": \"<PEM>\"}}; {}",
+                        crate::http::messages::plain_serde_json(&e)
+                    ),
                 )
             })?;
             Ok(parsed.csr.into_bytes())
         }
+        PKCS10 if looks_like_json(body) => Err(ApiError::new(
+            ErrorCode::InvalidCsr,
+            "the body is JSON but was sent as application/pkcs10: send {\"csr\": \"<PEM>\"} \
+             with Content-Type: application/json, or the PEM or DER CSR itself as \
+             application/pkcs10",
+        )),
         PKCS10 => Ok(body.to_vec()),
         _ => Err(unsupported_media_type(
             "application/json ({\"csr\": \"<PEM>\"}) or application/pkcs10 (PEM or DER)",
         )),
     }
+}
+
+/// A body whose first visible character opens a JSON object: never a PEM or DER CSR (PEM
+/// starts with `-`, DER with the SEQUENCE tag 0x30).
+fn looks_like_json(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
 }
 
 fn respond(headers: &HeaderMap, issued: Issued) -> Response {
@@ -317,6 +334,9 @@ pub struct ListParams {
     /// `desc` (newest first, the default) or `asc`; `issued_at_desc`/`-issued_at` and
     /// `issued_at_asc`/`issued_at` mean the same.
     sort: Option<String>,
+    /// Export only: `true` starts the file with a UTF-8 byte order mark, so that Excel reads
+    /// non-ASCII subjects correctly. Default `false`.
+    bom: Option<bool>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -347,6 +367,12 @@ pub async fn list_certificates(
     _viewer: ViewerCaller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<CertificatePage>, ApiError> {
+    if params.bom.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "bom applies only to /v1/certificates/export.csv",
+        ));
+    }
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::new(
@@ -374,7 +400,7 @@ pub async fn list_certificates(
 
 /// The columns of `GET /v1/certificates/export.csv`, in order: a stable interface (documented
 /// in docs/operations.md); add columns at the end, never rename or reorder.
-pub const CSV_COLUMNS: [&str; 18] = [
+pub const CSV_COLUMNS: [&str; 19] = [
     "serial",
     "thing_name",
     "country",
@@ -393,6 +419,7 @@ pub const CSV_COLUMNS: [&str; 18] = [
     "revocation_reason",
     "aws_status",
     "aws_first_seen_at",
+    "aws_revocation_pending",
 ];
 /// Rows read from the store per chunk of the CSV stream: memory stays constant.
 const EXPORT_CHUNK: u32 = 1000;
@@ -426,6 +453,7 @@ pub async fn export_certificates_csv(
             "limit must be at least 1 (omit it to export every matching row)",
         ));
     }
+    let bom = params.bom.take().unwrap_or(false);
     let mut filter = certificate_filter(params)?;
     // The first chunk is read before answering, so that a store outage is a 503, not a
     // truncated 200.
@@ -434,7 +462,13 @@ pub async fn export_certificates_csv(
         .list_certificates(&filter, EXPORT_CHUNK.min(remaining as u32))
         .await?;
     let store = state.store.clone();
-    let mut header = CSV_COLUMNS.join(",");
+    // Excel opens a CSV without a byte order mark in the system's code page.
+    let mut header = if bom {
+        "\u{feff}".to_owned()
+    } else {
+        String::new()
+    };
+    header.push_str(&CSV_COLUMNS.join(","));
     header.push_str("\r\n");
     let head = futures_util::stream::once(async move { Ok(Bytes::from(header)) });
     let rows = futures_util::stream::try_unfold(Some(first), move |page| {
@@ -493,7 +527,7 @@ pub async fn export_certificates_csv(
 /// Appends one CSV line (RFC 4180) for a ledger row.
 fn csv_row(out: &mut String, r: &CertificateRecord) {
     let time = Timestamp::rfc3339;
-    let fields: [std::borrow::Cow<'_, str>; 18] = [
+    let fields: [std::borrow::Cow<'_, str>; 19] = [
         r.serial.as_str().into(),
         r.thing_name.as_str().into(),
         r.country.as_deref().unwrap_or_default().into(),
@@ -514,6 +548,12 @@ fn csv_row(out: &mut String, r: &CertificateRecord) {
             .into(),
         r.aws_status.map_or("", |status| status.as_aws()).into(),
         r.aws_first_seen_at.map(time).unwrap_or_default().into(),
+        if r.aws_revocation_pending {
+            "true"
+        } else {
+            "false"
+        }
+        .into(),
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
@@ -540,8 +580,12 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
         .status
         .as_deref()
         .map(|status| {
-            LedgerStatus::from_name(status).ok_or_else(|| {
-                ApiError::new(ErrorCode::InvalidQuery, "status must be active or revoked")
+            // Any case: the API shows `active`, AWS statuses are upper case, people type both.
+            LedgerStatus::from_name(&status.to_ascii_lowercase()).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    "status must be active or revoked (any case)",
+                )
             })
         })
         .transpose()?;
@@ -549,15 +593,17 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
         .aws_status
         .as_deref()
         .map(|aws_status| {
-            AwsStatusFilter::parse(aws_status).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidQuery,
-                    format!(
-                        "aws_status must be one of {}",
-                        AwsStatusFilter::names().join(", ")
-                    ),
-                )
-            })
+            AwsStatusFilter::parse(&aws_status.to_ascii_uppercase())
+                .or_else(|| AwsStatusFilter::parse(&aws_status.to_ascii_lowercase()))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidQuery,
+                        format!(
+                            "aws_status must be one of {} (any case)",
+                            AwsStatusFilter::names().join(", ")
+                        ),
+                    )
+                })
         })
         .transpose()?;
     if let Some(q) = &params.q

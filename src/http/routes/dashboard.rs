@@ -144,7 +144,9 @@ pub async fn sign_in(
     let Some(principal) = tokens::authenticate(&state.store, token).await? else {
         // Not audited: there is no actor, and anyone could fill the log.
         tracing::info!("dashboard sign-in refused: unknown or revoked token");
-        return Err(ApiError::unauthorized());
+        return Err(ApiError::unauthorized_because(
+            "this token is unknown or has been revoked",
+        ));
     };
     // Only viewer tokens: the cookie holds the token itself, and an admin token kept in a
     // browser profile would be an admin credential there.
@@ -163,8 +165,15 @@ pub async fn sign_in(
     if refused {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
-            "sign in to the dashboard with a viewer token (the browser keeps it in a cookie; \
-             station and admin tokens do not belong there)",
+            format!(
+                "this is {} token; sign in to the dashboard with a viewer token (the browser \
+                 keeps it in a cookie; station and admin tokens do not belong there)",
+                if principal.role == Role::Admin {
+                    "an admin"
+                } else {
+                    "a station"
+                }
+            ),
         ));
     }
     let cookie = format!(

@@ -52,6 +52,10 @@ pub struct StatsView {
     pub from: String,
     pub to: String,
     pub group_by: Option<&'static str>,
+    /// True when `groups` holds every day or hour bucket of the range, zero-filled; false for
+    /// other groupings and for `day` over more than 3,700 days, where only days with counts
+    /// are listed.
+    pub zero_filled: bool,
     pub totals: CountsView,
     pub groups: Vec<GroupView>,
 }
@@ -103,18 +107,24 @@ pub async fn stats(
             )
         })?,
     };
-    let buckets = time_buckets(grouping, from.get(), to.get());
+    let mut buckets = time_buckets(grouping, from.get(), to.get());
     if let Some(b) = &buckets
         && b.len() as i64 > MAX_BUCKETS
     {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!(
-                "the range holds more than {MAX_BUCKETS} {}s; narrow from/to or group by day",
-                grouping.as_str().unwrap_or_default()
-            ),
-        ));
+        if grouping != StatsGrouping::Day {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!(
+                    "the range holds more than {MAX_BUCKETS} hours (about 154 days); narrow \
+                     from/to, or use group_by=day, which takes any range"
+                ),
+            ));
+        }
+        // A range too long to zero-fill (all time: from=1970-01-01T00:00:00Z) lists only the
+        // days that have counts; their number is bounded by the service's age, not the range.
+        buckets = None;
     }
+    let zero_filled = buckets.is_some();
 
     // This replica's refusals of the last seconds are not in the store yet: add them first.
     if let Err(e) = state.rejections.flush(&state.store).await {
@@ -135,6 +145,15 @@ pub async fn stats(
             })
             .collect(),
         None if grouping == StatsGrouping::None => Vec::new(),
+        // Days with counts only, oldest first (their keys sort as dates).
+        None if grouping == StatsGrouping::Day => stats
+            .groups
+            .into_iter()
+            .map(|(key, counts)| GroupView {
+                key,
+                counts: counts_view(counts),
+            })
+            .collect(),
         // The keys that occur, most issued first.
         None => {
             let mut groups: Vec<GroupView> = stats
@@ -159,6 +178,7 @@ pub async fn stats(
         from: from.rfc3339(),
         to: to.rfc3339(),
         group_by: grouping.as_str(),
+        zero_filled,
         totals: counts_view(stats.totals),
         groups,
     }))
