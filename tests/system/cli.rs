@@ -624,7 +624,7 @@ async fn revocation_create_revokes_a_station_s_certificates_beside_a_running_ser
     let mut service = Service::start(factory_ca(&data));
     service.ready().await;
     let client = reqwest::Client::new();
-    let mut issue = async |station: &str, thing: &str| -> String {
+    let issue = async |station: &str, thing: &str| -> String {
         let issued: serde_json::Value = client
             .post(format!("{}/v1/certificates", service.base()))
             .bearer_auth(station)
