@@ -9,4 +9,6 @@ pub mod issuance;
 pub mod limits;
 pub mod rejections;
 pub mod revocation;
+pub mod sessions;
+pub mod sign_in;
 pub mod tokens;

@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::ca::{self, authority::RevocationReason};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::{self, AdminCaller, ApiQuery, ViewerCaller};
+use crate::http::extract::{self, AdminCaller, ApiPath, ApiQuery, ViewerCaller};
 use crate::services::revocation::{self, AUDIT_ACTION, clip};
 use crate::store::crls::StoredCrl;
 use crate::store::{Store, StoreError};
@@ -52,7 +52,7 @@ struct RevokeRequest {
 pub async fn revoke_certificate(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CertificateView>, ApiError> {
@@ -85,7 +85,8 @@ pub async fn revoke_certificate(
     }
     // The committed row, read back through the same handler as GET /v1/certificates/{serial},
     // so both answer with the same JSON.
-    certificates::get_certificate(State(state), ViewerCaller(admin.principal), Path(serial)).await
+    certificates::get_certificate(State(state), ViewerCaller(admin.principal), ApiPath(serial))
+        .await
 }
 
 /// The reason of a revocation request: the body is empty, `{}`, or `{"reason": "..."}`.
@@ -197,7 +198,7 @@ pub struct CrlParams {
 )]
 pub async fn crl(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<CrlParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -241,7 +242,7 @@ pub async fn crl(
 )]
 pub async fn delta_crl(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<CrlParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

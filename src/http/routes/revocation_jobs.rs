@@ -4,7 +4,7 @@
 //! `certificate.bulk_revoke` with its count.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::ca::RevocationReason;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::{AdminCaller, ApiJson};
+use crate::http::extract::{AdminCaller, ApiJson, ApiPath};
 use crate::store::bulk_revocation::{RevocationCandidate, RevocationFilter, RevocationJob};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -207,7 +207,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RevocationJobView>, ApiError> {
     let job = state.bulk_revocations.job(&state.store, &id).await?;
     Ok(Json(job.into()))
