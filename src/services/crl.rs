@@ -270,7 +270,11 @@ impl CrlPublisher {
         if !saved {
             tracing::debug!(ca_id = %ca.id(), number, "a newer CRL was stored meanwhile");
         }
-        let labels = [("ca_id", ca.id().to_owned())];
+        let kind = match kind {
+            Kind::Complete { .. } => "complete",
+            Kind::Delta { .. } => "delta",
+        };
+        let labels = [("ca_id", ca.id().to_owned()), ("kind", kind.to_owned())];
         metrics::counter!("factory_ca_crl_builds_total", &labels).increment(1);
         metrics::histogram!("factory_ca_crl_build_seconds", &labels)
             .record(started.elapsed().as_secs_f64());
