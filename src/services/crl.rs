@@ -110,13 +110,13 @@ impl CrlPublisher {
         ca_id: &str,
         now: OffsetDateTime,
     ) -> Result<StoredCrl, CrlError> {
-        if let Some(crl) = self.fresh(store.crl_state(ca_id).await?, now) {
+        if let Some(crl) = self.fresh(store.crl_state_for(ca_id, false).await?, now) {
             return Ok(crl);
         }
         let lock = self.lock_of(ca_id);
         let _building = lock.lock().await;
         // Another request may have built it while this one waited.
-        let state = store.crl_state(ca_id).await?;
+        let state = store.crl_state_for(ca_id, false).await?;
         if let Some(crl) = self.fresh(state.clone(), now) {
             return Ok(crl);
         }
@@ -141,14 +141,14 @@ impl CrlPublisher {
         ca_id: &str,
         now: OffsetDateTime,
     ) -> Result<StoredCrl, CrlError> {
-        if let Some(delta) = self.fresh_delta(store.crl_state(ca_id).await?, now) {
+        if let Some(delta) = self.fresh_delta(store.crl_state_for(ca_id, true).await?, now) {
             return Ok(delta);
         }
         // The complete CRL first: it picks the base the delta is on.
         self.current(store, cas, ca_id, now).await?;
         let lock = self.lock_of(ca_id);
         let _building = lock.lock().await;
-        let state = store.crl_state(ca_id).await?;
+        let state = store.crl_state_for(ca_id, true).await?;
         if let Some(delta) = self.fresh_delta(state.clone(), now) {
             return Ok(delta);
         }

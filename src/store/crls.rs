@@ -73,18 +73,43 @@ pub(crate) fn bump_revocation_generation_sql(revoked_ca_ids_sql: &str) -> String
 }
 
 impl Store {
-    /// The stored CRL state of `ca_id`; `None` when the CA has revoked nothing and no CRL was
-    /// built yet. One primary-key read: this is what serving a CRL costs.
+    /// The stored CRL state of `ca_id` with both stored CRLs; `None` when the CA has revoked
+    /// nothing and no CRL was built yet. One primary-key read: this is what serving a CRL
+    /// costs.
     pub async fn crl_state(&self, ca_id: &str) -> StoreResult<Option<CrlState>> {
-        let row: Option<CrlRow> = self
-            .fetch_by_key(
-                "SELECT revocation_generation, crl_der, crl_number, built_generation, \
-                 this_update, next_update, revoked_count, base_number, base_this_update, \
-                 delta_der, delta_number, delta_base_number, delta_built_generation, \
-                 delta_this_update, delta_next_update FROM ca_crls WHERE ca_id = $1",
-                ca_id,
-            )
-            .await?;
+        self.crl_state_with(ca_id, true, true).await
+    }
+
+    /// [`Store::crl_state`] that reads the bytes of only the CRL about to be served (the other
+    /// one's `der` is empty): a large delta is not read to serve the complete CRL, nor the
+    /// other way round.
+    pub async fn crl_state_for(&self, ca_id: &str, delta: bool) -> StoreResult<Option<CrlState>> {
+        self.crl_state_with(ca_id, !delta, delta).await
+    }
+
+    async fn crl_state_with(
+        &self,
+        ca_id: &str,
+        complete_der: bool,
+        delta_der: bool,
+    ) -> StoreResult<Option<CrlState>> {
+        // An empty blob (NULL stays NULL) stands for bytes not read.
+        let column = |read: bool, name: &str| {
+            if read {
+                name.to_owned()
+            } else {
+                format!("substr({name}, 1, 0) AS {name}")
+            }
+        };
+        let sql = format!(
+            "SELECT revocation_generation, {}, crl_number, built_generation, this_update, \
+             next_update, revoked_count, base_number, base_this_update, {}, delta_number, \
+             delta_base_number, delta_built_generation, delta_this_update, delta_next_update \
+             FROM ca_crls WHERE ca_id = $1",
+            column(complete_der, "crl_der"),
+            column(delta_der, "delta_der"),
+        );
+        let row: Option<CrlRow> = self.fetch_by_key(&sql, ca_id).await?;
         Ok(row.map(|row| {
             let crl = match (
                 row.crl_der,
