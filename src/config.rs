@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::ca::policy::{DuplicateThingName, SubjectField};
 use crate::ca::{CaAlgorithm, CaSubject};
 
+mod revocation;
+pub use revocation::RevocationSettings;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -27,6 +30,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub aws: AwsSettings,
+    pub revocation: RevocationSettings,
     pub pkcs11: Pkcs11Settings,
 }
 
@@ -268,6 +272,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
             aws: AwsSettings::default(),
+            revocation: RevocationSettings::default(),
             pkcs11: Pkcs11Settings::default(),
         }
     }
@@ -573,6 +578,7 @@ impl Settings {
                 ));
             }
         }
+        self.revocation.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level {:?} is not a valid filter: {e}",

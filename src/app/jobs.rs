@@ -62,6 +62,7 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
     jobs.push(tokio::spawn(state.store_health.clone().run_probe(
         crate::store::probe::ProbeConnection::new(&state.settings),
     )));
+    jobs.push(super::upkeep::spawn(state.clone()));
     if state.iot.is_none() {
         return jobs;
     }

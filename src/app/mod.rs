@@ -23,6 +23,7 @@ mod files;
 mod jobs;
 mod shutdown;
 mod state;
+mod upkeep;
 
 pub use state::AppState;
 
@@ -78,6 +79,7 @@ impl Application {
             validity: TimeDuration::days(settings.policy.validity_days),
             backdate: TimeDuration::try_from(settings.policy.backdate_secs)
                 .context("policy.backdate_secs is out of range")?,
+            crl_distribution_point: settings.revocation.crl_distribution_point_url.clone(),
         };
         let issuance = IssuanceService::new(
             store.clone(),
@@ -160,6 +162,12 @@ impl Application {
                     settings.server.token_cache_secs,
                 )),
                 store_health: crate::services::store_health::StoreHealth::new(),
+                crls: Arc::new(crate::services::crl::CrlPublisher::new(
+                    &settings.revocation,
+                )),
+                bulk_revocations: Arc::new(crate::services::bulk_revocation::BulkRevocations::new(
+                    settings.revocation.bulk_batch_size,
+                )),
                 settings: Arc::new(settings),
             },
         })

@@ -244,7 +244,34 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         ],
     ),
     (
+        "POST /v1/admin/revocations",
+        &[
+            JSON_BODY,
+            CA_NOT_FOUND,
+            &[
+                ErrorCode::InvalidIdempotencyKey,
+                ErrorCode::InvalidRevocationReason,
+                ErrorCode::InvalidRevocationFilter,
+                ErrorCode::RevocationListTooLong,
+                ErrorCode::IdempotencyKeyReused,
+            ],
+            STORE,
+        ],
+    ),
+    (
+        "GET /v1/admin/revocations/{id}",
+        &[&[ErrorCode::RevocationJobNotFound], STORE],
+    ),
+    (
         "GET /v1/cas/{id}/crl",
+        &[
+            &[ErrorCode::InvalidQuery, ErrorCode::CaCannotSignCrls],
+            CA_NOT_FOUND,
+            STORE,
+        ],
+    ),
+    (
+        "GET /v1/cas/{id}/delta-crl",
         &[
             &[ErrorCode::InvalidQuery, ErrorCode::CaCannotSignCrls],
             CA_NOT_FOUND,

@@ -114,8 +114,10 @@ impl Store {
 mod audit;
 pub mod aws;
 pub mod backup;
+pub mod bulk_revocation;
 mod cas;
 mod certificates;
+pub mod crls;
 pub mod ledger_writer;
 pub mod probe;
 pub mod reads;
