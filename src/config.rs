@@ -152,6 +152,8 @@ pub struct CaSettings {
     pub key_passphrase_env: Option<String>,
     /// A file (owner-only) whose content, without one trailing newline, is that passphrase.
     pub key_passphrase_file: Option<PathBuf>,
+    /// `GET /v1/admin/health` warns when a CA certificate expires within this many days.
+    pub expiry_warn_days: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -315,6 +317,7 @@ impl Default for CaSettings {
             allow_insecure_key_permissions: false,
             key_passphrase_env: None,
             key_passphrase_file: None,
+            expiry_warn_days: 30,
         }
     }
 }
@@ -490,6 +493,11 @@ impl Settings {
         if !(1..=36_500).contains(&self.ca.validity_days) {
             return Err(ConfigError(
                 "ca.validity_days must be between 1 and 36500".into(),
+            ));
+        }
+        if !(0..=36_500).contains(&self.ca.expiry_warn_days) {
+            return Err(ConfigError(
+                "ca.expiry_warn_days must be between 0 and 36500".into(),
             ));
         }
         self.validate_key_passphrase()?;

@@ -9,6 +9,11 @@ use super::AppState;
 /// How often refused-request counts go from memory to the store.
 const REJECTION_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often the CA health checks refresh the metrics gauges (`GET /v1/admin/health` refreshes
+/// them too), and when the first check runs after start.
+const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+const HEALTH_FIRST_CHECK: Duration = Duration::from_secs(30);
+
 /// The running jobs. At shutdown the flush job is stopped between two flushes (a flush it has
 /// begun, which has taken its counts from memory, completes), the others are aborted.
 pub(super) struct Jobs {
@@ -58,6 +63,18 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
         stop_flush,
         others: Vec::new(),
     };
+    let s = state.clone();
+    jobs.push(tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + HEALTH_FIRST_CHECK;
+        let mut tick = tokio::time::interval_at(start, HEALTH_CHECK_INTERVAL);
+        loop {
+            tick.tick().await;
+            match s.health().await {
+                Ok(report) => report.record_gauges(),
+                Err(e) => tracing::warn!(error = %e, "CA health check failed; retrying"),
+            }
+        }
+    }));
     if state.iot.is_none() {
         return jobs;
     }

@@ -35,6 +35,15 @@ impl AppState {
     }
 
     /// The AWS IoT administration of this service's CAs.
+    /// The CA health checks with the configured threshold and target.
+    pub async fn health(
+        &self,
+    ) -> Result<crate::provisioning::HealthReport, crate::provisioning::ProvisioningError> {
+        self.provisioning()
+            .health(self.settings.ca.expiry_warn_days, &self.settings.aws.region)
+            .await
+    }
+
     pub fn provisioning(&self) -> crate::provisioning::Provisioning<'_> {
         crate::provisioning::Provisioning {
             store: &self.store,

@@ -124,9 +124,13 @@ impl Store {
             .await)?)
     }
 
+    /// Marks the revocation as told to AWS IoT; a certificate AWS had reported (at a sync) now
+    /// shows REVOKED there too, one AWS never saw keeps `aws_status` null (never connected).
     pub async fn clear_revocation_pending(&self, serial: &str) -> StoreResult<()> {
         on_pool!(self, |pool| sqlx::query(
-            "UPDATE issued_certificates SET aws_revocation_pending = false WHERE serial = $1"
+            "UPDATE issued_certificates SET aws_revocation_pending = false, \
+             aws_status = CASE WHEN aws_status IS NULL THEN NULL ELSE 'REVOKED' END \
+             WHERE serial = $1"
         )
         .bind(serial)
         .execute(pool)
@@ -157,5 +161,31 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(n > 0)
+    }
+}
+
+/// Per CA, the revoked certificates AWS IoT has not caught up with.
+#[derive(Debug, Clone, Default, FromRow, PartialEq, Eq)]
+pub struct RevocationLag {
+    pub ca_id: String,
+    /// Revoked in the ledger, ACTIVE in AWS at the last sync.
+    pub revoked_but_active: i64,
+    /// Revoked in the ledger, not yet pushed to AWS.
+    pub pending: i64,
+}
+
+impl Store {
+    /// [`RevocationLag`] of each CA with at least one lagging revocation.
+    pub async fn revocation_lag(&self) -> StoreResult<Vec<RevocationLag>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT ca_id, \
+             SUM(CASE WHEN aws_status = 'ACTIVE' THEN 1 ELSE 0 END) AS revoked_but_active, \
+             SUM(CASE WHEN aws_revocation_pending THEN 1 ELSE 0 END) AS pending \
+             FROM issued_certificates \
+             WHERE status = 'revoked' AND (aws_status = 'ACTIVE' OR aws_revocation_pending) \
+             GROUP BY ca_id ORDER BY ca_id"
+        )
+        .fetch_all(pool)
+        .await)?)
     }
 }
