@@ -196,6 +196,12 @@ pub struct AwsSettings {
     /// POST /v1/admin/cas/{id}/aws/sync).
     #[serde(with = "seconds")]
     pub sync_interval_secs: Duration,
+    /// AWS IoT calls per second (one token bucket for the target); 0 = unpaced.
+    pub api_rate_per_sec: f64,
+    /// Calls that may go at once after an idle spell.
+    pub api_burst: u32,
+    /// Retries of a call AWS throttles, after pauses doubling from half a second.
+    pub throttle_retries: u32,
 }
 
 impl Default for AwsSettings {
@@ -208,6 +214,9 @@ impl Default for AwsSettings {
             operation_timeout_secs: Duration::from_secs(20),
             revocation_retry_secs: Duration::from_secs(60),
             sync_interval_secs: Duration::ZERO,
+            api_rate_per_sec: 10.0,
+            api_burst: 10,
+            throttle_retries: 5,
         }
     }
 }
@@ -544,6 +553,16 @@ impl Settings {
             if self.aws.operation_timeout_secs.is_zero() {
                 return Err(ConfigError(
                     "aws.operation_timeout_secs must be at least 1".into(),
+                ));
+            }
+            if !(self.aws.api_rate_per_sec.is_finite() && self.aws.api_rate_per_sec >= 0.0)
+                || self.aws.api_burst == 0
+                || self.aws.throttle_retries > 10
+            {
+                return Err(ConfigError(
+                    "aws.api_rate_per_sec must be 0 or more, aws.api_burst at least 1 and \
+                     aws.throttle_retries at most 10"
+                        .into(),
                 ));
             }
             if let Some(url) = &self.aws.endpoint_url

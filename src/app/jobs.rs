@@ -14,6 +14,9 @@ const REJECTION_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 const HEALTH_FIRST_CHECK: Duration = Duration::from_secs(30);
 
+/// Revocations pushed per batch of the retry job.
+const PUSH_BATCH: u32 = 500;
+
 /// The running jobs. At shutdown the flush job is stopped between two flushes (a flush it has
 /// begun, which has taken its counts from memory, completes), the others are aborted.
 pub(super) struct Jobs {
@@ -85,8 +88,22 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = s.provisioning().push_revocations(None, None, 500).await {
-                tracing::warn!(error = %e, "revocation retry round failed");
+            // Batch after batch while each goes through whole: the registry paces the calls
+            // (aws.api_rate_per_sec), so a large backlog drains at AWS's rate. Bounded by the
+            // backlog, which each full batch shrinks.
+            loop {
+                match s
+                    .provisioning()
+                    .push_revocations(None, None, PUSH_BATCH)
+                    .await
+                {
+                    Ok((pushed, None)) if pushed == PUSH_BATCH as usize => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "revocation retry round failed");
+                        break;
+                    }
+                }
             }
         }
     }));

@@ -34,7 +34,6 @@ impl AppState {
         CaAdmin::new(&self.store, &self.keys)
     }
 
-    /// The AWS IoT administration of this service's CAs.
     /// The CA health checks with the configured threshold and target.
     pub async fn health(
         &self,
@@ -44,6 +43,7 @@ impl AppState {
             .await
     }
 
+    /// The AWS IoT administration of this service's CAs.
     pub fn provisioning(&self) -> crate::provisioning::Provisioning<'_> {
         crate::provisioning::Provisioning {
             store: &self.store,
