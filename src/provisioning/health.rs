@@ -183,6 +183,8 @@ pub struct TargetHealth {
     pub revoked_but_active: i64,
     /// Revocations not yet pushed to AWS.
     pub revocations_pending: i64,
+    /// A sync that stopped part way and resumes at the next sync; null when none.
+    pub sync_in_progress: Option<crate::store::aws::SyncProgress>,
 }
 
 /// One CA's health.
@@ -333,11 +335,17 @@ impl Provisioning<'_> {
             aws_auto_registration: None,
             revoked_but_active: 0,
             revocations_pending: 0,
+            sync_in_progress: None,
         };
         let Some(stored) = self.store.get_aws_registration(id).await? else {
             return Ok(health);
         };
         health.registered = true;
+        health.sync_in_progress = self
+            .store
+            .get_sync_progress(id, DEFAULT_TARGET)
+            .await?
+            .filter(|p| p.aws_certificate_id == stored.aws_certificate_id);
         health.revoked_but_active = lag.revoked_but_active;
         health.revocations_pending = lag.pending;
         if lag.revoked_but_active > 0 {
@@ -438,6 +446,14 @@ impl HealthReport {
         for ca in &self.cas {
             metrics::gauge!("factory_ca_ca_days_until_expiry", "ca_id" => ca.ca_id.clone())
                 .set(ca.days_until_expiry as f64);
+            for t in &ca.targets {
+                metrics::gauge!(
+                    "factory_ca_aws_revocations_pending",
+                    "ca_id" => ca.ca_id.clone(),
+                    "target" => t.target.clone()
+                )
+                .set(t.revocations_pending as f64);
+            }
             let mut scopes: Vec<&str> = vec!["ca"];
             scopes.extend(ca.targets.iter().map(|t| t.target.as_str()));
             for code in HealthCode::ALL {

@@ -189,3 +189,86 @@ impl Store {
         .await)?)
     }
 }
+
+/// A sync under way: where it stands (`aws_sync_progress`), kept after each page.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct SyncProgress {
+    pub ca_id: String,
+    pub target: String,
+    #[serde(skip)]
+    pub aws_certificate_id: String,
+    /// AWS's marker of the next page (opaque).
+    #[serde(skip)]
+    pub marker: String,
+    /// Pages done so far.
+    pub pages: i64,
+    pub listed: i64,
+    pub matched: i64,
+    pub not_in_ledger: i64,
+    pub unknown_status: i64,
+    #[serde(with = "super::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Timestamp,
+    #[serde(with = "super::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+impl Store {
+    pub async fn get_sync_progress(
+        &self,
+        ca_id: &str,
+        target: &str,
+    ) -> StoreResult<Option<SyncProgress>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT ca_id, target, aws_certificate_id, marker, pages, listed, matched, \
+             not_in_ledger, unknown_status, started_at, updated_at FROM aws_sync_progress \
+             WHERE ca_id = $1 AND target = $2"
+        )
+        .bind(ca_id)
+        .bind(target)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// Inserts or replaces the progress of `p.ca_id` in `p.target`.
+    pub async fn save_sync_progress(&self, p: &SyncProgress) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO aws_sync_progress (ca_id, target, aws_certificate_id, marker, pages, \
+             listed, matched, not_in_ledger, unknown_status, started_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (ca_id, target) DO UPDATE SET \
+             aws_certificate_id = excluded.aws_certificate_id, marker = excluded.marker, \
+             pages = excluded.pages, listed = excluded.listed, matched = excluded.matched, \
+             not_in_ledger = excluded.not_in_ledger, unknown_status = excluded.unknown_status, \
+             started_at = excluded.started_at, updated_at = excluded.updated_at"
+        )
+        .bind(&p.ca_id)
+        .bind(&p.target)
+        .bind(&p.aws_certificate_id)
+        .bind(&p.marker)
+        .bind(p.pages)
+        .bind(p.listed)
+        .bind(p.matched)
+        .bind(p.not_in_ledger)
+        .bind(p.unknown_status)
+        .bind(p.started_at)
+        .bind(p.updated_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn delete_sync_progress(&self, ca_id: &str, target: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM aws_sync_progress WHERE ca_id = $1 AND target = $2"
+        )
+        .bind(ca_id)
+        .bind(target)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+}

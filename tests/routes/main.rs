@@ -11,6 +11,7 @@ mod common;
 mod audit;
 mod aws;
 mod aws_answers;
+mod aws_pacing;
 mod ca_health;
 mod cas;
 mod certificates;
