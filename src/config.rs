@@ -184,6 +184,9 @@ pub struct AwsSettings {
     /// Another endpoint (an emulator, a VPC endpoint). Credentials always come from the
     /// standard AWS chain (environment, profile, SSO, container or instance role).
     pub endpoint_url: Option<String>,
+    /// An IAM role (another account's, typically) to assume through STS with the standard
+    /// chain's credentials; unset: the chain's credentials are used directly.
+    pub role_arn: Option<String>,
     /// Attempts per AWS call, the first included (the SDK's standard retry with backoff).
     pub max_attempts: u32,
     /// Upper bound on one AWS call, retries included.
@@ -210,6 +213,7 @@ impl Default for AwsSettings {
             enabled: false,
             region: "us-east-1".into(),
             endpoint_url: None,
+            role_arn: None,
             max_attempts: 3,
             operation_timeout_secs: Duration::from_secs(20),
             revocation_retry_secs: Duration::from_secs(60),
@@ -553,6 +557,14 @@ impl Settings {
             if self.aws.operation_timeout_secs.is_zero() {
                 return Err(ConfigError(
                     "aws.operation_timeout_secs must be at least 1".into(),
+                ));
+            }
+            if let Some(role) = &self.aws.role_arn
+                && !(role.starts_with("arn:") && role.contains(":role/"))
+            {
+                return Err(ConfigError(
+                    "aws.role_arn must be an IAM role ARN: arn:aws:iam::<account>:role/<name>"
+                        .into(),
                 ));
             }
             if !(self.aws.api_rate_per_sec.is_finite() && self.aws.api_rate_per_sec >= 0.0)

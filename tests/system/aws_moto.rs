@@ -346,3 +346,72 @@ async fn a_revocation_backlog_drains_at_the_configured_pace_across_a_restart() {
         );
     }
 }
+
+/// `aws.role_arn`: the service assumes the role through moto's STS with the chain's credentials
+/// (here the environment's), and its AWS IoT calls land in the role's account.
+#[tokio::test]
+async fn with_a_role_arn_the_calls_go_to_the_assumed_roles_account() {
+    use crate::common::binary::{Service, factory_ca, run_ok};
+    use serde_json::json;
+
+    const ACCOUNT: &str = "111122223333";
+    let moto = start_moto();
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(factory_ca(dir.path()).args(["ca", "create"]));
+    let token = run_ok(
+        factory_ca(dir.path()).args(["token", "create", "--role", "admin", "--name", "admin-1"]),
+    )
+    .trim()
+    .to_owned();
+    let mut cmd = factory_ca(dir.path());
+    for var in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("FACTORY_CA_AWS__ENABLED", "true")
+        .env("FACTORY_CA_AWS__REGION", "eu-west-1")
+        .env("FACTORY_CA_AWS__ENDPOINT_URL", &moto.url)
+        .env("FACTORY_CA_AWS__MAX_ATTEMPTS", "1")
+        .env(
+            "FACTORY_CA_AWS__ROLE_ARN",
+            format!("arn:aws:iam::{ACCOUNT}:role/factory-ca"),
+        );
+    let mut service = Service::start(cmd);
+    service.ready().await;
+    let client = reqwest::Client::new();
+    let ca: serde_json::Value = client
+        .get(format!("{}/v1/ca", service.base()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ca = ca["id"].as_str().unwrap();
+    let response = client
+        .post(format!("{}/v1/admin/cas/{ca}/aws/register", service.base()))
+        .bearer_auth(&token)
+        .json(&json!({"mode": "sni_only"}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{body}\n{}", service.stderr_text());
+    let arn = body["certificate_arn"].as_str().unwrap();
+    assert!(
+        arn.starts_with(&format!("arn:aws:iot:eu-west-1:{ACCOUNT}:")),
+        "{arn}"
+    );
+    service.stop().await;
+}
