@@ -10,6 +10,7 @@ mod common;
 
 mod audit;
 mod aws;
+mod aws_accounts;
 mod aws_answers;
 mod aws_pacing;
 mod ca_health;
