@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::ca::policy::{DuplicateThingName, SubjectField};
 use crate::ca::{CaAlgorithm, CaSubject};
 
+mod revocation;
+pub use revocation::RevocationSettings;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -27,6 +30,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub aws: AwsSettings,
+    pub revocation: RevocationSettings,
     pub pkcs11: Pkcs11Settings,
 }
 
@@ -72,7 +76,7 @@ pub struct TlsSettings {
     /// Load a `key_file` that group or others can read (only logs a warning). Off: refused.
     pub allow_insecure_key_permissions: bool,
     /// PEM bundle of the station CA(s). Turns mTLS on: a client certificate that chains to
-    /// one of them authenticates its connection as station `<CN>`.
+    /// one of them authenticates its connection as station `cert:<CN>`.
     pub client_ca_file: Option<PathBuf>,
     /// `optional`: a client certificate is verified when presented, and tokens still work;
     /// `required`: the handshake fails without a valid client certificate.
@@ -263,6 +267,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
             aws: AwsSettings::default(),
+            revocation: RevocationSettings::default(),
             pkcs11: Pkcs11Settings::default(),
         }
     }
@@ -585,6 +590,7 @@ impl Settings {
                 ));
             }
         }
+        self.revocation.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level {:?} is not a valid filter: {e}",

@@ -4,8 +4,9 @@
 // - Every value from the API goes into the page as text (textContent, createElement,
 //   setAttribute of non-URL attributes); HTML is never built from strings, because thing
 //   names and stations are chosen by whoever sends a CSR.
-// - The token is sent once, in the body of POST /v1/session, and then lives only in an
-//   HttpOnly cookie: never in the URL, in storage, or in this script's variables.
+// - The token is sent once, in the body of POST /v1/session; the answer's HttpOnly cookie
+//   holds a server-side session id, not the token. Neither is ever in the URL, in storage, or
+//   in this script's variables.
 // - All data comes from the JSON API of this origin, with the cookie.
 "use strict";
 

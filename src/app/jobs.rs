@@ -78,6 +78,7 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
             }
         }
     }));
+    jobs.push(super::upkeep::spawn(state.clone()));
     if state.iot.is_none() {
         return jobs;
     }

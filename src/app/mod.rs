@@ -22,6 +22,7 @@ use crate::store::Store;
 mod jobs;
 mod shutdown;
 mod state;
+mod upkeep;
 
 pub use state::AppState;
 
@@ -61,6 +62,9 @@ impl Application {
         if settings.database.migrate_on_start {
             store.migrate().await.context("database migration failed")?;
         }
+        let reads = Store::connect_reads(&settings)
+            .await
+            .context("cannot set up the dashboard's read pool (database.url)")?;
         let keys = Arc::new(KeyStore::from_settings(&settings));
         let ca = ensure_issuing_ca(&settings, &store, &keys).await?;
         if let Some(tls) = &tls {
@@ -72,6 +76,7 @@ impl Application {
             validity: TimeDuration::days(settings.policy.validity_days),
             backdate: TimeDuration::try_from(settings.policy.backdate_secs)
                 .context("policy.backdate_secs is out of range")?,
+            crl_distribution_point: settings.revocation.crl_distribution_point_url.clone(),
         };
         let issuance = IssuanceService::new(
             store.clone(),
@@ -123,6 +128,7 @@ impl Application {
             metrics_listener,
             state: AppState {
                 store,
+                reads,
                 keys,
                 issuance: Arc::new(issuance),
                 iot,
@@ -131,8 +137,15 @@ impl Application {
                     settings.server.station_burst,
                 )),
                 rejections: Arc::new(RejectionCounter::new()),
+                sign_in: Arc::new(crate::services::sign_in::SignInGuard::new()),
                 tokens: Arc::new(crate::services::tokens::TokenCache::new(
                     settings.server.token_cache_secs,
+                )),
+                crls: Arc::new(crate::services::crl::CrlPublisher::new(
+                    &settings.revocation,
+                )),
+                bulk_revocations: Arc::new(crate::services::bulk_revocation::BulkRevocations::new(
+                    settings.revocation.bulk_batch_size,
                 )),
                 settings: Arc::new(settings),
             },
@@ -199,10 +212,13 @@ impl Application {
         let (listener, tls) = (self.listener, self.tls);
         let server = async move {
             match tls {
-                None => axum::serve(listener, app)
-                    .with_graceful_shutdown(signal)
-                    .await
-                    .map_err(anyhow::Error::from),
+                None => axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(signal)
+                .await
+                .map_err(anyhow::Error::from),
                 Some(tls) => {
                     crate::http::tls::serve(listener, tls, app, signal).await;
                     Ok(())

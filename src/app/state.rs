@@ -16,6 +16,9 @@ use crate::store::Store;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
+    /// The same database through the dashboard's read pool (`crate::store::reads`): listing,
+    /// export, stats and audit reads use it, so viewers cannot take issuance's connections.
+    pub reads: Store,
     /// The CA keys: where they live, their at-rest passphrase, the keys already decrypted.
     pub keys: Arc<KeyStore>,
     pub issuance: Arc<IssuanceService>,
@@ -24,8 +27,14 @@ pub struct AppState {
     pub station_limiter: Arc<StationRateLimiter>,
     /// Refused signing requests not yet added to the store's counters.
     pub rejections: Arc<RejectionCounter>,
+    /// Failed dashboard sign-ins per source and token, and their collapsed audit records.
+    pub sign_in: Arc<crate::services::sign_in::SignInGuard>,
     /// Live API tokens seen recently (`server.token_cache_secs`).
     pub tokens: Arc<crate::services::tokens::TokenCache>,
+    /// The stored CRLs: signed when revocations change, served from the store.
+    pub crls: Arc<crate::services::crl::CrlPublisher>,
+    /// Bulk revocation jobs: submitted by the API, run by the upkeep job.
+    pub bulk_revocations: Arc<crate::services::bulk_revocation::BulkRevocations>,
 }
 
 impl AppState {
@@ -41,6 +50,14 @@ impl AppState {
         self.provisioning()
             .health(self.settings.ca.expiry_warn_days, &self.settings.aws.region)
             .await
+    }
+
+    /// The CAs the CRL publisher signs with: the issuing CA as loaded, any other from the store.
+    pub fn crl_cas(&self) -> crate::services::crl::CaSource<'_> {
+        crate::services::crl::CaSource {
+            ca_admin: self.ca_admin(),
+            issuing: self.issuance.issuing_ca(),
+        }
     }
 
     /// The AWS IoT administration of this service's CAs.

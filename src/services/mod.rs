@@ -2,9 +2,13 @@
 //! tokens, refused-request counting and per-station rate limits. No HTTP types in here.
 
 pub mod audit;
+pub mod bulk_revocation;
 pub mod ca_admin;
+pub mod crl;
 pub mod issuance;
 pub mod limits;
 pub mod rejections;
 pub mod revocation;
+pub mod sessions;
+pub mod sign_in;
 pub mod tokens;

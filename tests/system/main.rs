@@ -13,12 +13,16 @@
 //! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
 //! - `cli`: the command line, run as an operator runs it;
-//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool.
+//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
+//! - `bulk_revocation`: bulk revocation of many certificates on PostgreSQL, stored CRLs served
+//!   many times, a job interrupted by a restart;
+//! - `viewer_load`: 64 viewer loops on a large ledger while a station signs.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod aws_moto;
+mod bulk_revocation;
 mod cli;
 mod dashboard;
 mod outage;
@@ -28,3 +32,4 @@ mod replicas;
 mod shutdown;
 mod tls;
 mod verifiers;
+mod viewer_load;

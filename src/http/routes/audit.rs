@@ -89,7 +89,7 @@ pub async fn list_audit(
         outcome,
         before_id: params.cursor,
     };
-    let mut items = state.store.list_audit(&filter, limit + 1).await?;
+    let mut items = state.reads.list_audit(&filter, limit + 1).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|r| r.id)

@@ -2,13 +2,13 @@
 //! (admin). Thin: each handler calls [`crate::provisioning`] and shapes the answer.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminCaller, ApiJson, ViewerCaller};
+use crate::http::extract::{AdminCaller, ApiJson, ApiPath, ViewerCaller};
 use crate::provisioning::{
     PreviewAnswer, PreviewRequest, RegisterRequest, RegistrationOutcome, StatusChange, SyncReport,
     TemplateRequest,
@@ -31,7 +31,7 @@ use crate::store::aws::AwsRegistration;
 pub async fn preflight(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let report = state.provisioning().preflight(&id, None).await?;
     Ok(Json(report).into_response())
@@ -110,7 +110,7 @@ pub struct IssuingCaAws {
 pub async fn register(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
     let (registration, already) = state
@@ -139,7 +139,7 @@ pub async fn register(
 pub async fn aws_state(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let s = state.provisioning().state(&id).await?;
     Ok(Json(s).into_response())
@@ -163,7 +163,7 @@ pub async fn aws_state(
 pub async fn change_status(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<StatusChange>,
 ) -> Result<Json<RegistrationOutcome>, ApiError> {
     Ok(Json(
@@ -189,7 +189,7 @@ pub async fn change_status(
 pub async fn deregister(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.provisioning().deregister(&id, admin.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -211,7 +211,7 @@ pub async fn deregister(
 pub async fn attach_template(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<TemplateRequest>,
 ) -> Result<Json<AwsRegistration>, ApiError> {
     Ok(Json(
@@ -239,7 +239,7 @@ pub async fn attach_template(
 pub async fn preview(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> Result<Json<PreviewAnswer>, ApiError> {
     Ok(Json(state.provisioning().preview(&id, body).await?))
@@ -261,7 +261,7 @@ pub async fn preview(
 pub async fn sync(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SyncReport>, ApiError> {
     Ok(Json(state.provisioning().sync(&id, admin.actor()).await?))
 }
@@ -282,7 +282,7 @@ pub async fn sync(
 pub async fn registration_config(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
         state.provisioning().registration_config_file(&id).await?,

