@@ -227,6 +227,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "GET /v1/admin/cas/{id}/aws/registration-config",
         &[CA_NOT_FOUND, &[ErrorCode::UnprocessableRequest], STORE],
     ),
+    ("GET /v1/admin/health", &[STORE]),
     (
         "POST /v1/admin/cas/{id}/aws/sync",
         &[CA_NOT_FOUND, AWS_CALL, STORE],

@@ -10,8 +10,11 @@ mod common;
 
 mod audit;
 mod aws;
+mod aws_accounts;
 mod aws_answers;
+mod aws_pacing;
 mod bulk_revocation;
+mod ca_health;
 mod cas;
 mod certificates;
 mod connections;
