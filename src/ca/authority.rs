@@ -52,6 +52,11 @@ pub struct CertificateAuthority {
     /// own subject key identifier when it has one (as rcgen does for device certificates), so
     /// that a CRL names its CA exactly as the certificates it covers do.
     pub(super) key_identifier: KeyIdMethod,
+    /// The certificates above this CA up to and including a self-signed root (PEM, ordered);
+    /// empty for a root, or for a CA imported without its chain.
+    chain_pem: String,
+    /// What a device presents after this CA: `chain_pem` without the root.
+    intermediates_pem: String,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -220,6 +225,8 @@ impl CertificateAuthority {
             not_after: cert.validity().not_after.to_datetime(),
             issuer,
             key_identifier,
+            chain_pem: String::new(),
+            intermediates_pem: String::new(),
         };
         ca.self_check()?;
         Ok(ca)
@@ -286,6 +293,33 @@ impl CertificateAuthority {
             not_before: params.not_before,
             not_after: params.not_after,
         })
+    }
+
+    /// Checks `chain_pem` as the chain above this CA up to a self-signed root
+    /// ([`super::chain::verify_chain`]) and keeps it, ordered.
+    pub fn with_chain(mut self, chain_pem: &str, now: OffsetDateTime) -> Result<Self, CaError> {
+        let ordered = super::chain::verify_chain(&self.certificate_der, chain_pem, now)?;
+        self.intermediates_pem = super::chain::intermediates_pem(&ordered);
+        self.chain_pem = ordered;
+        Ok(self)
+    }
+
+    /// Keeps a chain the store holds, checked when it was recorded.
+    pub fn with_stored_chain(mut self, chain_pem: &str) -> Self {
+        self.intermediates_pem = super::chain::intermediates_pem(chain_pem);
+        self.chain_pem = chain_pem.to_owned();
+        self
+    }
+
+    /// The certificates above this CA up to and including its root, or empty.
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
+    }
+
+    /// The certificates a device presents after this CA's: each intermediate above it up to,
+    /// not including, the self-signed root. Empty for a root CA.
+    pub fn intermediates_pem(&self) -> &str {
+        &self.intermediates_pem
     }
 
     pub fn id(&self) -> &str {
@@ -377,6 +411,8 @@ pub(crate) fn verify_with_ca(
     let alg: &'static dyn VerificationAlgorithm =
         match cert.signature_algorithm.algorithm.to_id_string().as_str() {
             "1.2.840.113549.1.1.11" => &sig::RSA_PKCS1_2048_8192_SHA256,
+            "1.2.840.113549.1.1.12" => &sig::RSA_PKCS1_2048_8192_SHA384,
+            "1.2.840.113549.1.1.13" => &sig::RSA_PKCS1_2048_8192_SHA512,
             "1.2.840.10045.4.3.2" => match ca.public_key().subject_public_key.data.len() {
                 65 => &sig::ECDSA_P256_SHA256_ASN1,
                 97 => &sig::ECDSA_P384_SHA256_ASN1,
@@ -389,8 +425,9 @@ pub(crate) fn verify_with_ca(
             },
             "1.2.840.10045.4.3.4" => &sig::ECDSA_P521_SHA512_ASN1,
             other => {
-                return Err(CaError::Crypto(format!(
-                    "unexpected signature algorithm {other} on the self-check certificate"
+                return Err(CaError::Rejected(format!(
+                    "unsupported signature algorithm {other}; use RSA PKCS#1 v1.5 or ECDSA with \
+                     SHA-256, SHA-384 or SHA-512"
                 )));
             }
         };

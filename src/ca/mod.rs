@@ -3,6 +3,7 @@
 //! current time is always passed in.
 
 pub mod authority;
+pub mod chain;
 pub mod country;
 pub mod crl;
 pub mod csr;

@@ -32,6 +32,10 @@ pub enum CaCommand {
         /// For an encrypted key: an owner-only file holding its passphrase (one line).
         #[arg(long, value_name = "FILE")]
         key_passphrase_file: Option<PathBuf>,
+        /// The certificates above the CA (PEM): its issuer and each one above it up to a
+        /// self-signed root. Checked; issued chains then carry each intermediate.
+        #[arg(long, value_name = "FILE")]
+        chain: Option<PathBuf>,
         /// Make it the issuing CA now (restart running services to pick it up).
         #[arg(long)]
         activate: bool,
@@ -150,8 +154,15 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
             key,
             key_passphrase_env,
             key_passphrase_file,
+            chain,
             activate,
         } => {
+            let chain_pem = chain
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))
+                })
+                .transpose()?;
             let cert_pem = std::fs::read_to_string(&cert)
                 .with_context(|| format!("cannot read {}", cert.display()))?;
             let key_pem = Zeroizing::new(
@@ -169,7 +180,14 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
                 .map(|s| s.read(settings.ca.allow_insecure_key_permissions))
                 .transpose()?;
             let (record, _) = ca_admin
-                .import(&cert_pem, &key_pem, key_passphrase, activate, CLI_ACTOR)
+                .import(
+                    &cert_pem,
+                    &key_pem,
+                    key_passphrase,
+                    chain_pem.as_deref(),
+                    activate,
+                    CLI_ACTOR,
+                )
                 .await?;
             print_ca(&record);
         }

@@ -179,12 +179,15 @@ impl CaAdmin<'_> {
 
     /// Imports a CA from PEM, refusing what AWS IoT would refuse. An encrypted PKCS#8 key
     /// (`ENCRYPTED PRIVATE KEY`) needs `key_passphrase`, the passphrase it was encrypted with
-    /// (not necessarily the one keys are stored with here).
+    /// (not necessarily the one keys are stored with here). `chain_pem`, when given, holds the
+    /// certificates above the CA: it must verify up to a self-signed root.
+    #[allow(clippy::too_many_arguments)]
     pub async fn import(
         &self,
         certificate_pem: &str,
         key_pem: &str,
         key_passphrase: Option<Passphrase>,
+        chain_pem: Option<&str>,
         activate: bool,
         actor: Actor<'_>,
     ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
@@ -196,6 +199,10 @@ impl CaAdmin<'_> {
             }
         } else {
             CertificateAuthority::import(certificate_pem, key_pem, now)
+        };
+        let result = match (result, chain_pem) {
+            (Ok((ca, key)), Some(chain)) => ca.with_chain(chain, now).map(|ca| (ca, key)),
+            (result, _) => result,
         };
         let (ca, key) = self.audited(result, "ca.import", None, actor).await?;
         self.persist(
@@ -296,7 +303,9 @@ impl CaAdmin<'_> {
         } else {
             CertificateAuthority::from_signer(&record.certificate_pem, signer)
         };
-        loaded.map_err(|e| CaAdminError::from(e).for_ca(&record.id))
+        loaded
+            .map(|ca| ca.with_stored_chain(&record.chain_pem))
+            .map_err(|e| CaAdminError::from(e).for_ca(&record.id))
     }
 
     async fn persist(
@@ -323,6 +332,7 @@ impl CaAdmin<'_> {
             subject: ca.subject().to_owned(),
             key_algorithm: ca.key_algorithm().to_owned(),
             certificate_pem: ca.certificate_pem().to_owned(),
+            chain_pem: ca.chain_pem().to_owned(),
             aws_certificate_id: ca.aws_certificate_id(),
             key_file: key.to_record(),
             source: source.to_owned(),
@@ -342,8 +352,9 @@ impl CaAdmin<'_> {
                 return Err(e.into());
             }
         }
+        let chain_length = pem::parse_many(&record.chain_pem).map_or(0, |c| c.len());
         let detail = format!(
-            "subject={}; key={}; issuing={}; key_uri={}",
+            "subject={}; key={}; issuing={}; key_uri={}; chain={chain_length}",
             record.subject, record.key_algorithm, record.is_issuing, key
         );
         self.audit(action, Some(&record.id), true, Some(&detail), actor)

@@ -14,6 +14,9 @@ pub struct CaRecord {
     pub subject: String,
     pub key_algorithm: KeyAlgorithm,
     pub certificate_pem: String,
+    /// The certificates above the CA up to and including its self-signed root (PEM, ordered
+    /// from its issuer); empty for a root.
+    pub chain_pem: String,
     pub aws_certificate_id: String,
     #[serde(skip)]
     pub key_file: String,
@@ -27,8 +30,8 @@ pub struct CaRecord {
     pub created_at: Timestamp,
 }
 
-const CA_COLUMNS: &str = "id, subject, key_algorithm, certificate_pem, aws_certificate_id, \
-    key_file, source, is_issuing, not_before, not_after, created_at";
+const CA_COLUMNS: &str = "id, subject, key_algorithm, certificate_pem, chain_pem, \
+    aws_certificate_id, key_file, source, is_issuing, not_before, not_after, created_at";
 
 impl Store {
     /// Inserts a CA; when `issuing`, it replaces the current issuing CA in the same
@@ -46,14 +49,15 @@ impl Store {
                 }
                 sqlx::query(
                     "INSERT INTO certificate_authorities (id, subject, key_algorithm, \
-                     certificate_pem, aws_certificate_id, key_file, source, is_issuing, \
-                     not_before, not_after, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     certificate_pem, chain_pem, aws_certificate_id, key_file, source, \
+                     is_issuing, not_before, not_after, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&ca.id)
                 .bind(&ca.subject)
                 .bind(ca.key_algorithm)
                 .bind(&ca.certificate_pem)
+                .bind(&ca.chain_pem)
                 .bind(&ca.aws_certificate_id)
                 .bind(&ca.key_file)
                 .bind(&ca.source)

@@ -10,6 +10,7 @@ mod common;
 
 mod audit;
 mod aws;
+mod ca_chain;
 mod cas;
 mod certificates;
 mod dashboard;

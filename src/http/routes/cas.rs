@@ -34,6 +34,9 @@ pub struct CaAdminView {
     not_after: String,
     aws_certificate_id: String,
     certificate_pem: String,
+    /// The certificates above the CA up to and including its self-signed root (PEM, ordered
+    /// from its issuer); empty for a root or a CA imported without its chain.
+    chain_pem: String,
     /// The stored AWS IoT registration, or null.
     aws: Option<AwsRegistration>,
 }
@@ -50,6 +53,7 @@ fn view(record: CaRecord, aws: Option<AwsRegistration>) -> CaAdminView {
         is_issuing: record.is_issuing,
         aws_certificate_id: record.aws_certificate_id,
         certificate_pem: record.certificate_pem,
+        chain_pem: record.chain_pem,
         aws,
     }
 }
@@ -148,6 +152,11 @@ pub struct ImportCa {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     key_passphrase: Option<crate::config::Secret>,
+    /// The certificates above the CA (PEM, any order): its issuer and each certificate above
+    /// that up to a self-signed root. Checked signature by signature; refused with
+    /// `ca_rejected` when it does not verify. Issued chains then carry each intermediate.
+    #[serde(default)]
+    chain_pem: Option<String>,
     #[serde(default)]
     activate: bool,
 }
@@ -242,6 +251,7 @@ pub async fn import(
             &body.certificate_pem,
             &body.private_key_pem,
             key_passphrase,
+            body.chain_pem.as_deref(),
             body.activate,
             admin.actor(),
         )

@@ -1,0 +1,191 @@
+//! `/v1/admin/cas/import` with `chain_pem`: a CA below an offline root and an intermediate.
+//! The chain is checked up to a self-signed root; issued chains then carry the device
+//! certificate, the issuing CA and the intermediate (never the root), which openssl verifies
+//! with only the root trusted; a restart keeps the chain.
+
+use std::process::Command;
+
+use crate::common::*;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+struct Level {
+    pem: String,
+    der: Vec<u8>,
+    key: KeyPair,
+}
+
+fn ca_params(name: &str) -> CertificateParams {
+    let now = time::OffsetDateTime::now_utc();
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CountryName, "JP");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Acme");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(365);
+    params
+}
+
+fn root(name: &str) -> Level {
+    let key = KeyPair::generate().unwrap();
+    let cert = ca_params(name).self_signed(&key).unwrap();
+    Level {
+        pem: cert.pem(),
+        der: cert.der().to_vec(),
+        key,
+    }
+}
+
+fn below(parent: &Level, name: &str) -> Level {
+    let key = KeyPair::generate().unwrap();
+    let issuer = Issuer::from_ca_cert_der(&parent.der.clone().into(), &parent.key).unwrap();
+    let mut params = ca_params(name);
+    // openssl -x509_strict wants it on every certificate below the root.
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    Level {
+        pem: cert.pem(),
+        der: cert.der().to_vec(),
+        key,
+    }
+}
+
+fn count(pem_text: &str) -> usize {
+    pem::parse_many(pem_text).unwrap().len()
+}
+
+/// `openssl verify -x509_strict -purpose sslclient` of the device certificate (the first of
+/// `chain`) with only `root_pem` trusted and the rest of `chain` untrusted.
+fn openssl_verifies(root_pem: &str, chain: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = pem::parse_many(chain).unwrap();
+    let to_pem = |b: &pem::Pem| pem::encode(b);
+    std::fs::write(dir.path().join("root.pem"), root_pem).unwrap();
+    std::fs::write(dir.path().join("leaf.pem"), to_pem(&blocks[0])).unwrap();
+    let untrusted: String = blocks[1..].iter().map(to_pem).collect();
+    std::fs::write(dir.path().join("untrusted.pem"), untrusted).unwrap();
+    let out = Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "untrusted.pem",
+            "leaf.pem",
+        ])
+        .output()
+        .expect("openssl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn a_ca_imported_with_its_chain_issues_the_chain_up_to_the_root(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let root = root("Offline Root");
+    let mid = below(&root, "Plant Intermediate");
+    let issuing = below(&mid, "Line Issuing");
+
+    // A chain that does not reach the issuing CA's issuer is refused, naming what is missing.
+    let other_root = self::root("Offline Root");
+    let refused = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/cas/import",
+            json!({"certificate_pem": issuing.pem, "private_key_pem": issuing.key.serialize_pem(),
+                   "chain_pem": format!("{}{}", mid.pem, other_root.pem)}),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = json(refused).await;
+    assert_eq!(refused["code"], "ca_rejected");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the chain does not verify"),
+        "{refused}"
+    );
+
+    // The chain in any order, with the root.
+    let imported = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/cas/import",
+            json!({"certificate_pem": issuing.pem, "private_key_pem": issuing.key.serialize_pem(),
+                   "chain_pem": format!("{}{}", root.pem, mid.pem), "activate": true}),
+        )
+        .await;
+    assert_eq!(imported.status(), StatusCode::CREATED);
+    let imported = json(imported).await;
+    let stored_chain = imported["chain_pem"].as_str().unwrap();
+    assert_eq!(count(stored_chain), 2);
+    assert_eq!(
+        pem::parse_many(stored_chain).unwrap()[0].contents(),
+        mid.der
+    );
+
+    let issued = app.sign(&csr("Chain-1", "JP").pem).await;
+    assert_eq!(issued.status(), StatusCode::CREATED);
+    let issued = json(issued).await;
+    assert_eq!(issued["issuing_ca"], imported["id"]);
+    let chain = issued["certificate_chain_pem"].as_str().unwrap();
+    let blocks = pem::parse_many(chain).unwrap();
+    assert_eq!(blocks.len(), 3, "device, issuing CA, intermediate");
+    assert_eq!(blocks[1].contents(), issuing.der);
+    assert_eq!(blocks[2].contents(), mid.der);
+    assert_eq!(
+        pem::parse(issued["ca_certificate_pem"].as_str().unwrap())
+            .unwrap()
+            .contents(),
+        issuing.der
+    );
+    let (ok, text) = openssl_verifies(&root.pem, chain);
+    assert!(ok, "{text}");
+    // Without the intermediate openssl cannot reach the root: the chain is what makes it.
+    let short: String = blocks[..2].iter().map(pem::encode).collect();
+    assert!(!openssl_verifies(&root.pem, &short).0);
+
+    // After a restart the stored chain is loaded with the CA.
+    let app = app.restart().await;
+    let issued = json(app.sign(&csr("Chain-2", "JP").pem).await).await;
+    let chain = issued["certificate_chain_pem"].as_str().unwrap();
+    assert_eq!(count(chain), 3);
+    let (ok, text) = openssl_verifies(&root.pem, chain);
+    assert!(ok, "{text}");
+    let listed = json(app.get(&app.admin, "/v1/admin/cas").await).await;
+    let item = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == imported["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(count(item["chain_pem"].as_str().unwrap()), 2);
+}
+
+#[tokio::test]
+async fn a_ca_imported_with_its_chain_issues_the_chain_up_to_the_root_sqlite() {
+    a_ca_imported_with_its_chain_issues_the_chain_up_to_the_root(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_ca_imported_with_its_chain_issues_the_chain_up_to_the_root_postgres() {
+    a_ca_imported_with_its_chain_issues_the_chain_up_to_the_root(Backend::Postgres).await;
+}
