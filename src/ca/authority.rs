@@ -21,6 +21,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
+use super::constraints::{self, DirectoryConstraints};
 use super::csr::KeyAlgorithm;
 use super::import::{
     check_ca_extensions, check_ca_key, check_import_certificate, parse_certificate_pem,
@@ -33,7 +34,7 @@ use super::{sha256_hex, to_pem};
 // The paths these had before the CA core was split.
 pub use super::crl::{RevocationReason, RevokedEntry};
 pub use super::key::{CaAlgorithm, CaSigner, ENCRYPTED_KEY_LABEL, SecretKey};
-pub use super::subject::CaSubject;
+pub use super::subject::{CaSubject, SubjectField};
 
 pub use super::error::CaError;
 
@@ -57,6 +58,8 @@ pub struct CertificateAuthority {
     chain_pem: String,
     /// What a device presents after this CA: `chain_pem` without the root.
     intermediates_pem: String,
+    /// The directoryName subtrees of its nameConstraints, checked before every signature.
+    constraints: DirectoryConstraints,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -215,6 +218,7 @@ impl CertificateAuthority {
                 _ => None,
             })
             .unwrap_or(KeyIdMethod::Sha256);
+        let constraints = DirectoryConstraints::of(&cert)?;
         let ca = CertificateAuthority {
             id: format!("ca-{}", &sha256_hex(der)[..16]),
             certificate_der: der.to_vec(),
@@ -227,6 +231,7 @@ impl CertificateAuthority {
             key_identifier,
             chain_pem: String::new(),
             intermediates_pem: String::new(),
+            constraints,
         };
         ca.self_check()?;
         Ok(ca)
@@ -256,6 +261,53 @@ impl CertificateAuthority {
             ));
         }
         verify_with_ca(&ca, &probe)
+    }
+
+    /// Creates a CA below this one with a new key held in memory (returned for the caller to
+    /// store): CA:TRUE with `path_len` as its pathLenConstraint when given, a critical
+    /// nameConstraints extension permitting the one directoryName subtree when given, valid
+    /// for `validity` but never past this CA. Its chain is this CA and this CA's chain, which
+    /// must reach a self-signed root.
+    pub fn generate_subordinate(
+        &self,
+        algorithm: CaAlgorithm,
+        subject: &CaSubject,
+        validity: Duration,
+        name_constraints: Option<&[(SubjectField, String)]>,
+        path_len: Option<u8>,
+        now: OffsetDateTime,
+    ) -> Result<(Self, SecretKey), CaError> {
+        if now >= self.not_after {
+            return Err(CaError::Rejected(format!(
+                "the parent CA {} expired at {}; it cannot sign a new CA",
+                self.id, self.not_after
+            )));
+        }
+        let mut params = root_params(subject, validity, now)?;
+        params.not_after = params.not_after.min(self.not_after);
+        params.is_ca = match path_len {
+            Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
+            None => IsCa::Ca(BasicConstraints::Unconstrained),
+        };
+        params.name_constraints = name_constraints.map(constraints::extension);
+        params.use_authority_key_identifier_extension = true;
+        let key = algorithm
+            .generate_key()
+            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let secret = SecretKey::from_pkcs8_der(Zeroizing::new(key.serialize_der()));
+        let key = CaSigner::new(key);
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(CaError::signing)?;
+        let child = Self::from_parts(cert.der(), key)?;
+        let chain = format!("{}{}", self.certificate_pem, self.chain_pem);
+        Ok((child.with_chain(&chain, now)?, secret))
+    }
+
+    /// Refuses, before signing, a device subject outside this CA's nameConstraints
+    /// (directoryName subtrees); the message says what the subject must begin with.
+    pub fn check_name_constraints(&self, csr: &ApprovedCsr) -> Result<(), String> {
+        self.constraints.check(csr.subject())
     }
 
     /// Signs one device certificate. The only signing path in the service.

@@ -4,6 +4,7 @@
 
 pub mod authority;
 pub mod chain;
+pub mod constraints;
 pub mod country;
 pub mod crl;
 pub mod csr;

@@ -84,8 +84,19 @@ pub struct CaCreate {
     /// Keep the key in a PKCS#11 token: `pkcs11:token=<label>;object=<label>` (RFC 7512).
     /// Uses the key pair labelled `object`, or generates one inside the token (of --algorithm,
     /// or ca.algorithm). Module and PIN come from [pkcs11]; a PIN in the URI is refused.
-    #[arg(long, value_name = "URI")]
+    #[arg(long, value_name = "URI", conflicts_with = "parent")]
     key_uri: Option<String>,
+    /// Make a sub-CA signed by this CA we hold (its id, as `ca list` shows it) instead of a
+    /// self-signed root; its key goes in a new file.
+    #[arg(long, value_name = "CA_ID")]
+    parent: Option<String>,
+    /// With --parent: the directoryName subtree the sub-CA may sign, e.g. 'C=JP,O=Acme,OU=Line3'
+    /// (a critical nameConstraints extension). Device subjects must begin with it.
+    #[arg(long, value_name = "DN", requires = "parent")]
+    name_constraints: Option<String>,
+    /// With --parent: the pathLenConstraint (0: the sub-CA signs devices only).
+    #[arg(long, value_name = "N", requires = "parent")]
+    path_len: Option<u8>,
 }
 
 fn parse_algorithm(s: &str) -> Result<CaAlgorithm, String> {
@@ -121,8 +132,22 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
                     .or(defaults.subject.organizational_unit.clone()),
             };
             let validity_days = args.validity_days.unwrap_or(defaults.validity_days);
-            let (record, _) = match &args.key_uri {
-                Some(key_uri) => {
+            let (record, _) = match (&args.parent, &args.key_uri) {
+                (Some(parent), _) => {
+                    ca_admin
+                        .create_subordinate(
+                            parent,
+                            args.algorithm.unwrap_or(defaults.algorithm),
+                            &subject,
+                            validity_days,
+                            args.name_constraints.as_deref(),
+                            args.path_len,
+                            args.activate,
+                            CLI_ACTOR,
+                        )
+                        .await?
+                }
+                (None, Some(key_uri)) => {
                     ca_admin
                         .create_in_token(
                             key_uri,
@@ -135,7 +160,7 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
                         )
                         .await?
                 }
-                None => {
+                (None, None) => {
                     ca_admin
                         .create(
                             args.algorithm.unwrap_or(defaults.algorithm),

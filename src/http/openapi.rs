@@ -86,6 +86,7 @@ const ISSUANCE: &[ErrorCode] = &[
     ErrorCode::SubjectAttributeNotAllowed,
     ErrorCode::InvalidSubjectAttribute,
     ErrorCode::MissingSubjectAttribute,
+    ErrorCode::NameConstraintsViolation,
     ErrorCode::IdempotencyKeyReused,
     ErrorCode::RateLimited,
     ErrorCode::CaUnavailable,
@@ -132,6 +133,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "POST /v1/admin/cas",
         &[
             JSON_BODY,
+            CA_NOT_FOUND,
             &[
                 ErrorCode::CaAlreadyExists,
                 ErrorCode::UnprocessableRequest,

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use time::{Duration, OffsetDateTime};
 
+use crate::ca::constraints::parse_subtree;
 use crate::ca::{CaAlgorithm, CaError, CaSubject, CertificateAuthority, SecretKey};
 use crate::keys::{self, AtRest, KeyError, KeyRef, KeyStore, Passphrase, TokenFault};
 use crate::store::{CaRecord, Store, StoreError, Timestamp};
@@ -107,6 +108,67 @@ impl CaAdmin<'_> {
         let now = OffsetDateTime::now_utc();
         let result =
             CertificateAuthority::generate(algorithm, subject, Duration::days(validity_days), now);
+        let (ca, key) = self.audited(result, "ca.create", None, actor).await?;
+        self.persist(
+            ca,
+            NewKey::Secret(key),
+            "generated",
+            activate,
+            "ca.create",
+            actor,
+        )
+        .await
+    }
+
+    /// Creates a sub-CA signed by the CA `parent_id` we hold, with a new key in a file:
+    /// `name_constraints` (`C=JP,O=Acme,OU=Line3`) becomes a critical nameConstraints
+    /// extension permitting that directoryName subtree, `path_len` its pathLenConstraint. Its
+    /// chain (the parent and the parent's chain) must reach a self-signed root. Audited as
+    /// `ca.create`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_subordinate(
+        &self,
+        parent_id: &str,
+        algorithm: CaAlgorithm,
+        subject: &CaSubject,
+        validity_days: i64,
+        name_constraints: Option<&str>,
+        path_len: Option<u8>,
+        activate: bool,
+        actor: Actor<'_>,
+    ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
+        let now = OffsetDateTime::now_utc();
+        let subtree = name_constraints.map(parse_subtree).transpose();
+        let subtree = self.audited(subtree, "ca.create", None, actor).await?;
+        let parent = match self.load_by_id(parent_id).await {
+            Ok(parent) => parent,
+            Err(e) => {
+                self.audit("ca.create", None, false, Some(&e.to_string()), actor)
+                    .await?;
+                return Err(e);
+            }
+        };
+        let remote = parent.signs_remotely();
+        let subject = subject.clone();
+        let validity = Duration::days(validity_days);
+        let sign = move || {
+            parent.generate_subordinate(
+                algorithm,
+                &subject,
+                validity,
+                subtree.as_deref(),
+                path_len,
+                now,
+            )
+        };
+        // A parent whose key is in a token signs with a round trip: off the reactor.
+        let result = if remote {
+            tokio::task::spawn_blocking(sign)
+                .await
+                .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
+        } else {
+            sign()
+        };
         let (ca, key) = self.audited(result, "ca.create", None, actor).await?;
         self.persist(
             ca,

@@ -28,6 +28,9 @@ pub enum IssuanceError {
     Csr(#[from] CsrError),
     #[error(transparent)]
     Policy(#[from] PolicyViolation),
+    /// The subject is outside the issuing CA's nameConstraints; nothing was signed.
+    #[error("{0}")]
+    NameConstraintsViolation(String),
     #[error(
         "the thing name {0:?} already has an active (unrevoked, unexpired) certificate; a new one can be issued once it is revoked or has expired"
     )]
@@ -167,8 +170,11 @@ impl IssuanceService {
         // 3. Policy: thing name, country, allowed subject attributes.
         let approved = self.policy.approve(parsed)?;
 
-        // 4. Sign with the issuing CA, from the profile only.
+        // 4. Sign with the issuing CA, from the profile only; first, a subject outside the
+        // CA's name constraints is refused (verifiers would refuse the certificate).
         let ca = self.issuing_ca();
+        ca.check_name_constraints(&approved)
+            .map_err(IssuanceError::NameConstraintsViolation)?;
         let now = OffsetDateTime::now_utc();
         let issued_at = Timestamp::new(now);
         let (approved, signed) = self.sign(&ca, approved, now).await?;

@@ -189,3 +189,158 @@ async fn a_ca_imported_with_its_chain_issues_the_chain_up_to_the_root_sqlite() {
 async fn a_ca_imported_with_its_chain_issues_the_chain_up_to_the_root_postgres() {
     a_ca_imported_with_its_chain_issues_the_chain_up_to_the_root(Backend::Postgres).await;
 }
+
+async fn line_subject_csr(ou: &str, thing: &str) -> String {
+    use rcgen::DnType;
+    csr_with(
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        &[
+            (DnType::CountryName, "JP"),
+            (DnType::OrganizationName, "Acme"),
+            (DnType::OrganizationalUnitName, ou),
+            (DnType::CommonName, thing),
+        ],
+    )
+    .pem
+}
+
+async fn a_line_sub_ca_signs_only_inside_its_name_constraints(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let root_ca = json(app.get(&app.admin, "/v1/ca").await).await;
+    let root_id = root_ca["id"].as_str().unwrap().to_owned();
+    let root_pem = root_ca["certificate_pem"].as_str().unwrap().to_owned();
+
+    // The fields belong to sub-CAs only, and the subtree must be well formed.
+    for (body, code, expected) in [
+        (
+            json!({"subject": {"common_name": "Line 3"}, "name_constraints": "C=JP"}),
+            "invalid_request",
+            "give parent_id too",
+        ),
+        (
+            json!({"subject": {"common_name": "Line 3"}, "parent_id": root_id,
+                   "name_constraints": "C=JP,Org=Acme"}),
+            "ca_rejected",
+            "unknown attribute \"Org\"",
+        ),
+        (
+            json!({"subject": {"common_name": "Line 3"}, "parent_id": "ca-0000000000000000"}),
+            "ca_not_found",
+            "ca-0000000000000000",
+        ),
+    ] {
+        let refused = app.admin_json(Method::POST, "/v1/admin/cas", body).await;
+        let status = refused.status();
+        let refused = json(refused).await;
+        assert_eq!(refused["code"], code, "{refused}");
+        assert!(status.is_client_error(), "{status}");
+        assert!(
+            refused["detail"].as_str().unwrap().contains(expected),
+            "{refused}"
+        );
+    }
+
+    let created = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/cas",
+            json!({"subject": {"common_name": "Line 3 CA", "country": "JP", "organization": "Acme"},
+                   "parent_id": root_id, "name_constraints": "C=JP,O=Acme,OU=Line3",
+                   "path_len": 0, "activate": true, "validity_days": 365}),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created = json(created).await;
+    let line_pem = created["certificate_pem"].as_str().unwrap();
+    assert_eq!(created["chain_pem"].as_str().unwrap(), root_pem);
+    // Critical nameConstraints with the subtree, pathlen:0, as openssl reads them.
+    let text = openssl_text(line_pem);
+    assert!(text.contains("X509v3 Name Constraints: critical"), "{text}");
+    assert!(
+        text.contains("DirName:C = JP, O = Acme, OU = Line3"),
+        "{text}"
+    );
+    assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
+
+    let inside = app
+        .sign(&line_subject_csr("Line3", "Line3-Dev-1").await)
+        .await;
+    assert_eq!(inside.status(), StatusCode::CREATED);
+    let inside = json(inside).await;
+    assert_eq!(inside["issuing_ca"], created["id"]);
+    let chain = inside["certificate_chain_pem"].as_str().unwrap();
+    // Device, line CA; the root is the verifier's trust anchor, not sent.
+    assert_eq!(count(chain), 2);
+    let (ok, text) = openssl_verifies(&root_pem, chain);
+    assert!(ok, "{text}");
+
+    let before = app.ledger_count().await;
+    for csr_pem in [
+        line_subject_csr("Line4", "Line4-Dev-1").await,
+        csr("No-Org-1", "JP").pem,
+    ] {
+        let refused = app.sign(&csr_pem).await;
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let refused = json(refused).await;
+        assert_eq!(refused["code"], "name_constraints_violation");
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("must begin with C=JP, O=Acme, OU=Line3"),
+            "{refused}"
+        );
+    }
+    assert_eq!(app.ledger_count().await, before, "nothing recorded");
+
+    // pathlen:0: the line CA cannot have a CA below it.
+    let refused = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/cas",
+            json!({"subject": {"common_name": "Below Line 3"}, "parent_id": created["id"]}),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = json(refused).await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("pathLenConstraint 0"),
+        "{refused}"
+    );
+
+    // After a restart the line CA still refuses outside subjects and sends its chain.
+    let app = app.restart().await;
+    let refused = json(app.sign(&csr("No-Org-2", "JP").pem).await).await;
+    assert_eq!(refused["code"], "name_constraints_violation");
+    let again = json(
+        app.sign(&line_subject_csr("Line3", "Line3-Dev-2").await)
+            .await,
+    )
+    .await;
+    assert!(openssl_verifies(&root_pem, again["certificate_chain_pem"].as_str().unwrap()).0);
+}
+
+fn openssl_text(certificate_pem: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.pem");
+    std::fs::write(&path, certificate_pem).unwrap();
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&path)
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_line_sub_ca_signs_only_inside_its_name_constraints_sqlite() {
+    a_line_sub_ca_signs_only_inside_its_name_constraints(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_line_sub_ca_signs_only_inside_its_name_constraints_postgres() {
+    a_line_sub_ca_signs_only_inside_its_name_constraints(Backend::Postgres).await;
+}
