@@ -246,7 +246,11 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ),
     (
         "GET /v1/cas/{id}/crl",
-        &[&[ErrorCode::InvalidQuery], CA_NOT_FOUND, STORE],
+        &[
+            &[ErrorCode::InvalidQuery, ErrorCode::SignerUnavailable],
+            CA_NOT_FOUND,
+            STORE,
+        ],
     ),
     ("GET /healthz", &[]),
     ("GET /readyz", &[]),

@@ -251,9 +251,22 @@ pub async fn crl(
         Arc::new(state.ca_admin().load_by_id(&id).await?)
     };
     let revoked = state.store.revoked_entries(ca.id()).await?;
-    let der = ca
-        .crl(&revoked, OffsetDateTime::now_utc())
-        .map_err(|e| ApiError::internal(format!("CA {}: {e}", ca.id())))?;
+    let now = OffsetDateTime::now_utc();
+    // A key in a token or key service signs with a round trip: off the reactor.
+    let signed = if ca.signs_remotely() {
+        let signer = Arc::clone(&ca);
+        tokio::task::spawn_blocking(move || signer.crl(&revoked, now))
+            .await
+            .unwrap_or_else(|e| Err(ca::CaError::Crypto(format!("the signing task failed: {e}"))))
+    } else {
+        ca.crl(&revoked, now)
+    };
+    let der = signed.map_err(|e| match e {
+        ca::CaError::SignerUnavailable(m) => {
+            ApiError::new(ErrorCode::SignerUnavailable, format!("CA {}: {m}", ca.id()))
+        }
+        e => ApiError::internal(format!("CA {}: {e}", ca.id())),
+    })?;
     let (content_type, body) = if pem {
         (
             "application/x-pem-file",
