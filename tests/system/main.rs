@@ -14,6 +14,8 @@
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
 //! - `cli`: the command line, run as an operator runs it;
 //! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool.
+//! - `hierarchy`: an openssl-made offline root, an imported issuing CA and a line sub-CA with
+//!   name constraints, checked with openssl and Mosquitto.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -21,6 +23,7 @@ mod common;
 mod aws_moto;
 mod cli;
 mod dashboard;
+mod hierarchy;
 mod outage;
 mod pkcs11;
 mod query_plans;
