@@ -72,6 +72,16 @@ impl fmt::Debug for CertificateAuthority {
     }
 }
 
+/// A CSR for a pending CA's certificate ([`CertificateAuthority::request`]).
+#[derive(Debug, Clone)]
+pub struct CaRequest {
+    /// The pending CA's id: `ca-` and the first 16 hex digits of the CSR's SHA-256.
+    pub id: String,
+    pub csr_pem: String,
+    pub subject: String,
+    pub key_algorithm: KeyAlgorithm,
+}
+
 /// A signed device certificate and the facts the ledger records about it.
 #[derive(Debug, Clone)]
 pub struct IssuedCertificate {
@@ -131,6 +141,68 @@ impl CertificateAuthority {
     fn self_signed_with(params: CertificateParams, key: CaSigner) -> Result<Self, CaError> {
         let cert = params.self_signed(&key).map_err(CaError::signing)?;
         Self::from_parts(cert.der(), key)
+    }
+
+    /// A new CA key held in memory: its signer, and its [`SecretKey`] for the caller to store.
+    pub fn new_key(algorithm: CaAlgorithm) -> Result<(CaSigner, SecretKey), CaError> {
+        let key = algorithm
+            .generate_key()
+            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let secret = SecretKey::from_pkcs8_der(Zeroizing::new(key.serialize_der()));
+        Ok((CaSigner::new(key), secret))
+    }
+
+    /// A CSR for a CA certificate an external (offline) root will sign: the subject, the key's
+    /// public half, and the CA:TRUE and keyCertSign/cRLSign the certificate should carry.
+    /// Signed with the key, which may be in a token.
+    pub fn request(key: &CaSigner, subject: &CaSubject) -> Result<CaRequest, CaError> {
+        let params = root_params(subject, Duration::days(1), OffsetDateTime::now_utc())?;
+        let mut request = CertificateParams::default();
+        request.distinguished_name = params.distinguished_name;
+        request.is_ca = params.is_ca;
+        request.key_usages = params.key_usages;
+        let csr = request.serialize_request(key).map_err(CaError::signing)?;
+        let pem = csr.pem().map_err(|e| CaError::Crypto(e.to_string()))?;
+        // Read back as a device CSR is read: its signature verifies, its key is one we sign
+        // with.
+        let parsed = super::csr::parse(csr.der())
+            .map_err(|e| CaError::Crypto(format!("the CA's own CSR does not read back: {e}")))?;
+        let subject = parsed
+            .subject()
+            .iter()
+            .map(|a| {
+                let name =
+                    SubjectField::from_oid(&a.oid).map_or(a.oid.as_str(), |f| f.short_name());
+                format!("{name}={}", a.value.as_deref().unwrap_or(""))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(CaRequest {
+            id: format!("ca-{}", &sha256_hex(csr.der())[..16]),
+            csr_pem: pem,
+            subject,
+            key_algorithm: parsed.key(),
+        })
+    }
+
+    /// A CA certificate an external root signed for a key we hold (the end of the offline
+    /// ceremony): a single CA certificate (CA:TRUE, keyCertSign, a key AWS IoT accepts) for
+    /// this key, valid now, whose chain verifies up to a self-signed root.
+    pub fn install(
+        certificate_pem: &str,
+        key: CaSigner,
+        chain_pem: &str,
+        now: OffsetDateTime,
+    ) -> Result<Self, CaError> {
+        let der = check_import_certificate(certificate_pem)?;
+        let ca = Self::from_parts(&der, key)?;
+        if now < ca.not_before || now >= ca.not_after {
+            return Err(CaError::Rejected(format!(
+                "the CA certificate is not valid now (valid from {} to {})",
+                ca.not_before, ca.not_after
+            )));
+        }
+        ca.with_chain(chain_pem, now)
     }
 
     /// Imports an existing CA from PEM, refusing what AWS IoT would refuse. The key comes

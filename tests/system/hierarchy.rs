@@ -332,3 +332,176 @@ async fn a_line_ca_below_an_offline_root_issues_chains_openssl_and_mosquitto_acc
     drop(broker);
     service.stop().await;
 }
+
+/// `openssl x509 -req` of `csr` by the offline root, with the issuing CA's extensions.
+fn root_signs(dir: &Path, csr: &str, out: &str, serial: &str) {
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-set_serial",
+            serial,
+            "-days",
+            "1825",
+            "-extfile",
+            "ca.ext",
+            "-extensions",
+            "issuing",
+            "-out",
+            out,
+        ],
+    );
+}
+
+#[tokio::test]
+async fn the_offline_root_ceremony_makes_a_pending_ca_that_issues_once_installed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    // The root (and an issuing CA of its own, unused here) made by openssl.
+    offline_root_and_issuing(dir);
+
+    // 1. The key and a CSR; the CA is pending.
+    let created = factory_ca(&data)
+        .args(["ca", "create", "--csr-out"])
+        .arg(dir.join("ceremony.csr"))
+        .args(["--common-name", "Acme Online Issuing CA", "--country", "JP"])
+        .args(["--organization", "Acme"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", stderr(&created));
+    let pending_id = first_field(&stdout(&created));
+    assert!(
+        stdout(&created).contains("\tpending\t"),
+        "{}",
+        stdout(&created)
+    );
+    let csr_text = std::fs::read_to_string(dir.join("ceremony.csr")).unwrap();
+    assert!(csr_text.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+    openssl(dir, &["req", "-verify", "-noout", "-in", "ceremony.csr"]);
+    let listed = factory_ca(&data).args(["ca", "list"]).output().unwrap();
+    assert!(
+        stdout(&listed).contains(&format!("{pending_id}\tpending")),
+        "{}{}",
+        stdout(&listed),
+        stderr(&listed)
+    );
+
+    // 2. A pending CA issues nothing: it cannot be made the issuing CA.
+    let refused = factory_ca(&data)
+        .args(["ca", "activate", &pending_id])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("is pending") && stderr(&refused).contains("ca install"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // 3. The root signs the CSR offline.
+    root_signs(dir, "ceremony.csr", "ceremony.pem", "0x3003");
+
+    // 4. What install refuses: another key's certificate, and a chain not up to its root.
+    let install = |cert: &str, chain: &str| {
+        factory_ca(&data)
+            .args([
+                "ca",
+                "install",
+                &pending_id,
+                "--cert",
+                cert,
+                "--chain",
+                chain,
+            ])
+            .arg("--activate")
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    let wrong_key = install("issuing.pem", "root.pem");
+    assert!(!wrong_key.status.success());
+    assert!(
+        stderr(&wrong_key).contains("does not match"),
+        "{}",
+        stderr(&wrong_key)
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+            "-subj",
+            "/C=JP/O=Acme/CN=Acme Offline Root",
+        ],
+    );
+    let wrong_chain = install("ceremony.pem", "other.pem");
+    assert!(!wrong_chain.status.success());
+    assert!(
+        stderr(&wrong_chain).contains("the chain does not verify"),
+        "{}",
+        stderr(&wrong_chain)
+    );
+
+    // 5. Installed, it is an ordinary CA under its certificate's id.
+    let installed = install("ceremony.pem", "root.pem");
+    assert!(installed.status.success(), "{}", stderr(&installed));
+    let ca_id = first_field(&stdout(&installed));
+    assert!(stdout(&installed).contains("\tissuing\t"));
+    let listed = stdout(&factory_ca(&data).args(["ca", "list"]).output().unwrap());
+    assert!(!listed.contains("pending"), "{listed}");
+    // The key stayed where the ceremony made it; nothing else holds it.
+    assert!(
+        data.join("keys")
+            .join(format!("{pending_id}.key.pem"))
+            .exists()
+    );
+
+    let token = factory_ca(&data)
+        .args(["token", "create", "--role", "station", "--name", "line-1"])
+        .output()
+        .unwrap();
+    assert!(token.status.success(), "{}", stderr(&token));
+    let token = stdout(&token).trim().to_owned();
+    let mut service = Service::start(factory_ca(&data));
+    service.ready().await;
+    let issued = reqwest::Client::new()
+        .post(format!("{}/v1/certificates", service.base()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "csr": device_csr(dir, "dev", "/C=JP/O=Acme/CN=Dev-1") }))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issued.status(), StatusCode::CREATED);
+    let body: serde_json::Value = issued.json().await.unwrap();
+    assert_eq!(body["issuing_ca"], ca_id.as_str());
+    let chain = body["certificate_chain_pem"].as_str().unwrap();
+    let blocks = pem::parse_many(chain).unwrap();
+    assert_eq!(
+        blocks.len(),
+        2,
+        "device and issuing CA; the root is not sent"
+    );
+    write(dir, "dev.pem", &pem::encode(&blocks[0]));
+    write(dir, "dev-above.pem", &pem::encode(&blocks[1]));
+    let (ok, text) = verify(dir, "dev.pem", "dev-above.pem");
+    assert!(ok, "{text}");
+    service.stop().await;
+}
