@@ -72,7 +72,7 @@ pub struct TlsSettings {
     /// Load a `key_file` that group or others can read (only logs a warning). Off: refused.
     pub allow_insecure_key_permissions: bool,
     /// PEM bundle of the station CA(s). Turns mTLS on: a client certificate that chains to
-    /// one of them authenticates its connection as station `<CN>`.
+    /// one of them authenticates its connection as station `cert:<CN>`.
     pub client_ca_file: Option<PathBuf>,
     /// `optional`: a client certificate is verified when presented, and tokens still work;
     /// `required`: the handshake fails without a valid client certificate.

@@ -1,5 +1,5 @@
 //! The `factory-ca` command line: `serve` (the default), `migrate`, `ca ...`, `token ...`,
-//! `bench`. Parsing and dispatch only; each command group lives in `src/cli/`.
+//! `certificate revoke`, `bench`. Parsing and dispatch only; each command group lives in `src/cli/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
+    /// Revoke device certificates in the ledger.
+    #[command(subcommand)]
+    Certificate(cli::certificate::CertificateCommand),
     /// Simulate stations: post N fresh CSRs over C connections and report throughput and latency.
     Bench(factory_ca::bench::BenchArgs),
 }
@@ -67,6 +70,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => cli::serve::migrate(settings).await,
         Command::Ca(command) => cli::ca::run(command, settings).await,
         Command::Token(command) => cli::token::run(command, settings).await,
+        Command::Certificate(command) => cli::certificate::run(command, settings).await,
         Command::Bench(args) => factory_ca::bench::run(args).await,
     }
 }

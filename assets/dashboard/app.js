@@ -4,8 +4,9 @@
 // - Every value from the API goes into the page as text (textContent, createElement,
 //   setAttribute of non-URL attributes); HTML is never built from strings, because thing
 //   names and stations are chosen by whoever sends a CSR.
-// - The token is sent once, in the body of POST /v1/session, and then lives only in an
-//   HttpOnly cookie: never in the URL, in storage, or in this script's variables.
+// - The token is sent once, in the body of POST /v1/session; the answer's HttpOnly cookie
+//   holds a server-side session id, not the token. Neither is ever in the URL, in storage, or
+//   in this script's variables.
 // - All data comes from the JSON API of this origin, with the cookie.
 "use strict";
 
@@ -19,6 +20,7 @@
   const $ = (id) => document.getElementById(id);
   let refreshTimer = null;
   let range = "week";
+  let chartMode = "days"; // "days": the last 14 days; "today": today's hours (UTC)
   let query = "";
   let generation = 0; // a newer load makes the answers of an older one stale
 
@@ -153,20 +155,29 @@
     return Math.max(1, 10 * magnitude);
   }
 
+  let lastChart = null;
+
   function renderChart(stats) {
+    lastChart = stats;
     const groups = Array.isArray(stats.groups) ? stats.groups : [];
-    const width = 720, height = 290;
-    const left = 64, right = 12, top = 16, bottom = 50;
+    // Drawn at the container's own width, one SVG unit per CSS pixel, so that labels keep
+    // their size on a phone instead of being scaled down with a fixed-width drawing.
+    const measured = $("chart").clientWidth;
+    const width = Math.max(280, Math.min(1200, measured || 720));
+    const narrow = width < 480;
+    const height = narrow ? 220 : 290;
+    const left = narrow ? 44 : 64, right = 8, top = 16, bottom = narrow ? 44 : 50;
     const plotW = width - left - right, plotH = height - top - bottom;
     const max = groups.reduce((m, g) => Math.max(m, g.issued || 0, g.rejected || 0), 0);
     const step = niceStep(max);
     const yMax = Math.max(step, Math.ceil(max / step) * step);
     const y = (v) => top + plotH - (v / yMax) * plotH;
 
+    const hourly = stats.group_by === "hour";
     const root = svg("svg", {
       viewBox: "0 0 " + width + " " + height,
       role: "img",
-      "aria-label": "Certificates issued and requests rejected per day",
+      "aria-label": "Certificates issued and requests rejected per " + (hourly ? "hour today" : "day"),
     });
     for (let v = 0; v <= yMax; v += step) {
       root.appendChild(svg("line", { class: "grid-line", x1: left, x2: width - right, y1: y(v), y2: y(v) }));
@@ -174,12 +185,12 @@
     }
     root.appendChild(svg("line", { class: "axis", x1: left, x2: width - right, y1: y(0), y2: y(0) }));
     root.appendChild(svg("text", {
-      class: "axis-label", x: 14, y: top + plotH / 2, "text-anchor": "middle",
-      transform: "rotate(-90 14 " + (top + plotH / 2) + ")",
+      class: "axis-label", x: 12, y: top + plotH / 2, "text-anchor": "middle",
+      transform: "rotate(-90 12 " + (top + plotH / 2) + ")",
     }, "Count"));
     root.appendChild(svg("text", {
       class: "axis-label", x: left + plotW / 2, y: height - 6, "text-anchor": "middle",
-    }, "Day (UTC)"));
+    }, hourly ? "Hour (UTC)" : "Day (UTC)"));
 
     const slot = groups.length ? plotW / groups.length : plotW;
     const barW = Math.max(2, Math.min(18, slot * 0.32));
@@ -201,13 +212,54 @@
       }
       root.appendChild(group);
       // "2026-11-27" -> "11-27"; every label when they fit, else every other one.
-      if (slot >= 40 || (groups.length - 1 - i) % 2 === 0) {
-        const label = typeof g.key === "string" ? g.key.slice(5, 10) : "";
+      // A label needs about 36 px; keep every nth so that they never overlap.
+      const every = Math.max(1, Math.ceil(36 / slot));
+      if ((groups.length - 1 - i) % every === 0) {
+        // "2026-11-27" -> "11-27"; "2026-11-27T10:00Z" -> "10h".
+        const key = typeof g.key === "string" ? g.key : "";
+        const label = hourly ? key.slice(11, 13) + "h" : key.slice(5, 10);
         root.appendChild(svg("text", { class: "tick", x: center, y: y(0) + 16, "text-anchor": "middle" }, label));
       }
     });
     $("chart").replaceChildren(root);
   }
+
+  // Redraw the chart at its new width when the window is resized (a phone turned sideways).
+  let resizeTimer = null;
+  function redrawChart() {
+    if (resizeTimer !== null) window.clearTimeout(resizeTimer);
+    resizeTimer = window.setTimeout(() => {
+      resizeTimer = null;
+      if (lastChart && !$("dashboard").hidden) renderChart(lastChart);
+    }, 150);
+  }
+
+  // What each refusal code of a signing request means, in a supervisor's words (the codes
+  // and their exact meaning: docs/api.md, "Error codes").
+  const REASONS = {
+    invalid_country: "Country (C) is not an ISO 3166 country code",
+    missing_country: "The certificate request has no country (C)",
+    invalid_thing_name: "Thing name (CN) has characters AWS IoT does not allow, or is too long",
+    missing_common_name: "The certificate request has no thing name (CN)",
+    subject_attribute_not_allowed: "A subject field the policy does not allow",
+    invalid_subject_attribute: "A subject field is empty, too long or of the wrong type",
+    missing_subject_attribute: "A subject field the policy requires is missing",
+    unsupported_key: "The device key type or size is not accepted",
+    invalid_csr: "Not a valid certificate request (PKCS#10)",
+    csr_signature_invalid: "The request's signature does not verify",
+    thing_already_provisioned: "This thing already has an active certificate",
+    idempotency_key_reused: "A retry key was reused for a different request",
+    invalid_idempotency_key: "A malformed retry key (Idempotency-Key)",
+    invalid_request: "A malformed request body",
+    unsupported_media_type: "The request was not sent as JSON or PKCS#10",
+    payload_too_large: "The request body is too large",
+    rate_limited: "The station sent requests too fast",
+    https_required: "Plain HTTP sent to the HTTPS port",
+    unauthorized: "No token, or an unknown or revoked token",
+    forbidden: "A token whose role may not sign (not a station)",
+  };
+  // Refused credentials (401/403) are not bad certificate requests: shown apart.
+  const ACCESS_CODES = new Set(["unauthorized", "forbidden"]);
 
   function renderRejections(stats) {
     const tbody = $("rejections").tBodies[0];
@@ -219,14 +271,27 @@
       return;
     }
     const max = entries[0][1] || 1;
-    for (const [code, count] of entries) {
-      const fill = el("span");
-      fill.style.width = Math.max(2, Math.round((count / max) * 100)) + "%";
-      tbody.appendChild(el("tr", {}, [
-        el("td", {}, [el("code", { text: code })]),
-        el("td", { class: "num", text: fmt(count) }),
-        el("td", {}, [el("div", { class: "meter" }, [fill])]),
+    const sections = [
+      ["Certificate requests refused", entries.filter(([code]) => !ACCESS_CODES.has(code))],
+      ["Access refused (token missing, unknown or not a station)", entries.filter(([code]) => ACCESS_CODES.has(code))],
+    ];
+    for (const [title, rows] of sections) {
+      if (!rows.length) continue;
+      tbody.appendChild(el("tr", { class: "group" }, [
+        el("th", { scope: "rowgroup", colspan: "3", text: title }),
       ]));
+      for (const [code, count] of rows) {
+        const fill = el("span");
+        fill.style.width = Math.max(2, Math.round((count / max) * 100)) + "%";
+        tbody.appendChild(el("tr", { "data-code": code }, [
+          el("td", {}, [
+            el("code", { text: code }),
+            el("div", { class: "reason", text: REASONS[code] || "" }),
+          ]),
+          el("td", { class: "num", text: fmt(count) }),
+          el("td", {}, [el("div", { class: "meter" }, [fill])]),
+        ]));
+      }
     }
   }
 
@@ -235,15 +300,28 @@
     tbody.replaceChildren();
     const groups = Array.isArray(stats.groups) ? stats.groups : [];
     if (!groups.length) {
-      emptyRow(tbody, 4, "No activity in this range.");
+      emptyRow(tbody, 5, "No activity in this range.");
       return;
     }
     for (const g of groups) {
+      // Station x code: which refusals this station had, most frequent first.
+      const codes = Object.entries(g.rejected_by_code || {})
+        .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+      const refused = el("td", { class: "codes" });
+      codes.forEach(([code, count], i) => {
+        if (i > 0) refused.appendChild(document.createTextNode(" "));
+        refused.appendChild(el("span", { class: "code-count", title: REASONS[code] || code }, [
+          el("code", { text: code }),
+          document.createTextNode("\u00a0\u00d7" + fmt(count)),
+        ]));
+      });
+      if (!codes.length) refused.textContent = "\u2013";
       tbody.appendChild(el("tr", {}, [
         el("td", { class: "thing", text: g.key === null ? "(none)" : String(g.key) }),
         el("td", { class: "num", text: fmt(g.issued) }),
         el("td", { class: "num", text: fmt(g.rejected) }),
         el("td", { class: "num", text: fmt(g.revoked) }),
+        refused,
       ]));
     }
   }
@@ -285,6 +363,42 @@
     fact(dl, "Registered", shortTime(aws.registered_at));
   }
 
+  // The issuing CA as AWS IoT has it now (GET /v1/ca/aws): drift named, or "in line". Never
+  // fails the page: AWS being off or unreachable is shown in the panel.
+  async function loadDrift(mine) {
+    let node;
+    try {
+      const response = await fetch("/v1/ca/aws", {
+        credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" },
+      });
+      const body = await response.json().catch(() => null);
+      if (mine !== generation) return;
+      if (response.ok && body) {
+        if (!body.registered) {
+          node = el("span", { "data-state": "unregistered", text: "not registered" });
+        } else if (!body.drift.length) {
+          node = el("span", { "data-state": "in-line" }, [
+            badge("in line with AWS", "ok"),
+            document.createTextNode(" checked " + shortTime(body.checked_at).slice(11) + " UTC"),
+          ]);
+        } else {
+          node = el("div", { "data-state": "drift" }, body.drift.map((d) =>
+            el("div", {}, [badge("drift", "warn"), document.createTextNode(" " + d)])));
+        }
+      } else if (body && body.code === "aws_not_configured") {
+        node = el("span", { "data-state": "off", class: "muted", text: "AWS IoT integration is off (aws.enabled = false)" });
+      } else {
+        const why = body && body.detail ? body.detail : "HTTP " + response.status;
+        node = el("span", { "data-state": "error" }, [badge("unknown", "warn"), document.createTextNode(" AWS IoT could not be asked: " + why)]);
+      }
+    } catch (_) {
+      if (mine !== generation) return;
+      node = el("span", { "data-state": "error", text: "AWS IoT could not be asked." });
+    }
+    node.id = "ca-drift";
+    fact($("ca"), "Live in AWS", node);
+  }
+
   function statusBadge(status) {
     const kind = status === "active" ? "ok" : status === "revoked" ? "bad" : "warn";
     return badge(String(status), kind);
@@ -298,14 +412,14 @@
     for (const c of items) {
       const serial = String(c.serial || "");
       tbody.appendChild(el("tr", {}, [
+        el("td", { class: "thing thing-col", text: String(c.thing_name), title: String(c.thing_name) }),
+        el("td", { class: "status-col" }, [statusBadge(c.status)]),
+        el("td", { class: "nowrap", text: c.aws_status ? String(c.aws_status) : "\u2013" }),
         el("td", { class: "nowrap", text: shortTime(c.issued_at) }),
-        el("td", { class: "thing", text: String(c.thing_name) }),
         el("td", {}, [el("code", { text: serial.slice(0, 12) + "\u2026", title: serial })]),
         el("td", { text: String(c.station) }),
         el("td", { text: c.country ? String(c.country) : "\u2013" }),
         el("td", { class: "nowrap", text: String(c.key_algorithm) }),
-        el("td", {}, [statusBadge(c.status)]),
-        el("td", { class: "nowrap", text: c.aws_status ? String(c.aws_status) : "\u2013" }),
       ]));
     }
     if (!items.length) {
@@ -339,6 +453,28 @@
     if (mine === generation) renderCertificates(page, shown);
   }
 
+  async function loadChart(mine) {
+    const now = new Date();
+    const params = chartMode === "today"
+      ? { from: iso(startOfUtcDay(now)), group_by: "hour" }
+      : { from: iso(new Date(startOfUtcDay(now).getTime() - (CHART_DAYS - 1) * DAY_MS)), group_by: "day" };
+    const stats = await api(statsPath(params));
+    if (mine !== generation) return;
+    setText("chart-sub", chartMode === "today" ? "per hour, today (UTC)" : "per day, last 14 days (UTC)");
+    renderChart(stats);
+    $("chart").setAttribute("data-mode", chartMode);
+  }
+
+  function selectChartMode(event) {
+    const button = event.target.closest("button[data-mode]");
+    if (!button) return;
+    chartMode = button.getAttribute("data-mode");
+    for (const b of $("chart-mode").querySelectorAll("button")) {
+      b.setAttribute("aria-pressed", String(b === button));
+    }
+    partial(loadChart);
+  }
+
   async function loadBreakdown(mine) {
     const now = new Date();
     const from = iso(rangeStart(range, now));
@@ -351,14 +487,20 @@
   async function loadAll() {
     stopRefresh();
     const mine = ++generation;
+    $("dashboard").setAttribute("data-state", "loading");
     const now = new Date();
-    const chartFrom = new Date(startOfUtcDay(now).getTime() - (CHART_DAYS - 1) * DAY_MS);
     const tasks = [
       api(statsPath({ from: iso(startOfUtcDay(now)) })).then((s) => mine === generation && renderTotals("today", s)),
       api(statsPath({ from: iso(new Date(now.getTime() - 7 * DAY_MS)) })).then((s) => mine === generation && renderTotals("week", s)),
       api(statsPath({ from: "1970-01-01T00:00:00Z" })).then((s) => mine === generation && renderTotals("all", s)),
-      api(statsPath({ from: iso(chartFrom), group_by: "day" })).then((s) => mine === generation && renderChart(s)),
-      api("/v1/ca").then((ca) => mine === generation && renderCa(ca)),
+      loadChart(mine),
+      api("/v1/ca").then((ca) => {
+        if (mine !== generation) return;
+        renderCa(ca);
+        // Only a registered CA can drift; this also keeps a service without AWS from being
+        // asked (it would answer 503 aws_not_configured).
+        if (ca.aws) return loadDrift(mine);
+      }),
       loadBreakdown(mine),
       loadCertificates(mine),
     ];
@@ -432,17 +574,25 @@
         await start();
         return;
       }
-      const messages = {
-        400: "That does not look like a token.",
-        401: "This token is unknown or has been revoked.",
-        403: "Station tokens cannot sign in here; use a viewer token.",
-      };
-      showSignIn(messages[response.status] || "Sign-in failed (" + response.status + ").");
+      // The server's own reason (an admin token, a station token, unknown or revoked...),
+      // with its code; a fixed sentence only when the answer is not a problem document.
+      let reason = "";
+      try {
+        const problem = await response.json();
+        if (problem && problem.detail) reason = sentence(problem.detail) + " (" + problem.code + ")";
+      } catch (_) { /* not JSON */ }
+      showSignIn(reason || "Sign-in failed (HTTP " + response.status + ").");
     } catch (_) {
       showSignIn("The service cannot be reached.");
     } finally {
       button.disabled = false;
     }
+  }
+
+  // "this is an admin token; ..." -> "This is an admin token; ...".
+  function sentence(text) {
+    const t = String(text);
+    return t.charAt(0).toUpperCase() + t.slice(1);
   }
 
   async function signOut() {
@@ -474,7 +624,9 @@
     $("sign-out").addEventListener("click", signOut);
     $("refresh").addEventListener("click", () => loadAll());
     $("range").addEventListener("click", selectRange);
+    $("chart-mode").addEventListener("click", selectChartMode);
     $("search-form").addEventListener("submit", search);
+    window.addEventListener("resize", redrawChart);
     start();
   });
 })();

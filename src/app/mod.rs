@@ -61,6 +61,9 @@ impl Application {
         if settings.database.migrate_on_start {
             store.migrate().await.context("database migration failed")?;
         }
+        let reads = Store::connect_reads(&settings)
+            .await
+            .context("cannot set up the dashboard's read pool (database.url)")?;
         let keys = Arc::new(KeyStore::from_settings(&settings));
         let ca = ensure_issuing_ca(&settings, &store, &keys).await?;
         if let Some(tls) = &tls {
@@ -115,6 +118,7 @@ impl Application {
             metrics_listener,
             state: AppState {
                 store,
+                reads,
                 keys,
                 issuance: Arc::new(issuance),
                 iot,
@@ -123,6 +127,7 @@ impl Application {
                     settings.server.station_burst,
                 )),
                 rejections: Arc::new(RejectionCounter::new()),
+                sign_in: Arc::new(crate::services::sign_in::SignInGuard::new()),
                 tokens: Arc::new(crate::services::tokens::TokenCache::new(
                     settings.server.token_cache_secs,
                 )),
@@ -191,10 +196,13 @@ impl Application {
         let (listener, tls) = (self.listener, self.tls);
         let server = async move {
             match tls {
-                None => axum::serve(listener, app)
-                    .with_graceful_shutdown(signal)
-                    .await
-                    .map_err(anyhow::Error::from),
+                None => axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(signal)
+                .await
+                .map_err(anyhow::Error::from),
                 Some(tls) => {
                     crate::http::tls::serve(listener, tls, app, signal).await;
                     Ok(())

@@ -16,6 +16,9 @@ use crate::store::Store;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
+    /// The same database through the dashboard's read pool (`crate::store::reads`): listing,
+    /// export, stats and audit reads use it, so viewers cannot take issuance's connections.
+    pub reads: Store,
     /// The CA keys: where they live, their at-rest passphrase, the keys already decrypted.
     pub keys: Arc<KeyStore>,
     pub issuance: Arc<IssuanceService>,
@@ -24,6 +27,8 @@ pub struct AppState {
     pub station_limiter: Arc<StationRateLimiter>,
     /// Refused signing requests not yet added to the store's counters.
     pub rejections: Arc<RejectionCounter>,
+    /// Failed dashboard sign-ins per source and token, and their collapsed audit records.
+    pub sign_in: Arc<crate::services::sign_in::SignInGuard>,
     /// Live API tokens seen recently (`server.token_cache_secs`).
     pub tokens: Arc<crate::services::tokens::TokenCache>,
 }

@@ -7,14 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{
-    AwsError, CaDescription, CaUpdate, CertificateMode, CertificatePage, DeviceCertificate,
-    IotRegistry, RegisterCaRequest, RegisteredCa, RegistrationConfig,
+    AwsError, AwsFailure, CaDescription, CaUpdate, CertificateMode, CertificatePage,
+    DeviceCertificate, IotRegistry, RegisterCaRequest, RegisteredCa, RegistrationConfig,
 };
 use crate::ca::{is_signed_by, sha256_hex};
 use crate::jitp::CertificateField;
@@ -46,6 +47,7 @@ struct State {
     templates: BTreeMap<String, String>,
     calls: Vec<String>,
     fail_next: Option<AwsError>,
+    auto_registration_ignored: bool,
 }
 
 pub struct FakeIotRegistry {
@@ -80,6 +82,13 @@ impl FakeIotRegistry {
         self.state().fail_next = Some(error);
     }
 
+    /// From now on, accept auto-registration in RegisterCACertificate and UpdateCACertificate
+    /// but keep it off, as the moto emulator does: for tests of answers that must show what AWS
+    /// did rather than what was asked.
+    pub fn ignore_auto_registration(&self) {
+        self.state().auto_registration_ignored = true;
+    }
+
     /// The operations called so far, in order (e.g. `RegisterCACertificate`).
     pub fn calls(&self) -> Vec<String> {
         self.state().calls.clone()
@@ -99,11 +108,17 @@ impl FakeIotRegistry {
             })
             .map(|(id, _)| id.clone())
             .ok_or_else(|| {
-                AwsError::InvalidRequest("no active CA with auto-registration signed it".into())
+                aws(
+                    AwsError::InvalidRequest,
+                    "no active CA with auto-registration signed it".into(),
+                )
             })?;
         if let Some(existing) = state.certificates.get(&id) {
             return if existing.status == "REVOKED" {
-                Err(AwsError::InvalidState("the certificate is REVOKED".into()))
+                Err(aws(
+                    AwsError::InvalidState,
+                    "the certificate is REVOKED".into(),
+                ))
             } else {
                 Ok(id)
             };
@@ -129,13 +144,41 @@ impl FakeIotRegistry {
     }
 }
 
+/// A fake request id, unique in this process, like the `x-amzn-RequestId` AWS sends.
+fn request_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("fake-{:012x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An error as AWS IoT would answer it: the exception's name, its HTTP status and a request id.
+fn aws(kind: fn(AwsFailure) -> AwsError, message: String) -> AwsError {
+    let (code, status) = match kind(AwsFailure::default()) {
+        AwsError::AlreadyExists(_) => ("ResourceAlreadyExistsException", 409),
+        AwsError::NotFound(_) => ("ResourceNotFoundException", 404),
+        AwsError::CertificateValidation(_) => ("CertificateValidationException", 400),
+        AwsError::InvalidState(_) => ("CertificateStateException", 406),
+        AwsError::InvalidRequest(_) => ("InvalidRequestException", 400),
+        AwsError::Unauthorized(_) => ("UnauthorizedException", 401),
+        AwsError::Unavailable(_) => ("ServiceUnavailableException", 503),
+    };
+    kind(AwsFailure {
+        code: Some(code.to_owned()),
+        message,
+        http_status: Some(status),
+        request_id: Some(request_id()),
+    })
+}
+
 fn ca_arn(id: &str) -> String {
     format!("arn:aws:iot:{REGION}:{ACCOUNT}:cacert/{id}")
 }
 
 fn pem_der(text: &str, what: &str) -> Result<Vec<u8>, AwsError> {
     pem::parse(text).map(|p| p.into_contents()).map_err(|_| {
-        AwsError::CertificateValidation(format!("the {what} is not a PEM certificate"))
+        aws(
+            AwsError::CertificateValidation,
+            format!("the {what} is not a PEM certificate"),
+        )
     })
 }
 
@@ -147,7 +190,8 @@ fn check_registration_config(
         (Some(body), None) => {
             let role = config.role_arn.as_deref().unwrap_or_default();
             if !role.starts_with("arn:aws:iam::") || !role.contains(":role/") {
-                return Err(AwsError::InvalidRequest(
+                return Err(aws(
+                    AwsError::InvalidRequest,
                     "roleArn must be an IAM role ARN".into(),
                 ));
             }
@@ -156,8 +200,9 @@ fn check_registration_config(
         (None, Some(name)) => templates
             .contains_key(name)
             .then_some(())
-            .ok_or_else(|| AwsError::NotFound(format!("provisioning template {name}"))),
-        _ => Err(AwsError::InvalidRequest(
+            .ok_or_else(|| aws(AwsError::NotFound, format!("provisioning template {name}"))),
+        _ => Err(aws(
+            AwsError::InvalidRequest,
             "registrationConfig needs templateBody with roleArn, or templateName".into(),
         )),
     }
@@ -165,13 +210,19 @@ fn check_registration_config(
 
 fn check_template_body(body: &str) -> Result<(), AwsError> {
     let value: serde_json::Value = serde_json::from_str(body)
-        .map_err(|_| AwsError::InvalidRequest("templateBody is not JSON".into()))?;
+        .map_err(|_| aws(AwsError::InvalidRequest, "templateBody is not JSON".into()))?;
     let parameters = value
         .get("Parameters")
         .and_then(|p| p.as_object())
-        .ok_or_else(|| AwsError::InvalidRequest("templateBody has no Parameters object".into()))?;
+        .ok_or_else(|| {
+            aws(
+                AwsError::InvalidRequest,
+                "templateBody has no Parameters object".into(),
+            )
+        })?;
     if value.get("Resources").and_then(|r| r.as_object()).is_none() {
-        return Err(AwsError::InvalidRequest(
+        return Err(aws(
+            AwsError::InvalidRequest,
             "templateBody has no Resources object".into(),
         ));
     }
@@ -179,9 +230,10 @@ fn check_template_body(body: &str) -> Result<(), AwsError> {
         .keys()
         .find(|k| CertificateField::from_parameter_name(k).is_none())
     {
-        return Err(AwsError::InvalidRequest(format!(
-            "template parameter {bad} is not supplied by JITP"
-        )));
+        return Err(aws(
+            AwsError::InvalidRequest,
+            format!("template parameter {bad} is not supplied by JITP"),
+        ));
     }
     Ok(())
 }
@@ -200,28 +252,35 @@ impl IotRegistry for FakeIotRegistry {
         let mut state = self.begin("RegisterCACertificate")?;
         let der = pem_der(&req.ca_certificate_pem, "CA certificate")?;
         let (_, ca) = X509Certificate::from_der(&der).map_err(|_| {
-            AwsError::CertificateValidation("the CA certificate is not X.509".into())
+            aws(
+                AwsError::CertificateValidation,
+                "the CA certificate is not X.509".into(),
+            )
         })?;
         if !ca.is_ca() {
-            return Err(AwsError::CertificateValidation(
+            return Err(aws(
+                AwsError::CertificateValidation,
                 "Contents of the CA Certificate certificate are not correct".into(),
             ));
         }
         match (req.mode, &req.verification_certificate_pem) {
             (CertificateMode::Default, None) => {
-                return Err(AwsError::InvalidRequest(
+                return Err(aws(
+                    AwsError::InvalidRequest,
                     "a verification certificate is required in DEFAULT mode".into(),
                 ));
             }
             (CertificateMode::SniOnly, Some(_)) => {
-                return Err(AwsError::InvalidRequest(
+                return Err(aws(
+                    AwsError::InvalidRequest,
                     "SNI_ONLY mode takes no verification certificate".into(),
                 ));
             }
             (CertificateMode::Default, Some(pem)) => {
                 let vder = pem_der(pem, "verification certificate")?;
                 let (_, verification) = X509Certificate::from_der(&vder).map_err(|_| {
-                    AwsError::CertificateValidation(
+                    aws(
+                        AwsError::CertificateValidation,
                         "the verification certificate is not X.509".into(),
                     )
                 })?;
@@ -231,12 +290,14 @@ impl IotRegistry for FakeIotRegistry {
                     .next()
                     .and_then(|c| c.as_str().ok());
                 if cn != Some(self.registration_code.as_str()) {
-                    return Err(AwsError::CertificateValidation(
+                    return Err(aws(
+                        AwsError::CertificateValidation,
                         "the verification certificate's CN is not the registration code".into(),
                     ));
                 }
                 if !is_signed_by(&vder, &der) {
-                    return Err(AwsError::CertificateValidation(
+                    return Err(aws(
+                        AwsError::CertificateValidation,
                         "the verification certificate is not signed by the CA".into(),
                     ));
                 }
@@ -248,21 +309,25 @@ impl IotRegistry for FakeIotRegistry {
         }
         let id = sha256_hex(&der);
         if state.cas.contains_key(&id) {
-            return Err(AwsError::AlreadyExists(format!("CA certificate {id}")));
+            return Err(aws(AwsError::AlreadyExists, format!("CA certificate {id}")));
         }
         let subject = ca.subject().as_raw().to_vec();
         if state.cas.values().filter(|c| c.subject == subject).count() >= 10 {
-            return Err(AwsError::InvalidRequest(
-                "LimitExceededException: at most 10 CA certificates with the same subject".into(),
-            ));
+            return Err(AwsError::InvalidRequest(AwsFailure {
+                code: Some("LimitExceededException".into()),
+                message: "at most 10 CA certificates with the same subject".into(),
+                http_status: Some(410),
+                request_id: Some(request_id()),
+            }));
         }
+        let auto_registration = req.allow_auto_registration && !state.auto_registration_ignored;
         state.cas.insert(
             id.clone(),
             FakeCa {
                 der,
                 subject,
                 active: req.set_as_active,
-                auto_registration: req.allow_auto_registration,
+                auto_registration,
                 mode: req.mode,
                 registration_config: req.registration_config,
             },
@@ -278,10 +343,12 @@ impl IotRegistry for FakeIotRegistry {
         certificate_id: &str,
     ) -> Result<CaDescription, AwsError> {
         let state = self.begin("DescribeCACertificate")?;
-        let ca = state
-            .cas
-            .get(certificate_id)
-            .ok_or_else(|| AwsError::NotFound(format!("CA certificate {certificate_id}")))?;
+        let ca = state.cas.get(certificate_id).ok_or_else(|| {
+            aws(
+                AwsError::NotFound,
+                format!("CA certificate {certificate_id}"),
+            )
+        })?;
         Ok(CaDescription {
             certificate_id: certificate_id.to_owned(),
             certificate_arn: ca_arn(certificate_id),
@@ -306,15 +373,18 @@ impl IotRegistry for FakeIotRegistry {
         if let Some(config) = &update.registration_config {
             check_registration_config(config, &state.templates)?;
         }
-        let ca = state
-            .cas
-            .get_mut(certificate_id)
-            .ok_or_else(|| AwsError::NotFound(format!("CA certificate {certificate_id}")))?;
+        let ignored = state.auto_registration_ignored;
+        let ca = state.cas.get_mut(certificate_id).ok_or_else(|| {
+            aws(
+                AwsError::NotFound,
+                format!("CA certificate {certificate_id}"),
+            )
+        })?;
         if let Some(active) = update.active {
             ca.active = active;
         }
         if let Some(auto) = update.auto_registration {
-            ca.auto_registration = auto;
+            ca.auto_registration = auto && !ignored;
         }
         if let Some(config) = update.registration_config {
             ca.registration_config = Some(config);
@@ -324,12 +394,15 @@ impl IotRegistry for FakeIotRegistry {
 
     async fn delete_ca_certificate(&self, certificate_id: &str) -> Result<(), AwsError> {
         let mut state = self.begin("DeleteCACertificate")?;
-        let ca = state
-            .cas
-            .get(certificate_id)
-            .ok_or_else(|| AwsError::NotFound(format!("CA certificate {certificate_id}")))?;
+        let ca = state.cas.get(certificate_id).ok_or_else(|| {
+            aws(
+                AwsError::NotFound,
+                format!("CA certificate {certificate_id}"),
+            )
+        })?;
         if ca.active {
-            return Err(AwsError::InvalidState(
+            return Err(aws(
+                AwsError::InvalidState,
                 "a CA certificate must be INACTIVE before it can be deleted".into(),
             ));
         }
@@ -353,9 +426,10 @@ impl IotRegistry for FakeIotRegistry {
             &state.templates,
         )?;
         if state.templates.contains_key(name) {
-            return Err(AwsError::AlreadyExists(format!(
-                "provisioning template {name}"
-            )));
+            return Err(aws(
+                AwsError::AlreadyExists,
+                format!("provisioning template {name}"),
+            ));
         }
         state.templates.insert(name.to_owned(), body.to_owned());
         Ok(format!(
@@ -374,18 +448,20 @@ impl IotRegistry for FakeIotRegistry {
         let ca_der = pem_der(ca_certificate_pem, "CA certificate")?;
         let ca_id = sha256_hex(&ca_der);
         if !state.cas.contains_key(&ca_id) {
-            return Err(AwsError::InvalidRequest(
+            return Err(aws(
+                AwsError::InvalidRequest,
                 "the CA certificate is not registered".into(),
             ));
         }
         if !is_signed_by(&der, &ca_der) {
-            return Err(AwsError::CertificateValidation(
+            return Err(aws(
+                AwsError::CertificateValidation,
                 "the certificate is not signed by the CA".into(),
             ));
         }
         let id = sha256_hex(&der);
         if state.certificates.contains_key(&id) {
-            return Err(AwsError::AlreadyExists(format!("certificate {id}")));
+            return Err(aws(AwsError::AlreadyExists, format!("certificate {id}")));
         }
         state.certificates.insert(
             id.clone(),
@@ -406,7 +482,7 @@ impl IotRegistry for FakeIotRegistry {
         let c = state
             .certificates
             .get(certificate_id)
-            .ok_or_else(|| AwsError::NotFound(format!("certificate {certificate_id}")))?;
+            .ok_or_else(|| aws(AwsError::NotFound, format!("certificate {certificate_id}")))?;
         Ok(DeviceCertificate {
             certificate_id: certificate_id.to_owned(),
             status: c.status.clone(),
@@ -419,7 +495,7 @@ impl IotRegistry for FakeIotRegistry {
         let c = state
             .certificates
             .get_mut(certificate_id)
-            .ok_or_else(|| AwsError::NotFound(format!("certificate {certificate_id}")))?;
+            .ok_or_else(|| aws(AwsError::NotFound, format!("certificate {certificate_id}")))?;
         c.status = status.to_owned();
         Ok(())
     }

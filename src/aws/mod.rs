@@ -183,30 +183,99 @@ pub struct CertificatePage {
     pub next_marker: Option<String>,
 }
 
+/// What AWS IoT said about a failed call, in AWS's words: its error code, message, HTTP status
+/// and request id (the id AWS support asks for). Shown in problem details and the audit log; the
+/// SDK's full debug output goes to the debug log only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsFailure {
+    /// AWS's error code, e.g. `ResourceNotFoundException`; none when AWS sent no error body
+    /// (a proxy's 5xx page) or the call never reached AWS.
+    pub code: Option<String>,
+    /// AWS's message, or what happened when AWS sent none.
+    pub message: String,
+    /// The HTTP status of AWS's answer; none when no answer came (timeout, connection).
+    pub http_status: Option<u16>,
+    /// The `x-amzn-RequestId` of AWS's answer.
+    pub request_id: Option<String>,
+}
+
+impl AwsFailure {
+    /// A failure with a message only (no answer from AWS, or raised by factory-ca itself).
+    pub fn message(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl From<String> for AwsFailure {
+    fn from(message: String) -> Self {
+        Self::message(message)
+    }
+}
+
+impl From<&str> for AwsFailure {
+    fn from(message: &str) -> Self {
+        Self::message(message)
+    }
+}
+
+impl std::fmt::Display for AwsFailure {
+    /// `ResourceNotFoundException: <message> (HTTP 404, request id <id>)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(code) = &self.code {
+            write!(f, "{code}: ")?;
+        }
+        f.write_str(&self.message)?;
+        match (self.http_status, &self.request_id) {
+            (Some(status), Some(id)) => write!(f, " (HTTP {status}, request id {id})"),
+            (Some(status), None) => write!(f, " (HTTP {status}, no request id)"),
+            (None, Some(id)) => write!(f, " (request id {id})"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
 /// AWS IoT errors, by what the caller can do about them.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AwsError {
     /// ResourceAlreadyExistsException.
     #[error("AWS IoT: the resource already exists: {0}")]
-    AlreadyExists(String),
+    AlreadyExists(AwsFailure),
     /// ResourceNotFoundException.
     #[error("AWS IoT: not found: {0}")]
-    NotFound(String),
+    NotFound(AwsFailure),
     /// CertificateValidationException, RegistrationCodeValidationException.
     #[error("AWS IoT rejected the certificate: {0}")]
-    CertificateValidation(String),
+    CertificateValidation(AwsFailure),
     /// CertificateStateException, e.g. deleting a CA that is still ACTIVE.
     #[error("AWS IoT: wrong state for this operation: {0}")]
-    InvalidState(String),
+    InvalidState(AwsFailure),
     /// InvalidRequestException, LimitExceededException and other 4xx.
     #[error("AWS IoT rejected the request: {0}")]
-    InvalidRequest(String),
+    InvalidRequest(AwsFailure),
     /// UnauthorizedException, AccessDenied: our credentials may not do this.
     #[error("AWS IoT denied access: {0}")]
-    Unauthorized(String),
+    Unauthorized(AwsFailure),
     /// Throttling, 5xx, timeouts and network failures after the SDK's retries.
     #[error("AWS IoT is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(AwsFailure),
+}
+
+impl AwsError {
+    /// What AWS said.
+    pub fn failure(&self) -> &AwsFailure {
+        match self {
+            AwsError::AlreadyExists(f)
+            | AwsError::NotFound(f)
+            | AwsError::CertificateValidation(f)
+            | AwsError::InvalidState(f)
+            | AwsError::InvalidRequest(f)
+            | AwsError::Unauthorized(f)
+            | AwsError::Unavailable(f) => f,
+        }
+    }
 }
 
 /// The AWS IoT calls factory-ca makes.

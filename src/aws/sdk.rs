@@ -7,6 +7,7 @@ use aws_sdk_iot::config::retry::RetryConfig;
 use aws_sdk_iot::config::timeout::TimeoutConfig;
 use aws_sdk_iot::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iot::operation::RequestId;
 use aws_sdk_iot::types::{
     AutoRegistrationStatus, CaCertificateStatus, CertificateMode as SdkMode, CertificateStatus,
     TemplateType,
@@ -14,8 +15,8 @@ use aws_sdk_iot::types::{
 use time::OffsetDateTime;
 
 use super::{
-    AwsError, CaDescription, CaUpdate, CertificateMode, CertificatePage, DeviceCertificate,
-    IotRegistry, RegisterCaRequest, RegisteredCa, RegistrationConfig,
+    AwsError, AwsFailure, CaDescription, CaUpdate, CertificateMode, CertificatePage,
+    DeviceCertificate, IotRegistry, RegisterCaRequest, RegisteredCa, RegistrationConfig,
 };
 use crate::config::AwsSettings;
 
@@ -62,29 +63,27 @@ impl SdkIotRegistry {
     }
 }
 
-/// Classifies an SDK error by AWS's error code (and HTTP status for codeless 5xx).
+/// Classifies an SDK error by AWS's error code (and HTTP status for codeless 5xx), keeping
+/// AWS's code, message, HTTP status and request id. The SDK's full error chain (often kilobytes
+/// of debug output) goes to the debug log only.
 fn classify<E>(error: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let server_error = error
-        .raw_response()
-        .is_some_and(|r| r.status().is_server_error());
-    let message = error
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| DisplayErrorContext(&error).to_string());
-    match error.code() {
-        Some("ResourceAlreadyExistsException") => AwsError::AlreadyExists(message),
-        Some("ResourceNotFoundException") => AwsError::NotFound(message),
+    tracing::debug!(error = %DisplayErrorContext(&error), "AWS IoT call failed");
+    let failure = failure_of(&error);
+    let server_error = failure.http_status.is_some_and(|s| s >= 500);
+    match failure.code.as_deref() {
+        Some("ResourceAlreadyExistsException") => AwsError::AlreadyExists(failure),
+        Some("ResourceNotFoundException") => AwsError::NotFound(failure),
         Some("CertificateValidationException" | "RegistrationCodeValidationException") => {
-            AwsError::CertificateValidation(message)
+            AwsError::CertificateValidation(failure)
         }
         Some("CertificateStateException" | "DeleteConflictException") => {
-            AwsError::InvalidState(message)
+            AwsError::InvalidState(failure)
         }
         Some("UnauthorizedException" | "AccessDeniedException" | "UnrecognizedClientException") => {
-            AwsError::Unauthorized(message)
+            AwsError::Unauthorized(failure)
         }
         Some(
             "ThrottlingException"
@@ -92,10 +91,58 @@ where
             | "InternalFailureException"
             | "InternalException"
             | "InternalServerException",
-        ) => AwsError::Unavailable(message),
-        _ if server_error => AwsError::Unavailable(message),
-        Some(code) => AwsError::InvalidRequest(format!("{code}: {message}")),
-        None => AwsError::Unavailable(message),
+        ) => AwsError::Unavailable(failure),
+        _ if server_error => AwsError::Unavailable(failure),
+        Some(_) => AwsError::InvalidRequest(failure),
+        None => AwsError::Unavailable(failure),
+    }
+}
+
+/// AWS's words from an SDK error, or a one-line account of why there are none.
+fn failure_of<E>(error: &SdkError<E, HttpResponse>) -> AwsFailure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let http_status = error.raw_response().map(|r| r.status().as_u16());
+    let request_id = error.request_id().map(str::to_owned).or_else(|| {
+        error.raw_response().and_then(|r| {
+            ["x-amzn-RequestId", "x-amz-request-id"]
+                .iter()
+                .find_map(|h| r.headers().get(*h).map(str::to_owned))
+        })
+    });
+    let code = error.code().map(str::to_owned);
+    let message = match (error.message(), error) {
+        (Some(message), _) => message.to_owned(),
+        (None, _) if code.is_some() => "AWS sent no message with this error code".to_owned(),
+        (None, SdkError::TimeoutError(_)) => {
+            "no answer within aws.operation_timeout_secs".to_owned()
+        }
+        (None, SdkError::DispatchFailure(d)) => {
+            let why = if d.is_timeout() {
+                "connection timed out"
+            } else if d.is_io() {
+                "connection failed"
+            } else {
+                "the request could not be sent"
+            };
+            format!("AWS IoT was not reached ({why}; the debug log has the details)")
+        }
+        (None, SdkError::ConstructionFailure(_)) => {
+            "the request could not be built (the debug log has the details)".to_owned()
+        }
+        (None, _) => match http_status {
+            Some(_) => "the answer has no AWS error code or message (the endpoint may not \
+                        implement this operation; the debug log has the body)"
+                .to_owned(),
+            None => "AWS IoT's answer could not be read (the debug log has the details)".to_owned(),
+        },
+    };
+    AwsFailure {
+        code,
+        message,
+        http_status,
+        request_id,
     }
 }
 
@@ -108,7 +155,7 @@ fn sdk_registration_config(c: &RegistrationConfig) -> aws_sdk_iot::types::Regist
 }
 
 fn missing(what: &str) -> AwsError {
-    AwsError::Unavailable(format!("AWS IoT answered without {what}"))
+    AwsError::Unavailable(format!("AWS IoT answered without {what}").into())
 }
 
 fn to_time(t: Option<&aws_sdk_iot::primitives::DateTime>) -> Option<OffsetDateTime> {
@@ -352,5 +399,65 @@ impl IotRegistry for SdkIotRegistry {
                 .collect(),
             next_marker: out.next_marker().map(str::to_owned),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_iot::config::http::HttpResponse;
+    use aws_sdk_iot::error::{ErrorMetadata, SdkError};
+    use aws_sdk_iot::operation::update_ca_certificate::UpdateCACertificateError;
+
+    use super::classify;
+    use crate::aws::{AwsError, AwsFailure};
+
+    fn answer(status: u16, request_id: Option<&str>) -> HttpResponse {
+        let mut response = HttpResponse::new(status.try_into().unwrap(), "<html>".into());
+        if let Some(id) = request_id {
+            response
+                .headers_mut()
+                .insert("x-amzn-RequestId", id.to_owned());
+        }
+        response
+    }
+
+    #[test]
+    fn keeps_awss_code_message_status_and_request_id() {
+        let meta = ErrorMetadata::builder()
+            .code("ResourceNotFoundException")
+            .message("The certificate given in the request does not exist")
+            .build();
+        let error = SdkError::service_error(
+            UpdateCACertificateError::generic(meta),
+            answer(404, Some("6c1e3f0a")),
+        );
+        assert_eq!(
+            classify(error),
+            AwsError::NotFound(AwsFailure {
+                code: Some("ResourceNotFoundException".into()),
+                message: "The certificate given in the request does not exist".into(),
+                http_status: Some(404),
+                request_id: Some("6c1e3f0a".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn a_codeless_5xx_is_one_line_without_the_sdk_dump() {
+        let error = SdkError::service_error(
+            UpdateCACertificateError::generic(ErrorMetadata::builder().build()),
+            answer(500, None),
+        );
+        let classified = classify(error);
+        assert!(
+            matches!(classified, AwsError::Unavailable(_)),
+            "{classified:?}"
+        );
+        assert_eq!(
+            classified.to_string(),
+            "AWS IoT is unavailable: the answer has no AWS error code or message (the endpoint \
+             may not implement this operation; the debug log has the body) (HTTP 500, no \
+             request id)"
+        );
     }
 }

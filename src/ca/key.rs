@@ -60,6 +60,24 @@ impl CaAlgorithm {
     }
 }
 
+/// Whether `text` has anything but white space after the END line of its last PEM block.
+pub fn has_text_after_last_pem_block(text: &str) -> bool {
+    let Some(end) = text.rfind("-----END ") else {
+        return false;
+    };
+    let rest = &text[end + "-----END ".len()..];
+    match rest.find("-----") {
+        Some(close) => !rest[close + "-----".len()..].trim().is_empty(),
+        None => true,
+    }
+}
+
+/// Whether `der` is exactly one DER TLV: a tag, a definite length, and that many bytes.
+pub fn is_one_der_element(der: &[u8]) -> bool {
+    use der::Decode;
+    der::asn1::AnyRef::from_der(der).is_ok()
+}
+
 /// A CA private key as unencrypted PKCS#8 DER (RFC 5958), the one form in which keys leave
 /// the CA core, whatever form they were imported in. Its `Debug` never shows the key, and its
 /// bytes are zeroed when it is dropped. Encrypting it for storage is the key store's business
@@ -74,6 +92,11 @@ impl SecretKey {
     pub fn from_pem(text: &str) -> Result<SecretKey, CaError> {
         let blocks = pem::parse_many(text)
             .map_err(|_| CaError::Rejected("the private key PEM cannot be decoded".into()))?;
+        if has_text_after_last_pem_block(text) {
+            return Err(CaError::Rejected(
+                "the private key PEM has data after its END line; give the key block only".into(),
+            ));
+        }
         if blocks.iter().any(|b| b.tag() == ENCRYPTED_KEY_LABEL) {
             return Err(CaError::Rejected(
                 "the private key is encrypted (ENCRYPTED PRIVATE KEY); give its passphrase with \
@@ -103,6 +126,14 @@ impl SecretKey {
                     .into(),
             )
         };
+        // Exactly one DER element: bytes after the key's SEQUENCE are refused, not ignored.
+        if !is_one_der_element(block.contents()) {
+            return Err(CaError::Rejected(
+                "the private key block holds data after the key (its DER is not exactly one \
+                 element); give the key only"
+                    .into(),
+            ));
+        }
         let pkcs8 = match block.tag() {
             "RSA PRIVATE KEY" => {
                 use aws_lc_rs::encoding::AsDer;
@@ -230,5 +261,51 @@ impl fmt::Debug for CaSigner {
         f.debug_tuple("CaSigner")
             .field(self.key.algorithm())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_pem() -> String {
+        KeyPair::generate().unwrap().serialize_pem()
+    }
+
+    #[test]
+    fn a_key_pem_reads_with_trailing_white_space_only() {
+        let pem = key_pem();
+        assert!(SecretKey::from_pem(&pem).is_ok());
+        assert!(SecretKey::from_pem(&format!("{pem}\n\r\n  ")).is_ok());
+    }
+
+    #[test]
+    fn data_after_the_key_is_refused() {
+        let pem = key_pem();
+        // Text after the END line.
+        let err = SecretKey::from_pem(&format!("{pem}trailing"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("after its END line"), "{err}");
+        // Bytes after the key's SEQUENCE inside the block.
+        let mut der = pem::parse(&pem).unwrap().into_contents();
+        der.extend_from_slice(&[0x05, 0x00]);
+        let padded = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
+        let err = SecretKey::from_pem(&padded).err().unwrap();
+        assert!(err.to_string().contains("data after the key"), "{err}");
+    }
+
+    #[test]
+    fn finds_text_after_the_last_pem_block() {
+        assert!(!has_text_after_last_pem_block(
+            "-----BEGIN X-----\nAA==\n-----END X-----\n"
+        ));
+        assert!(has_text_after_last_pem_block(
+            "-----BEGIN X-----\nAA==\n-----END X-----\nx"
+        ));
+        assert!(has_text_after_last_pem_block(
+            "-----BEGIN X-----\nAA==\n-----END X"
+        ));
+        assert!(!has_text_after_last_pem_block("no pem at all"));
     }
 }

@@ -6,6 +6,7 @@ use factory_ca::services::ca_admin::Actor;
 use factory_ca::store::{Existence, Store, describe_location};
 
 pub mod ca;
+pub mod certificate;
 pub mod serve;
 pub mod token;
 

@@ -14,6 +14,7 @@ use crate::ca::{CaError, CsrError, PolicyViolation};
 use crate::provisioning::ProvisioningError;
 use crate::services::ca_admin::CaAdminError;
 use crate::services::issuance::IssuanceError;
+use crate::services::revocation::RevocationError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -70,6 +71,16 @@ impl ApiError {
         Self::new(
             ErrorCode::Unauthorized,
             "send a valid, unrevoked API token as 'Authorization: Bearer <token>'",
+        )
+    }
+
+    /// A 401 that says what was wrong with the credentials, then what to send.
+    pub fn unauthorized_because(reason: &str) -> Self {
+        Self::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "{reason}; send a valid, unrevoked API token as 'Authorization: Bearer <token>'"
+            ),
         )
     }
 
@@ -185,7 +196,7 @@ impl From<IssuanceError> for ApiError {
             IssuanceError::NameConstraintsViolation(m) => {
                 ApiError::new(ErrorCode::NameConstraintsViolation, m)
             }
-            e @ IssuanceError::ThingAlreadyProvisioned(_) => {
+            e @ IssuanceError::ThingAlreadyProvisioned { .. } => {
                 ApiError::new(ErrorCode::ThingAlreadyProvisioned, e.to_string())
             }
             e @ IssuanceError::IdempotencyKeyReused => {
@@ -215,6 +226,20 @@ impl From<CaAdminError> for ApiError {
             e @ CaAdminError::NotFound(_) => ApiError::new(ErrorCode::CaNotFound, e.to_string()),
             e @ CaAdminError::KeyFile { .. } => ApiError::internal(e.to_string()),
             CaAdminError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<RevocationError> for ApiError {
+    fn from(e: RevocationError) -> Self {
+        match e {
+            e @ RevocationError::NotFound(_) => {
+                ApiError::new(ErrorCode::CertificateNotFound, e.to_string())
+            }
+            e @ RevocationError::AlreadyRevoked { .. } => {
+                ApiError::new(ErrorCode::CertificateAlreadyRevoked, e.to_string())
+            }
+            RevocationError::Store(e) => e.into(),
         }
     }
 }

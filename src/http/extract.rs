@@ -28,12 +28,21 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+        let mut authorizations = parts.headers.get_all(header::AUTHORIZATION).iter();
+        let first = authorizations.next();
+        if authorizations.next().is_some() {
+            // "First wins" would let a proxy and the service disagree on who is calling.
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "send exactly one Authorization header ('Authorization: Bearer <token>')",
+            ));
+        }
+        let Some(header) = first else {
             // mTLS: the connection's verified station certificate (a token, when sent, wins).
             match parts.extensions.get::<crate::http::tls::ClientIdentity>() {
                 Some(crate::http::tls::ClientIdentity::Station { common_name }) => {
                     return Ok(Caller(Principal {
-                        name: common_name.clone(),
+                        name: certificate_station_name(common_name),
                         role: Role::Station,
                     }));
                 }
@@ -48,23 +57,21 @@ impl FromRequestParts<AppState> for Caller {
                 None => {}
             }
             // The dashboard's session cookie: GET/HEAD only, always as a viewer.
-            let principal =
+            let session =
                 super::routes::dashboard::session_principal(&parts.method, &parts.headers, state)
-                    .await?;
-            return Ok(Caller(principal));
+                    .await;
+            return match session {
+                Ok(principal) => Ok(Caller(principal)),
+                Err(e) if e.code == ErrorCode::Unauthorized => {
+                    Err(super::messages::without_header(&parts.headers))
+                }
+                Err(e) => Err(e),
+            };
         };
-        let header = header.to_str().map_err(|_| ApiError::unauthorized())?;
-        let (scheme, token) = header.split_once(' ').ok_or_else(ApiError::unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized());
-        }
-        match state
-            .tokens
-            .authenticate(&state.store, token.trim())
-            .await?
-        {
+        let token = super::messages::bearer_token(header)?;
+        match state.tokens.authenticate(&state.store, token).await? {
             Some(principal) => Ok(Caller(principal)),
-            None => Err(ApiError::unauthorized()),
+            None => Err(super::messages::rejected_token(token)),
         }
     }
 }
@@ -102,6 +109,17 @@ macro_rules! role_extractor {
     };
 }
 
+/// What a station named by its client certificate's CN is called: `cert:<CN>`. Token names
+/// cannot hold `:`, so a certificate with `CN=bootstrap-admin` is station
+/// `cert:bootstrap-admin`, never the token `bootstrap-admin`: the two kinds of names are
+/// separate namespaces in the ledger, in `Idempotency-Key` scopes and in the rate limits.
+pub fn certificate_station_name(common_name: &str) -> String {
+    format!("{CERTIFICATE_STATION_PREFIX}{common_name}")
+}
+
+/// The prefix of station names that come from client certificates.
+pub const CERTIFICATE_STATION_PREFIX: &str = "cert:";
+
 role_extractor!(
     /// A station (or an admin): may sign.
     StationCaller,
@@ -124,6 +142,7 @@ role_extractor!(
 /// An admin, with the request id: everything an admin route needs to act and to audit.
 pub struct AdminCaller {
     pub principal: Principal,
+    /// The service's own id of this request ([`ServerRequestId`]): what the audit records.
     pub request_id: String,
 }
 
@@ -145,7 +164,8 @@ impl FromRequestParts<AppState> for AdminCaller {
         if principal.role != Role::Admin {
             return Err(ApiError::forbidden("admin"));
         }
-        let Ok(RequestId(request_id)) = RequestId::from_request_parts(parts, state).await;
+        let Ok(ServerRequestId(request_id)) =
+            ServerRequestId::from_request_parts(parts, state).await;
         Ok(AdminCaller {
             principal,
             request_id,
@@ -153,8 +173,8 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
-/// The request id: the client's `x-request-id` when it is short visible ASCII, else a new
-/// UUID. Set by [`request_id_middleware`].
+/// The request id: the client's `x-request-id` when [`is_safe_request_id`], else a new UUID.
+/// Set by [`request_id_middleware`].
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
@@ -167,6 +187,42 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
             .get::<RequestId>()
             .cloned()
             .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string())))
+    }
+}
+
+/// The service's own id of the request: a UUID it generated, whatever the client sent. The
+/// audit log records this one, never a client-chosen id; the request's log lines carry it as
+/// `server_request_id` when the client chose the `request_id`.
+#[derive(Clone, Debug)]
+pub struct ServerRequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ServerRequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ServerRequestId>()
+            .cloned()
+            .unwrap_or_else(|| ServerRequestId(uuid::Uuid::new_v4().to_string())))
+    }
+}
+
+/// The address of the peer, when the server knows it (always, over plain HTTP and HTTPS;
+/// not for requests handed to the router in process).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
     }
 }
 
@@ -183,17 +239,35 @@ pub fn current_request_id() -> Option<String> {
     CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// Whether a client's `x-request-id` is kept: 1 to 128 characters of `A-Z a-z 0-9 . _ : -`,
+/// starting with a letter or digit. The id is stored in ledger rows and exported as CSV, so it
+/// must never be something a spreadsheet evaluates (`=HYPERLINK(...)`, `@SUM(...)`, `-2+3`),
+/// and it appears in logs, so no spaces, quotes or control characters either.
+pub fn is_safe_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
 /// Assigns the request id, records it on the request span, and echoes it in the response.
 pub async fn request_id_middleware(mut request: Request, next: Next) -> Response {
-    let id = request
+    let server_id = uuid::Uuid::new_v4().to_string();
+    let client_id = request
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    tracing::Span::current().record("request_id", id.as_str());
+        .filter(|v| is_safe_request_id(v))
+        .map(str::to_owned);
+    let span = tracing::Span::current();
+    if client_id.is_some() {
+        span.record("server_request_id", server_id.as_str());
+    }
+    let id = client_id.unwrap_or_else(|| server_id.clone());
+    span.record("request_id", id.as_str());
     request.extensions_mut().insert(RequestId(id.clone()));
+    request.extensions_mut().insert(ServerRequestId(server_id));
     let mut response = CURRENT_REQUEST_ID
         .scope(id.clone(), next.run(request))
         .await;
@@ -221,11 +295,76 @@ where
     }
 }
 
+/// Whether `text` holds a control character: C0 (NUL to US), DEL or C1. No path segment or
+/// query value of this API may hold one (PostgreSQL refuses NUL outright), so they are
+/// refused by the extractors, before any handler or the database sees them.
+pub fn has_control_character(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+/// Percent-decodes `raw` (and `+` as a space when `plus_is_space`), lossily as UTF-8.
+fn percent_decode(raw: &str, plus_is_space: bool) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `Path<T>` whose rejections are API errors, and which refuses a path holding a control
+/// character (`/v1/cas/%00/crl`) with 404 before the handler runs.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if has_control_character(&percent_decode(parts.uri.path(), false)) {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "no such resource: path segments must not contain control characters",
+            ));
+        }
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no such resource: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
 pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => unsupported_media_type("application/json"),
         JsonRejection::BytesRejection(_) => payload_too_large(),
-        other => ApiError::new(ErrorCode::InvalidRequest, other.body_text()),
+        other => ApiError::new(
+            ErrorCode::InvalidRequest,
+            super::messages::plain_json_error(&other.body_text()),
+        ),
     }
 }
 
@@ -254,6 +393,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        for pair in parts.uri.query().unwrap_or_default().split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let (name, value) = (percent_decode(name, true), percent_decode(value, true));
+            if has_control_character(&name) || has_control_character(&value) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!(
+                        "query parameter {:?} must not contain control characters (NUL, \
+                         line breaks, tabs, ...)",
+                        name.chars().filter(|c| !c.is_control()).collect::<String>()
+                    ),
+                ));
+            }
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
             Err(rejection) => Err(query_rejection(rejection)),
@@ -265,14 +418,85 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::new(ErrorCode::InvalidQuery, rejection.body_text())
 }
 
-/// An RFC 3339 query parameter named `name`.
+/// An RFC 3339 query parameter named `name`, between years 1 and 9999 once converted to UTC
+/// (the range is checked after the conversion: `9999-12-31T23:59:59-23:59` is in year 10000).
 pub fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
-    OffsetDateTime::parse(value, &Rfc3339)
-        .map(Timestamp::new)
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidQuery,
-                format!("{name} must be an RFC 3339 time such as 2026-11-28T10:00:00Z"),
-            )
-        })
+    let parsed = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("{name} must be an RFC 3339 time such as 2026-11-28T10:00:00Z"),
+        )
+    })?;
+    Timestamp::checked(parsed).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("{name} must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UTC"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_request_ids_are_kept_only_in_a_safe_alphabet() {
+        for kept in [
+            "line-7-req-42",
+            "0b6f3c1e-8d2a-4b8e-9f0e-3c2d1a0b9e8f",
+            "a",
+            "x.y_z:1",
+        ] {
+            assert!(is_safe_request_id(kept), "{kept}");
+        }
+        let long = "a".repeat(129);
+        for refused in [
+            "",
+            "=HYPERLINK(\"http://evil.example\")",
+            "-2+3",
+            "+1",
+            "@SUM(A1)",
+            "a b",
+            "a,b",
+            "a\"b",
+            "cmd|' /C calc'!A0",
+            long.as_str(),
+        ] {
+            assert!(!is_safe_request_id(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn decodes_percent_escapes_and_plus() {
+        assert_eq!(percent_decode("a%00b", false), "a\0b");
+        assert_eq!(percent_decode("a+b%2", true), "a b%2");
+        assert_eq!(percent_decode("%zz%4", false), "%zz%4");
+        assert_eq!(percent_decode("%e2%80%a8", false), "\u{2028}");
+        assert!(has_control_character(&percent_decode("%c2%85", false)));
+        assert!(has_control_character(&percent_decode("%7F", false)));
+        assert!(!has_control_character(&percent_decode("line-1%20x", false)));
+    }
+
+    #[test]
+    fn handlers_take_paths_and_queries_only_through_the_checking_extractors() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/routes");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim_start();
+                if line.starts_with("//") || line.starts_with("params(") {
+                    continue;
+                }
+                for bare in ["extract::Path", "extract::Query", ": Path<", ": Query<"] {
+                    assert!(
+                        !line.contains(bare),
+                        "{}:{}: use ApiPath/ApiQuery, which refuse control characters: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod error_code;
 pub mod extract;
+pub(crate) mod messages;
 pub mod openapi;
 pub mod routes;
 pub mod tls;
@@ -50,6 +51,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cas::import))
         .routes(routes!(cas::get))
         .routes(routes!(cas::activate))
+        .routes(routes!(aws::issuing_ca_drift))
         .routes(routes!(aws::aws_state, aws::change_status, aws::deregister))
         .routes(routes!(aws::preflight))
         .routes(routes!(aws::register))
@@ -79,6 +81,7 @@ pub fn router(state: AppState) -> Router {
     let in_flight = Arc::new(Semaphore::new(
         state.settings.server.max_concurrent_requests,
     ));
+    let https = state.settings.server.tls.enabled();
     let (routes, _openapi) = api_routes().split_for_parts();
     routes
         .fallback(not_found)
@@ -103,6 +106,7 @@ pub fn router(state: AppState) -> Router {
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id = tracing::field::Empty,
+                    server_request_id = tracing::field::Empty,
                 )
             }),
         )
@@ -111,6 +115,28 @@ pub fn router(state: AppState) -> Router {
             header::COOKIE,
         ]))
         .layer(axum::middleware::from_fn(no_sniff))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            strict_transport_security(https, request, next)
+        }))
+}
+
+/// `Strict-Transport-Security` on every response when the service serves HTTPS itself: a
+/// browser that reached the dashboard over HTTPS never falls back to plain HTTP for this host
+/// (and a station library that honours it neither). One year; subdomains are not included,
+/// they may be other services.
+async fn strict_transport_security(
+    https: bool,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if https {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 /// `X-Content-Type-Options: nosniff` on every response: a browser must not guess that a JSON
@@ -189,6 +215,28 @@ mod tests {
     use axum::routing::get;
     use tokio::sync::{Notify, oneshot};
     use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn hsts_is_sent_only_when_the_service_serves_https() {
+        for https in [true, false] {
+            let router = Router::new()
+                .route("/", get(|| async { "ok" }))
+                .fallback(not_found)
+                .layer(axum::middleware::from_fn(move |request, next| {
+                    strict_transport_security(https, request, next)
+                }));
+            for path in ["/", "/nope"] {
+                let request = axum::http::Request::get(path).body(Body::empty()).unwrap();
+                let response = router.clone().oneshot(request).await.unwrap();
+                let hsts = response.headers().get(header::STRICT_TRANSPORT_SECURITY);
+                if https {
+                    assert_eq!(hsts.unwrap(), "max-age=31536000", "{path}");
+                } else {
+                    assert!(hsts.is_none(), "{path}");
+                }
+            }
+        }
+    }
 
     #[tokio::test]
     async fn sheds_requests_beyond_the_concurrency_limit_but_not_health_checks() {

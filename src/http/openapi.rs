@@ -113,6 +113,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ),
     ("GET /v1/stats", &[&[ErrorCode::InvalidQuery], STORE]),
     ("GET /v1/ca", &[]),
+    ("GET /v1/ca/aws", &[AWS_CALL, STORE]),
     ("GET /v1/ca.pem", &[]),
     (
         "POST /v1/admin/tokens",
@@ -264,7 +265,11 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "POST /v1/session",
         &[
             JSON_BODY,
-            &[ErrorCode::Unauthorized, ErrorCode::Forbidden],
+            &[
+                ErrorCode::Unauthorized,
+                ErrorCode::Forbidden,
+                ErrorCode::RateLimited,
+            ],
             STORE,
         ],
     ),
@@ -311,13 +316,15 @@ fn finish(doc: &mut Value) {
             "type": "apiKey",
             "in": "cookie",
             "name": super::routes::dashboard::SESSION_COOKIE,
-            "description": "The dashboard's session (`POST /v1/session`). It authenticates \
-                GET and HEAD requests only, and only for viewer tokens."
+            "description": "The dashboard's session (`POST /v1/session`): a random session id \
+                kept on the server, not the token. It authenticates GET and HEAD requests only, \
+                and only for viewer tokens, until sign-out, the token's revocation or 8 hours."
         },
         STATION_CERTIFICATE: {
             "type": "mutualTLS",
             "description": "A client certificate verified by `[server.tls]`, when configured: \
-                role `station`, named by its CN. An `Authorization` header takes precedence."
+                role `station`, named `cert:<CN>` after its CN. An `Authorization` header \
+                takes precedence."
         }
     });
     let mut codes: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
@@ -365,9 +372,10 @@ fn add_request_id_parameter(operation: &mut Value) {
             "name": "x-request-id",
             "in": "header",
             "required": false,
-            "description": "1-128 visible ASCII characters, kept as the request id and echoed \
-                in the response and in error bodies; otherwise a UUID is generated",
-            "schema": {"type": "string"}
+            "description": "1-128 characters of A-Z a-z 0-9 . _ : - starting with a letter or \
+                digit, kept as the request id and echoed in the response and in error bodies; \
+                otherwise a UUID is generated",
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"}
         }));
 }
 
@@ -395,6 +403,10 @@ fn common_errors(path: &str, operation: &Value) -> Vec<ErrorCode> {
         {
             common.push(ErrorCode::Forbidden);
         }
+    }
+    // A path parameter with a control character is refused by `ApiPath` (404 `not_found`).
+    if path.contains('{') {
+        common.push(ErrorCode::NotFound);
     }
     common.push(ErrorCode::InternalError);
     common.push(ErrorCode::RequestTimeout);
@@ -488,8 +500,8 @@ fn add_error_responses(operation: &mut Value, errors: &[ErrorCode]) {
     // Every response carries the request id (see `request_id_middleware`).
     for response in responses.values_mut() {
         response["headers"]["x-request-id"] = json!({
-            "description": "The client's `x-request-id` (1-128 visible ASCII characters) or a \
-                generated UUID",
+            "description": "The client's `x-request-id` (1-128 characters of A-Z a-z 0-9 . _ : - \
+                starting with a letter or digit) or a generated UUID",
             "schema": {"type": "string"}
         });
     }

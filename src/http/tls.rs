@@ -5,11 +5,11 @@
 //!
 //! Identity mapping: a client certificate that chains to a configured station CA (checked by
 //! rustls-webpki during the handshake, with the `clientAuth` usage and, when configured, the
-//! station CRLs) names the station by its subject CN, verbatim. The CN must follow the rules of
-//! token names (1 to 64 characters of `a-z A-Z 0-9 . _ -`), so that every `station` in the
-//! ledger has one shape; a certificate with no CN, several CNs or another CN authenticates
-//! nothing (401). The station CA is trusted to name stations: a CN equal to a station token's
-//! name is the same station (same ledger name, rate bucket and idempotency scope).
+//! station CRLs) names the station by its subject CN, verbatim; the caller is station
+//! `cert:<CN>` (`crate::http::extract::certificate_station_name`). The CN must follow the rules
+//! of token names (1 to 64 characters of `a-z A-Z 0-9 . _ -`), and token names cannot hold
+//! `:`, so a certificate never takes a token's name (ledger name, rate bucket, idempotency
+//! scope); a certificate with no CN, several CNs or another CN authenticates nothing (401).
 
 use std::fmt;
 use std::future::Future;
@@ -44,7 +44,7 @@ use crate::store::CaRecord;
 /// chains to a station CA; absent otherwise (plain HTTP, no certificate).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientIdentity {
-    /// The certificate's CN, verbatim: the station name.
+    /// The certificate's CN, verbatim (the station is named `cert:<CN>`).
     Station { common_name: String },
     /// Verified, but its subject names no usable station; the reason is shown in the 401.
     Unusable { reason: &'static str },
@@ -511,6 +511,10 @@ async fn connection(
     }
     let service = app.map_request(move |request: axum::http::Request<Incoming>| {
         let mut request = request.map(Body::new);
+        // The peer address, as axum::serve's connect info gives it on plain HTTP.
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         if let Some(identity) = &identity {
             request.extensions_mut().insert(identity.clone());
         }

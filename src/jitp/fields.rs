@@ -112,9 +112,14 @@ pub struct DeviceSubject {
     pub distinguished_name_qualifier: Option<String>,
     pub state_name: Option<String>,
     pub serial_number: Option<String>,
-    /// The AWS certificate ID: lowercase hex SHA-256 of the certificate DER.
-    pub certificate_id: String,
+    /// The AWS certificate ID: lowercase hex SHA-256 of the certificate DER. Null for a CSR:
+    /// AWS computes it from the certificate, which does not exist yet (a preview then uses
+    /// [`CERTIFICATE_ID_PLACEHOLDER`] where the template reads it).
+    pub certificate_id: Option<String>,
 }
+
+/// What a preview shows for `AWS::IoT::Certificate::Id` before the certificate exists.
+pub const CERTIFICATE_ID_PLACEHOLDER: &str = "certificate-id-computed-by-aws";
 
 impl DeviceSubject {
     /// The value JITP would supply for `field`, or `None` when the certificate lacks it.
@@ -129,7 +134,11 @@ impl DeviceSubject {
             }
             CertificateField::StateName => self.state_name.as_deref(),
             CertificateField::SerialNumber => self.serial_number.as_deref(),
-            CertificateField::Id => Some(self.certificate_id.as_str()),
+            CertificateField::Id => Some(
+                self.certificate_id
+                    .as_deref()
+                    .unwrap_or(CERTIFICATE_ID_PLACEHOLDER),
+            ),
         };
         value.filter(|v| !v.is_empty())
     }

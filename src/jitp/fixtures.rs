@@ -77,6 +77,6 @@ pub(super) fn subject_jp() -> DeviceSubject {
         distinguished_name_qualifier: None,
         state_name: Some("Tokyo".into()),
         serial_number: Some("SN-42".into()),
-        certificate_id: "ab".repeat(32),
+        certificate_id: Some("ab".repeat(32)),
     }
 }

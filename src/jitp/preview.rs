@@ -277,7 +277,7 @@ mod tests {
             (
                 "no certificate ID",
                 DeviceSubject {
-                    certificate_id: String::new(),
+                    certificate_id: Some(String::new()),
                     ..full.clone()
                 },
                 CertificateField::Id,
@@ -292,7 +292,7 @@ mod tests {
             validate(&build_simple(&simple(json!({ "policy_name": "P" }))).unwrap()).unwrap();
         let bare = DeviceSubject {
             common_name: Some("Thing-0001".into()),
-            certificate_id: "ab".repeat(32),
+            certificate_id: Some("ab".repeat(32)),
             ..DeviceSubject::default()
         };
         assert_eq!(preview(&only_cn, &bare).unwrap().thing_name, "Thing-0001");

@@ -105,6 +105,11 @@ pub fn encrypt(key: &SecretKey, passphrase: &Passphrase) -> Result<String, Pkcs8
 pub fn decrypt(text: &str, passphrase: &Passphrase) -> Result<SecretKey, Pkcs8Error> {
     let blocks = pem::parse_many(text)
         .map_err(|_| Pkcs8Error::Unreadable("the key PEM cannot be decoded".into()))?;
+    if crate::ca::key::has_text_after_last_pem_block(text) {
+        return Err(Pkcs8Error::Unreadable(
+            "the key PEM has data after its END line; give the key block only".into(),
+        ));
+    }
     let keys: Vec<_> = blocks
         .iter()
         .filter(|b| b.tag().ends_with("PRIVATE KEY"))

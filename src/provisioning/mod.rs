@@ -21,12 +21,14 @@ use crate::services::ca_admin::{CaAdmin, CaAdminError};
 use crate::store::aws::AwsRegistration;
 use crate::store::{CaRecord, Store, StoreError, Timestamp};
 
+mod outcome;
 mod preflight;
 mod register;
 mod revocations;
 mod sync;
 mod template;
 
+pub use outcome::{FieldOutcome, RegistrationOutcome};
 pub use preflight::{Check, PreflightReport};
 pub use register::{RegisterRequest, RegistrationState, StatusChange};
 pub use sync::SyncReport;

@@ -1,30 +1,38 @@
 //! Preflight: the checks AWS IoT or JITP would otherwise fail on, run before AWS sees a
 //! request (and on their own, from the admin API, without AWS).
 
+use super::outcome::{JitpIntent, jitp_check};
 use super::*;
 use crate::ca::KeyAlgorithm;
 
 /// One preflight check and its outcome.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Check {
-    /// `ca_true`, `key_cert_sign`, `validity`, `key_strength` or `template_fields`.
+    /// `ca_true`, `key_cert_sign`, `validity`, `key_strength`, `template_fields` or
+    /// `jitp_ready`.
     pub check: &'static str,
     pub ok: bool,
+    /// True for a check whose failure is a warning: it does not make the report fail or stop
+    /// a register (`jitp_ready`).
+    pub warning: bool,
     pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PreflightReport {
     pub ca_id: String,
+    /// True when no check failed that would stop a register (warnings do not).
     pub ok: bool,
     pub checks: Vec<Check>,
+    /// The failed warning checks, as `check: detail`.
+    pub warnings: Vec<String>,
 }
 
 impl PreflightReport {
     pub(super) fn failures(&self) -> String {
         self.checks
             .iter()
-            .filter(|c| !c.ok)
+            .filter(|c| !c.ok && !c.warning)
             .map(|c| format!("{}: {}", c.check, c.detail))
             .collect::<Vec<_>>()
             .join("; ")
@@ -51,9 +59,18 @@ impl Provisioning<'_> {
             }
         };
         checks.push(template_check(template, self.policy));
+        let registration = self.store.get_aws_registration(ca_id).await?;
+        checks.push(jitp_check(
+            registration.as_ref().map(JitpIntent::of).as_ref(),
+        ));
         Ok(PreflightReport {
             ca_id: record.id,
-            ok: checks.iter().all(|c| c.ok),
+            ok: checks.iter().all(|c| c.ok || c.warning),
+            warnings: checks
+                .iter()
+                .filter(|c| !c.ok && c.warning)
+                .map(|c| format!("{}: {}", c.check, c.detail))
+                .collect(),
             checks,
         })
     }
@@ -98,6 +115,7 @@ fn ca_checks(ca: &CertificateAuthority, now: OffsetDateTime) -> Vec<Check> {
         Check {
             check: "ca_true",
             ok: is_ca,
+            warning: false,
             detail: if is_ca {
                 "basicConstraints CA:TRUE".into()
             } else {
@@ -107,6 +125,7 @@ fn ca_checks(ca: &CertificateAuthority, now: OffsetDateTime) -> Vec<Check> {
         Check {
             check: "key_cert_sign",
             ok: key_cert_sign,
+            warning: false,
             detail: if key_cert_sign {
                 "keyUsage allows keyCertSign".into()
             } else {
@@ -116,11 +135,13 @@ fn ca_checks(ca: &CertificateAuthority, now: OffsetDateTime) -> Vec<Check> {
         Check {
             check: "validity",
             ok: valid,
+            warning: false,
             detail: format!("valid from {} to {}", ca.not_before(), ca.not_after()),
         },
         Check {
             check: "key_strength",
             ok: strong,
+            warning: false,
             detail: format!(
                 "{} (AWS IoT accepts RSA 2048+ and ECDSA P-256/P-384/P-521)",
                 ca.key_algorithm()
@@ -140,6 +161,7 @@ pub(super) fn template_check(
             return Check {
                 check: "template_fields",
                 ok: true,
+                warning: false,
                 detail: "no JITP template attached".into(),
             };
         }
@@ -147,6 +169,7 @@ pub(super) fn template_check(
             return Check {
                 check: "template_fields",
                 ok: true,
+                warning: false,
                 detail: format!(
                     "named template {name:?}: its body is in AWS, so its fields cannot be checked here"
                 ),
@@ -172,12 +195,14 @@ pub(super) fn template_check(
         Check {
             check: "template_fields",
             ok: true,
+            warning: false,
             detail: "every field the template references is required by the issuance policy".into(),
         }
     } else {
         Check {
             check: "template_fields",
             ok: false,
+            warning: false,
             detail: format!(
                 "the template references {} but the issuance policy lets certificates without \
                  it through; require it (policy.require_country for C, \

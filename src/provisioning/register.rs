@@ -1,6 +1,7 @@
 //! Registration of a CA in AWS IoT (with the verification certificate), reconciliation with
 //! DescribeCACertificate and the drift between the two, status changes, and deregistration.
 
+use super::outcome::{self, RegistrationOutcome};
 use super::*;
 use crate::aws::CaStatus;
 use crate::store::TemplateKind;
@@ -33,7 +34,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
-    /// `active` or `inactive`.
+    /// `active` or `inactive`, in any case (`ACTIVE`, as the API shows it, too).
     #[serde(default)]
     pub status: Option<String>,
     #[serde(default)]
@@ -59,12 +60,18 @@ impl Provisioning<'_> {
         ca_id: &str,
         req: RegisterRequest,
         actor: Actor<'_>,
-    ) -> Result<(AwsRegistration, bool), ProvisioningError> {
+    ) -> Result<(RegistrationOutcome, bool), ProvisioningError> {
         let registry = self.registry()?;
         let record = self.ca_record(ca_id).await?;
         if let Some(existing) = self.store.get_aws_registration(ca_id).await? {
-            let reconciled = self.reconcile(existing).await?;
-            return Ok((reconciled, true));
+            let (reconciled, _) = self.reconcile(existing).await?;
+            let note = "the CA was already registered, so the request body was ignored; change \
+                        the registration with PATCH .../aws and PUT .../aws/template"
+                .to_owned();
+            return Ok((
+                RegistrationOutcome::new(reconciled, Vec::new(), vec![note]),
+                true,
+            ));
         }
         let template = req
             .template
@@ -154,7 +161,29 @@ impl Provisioning<'_> {
             updated_at: now,
         };
         self.store.save_aws_registration(&registration).await?;
-        let reconciled = self.reconcile(registration).await?;
+        let (reconciled, live) = self.reconcile(registration).await?;
+        let fields = vec![
+            outcome::field(
+                "status",
+                CaStatus::from_active(req.activate).as_aws().into(),
+                Some(live.status.clone().into()),
+            ),
+            outcome::field(
+                "auto_registration",
+                req.auto_registration.into(),
+                Some((live.auto_registration_status == "ENABLE").into()),
+            ),
+            outcome::field(
+                "mode",
+                req.mode.as_aws().into(),
+                Some(live.certificate_mode.clone().into()),
+            ),
+            outcome::field(
+                "template",
+                outcome::template_label(config.as_ref()).into(),
+                Some(outcome::template_label(live.registration_config.as_ref()).into()),
+            ),
+        ];
         let detail = format!(
             "aws_certificate_id={}; mode={}; status={}; auto_registration={}",
             reconciled.aws_certificate_id,
@@ -169,14 +198,18 @@ impl Provisioning<'_> {
         if let (_, Some(e)) = self.push_revocations(Some(ca_id), None, 50).await? {
             tracing::warn!(%ca_id, error = %e, "some revocations are still to be pushed to AWS IoT");
         }
-        Ok((reconciled, false))
+        Ok((
+            RegistrationOutcome::new(reconciled, fields, Vec::new()),
+            false,
+        ))
     }
 
-    /// Updates the stored status and auto-registration from DescribeCACertificate.
+    /// Updates the stored status and auto-registration from DescribeCACertificate, and returns
+    /// AWS's description too.
     async fn reconcile(
         &self,
         mut stored: AwsRegistration,
-    ) -> Result<AwsRegistration, ProvisioningError> {
+    ) -> Result<(AwsRegistration, CaDescription), ProvisioningError> {
         let live = self
             .registry()?
             .describe_ca_certificate(&stored.aws_certificate_id)
@@ -194,7 +227,7 @@ impl Provisioning<'_> {
             stored.updated_at = Timestamp::now();
             self.store.save_aws_registration(&stored).await?;
         }
-        Ok(stored)
+        Ok((stored, live))
     }
 
     /// What we stored beside what AWS reports now, with the drift named.
@@ -224,22 +257,24 @@ impl Provisioning<'_> {
         })
     }
 
-    /// Changes status and/or auto-registration in AWS, then in our record.
+    /// Changes status and/or auto-registration in AWS, then reads AWS's view back: the answer
+    /// states each requested setting beside what AWS reports, and our record keeps AWS's view.
     pub async fn change_status(
         &self,
         ca_id: &str,
         change: StatusChange,
         actor: Actor<'_>,
-    ) -> Result<AwsRegistration, ProvisioningError> {
+    ) -> Result<RegistrationOutcome, ProvisioningError> {
         let registry = self.registry()?;
         let mut reg = self.registration(ca_id).await?;
+        // The API shows AWS's spelling (`ACTIVE`); ours (`active`) is accepted too.
         let active = match change.status.as_deref() {
             None => None,
-            Some("active") => Some(true),
-            Some("inactive") => Some(false),
+            Some(s) if s.eq_ignore_ascii_case("active") => Some(true),
+            Some(s) if s.eq_ignore_ascii_case("inactive") => Some(false),
             Some(other) => {
                 return Err(ProvisioningError::InvalidRequest(format!(
-                    "status must be \"active\" or \"inactive\", not {other:?}"
+                    "status must be \"active\" or \"inactive\" (any case), not {other:?}"
                 )));
             }
         };
@@ -269,13 +304,37 @@ impl Provisioning<'_> {
         }
         reg.updated_at = Timestamp::now();
         self.store.save_aws_registration(&reg).await?;
+        // What AWS has now; a failure to ask leaves our record as requested and says so.
+        let (reg, live, warnings) = match self.reconcile(reg.clone()).await {
+            Ok((reg, live)) => (reg, Some(live), Vec::new()),
+            Err(e) => {
+                let warning = format!("AWS IoT could not be asked for the result: {e}");
+                (reg, None, vec![warning])
+            }
+        };
+        let mut fields = Vec::new();
+        if let Some(a) = active {
+            fields.push(outcome::field(
+                "status",
+                CaStatus::from_active(a).as_aws().into(),
+                live.as_ref().map(|l| l.status.clone().into()),
+            ));
+        }
+        if let Some(auto) = change.auto_registration {
+            fields.push(outcome::field(
+                "auto_registration",
+                auto.into(),
+                live.as_ref()
+                    .map(|l| (l.auto_registration_status == "ENABLE").into()),
+            ));
+        }
         let detail = format!(
             "status={}; auto_registration={}",
             reg.status, reg.auto_registration
         );
         self.audit("ca.aws.update", ca_id, true, &detail, actor)
             .await?;
-        Ok(reg)
+        Ok(RegistrationOutcome::new(reg, fields, warnings))
     }
 
     /// Deactivates the CA in AWS (AWS deletes only INACTIVE CAs), deletes it, and forgets the

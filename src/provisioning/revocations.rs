@@ -51,9 +51,11 @@ async fn push_one(
     let ca_pem = store
         .get_ca(ca_id)
         .await
-        .map_err(|e| AwsError::Unavailable(e.to_string()))?
+        .map_err(|e| AwsError::Unavailable(e.to_string().into()))?
         .map(|ca| ca.certificate_pem)
-        .ok_or_else(|| AwsError::InvalidRequest(format!("CA {ca_id} is gone from the store")))?;
+        .ok_or_else(|| {
+            AwsError::InvalidRequest(format!("CA {ca_id} is gone from the store").into())
+        })?;
     let cert_pem = crate::ca::to_pem("CERTIFICATE", &pending.certificate_der);
     match registry
         .register_certificate(&cert_pem, &ca_pem, "REVOKED")

@@ -161,7 +161,7 @@ impl Provisioning<'_> {
                             "no certificate with serial {serial:?} in the ledger"
                         ))
                     })?;
-                subject_of_certificate(&record.certificate_der, record.aws_certificate_id)?
+                subject_of_certificate(&record.certificate_der, Some(record.aws_certificate_id))?
             }
             (None, Some(csr)) => {
                 let parsed = crate::ca::csr::parse(csr.as_bytes())
@@ -170,7 +170,8 @@ impl Provisioning<'_> {
                     .subject()
                     .iter()
                     .filter_map(|a| a.value.clone().map(|v| (a.oid.clone(), v)));
-                device_subject(attrs, "(computed by AWS from the certificate)".into())
+                // No certificate yet, so no certificate ID: null, not a sentence.
+                device_subject(attrs, None)
             }
             _ => {
                 return Err(ProvisioningError::InvalidRequest(
@@ -224,7 +225,7 @@ pub struct PreviewAnswer {
 
 fn subject_of_certificate(
     der: &[u8],
-    certificate_id: String,
+    certificate_id: Option<String>,
 ) -> Result<jitp::DeviceSubject, ProvisioningError> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
@@ -241,7 +242,7 @@ fn subject_of_certificate(
 /// The JITP view of a subject: which value each `AWS::IoT::Certificate::*` field would have.
 fn device_subject(
     attrs: impl Iterator<Item = (String, String)>,
-    certificate_id: String,
+    certificate_id: Option<String>,
 ) -> jitp::DeviceSubject {
     let mut d = jitp::DeviceSubject {
         certificate_id,

@@ -18,7 +18,8 @@ use crate::ca::{
 };
 use crate::store::ledger_writer::{GroupCommitConfig, LedgerWriter};
 use crate::store::{
-    CertificateRecord, LedgerStatus, NewIssuance, RecordOutcome, Store, StoreError, Timestamp,
+    CertificateFilter, CertificateRecord, LedgerStatus, NewIssuance, RecordOutcome, Store,
+    StoreError, Timestamp,
 };
 
 /// Why a request got no certificate.
@@ -32,9 +33,14 @@ pub enum IssuanceError {
     #[error("{0}")]
     NameConstraintsViolation(String),
     #[error(
-        "the thing name {0:?} already has an active (unrevoked, unexpired) certificate; a new one can be issued once it is revoked or has expired"
+        "the thing name {thing_name:?} already has an active (unrevoked, unexpired) certificate{holder}; a new one can be issued once it is revoked or has expired"
     )]
-    ThingAlreadyProvisioned(String),
+    ThingAlreadyProvisioned {
+        thing_name: String,
+        /// `, serial <serial>, issued to station <station>`, or empty when the ledger could
+        /// not say.
+        holder: String,
+    },
     #[error(
         "this Idempotency-Key was already used by this station with a different CSR; use a new key for a new request"
     )]
@@ -207,9 +213,11 @@ impl IssuanceService {
         match outcome? {
             RecordOutcome::Recorded => {}
             RecordOutcome::ThingAlreadyProvisioned => {
-                return Err(IssuanceError::ThingAlreadyProvisioned(
-                    certificate.thing_name.clone(),
-                ));
+                let holder = self.thing_holder(&certificate.thing_name).await;
+                return Err(IssuanceError::ThingAlreadyProvisioned {
+                    thing_name: certificate.thing_name.clone(),
+                    holder,
+                });
             }
             RecordOutcome::IdempotencyKeyTaken => {
                 // A concurrent request with the same key won; ours rolled back. Answer as a
@@ -301,6 +309,27 @@ impl IssuanceService {
         })
         .await
         .map_err(|e| IssuanceError::Internal(format!("the signing task failed: {e}")))
+    }
+
+    /// Which certificate holds `thing_name`, for the 409 answer: the newest active row (under
+    /// `duplicate_thing_name = "reject"` the only unexpired one). Empty when the ledger cannot
+    /// say; the refusal stands either way.
+    async fn thing_holder(&self, thing_name: &str) -> String {
+        let filter = CertificateFilter {
+            thing_name: Some(thing_name.to_owned()),
+            status: Some(LedgerStatus::Active),
+            ..CertificateFilter::default()
+        };
+        match self.store.list_certificates(&filter, 1).await {
+            Ok(rows) => rows
+                .first()
+                .map(|r| format!(", serial {}, issued to station {:?}", r.serial, r.station))
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the holder of a thing name could not be read");
+                String::new()
+            }
+        }
     }
 
     async fn replay(

@@ -6,4 +6,7 @@ pub mod ca_admin;
 pub mod issuance;
 pub mod limits;
 pub mod rejections;
+pub mod revocation;
+pub mod sessions;
+pub mod sign_in;
 pub mod tokens;

@@ -116,7 +116,9 @@ pub mod aws;
 mod cas;
 mod certificates;
 pub mod ledger_writer;
+pub mod reads;
 pub mod revocation;
+mod sessions;
 pub mod stats;
 mod tokens;
 
@@ -147,6 +149,49 @@ fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// Owner-only modes for the SQLite store: the data directory 0700, the database file 0600
+/// (created that way when missing), and its `-wal` and `-shm` files 0600 when they exist.
+/// SQLite creates the WAL and shared-memory files with the database file's mode, so they stay
+/// owner-only. A mode that cannot be set (another owner) is logged, not fatal: the service
+/// still runs, as it did before it set modes.
+fn secure_sqlite_files(data_dir: &std::path::Path, database: Option<&std::path::Path>) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let set = |path: &std::path::Path, mode: u32| {
+            if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot make owner-only");
+            }
+        };
+        set(data_dir, 0o700);
+        let Some(database) = database else { return };
+        if !database.exists() {
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(database);
+            if let Err(e) = created
+                && e.kind() != std::io::ErrorKind::AlreadyExists
+            {
+                tracing::warn!(path = %database.display(), error = %e, "cannot create the database file");
+                return;
+            }
+        }
+        set(database, 0o600);
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut side = database.as_os_str().to_owned();
+            side.push(suffix);
+            let side = std::path::PathBuf::from(side);
+            if side.exists() {
+                set(&side, 0o600);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (data_dir, database);
 }
 
 /// Whether a store is there to work on, for commands that must not create one.
@@ -207,6 +252,7 @@ impl Store {
         let timeout = settings.database.connect_timeout_secs;
         if url.starts_with("sqlite:") {
             std::fs::create_dir_all(&settings.data_dir)?;
+            secure_sqlite_files(&settings.data_dir, sqlite_path(&url).as_deref());
             let options = SqliteConnectOptions::from_str(&url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)

@@ -31,6 +31,27 @@ impl Timestamp {
         )
     }
 
+    /// The earliest instant the API accepts: 0001-01-01T00:00:00Z.
+    pub const MIN: OffsetDateTime = time::macros::datetime!(0001-01-01 00:00:00 UTC);
+    /// The latest instant the API accepts: 9999-12-31T23:59:59.999999Z (RFC 3339 has four-digit
+    /// years).
+    pub const MAX: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59.999_999 UTC);
+
+    /// [`Timestamp::new`] for input from outside: `None` when the instant, converted to UTC, is
+    /// before [`Timestamp::MIN`] or after [`Timestamp::MAX`] (`9999-12-31T23:59:59-23:59` is in
+    /// year 10000 in UTC; converting it unchecked panics).
+    pub fn checked(t: OffsetDateTime) -> Option<Self> {
+        let utc = t.checked_to_offset(UtcOffset::UTC)?;
+        (Self::MIN..=Self::MAX)
+            .contains(&utc)
+            .then(|| Timestamp::new(utc))
+    }
+
+    /// This instant plus `d`, or `None` past [`Timestamp::MIN`]/[`Timestamp::MAX`].
+    pub fn checked_add(self, d: time::Duration) -> Option<Self> {
+        self.0.checked_add(d).and_then(Self::checked)
+    }
+
     pub fn now() -> Self {
         Self::new(OffsetDateTime::now_utc())
     }
@@ -134,6 +155,19 @@ mod tests {
         let b = Timestamp::new(datetime!(2026-11-28 10:00:00.5 UTC));
         assert!(a.to_fixed_text() < b.to_fixed_text());
         assert_eq!(a.to_fixed_text(), "2026-11-28T10:00:00.000000Z");
+    }
+
+    #[test]
+    fn checked_refuses_instants_outside_years_1_to_9999_in_utc() {
+        use time::format_description::well_known::Rfc3339;
+        let parse = |s: &str| OffsetDateTime::parse(s, &Rfc3339).unwrap();
+        assert!(Timestamp::checked(parse("9999-12-31T23:59:59-23:59")).is_none());
+        assert!(Timestamp::checked(parse("0000-01-01T00:00:00+23:59")).is_none());
+        assert!(Timestamp::checked(parse("9999-12-31T23:59:59Z")).is_some());
+        assert!(Timestamp::checked(parse("0001-01-01T00:00:00Z")).is_some());
+        let last = Timestamp::checked(parse("9999-12-31T23:00:00Z")).unwrap();
+        assert!(last.checked_add(time::Duration::hours(1)).is_none());
+        assert!(last.checked_add(time::Duration::minutes(59)).is_some());
     }
 
     #[test]

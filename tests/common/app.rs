@@ -42,6 +42,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Store,
+    /// The dashboard's read pool of the same database.
+    pub reads: Store,
     pub settings: Settings,
     pub admin: String,
     pub station: String,
@@ -130,6 +132,7 @@ impl TestApp {
             .expect("application builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let store = app.state().store.clone();
+        let reads = app.state().reads.clone();
         let [admin, station, viewer] = match tokens {
             Some(t) => t,
             None => [
@@ -150,6 +153,7 @@ impl TestApp {
             base,
             client: reqwest::Client::new(),
             store,
+            reads,
             settings,
             admin,
             station,

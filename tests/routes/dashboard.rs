@@ -1,5 +1,6 @@
-//! The dashboard page without a browser: the session cookie's rules (GET only, always a
-//! viewer, never a station, ended by revocation) and the security headers. The page in
+//! The dashboard page without a browser: the session cookie's rules (a server-side session id,
+//! not the token; GET only, always a viewer, never a station, ended by sign-out and by
+//! revocation) and the security headers. The page in
 //! headless Chromium is `tests/system/dashboard.rs`.
 
 use reqwest::header::{COOKIE, HeaderMap, SET_COOKIE};
@@ -29,6 +30,20 @@ async fn sign_in(app: &TestApp, token: &str) -> reqwest::Response {
         .send()
         .await
         .expect("request sent")
+}
+
+/// Signs in with the viewer token and returns the session id the cookie holds.
+async fn session_of(app: &TestApp) -> String {
+    let response = sign_in(app, &app.viewer).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let cookie = set_cookies(response.headers()).remove(0);
+    let value = cookie
+        .strip_prefix("fca_session=")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_owned();
+    assert!(value.starts_with("fcs_") && value.len() == 47, "{cookie}");
+    value
 }
 
 fn session_cookie(token: &str) -> String {
@@ -68,24 +83,34 @@ async fn signing_in_sets_a_strict_http_only_cookie_that_reads_as_a_viewer(backen
     let response = sign_in(&app, &app.viewer).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(response.headers()["cache-control"], "no-store");
+    let cookies = set_cookies(response.headers());
+    assert_eq!(cookies.len(), 1);
+    // The cookie holds a new session id, never the token.
+    let id = cookies[0]
+        .strip_prefix("fca_session=")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_owned();
+    assert!(id.starts_with("fcs_") && id.len() == 47, "{}", cookies[0]);
+    assert!(!cookies[0].contains(&app.viewer[4..]));
     assert_eq!(
-        set_cookies(response.headers()),
-        [format!(
-            "fca_session={}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=28800",
-            app.viewer
-        )]
+        cookies[0],
+        format!("fca_session={id}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=28800")
     );
+    // The token in the cookie is not a session.
+    let token_as_cookie = with_cookie(&app, Method::GET, "/v1/session", &app.viewer).await;
+    assert_eq!(token_as_cookie.status(), StatusCode::UNAUTHORIZED);
 
-    let session = with_cookie(&app, Method::GET, "/v1/session", &app.viewer).await;
+    let session = with_cookie(&app, Method::GET, "/v1/session", &id).await;
     assert_eq!(session.status(), 200);
     assert_eq!(
         json(session).await,
         json!({"name": "viewer-1", "role": "viewer"})
     );
-    let list = with_cookie(&app, Method::GET, "/v1/certificates", &app.viewer).await;
+    let list = with_cookie(&app, Method::GET, "/v1/certificates", &id).await;
     assert_eq!(list.status(), 200);
     assert_eq!(json(list).await["items"][0]["thing_name"], "Cookie-1");
-    let head = with_cookie(&app, Method::HEAD, "/v1/ca", &app.viewer).await;
+    let head = with_cookie(&app, Method::HEAD, "/v1/ca", &id).await;
     assert_eq!(head.status(), 200);
 
     // Audited under the token's name, and the secret is nowhere in the log.
@@ -100,14 +125,31 @@ async fn signing_in_sets_a_strict_http_only_cookie_that_reads_as_a_viewer(backen
         .await
         .unwrap();
     assert!(!whole_log.contains(&app.viewer[4..]));
+    assert!(!whole_log.contains(&id[4..]));
 
-    let out = with_cookie(&app, Method::DELETE, "/v1/session", &app.viewer).await;
+    // A second browser (or a copy of the cookie) has its own session.
+    let other = session_of(&app).await;
+    assert_ne!(other, id);
+
+    let out = with_cookie(&app, Method::DELETE, "/v1/session", &id).await;
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         set_cookies(out.headers()),
         ["fca_session=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"]
     );
     assert_eq!(audit(&app, "session.delete").await[0]["actor"], "viewer-1");
+    // A copy of the signed-out cookie no longer works, on any route; the other session and the
+    // token itself still do.
+    for path in ["/v1/session", "/v1/certificates", "/v1/stats"] {
+        let copied = with_cookie(&app, Method::GET, path, &id).await;
+        assert_eq!(copied.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let still = with_cookie(&app, Method::GET, "/v1/session", &other).await;
+    assert_eq!(still.status(), StatusCode::OK);
+    assert_eq!(
+        app.get(&app.viewer, "/v1/certificates").await.status(),
+        StatusCode::OK
+    );
     // Signing out without a session is not an error either.
     let again = app
         .client
@@ -148,7 +190,8 @@ async fn the_session_cookie_never_authenticates_a_change(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    for token in [&app.viewer, &app.admin] {
+    let session = session_of(&app).await;
+    for token in [&session, &app.admin] {
         let cookie = session_cookie(token);
         let post = |path: &str, body: Value| {
             app.client
@@ -240,8 +283,8 @@ async fn station_unknown_and_malformed_tokens_cannot_sign_in(backend: Backend) {
 
 async fn revoking_the_token_ends_the_session(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    assert_eq!(sign_in(&app, &app.viewer).await.status(), 204);
-    let before = with_cookie(&app, Method::GET, "/v1/certificates", &app.viewer).await;
+    let session = session_of(&app).await;
+    let before = with_cookie(&app, Method::GET, "/v1/certificates", &session).await;
     assert_eq!(before.status(), 200);
 
     let revoke = app
@@ -249,7 +292,7 @@ async fn revoking_the_token_ends_the_session(backend: Backend) {
         .await;
     assert_eq!(revoke.status(), StatusCode::NO_CONTENT);
     for path in ["/v1/session", "/v1/certificates"] {
-        let after = with_cookie(&app, Method::GET, path, &app.viewer).await;
+        let after = with_cookie(&app, Method::GET, path, &session).await;
         assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
     assert_eq!(sign_in(&app, &app.viewer).await.status(), 401);
@@ -257,11 +300,12 @@ async fn revoking_the_token_ends_the_session(backend: Backend) {
 
 async fn an_authorization_header_wins_over_the_session_cookie(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    let session = session_of(&app).await;
     let unknown = format!("fca_{}", "B".repeat(43));
     let bad_header = app
         .client
         .get(app.url("/v1/certificates"))
-        .header(COOKIE, session_cookie(&app.viewer))
+        .header(COOKIE, session_cookie(&session))
         .bearer_auth(&unknown)
         .send()
         .await
@@ -270,7 +314,7 @@ async fn an_authorization_header_wins_over_the_session_cookie(backend: Backend) 
     let admin_header = app
         .client
         .get(app.url("/v1/admin/tokens"))
-        .header(COOKIE, session_cookie(&app.viewer))
+        .header(COOKIE, session_cookie(&session))
         .bearer_auth(&app.admin)
         .send()
         .await

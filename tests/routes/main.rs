@@ -10,12 +10,18 @@ mod common;
 
 mod audit;
 mod aws;
+mod aws_answers;
 mod ca_chain;
 mod cas;
 mod certificates;
 mod dashboard;
+mod hardening;
 mod health;
+mod messages;
 mod openapi;
+mod query_fuzz;
+mod query_input;
 mod revocation;
 mod stats;
+mod stats_and_export;
 mod tokens;

@@ -52,6 +52,12 @@ async fn every_route_answers_each_caller_as_documented(backend: Backend) {
         (Method::GET, "/v1/certificates", [U, U, U, F, S::OK, S::OK]),
         (Method::GET, &cert_path, [U, U, U, F, S::OK, S::OK]),
         (Method::GET, "/v1/ca", [U, U, U, S::OK, S::OK, S::OK]),
+        // Without AWS configured, a permitted caller gets 503 aws_not_configured.
+        (
+            Method::GET,
+            "/v1/ca/aws",
+            [U, U, U, F, S::SERVICE_UNAVAILABLE, S::SERVICE_UNAVAILABLE],
+        ),
         (Method::GET, "/v1/ca.pem", [S::OK; 6]),
         (Method::GET, "/v1/stats", [U, U, U, F, S::OK, S::OK]),
         (

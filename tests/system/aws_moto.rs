@@ -189,3 +189,67 @@ async fn the_sdk_client_drives_every_call_moto_implements() {
     let unknown = iot.describe_certificate(&"0".repeat(64)).await.unwrap_err();
     assert!(matches!(unknown, AwsError::NotFound(_)), "{unknown:?}");
 }
+
+/// Through the service: moto ignores auto-registration, which the register answer names as a
+/// difference; and moto implements no provisioning templates (CreateProvisioningTemplate answers
+/// an HTML 500 page), which the answer names in one line, not the SDK's debug dump.
+#[tokio::test]
+async fn the_service_names_what_the_emulator_did_not_do_in_one_line() {
+    use crate::common::*;
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    let moto = start_moto();
+    let iot: Arc<dyn IotRegistry> = Arc::new(SdkIotRegistry::for_emulator(&moto.url));
+    let app = TestApp::spawn_with_iot(Backend::Sqlite, iot, |_| {}).await;
+    let ca = json(app.get(&app.admin, "/v1/ca").await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("/v1/admin/cas/{ca}/aws");
+    let role = "arn:aws:iam::123456789012:role/JITP_Role";
+    let template = json!({"simple": {"attributes": {"Country": "Country"},
+        "policy_name": "My_IoT_Policy", "thing_type": null, "thing_groups": []}});
+    let response = app
+        .admin_json(
+            Method::POST,
+            &format!("{base}/register"),
+            json!({"mode": "default", "auto_registration": true, "role_arn": role,
+                   "template": template}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // moto accepts allowAutoRegistration and keeps it off: the answer says so.
+    let outcome = json(response).await;
+    assert_eq!(
+        outcome["differences"],
+        json!(["auto_registration: requested true, AWS says false"]),
+        "{outcome}"
+    );
+
+    let response = app
+        .admin_json(
+            Method::PUT,
+            &format!("{base}/template"),
+            json!({"role_arn": role, "template": template, "attach": "named"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let problem = json(response).await;
+    assert_eq!(problem["code"], "aws_unavailable");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("HTTP 500"), "{detail}");
+    assert!(detail.len() < 300, "{} characters: {detail}", detail.len());
+    assert!(
+        !detail.contains("SdkError") && !detail.contains('{'),
+        "{detail}"
+    );
+    let audit = json(
+        app.get(&app.admin, "/v1/admin/audit?action=ca.aws.template&limit=1")
+            .await,
+    )
+    .await;
+    assert_eq!(audit["items"][0]["outcome"], "failure");
+    assert_eq!(audit["items"][0]["detail"], detail);
+}

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::binary::{Service, factory_ca};
+use crate::common::binary::{Service, factory_ca, stderr, stdout};
 use crate::common::*;
 
 /// `factory-ca <args>` on the data directory `data_dir` (SQLite there).
@@ -496,4 +496,109 @@ async fn the_bootstrap_admin_token_is_printed_on_the_first_start_only() {
             "start {start}: {stderr}"
         );
     }
+}
+
+/// `certificate revoke`, run from another working directory with the service's settings, revokes
+/// through the same service function as the admin route: the running service answers the row as
+/// revoked, the audit log names actor `cli`, and refusals say why and exit non-zero.
+#[tokio::test]
+async fn certificate_revoke_from_another_directory_revokes_in_the_services_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(cli(&data, &["ca", "create"]).status.success());
+    let token = |role: &str, name: &str| {
+        let out = cli(&data, &["token", "create", "--role", role, "--name", name]);
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (admin, station) = (token("admin", "ops"), token("station", "line-1"));
+    let mut service = Service::start(factory_ca(&data));
+    service.ready().await;
+    let client = reqwest::Client::new();
+    let issued: serde_json::Value = client
+        .post(format!("{}/v1/certificates", service.base()))
+        .bearer_auth(&station)
+        .json(&serde_json::json!({"csr": csr("Revoke-Cli-1", "JP").pem}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let serial = issued["serial"].as_str().unwrap().to_owned();
+
+    let revoke = |serial: &str, reason: &str| {
+        factory_ca(&data)
+            .current_dir(elsewhere.path())
+            .args(["certificate", "revoke", serial, "--reason", reason])
+            .output()
+            .unwrap()
+    };
+    let out = revoke(&serial.to_ascii_uppercase(), "key_compromise");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{serial}\trevoked\tkey_compromise\n"));
+    assert!(stderr(&out).contains("store: SQLite"), "{}", stderr(&out));
+
+    let row: serde_json::Value = client
+        .get(format!("{}/v1/certificates/{serial}", service.base()))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(row["status"], "revoked");
+    assert_eq!(row["revocation_reason"], "key_compromise");
+    let audit: serde_json::Value = client
+        .get(format!(
+            "{}/v1/admin/audit?action=certificate.revoke",
+            service.base()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let record = &audit["items"][0];
+    assert_eq!(
+        (&record["actor"], &record["target"], &record["detail"]),
+        (
+            &serde_json::json!("cli"),
+            &serde_json::json!(serial),
+            &serde_json::json!("reason=key_compromise")
+        )
+    );
+
+    // Refusals: already revoked, unknown serial, unknown reason; each exits non-zero.
+    let again = revoke(&serial, "superseded");
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("was already revoked at"),
+        "{}",
+        stderr(&again)
+    );
+    let unknown = revoke(&"ab".repeat(20), "superseded");
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("no certificate with serial"));
+    let bad = revoke(&serial, "lost");
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    assert!(stderr(&bad).contains("use one of unspecified, key_compromise"));
+    let audit: serde_json::Value = client
+        .get(format!(
+            "{}/v1/admin/audit?action=certificate.revoke&outcome=failure",
+            service.base()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
+    service.stop().await;
 }

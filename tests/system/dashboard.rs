@@ -1,7 +1,9 @@
 //! The dashboard end to end in headless Chromium, driven over WebDriver (fantoccini) by
 //! chromedriver: the page shows the ledger's counts, searches thing names, keeps the token out
-//! of reach of scripts and URLs, and breaks no Content-Security-Policy rule. Saves
-//! `target/test-artifacts/dashboard.png` and `dashboard-overview.png`.
+//! of reach of scripts and URLs, breaks no Content-Security-Policy rule, shows the server's
+//! reason for a refused sign-in, and fits a phone (390x844). Saves
+//! `target/test-artifacts/dashboard.png`, `dashboard-overview.png`, `dashboard-phone.png` (390x844)
+//! and `dashboard-phone-full.png` (the whole page at 390 px).
 
 use std::io::{BufRead, BufReader};
 use std::panic::AssertUnwindSafe;
@@ -256,7 +258,35 @@ fn artifacts_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_headless_chromium_matches_the_ledger_and_searches_thing_names() {
-    let app = TestApp::spawn(Backend::Postgres).await;
+    let fake = std::sync::Arc::new(factory_ca::aws::fake::FakeIotRegistry::new());
+    let app = TestApp::spawn_with_iot(Backend::Postgres, fake.clone(), |_| {}).await;
+    // The issuing CA registered in (fake) AWS IoT, then changed there behind factory-ca's back.
+    let ca = json(app.get(&app.admin, "/v1/ca").await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let registered = app
+        .admin_json(
+            reqwest::Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/register"),
+            json!({"mode": "default", "auto_registration": true}),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    let aws_id = json(registered).await["aws_certificate_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    use factory_ca::aws::IotRegistry;
+    fake.update_ca_certificate(
+        &aws_id,
+        factory_ca::aws::CaUpdate {
+            auto_registration: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let station_2 = new_token(
         &app.store,
         "line-2-station",
@@ -278,6 +308,12 @@ async fn dashboard_in_headless_chromium_matches_the_ledger_and_searches_thing_na
     // One refused request: XX is not an assigned country code.
     let refused = app.sign(&csr("Line1-Press-0003", "XX").pem).await;
     assert_eq!(refused.status(), 422);
+    // One refused credential: a token the service does not know.
+    let unknown = format!("fca_{}", "A".repeat(43));
+    let refused = app
+        .sign_as(&unknown, &csr("Line1-Press-0004", "DE").pem, None)
+        .await;
+    assert_eq!(refused.status(), 401);
 
     // The truth the page must show: the ledger, read from the database and from the API.
     let ledger = app.ledger_count().await;
@@ -291,7 +327,7 @@ async fn dashboard_in_headless_chromium_matches_the_ledger_and_searches_thing_na
     let rejected = stats["totals"]["rejected"]
         .as_i64()
         .expect("rejected count");
-    assert_eq!(rejected, 1, "{stats}");
+    assert_eq!(rejected, 2, "{stats}");
 
     let driver = ChromeDriver::start();
     let browser = Browser::launch(&driver).await;
@@ -343,8 +379,30 @@ async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, reje
         .script("return document.querySelectorAll('#certificates tbody tr:not(.empty)').length;")
         .await;
     assert_eq!(rows, json!(ledger));
-    let code = browser.text("#rejections tbody td code").await;
-    assert_eq!(code, "invalid_country");
+    // Rejections: plain-language reasons beside the codes, and refused credentials (401/403)
+    // apart from refused certificate requests.
+    let rejections = browser
+        .script(
+            "return [...document.querySelectorAll('#rejections tbody tr')].map(r => \
+             r.classList.contains('group') ? ['group', r.textContent] : \
+             [r.getAttribute('data-code'), r.querySelector('.reason').textContent]);",
+        )
+        .await;
+    assert_eq!(
+        rejections,
+        json!([
+            ["group", "Certificate requests refused"],
+            [
+                "invalid_country",
+                "Country (C) is not an ISO 3166 country code"
+            ],
+            [
+                "group",
+                "Access refused (token missing, unknown or not a station)"
+            ],
+            ["unauthorized", "No token, or an unknown or revoked token"]
+        ])
+    );
     let stations = browser
         .script(
             "return [...document.querySelectorAll('#stations tbody tr')].map(r => \
@@ -354,15 +412,65 @@ async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, reje
     assert_eq!(
         stations,
         json!([
-            ["line-2-station", "3", "0", "0"],
-            ["station-1", "3", "1", "0"]
+            ["(none)", "0", "1", "0", "unauthorized\u{a0}×1"],
+            ["line-2-station", "3", "0", "0", "–"],
+            ["station-1", "3", "1", "0", "invalid_country\u{a0}×1"]
         ]),
-        "per-station issued, rejected, revoked"
+        "per-station issued, rejected, revoked, and refusals by code"
+    );
+    // The CA panel asks AWS IoT now and names the drift: auto-registration was turned off in
+    // AWS behind factory-ca's back.
+    browser
+        .wait_until(
+            "the live AWS line of the CA panel",
+            "const d = document.getElementById('ca-drift'); \
+             return d !== null && d.getAttribute('data-state') === 'drift';",
+        )
+        .await;
+    assert_eq!(
+        browser.text("#ca-drift").await,
+        "drift auto_registration: stored true, AWS DISABLE"
     );
     let bars = browser
         .script("return document.querySelectorAll('#chart rect.bar-issued').length;")
         .await;
     assert_eq!(bars, json!(14), "one bar per day of the chart");
+    // Today by hour: one bar per hour since midnight UTC, together the whole ledger.
+    browser.click("#chart-mode button[data-mode='today']").await;
+    browser
+        .wait_until(
+            "the hourly chart",
+            "return document.getElementById('chart').getAttribute('data-mode') === 'today';",
+        )
+        .await;
+    let hourly = browser
+        .script(
+            "const titles = [...document.querySelectorAll('#chart g > title')] \
+               .map(t => t.textContent); \
+             return [titles.length, new Date().getUTCHours() + 1, \
+               titles.reduce((n, t) => n + parseInt(t.split(': ')[1], 10), 0), \
+               titles.every(t => /T\\d\\d:00Z: /.test(t))];",
+        )
+        .await;
+    let hours = hourly[0].as_i64().unwrap();
+    let expected = hourly[1].as_i64().unwrap();
+    assert!(
+        hours == expected || hours + 1 == expected,
+        "one bar per hour of today: {hourly}"
+    );
+    assert_eq!(
+        hourly[2],
+        json!(ledger),
+        "today's hours hold every certificate"
+    );
+    assert_eq!(hourly[3], json!(true), "hour keys: {hourly}");
+    browser.click("#chart-mode button[data-mode='days']").await;
+    browser
+        .wait_until(
+            "the daily chart again",
+            "return document.getElementById('chart').getAttribute('data-mode') === 'days';",
+        )
+        .await;
     browser.resize(1280, page_height(browser).await).await;
     let overview = artifacts_dir().join("dashboard-overview.png");
     std::fs::write(&overview, browser.screenshot().await).unwrap();
@@ -426,6 +534,135 @@ async fn drive_the_dashboard(app: &TestApp, browser: &Browser, ledger: i64, reje
         "dashboard screenshot (before the search): {}",
         overview.display()
     );
+
+    sign_in_shows_the_servers_reason(app, browser).await;
+    on_a_phone(app, browser).await;
+}
+
+/// A token the dashboard refuses: the form shows the server's reason, not a guess.
+async fn sign_in_shows_the_servers_reason(app: &TestApp, browser: &Browser) {
+    browser.click("#sign-out").await;
+    browser
+        .wait_until(
+            "the sign-in form after signing out",
+            "return !document.getElementById('signin').hidden;",
+        )
+        .await;
+    for (token, reason) in [
+        (
+            &app.admin,
+            "This is an admin token; sign in to the dashboard with a viewer token",
+        ),
+        (
+            &app.station,
+            "This is a station token; sign in to the dashboard with a viewer token",
+        ),
+    ] {
+        browser.type_into("#token", token).await;
+        browser.click("#signin-submit").await;
+        let script = format!(
+            "const e = document.getElementById('signin-error'); \
+             return !e.hidden && e.textContent.startsWith({});",
+            json!(reason)
+        );
+        browser.wait_until(reason, &script).await;
+        assert!(browser.text("#signin-error").await.ends_with("(forbidden)"));
+    }
+}
+
+/// The page at 390x844, a phone held upright: no horizontal scroll, "Sign out" in view, the
+/// certificates table scrolling inside its card with thing name and status in view, and chart
+/// labels of a readable size. Saves `target/test-artifacts/dashboard-phone.png`.
+async fn on_a_phone(app: &TestApp, browser: &Browser) {
+    browser.resize(390, 844).await;
+    browser.type_into("#token", &app.viewer).await;
+    browser.click("#signin-submit").await;
+    browser
+        .wait_until(
+            "the dashboard at phone width",
+            "return !document.getElementById('dashboard').hidden && \
+             document.getElementById('dashboard').getAttribute('data-state') === 'ready' && \
+             document.querySelectorAll('#chart text.tick').length > 0;",
+        )
+        .await;
+    let layout = browser
+        .script(
+            "window.scrollTo(1000, 0); \
+             const box = (q) => { const r = document.querySelector(q).getBoundingClientRect(); \
+               return [r.left, r.right]; }; \
+             const svg = document.querySelector('#chart svg'); \
+             const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width; \
+             const ticks = [...svg.querySelectorAll('text.tick')].map(t => \
+               parseFloat(getComputedStyle(t).fontSize) * scale); \
+             const wrap = document.getElementById('certificates').parentElement; \
+             return { width: window.innerWidth, scroll_x: window.scrollX, \
+               page: document.documentElement.scrollWidth, sign_out: box('#sign-out'), \
+               thing: box('#certificates tbody tr td.thing'), \
+               status: box('#certificates tbody tr td.status-col'), \
+               card: box('#certificates'), wrap: [wrap.clientWidth, wrap.scrollWidth], \
+               smallest_label: Math.min(...ticks) };",
+        )
+        .await;
+    let width = layout["width"].as_f64().unwrap();
+    assert!(width <= 400.0, "the window is phone-sized: {layout}");
+    assert_eq!(
+        layout["scroll_x"],
+        json!(0),
+        "the page scrolls sideways: {layout}"
+    );
+    assert!(
+        layout["page"].as_f64().unwrap() <= width,
+        "the page is wider than the screen: {layout}"
+    );
+    let in_view = |name: &str| {
+        let [left, right] = [
+            layout[name][0].as_f64().unwrap(),
+            layout[name][1].as_f64().unwrap(),
+        ];
+        assert!(left >= 0.0 && right <= width, "{name} is cut off: {layout}");
+    };
+    in_view("sign_out");
+    in_view("thing");
+    in_view("status");
+    let [client, scroll] = [
+        layout["wrap"][0].as_f64().unwrap(),
+        layout["wrap"][1].as_f64().unwrap(),
+    ];
+    assert!(
+        scroll > client,
+        "the table scrolls inside its card: {layout}"
+    );
+    assert!(
+        layout["smallest_label"].as_f64().unwrap() >= 11.0,
+        "chart labels are readable: {layout}"
+    );
+    let png = browser.screenshot().await;
+    let path = artifacts_dir().join("dashboard-phone.png");
+    std::fs::write(&path, png).expect("write the phone screenshot");
+    println!("dashboard screenshot at 390x844: {}", path.display());
+
+    // Scrolled to the end of the table, the thing name and its status are still in view.
+    let sticky = browser
+        .script(
+            "const table = document.getElementById('certificates'); \
+             const wrap = table.parentElement; wrap.scrollLeft = wrap.scrollWidth; \
+             const w = wrap.getBoundingClientRect(); \
+             const inside = (q) => { const r = table.querySelector(q).getBoundingClientRect(); \
+               return r.left >= w.left - 1 && r.right <= w.right + 1; }; \
+             return [wrap.scrollLeft > 0, inside('tbody tr td.thing'), \
+               inside('tbody tr td.status-col')];",
+        )
+        .await;
+    assert_eq!(
+        sticky,
+        json!([true, true, true]),
+        "scrolled table: thing and status"
+    );
+
+    // The whole page at phone width, for people to look at.
+    browser.resize(390, page_height(browser).await).await;
+    let path = artifacts_dir().join("dashboard-phone-full.png");
+    std::fs::write(&path, browser.screenshot().await).expect("write the screenshot");
 }
 
 /// The height of the whole page, so that a screenshot shows all of it (at most 4000 px).

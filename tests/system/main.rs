@@ -13,9 +13,10 @@
 //! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
 //! - `cli`: the command line, run as an operator runs it;
-//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool.
+//! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
+//! - `viewer_load`: 64 viewer loops on a large ledger while a station signs;
 //! - `hierarchy`: an openssl-made offline root, an imported issuing CA and a line sub-CA with
-//!   name constraints, checked with openssl and Mosquitto.
+//!   name constraints, checked with openssl and Mosquitto; the offline root ceremony.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -31,3 +32,4 @@ mod replicas;
 mod shutdown;
 mod tls;
 mod verifiers;
+mod viewer_load;

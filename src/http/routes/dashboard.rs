@@ -1,11 +1,12 @@
 //! The built-in dashboard: its page and assets (embedded in the binary, no CDN, no build step)
-//! and the session routes that sign a browser in with a viewer token held in a cookie.
+//! and the session routes that sign a browser in with a viewer token.
 //!
-//! The cookie is the token itself, `HttpOnly; Secure; SameSite=Strict`, so scripts cannot read
-//! it and other sites cannot send it. It authenticates only GET and HEAD requests, and always
-//! as a `viewer` (see [`session_principal`]): the cookie cannot change anything, so a forged
-//! cross-site request gains nothing, and an admin token signed into the dashboard is only a
-//! viewer there. The token is looked up on every request, so revoking it ends the session.
+//! Signing in makes a server-side session ([`crate::services::sessions`]); the cookie holds its
+//! random id, never the token, `HttpOnly; Secure; SameSite=Strict`, so scripts cannot read it
+//! and other sites cannot send it. It authenticates only GET and HEAD requests, and always as a
+//! `viewer` (see [`session_principal`]): the cookie cannot change anything, so a forged
+//! cross-site request gains nothing. The session is looked up on every request, so signing out,
+//! revoking the token or the expiry ends it.
 
 use axum::Json;
 use axum::extract::State;
@@ -16,9 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::{ApiJson, RequestId};
+use crate::http::extract::{ApiJson, PeerAddr, ServerRequestId};
 use crate::services::audit::Actor;
+use crate::services::sessions;
+use crate::services::sign_in::SignInGuard;
 use crate::services::tokens::{self, Principal, Role};
+use crate::store::Timestamp;
 
 const INDEX_HTML: &str = include_str!("../../../assets/dashboard/index.html");
 const APP_JS: &str = include_str!("../../../assets/dashboard/app.js");
@@ -27,7 +31,8 @@ const FAVICON_SVG: &str = include_str!("../../../assets/dashboard/favicon.svg");
 
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "fca_session";
-/// A dashboard session lasts a shift: 8 hours.
+/// A dashboard session lasts a shift: 8 hours (the cookie's Max-Age; the server's expiry is
+/// [`sessions::SESSION_LIFETIME`]).
 pub const SESSION_MAX_AGE_SECS: u32 = 8 * 60 * 60;
 
 /// Scripts, styles and data from this origin only; no inline script or style, no framing, no
@@ -123,53 +128,99 @@ pub struct SessionView {
     role: &'static str,
 }
 
-/// `POST /v1/session`: signs the browser in with a viewer token (204 and the session cookie).
-/// Station and admin tokens get 403, unknown or revoked tokens 401. Audited as
-/// `session.create` under the token's name, never with the token.
+/// `POST /v1/session`: signs the browser in with a viewer token (204 and the session cookie,
+/// which holds a new session id, not the token). Station and admin tokens get 403, unknown or
+/// revoked tokens 401, too many attempts 429. Audited as `session.create` under the token's
+/// name, never with the token; failures at most once a minute per token name.
 #[utoipa::path(post, path = "/v1/session", tag = "dashboard", operation_id = "create_session",
     request_body = SignIn, security(()), responses(
-    (status = 204, description = "Signed in; `Set-Cookie: fca_session=...; HttpOnly; Secure; \
-     SameSite=Strict; Path=/; Max-Age=28800`"),
+    (status = 204, description = "Signed in; `Set-Cookie: fca_session=<session id>; HttpOnly; \
+     Secure; SameSite=Strict; Path=/; Max-Age=28800`"),
     (status = 400, description = "invalid_request: the body is not `{\"token\": \"...\"}`"),
     (status = 401, description = "unauthorized: unknown or revoked token"),
     (status = 403, description = "forbidden: a station or admin token"),
     (status = 415, description = "unsupported_media_type: the body is not JSON"),
+    (status = 429, description = "rate_limited: too many sign-ins from this address or with \
+     this token; see Retry-After"),
 ))]
 pub async fn sign_in(
     State(state): State<AppState>,
-    RequestId(request_id): RequestId,
+    ServerRequestId(request_id): ServerRequestId,
+    PeerAddr(source): PeerAddr,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, ApiError> {
     let token = body.token.trim();
+    let token_hash = tokens::token_hash(token);
+    let now = std::time::Instant::now();
+    if let Err(wait) = state.sign_in.check(source, &token_hash, now) {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many sign-ins from this address or with this token (at most {} failures \
+                 a token and {} an address a minute); retry after the Retry-After delay",
+                SignInGuard::FAILURES_PER_TOKEN,
+                SignInGuard::FAILURES_PER_SOURCE
+            ),
+        )
+        .with_retry_after(wait.as_secs_f64().ceil() as u64));
+    }
     let Some(principal) = tokens::authenticate(&state.store, token).await? else {
         // Not audited: there is no actor, and anyone could fill the log.
+        state.sign_in.failed(source, &token_hash, now);
         tracing::info!("dashboard sign-in refused: unknown or revoked token");
-        return Err(ApiError::unauthorized());
+        return Err(ApiError::unauthorized_because(
+            "this token is unknown or has been revoked",
+        ));
     };
-    // Only viewer tokens: the cookie holds the token itself, and an admin token kept in a
-    // browser profile would be an admin credential there.
+    // Only viewer tokens: an admin token's session would be an admin credential in a browser
+    // profile, and a station has nothing to read.
     let refused = principal.role != Role::Viewer;
     let detail = match principal.role {
         Role::Station => "station tokens cannot sign in to the dashboard",
         Role::Viewer => "role=viewer",
         Role::Admin => "admin tokens cannot sign in to the dashboard; use a viewer token",
     };
-    Actor {
+    let actor = Actor {
         name: &principal.name,
         request_id: Some(&request_id),
-    }
-    .record(&state.store, "session.create", None, !refused, Some(detail))
-    .await?;
+    };
     if refused {
+        state.sign_in.failed(source, &token_hash, now);
+        // One failure record per actor and minute; the next says how many it stands for.
+        if let Some(collapsed) = state.sign_in.audit_failure(&principal.name, now) {
+            let detail = match collapsed {
+                0 => detail.to_owned(),
+                n => format!("{detail}; {n} more refusals since the previous record"),
+            };
+            actor
+                .record(&state.store, "session.create", None, false, Some(&detail))
+                .await?;
+        }
         return Err(ApiError::new(
             ErrorCode::Forbidden,
-            "sign in to the dashboard with a viewer token (the browser keeps it in a cookie; \
-             station and admin tokens do not belong there)",
+            format!(
+                "this is {} token; sign in to the dashboard with a viewer token (station and \
+                 admin tokens do not belong in a browser)",
+                if principal.role == Role::Admin {
+                    "an admin"
+                } else {
+                    "a station"
+                }
+            ),
         ));
     }
+    state.sign_in.succeeded(&token_hash, now);
+    let Some(session) = sessions::start(&state.store, token, Timestamp::now()).await? else {
+        // Revoked between the lookup and now.
+        return Err(ApiError::unauthorized());
+    };
+    actor
+        .record(&state.store, "session.create", None, true, Some(detail))
+        .await?;
     let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; \
-         Max-Age={SESSION_MAX_AGE_SECS}"
+        "{SESSION_COOKIE}={}; HttpOnly; Secure; SameSite=Strict; Path=/; \
+         Max-Age={SESSION_MAX_AGE_SECS}",
+        session.expose()
     );
     let cookie = HeaderValue::from_str(&cookie)
         .map_err(|_| ApiError::internal("session cookie is not a valid header value"))?;
@@ -180,19 +231,20 @@ pub async fn sign_in(
     Ok(response)
 }
 
-/// `DELETE /v1/session`: signs out (clears the cookie). Always 204; audited as
-/// `session.delete` when the cookie held a live token.
+/// `DELETE /v1/session`: signs out: deletes the session on the server (a copy of the cookie
+/// stops working too) and clears the cookie. Always 204; audited as `session.delete` when the
+/// session was live.
 #[utoipa::path(delete, path = "/v1/session", tag = "dashboard",
     operation_id = "delete_session", security(()), responses(
-    (status = 204, description = "Signed out; the cookie is cleared")
+    (status = 204, description = "Signed out; the session is deleted and the cookie cleared")
 ))]
 pub async fn sign_out(
     State(state): State<AppState>,
-    RequestId(request_id): RequestId,
+    ServerRequestId(request_id): ServerRequestId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = session_token(&headers)
-        && let Some(principal) = tokens::authenticate(&state.store, token).await?
+    if let Some(session) = session_token(&headers)
+        && let Some(principal) = sessions::end(&state.store, session, Timestamp::now()).await?
     {
         Actor {
             name: &principal.name,
@@ -231,9 +283,8 @@ pub async fn session_info(
 }
 
 /// The caller named by the session cookie, for a request without an Authorization header.
-/// Only GET and HEAD requests are authenticated this way, a station token in the cookie is
-/// refused (the cookie is for people, and a station has no viewer rights), and the role is
-/// always `viewer`.
+/// Only GET and HEAD requests are authenticated this way, only a live session of a live viewer
+/// token counts, and the role is always `viewer`.
 pub async fn session_principal(
     method: &Method,
     headers: &HeaderMap,
@@ -242,16 +293,15 @@ pub async fn session_principal(
     if !matches!(*method, Method::GET | Method::HEAD) {
         return Err(ApiError::unauthorized());
     }
-    let token = session_token(headers).ok_or_else(ApiError::unauthorized)?;
-    match tokens::authenticate(&state.store, token).await? {
-        Some(principal) if principal.role == Role::Viewer => Ok(principal),
-        _ => Err(ApiError::unauthorized()),
-    }
+    let session = session_token(headers).ok_or_else(ApiError::unauthorized)?;
+    sessions::principal(&state.store, session, Timestamp::now())
+        .await?
+        .ok_or_else(ApiError::unauthorized)
 }
 
 /// The value of the one `fca_session` cookie (RFC 6265 section 4.2.1 `cookie-string`s, in
 /// one or more Cookie headers). `None` when there is none, when there are several (another
-/// path or a sibling domain set one too: ambiguous), or when the value cannot be a token.
+/// path or a sibling domain set one too: ambiguous), or when the value cannot be a session id.
 pub fn session_token(headers: &HeaderMap) -> Option<&str> {
     let mut found = None;
     for value in headers.get_all(header::COOKIE) {
@@ -270,12 +320,7 @@ pub fn session_token(headers: &HeaderMap) -> Option<&str> {
         }
     }
     let value = found?;
-    let token_shaped = value.len() == 47
-        && value.starts_with(b"fca_")
-        && value[4..]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if token_shaped {
+    if sessions::has_session_shape(value) {
         std::str::from_utf8(value).ok()
     } else {
         None
@@ -286,7 +331,7 @@ pub fn session_token(headers: &HeaderMap) -> Option<&str> {
 mod tests {
     use super::*;
 
-    const TOKEN: &str = "fca_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    const TOKEN: &str = "fcs_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
     fn cookies(values: &[&[u8]]) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -17,11 +17,9 @@ use crate::app::AppState;
 use crate::ca::{self, authority::RevocationReason};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::{self, AdminCaller, ApiQuery, ViewerCaller};
-use crate::store::revocation::RevokeOutcome;
-use crate::store::{Store, StoreError, Timestamp};
-
-const AUDIT_ACTION: &str = "certificate.revoke";
+use crate::http::extract::{self, AdminCaller, ApiPath, ApiQuery, ViewerCaller};
+use crate::services::revocation::{self, AUDIT_ACTION, clip};
+use crate::store::{Store, StoreError};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +52,7 @@ struct RevokeRequest {
 pub async fn revoke_certificate(
     State(state): State<AppState>,
     admin: AdminCaller,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CertificateView>, ApiError> {
@@ -71,52 +69,8 @@ pub async fn revoke_certificate(
             return Err(e);
         }
     };
-    let outcome = if is_ledger_serial(&serial) {
-        state
-            .store
-            .revoke_certificate(&serial, reason, Timestamp::now())
-            .await
-    } else {
-        Ok(RevokeOutcome::NotFound)
-    };
-    let refused = match outcome {
-        Ok(RevokeOutcome::Revoked) => None,
-        Ok(RevokeOutcome::NotFound) => Some(ApiError::new(
-            ErrorCode::CertificateNotFound,
-            format!("no certificate with serial {serial:?} in the ledger"),
-        )),
-        Ok(RevokeOutcome::AlreadyRevoked {
-            revoked_at,
-            reason: original,
-        }) => Some(ApiError::new(
-            ErrorCode::CertificateAlreadyRevoked,
-            format!(
-                "certificate {serial} was already revoked at {} (reason {}); a revocation is \
-                 final and stays as it was",
-                revoked_at.rfc3339(),
-                original.as_deref().unwrap_or("unknown"),
-            ),
-        )),
-        Err(e) => {
-            // The store is failing, so the audit record will likely fail too; the store error
-            // is the one to report either way.
-            let _ = audit(
-                false,
-                format!("reason={}; store unavailable", reason.name()),
-            )
-            .await;
-            return Err(e.into());
-        }
-    };
-    if let Some(e) = refused {
-        audit(
-            false,
-            format!("reason={}; refused: {}", reason.name(), e.code.as_str()),
-        )
-        .await?;
-        return Err(e);
-    }
-    audit(true, format!("reason={}", reason.name())).await?;
+    let serial =
+        revocation::revoke_certificate(&state.store, &serial, reason, admin.actor()).await?;
     tracing::info!(%serial, reason = reason.name(), admin = %admin.principal.name, "certificate revoked");
     // Tell AWS IoT now when it is configured; a failure leaves the revocation pending for the
     // background retry, and the answer shows `aws_revocation_pending`.
@@ -130,7 +84,8 @@ pub async fn revoke_certificate(
     }
     // The committed row, read back through the same handler as GET /v1/certificates/{serial},
     // so both answer with the same JSON.
-    certificates::get_certificate(State(state), ViewerCaller(admin.principal), Path(serial)).await
+    certificates::get_certificate(State(state), ViewerCaller(admin.principal), ApiPath(serial))
+        .await
 }
 
 /// The reason of a revocation request: the body is empty, `{}`, or `{"reason": "..."}`.
@@ -177,16 +132,6 @@ fn is_json(headers: &HeaderMap) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-/// Serials in the ledger are 40 lowercase hex characters; anything else is not there.
-fn is_ledger_serial(serial: &str) -> bool {
-    serial.len() == 40 && serial.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Client text shown back or audited is cut at 64 characters.
-fn clip(text: &str) -> String {
-    text.chars().take(64).collect()
-}
-
 async fn append_audit(
     store: &Store,
     admin: &AdminCaller,
@@ -231,7 +176,7 @@ pub struct CrlParams {
 )]
 pub async fn crl(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<CrlParams>,
 ) -> Result<Response, ApiError> {
     let pem = match params.format.as_deref() {

@@ -52,6 +52,10 @@ pub struct StatsView {
     pub from: String,
     pub to: String,
     pub group_by: Option<&'static str>,
+    /// True when `groups` holds every day or hour bucket of the range, zero-filled; false for
+    /// other groupings and for `day` over more than 3,700 days, where only days with counts
+    /// are listed.
+    pub zero_filled: bool,
     pub totals: CountsView,
     pub groups: Vec<GroupView>,
 }
@@ -87,7 +91,10 @@ pub async fn stats(
         .as_deref()
         .map(|t| parse_time("from", t))
         .transpose()?
-        .unwrap_or_else(|| Timestamp::new(to.get() - DEFAULT_RANGE));
+        .unwrap_or_else(|| {
+            to.checked_add(-DEFAULT_RANGE)
+                .unwrap_or(Timestamp::new(Timestamp::MIN))
+        });
     if from >= to {
         return Err(ApiError::new(
             ErrorCode::InvalidQuery,
@@ -103,24 +110,30 @@ pub async fn stats(
             )
         })?,
     };
-    let buckets = time_buckets(grouping, from.get(), to.get());
+    let mut buckets = time_buckets(grouping, from.get(), to.get());
     if let Some(b) = &buckets
         && b.len() as i64 > MAX_BUCKETS
     {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!(
-                "the range holds more than {MAX_BUCKETS} {}s; narrow from/to or group by day",
-                grouping.as_str().unwrap_or_default()
-            ),
-        ));
+        if grouping != StatsGrouping::Day {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!(
+                    "the range holds more than {MAX_BUCKETS} hours (about 154 days); narrow \
+                     from/to, or use group_by=day, which takes any range"
+                ),
+            ));
+        }
+        // A range too long to zero-fill (all time: from=1970-01-01T00:00:00Z) lists only the
+        // days that have counts; their number is bounded by the service's age, not the range.
+        buckets = None;
     }
+    let zero_filled = buckets.is_some();
 
     // This replica's refusals of the last seconds are not in the store yet: add them first.
     if let Err(e) = state.rejections.flush(&state.store).await {
         tracing::warn!(error = %e, "could not flush rejection counts before a stats query");
     }
-    let mut stats = state.store.stats(from, to, grouping, now).await?;
+    let mut stats = state.reads.stats(from, to, grouping, now).await?;
 
     let groups = match buckets {
         // Every bucket of the range, in order, zero-filled.
@@ -135,6 +148,15 @@ pub async fn stats(
             })
             .collect(),
         None if grouping == StatsGrouping::None => Vec::new(),
+        // Days with counts only, oldest first (their keys sort as dates).
+        None if grouping == StatsGrouping::Day => stats
+            .groups
+            .into_iter()
+            .map(|(key, counts)| GroupView {
+                key,
+                counts: counts_view(counts),
+            })
+            .collect(),
         // The keys that occur, most issued first.
         None => {
             let mut groups: Vec<GroupView> = stats
@@ -159,6 +181,7 @@ pub async fn stats(
         from: from.rfc3339(),
         to: to.rfc3339(),
         group_by: grouping.as_str(),
+        zero_filled,
         totals: counts_view(stats.totals),
         groups,
     }))
@@ -197,8 +220,13 @@ fn time_buckets(
     };
     let mut keys = Vec::new();
     while at < to && (keys.len() as i64) <= MAX_BUCKETS {
-        keys.push(at.format(format).expect("a UTC time formats"));
-        at += step;
+        let Ok(key) = at.format(format) else { break };
+        keys.push(key);
+        // Checked: the last bucket of year 9999 has no successor.
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
     Some(keys)
 }
@@ -236,6 +264,25 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn the_last_buckets_of_year_9999_do_not_overflow() {
+        let keys = time_buckets(
+            StatsGrouping::Hour,
+            datetime!(9999-12-31 00:00 UTC),
+            datetime!(9999-12-31 23:59:59 UTC),
+        )
+        .unwrap();
+        assert_eq!(keys.len(), 24);
+        assert_eq!(keys[23], "9999-12-31T23:00Z");
+        let days = time_buckets(
+            StatsGrouping::Day,
+            datetime!(9999-12-30 00:00 UTC),
+            datetime!(9999-12-31 23:59:59 UTC),
+        )
+        .unwrap();
+        assert_eq!(days, ["9999-12-30", "9999-12-31"]);
     }
 
     #[test]

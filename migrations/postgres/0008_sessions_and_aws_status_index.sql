@@ -1,0 +1,18 @@
+-- Server-side dashboard sessions. The session cookie holds a random id; only its SHA-256 is
+-- stored here, with the token that signed in and an expiry. Signing out deletes the row, so a
+-- copied cookie stops working at once; revoking the token ends its sessions (the lookup joins
+-- the live token); expired rows are deleted at the next sign-in.
+CREATE TABLE dashboard_sessions (
+    session_sha256  text PRIMARY KEY,
+    token_id        bigint NOT NULL REFERENCES api_tokens (id) ON DELETE CASCADE,
+    created_at      timestamptz NOT NULL,
+    expires_at      timestamptz NOT NULL
+);
+CREATE INDEX dashboard_sessions_expires_at ON dashboard_sessions (expires_at);
+
+-- `?aws_status=never_seen` (and any aws_status filter) pages newest first by
+-- (issued_at, serial): with serial in the index the page is an index range read, not a sort
+-- of every matching row (about a second on a million never-seen rows).
+DROP INDEX issued_certificates_aws_status;
+CREATE INDEX issued_certificates_aws_status
+    ON issued_certificates (aws_status, issued_at DESC, serial DESC);

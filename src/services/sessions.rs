@@ -1,0 +1,178 @@
+//! Dashboard sessions, kept on the server.
+//!
+//! Signing in with a viewer token makes a session: `fcs_` + 43 characters of base64url (32
+//! random bytes), given to the browser once as its cookie. Only the SHA-256 of the id is
+//! stored, with the token that signed in and an expiry, so the cookie is not the token: signing
+//! out deletes the session and a copied cookie stops working at once, while the token itself
+//! stays valid. A session also ends with its token (the lookup joins the live token) and after
+//! [`SESSION_LIFETIME`].
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+
+use super::tokens::{Principal, Role, token_hash};
+use crate::store::{Store, StoreError, Timestamp};
+
+/// A dashboard session lasts a shift: 8 hours.
+pub const SESSION_LIFETIME: time::Duration = time::Duration::hours(8);
+
+/// A freshly made session id, the cookie's value. `Debug` never shows it.
+pub struct SessionSecret(String);
+
+impl SessionSecret {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        SessionSecret(format!("fcs_{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret([redacted])")
+    }
+}
+
+/// Whether `value` can be a session id (`fcs_` and 43 base64url characters): anything else
+/// costs no query.
+pub fn has_session_shape(value: &[u8]) -> bool {
+    value.len() == 47
+        && value.starts_with(b"fcs_")
+        && value[4..]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Starts a session for the live token `token` (already authenticated by the caller); `None`
+/// when the token was revoked in between.
+pub async fn start(
+    store: &Store,
+    token: &str,
+    now: Timestamp,
+) -> Result<Option<SessionSecret>, StoreError> {
+    let secret = SessionSecret::generate();
+    let expires_at = now
+        .checked_add(SESSION_LIFETIME)
+        .unwrap_or(Timestamp::new(Timestamp::MAX));
+    let stored = store
+        .insert_session(
+            &token_hash(secret.expose()),
+            &token_hash(token),
+            now,
+            expires_at,
+        )
+        .await?;
+    Ok(stored.then_some(secret))
+}
+
+/// The viewer behind a live session; `None` for an unknown, ended or expired session, or one
+/// whose token was revoked or is not a viewer token.
+pub async fn principal(
+    store: &Store,
+    session: &str,
+    now: Timestamp,
+) -> Result<Option<Principal>, StoreError> {
+    if !has_session_shape(session.as_bytes()) {
+        return Ok(None);
+    }
+    Ok(store
+        .find_session(&token_hash(session), now)
+        .await?
+        .filter(|(_, role)| *role == Role::Viewer)
+        .map(|(name, role)| Principal { name, role }))
+}
+
+/// Ends a session: returns who it belonged to when it was live.
+pub async fn end(
+    store: &Store,
+    session: &str,
+    now: Timestamp,
+) -> Result<Option<Principal>, StoreError> {
+    if !has_session_shape(session.as_bytes()) {
+        return Ok(None);
+    }
+    let who = principal(store, session, now).await?;
+    store.delete_session(&token_hash(session)).await?;
+    Ok(who)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::tokens::create_token;
+
+    async fn sqlite_store(dir: &std::path::Path) -> Store {
+        let settings = crate::config::Settings {
+            data_dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let store = Store::connect(&settings).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    #[test]
+    fn session_ids_have_a_fixed_shape_and_differ() {
+        let a = SessionSecret::generate();
+        let b = SessionSecret::generate();
+        assert!(has_session_shape(a.expose().as_bytes()));
+        assert_ne!(a.expose(), b.expose());
+        assert!(!format!("{a:?}").contains(&a.expose()[4..]));
+        assert!(!has_session_shape(
+            b"fca_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_when_signed_out_expired_or_its_token_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path()).await;
+        let token = create_token(&store, "viewer-1", Role::Viewer, "test", None)
+            .await
+            .unwrap();
+        let now = Timestamp::now();
+        let session = start(&store, token.expose(), now).await.unwrap().unwrap();
+        let id = session.expose();
+        let who = principal(&store, id, now).await.unwrap().unwrap();
+        assert_eq!((who.name.as_str(), who.role), ("viewer-1", Role::Viewer));
+        // The token itself is not a session.
+        assert!(
+            principal(&store, token.expose(), now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Expiry.
+        let later = now.checked_add(SESSION_LIFETIME).unwrap();
+        assert!(principal(&store, id, later).await.unwrap().is_none());
+
+        // Sign-out: the id stops working, the token does not.
+        assert_eq!(
+            end(&store, id, now).await.unwrap().unwrap().name,
+            "viewer-1"
+        );
+        assert!(principal(&store, id, now).await.unwrap().is_none());
+        assert!(end(&store, id, now).await.unwrap().is_none());
+
+        // Revoking the token ends its other sessions.
+        let second = start(&store, token.expose(), now).await.unwrap().unwrap();
+        crate::services::tokens::revoke_token(&store, "viewer-1", "test", None)
+            .await
+            .unwrap();
+        assert!(
+            principal(&store, second.expose(), now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(start(&store, token.expose(), now).await.unwrap().is_none());
+    }
+}
