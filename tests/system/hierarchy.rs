@@ -505,3 +505,131 @@ async fn the_offline_root_ceremony_makes_a_pending_ca_that_issues_once_installed
     assert!(ok, "{text}");
     service.stop().await;
 }
+
+#[tokio::test]
+async fn the_ceremony_with_a_token_key_and_a_line_ca_below_it() {
+    use crate::pkcs11::{Hsm, USER_PIN, uri};
+    let hsm = Hsm::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    offline_root_and_issuing(dir);
+    let cli = || hsm.factory_ca(&data, USER_PIN);
+
+    // The key is generated in the token; the token signs the CSR.
+    let created = cli()
+        .args(["ca", "create", "--csr-out"])
+        .arg(dir.join("token.csr"))
+        .args(["--key-uri", &uri("ceremony"), "--algorithm", "ecdsa-p384"])
+        .args(["--common-name", "Acme HSM Issuing CA", "--country", "JP"])
+        .args(["--organization", "Acme"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", stderr(&created));
+    let pending_id = first_field(&stdout(&created));
+    assert!(stdout(&created).contains("pkcs11:"), "{}", stdout(&created));
+    openssl(dir, &["req", "-verify", "-noout", "-in", "token.csr"]);
+    root_signs(dir, "token.csr", "token.pem", "0x4004");
+
+    let installed = cli()
+        .args([
+            "ca",
+            "install",
+            &pending_id,
+            "--cert",
+            "token.pem",
+            "--chain",
+            "root.pem",
+        ])
+        .arg("--activate")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(installed.status.success(), "{}", stderr(&installed));
+    let issuing_id = first_field(&stdout(&installed));
+    // No key file: the key is in the token only.
+    assert!(
+        !data
+            .join("keys")
+            .join(format!("{pending_id}.key.pem"))
+            .exists()
+    );
+
+    // A line CA below it, signed by the token.
+    let line = cli()
+        .args(["ca", "create", "--parent", &issuing_id])
+        .args(["--common-name", "Acme Line 7 CA", "--country", "JP"])
+        .args(["--organization", "Acme", "--validity-days", "365"])
+        .args([
+            "--name-constraints",
+            "C=JP,O=Acme,OU=Line7",
+            "--path-len",
+            "0",
+        ])
+        .arg("--activate")
+        .output()
+        .unwrap();
+    assert!(line.status.success(), "{}", stderr(&line));
+    let line_id = first_field(&stdout(&line));
+
+    let token = cli()
+        .args(["token", "create", "--role", "station", "--name", "line-7"])
+        .output()
+        .unwrap();
+    assert!(token.status.success(), "{}", stderr(&token));
+    let token = stdout(&token).trim().to_owned();
+    let mut service = Service::start(cli());
+    service.ready().await;
+    let client = reqwest::Client::new();
+    let issued = client
+        .post(format!("{}/v1/certificates", service.base()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "csr": device_csr(dir, "dev7", "/C=JP/O=Acme/OU=Line7/CN=Line7-Dev-1")
+        }))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issued.status(), StatusCode::CREATED);
+    let body: serde_json::Value = issued.json().await.unwrap();
+    assert_eq!(body["issuing_ca"], line_id.as_str());
+    let blocks = pem::parse_many(body["certificate_chain_pem"].as_str().unwrap()).unwrap();
+    assert_eq!(blocks.len(), 3, "device, line CA, token-held issuing CA");
+    write(dir, "dev7.pem", &pem::encode(&blocks[0]));
+    let above: String = blocks[1..].iter().map(pem::encode).collect();
+    write(dir, "dev7-above.pem", &above);
+    let (ok, text) = verify(dir, "dev7.pem", "dev7-above.pem");
+    assert!(ok, "{text}");
+
+    // The token-held CA signs its CRL (on the blocking pool); openssl checks the signature.
+    let crl = client
+        .get(format!(
+            "{}/v1/cas/{issuing_id}/crl?format=pem",
+            service.base()
+        ))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crl.status(), StatusCode::OK);
+    write(dir, "issuing.crl", &crl.text().await.unwrap());
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "crl",
+            "-in",
+            "issuing.crl",
+            "-noout",
+            "-CAfile",
+            "token.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        format!("{}{}", stdout(&out), stderr(&out)).contains("verify OK"),
+        "{}",
+        stderr(&out)
+    );
+    service.stop().await;
+}
