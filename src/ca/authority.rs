@@ -60,6 +60,8 @@ pub struct CertificateAuthority {
     intermediates_pem: String,
     /// The directoryName subtrees of its nameConstraints, checked before every signature.
     constraints: DirectoryConstraints,
+    /// Those of the intermediates above it (verifiers apply every one on the path).
+    chain_constraints: Vec<DirectoryConstraints>,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -304,6 +306,7 @@ impl CertificateAuthority {
             chain_pem: String::new(),
             intermediates_pem: String::new(),
             constraints,
+            chain_constraints: Vec::new(),
         };
         ca.self_check()?;
         Ok(ca)
@@ -376,10 +379,15 @@ impl CertificateAuthority {
         Ok((child.with_chain(&chain, now)?, secret))
     }
 
-    /// Refuses, before signing, a device subject outside this CA's nameConstraints
-    /// (directoryName subtrees); the message says what the subject must begin with.
+    /// Refuses, before signing, a device subject outside this CA's nameConstraints, or those
+    /// of an intermediate above it (directoryName subtrees); the message says what the
+    /// subject must begin with.
     pub fn check_name_constraints(&self, csr: &ApprovedCsr) -> Result<(), String> {
-        self.constraints.check(csr.subject())
+        self.constraints.check(csr.subject())?;
+        for above in &self.chain_constraints {
+            above.check(csr.subject())?;
+        }
+        Ok(())
     }
 
     /// Signs one device certificate. The only signing path in the service.
@@ -421,18 +429,28 @@ impl CertificateAuthority {
 
     /// Checks `chain_pem` as the chain above this CA up to a self-signed root
     /// ([`super::chain::verify_chain`]) and keeps it, ordered.
-    pub fn with_chain(mut self, chain_pem: &str, now: OffsetDateTime) -> Result<Self, CaError> {
+    pub fn with_chain(self, chain_pem: &str, now: OffsetDateTime) -> Result<Self, CaError> {
         let ordered = super::chain::verify_chain(&self.certificate_der, chain_pem, now)?;
-        self.intermediates_pem = super::chain::intermediates_pem(&ordered);
-        self.chain_pem = ordered;
-        Ok(self)
+        self.with_stored_chain(&ordered)
     }
 
     /// Keeps a chain the store holds, checked when it was recorded.
-    pub fn with_stored_chain(mut self, chain_pem: &str) -> Self {
+    pub fn with_stored_chain(mut self, chain_pem: &str) -> Result<Self, CaError> {
         self.intermediates_pem = super::chain::intermediates_pem(chain_pem);
         self.chain_pem = chain_pem.to_owned();
-        self
+        self.chain_constraints = Vec::new();
+        for block in pem::parse_many(&self.intermediates_pem)
+            .map_err(|e| CaError::Rejected(format!("the stored chain cannot be decoded: {e}")))?
+        {
+            let (_, cert) = X509Certificate::from_der(block.contents()).map_err(|_| {
+                CaError::Rejected("a certificate of the stored chain is not valid DER X.509".into())
+            })?;
+            let constraints = DirectoryConstraints::of(&cert)?;
+            if !constraints.is_empty() {
+                self.chain_constraints.push(constraints);
+            }
+        }
+        Ok(self)
     }
 
     /// The certificates above this CA up to and including its root, or empty.

@@ -171,15 +171,16 @@ impl DirectoryConstraints {
         let shown = super::policy::subject_string(subject);
         if !self.permitted.is_empty() && !self.permitted.iter().any(inside) {
             return Err(format!(
-                "the subject \"{shown}\" is outside the issuing CA's name constraints: it must \
+                "the subject \"{shown}\" is outside the name constraints of the issuing CA (or of \
+                 a CA above it): it must \
                  begin with {} (in that order)",
                 self.permitted_text()
             ));
         }
         if self.excluded.iter().any(inside) {
             return Err(format!(
-                "the subject \"{shown}\" is in a subtree the issuing CA's name constraints \
-                 exclude"
+                "the subject \"{shown}\" is in a subtree the name constraints of the issuing \
+                 CA (or of a CA above it) exclude"
             ));
         }
         Ok(())

@@ -529,7 +529,7 @@ impl CaAdmin<'_> {
             CertificateAuthority::from_signer(&record.certificate_pem, signer)
         };
         loaded
-            .map(|ca| ca.with_stored_chain(&record.chain_pem))
+            .and_then(|ca| ca.with_stored_chain(&record.chain_pem))
             .map_err(|e| CaAdminError::from(e).for_ca(&record.id))
     }
 

@@ -46,9 +46,14 @@ fn root(name: &str) -> Level {
 }
 
 fn below(parent: &Level, name: &str) -> Level {
+    below_with(parent, name, |_| {})
+}
+
+fn below_with(parent: &Level, name: &str, configure: impl FnOnce(&mut CertificateParams)) -> Level {
     let key = KeyPair::generate().unwrap();
     let issuer = Issuer::from_ca_cert_der(&parent.der.clone().into(), &parent.key).unwrap();
     let mut params = ca_params(name);
+    configure(&mut params);
     // openssl -x509_strict wants it on every certificate below the root.
     params.use_authority_key_identifier_extension = true;
     let cert = params.signed_by(&key, &issuer).unwrap();
@@ -99,7 +104,15 @@ fn openssl_verifies(root_pem: &str, chain: &str) -> (bool, String) {
 async fn a_ca_imported_with_its_chain_issues_the_chain_up_to_the_root(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let root = root("Offline Root");
-    let mid = below(&root, "Plant Intermediate");
+    // The intermediate limits what may be signed below it to C=JP.
+    let mid = below_with(&root, "Plant Intermediate", |params| {
+        let mut jp = DistinguishedName::new();
+        jp.push(DnType::CountryName, "JP");
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![rcgen::GeneralSubtree::DirectoryName(jp)],
+            excluded_subtrees: Vec::new(),
+        });
+    });
     let issuing = below(&mid, "Line Issuing");
 
     // A chain that does not reach the issuing CA's issuer is refused, naming what is missing.
@@ -162,8 +175,25 @@ async fn a_ca_imported_with_its_chain_issues_the_chain_up_to_the_root(backend: B
     let short: String = blocks[..2].iter().map(pem::encode).collect();
     assert!(!openssl_verifies(&root.pem, &short).0);
 
-    // After a restart the stored chain is loaded with the CA.
+    // The intermediate's name constraints hold for the CA below it, before signing.
+    let before = app.ledger_count().await;
+    let outside = app.sign(&csr("Chain-US", "US").pem).await;
+    assert_eq!(outside.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let outside = json(outside).await;
+    assert_eq!(outside["code"], "name_constraints_violation");
+    assert!(
+        outside["detail"]
+            .as_str()
+            .unwrap()
+            .contains("must begin with C=JP"),
+        "{outside}"
+    );
+    assert_eq!(app.ledger_count().await, before);
+
+    // After a restart the stored chain is loaded with the CA, and its constraints.
     let app = app.restart().await;
+    let outside = json(app.sign(&csr("Chain-US-2", "US").pem).await).await;
+    assert_eq!(outside["code"], "name_constraints_violation");
     let issued = json(app.sign(&csr("Chain-2", "JP").pem).await).await;
     let chain = issued["certificate_chain_pem"].as_str().unwrap();
     assert_eq!(count(chain), 3);
