@@ -37,6 +37,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
+    /// Revoke certificates in bulk by a filter (dry run, jobs, resume).
+    #[command(subcommand)]
+    Revocation(cli::revocation::RevocationCommand),
     /// Revoke device certificates in the ledger.
     #[command(subcommand)]
     Certificate(cli::certificate::CertificateCommand),
@@ -70,6 +73,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => cli::serve::migrate(settings).await,
         Command::Ca(command) => cli::ca::run(command, settings).await,
         Command::Token(command) => cli::token::run(command, settings).await,
+        Command::Revocation(command) => cli::revocation::run(command, settings).await,
         Command::Certificate(command) => cli::certificate::run(command, settings).await,
         Command::Bench(args) => factory_ca::bench::run(args).await,
     }

@@ -22,6 +22,7 @@ use crate::store::Store;
 mod jobs;
 mod shutdown;
 mod state;
+mod upkeep;
 
 pub use state::AppState;
 
@@ -75,6 +76,7 @@ impl Application {
             validity: TimeDuration::days(settings.policy.validity_days),
             backdate: TimeDuration::try_from(settings.policy.backdate_secs)
                 .context("policy.backdate_secs is out of range")?,
+            crl_distribution_point: settings.revocation.crl_distribution_point_url.clone(),
         };
         let issuance = IssuanceService::new(
             store.clone(),
@@ -109,8 +111,16 @@ impl Application {
         if settings.metrics.enabled {
             crate::telemetry::prometheus();
         }
+        let pace = crate::aws::throttled::Pace {
+            rate_per_sec: settings.aws.api_rate_per_sec,
+            burst: settings.aws.api_burst,
+            throttle_retries: settings.aws.throttle_retries,
+        };
         let iot = iot.map(|registry| {
-            Arc::new(crate::aws::metered::MeteredRegistry::new(registry)) as Arc<dyn IotRegistry>
+            let metered: Arc<dyn IotRegistry> =
+                Arc::new(crate::aws::metered::MeteredRegistry::new(registry));
+            Arc::new(crate::aws::throttled::ThrottledRegistry::new(metered, pace))
+                as Arc<dyn IotRegistry>
         });
         Ok(Application {
             listener,
@@ -130,6 +140,12 @@ impl Application {
                 sign_in: Arc::new(crate::services::sign_in::SignInGuard::new()),
                 tokens: Arc::new(crate::services::tokens::TokenCache::new(
                     settings.server.token_cache_secs,
+                )),
+                crls: Arc::new(crate::services::crl::CrlPublisher::new(
+                    &settings.revocation,
+                )),
+                bulk_revocations: Arc::new(crate::services::bulk_revocation::BulkRevocations::new(
+                    settings.revocation.bulk_batch_size,
                 )),
                 settings: Arc::new(settings),
             },

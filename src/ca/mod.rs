@@ -7,6 +7,7 @@ pub mod chain;
 pub mod constraints;
 pub mod country;
 pub mod crl;
+mod crl_der;
 pub mod csr;
 mod error;
 mod import;
@@ -17,7 +18,7 @@ pub mod subject;
 mod verification;
 
 pub use authority::{CaError, CertificateAuthority, IssuedCertificate};
-pub use crl::{RevocationReason, RevokedEntry};
+pub use crl::{CrlInfo, RevocationReason, RevokedEntry};
 pub use csr::{CsrError, KeyAlgorithm, ParsedCsr, SubjectAttribute};
 pub use key::{CaAlgorithm, CaSigner, ENCRYPTED_KEY_LABEL, SecretKey};
 pub use policy::{ApprovedCsr, IssuancePolicy, PolicyViolation};

@@ -229,6 +229,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "GET /v1/admin/cas/{id}/aws/registration-config",
         &[CA_NOT_FOUND, &[ErrorCode::UnprocessableRequest], STORE],
     ),
+    ("GET /v1/admin/health", &[STORE]),
     (
         "POST /v1/admin/cas/{id}/aws/sync",
         &[CA_NOT_FOUND, AWS_CALL, STORE],
@@ -246,12 +247,35 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         ],
     ),
     (
+        "POST /v1/admin/revocations",
+        &[
+            JSON_BODY,
+            CA_NOT_FOUND,
+            &[
+                ErrorCode::InvalidIdempotencyKey,
+                ErrorCode::InvalidRevocationReason,
+                ErrorCode::InvalidRevocationFilter,
+                ErrorCode::RevocationListTooLong,
+                ErrorCode::IdempotencyKeyReused,
+            ],
+            STORE,
+        ],
+    ),
+    (
+        "GET /v1/admin/revocations/{id}",
+        &[&[ErrorCode::RevocationJobNotFound], STORE],
+    ),
+    (
         "GET /v1/cas/{id}/crl",
         &[
             &[ErrorCode::InvalidQuery, ErrorCode::SignerUnavailable],
             CA_NOT_FOUND,
             STORE,
         ],
+    ),
+    (
+        "GET /v1/cas/{id}/delta-crl",
+        &[&[ErrorCode::InvalidQuery], CA_NOT_FOUND, STORE],
     ),
     ("GET /healthz", &[]),
     ("GET /readyz", &[]),

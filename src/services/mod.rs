@@ -2,7 +2,9 @@
 //! tokens, refused-request counting and per-station rate limits. No HTTP types in here.
 
 pub mod audit;
+pub mod bulk_revocation;
 pub mod ca_admin;
+pub mod crl;
 pub mod issuance;
 pub mod limits;
 pub mod rejections;

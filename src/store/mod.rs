@@ -113,8 +113,10 @@ impl Store {
 // Declared after `on_pool!` and `bind_all!`, which they use.
 mod audit;
 pub mod aws;
+pub mod bulk_revocation;
 mod cas;
 mod certificates;
+pub mod crls;
 pub mod ledger_writer;
 pub mod reads;
 pub mod revocation;

@@ -14,6 +14,8 @@
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
 //! - `cli`: the command line, run as an operator runs it;
 //! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
+//! - `bulk_revocation`: bulk revocation of many certificates on PostgreSQL, stored CRLs served
+//!   many times, a job interrupted by a restart;
 //! - `viewer_load`: 64 viewer loops on a large ledger while a station signs;
 //! - `hierarchy`: an openssl-made offline root, an imported issuing CA and a line sub-CA with
 //!   name constraints, checked with openssl and Mosquitto; the offline root ceremony.
@@ -22,6 +24,7 @@
 mod common;
 
 mod aws_moto;
+mod bulk_revocation;
 mod cli;
 mod dashboard;
 mod hierarchy;
