@@ -86,6 +86,7 @@ const ISSUANCE: &[ErrorCode] = &[
     ErrorCode::SubjectAttributeNotAllowed,
     ErrorCode::InvalidSubjectAttribute,
     ErrorCode::MissingSubjectAttribute,
+    ErrorCode::NameConstraintsViolation,
     ErrorCode::IdempotencyKeyReused,
     ErrorCode::RateLimited,
     ErrorCode::CaUnavailable,
@@ -133,6 +134,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "POST /v1/admin/cas",
         &[
             JSON_BODY,
+            CA_NOT_FOUND,
             &[
                 ErrorCode::CaAlreadyExists,
                 ErrorCode::UnprocessableRequest,
@@ -266,7 +268,11 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     (
         "GET /v1/cas/{id}/crl",
         &[
-            &[ErrorCode::InvalidQuery, ErrorCode::CaCannotSignCrls],
+            &[
+                ErrorCode::InvalidQuery,
+                ErrorCode::CaCannotSignCrls,
+                ErrorCode::SignerUnavailable,
+            ],
             CA_NOT_FOUND,
             STORE,
         ],
@@ -274,7 +280,11 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     (
         "GET /v1/cas/{id}/delta-crl",
         &[
-            &[ErrorCode::InvalidQuery, ErrorCode::CaCannotSignCrls],
+            &[
+                ErrorCode::InvalidQuery,
+                ErrorCode::CaCannotSignCrls,
+                ErrorCode::SignerUnavailable,
+            ],
             CA_NOT_FOUND,
             STORE,
         ],
