@@ -43,6 +43,9 @@ enum Command {
     /// Revoke device certificates in the ledger.
     #[command(subcommand)]
     Certificate(cli::certificate::CertificateCommand),
+    /// The tamper-evident ledger: verify its hash chains.
+    #[command(subcommand)]
+    Ledger(cli::ledger::LedgerCommand),
     /// Simulate stations: post N fresh CSRs over C connections and report throughput and latency.
     Bench(factory_ca::bench::BenchArgs),
 }
@@ -75,6 +78,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Token(command) => cli::token::run(command, settings).await,
         Command::Revocation(command) => cli::revocation::run(command, settings).await,
         Command::Certificate(command) => cli::certificate::run(command, settings).await,
+        Command::Ledger(command) => cli::ledger::run(command, settings).await,
         Command::Bench(args) => factory_ca::bench::run(args).await,
     }
 }

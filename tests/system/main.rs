@@ -16,6 +16,7 @@
 //! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
 //! - `bulk_revocation`: bulk revocation of many certificates on PostgreSQL, stored CRLs served
 //!   many times, a job interrupted by a restart;
+//! - `ledger`: `factory-ca ledger verify` on an untouched and on tampered ledgers;
 //! - `viewer_load`: 64 viewer loops on a large ledger while a station signs.
 
 #[path = "../common/mod.rs"]
@@ -25,6 +26,7 @@ mod aws_moto;
 mod bulk_revocation;
 mod cli;
 mod dashboard;
+mod ledger;
 mod outage;
 mod pkcs11;
 mod query_plans;
