@@ -365,7 +365,13 @@ impl Store {
             return Ok(());
         }
         for ca_id in self.chained_cas().await? {
-            while self.adopt_page(&ca_id).await? > 0 {}
+            for kind in ["issued", "revoked"] {
+                // Keyset cursor `(time, serial)`: each page starts where the last one ended.
+                let mut after: Option<(Timestamp, String)> = None;
+                while let Some(last) = self.adopt_page(&ca_id, kind, after.take()).await? {
+                    after = Some(last);
+                }
+            }
         }
         on_pool!(self, |pool| sqlx::query("DELETE FROM ledger_adoption")
             .execute(pool)
@@ -374,33 +380,64 @@ impl Store {
         Ok(())
     }
 
-    async fn adopt_page(&self, ca_id: &str) -> StoreResult<usize> {
-        const PAGE: u32 = 2_000;
-        let issued = format!(
+    /// Adopts up to a page of `kind` rows after `after`; returns the cursor of the last one, or
+    /// `None` when there was none.
+    async fn adopt_page(
+        &self,
+        ca_id: &str,
+        kind: &'static str,
+        after: Option<(Timestamp, String)>,
+    ) -> StoreResult<Option<(Timestamp, String)>> {
+        const PAGE: u32 = 5_000;
+        let time = if kind == "issued" {
+            "issued_at"
+        } else {
+            "revoked_at"
+        };
+        let revoked_only = if kind == "issued" {
+            ""
+        } else {
+            "AND c.status = 'revoked'"
+        };
+        let cursor = if after.is_some() {
+            format!("AND (c.{time}, c.serial) > ($2, $3)")
+        } else {
+            String::new()
+        };
+        let sql = format!(
             "SELECT serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
              aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
              request_id, status, revoked_at, revocation_reason, aws_revocation_pending, \
              aws_status, aws_first_seen_at FROM issued_certificates c WHERE c.ca_id = $1 \
-             AND NOT EXISTS (SELECT 1 FROM ledger_chain e WHERE e.serial = c.serial \
-             AND e.kind = 'issued') ORDER BY c.issued_at, c.serial LIMIT {PAGE}"
+             {revoked_only} {cursor} AND NOT EXISTS (SELECT 1 FROM ledger_chain e \
+             WHERE e.serial = c.serial AND e.kind = '{kind}') \
+             ORDER BY c.{time}, c.serial LIMIT {PAGE}"
         );
-        let revoked = format!(
-            "SELECT serial, revoked_at, revocation_reason FROM issued_certificates c \
-             WHERE c.ca_id = $1 AND c.status = 'revoked' AND NOT EXISTS (SELECT 1 FROM \
-             ledger_chain e WHERE e.serial = c.serial AND e.kind = 'revoked') \
-             ORDER BY c.revoked_at, c.serial LIMIT {PAGE}"
-        );
-        let adopted = on_pool!(self, |pool| {
+        let (at, serial) = after.unzip();
+        let last = on_pool!(self, |pool| {
             async {
                 let mut tx = pool.begin().await?;
-                let rows: Vec<super::CertificateRecord> = sqlx::query_as(&issued)
-                    .bind(ca_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let mut events: Vec<Event> = rows
+                let mut query = sqlx::query_as(&sql).bind(ca_id);
+                if let (Some(at), Some(serial)) = (at, &serial) {
+                    query = query.bind(at).bind(serial);
+                }
+                let rows: Vec<super::CertificateRecord> = query.fetch_all(&mut *tx).await?;
+                let Some(last) = rows.last() else {
+                    tx.rollback().await?;
+                    return Ok::<_, sqlx::Error>(None);
+                };
+                let last = if kind == "issued" {
+                    (last.issued_at, last.serial.clone())
+                } else {
+                    (
+                        last.revoked_at.unwrap_or(last.issued_at),
+                        last.serial.clone(),
+                    )
+                };
+                let events: Vec<Event> = rows
                     .iter()
-                    .map(|r| {
-                        IssuedFields {
+                    .map(|r| match kind {
+                        "issued" => IssuedFields {
                             ca_id: &r.ca_id,
                             serial: &r.serial,
                             thing_name: &r.thing_name,
@@ -416,34 +453,26 @@ impl Store {
                             station: &r.station,
                             request_id: r.request_id.as_deref(),
                         }
-                        .event()
+                        .event(),
+                        _ => Event {
+                            kind: "revoked",
+                            serial: r.serial.clone(),
+                            payload: revoked_payload(
+                                &r.ca_id,
+                                &r.serial,
+                                r.revoked_at.unwrap_or(r.issued_at),
+                                r.revocation_reason.map(|reason| reason.name()),
+                            ),
+                        },
                     })
                     .collect();
-                if events.is_empty() {
-                    let rows: Vec<(String, Timestamp, Option<String>)> = sqlx::query_as(&revoked)
-                        .bind(ca_id)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    events = rows
-                        .iter()
-                        .map(|(serial, at, reason)| Event {
-                            kind: "revoked",
-                            serial: serial.clone(),
-                            payload: revoked_payload(ca_id, serial, *at, reason.as_deref()),
-                        })
-                        .collect();
-                }
-                if events.is_empty() {
-                    tx.rollback().await?;
-                    return Ok::<usize, sqlx::Error>(0);
-                }
                 append_chain!(tx, ca_id, &events)?;
                 tx.commit().await?;
-                Ok(events.len())
+                Ok(Some(last))
             }
             .await
         })?;
-        Ok(adopted)
+        Ok(last)
     }
 }
 

@@ -127,3 +127,63 @@ async fn tampering_is_detected_and_an_untouched_ledger_passes(backend: Backend) 
 }
 
 crate::on_both_backends!(tampering_is_detected_and_an_untouched_ledger_passes);
+
+fn million() -> u32 {
+    std::env::var("FACTORY_CA_LEDGER_ROWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// A ledger of a million rows (`FACTORY_CA_LEDGER_ROWS` for another count) on PostgreSQL:
+/// copies of a real certificate with their own serials, adopted into the chain as an upgrade
+/// adopts the rows written before it, then verified by the binary, which streams the chain in
+/// pages. Both times are printed (run with `--nocapture`); docs/certificates.md quotes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_row_ledger_verifies_on_postgres() {
+    let n = million();
+    let app = TestApp::spawn(Backend::Postgres).await;
+    issue(&app, "Template-1").await;
+    let columns = "ca_id, country, subject, key_algorithm, spki_sha256, certificate_der, \
+                   not_before, not_after, station";
+    app.execute_sql(&format!(
+        "INSERT INTO issued_certificates (serial, aws_certificate_id, thing_name, issued_at, \
+           {columns}) \
+         SELECT lpad(to_hex(i), 40, '0'), lpad(to_hex(i), 64, '0'), 'chain-' || i, \
+           now() + make_interval(secs => i), {columns} \
+         FROM (SELECT * FROM issued_certificates LIMIT 1) AS t, generate_series(1, {n}) AS i; \
+         INSERT INTO ledger_adoption (id) VALUES (1)"
+    ))
+    .await;
+    app.execute_sql("VACUUM ANALYZE issued_certificates").await;
+    let started = std::time::Instant::now();
+    app.store.migrate().await.expect("the rows are adopted");
+    let adopted = started.elapsed();
+    app.execute_sql("VACUUM ANALYZE ledger_chain").await;
+
+    let started = std::time::Instant::now();
+    let out = verify(&app);
+    let verified = started.elapsed();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let records = u64::from(n) + 1;
+    assert!(
+        stdout(&out).contains(&format!("\tok\t{records} records")),
+        "{}",
+        stdout(&out)
+    );
+    println!(
+        "{records} records: adopted into the chain in {:.1} s, `ledger verify` (debug build) in \
+         {:.1} s ({:.0} records/s)",
+        adopted.as_secs_f64(),
+        verified.as_secs_f64(),
+        records as f64 / verified.as_secs_f64()
+    );
+
+    // One row changed deep in the chain is found.
+    let serial = format!("{:040x}", n / 2);
+    app.execute_sql(&format!(
+        "UPDATE issued_certificates SET thing_name = 'Forged' WHERE serial = '{serial}'"
+    ))
+    .await;
+    assert_detected(&app, "a changed thing name", i64::from(n / 2) + 1, &serial);
+}
