@@ -156,6 +156,8 @@ pub struct CaSettings {
     pub key_passphrase_env: Option<String>,
     /// A file (owner-only) whose content, without one trailing newline, is that passphrase.
     pub key_passphrase_file: Option<PathBuf>,
+    /// `GET /v1/admin/health` warns when a CA certificate expires within this many days.
+    pub expiry_warn_days: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -186,6 +188,9 @@ pub struct AwsSettings {
     /// Another endpoint (an emulator, a VPC endpoint). Credentials always come from the
     /// standard AWS chain (environment, profile, SSO, container or instance role).
     pub endpoint_url: Option<String>,
+    /// An IAM role (another account's, typically) to assume through STS with the standard
+    /// chain's credentials; unset: the chain's credentials are used directly.
+    pub role_arn: Option<String>,
     /// Attempts per AWS call, the first included (the SDK's standard retry with backoff).
     pub max_attempts: u32,
     /// Upper bound on one AWS call, retries included.
@@ -198,6 +203,12 @@ pub struct AwsSettings {
     /// POST /v1/admin/cas/{id}/aws/sync).
     #[serde(with = "seconds")]
     pub sync_interval_secs: Duration,
+    /// AWS IoT calls per second (one token bucket for the target); 0 = unpaced.
+    pub api_rate_per_sec: f64,
+    /// Calls that may go at once after an idle spell.
+    pub api_burst: u32,
+    /// Retries of a call AWS throttles, after pauses doubling from half a second.
+    pub throttle_retries: u32,
 }
 
 impl Default for AwsSettings {
@@ -206,10 +217,14 @@ impl Default for AwsSettings {
             enabled: false,
             region: "us-east-1".into(),
             endpoint_url: None,
+            role_arn: None,
             max_attempts: 3,
             operation_timeout_secs: Duration::from_secs(20),
             revocation_retry_secs: Duration::from_secs(60),
             sync_interval_secs: Duration::ZERO,
+            api_rate_per_sec: 10.0,
+            api_burst: 10,
+            throttle_retries: 5,
         }
     }
 }
@@ -320,6 +335,7 @@ impl Default for CaSettings {
             allow_insecure_key_permissions: false,
             key_passphrase_env: None,
             key_passphrase_file: None,
+            expiry_warn_days: 30,
         }
     }
 }
@@ -497,6 +513,11 @@ impl Settings {
                 "ca.validity_days must be between 1 and 36500".into(),
             ));
         }
+        if !(0..=36_500).contains(&self.ca.expiry_warn_days) {
+            return Err(ConfigError(
+                "ca.expiry_warn_days must be between 0 and 36500".into(),
+            ));
+        }
         self.validate_key_passphrase()?;
         self.validate_pkcs11()?;
         let fields = self.allowed_subject_fields();
@@ -541,6 +562,24 @@ impl Settings {
             if self.aws.operation_timeout_secs.is_zero() {
                 return Err(ConfigError(
                     "aws.operation_timeout_secs must be at least 1".into(),
+                ));
+            }
+            if let Some(role) = &self.aws.role_arn
+                && !(role.starts_with("arn:") && role.contains(":role/"))
+            {
+                return Err(ConfigError(
+                    "aws.role_arn must be an IAM role ARN: arn:aws:iam::<account>:role/<name>"
+                        .into(),
+                ));
+            }
+            if !(self.aws.api_rate_per_sec.is_finite() && self.aws.api_rate_per_sec >= 0.0)
+                || self.aws.api_burst == 0
+                || self.aws.throttle_retries > 10
+            {
+                return Err(ConfigError(
+                    "aws.api_rate_per_sec must be 0 or more, aws.api_burst at least 1 and \
+                     aws.throttle_retries at most 10"
+                        .into(),
                 ));
             }
             if let Some(url) = &self.aws.endpoint_url

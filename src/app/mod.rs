@@ -111,8 +111,16 @@ impl Application {
         if settings.metrics.enabled {
             crate::telemetry::prometheus();
         }
+        let pace = crate::aws::throttled::Pace {
+            rate_per_sec: settings.aws.api_rate_per_sec,
+            burst: settings.aws.api_burst,
+            throttle_retries: settings.aws.throttle_retries,
+        };
         let iot = iot.map(|registry| {
-            Arc::new(crate::aws::metered::MeteredRegistry::new(registry)) as Arc<dyn IotRegistry>
+            let metered: Arc<dyn IotRegistry> =
+                Arc::new(crate::aws::metered::MeteredRegistry::new(registry));
+            Arc::new(crate::aws::throttled::ThrottledRegistry::new(metered, pace))
+                as Arc<dyn IotRegistry>
         });
         Ok(Application {
             listener,

@@ -43,6 +43,15 @@ impl AppState {
         CaAdmin::new(&self.store, &self.keys)
     }
 
+    /// The CA health checks with the configured threshold and target.
+    pub async fn health(
+        &self,
+    ) -> Result<crate::provisioning::HealthReport, crate::provisioning::ProvisioningError> {
+        self.provisioning()
+            .health(self.settings.ca.expiry_warn_days, &self.settings.aws.region)
+            .await
+    }
+
     /// The CAs the CRL publisher signs with: the issuing CA as loaded, any other from the store.
     pub fn crl_cas(&self) -> crate::services::crl::CaSource<'_> {
         crate::services::crl::CaSource {

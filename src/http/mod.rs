@@ -27,8 +27,8 @@ use crate::app::AppState;
 use error::ApiError;
 use error_code::ErrorCode;
 use routes::{
-    audit, aws, ca, cas, certificates, dashboard, health, metrics, revocation, revocation_jobs,
-    stats, tokens,
+    audit, aws, ca, ca_health, cas, certificates, dashboard, health, metrics, revocation,
+    revocation_jobs, stats, tokens,
 };
 
 /// Every route of the API, each with its OpenAPI operation: this is the route table and the
@@ -59,6 +59,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(aws::attach_template))
         .routes(routes!(aws::preview))
         .routes(routes!(aws::sync))
+        .routes(routes!(ca_health::ca_health))
         .routes(routes!(aws::registration_config))
         .routes(routes!(revocation::revoke_certificate))
         .routes(routes!(revocation::crl))

@@ -86,6 +86,7 @@ const ISSUANCE: &[ErrorCode] = &[
     ErrorCode::SubjectAttributeNotAllowed,
     ErrorCode::InvalidSubjectAttribute,
     ErrorCode::MissingSubjectAttribute,
+    ErrorCode::NameConstraintsViolation,
     ErrorCode::IdempotencyKeyReused,
     ErrorCode::RateLimited,
     ErrorCode::CaUnavailable,
@@ -133,6 +134,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "POST /v1/admin/cas",
         &[
             JSON_BODY,
+            CA_NOT_FOUND,
             &[
                 ErrorCode::CaAlreadyExists,
                 ErrorCode::UnprocessableRequest,
@@ -227,6 +229,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "GET /v1/admin/cas/{id}/aws/registration-config",
         &[CA_NOT_FOUND, &[ErrorCode::UnprocessableRequest], STORE],
     ),
+    ("GET /v1/admin/health", &[STORE]),
     (
         "POST /v1/admin/cas/{id}/aws/sync",
         &[CA_NOT_FOUND, AWS_CALL, STORE],
@@ -264,7 +267,11 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ),
     (
         "GET /v1/cas/{id}/crl",
-        &[&[ErrorCode::InvalidQuery], CA_NOT_FOUND, STORE],
+        &[
+            &[ErrorCode::InvalidQuery, ErrorCode::SignerUnavailable],
+            CA_NOT_FOUND,
+            STORE,
+        ],
     ),
     (
         "GET /v1/cas/{id}/delta-crl",

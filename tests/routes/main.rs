@@ -10,8 +10,12 @@ mod common;
 
 mod audit;
 mod aws;
+mod aws_accounts;
 mod aws_answers;
+mod aws_pacing;
 mod bulk_revocation;
+mod ca_chain;
+mod ca_health;
 mod cas;
 mod certificates;
 mod crl;

@@ -16,8 +16,11 @@
 //! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
 //! - `bulk_revocation`: bulk revocation of many certificates on PostgreSQL, stored CRLs served
 //!   many times, a job interrupted by a restart;
-//! - `ledger`: `factory-ca ledger verify` on an untouched and on tampered ledgers;
-//! - `viewer_load`: 64 viewer loops on a large ledger while a station signs.
+//! - `viewer_load`: 64 viewer loops on a large ledger while a station signs;
+//! - `hierarchy`: an openssl-made offline root, an imported issuing CA and a line sub-CA with
+//!   name constraints, checked with openssl and Mosquitto; the offline root ceremony;
+//! - `ledger`: `factory-ca ledger verify` on an untouched and on tampered ledgers, and on a
+//!   million-row chain.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -26,6 +29,7 @@ mod aws_moto;
 mod bulk_revocation;
 mod cli;
 mod dashboard;
+mod hierarchy;
 mod ledger;
 mod outage;
 mod pkcs11;

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod aws;
 pub mod ca;
+pub mod ca_health;
 pub mod cas;
 pub mod certificates;
 pub mod dashboard;
