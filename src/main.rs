@@ -57,6 +57,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         from: PathBuf,
     },
+    /// The tamper-evident ledger: verify its hash chains.
+    #[command(subcommand)]
+    Ledger(cli::ledger::LedgerCommand),
     /// Simulate stations: post N fresh CSRs over C connections and report throughput and latency.
     Bench(factory_ca::bench::BenchArgs),
 }
@@ -91,6 +94,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Certificate(command) => cli::certificate::run(command, settings).await,
         Command::Backup { out } => cli::backup::backup(settings, &out).await,
         Command::Restore { from } => cli::backup::restore(settings, &from).await,
+        Command::Ledger(command) => cli::ledger::run(command, settings).await,
         Command::Bench(args) => factory_ca::bench::run(args).await,
     }
 }

@@ -7,6 +7,7 @@ pub mod bulk_revocation;
 pub mod ca_admin;
 pub mod crl;
 pub mod issuance;
+pub mod ledger;
 pub mod limits;
 pub mod rejections;
 pub mod revocation;

@@ -325,7 +325,8 @@ impl Store {
             "UPDATE issued_certificates SET status = 'revoked', revoked_at = $1, \
              revocation_reason = $2, aws_revocation_pending = true, revocation_job = $3 \
              WHERE status = 'active' AND serial IN \
-             (SELECT serial FROM issued_certificates WHERE {conditions} LIMIT {batch})"
+             (SELECT serial FROM issued_certificates WHERE {conditions} LIMIT {batch}) \
+             RETURNING ca_id, serial"
         );
         let free_claims = "DELETE FROM thing_claims WHERE (thing_name, serial) IN \
              (SELECT thing_name, serial FROM issued_certificates \
@@ -337,14 +338,13 @@ impl Store {
         let revoked = on_pool!(self, |pool| {
             async {
                 let mut tx = pool.begin().await?;
-                let query = sqlx::query(&update)
+                let query = sqlx::query_as(&update)
                     .bind(now)
                     .bind(job.reason)
                     .bind(&job.id);
-                let revoked = bind_all!(query, &binds)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let mut rows: Vec<(String, String)> =
+                    bind_all!(query, &binds).fetch_all(&mut *tx).await?;
+                let revoked = rows.len() as u64;
                 if revoked == 0 {
                     tx.rollback().await?;
                     return Ok::<u64, sqlx::Error>(0);
@@ -365,6 +365,19 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                // Into the hash chains: CAs in id order (so batches cannot deadlock on their
+                // heads), serials in order within each.
+                rows.sort();
+                for group in rows.chunk_by(|a, b| a.0 == b.0) {
+                    let ca_id = group[0].0.as_str();
+                    let events: Vec<chain::Event> = group
+                        .iter()
+                        .map(|(_, serial)| {
+                            chain::revoked_event(ca_id, serial, now, job.reason.name())
+                        })
+                        .collect();
+                    append_chain!(tx, ca_id, &events)?;
+                }
                 tx.commit().await?;
                 Ok(revoked)
             }

@@ -49,6 +49,30 @@ pub struct NewIssuance {
     pub reject_duplicate_thing: bool,
 }
 
+impl NewIssuance {
+    /// This issuance's record in its CA's hash chain ([`chain`]).
+    pub(crate) fn chain_event(&self) -> chain::Event {
+        let cert = &self.certificate;
+        chain::IssuedFields {
+            ca_id: &self.ca_id,
+            serial: &cert.serial,
+            thing_name: &cert.thing_name,
+            country: cert.country.as_deref(),
+            subject: &cert.subject,
+            key_algorithm: &cert.key_algorithm.name(),
+            spki_sha256: &cert.spki_sha256,
+            aws_certificate_id: &cert.aws_certificate_id,
+            certificate_der: &cert.certificate_der,
+            not_before: Timestamp::new(cert.not_before),
+            not_after: Timestamp::new(cert.not_after),
+            issued_at: self.issued_at,
+            station: &self.station,
+            request_id: self.request_id.as_deref(),
+        }
+        .event()
+    }
+}
+
 /// How a recording attempt ended. Anything but `Recorded` rolled back completely (nothing of
 /// that certificate is in the ledger).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +250,7 @@ impl Store {
                     tx.rollback().await?;
                     return Ok(RecordOutcome::ThingAlreadyProvisioned);
                 }
+                append_chain!(tx, new.ca_id.as_str(), &[new.chain_event()])?;
 
                 tx.commit().await?;
                 Ok(RecordOutcome::Recorded)

@@ -17,7 +17,9 @@
 //!    the old claim has expired, under `reject`), the release of the keys of rows whose claim
 //!    failed, and the certificates of the rows whose claim landed. Rows without a claim get
 //!    [`RecordOutcome::ThingAlreadyProvisioned`]; no certificate row of theirs is ever written.
-//! 4. COMMIT, then every request is answered with its own outcome.
+//! 4. The recorded rows are appended to their CAs' hash chains ([`super::chain`]), in batch
+//!    order, under each CA's head row lock.
+//! 5. COMMIT, then every request is answered with its own outcome.
 //!
 //! Per-row outcomes are exactly those of recording the rows one after another, as
 //! [`Store::record_issuance`](super::Store::record_issuance) does: two rows of one batch never
@@ -32,7 +34,7 @@
 //! A request that goes away (timeout, client gone) after queueing its row may still have it
 //! committed: the certificate was signed and is recorded, it is only not delivered.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -317,7 +319,22 @@ async fn write_batch(
         }
     }
 
-    // 4. Nothing is answered before this returns.
+    // 4. The recorded rows join their CAs' hash chains in batch order; CAs are locked in id
+    // order, so two writers cannot deadlock on their heads.
+    let mut chains: BTreeMap<&str, Vec<super::chain::Event>> = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        if outcomes[i] == Some(RecordOutcome::Recorded) {
+            chains
+                .entry(row.ca_id.as_str())
+                .or_default()
+                .push(row.chain_event());
+        }
+    }
+    for (ca_id, events) in &chains {
+        append_chain!(tx, *ca_id, events)?;
+    }
+
+    // 5. Nothing is answered before this returns.
     tx.commit().await?;
     Ok(outcomes
         .into_iter()

@@ -83,6 +83,48 @@ macro_rules! bind_all {
     }};
 }
 
+/// Appends `$events` (a `&[chain::Event]`) to `$ca_id`'s hash chain inside the open transaction
+/// `$tx`: locks the CA's head row, inserts the linked records, moves the head. Evaluates to
+/// `Result<(), sqlx::Error>`; type-checked per backend like [`on_pool!`].
+macro_rules! append_chain {
+    ($tx:expr, $ca_id:expr, $events:expr) => {{
+        async {
+            let events: &[$crate::store::chain::Event] = $events;
+            if events.is_empty() {
+                return Ok::<(), sqlx::Error>(());
+            }
+            let (seq, hash): (i64, Vec<u8>) = sqlx::query_as($crate::store::chain::LOCK_HEAD_SQL)
+                .bind($ca_id)
+                .bind(&$crate::store::chain::GENESIS[..])
+                .fetch_one(&mut *$tx)
+                .await?;
+            let (linked, seq, hash) = $crate::store::chain::link_all(seq, hash, events)?;
+            for chunk in linked.chunks($crate::store::chain::INSERT_CHUNK) {
+                let sql = $crate::store::chain::insert_sql(chunk.len());
+                let mut query = sqlx::query(&sql);
+                for r in chunk {
+                    query = query
+                        .bind($ca_id)
+                        .bind(r.seq)
+                        .bind(r.kind)
+                        .bind(r.serial.as_str())
+                        .bind(&r.prev_hash[..])
+                        .bind(&r.hash[..]);
+                }
+                query.execute(&mut *$tx).await?;
+            }
+            sqlx::query($crate::store::chain::UPDATE_HEAD_SQL)
+                .bind($ca_id)
+                .bind(seq)
+                .bind(&hash[..])
+                .execute(&mut *$tx)
+                .await?;
+            Ok(())
+        }
+        .await
+    }};
+}
+
 /// A row type the store reads on both backends.
 pub(crate) trait Row:
     for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
@@ -117,6 +159,7 @@ pub mod backup;
 pub mod bulk_revocation;
 mod cas;
 mod certificates;
+pub mod chain;
 pub mod crls;
 pub mod ledger_writer;
 pub mod probe;
@@ -311,6 +354,7 @@ impl Store {
             Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
             Store::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
         }
+        self.adopt_unchained().await?;
         Ok(())
     }
 

@@ -41,18 +41,17 @@ impl Store {
                 let mut tx = pool.begin().await?;
                 // `status = 'active'` makes concurrent revocations of one certificate race
                 // safely: the row lock serializes them and only the first changes the row.
-                let updated = sqlx::query(
+                let updated: Option<String> = sqlx::query_scalar(
                     "UPDATE issued_certificates SET status = 'revoked', revoked_at = $2, \
                      revocation_reason = $3, aws_revocation_pending = true \
-                     WHERE serial = $1 AND status = 'active'",
+                     WHERE serial = $1 AND status = 'active' RETURNING ca_id",
                 )
                 .bind(serial)
                 .bind(now)
                 .bind(reason.name())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if updated == 0 {
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(ca_id) = updated else {
                     let existing: Option<(Option<Timestamp>, Option<String>)> = sqlx::query_as(
                         "SELECT revoked_at, revocation_reason FROM issued_certificates \
                          WHERE serial = $1",
@@ -72,7 +71,7 @@ impl Store {
                             "certificate {serial} is active but could not be revoked"
                         ))),
                     };
-                }
+                };
                 sqlx::query("DELETE FROM thing_claims WHERE serial = $1")
                     .bind(serial)
                     .execute(&mut *tx)
@@ -84,6 +83,8 @@ impl Store {
                 .bind(serial)
                 .execute(&mut *tx)
                 .await?;
+                let event = super::chain::revoked_event(&ca_id, serial, now, reason.name());
+                append_chain!(tx, ca_id.as_str(), &[event])?;
                 tx.commit().await?;
                 Ok::<RevokeOutcome, sqlx::Error>(RevokeOutcome::Revoked)
             }

@@ -138,6 +138,14 @@ async fn a_job_revokes_every_match_in_batches_and_is_audited_once(backend: Backe
 
     let job = wait_finished(&app, &id).await;
     assert_eq!(job["revoked"], 5);
+    // Each revocation is a record of the chain, after the issuances, and the chain verifies.
+    let verified = factory_ca::services::ledger::verify(&app.store, None)
+        .await
+        .unwrap();
+    assert!(
+        verified.iter().all(|v| v.mismatch.is_none()),
+        "{verified:?}"
+    );
     assert!(job["finished_at"].is_string());
     for serial in &line {
         let row = row(&app, serial).await;

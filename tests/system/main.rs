@@ -23,7 +23,9 @@
 //!   many times, a job interrupted by a restart;
 //! - `viewer_load`: 64 viewer loops on a large ledger while a station signs;
 //! - `hierarchy`: an openssl-made offline root, an imported issuing CA and a line sub-CA with
-//!   name constraints, checked with openssl and Mosquitto; the offline root ceremony.
+//!   name constraints, checked with openssl and Mosquitto; the offline root ceremony;
+//! - `ledger`: `factory-ca ledger verify` on an untouched and on tampered ledgers, and on a
+//!   million-row chain.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -38,6 +40,7 @@ mod dashboard;
 mod disk_full;
 mod early_answers;
 mod hierarchy;
+mod ledger;
 mod outage;
 mod pkcs11;
 mod query_plans;

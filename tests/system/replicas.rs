@@ -1,6 +1,7 @@
 //! Three service processes on one PostgreSQL, hammered at once with overlapping
 //! Idempotency-Keys and duplicate thing names: the database constraints, not in-process locks,
-//! keep serials unique, one certificate per key and one active certificate per thing.
+//! keep serials unique, one certificate per key and one active certificate per thing, and the
+//! CA's hash chain is one gapless order that `ledger verify` accepts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -151,4 +152,16 @@ async fn three_replicas_never_duplicate_serials_keys_or_active_things() {
         .await
         .unwrap();
     assert_eq!(keys, 20);
+
+    // The three processes wrote one hash chain: 30 records numbered 1 to 30, verified by
+    // `factory-ca ledger verify`.
+    let out = run(factory_ca(data, &db).args(["ledger", "verify"]));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("\tok\t30 records"), "{report}");
+    let (records, first, last): (i64, i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), MIN(seq), MAX(seq) FROM ledger_chain")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((records, first, last), (30, 1, 30));
 }

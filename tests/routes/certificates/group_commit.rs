@@ -368,6 +368,19 @@ async fn concurrent_issuance_answers_exactly(group_commit: bool) {
         count(&app, "SELECT COUNT(*) FROM idempotency_keys").await,
         16
     );
+
+    // Every recorded certificate is one record of the CA's hash chain, numbered without gaps,
+    // and the chain verifies; no refused request left a record.
+    let verified = factory_ca::services::ledger::verify(&app.store, None)
+        .await
+        .unwrap();
+    let records: u64 = verified.iter().map(|v| v.verified).sum();
+    assert!(
+        verified.iter().all(|v| v.mismatch.is_none()),
+        "{verified:?}"
+    );
+    assert_eq!(records, 48);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM ledger_chain").await, 48);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

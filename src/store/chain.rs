@@ -1,0 +1,511 @@
+//! The tamper-evident ledger: one hash chain per CA over every issuance and revocation.
+//!
+//! Record `seq` (counting from 1 per CA) stores `prev_hash`, the hash of record `seq - 1`
+//! ([`GENESIS`] for the first), and `hash = SHA-256(prev_hash || seq as 8 bytes big-endian ||
+//! payload)`, where the payload is the canonical encoding of the ledger row: a sequence of
+//! fields, each a 4-byte big-endian length and that many bytes, or `FF FF FF FF` for an absent
+//! value. Text is UTF-8; an instant is its Unix time in microseconds, in decimal ASCII.
+//!
+//! - issuance: `"issued"`, ca_id, serial, thing_name, country, subject, key_algorithm,
+//!   spki_sha256, aws_certificate_id, certificate_der, not_before, not_after, issued_at,
+//!   station, request_id;
+//! - revocation: `"revoked"`, ca_id, serial, revoked_at, revocation_reason.
+//!
+//! Records are appended by the transaction that writes the ledger row, after locking the CA's
+//! row in `ledger_heads` ([`append_chain!`](super::append_chain)): one order per CA whatever the
+//! number of writers, batches and replicas. `docs/certificates.md` describes the same encoding for
+//! auditors.
+
+use sha2::{Digest, Sha256};
+use sqlx::FromRow;
+
+use super::{Store, StoreResult, Timestamp};
+use crate::ca::KeyAlgorithm;
+
+/// The `prev_hash` of each CA's first record.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// Rows per statement when records are inserted in bulk (6 parameters each).
+pub(crate) const INSERT_CHUNK: usize = 500;
+
+/// Locks (creating when missing) a CA's head row and returns its `(seq, hash)`: on PostgreSQL
+/// `ON CONFLICT DO UPDATE` takes the row lock until the transaction ends; SQLite has one writer.
+pub(crate) const LOCK_HEAD_SQL: &str = "INSERT INTO ledger_heads (ca_id, seq, hash) \
+     VALUES ($1, 0, $2) ON CONFLICT (ca_id) DO UPDATE SET seq = ledger_heads.seq \
+     RETURNING seq, hash";
+
+pub(crate) const UPDATE_HEAD_SQL: &str =
+    "UPDATE ledger_heads SET seq = $2, hash = $3 WHERE ca_id = $1";
+
+/// One record to append: its kind (`issued` or `revoked`), serial and canonical payload.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: &'static str,
+    pub serial: String,
+    pub payload: Vec<u8>,
+}
+
+/// A record with its place in the chain, ready to insert.
+#[derive(Debug, Clone)]
+pub(crate) struct Linked {
+    pub seq: i64,
+    pub kind: &'static str,
+    pub serial: String,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// Builds a canonical payload field by field.
+#[derive(Default)]
+struct Encoder(Vec<u8>);
+
+impl Encoder {
+    fn bytes(&mut self, value: Option<&[u8]>) -> &mut Self {
+        match value {
+            Some(v) => {
+                let len = u32::try_from(v.len()).expect("ledger fields are shorter than 4 GiB");
+                self.0.extend_from_slice(&len.to_be_bytes());
+                self.0.extend_from_slice(v);
+            }
+            None => self.0.extend_from_slice(&u32::MAX.to_be_bytes()),
+        }
+        self
+    }
+
+    fn text(&mut self, value: &str) -> &mut Self {
+        self.bytes(Some(value.as_bytes()))
+    }
+
+    fn opt_text(&mut self, value: Option<&str>) -> &mut Self {
+        self.bytes(value.map(str::as_bytes))
+    }
+
+    fn time(&mut self, value: Timestamp) -> &mut Self {
+        let micros = value.get().unix_timestamp_nanos() / 1_000;
+        self.text(&micros.to_string())
+    }
+}
+
+/// The fields of an issuance, as the ledger row holds them.
+pub struct IssuedFields<'a> {
+    pub ca_id: &'a str,
+    pub serial: &'a str,
+    pub thing_name: &'a str,
+    pub country: Option<&'a str>,
+    pub subject: &'a str,
+    pub key_algorithm: &'a str,
+    pub spki_sha256: &'a str,
+    pub aws_certificate_id: &'a str,
+    pub certificate_der: &'a [u8],
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub issued_at: Timestamp,
+    pub station: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+impl IssuedFields<'_> {
+    pub fn payload(&self) -> Vec<u8> {
+        let mut e = Encoder::default();
+        e.text("issued")
+            .text(self.ca_id)
+            .text(self.serial)
+            .text(self.thing_name)
+            .opt_text(self.country)
+            .text(self.subject)
+            .text(self.key_algorithm)
+            .text(self.spki_sha256)
+            .text(self.aws_certificate_id)
+            .bytes(Some(self.certificate_der))
+            .time(self.not_before)
+            .time(self.not_after)
+            .time(self.issued_at)
+            .text(self.station)
+            .opt_text(self.request_id);
+        e.0
+    }
+
+    pub fn event(&self) -> Event {
+        Event {
+            kind: "issued",
+            serial: self.serial.to_owned(),
+            payload: self.payload(),
+        }
+    }
+}
+
+/// The canonical payload of a revocation.
+pub fn revoked_payload(
+    ca_id: &str,
+    serial: &str,
+    revoked_at: Timestamp,
+    reason: Option<&str>,
+) -> Vec<u8> {
+    let mut e = Encoder::default();
+    e.text("revoked")
+        .text(ca_id)
+        .text(serial)
+        .time(revoked_at)
+        .opt_text(reason);
+    e.0
+}
+
+pub fn revoked_event(ca_id: &str, serial: &str, revoked_at: Timestamp, reason: &str) -> Event {
+    Event {
+        kind: "revoked",
+        serial: serial.to_owned(),
+        payload: revoked_payload(ca_id, serial, revoked_at, Some(reason)),
+    }
+}
+
+/// `SHA-256(prev_hash || seq || payload)`.
+pub fn link(prev_hash: &[u8; 32], seq: i64, payload: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash);
+    hasher.update(seq.to_be_bytes());
+    hasher.update(payload);
+    hasher.finalize().into()
+}
+
+/// Links `events`, in order, after the head `(seq, hash)`; returns the records and the new head.
+pub(crate) fn link_all(
+    head_seq: i64,
+    head_hash: Vec<u8>,
+    events: &[Event],
+) -> Result<(Vec<Linked>, i64, [u8; 32]), sqlx::Error> {
+    let mut prev: [u8; 32] = head_hash
+        .try_into()
+        .map_err(|_| sqlx::Error::Protocol("a ledger head hash is not 32 bytes".into()))?;
+    let mut seq = head_seq;
+    let mut linked = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let hash = link(&prev, seq, &event.payload);
+        linked.push(Linked {
+            seq,
+            kind: event.kind,
+            serial: event.serial.clone(),
+            prev_hash: prev,
+            hash,
+        });
+        prev = hash;
+    }
+    Ok((linked, seq, prev))
+}
+
+/// `INSERT INTO ledger_chain` of `rows` rows (6 parameters each).
+pub(crate) fn insert_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p = r * 6;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO ledger_chain (ca_id, seq, kind, serial, prev_hash, hash) VALUES {}",
+        values.join(", ")
+    )
+}
+
+/// One chain record with the ledger row it covers (absent when that row is gone), as
+/// `ledger verify` reads them.
+#[derive(Debug, FromRow)]
+pub struct ChainRow {
+    pub seq: i64,
+    pub kind: String,
+    pub serial: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub found: Option<String>,
+    pub ca_id: Option<String>,
+    pub thing_name: Option<String>,
+    pub country: Option<String>,
+    pub subject: Option<String>,
+    pub key_algorithm: Option<KeyAlgorithm>,
+    pub spki_sha256: Option<String>,
+    pub aws_certificate_id: Option<String>,
+    pub certificate_der: Option<Vec<u8>>,
+    pub not_before: Option<Timestamp>,
+    pub not_after: Option<Timestamp>,
+    pub issued_at: Option<Timestamp>,
+    pub station: Option<String>,
+    pub request_id: Option<String>,
+    pub revoked_at: Option<Timestamp>,
+    pub revocation_reason: Option<String>,
+}
+
+impl ChainRow {
+    /// The payload the ledger row it covers encodes to now, or `None` when that row is gone
+    /// (or, for a revocation, is not revoked).
+    pub fn payload(&self) -> Option<Vec<u8>> {
+        self.found.as_ref()?;
+        // A row moved to another CA encodes differently.
+        let row_ca = self.ca_id.as_deref()?;
+        match self.kind.as_str() {
+            "issued" => Some(
+                IssuedFields {
+                    ca_id: row_ca,
+                    serial: &self.serial,
+                    thing_name: self.thing_name.as_deref()?,
+                    country: self.country.as_deref(),
+                    subject: self.subject.as_deref()?,
+                    key_algorithm: &self.key_algorithm.as_ref()?.name(),
+                    spki_sha256: self.spki_sha256.as_deref()?,
+                    aws_certificate_id: self.aws_certificate_id.as_deref()?,
+                    certificate_der: self.certificate_der.as_deref()?,
+                    not_before: self.not_before?,
+                    not_after: self.not_after?,
+                    issued_at: self.issued_at?,
+                    station: self.station.as_deref()?,
+                    request_id: self.request_id.as_deref(),
+                }
+                .payload(),
+            ),
+            "revoked" => Some(revoked_payload(
+                row_ca,
+                &self.serial,
+                self.revoked_at?,
+                self.revocation_reason.as_deref(),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The head of a CA's chain: `(seq, hash)`.
+pub type Head = (i64, Vec<u8>);
+
+impl Store {
+    /// The CAs with a chain or a ledger row, in id order.
+    pub async fn chained_cas(&self) -> StoreResult<Vec<String>> {
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT ca_id FROM ledger_heads UNION SELECT id FROM certificate_authorities \
+             ORDER BY 1"
+        )
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    pub async fn chain_head(&self, ca_id: &str) -> StoreResult<Option<Head>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT seq, hash FROM ledger_heads WHERE ca_id = $1"
+        )
+        .bind(ca_id)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// Up to `limit` records of `ca_id`'s chain after `after_seq`, in seq order, each with the
+    /// ledger row it covers.
+    pub async fn chain_page(
+        &self,
+        ca_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>> {
+        let sql = format!(
+            "SELECT e.seq, e.kind, e.serial, e.prev_hash, e.hash, c.serial AS found, c.ca_id, \
+             c.thing_name, c.country, c.subject, c.key_algorithm, c.spki_sha256, \
+             c.aws_certificate_id, c.certificate_der, c.not_before, c.not_after, c.issued_at, \
+             c.station, c.request_id, c.revoked_at, c.revocation_reason \
+             FROM ledger_chain e LEFT JOIN issued_certificates c ON c.serial = e.serial \
+             WHERE e.ca_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT {limit}"
+        );
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(ca_id)
+            .bind(after_seq)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// A ledger row of `ca_id` that no chain record covers: an issued certificate without its
+    /// `issued` record, or a revoked one without its `revoked` record. `(serial, kind)`.
+    pub async fn unchained_row(&self, ca_id: &str) -> StoreResult<Option<(String, String)>> {
+        let issued: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT c.serial FROM issued_certificates c WHERE c.ca_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM ledger_chain e WHERE e.serial = c.serial AND e.kind = 'issued' \
+             AND e.ca_id = $1) ORDER BY c.issued_at, c.serial LIMIT 1"
+        )
+        .bind(ca_id)
+        .fetch_optional(pool)
+        .await)?;
+        if let Some(serial) = issued {
+            return Ok(Some((serial, "issued".into())));
+        }
+        let revoked: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT c.serial FROM issued_certificates c WHERE c.ca_id = $1 \
+             AND c.status = 'revoked' AND NOT EXISTS \
+             (SELECT 1 FROM ledger_chain e WHERE e.serial = c.serial AND e.kind = 'revoked' \
+             AND e.ca_id = $1) ORDER BY c.revoked_at, c.serial LIMIT 1"
+        )
+        .bind(ca_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(revoked.map(|serial| (serial, "revoked".into())))
+    }
+
+    /// Adopts the ledger rows written before the chain existed, once (migration 0016 marks it
+    /// due): per CA, issuances in `issued_at` order, then revocations in `revoked_at` order, in
+    /// transactions of a few thousand rows.
+    pub(crate) async fn adopt_unchained(&self) -> StoreResult<()> {
+        let due: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT CAST(id AS BIGINT) FROM ledger_adoption"
+        )
+        .fetch_optional(pool)
+        .await)?;
+        if due.is_none() {
+            return Ok(());
+        }
+        for ca_id in self.chained_cas().await? {
+            for kind in ["issued", "revoked"] {
+                // Keyset cursor `(time, serial)`: each page starts where the last one ended.
+                let mut after: Option<(Timestamp, String)> = None;
+                while let Some(last) = self.adopt_page(&ca_id, kind, after.take()).await? {
+                    after = Some(last);
+                }
+            }
+        }
+        on_pool!(self, |pool| sqlx::query("DELETE FROM ledger_adoption")
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Adopts up to a page of `kind` rows after `after`; returns the cursor of the last one, or
+    /// `None` when there was none.
+    async fn adopt_page(
+        &self,
+        ca_id: &str,
+        kind: &'static str,
+        after: Option<(Timestamp, String)>,
+    ) -> StoreResult<Option<(Timestamp, String)>> {
+        const PAGE: u32 = 5_000;
+        let time = if kind == "issued" {
+            "issued_at"
+        } else {
+            "revoked_at"
+        };
+        let revoked_only = if kind == "issued" {
+            ""
+        } else {
+            "AND c.status = 'revoked'"
+        };
+        let cursor = if after.is_some() {
+            format!("AND (c.{time}, c.serial) > ($2, $3)")
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
+             aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
+             request_id, status, revoked_at, revocation_reason, aws_revocation_pending, \
+             aws_status, aws_first_seen_at FROM issued_certificates c WHERE c.ca_id = $1 \
+             {revoked_only} {cursor} AND NOT EXISTS (SELECT 1 FROM ledger_chain e \
+             WHERE e.serial = c.serial AND e.kind = '{kind}') \
+             ORDER BY c.{time}, c.serial LIMIT {PAGE}"
+        );
+        let (at, serial) = after.unzip();
+        let last = on_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                let mut query = sqlx::query_as(&sql).bind(ca_id);
+                if let (Some(at), Some(serial)) = (at, &serial) {
+                    query = query.bind(at).bind(serial);
+                }
+                let rows: Vec<super::CertificateRecord> = query.fetch_all(&mut *tx).await?;
+                let Some(last) = rows.last() else {
+                    tx.rollback().await?;
+                    return Ok::<_, sqlx::Error>(None);
+                };
+                let last = if kind == "issued" {
+                    (last.issued_at, last.serial.clone())
+                } else {
+                    (
+                        last.revoked_at.unwrap_or(last.issued_at),
+                        last.serial.clone(),
+                    )
+                };
+                let events: Vec<Event> = rows
+                    .iter()
+                    .map(|r| match kind {
+                        "issued" => IssuedFields {
+                            ca_id: &r.ca_id,
+                            serial: &r.serial,
+                            thing_name: &r.thing_name,
+                            country: r.country.as_deref(),
+                            subject: &r.subject,
+                            key_algorithm: &r.key_algorithm.name(),
+                            spki_sha256: &r.spki_sha256,
+                            aws_certificate_id: &r.aws_certificate_id,
+                            certificate_der: &r.certificate_der,
+                            not_before: r.not_before,
+                            not_after: r.not_after,
+                            issued_at: r.issued_at,
+                            station: &r.station,
+                            request_id: r.request_id.as_deref(),
+                        }
+                        .event(),
+                        _ => Event {
+                            kind: "revoked",
+                            serial: r.serial.clone(),
+                            payload: revoked_payload(
+                                &r.ca_id,
+                                &r.serial,
+                                r.revoked_at.unwrap_or(r.issued_at),
+                                r.revocation_reason.map(|reason| reason.name()),
+                            ),
+                        },
+                    })
+                    .collect();
+                append_chain!(tx, ca_id, &events)?;
+                tx.commit().await?;
+                Ok(Some(last))
+            }
+            .await
+        })?;
+        Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_and_empty_fields_encode_differently() {
+        let at = Timestamp::now();
+        assert_ne!(
+            revoked_payload("ca", "01", at, None),
+            revoked_payload("ca", "01", at, Some(""))
+        );
+        // Length prefixes keep field boundaries: moving a character across them changes the
+        // payload.
+        assert_ne!(
+            revoked_payload("ca", "01", at, Some("x")),
+            revoked_payload("ca0", "1", at, Some("x"))
+        );
+    }
+
+    #[test]
+    fn each_link_covers_its_predecessor_and_its_place() {
+        let events: Vec<Event> = (0..3)
+            .map(|i| revoked_event("ca", &format!("{i:02}"), Timestamp::now(), "superseded"))
+            .collect();
+        let (linked, seq, head) = link_all(0, GENESIS.to_vec(), &events).unwrap();
+        assert_eq!(seq, 3);
+        assert_eq!(linked[0].prev_hash, GENESIS);
+        assert_eq!(linked[1].prev_hash, linked[0].hash);
+        assert_eq!(head, linked[2].hash);
+        assert_eq!(linked[2].hash, link(&linked[1].hash, 3, &events[2].payload));
+        assert_ne!(link(&GENESIS, 1, b"x"), link(&GENESIS, 2, b"x"));
+    }
+}
