@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod error_code;
+pub mod est_wire;
 pub mod extract;
 pub(crate) mod messages;
 pub mod openapi;
@@ -28,7 +29,7 @@ use crate::app::AppState;
 use error::ApiError;
 use error_code::ErrorCode;
 use routes::{
-    audit, aws, ca, cas, certificates, dashboard, health, metrics, revocation, stats, tokens,
+    audit, aws, ca, cas, certificates, dashboard, est, health, metrics, revocation, stats, tokens,
 };
 
 /// Every route of the API, each with its OpenAPI operation: this is the route table and the
@@ -64,6 +65,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revocation::crl))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(est::cacerts))
+        .routes(routes!(est::simpleenroll))
+        .routes(routes!(est::csrattrs))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(dashboard::index))
         .routes(routes!(dashboard::app_js))

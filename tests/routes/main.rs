@@ -15,6 +15,7 @@ mod cas;
 mod certificates;
 mod connections;
 mod dashboard;
+mod est;
 mod hardening;
 mod health;
 mod messages;

@@ -6,6 +6,7 @@ pub mod ca;
 pub mod cas;
 pub mod certificates;
 pub mod dashboard;
+pub mod est;
 pub mod health;
 pub mod metrics;
 pub mod revocation;
