@@ -26,13 +26,15 @@ pub const PKCS10: &str = "application/pkcs10";
 /// API); the `text/plain` body starts with it too.
 pub const ERROR_CODE_HEADER: &str = "x-error-code";
 
-/// RFC 2045 base64, the transfer encoding RFC 7030 section 4 uses: lines of 64 characters.
+/// Base64, the transfer encoding RFC 7030 section 4 uses, in lines of 64 characters ended by
+/// LF, not RFC 2045's CRLF: GNU `base64 -d`, the tool of the documented curl session, refuses
+/// a CR, and EST clients ignore whitespace either way.
 pub fn base64_lines(der: &[u8]) -> String {
     let text = STANDARD.encode(der);
     let mut out = String::with_capacity(text.len() + text.len() / 64 + 2);
     for line in text.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push_str("\r\n");
+        out.push('\n');
     }
     out
 }

@@ -32,6 +32,7 @@ mod crash;
 mod dashboard;
 mod disk_full;
 mod early_answers;
+mod est;
 mod outage;
 mod pkcs11;
 mod query_plans;
