@@ -452,6 +452,57 @@ async fn csrattrs_names_cn_and_country_when_the_policy_requires_it() {
     assert_eq!(names, expected);
 }
 
+/// A device certificate of ours never authenticates as a station: the TLS setup trusts only
+/// the station CAs for client certificates, so the handshake itself refuses it, for EST and
+/// for the JSON API alike.
+#[tokio::test]
+async fn a_device_certificate_is_refused_for_simpleenroll_and_the_json_api() {
+    let est = EstApp::spawn(Backend::Sqlite).await;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CountryName, "JP");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Thing-Dev-1");
+    let csr_pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    let response = est
+        .enroll(
+            &est.app.client,
+            Some(&est.app.station),
+            "application/pkcs10",
+            est_body(&csr_pem),
+        )
+        .await;
+    let device = certs_of(response).await.remove(0);
+    let device_pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE", device));
+    let identity = format!("{}{device_pem}", key.serialize_pem());
+    let device_client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(est.server_ca.clone())
+        .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let enroll = device_client
+        .post(est.url("/.well-known/est/simpleenroll"))
+        .header("content-type", "application/pkcs10")
+        .body(est_body(&csr("Thing-Dev-2", "JP").pem))
+        .send()
+        .await;
+    assert!(enroll.is_err(), "{enroll:?}");
+    let json_api = device_client
+        .post(est.url("/v1/certificates"))
+        .json(&serde_json::json!({ "csr": csr("Thing-Dev-3", "JP").pem }))
+        .send()
+        .await;
+    assert!(json_api.is_err(), "{json_api:?}");
+    let listed = device_client.get(est.url("/v1/certificates")).send().await;
+    assert!(listed.is_err(), "{listed:?}");
+    assert_eq!(est.app.ledger_count().await, 1);
+}
+
 #[tokio::test]
 async fn est_over_plain_http_answers_https_required() {
     let app = TestApp::spawn(Backend::Sqlite).await;
