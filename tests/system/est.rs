@@ -102,3 +102,91 @@ async fn the_est_quick_start_enrolls_and_openssl_and_python_read_the_answers() {
     );
     assert!(String::from_utf8_lossy(&checked.stdout).contains("python ok Thing-0001"));
 }
+
+/// EST issuance over TLS beside JSON issuance over TLS, on the same server and client: the
+/// figures of docs/benchmarks.md ("EST beside the JSON API"). CSRs are made before the clock
+/// starts; `CONCURRENCY` tasks share one keep-alive client. Bounded: `PER_CHANNEL` requests per
+/// channel and a 120 s limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn est_and_json_issuance_over_tls_side_by_side() {
+    use base64::Engine;
+    use std::time::{Duration, Instant};
+
+    const PER_CHANNEL: usize = 400;
+    const CONCURRENCY: usize = 8;
+    let app = TlsApp::spawn_with(Backend::Sqlite, None, |_, s| {
+        s.server.station_rate_per_sec = 0.0;
+    })
+    .await;
+    let config = app.pki.rustls_config_with(None, &[&rustls::version::TLS13]);
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut report = Vec::new();
+    for channel in ["json", "est"] {
+        let csrs: Vec<String> = (0..PER_CHANNEL)
+            .map(|i| crate::common::csr(&format!("Bench-{channel}-{i}"), "JP").pem)
+            .collect();
+        let requests: Vec<reqwest::RequestBuilder> = csrs
+            .iter()
+            .map(|pem| match channel {
+                "json" => client
+                    .post(app.url("/v1/certificates"))
+                    .bearer_auth(&app.station)
+                    .json(&serde_json::json!({ "csr": pem })),
+                _ => client
+                    .post(app.url("/.well-known/est/simpleenroll"))
+                    .basic_auth("bench", Some(&app.station))
+                    .header("content-type", "application/pkcs10")
+                    .body(
+                        base64::engine::general_purpose::STANDARD
+                            .encode(crate::common::der_of(pem)),
+                    ),
+            })
+            .collect();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(requests));
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(120);
+        let mut tasks = Vec::new();
+        for _ in 0..CONCURRENCY {
+            let queue = queue.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let Some(request) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let sent = Instant::now();
+                    let response = request.send().await.expect("request");
+                    assert!(response.status().is_success(), "{}", response.status());
+                    response.bytes().await.unwrap();
+                    latencies.push(sent.elapsed());
+                }
+                latencies
+            }));
+        }
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await.unwrap());
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(
+            latencies.len(),
+            PER_CHANNEL,
+            "{channel}: all within the limit"
+        );
+        latencies.sort();
+        let p =
+            |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+        report.push(format!(
+            "{channel}: {PER_CHANNEL} certificates in {:.2} s = {:.0}/s; p50 {:.1} ms, p99 {:.1} ms",
+            elapsed.as_secs_f64(),
+            PER_CHANNEL as f64 / elapsed.as_secs_f64(),
+            p(0.5).as_secs_f64() * 1e3,
+            p(0.99).as_secs_f64() * 1e3,
+        ));
+    }
+    println!("{}", report.join("\n"));
+}
