@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::ca::policy::{DuplicateThingName, SubjectField};
 use crate::ca::{CaAlgorithm, CaSubject};
 
+mod revocation;
+pub use revocation::RevocationSettings;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -27,6 +30,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub aws: AwsSettings,
+    pub revocation: RevocationSettings,
     pub pkcs11: Pkcs11Settings,
 }
 
@@ -172,6 +176,8 @@ pub struct CaSettings {
     pub key_passphrase_env: Option<String>,
     /// A file (owner-only) whose content, without one trailing newline, is that passphrase.
     pub key_passphrase_file: Option<PathBuf>,
+    /// `GET /v1/admin/health` warns when a CA certificate expires within this many days.
+    pub expiry_warn_days: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -202,6 +208,9 @@ pub struct AwsSettings {
     /// Another endpoint (an emulator, a VPC endpoint). Credentials always come from the
     /// standard AWS chain (environment, profile, SSO, container or instance role).
     pub endpoint_url: Option<String>,
+    /// An IAM role (another account's, typically) to assume through STS with the standard
+    /// chain's credentials; unset: the chain's credentials are used directly.
+    pub role_arn: Option<String>,
     /// Attempts per AWS call, the first included (the SDK's standard retry with backoff).
     pub max_attempts: u32,
     /// Upper bound on one AWS call, retries included.
@@ -214,6 +223,12 @@ pub struct AwsSettings {
     /// POST /v1/admin/cas/{id}/aws/sync).
     #[serde(with = "seconds")]
     pub sync_interval_secs: Duration,
+    /// AWS IoT calls per second (one token bucket for the target); 0 = unpaced.
+    pub api_rate_per_sec: f64,
+    /// Calls that may go at once after an idle spell.
+    pub api_burst: u32,
+    /// Retries of a call AWS throttles, after pauses doubling from half a second.
+    pub throttle_retries: u32,
 }
 
 impl Default for AwsSettings {
@@ -222,10 +237,14 @@ impl Default for AwsSettings {
             enabled: false,
             region: "us-east-1".into(),
             endpoint_url: None,
+            role_arn: None,
             max_attempts: 3,
             operation_timeout_secs: Duration::from_secs(20),
             revocation_retry_secs: Duration::from_secs(60),
             sync_interval_secs: Duration::ZERO,
+            api_rate_per_sec: 10.0,
+            api_burst: 10,
+            throttle_retries: 5,
         }
     }
 }
@@ -268,6 +287,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
             aws: AwsSettings::default(),
+            revocation: RevocationSettings::default(),
             pkcs11: Pkcs11Settings::default(),
         }
     }
@@ -341,6 +361,7 @@ impl Default for CaSettings {
             allow_insecure_key_permissions: false,
             key_passphrase_env: None,
             key_passphrase_file: None,
+            expiry_warn_days: 30,
         }
     }
 }
@@ -519,6 +540,11 @@ impl Settings {
                 "ca.validity_days must be between 1 and 36500".into(),
             ));
         }
+        if !(0..=36_500).contains(&self.ca.expiry_warn_days) {
+            return Err(ConfigError(
+                "ca.expiry_warn_days must be between 0 and 36500".into(),
+            ));
+        }
         self.validate_key_passphrase()?;
         self.validate_pkcs11()?;
         let fields = self.allowed_subject_fields();
@@ -565,6 +591,24 @@ impl Settings {
                     "aws.operation_timeout_secs must be at least 1".into(),
                 ));
             }
+            if let Some(role) = &self.aws.role_arn
+                && !(role.starts_with("arn:") && role.contains(":role/"))
+            {
+                return Err(ConfigError(
+                    "aws.role_arn must be an IAM role ARN: arn:aws:iam::<account>:role/<name>"
+                        .into(),
+                ));
+            }
+            if !(self.aws.api_rate_per_sec.is_finite() && self.aws.api_rate_per_sec >= 0.0)
+                || self.aws.api_burst == 0
+                || self.aws.throttle_retries > 10
+            {
+                return Err(ConfigError(
+                    "aws.api_rate_per_sec must be 0 or more, aws.api_burst at least 1 and \
+                     aws.throttle_retries at most 10"
+                        .into(),
+                ));
+            }
             if let Some(url) = &self.aws.endpoint_url
                 && !(url.starts_with("https://") || url.starts_with("http://"))
             {
@@ -573,6 +617,7 @@ impl Settings {
                 ));
             }
         }
+        self.revocation.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level {:?} is not a valid filter: {e}",
@@ -851,145 +896,5 @@ fn describe_figment_error(e: figment::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_default_toml_matches_the_built_in_defaults() {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
-                .unwrap();
-        let from_file: Settings = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Toml::string(&text))
-            .extract()
-            .unwrap();
-        assert_eq!(from_file, Settings::default());
-    }
-
-    #[test]
-    fn production_example_documents_a_valid_configuration() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/production.example.toml"
-        ))
-        .unwrap();
-        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Toml::string(&text))
-            .extract()
-            .unwrap();
-        settings.validate().unwrap();
-        assert!(!settings.ca.create_on_first_start);
-    }
-
-    #[test]
-    fn secrets_are_redacted_in_debug_output() {
-        let mut s = Settings::default();
-        s.database.url = Secret::new("postgres://u:hunter2@db/x");
-        assert!(!format!("{s:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn tls_settings_are_checked_together() {
-        let mut s = Settings::default();
-        s.server.tls.cert_file = Some("server.crt".into());
-        let err = s.validate().unwrap_err().to_string();
-        assert!(err.contains("server.tls.key_file"), "{err}");
-
-        let mut s = Settings::default();
-        s.server.tls.client_ca_file = Some("station-ca.pem".into());
-        let err = s.validate().unwrap_err().to_string();
-        assert!(err.contains("needs HTTPS"), "{err}");
-
-        let mut s = Settings::default();
-        s.server.tls.cert_file = Some("server.crt".into());
-        s.server.tls.key_file = Some("server.key".into());
-        s.server.tls.client_auth = ClientAuth::Required;
-        let err = s.validate().unwrap_err().to_string();
-        assert!(err.contains("client_ca_file"), "{err}");
-        s.server.tls.client_ca_file = Some("station-ca.pem".into());
-        s.validate().unwrap();
-        s.server.tls.handshake_timeout_secs = Duration::ZERO;
-        assert!(s.validate().is_err());
-    }
-
-    fn from_toml(text: &str) -> Result<Settings, ConfigError> {
-        Settings::from_figment(
-            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(text)),
-        )
-    }
-
-    #[test]
-    fn loading_says_what_to_fix() {
-        let err = from_toml("[policy]\nallowed_subject_attributes = [\"CN\", \"E\"]")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("unknown attribute \"E\""), "{err}");
-        assert!(err.contains("allowed_subject_attributes"), "{err}");
-
-        let err = from_toml("[server]\nlisten = \"localhost\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("server.listen"), "{err}");
-        assert!(err.contains("127.0.0.1:8080"), "{err}");
-
-        let err = from_toml("[metrics]\nlisten = \"9100\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("metrics.listen"), "{err}");
-
-        let err = from_toml("[server]\nrequest_timeout_secs = -1")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("request_timeout_secs"), "{err}");
-
-        let err = from_toml("[policy]\nrequired_subject_attributes = [\"OU\"]\nallowed_subject_attributes = [\"CN\", \"C\"]")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("does not allow it"), "{err}");
-    }
-
-    #[test]
-    fn pkcs11_settings_name_one_pin_source_by_a_usable_name() {
-        let s = from_toml(
-            "[pkcs11]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\npin_env = \"PKCS11_PIN\"",
-        )
-        .unwrap();
-        assert_eq!(s.pkcs11.pin_env.as_deref(), Some("PKCS11_PIN"));
-        let both = from_toml("[pkcs11]\npin_env = \"PIN\"\npin_file = \"/etc/pin\"");
-        assert!(both.unwrap_err().to_string().contains("at most one"));
-        let prefixed = from_toml("[pkcs11]\npin_env = \"FACTORY_CA_PIN\"");
-        assert!(
-            prefixed
-                .unwrap_err()
-                .to_string()
-                .contains("FACTORY_CA_ prefix")
-        );
-        let unknown = from_toml("[pkcs11]\npin = \"1234\"")
-            .unwrap_err()
-            .to_string();
-        assert!(unknown.contains("pin"), "{unknown}");
-    }
-
-    #[test]
-    fn typed_values_load_from_their_written_forms() {
-        let s = from_toml(
-            "[server]\nlisten = \"0.0.0.0:9443\"\nrequest_timeout_secs = 7\n\
-             [metrics]\nlisten = \"127.0.0.1:9100\"\n\
-             [policy]\nallowed_subject_attributes = [\"CN\", \"C\", \"serialNumber\"]\n",
-        )
-        .unwrap();
-        assert_eq!(s.server.listen, "0.0.0.0:9443".parse().unwrap());
-        assert_eq!(s.server.request_timeout_secs, Duration::from_secs(7));
-        assert_eq!(s.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
-        assert_eq!(
-            s.policy.allowed_subject_attributes,
-            vec![
-                SubjectField::CommonName,
-                SubjectField::Country,
-                SubjectField::SerialNumber
-            ]
-        );
-        let s = from_toml("[metrics]\nlisten = \"\"").unwrap();
-        assert_eq!(s.metrics.listen, None);
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

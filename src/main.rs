@@ -38,6 +38,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(cli::token::TokenCommand),
+    /// Revoke certificates in bulk by a filter (dry run, jobs, resume).
+    #[command(subcommand)]
+    Revocation(cli::revocation::RevocationCommand),
     /// Revoke device certificates in the ledger.
     #[command(subcommand)]
     Certificate(cli::certificate::CertificateCommand),
@@ -84,6 +87,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => cli::serve::migrate(settings).await,
         Command::Ca(command) => cli::ca::run(command, settings).await,
         Command::Token(command) => cli::token::run(command, settings).await,
+        Command::Revocation(command) => cli::revocation::run(command, settings).await,
         Command::Certificate(command) => cli::certificate::run(command, settings).await,
         Command::Backup { out } => cli::backup::backup(settings, &out).await,
         Command::Restore { from } => cli::backup::restore(settings, &from).await,

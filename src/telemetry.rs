@@ -99,6 +99,23 @@ fn describe_metrics() {
         "Client connections closed at once because server.max_connections were open"
     );
     describe_counter!(
+        "factory_ca_crl_ledger_scans_total",
+        "Reads of a CA's revoked certificates from the ledger to build its CRL, by CA"
+    );
+    describe_counter!(
+        "factory_ca_crl_builds_total",
+        "CRLs signed and stored, by CA (served CRLs come from storage)"
+    );
+    describe_histogram!(
+        "factory_ca_crl_build_seconds",
+        Unit::Seconds,
+        "Time to read a CA's revoked certificates, sign its CRL and store it"
+    );
+    describe_gauge!(
+        "factory_ca_crl_entries",
+        "Revoked certificates listed on the newest CRL this process built, by CA"
+    );
+    describe_counter!(
         "factory_ca_rejections_total",
         "Signing requests refused with a 4xx, by error code"
     );

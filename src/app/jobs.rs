@@ -10,6 +10,14 @@ use super::AppState;
 /// How often refused-request counts go from memory to the store.
 const REJECTION_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often the CA health checks refresh the metrics gauges (`GET /v1/admin/health` refreshes
+/// them too), and when the first check runs after start.
+const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+const HEALTH_FIRST_CHECK: Duration = Duration::from_secs(30);
+
+/// Revocations pushed per batch of the retry job.
+const PUSH_BATCH: u32 = 500;
+
 /// The running jobs. At shutdown the flush job is stopped between two flushes (a flush it has
 /// begun, which has taken its counts from memory, completes), the others are aborted.
 pub(super) struct Jobs {
@@ -62,6 +70,19 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
     jobs.push(tokio::spawn(state.store_health.clone().run_probe(
         crate::store::probe::ProbeConnection::new(&state.settings),
     )));
+    let s = state.clone();
+    jobs.push(tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + HEALTH_FIRST_CHECK;
+        let mut tick = tokio::time::interval_at(start, HEALTH_CHECK_INTERVAL);
+        loop {
+            tick.tick().await;
+            match s.health().await {
+                Ok(report) => report.record_gauges(),
+                Err(e) => tracing::warn!(error = %e, "CA health check failed; retrying"),
+            }
+        }
+    }));
+    jobs.push(super::upkeep::spawn(state.clone()));
     if state.iot.is_none() {
         return jobs;
     }
@@ -72,8 +93,22 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = s.provisioning().push_revocations(None, None, 500).await {
-                tracing::warn!(error = %e, "revocation retry round failed");
+            // Batch after batch while each goes through whole: the registry paces the calls
+            // (aws.api_rate_per_sec), so a large backlog drains at AWS's rate. Bounded by the
+            // backlog, which each full batch shrinks.
+            loop {
+                match s
+                    .provisioning()
+                    .push_revocations(None, None, PUSH_BATCH)
+                    .await
+                {
+                    Ok((pushed, None)) if pushed == PUSH_BATCH as usize => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "revocation retry round failed");
+                        break;
+                    }
+                }
             }
         }
     }));

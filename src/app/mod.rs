@@ -23,6 +23,7 @@ mod files;
 mod jobs;
 mod shutdown;
 mod state;
+mod upkeep;
 
 pub use state::AppState;
 
@@ -78,6 +79,7 @@ impl Application {
             validity: TimeDuration::days(settings.policy.validity_days),
             backdate: TimeDuration::try_from(settings.policy.backdate_secs)
                 .context("policy.backdate_secs is out of range")?,
+            crl_distribution_point: settings.revocation.crl_distribution_point_url.clone(),
         };
         let issuance = IssuanceService::new(
             store.clone(),
@@ -121,7 +123,9 @@ impl Application {
         let show = |limit: Option<u64>| limit.map_or("unlimited".to_owned(), |n| n.to_string());
         if cap < settings.server.max_connections {
             tracing::warn!(
-                "open files: soft limit {} (was {}, hard {}); at most {cap} connections, fewer                  than server.max_connections = {} to stay below the file limit: raise the hard                  limit (LimitNOFILE, ulimit -Hn)",
+                "open files: soft limit {} (was {}, hard {}); at most {cap} connections, fewer \
+                 than server.max_connections = {} to stay below the file limit: raise the hard \
+                 limit (LimitNOFILE, ulimit -Hn)",
                 show(files.soft),
                 show(files.before),
                 show(files.hard),
@@ -129,15 +133,24 @@ impl Application {
             );
         } else {
             tracing::info!(
-                "open files: soft limit {} (was {}, hard {}); at most {cap} connections                  (server.max_connections)",
+                "open files: soft limit {} (was {}, hard {}); at most {cap} connections \
+                 (server.max_connections)",
                 show(files.soft),
                 show(files.before),
                 show(files.hard)
             );
         }
         let limits = crate::http::server::ConnectionLimits::new(&settings.server, cap);
+        let pace = crate::aws::throttled::Pace {
+            rate_per_sec: settings.aws.api_rate_per_sec,
+            burst: settings.aws.api_burst,
+            throttle_retries: settings.aws.throttle_retries,
+        };
         let iot = iot.map(|registry| {
-            Arc::new(crate::aws::metered::MeteredRegistry::new(registry)) as Arc<dyn IotRegistry>
+            let metered: Arc<dyn IotRegistry> =
+                Arc::new(crate::aws::metered::MeteredRegistry::new(registry));
+            Arc::new(crate::aws::throttled::ThrottledRegistry::new(metered, pace))
+                as Arc<dyn IotRegistry>
         });
         Ok(Application {
             listener,
@@ -160,6 +173,12 @@ impl Application {
                     settings.server.token_cache_secs,
                 )),
                 store_health: crate::services::store_health::StoreHealth::new(),
+                crls: Arc::new(crate::services::crl::CrlPublisher::new(
+                    &settings.revocation,
+                )),
+                bulk_revocations: Arc::new(crate::services::bulk_revocation::BulkRevocations::new(
+                    settings.revocation.bulk_batch_size,
+                )),
                 settings: Arc::new(settings),
             },
         })

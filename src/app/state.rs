@@ -33,12 +33,33 @@ pub struct AppState {
     pub tokens: Arc<crate::services::tokens::TokenCache>,
     /// Whether the database answers, as the background probe last found it.
     pub store_health: Arc<crate::services::store_health::StoreHealth>,
+    /// The stored CRLs: signed when revocations change, served from the store.
+    pub crls: Arc<crate::services::crl::CrlPublisher>,
+    /// Bulk revocation jobs: submitted by the API, run by the upkeep job.
+    pub bulk_revocations: Arc<crate::services::bulk_revocation::BulkRevocations>,
 }
 
 impl AppState {
     /// The CAs of this service: create, import, activate, load.
     pub fn ca_admin(&self) -> CaAdmin<'_> {
         CaAdmin::new(&self.store, &self.keys)
+    }
+
+    /// The CA health checks with the configured threshold and target.
+    pub async fn health(
+        &self,
+    ) -> Result<crate::provisioning::HealthReport, crate::provisioning::ProvisioningError> {
+        self.provisioning()
+            .health(self.settings.ca.expiry_warn_days, &self.settings.aws.region)
+            .await
+    }
+
+    /// The CAs the CRL publisher signs with: the issuing CA as loaded, any other from the store.
+    pub fn crl_cas(&self) -> crate::services::crl::CaSource<'_> {
+        crate::services::crl::CaSource {
+            ca_admin: self.ca_admin(),
+            issuing: self.issuance.issuing_ca(),
+        }
     }
 
     /// The AWS IoT administration of this service's CAs.

@@ -48,6 +48,7 @@ struct State {
     calls: Vec<String>,
     fail_next: Option<AwsError>,
     auto_registration_ignored: bool,
+    fail_after: Option<(usize, AwsError)>,
 }
 
 pub struct FakeIotRegistry {
@@ -80,6 +81,12 @@ impl FakeIotRegistry {
     /// The next call fails with `error` (then calls succeed again).
     pub fn fail_next(&self, error: AwsError) {
         self.state().fail_next = Some(error);
+    }
+
+    /// The call after the next `calls` succeed fails with `error` (then calls succeed again):
+    /// a failure part way through a paged listing.
+    pub fn fail_after(&self, calls: usize, error: AwsError) {
+        self.state().fail_after = Some((calls, error));
     }
 
     /// From now on, accept auto-registration in RegisterCACertificate and UpdateCACertificate
@@ -137,6 +144,11 @@ impl FakeIotRegistry {
     fn begin(&self, operation: &str) -> Result<std::sync::MutexGuard<'_, State>, AwsError> {
         let mut state = self.state();
         state.calls.push(operation.to_owned());
+        match state.fail_after.take() {
+            Some((0, error)) => return Err(error),
+            Some((n, error)) => state.fail_after = Some((n - 1, error)),
+            None => {}
+        }
         match state.fail_next.take() {
             Some(error) => Err(error),
             None => Ok(state),

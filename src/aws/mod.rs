@@ -12,6 +12,7 @@
 pub mod fake;
 pub mod metered;
 pub mod sdk;
+pub mod throttled;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

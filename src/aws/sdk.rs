@@ -26,7 +26,9 @@ pub struct SdkIotRegistry {
 
 impl SdkIotRegistry {
     /// Region, optional endpoint and retries from `[aws]`; credentials from the standard AWS
-    /// chain (environment, profile, SSO, container or instance role).
+    /// chain (environment, profile, SSO, container or instance role), or, with `aws.role_arn`,
+    /// those of that role, assumed through STS with the chain's credentials and renewed before
+    /// they expire.
     pub async fn from_settings(settings: &AwsSettings) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(settings.region.clone()))
@@ -40,8 +42,21 @@ impl SdkIotRegistry {
             loader = loader.endpoint_url(url);
         }
         let config = loader.load().await;
+        let Some(role_arn) = &settings.role_arn else {
+            return Self {
+                client: Client::new(&config),
+            };
+        };
+        let role = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .session_name("factory-ca")
+            .configure(&config)
+            .build()
+            .await;
+        let iot = aws_sdk_iot::config::Builder::from(&config)
+            .credentials_provider(role)
+            .build();
         Self {
-            client: Client::new(&config),
+            client: Client::from_conf(iot),
         }
     }
 

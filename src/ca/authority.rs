@@ -265,7 +265,7 @@ impl CertificateAuthority {
             )));
         }
         let serial = Serial::random();
-        let params = profile.params(csr, &serial, now, self.not_after);
+        let params = profile.params(csr, &serial, now, &self.id, self.not_after);
         let device_key = DevicePublicKey {
             key: csr.key(),
             bits: csr.public_key(),

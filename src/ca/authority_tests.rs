@@ -123,7 +123,7 @@ fn a_crl_names_its_ca_and_lists_each_revoked_serial_with_its_reason() {
             reason: RevocationReason::Unspecified,
         },
     ];
-    let der = ca.crl(&revoked, now).unwrap();
+    let der = ca.crl(&revoked, &crl_info(7, now)).unwrap();
     let (rest, crl) = CertificateRevocationList::from_der(&der).unwrap();
     assert!(rest.is_empty());
 
@@ -138,7 +138,7 @@ fn a_crl_names_its_ca_and_lists_each_revoked_serial_with_its_reason() {
         datetime!(2026-11-29 10:00 UTC)
     );
     let number = crl.crl_number().unwrap();
-    assert_eq!(number.to_string(), now.unix_timestamp().to_string());
+    assert_eq!(number.to_string(), "7");
 
     let ski = ca_cert
         .extensions()
@@ -187,7 +187,9 @@ fn a_ca_whose_key_usage_lacks_crl_sign_signs_no_crl() {
     let key = KeyPair::generate().unwrap();
     let pem = ca_pem(|p| p.key_usages = vec![KeyUsagePurpose::KeyCertSign], &key);
     let ca = CertificateAuthority::load(&pem, &key.serialize_pem()).unwrap();
-    let err = ca.crl(&[], datetime!(2026-06-01 0:00 UTC)).unwrap_err();
+    let err = ca
+        .crl(&[], &crl_info(1, datetime!(2026-06-01 0:00 UTC)))
+        .unwrap_err();
     assert!(
         matches!(&err, CaError::NotPermitted(m) if m.contains("cRLSign")),
         "{err}"
@@ -284,7 +286,7 @@ fn a_ca_signs_through_a_key_it_cannot_read_and_checks_it_like_a_key_file() {
         &issued.certificate_der,
         ca.certificate_der()
     ));
-    ca.crl(&[], now).unwrap();
+    ca.crl(&[], &crl_info(1, now)).unwrap();
     assert_eq!(signatures.load(Ordering::Relaxed), 4);
 
     // Loaded again from its certificate, as a stored CA is.
@@ -294,6 +296,72 @@ fn a_ca_signs_through_a_key_it_cannot_read_and_checks_it_like_a_key_file() {
     let other = CaSigner::new(KeyPair::generate().unwrap());
     let err = CertificateAuthority::from_signer(ca.certificate_pem(), other).unwrap_err();
     assert!(err.to_string().contains("does not match"), "{err}");
+}
+
+/// A CRL numbered `number`, valid for a day from `now`.
+fn crl_info(number: u64, now: time::OffsetDateTime) -> crate::ca::crl::CrlInfo {
+    crate::ca::crl::CrlInfo {
+        number,
+        this_update: now,
+        next_update: now + Duration::days(1),
+        delta_of: None,
+        freshest_crl: None,
+    }
+}
+
+#[test]
+fn a_delta_crl_names_its_base_and_a_complete_one_its_deltas() {
+    use x509_parser::prelude::FromDer;
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let now = datetime!(2026-11-28 10:00 UTC);
+    let (ca, _) =
+        CertificateAuthority::generate(CaAlgorithm::EcdsaP256, &subject(), Duration::days(10), now)
+            .unwrap();
+    let extension = |der: &[u8], oid: &str| {
+        let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
+        crl.extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == oid)
+            .map(|e| (e.critical, e.value.to_vec()))
+    };
+    let delta = ca
+        .crl(
+            &[],
+            &crate::ca::crl::CrlInfo {
+                delta_of: Some(300),
+                ..crl_info(301, now)
+            },
+        )
+        .unwrap();
+    // BaseCRLNumber 300 as a DER INTEGER, in a critical deltaCRLIndicator (RFC 5280 5.2.4).
+    assert_eq!(
+        extension(&delta, "2.5.29.27"),
+        Some((true, vec![0x02, 0x02, 0x01, 0x2c]))
+    );
+    assert_eq!(extension(&delta, "2.5.29.46"), None);
+    let (_, parsed) = CertificateRevocationList::from_der(&delta).unwrap();
+    assert_eq!(parsed.crl_number().unwrap().to_string(), "301");
+
+    let complete = ca
+        .crl(
+            &[],
+            &crate::ca::crl::CrlInfo {
+                freshest_crl: Some("http://pki.example/d".into()),
+                ..crl_info(302, now)
+            },
+        )
+        .unwrap();
+    let (critical, value) = extension(&complete, "2.5.29.46").unwrap();
+    assert!(!critical);
+    assert!(value.ends_with(b"http://pki.example/d"));
+    assert_eq!(extension(&complete, "2.5.29.27"), None);
+
+    let both = crate::ca::crl::CrlInfo {
+        delta_of: Some(1),
+        freshest_crl: Some("http://pki.example/d".into()),
+        ..crl_info(2, now)
+    };
+    assert!(matches!(ca.crl(&[], &both), Err(CaError::Rejected(_))));
 }
 
 /// A remote key whose device is down while `down` is set: rcgen's `RemoteKeyError`, as the
@@ -341,7 +409,7 @@ fn a_remote_key_that_fails_to_sign_is_unavailable_and_signs_again_once_back() {
         .unwrap_err();
     assert!(matches!(err, CaError::SignerUnavailable(_)), "{err:?}");
     assert!(matches!(
-        ca.crl(&[], now).unwrap_err(),
+        ca.crl(&[], &crl_info(1, now)).unwrap_err(),
         CaError::SignerUnavailable(_)
     ));
 

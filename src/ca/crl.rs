@@ -2,7 +2,7 @@
 //! entries a CRL lists, and the CRL a CA signs.
 
 use rcgen::{CertificateRevocationListParams, KeyUsagePurpose, RevokedCertParams, SerialNumber};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::authority::{CaError, CertificateAuthority};
 
@@ -74,18 +74,42 @@ pub struct RevokedEntry {
     pub reason: RevocationReason,
 }
 
-/// How long a CRL is valid (its nextUpdate, RFC 5280 section 5.1.2.5). CRLs are signed on
-/// request, so a client that fetches daily always has a current one.
-const CRL_VALIDITY: Duration = Duration::days(1);
+/// What a CRL says about itself besides its entries: its number and validity window. The
+/// caller allocates the number (the store keeps it per CA, so that it only ever grows, also
+/// across replicas) and picks the window from settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlInfo {
+    /// cRLNumber (RFC 5280 section 5.2.3): larger for every newer CRL of the same CA.
+    pub number: u64,
+    /// thisUpdate (RFC 5280 section 5.1.2.4); cut to whole seconds, as the encoding keeps.
+    pub this_update: OffsetDateTime,
+    /// nextUpdate (RFC 5280 section 5.1.2.5): a newer CRL is published before this.
+    pub next_update: OffsetDateTime,
+    /// A delta CRL on top of the complete CRL with this number (deltaCRLIndicator, RFC 5280
+    /// section 5.2.4): it lists what was revoked since that CRL.
+    pub delta_of: Option<u64>,
+    /// Where this complete CRL's delta CRLs are published (freshestCRL, RFC 5280 section
+    /// 5.2.6).
+    pub freshest_crl: Option<String>,
+}
+
+impl CrlInfo {
+    /// `this_update` and `next_update` without their fraction of a second, as the CRL
+    /// encodes them.
+    pub fn whole_seconds(self) -> CrlInfo {
+        let cut = |t: OffsetDateTime| t.replace_nanosecond(0).expect("0 is a valid nanosecond");
+        CrlInfo {
+            this_update: cut(self.this_update),
+            next_update: cut(self.next_update),
+            ..self
+        }
+    }
+}
 
 impl CertificateAuthority {
-    /// Signs a CRL (RFC 5280 section 5) listing `revoked`, with thisUpdate `now` and
-    /// nextUpdate a day later. Expired CAs sign CRLs too: their certificates stay revoked.
-    ///
-    /// The CRL number (RFC 5280 section 5.2.3) is `now` in Unix seconds. It increases without
-    /// any stored counter, also across replicas whose clocks agree; two CRLs signed within the
-    /// same second share a number.
-    pub fn crl(&self, revoked: &[RevokedEntry], now: OffsetDateTime) -> Result<Vec<u8>, CaError> {
+    /// Signs a CRL (RFC 5280 section 5) listing `revoked`, numbered and dated by `info`.
+    /// Expired CAs sign CRLs too: their certificates stay revoked.
+    pub fn crl(&self, revoked: &[RevokedEntry], info: &CrlInfo) -> Result<Vec<u8>, CaError> {
         let key_usages = self.issuer.key_usages();
         if !key_usages.is_empty() && !key_usages.contains(&KeyUsagePurpose::CrlSign) {
             return Err(CaError::NotPermitted(format!(
@@ -95,10 +119,17 @@ impl CertificateAuthority {
                 self.id()
             )));
         }
-        let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
-        let crl_number = u64::try_from(now.unix_timestamp()).map_err(|_| {
-            CaError::Unavailable("the clock reads before 1970; no CRL number can be made".into())
-        })?;
+        let info = info.clone().whole_seconds();
+        if info.delta_of.is_some() && info.freshest_crl.is_some() {
+            return Err(CaError::Rejected(
+                "a delta CRL carries no freshestCRL (RFC 5280 section 5.2.6)".into(),
+            ));
+        }
+        if info.next_update <= info.this_update {
+            return Err(CaError::Rejected(
+                "a CRL's nextUpdate must be after its thisUpdate".into(),
+            ));
+        }
         let revoked_certs = revoked
             .iter()
             .map(|entry| {
@@ -116,14 +147,27 @@ impl CertificateAuthority {
             })
             .collect::<Result<Vec<_>, CaError>>()?;
         let params = CertificateRevocationListParams {
-            this_update: now,
-            next_update: now + CRL_VALIDITY,
-            crl_number: SerialNumber::from(crl_number),
+            this_update: info.this_update,
+            next_update: info.next_update,
+            crl_number: SerialNumber::from(info.number),
             issuing_distribution_point: None,
             revoked_certs,
             key_identifier_method: self.key_identifier.clone(),
         };
         let crl = params.signed_by(&self.issuer).map_err(CaError::signing)?;
-        Ok(crl.der().to_vec())
+        let extra: Vec<Vec<u8>> = info
+            .delta_of
+            .map(super::crl_der::delta_crl_indicator)
+            .into_iter()
+            .chain(
+                info.freshest_crl
+                    .as_deref()
+                    .map(super::crl_der::freshest_crl),
+            )
+            .collect();
+        if extra.is_empty() {
+            return Ok(crl.der().to_vec());
+        }
+        super::crl_der::with_extensions(crl.der(), &extra, self.issuer.key())
     }
 }

@@ -5,6 +5,7 @@
 pub mod authority;
 pub mod country;
 pub mod crl;
+mod crl_der;
 pub mod csr;
 mod error;
 mod import;
@@ -15,7 +16,7 @@ pub mod subject;
 mod verification;
 
 pub use authority::{CaError, CertificateAuthority, IssuedCertificate};
-pub use crl::{RevocationReason, RevokedEntry};
+pub use crl::{CrlInfo, RevocationReason, RevokedEntry};
 pub use csr::{CsrError, KeyAlgorithm, ParsedCsr, SubjectAttribute};
 pub use key::{CaAlgorithm, CaSigner, ENCRYPTED_KEY_LABEL, SecretKey};
 pub use policy::{ApprovedCsr, IssuancePolicy, PolicyViolation};

@@ -6,13 +6,15 @@
 //!   exchange needs), critical;
 //! - extendedKeyUsage clientAuth (a device is a TLS client of AWS IoT);
 //! - subject and authority key identifiers;
+//! - cRLDistributionPoints, only when configured: the issuing CA's CRL URL (RFC 5280 section
+//!   4.2.1.13);
 //! - validity from configuration, never beyond the CA's notAfter;
 //! - serial: 20 random bytes, positive (RFC 5280 4.1.2.2 allows at most 20 octets).
 
 use rand::RngCore;
 use rcgen::{
-    CertificateParams, DistinguishedName, DnValue, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
-    SerialNumber,
+    CertificateParams, CrlDistributionPoint, DistinguishedName, DnValue, ExtendedKeyUsagePurpose,
+    IsCa, KeyUsagePurpose, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -26,6 +28,10 @@ pub struct DeviceProfile {
     /// How far `notBefore` is set in the past, so that a device whose clock is slightly behind
     /// does not reject its brand-new certificate.
     pub backdate: Duration,
+    /// The URL put into issued certificates as their CRL distribution point, with `{ca_id}`
+    /// replaced by the issuing CA's id; `None` (the default) leaves the extension out. AWS IoT
+    /// does not read CRLs; brokers and gateways that check them (Mosquitto, EMQX) do.
+    pub crl_distribution_point: Option<String>,
 }
 
 impl Default for DeviceProfile {
@@ -33,6 +39,7 @@ impl Default for DeviceProfile {
         Self {
             validity: Duration::days(365),
             backdate: Duration::seconds(60),
+            crl_distribution_point: None,
         }
     }
 }
@@ -61,12 +68,14 @@ impl Serial {
 }
 
 impl DeviceProfile {
-    /// The certificate parameters for one approved request. `ca_not_after` caps the validity.
+    /// The certificate parameters for one approved request by CA `ca_id`. `ca_not_after` caps
+    /// the validity.
     pub(crate) fn params(
         &self,
         csr: &ApprovedCsr,
         serial: &Serial,
         now: OffsetDateTime,
+        ca_id: &str,
         ca_not_after: OffsetDateTime,
     ) -> CertificateParams {
         let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
@@ -86,6 +95,11 @@ impl DeviceProfile {
         };
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
+        if let Some(url) = &self.crl_distribution_point {
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: vec![url.replace("{ca_id}", ca_id)],
+            }];
+        }
         params
     }
 }

@@ -8,6 +8,7 @@ use factory_ca::store::{Existence, Store, describe_location};
 pub mod backup;
 pub mod ca;
 pub mod certificate;
+pub mod revocation;
 pub mod serve;
 pub mod token;
 

@@ -235,6 +235,25 @@ impl From<CaAdminError> for ApiError {
     }
 }
 
+impl From<crate::services::crl::CrlError> for ApiError {
+    fn from(e: crate::services::crl::CrlError) -> Self {
+        use crate::services::crl::CrlError;
+        match e {
+            CrlError::Ca(e) => e.into(),
+            CrlError::Store(e) => e.into(),
+            CrlError::Signing {
+                source: CaError::SignerUnavailable(m),
+                ..
+            } => ApiError::new(ErrorCode::SignerUnavailable, m),
+            CrlError::Signing {
+                source: CaError::NotPermitted(m),
+                ..
+            } => ApiError::new(ErrorCode::CaCannotSignCrls, m),
+            e @ CrlError::Signing { .. } => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
 impl From<RevocationError> for ApiError {
     fn from(e: RevocationError) -> Self {
         match e {
@@ -246,6 +265,24 @@ impl From<RevocationError> for ApiError {
             }
             RevocationError::Store(e) => e.into(),
         }
+    }
+}
+
+impl From<crate::services::bulk_revocation::BulkRevocationError> for ApiError {
+    fn from(e: crate::services::bulk_revocation::BulkRevocationError) -> Self {
+        use crate::services::bulk_revocation::BulkRevocationError as E;
+        let code = match &e {
+            E::InvalidFilter(_) => ErrorCode::InvalidRevocationFilter,
+            E::ListTooLong(_) => ErrorCode::RevocationListTooLong,
+            E::CaNotFound(_) => ErrorCode::CaNotFound,
+            E::JobNotFound(_) => ErrorCode::RevocationJobNotFound,
+            E::IdempotencyKeyReused(_) => ErrorCode::IdempotencyKeyReused,
+            E::Store(_) => {
+                let E::Store(e) = e else { unreachable!() };
+                return e.into();
+            }
+        };
+        ApiError::new(code, e.to_string())
     }
 }
 

@@ -63,6 +63,8 @@ error_codes! {
     TokenNotFound = (404, "token_not_found"),
     /// No CA has this id.
     CaNotFound = (404, "ca_not_found"),
+    /// No bulk revocation job has this id.
+    RevocationJobNotFound = (404, "revocation_job_not_found"),
     /// AWS IoT answered ResourceNotFoundException.
     AwsResourceNotFound = (404, "aws_resource_not_found"),
     /// The route exists, but not for this method.
@@ -119,6 +121,10 @@ error_codes! {
     InvalidTemplate = (422, "invalid_template"),
     /// The revocation reason is not one we accept.
     InvalidRevocationReason = (422, "invalid_revocation_reason"),
+    /// A bulk revocation filter is empty or has a malformed criterion.
+    InvalidRevocationFilter = (422, "invalid_revocation_filter"),
+    /// A bulk revocation filter lists more serials or thing names than one job takes.
+    RevocationListTooLong = (422, "revocation_list_too_long"),
     /// AWS IoT rejected a certificate.
     AwsCertificateValidation = (422, "aws_certificate_validation"),
     /// AWS IoT rejected the request.

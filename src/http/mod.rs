@@ -29,7 +29,8 @@ use crate::app::AppState;
 use error::ApiError;
 use error_code::ErrorCode;
 use routes::{
-    audit, aws, ca, cas, certificates, dashboard, est, health, metrics, revocation, stats, tokens,
+    audit, aws, ca, ca_health, cas, certificates, dashboard, est, health, metrics, revocation,
+    revocation_jobs, stats, tokens,
 };
 
 /// Every route of the API, each with its OpenAPI operation: this is the route table and the
@@ -60,9 +61,13 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(aws::attach_template))
         .routes(routes!(aws::preview))
         .routes(routes!(aws::sync))
+        .routes(routes!(ca_health::ca_health))
         .routes(routes!(aws::registration_config))
         .routes(routes!(revocation::revoke_certificate))
         .routes(routes!(revocation::crl))
+        .routes(routes!(revocation::delta_crl))
+        .routes(routes!(revocation_jobs::create))
+        .routes(routes!(revocation_jobs::get))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(est::cacerts))

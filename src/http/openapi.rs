@@ -233,6 +233,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "GET /v1/admin/cas/{id}/aws/registration-config",
         &[CA_NOT_FOUND, &[ErrorCode::UnprocessableRequest], STORE],
     ),
+    ("GET /v1/admin/health", &[STORE]),
     (
         "POST /v1/admin/cas/{id}/aws/sync",
         &[CA_NOT_FOUND, AWS_CALL, STORE],
@@ -248,6 +249,25 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
             ],
             STORE,
         ],
+    ),
+    (
+        "POST /v1/admin/revocations",
+        &[
+            JSON_BODY,
+            CA_NOT_FOUND,
+            &[
+                ErrorCode::InvalidIdempotencyKey,
+                ErrorCode::InvalidRevocationReason,
+                ErrorCode::InvalidRevocationFilter,
+                ErrorCode::RevocationListTooLong,
+                ErrorCode::IdempotencyKeyReused,
+            ],
+            STORE,
+        ],
+    ),
+    (
+        "GET /v1/admin/revocations/{id}",
+        &[&[ErrorCode::RevocationJobNotFound], STORE],
     ),
     (
         "GET /v1/cas/{id}/crl",
@@ -271,6 +291,14 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
                 ErrorCode::UnsupportedMediaType,
             ],
             ISSUANCE,
+            STORE,
+        ],
+    ),
+    (
+        "GET /v1/cas/{id}/delta-crl",
+        &[
+            &[ErrorCode::InvalidQuery, ErrorCode::CaCannotSignCrls],
+            CA_NOT_FOUND,
             STORE,
         ],
     ),

@@ -121,8 +121,10 @@ pub(crate) async fn serve(
     let mut signal = std::pin::pin!(signal);
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = accept(&listener) => accepted,
+            // The signal first: a stop is noticed even while connections keep arriving.
+            biased;
             () = &mut signal => break,
+            accepted = accept(&listener) => accepted,
         };
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {

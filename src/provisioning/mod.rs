@@ -21,6 +21,7 @@ use crate::services::ca_admin::{CaAdmin, CaAdminError};
 use crate::store::aws::AwsRegistration;
 use crate::store::{CaRecord, Store, StoreError, Timestamp};
 
+mod health;
 mod outcome;
 mod preflight;
 mod register;
@@ -28,6 +29,9 @@ mod revocations;
 mod sync;
 mod template;
 
+pub use health::{
+    CaHealth, DEFAULT_TARGET, Finding, HealthCode, HealthReport, Severity, TargetHealth,
+};
 pub use outcome::{FieldOutcome, RegistrationOutcome};
 pub use preflight::{Check, PreflightReport};
 pub use register::{RegisterRequest, RegistrationState, StatusChange};

@@ -8,8 +8,8 @@ use crate::ca::KeyAlgorithm;
 /// One preflight check and its outcome.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Check {
-    /// `ca_true`, `key_cert_sign`, `validity`, `key_strength`, `template_fields` or
-    /// `jitp_ready`.
+    /// `ca_true`, `key_cert_sign`, `validity`, `key_strength`, `template_fields`,
+    /// `certificate_mode` or `jitp_ready`.
     pub check: &'static str,
     pub ok: bool,
     /// True for a check whose failure is a warning: it does not make the report fail or stop
@@ -60,6 +60,7 @@ impl Provisioning<'_> {
         };
         checks.push(template_check(template, self.policy));
         let registration = self.store.get_aws_registration(ca_id).await?;
+        checks.push(mode_check(registration.as_ref().map(|r| r.mode)));
         checks.push(jitp_check(
             registration.as_ref().map(JitpIntent::of).as_ref(),
         ));
@@ -210,5 +211,36 @@ pub(super) fn template_check(
                 unguaranteed.join(", ")
             ),
         }
+    }
+}
+
+/// `certificate_mode`: which registration mode fits, for one account or several. Always passes;
+/// the detail explains.
+fn mode_check(registered: Option<CertificateMode>) -> Check {
+    let detail = match registered {
+        Some(CertificateMode::Default) => {
+            "registered as DEFAULT: this account's registration code proved the CA key. AWS \
+             IoT lets one account per region hold a CA in DEFAULT mode; to use the CA in other \
+             accounts of this region, register it there as sni_only"
+        }
+        Some(CertificateMode::SniOnly) => {
+            "registered as SNI_ONLY: no registration code was needed, so other accounts of this \
+             region can register the same CA too; devices must send the account's IoT endpoint \
+             as server name (SNI) in the TLS handshake"
+        }
+        None => {
+            "default: factory-ca signs a verification certificate with the account's \
+             registration code, and only one account per region can hold the CA this way. \
+             sni_only: no registration code, and several accounts of a region can register \
+             the same CA (staging and production, say); devices must send the account's IoT \
+             endpoint as server name (SNI). Register in each account as sni_only when the CA \
+             serves more than one account of a region"
+        }
+    };
+    Check {
+        check: "certificate_mode",
+        ok: true,
+        warning: false,
+        detail: detail.to_owned(),
     }
 }

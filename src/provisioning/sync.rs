@@ -1,13 +1,19 @@
 //! The sync: ListCertificatesByCA for a registered CA, marking each ledger row with its AWS
-//! status.
+//! status. Where it stands is stored after each page, so that an interrupted sync (a restart, an
+//! outage, throttling beyond the retries) resumes at the page it reached.
 
+use super::health::DEFAULT_TARGET;
 use super::*;
 use crate::aws::AwsCertificateStatus;
+use crate::store::aws::SyncProgress;
+
+/// Most pages of one sync call; a sync with more continues at the next call.
+const MAX_PAGES: usize = 10_000;
 
 impl Provisioning<'_> {
     /// ListCertificatesByCA for a registered CA: marks each ledger row with its AWS status and
     /// when AWS first saw it. Rows AWS does not list keep `aws_status` null: devices that never
-    /// connected.
+    /// connected. Resumes an unfinished sync of the same registration at its next page.
     pub async fn sync(
         &self,
         ca_id: &str,
@@ -17,20 +23,61 @@ impl Provisioning<'_> {
         let reg = self.registration(ca_id).await?;
         let now = Timestamp::now();
         let mut report = SyncReport::default();
-        let mut marker: Option<String> = None;
+        let mut progress = match self.store.get_sync_progress(ca_id, DEFAULT_TARGET).await? {
+            Some(p) if p.aws_certificate_id == reg.aws_certificate_id => {
+                report.resumed = true;
+                report.pages = p.pages as usize;
+                report.listed = p.listed as usize;
+                report.matched = p.matched as usize;
+                report.not_in_ledger = p.not_in_ledger as usize;
+                report.unknown_status = p.unknown_status as usize;
+                p
+            }
+            _ => SyncProgress {
+                ca_id: ca_id.to_owned(),
+                target: DEFAULT_TARGET.to_owned(),
+                aws_certificate_id: reg.aws_certificate_id.clone(),
+                marker: String::new(),
+                pages: 0,
+                listed: 0,
+                matched: 0,
+                not_in_ledger: 0,
+                unknown_status: 0,
+                started_at: now,
+                updated_at: now,
+            },
+        };
+        let mut marker = report.resumed.then(|| progress.marker.clone());
+        let mut pages_now = 0;
         loop {
             let page = match registry
                 .list_certificates_by_ca(&reg.aws_certificate_id, marker.as_deref())
                 .await
             {
                 Ok(page) => page,
+                // A marker AWS no longer honours: start over next time.
+                Err(AwsError::InvalidRequest(f)) if report.resumed && pages_now == 0 => {
+                    self.store
+                        .delete_sync_progress(ca_id, DEFAULT_TARGET)
+                        .await?;
+                    let e = AwsError::InvalidRequest(f);
+                    let detail = format!("{e}; the stored page marker was dropped, sync again");
+                    self.audit("ca.aws.sync", ca_id, false, &detail, actor)
+                        .await?;
+                    return Err(e.into());
+                }
                 Err(e) => {
-                    self.audit("ca.aws.sync", ca_id, false, &e.to_string(), actor)
+                    let detail = format!(
+                        "{e}; {} page(s) done, the next sync resumes there",
+                        report.pages
+                    );
+                    self.audit("ca.aws.sync", ca_id, false, &detail, actor)
                         .await?;
                     return Err(e.into());
                 }
             };
             report.pages += 1;
+            pages_now += 1;
             for c in &page.certificates {
                 report.listed += 1;
                 let seen = c.created_at.map(Timestamp::new);
@@ -54,15 +101,39 @@ impl Provisioning<'_> {
                 }
             }
             match page.next_marker {
-                Some(next) if Some(&next) != marker.as_ref() && report.pages < 10_000 => {
+                Some(next) if Some(&next) != marker.as_ref() => {
+                    progress.marker = next.clone();
+                    progress.pages = report.pages as i64;
+                    progress.listed = report.listed as i64;
+                    progress.matched = report.matched as i64;
+                    progress.not_in_ledger = report.not_in_ledger as i64;
+                    progress.unknown_status = report.unknown_status as i64;
+                    progress.updated_at = Timestamp::now();
+                    self.store.save_sync_progress(&progress).await?;
+                    if pages_now >= MAX_PAGES {
+                        report.more = true;
+                        break;
+                    }
                     marker = Some(next)
                 }
                 _ => break,
             }
         }
+        if !report.more {
+            self.store
+                .delete_sync_progress(ca_id, DEFAULT_TARGET)
+                .await?;
+        }
         let detail = format!(
-            "listed={}; matched={}; not_in_ledger={}",
-            report.listed, report.matched, report.not_in_ledger
+            "listed={}; matched={}; not_in_ledger={}{}",
+            report.listed,
+            report.matched,
+            report.not_in_ledger,
+            match (report.resumed, report.more) {
+                (_, true) => "; more pages: the next sync continues",
+                (true, false) => "; resumed",
+                (false, false) => "",
+            }
         );
         self.audit("ca.aws.sync", ca_id, true, &detail, actor)
             .await?;
@@ -82,4 +153,8 @@ pub struct SyncReport {
     pub not_in_ledger: usize,
     /// Listed with a status factory-ca does not know (logged, not recorded).
     pub unknown_status: usize,
+    /// Whether this sync resumed one that had stopped part way (the counts include its pages).
+    pub resumed: bool,
+    /// Whether AWS has more pages than one call syncs; the next sync continues there.
+    pub more: bool,
 }

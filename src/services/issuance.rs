@@ -367,7 +367,7 @@ fn slow_signer(key_algorithm: KeyAlgorithm) -> bool {
 }
 
 /// RFC 9110 field values are visible ASCII; keys are opaque to us beyond that.
-fn valid_idempotency_key(key: &str) -> bool {
+pub(crate) fn valid_idempotency_key(key: &str) -> bool {
     (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
 }
 

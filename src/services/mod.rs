@@ -3,7 +3,9 @@
 
 pub mod audit;
 pub mod backup;
+pub mod bulk_revocation;
 pub mod ca_admin;
+pub mod crl;
 pub mod issuance;
 pub mod limits;
 pub mod rejections;

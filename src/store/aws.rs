@@ -124,9 +124,13 @@ impl Store {
             .await)?)
     }
 
+    /// Marks the revocation as told to AWS IoT; a certificate AWS had reported (at a sync) now
+    /// shows REVOKED there too, one AWS never saw keeps `aws_status` null (never connected).
     pub async fn clear_revocation_pending(&self, serial: &str) -> StoreResult<()> {
         on_pool!(self, |pool| sqlx::query(
-            "UPDATE issued_certificates SET aws_revocation_pending = false WHERE serial = $1"
+            "UPDATE issued_certificates SET aws_revocation_pending = false, \
+             aws_status = CASE WHEN aws_status IS NULL THEN NULL ELSE 'REVOKED' END \
+             WHERE serial = $1"
         )
         .bind(serial)
         .execute(pool)
@@ -157,5 +161,114 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(n > 0)
+    }
+}
+
+/// Per CA, the revoked certificates AWS IoT has not caught up with.
+#[derive(Debug, Clone, Default, FromRow, PartialEq, Eq)]
+pub struct RevocationLag {
+    pub ca_id: String,
+    /// Revoked in the ledger, ACTIVE in AWS at the last sync.
+    pub revoked_but_active: i64,
+    /// Revoked in the ledger, not yet pushed to AWS.
+    pub pending: i64,
+}
+
+impl Store {
+    /// [`RevocationLag`] of each CA with at least one lagging revocation.
+    pub async fn revocation_lag(&self) -> StoreResult<Vec<RevocationLag>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT ca_id, \
+             SUM(CASE WHEN aws_status = 'ACTIVE' THEN 1 ELSE 0 END) AS revoked_but_active, \
+             SUM(CASE WHEN aws_revocation_pending THEN 1 ELSE 0 END) AS pending \
+             FROM issued_certificates \
+             WHERE status = 'revoked' AND (aws_status = 'ACTIVE' OR aws_revocation_pending) \
+             GROUP BY ca_id ORDER BY ca_id"
+        )
+        .fetch_all(pool)
+        .await)?)
+    }
+}
+
+/// A sync under way: where it stands (`aws_sync_progress`), kept after each page.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct SyncProgress {
+    pub ca_id: String,
+    pub target: String,
+    #[serde(skip)]
+    pub aws_certificate_id: String,
+    /// AWS's marker of the next page (opaque).
+    #[serde(skip)]
+    pub marker: String,
+    /// Pages done so far.
+    pub pages: i64,
+    pub listed: i64,
+    pub matched: i64,
+    pub not_in_ledger: i64,
+    pub unknown_status: i64,
+    #[serde(with = "super::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Timestamp,
+    #[serde(with = "super::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+impl Store {
+    pub async fn get_sync_progress(
+        &self,
+        ca_id: &str,
+        target: &str,
+    ) -> StoreResult<Option<SyncProgress>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT ca_id, target, aws_certificate_id, marker, pages, listed, matched, \
+             not_in_ledger, unknown_status, started_at, updated_at FROM aws_sync_progress \
+             WHERE ca_id = $1 AND target = $2"
+        )
+        .bind(ca_id)
+        .bind(target)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// Inserts or replaces the progress of `p.ca_id` in `p.target`.
+    pub async fn save_sync_progress(&self, p: &SyncProgress) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO aws_sync_progress (ca_id, target, aws_certificate_id, marker, pages, \
+             listed, matched, not_in_ledger, unknown_status, started_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (ca_id, target) DO UPDATE SET \
+             aws_certificate_id = excluded.aws_certificate_id, marker = excluded.marker, \
+             pages = excluded.pages, listed = excluded.listed, matched = excluded.matched, \
+             not_in_ledger = excluded.not_in_ledger, unknown_status = excluded.unknown_status, \
+             started_at = excluded.started_at, updated_at = excluded.updated_at"
+        )
+        .bind(&p.ca_id)
+        .bind(&p.target)
+        .bind(&p.aws_certificate_id)
+        .bind(&p.marker)
+        .bind(p.pages)
+        .bind(p.listed)
+        .bind(p.matched)
+        .bind(p.not_in_ledger)
+        .bind(p.unknown_status)
+        .bind(p.started_at)
+        .bind(p.updated_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn delete_sync_progress(&self, ca_id: &str, target: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM aws_sync_progress WHERE ca_id = $1 AND target = $2"
+        )
+        .bind(ca_id)
+        .bind(target)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
     }
 }

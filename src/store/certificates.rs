@@ -115,7 +115,7 @@ const CERT_COLUMNS: &str = "serial, ca_id, thing_name, country, subject, key_alg
 
 /// The smallest string greater than every string starting with `prefix`, bytewise: the prefix
 /// with its last character incremented (`None` when no such string exists).
-fn prefix_end(prefix: &str) -> Option<String> {
+pub(super) fn prefix_end(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         let next = match last {

@@ -114,8 +114,10 @@ impl Store {
 mod audit;
 pub mod aws;
 pub mod backup;
+pub mod bulk_revocation;
 mod cas;
 mod certificates;
+pub mod crls;
 pub mod ledger_writer;
 pub mod probe;
 pub mod reads;
@@ -196,6 +198,20 @@ fn secure_sqlite_files(data_dir: &std::path::Path, database: Option<&std::path::
     let _ = (data_dir, database);
 }
 
+/// Whether a connection going back to the pool may be handed out again: only when the rollback
+/// of a dropped transaction went through. After `SQLITE_FULL`, SQLite may have rolled the
+/// transaction back by itself, the ROLLBACK then fails, and sqlx still counts the connection as
+/// in a transaction: its next BEGIN would be a savepoint whose "commit" commits nothing. Such a
+/// connection is closed instead.
+async fn released_outside_transaction<C: sqlx::Connection>(
+    conn: &mut C,
+) -> Result<bool, sqlx::Error> {
+    // The ping runs what sqlx queued on the connection first (the rollback of a dropped
+    // transaction).
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
+}
+
 /// Whether a store is there to work on, for commands that must not create one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existence {
@@ -253,6 +269,7 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(settings.database.max_connections.min(8))
                 .acquire_timeout(timeout)
+                .after_release(|conn, _| Box::pin(released_outside_transaction(conn)))
                 .connect_with(options)
                 .await?;
             Ok(Store::Sqlite(pool))
@@ -261,6 +278,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(settings.database.max_connections)
                 .acquire_timeout(timeout)
+                .after_release(|conn, _| Box::pin(released_outside_transaction(conn)))
                 .connect_with(options)
                 .await?;
             Ok(Store::Postgres(pool))

@@ -1,5 +1,5 @@
-//! Revocation in the ledger: marking a certificate revoked, which frees its thing name, and
-//! reading the revoked certificates of a CA for its CRL.
+//! Revocation in the ledger: marking a certificate revoked, which frees its thing name and marks
+//! its CA's stored CRL as behind, and reading the revoked certificates of a CA for its CRL.
 
 use sqlx::FromRow;
 
@@ -77,6 +77,13 @@ impl Store {
                     .bind(serial)
                     .execute(&mut *tx)
                     .await?;
+                // The CA's stored CRL is now behind; it is signed again before it is served.
+                sqlx::query(&super::crls::bump_revocation_generation_sql(
+                    "SELECT ca_id FROM issued_certificates WHERE serial = $1",
+                ))
+                .bind(serial)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 Ok::<RevokeOutcome, sqlx::Error>(RevokeOutcome::Revoked)
             }
@@ -85,15 +92,40 @@ impl Store {
     }
 
     /// Every revoked certificate issued by `ca_id`, oldest revocation first, as its CRL lists
-    /// them.
+    /// them. Each call is counted in `factory_ca_crl_ledger_scans_total`: CRLs are built from
+    /// this, served from storage.
     pub async fn revoked_entries(&self, ca_id: &str) -> StoreResult<Vec<RevokedEntry>> {
-        let rows: Vec<RevokedRow> = on_pool!(self, |pool| sqlx::query_as(
-            "SELECT serial, revoked_at, revocation_reason FROM issued_certificates \
-             WHERE ca_id = $1 AND status = 'revoked' ORDER BY revoked_at, serial"
-        )
-        .bind(ca_id)
-        .fetch_all(pool)
-        .await)?;
+        self.revoked_entries_since(ca_id, None).await
+    }
+
+    /// The revoked certificates of `ca_id` with `revoked_at` at or after `since` (all with
+    /// `None`), oldest revocation first: the entries of a delta CRL. Counted like
+    /// [`Store::revoked_entries`].
+    pub async fn revoked_entries_since(
+        &self,
+        ca_id: &str,
+        since: Option<Timestamp>,
+    ) -> StoreResult<Vec<RevokedEntry>> {
+        metrics::counter!("factory_ca_crl_ledger_scans_total", "ca_id" => ca_id.to_owned())
+            .increment(1);
+        let rows: Vec<RevokedRow> = match since {
+            None => on_pool!(self, |pool| sqlx::query_as(
+                "SELECT serial, revoked_at, revocation_reason FROM issued_certificates \
+                 WHERE ca_id = $1 AND status = 'revoked' ORDER BY revoked_at, serial"
+            )
+            .bind(ca_id)
+            .fetch_all(pool)
+            .await)?,
+            Some(since) => on_pool!(self, |pool| sqlx::query_as(
+                "SELECT serial, revoked_at, revocation_reason FROM issued_certificates \
+                 WHERE ca_id = $1 AND status = 'revoked' AND revoked_at >= $2 \
+                 ORDER BY revoked_at, serial"
+            )
+            .bind(ca_id)
+            .bind(since)
+            .fetch_all(pool)
+            .await)?,
+        };
         Ok(rows
             .into_iter()
             .map(|row| {

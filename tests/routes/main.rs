@@ -10,10 +10,15 @@ mod common;
 
 mod audit;
 mod aws;
+mod aws_accounts;
 mod aws_answers;
+mod aws_pacing;
+mod bulk_revocation;
+mod ca_health;
 mod cas;
 mod certificates;
 mod connections;
+mod crl;
 mod dashboard;
 mod est;
 mod hardening;

@@ -697,10 +697,10 @@ async fn the_crl_of_an_imported_ca_without_crl_sign_is_409_with_its_own_code(bac
     assert_eq!(imported.status(), StatusCode::CREATED);
     let ca_id = json(imported).await["id"].as_str().unwrap().to_owned();
 
-    for query in ["", "?format=pem"] {
+    for path in ["crl", "crl?format=pem", "delta-crl"] {
         let response = app
             .client
-            .get(app.url(&format!("/v1/cas/{ca_id}/crl{query}")))
+            .get(app.url(&format!("/v1/cas/{ca_id}/{path}")))
             .send()
             .await
             .unwrap();

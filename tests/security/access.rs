@@ -81,6 +81,7 @@ async fn every_route_answers_each_caller_as_documented(backend: Backend) {
         ),
         (Method::GET, "/v1/admin/audit", [U, U, U, F, F, S::OK]),
         (Method::GET, "/v1/admin/cas", [U, U, U, F, F, S::OK]),
+        (Method::GET, "/v1/admin/health", [U, U, U, F, F, S::OK]),
         (
             Method::GET,
             "/v1/admin/cas/ca-0000000000000000/aws/preflight",

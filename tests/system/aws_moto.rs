@@ -253,3 +253,165 @@ async fn the_service_names_what_the_emulator_did_not_do_in_one_line() {
     assert_eq!(audit["items"][0]["outcome"], "failure");
     assert_eq!(audit["items"][0]["detail"], detail);
 }
+
+/// A backlog of revocations AWS has not been told of drains at `aws.api_rate_per_sec`, through
+/// a restart in the middle, and every certificate ends REVOKED in the emulator.
+#[tokio::test]
+async fn a_revocation_backlog_drains_at_the_configured_pace_across_a_restart() {
+    use crate::common::*;
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    const DEVICES: usize = 150;
+    const RATE: f64 = 50.0;
+    let moto = start_moto();
+    let iot: Arc<dyn IotRegistry> = Arc::new(SdkIotRegistry::for_emulator(&moto.url));
+    let app = TestApp::spawn_with_iot(Backend::Sqlite, iot, |s| {
+        s.aws.api_rate_per_sec = RATE;
+        s.aws.api_burst = 1;
+        s.aws.revocation_retry_secs = Duration::from_secs(1);
+    })
+    .await;
+    let ca = json(app.get(&app.admin, "/v1/ca").await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Revoked before the CA is registered: every revocation waits for AWS.
+    let mut aws_ids = Vec::new();
+    for i in 0..DEVICES {
+        let device = json(app.sign(&csr(&format!("Backlog-{i}"), "JP").pem).await).await;
+        aws_ids.push(device["aws_certificate_id"].as_str().unwrap().to_owned());
+        let revoked = app
+            .admin_json(
+                Method::POST,
+                &format!(
+                    "/v1/admin/certificates/{}/revoke",
+                    device["serial"].as_str().unwrap()
+                ),
+                json!({"reason": "key_compromise"}),
+            )
+            .await;
+        assert_eq!(revoked.status(), StatusCode::OK);
+    }
+    let started = Instant::now();
+    let response = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/register"),
+            json!({"mode": "default"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let app = app.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut pending_seen = Vec::new();
+    loop {
+        let health = json(app.get(&app.admin, "/v1/admin/health").await).await;
+        let pending = health["cas"][0]["targets"][0]["revocations_pending"]
+            .as_i64()
+            .unwrap();
+        pending_seen.push(pending);
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} revocations still pending after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let elapsed = started.elapsed();
+    // Each certificate AWS never saw takes two calls (UpdateCertificate answers not found,
+    // then RegisterCertificate as REVOKED), every call one token at RATE per second.
+    let floor = Duration::from_secs_f64((2 * DEVICES - 2) as f64 / RATE);
+    eprintln!(
+        "{DEVICES} revocations pushed in {elapsed:?} at {RATE}/s (floor {floor:?}); \
+         pending seen: {:?}",
+        &pending_seen[..pending_seen.len().min(8)]
+    );
+    assert!(
+        elapsed >= floor,
+        "{elapsed:?} is faster than the pace allows"
+    );
+    assert!(
+        pending_seen.iter().any(|p| *p > 0),
+        "the backlog was never seen pending"
+    );
+    let check = SdkIotRegistry::for_emulator(&moto.url);
+    for id in [&aws_ids[0], &aws_ids[DEVICES / 2], &aws_ids[DEVICES - 1]] {
+        assert_eq!(
+            check.describe_certificate(id).await.unwrap().status,
+            "REVOKED"
+        );
+    }
+}
+
+/// `aws.role_arn`: the service assumes the role through moto's STS with the chain's credentials
+/// (here the environment's), and its AWS IoT calls land in the role's account.
+#[tokio::test]
+async fn with_a_role_arn_the_calls_go_to_the_assumed_roles_account() {
+    use crate::common::binary::{Service, factory_ca, run_ok};
+    use serde_json::json;
+
+    const ACCOUNT: &str = "111122223333";
+    let moto = start_moto();
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(factory_ca(dir.path()).args(["ca", "create"]));
+    let token = run_ok(
+        factory_ca(dir.path()).args(["token", "create", "--role", "admin", "--name", "admin-1"]),
+    )
+    .trim()
+    .to_owned();
+    let mut cmd = factory_ca(dir.path());
+    for var in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("FACTORY_CA_AWS__ENABLED", "true")
+        .env("FACTORY_CA_AWS__REGION", "eu-west-1")
+        .env("FACTORY_CA_AWS__ENDPOINT_URL", &moto.url)
+        .env("FACTORY_CA_AWS__MAX_ATTEMPTS", "1")
+        .env(
+            "FACTORY_CA_AWS__ROLE_ARN",
+            format!("arn:aws:iam::{ACCOUNT}:role/factory-ca"),
+        );
+    let mut service = Service::start(cmd);
+    service.ready().await;
+    let client = reqwest::Client::new();
+    let ca: serde_json::Value = client
+        .get(format!("{}/v1/ca", service.base()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ca = ca["id"].as_str().unwrap();
+    let response = client
+        .post(format!("{}/v1/admin/cas/{ca}/aws/register", service.base()))
+        .bearer_auth(&token)
+        .json(&json!({"mode": "sni_only"}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{body}\n{}", service.stderr_text());
+    let arn = body["certificate_arn"].as_str().unwrap();
+    assert!(
+        arn.starts_with(&format!("arn:aws:iot:eu-west-1:{ACCOUNT}:")),
+        "{arn}"
+    );
+    service.stop().await;
+}

@@ -602,3 +602,135 @@ async fn certificate_revoke_from_another_directory_revokes_in_the_services_ledge
     assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
     service.stop().await;
 }
+
+/// `factory-ca revocation create` as an operator runs it beside a running service: a dry run
+/// changes nothing, the job revokes every match once, `revocation show` prints it, the service's
+/// next CRL lists the revoked certificates, and the audit log has one `certificate.bulk_revoke`.
+#[tokio::test]
+async fn revocation_create_revokes_a_station_s_certificates_beside_a_running_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(cli(&data, &["ca", "create"]).status.success());
+    let token = |role: &str, name: &str| {
+        let out = cli(&data, &["token", "create", "--role", role, "--name", name]);
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (admin, leaked, other) = (
+        token("admin", "ops"),
+        token("station", "line-7"),
+        token("station", "line-8"),
+    );
+    let mut service = Service::start(factory_ca(&data));
+    service.ready().await;
+    let client = reqwest::Client::new();
+    let issue = async |station: &str, thing: &str| -> String {
+        let issued: serde_json::Value = client
+            .post(format!("{}/v1/certificates", service.base()))
+            .bearer_auth(station)
+            .json(&serde_json::json!({"csr": csr(thing, "JP").pem}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        issued["serial"].as_str().unwrap().to_owned()
+    };
+    let mut revoked = Vec::new();
+    for n in 0..3 {
+        revoked.push(issue(&leaked, &format!("Leaked-{n}")).await);
+    }
+    let kept = issue(&other, "Kept-1").await;
+
+    let dry = cli(
+        &data,
+        &["revocation", "create", "--station", "line-7", "--dry-run"],
+    );
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(stdout(&dry).starts_with("matched\t3\n"), "{}", stdout(&dry));
+    for serial in &revoked {
+        assert!(stdout(&dry).contains(serial.as_str()));
+    }
+
+    let out = cli(
+        &data,
+        &[
+            "revocation",
+            "create",
+            "--station",
+            "line-7",
+            "--reason",
+            "key_compromise",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("status\tsucceeded\n"), "{printed}");
+    assert!(printed.contains("matched\t3\nrevoked\t3\n"), "{printed}");
+    assert!(printed.contains("actor\tcli\n"), "{printed}");
+    let id = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("id\t"))
+        .unwrap()
+        .to_owned();
+    let show = cli(&data, &["revocation", "show", &id]);
+    assert_eq!(stdout(&show), printed);
+
+    // The service reads the same ledger: rows revoked, its CRL lists them, one audit record.
+    let get = |path: String| {
+        let (client, admin) = (&client, &admin);
+        async move {
+            client
+                .get(path)
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    for serial in &revoked {
+        let row = get(format!("{}/v1/certificates/{serial}", service.base())).await;
+        assert_eq!(row["status"], "revoked");
+        assert_eq!(row["revocation_reason"], "key_compromise");
+    }
+    let row = get(format!("{}/v1/certificates/{kept}", service.base())).await;
+    assert_eq!(row["status"], "active");
+    let ca_id = row["issuing_ca"].as_str().unwrap().to_owned();
+    let crl = client
+        .get(format!("{}/v1/cas/{ca_id}/crl?format=pem", service.base()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let text = run(Command::new("openssl")
+        .args(["crl", "-noout", "-text", "-in"])
+        .arg(write(dir.path(), "crl.pem", &crl)));
+    let text = String::from_utf8_lossy(&text.stdout).to_ascii_lowercase();
+    for serial in &revoked {
+        assert!(text.contains(serial.as_str()), "{serial} on the CRL");
+    }
+    let audit = get(format!(
+        "{}/v1/admin/audit?action=certificate.bulk_revoke",
+        service.base()
+    ))
+    .await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{audit}");
+    assert_eq!(items[0]["actor"], "cli");
+    assert_eq!(items[0]["target"], id.as_str());
+
+    let refused = cli(&data, &["revocation", "create"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("the filter is empty"),
+        "{}",
+        stderr(&refused)
+    );
+    service.stop().await;
+}

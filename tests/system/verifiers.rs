@@ -170,14 +170,30 @@ impl Drop for Broker {
 }
 
 fn start_mosquitto(dir: &Path, client_ca: &Path, server_cert: &Path, server_key: &Path) -> Broker {
+    start_mosquitto_with_crl(dir, client_ca, server_cert, server_key, None)
+}
+
+/// A broker as [`start_mosquitto`] starts it that also checks client certificates against the
+/// PEM CRL `crl` when given (Mosquitto's `crlfile`).
+fn start_mosquitto_with_crl(
+    dir: &Path,
+    client_ca: &Path,
+    server_cert: &Path,
+    server_key: &Path,
+    crl: Option<&Path>,
+) -> Broker {
     let port = free_port();
+    let crl_line = crl
+        .map(|path| format!("crlfile {}\n", path.display()))
+        .unwrap_or_default();
     let conf = write(
         dir,
         "mosquitto.conf",
         &format!(
             "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
              cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
-             use_identity_as_username true\ntls_version tlsv1.2\nallow_anonymous true\n",
+             use_identity_as_username true\ntls_version tlsv1.2\nallow_anonymous true\n\
+             {crl_line}",
             client_ca.display(),
             server_cert.display(),
             server_key.display()
@@ -280,4 +296,62 @@ async fn a_device_connects_to_a_tls_broker_with_the_chain_we_return() {
         &stranger_cert,
         &stranger_key
     ));
+}
+
+/// A broker configured with the CRL that `GET /v1/cas/{id}/crl?format=pem` serves refuses a
+/// revoked device and still accepts a good one.
+#[tokio::test]
+async fn a_broker_with_our_crl_refuses_a_revoked_device() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let dir = app.dir.path();
+    let revoked = issue(&app, &openssl_workflow_csr(dir, "Thing-Revoked")).await;
+    std::fs::rename(dir.join("device.key"), dir.join("revoked.key")).unwrap();
+    let good = issue(&app, &openssl_workflow_csr(dir, "Thing-Good")).await;
+    std::fs::rename(dir.join("device.key"), dir.join("good.key")).unwrap();
+    let revoked_chain = write(dir, "revoked-chain.crt", &revoked.chain_pem);
+    let good_chain = write(dir, "good-chain.crt", &good.chain_pem);
+
+    let row = json(
+        app.get(&app.viewer, "/v1/certificates?thing_name=Thing-Revoked")
+            .await,
+    )
+    .await;
+    let serial = row["items"][0]["serial"].as_str().unwrap().to_owned();
+    let ca_id = row["items"][0]["issuing_ca"].as_str().unwrap().to_owned();
+    let response = app
+        .admin_json(
+            reqwest::Method::POST,
+            &format!("/v1/admin/certificates/{serial}/revoke"),
+            serde_json::json!({"reason": "key_compromise"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let crl = app
+        .client
+        .get(app.url(&format!("/v1/cas/{ca_id}/crl?format=pem")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let crl = write(dir, "crl.pem", &crl);
+
+    let client_ca = write(dir, "rootCA.pem", &good.ca_pem);
+    let (broker_ca, server_cert, server_key) = broker_identity(dir);
+    let broker = start_mosquitto_with_crl(dir, &client_ca, &server_cert, &server_key, Some(&crl));
+    assert!(
+        !mosquitto_pub(
+            dir,
+            &broker,
+            &broker_ca,
+            &revoked_chain,
+            &dir.join("revoked.key")
+        ),
+        "the broker refuses the revoked device"
+    );
+    assert!(
+        mosquitto_pub(dir, &broker, &broker_ca, &good_chain, &dir.join("good.key")),
+        "the broker accepts a good device with the same CRL"
+    );
 }

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod aws;
 pub mod ca;
+pub mod ca_health;
 pub mod cas;
 pub mod certificates;
 pub mod dashboard;
@@ -10,5 +11,6 @@ pub mod est;
 pub mod health;
 pub mod metrics;
 pub mod revocation;
+pub mod revocation_jobs;
 pub mod stats;
 pub mod tokens;

@@ -1,13 +1,12 @@
-//! Revocation: `POST /v1/admin/certificates/{serial}/revoke` (admin, audited) and the CRLs at
-//! `GET /v1/cas/{id}/crl` (public, like the CA certificate itself).
-
-use std::sync::Arc;
+//! Revocation: `POST /v1/admin/certificates/{serial}/revoke` (admin, audited) and the stored
+//! CRLs at `GET /v1/cas/{id}/crl` and `GET /v1/cas/{id}/delta-crl` (public, like the CA
+//! certificate itself).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -19,6 +18,7 @@ use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{self, AdminCaller, ApiPath, ApiQuery, ViewerCaller};
 use crate::services::revocation::{self, AUDIT_ACTION, clip};
+use crate::store::crls::StoredCrl;
 use crate::store::{Store, StoreError};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -71,6 +71,7 @@ pub async fn revoke_certificate(
     };
     let serial =
         revocation::revoke_certificate(&state.store, &serial, reason, admin.actor()).await?;
+    state.crls.revocations_changed();
     tracing::info!(%serial, reason = reason.name(), admin = %admin.principal.name, "certificate revoked");
     // Tell AWS IoT now when it is configured; a failure leaves the revocation pending for the
     // background retry, and the answer shows `aws_revocation_pending`.
@@ -102,17 +103,22 @@ fn requested_reason(
     }
     let Json(request) =
         Json::<RevokeRequest>::from_bytes(&body).map_err(extract::json_rejection)?;
-    let Some(name) = request.reason else {
-        return Ok(RevocationReason::Unspecified);
-    };
-    RevocationReason::from_name(&name).ok_or_else(|| {
+    match request.reason {
+        None => Ok(RevocationReason::Unspecified),
+        Some(name) => parse_reason(&name),
+    }
+}
+
+/// A revocation reason by its snake_case name; any other name is a 422 that lists them.
+pub(super) fn parse_reason(name: &str) -> Result<RevocationReason, ApiError> {
+    RevocationReason::from_name(name).ok_or_else(|| {
         let names: Vec<_> = RevocationReason::ALL.iter().map(|r| r.name()).collect();
         ApiError::new(
             ErrorCode::InvalidRevocationReason,
             format!(
                 "reason {:?} is not one of {} (RFC 5280 section 5.3.1 CRLReason in snake_case; \
                  certificate_hold and remove_from_crl are not supported: a revocation is final)",
-                clip(&name),
+                clip(name),
                 names.join(", ")
             ),
         )
@@ -159,62 +165,172 @@ pub struct CrlParams {
     format: Option<String>,
 }
 
-/// `GET /v1/cas/{id}/crl`: a CRL signed now by CA `id`, listing every certificate of that CA
-/// the ledger has revoked. DER as `application/pkix-crl` (RFC 2585 section 4.2), or PEM with
+/// `GET /v1/cas/{id}/crl`: the CRL of CA `id`, listing every certificate of that CA the ledger
+/// has revoked. DER as `application/pkix-crl` (RFC 2585 section 4.2), or PEM with
 /// `?format=pem`. No authentication: relying parties fetch CRLs without tokens.
+///
+/// Served from storage: the CRL is signed when revocations change or its nextUpdate nears, not
+/// per request. `ETag` names the CRL number and format, so `If-None-Match` answers 304 until a
+/// newer CRL exists; `Cache-Control` lets caches keep it (never past its nextUpdate).
 #[utoipa::path(
     get,
     path = "/v1/cas/{id}/crl",
     tag = "revocation",
     operation_id = "get_crl",
-    params(("id" = String, Path, description = "A CA id"), CrlParams),
-    responses((status = 200, description = "The CRL, signed now", content(
-        (crate::http::openapi::schemas::Binary = "application/pkix-crl"),
-        (String = "application/x-pem-file"),
-    ))),
+    params(
+        ("id" = String, Path, description = "A CA id"),
+        CrlParams,
+        ("If-None-Match" = Option<String>, Header,
+            description = "The `ETag` of a CRL already held: 304 while it is current"),
+    ),
+    responses(
+        (status = 200, description = "The current CRL", content(
+            (crate::http::openapi::schemas::Binary = "application/pkix-crl"),
+            (String = "application/x-pem-file"),
+        ), headers(
+            ("ETag" = String, description = "`\"crl-<number>-<format>\"`"),
+            ("Cache-Control" = String, description = "`public, max-age=<seconds>`"),
+            ("Last-Modified" = String, description = "The CRL's thisUpdate"),
+        )),
+        (status = 304, description = "The CRL named by `If-None-Match` is still the current one"),
+    ),
     security(())
 )]
 pub async fn crl(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<CrlParams>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let pem = match params.format.as_deref() {
-        None | Some("der") => false,
-        Some("pem") => true,
-        Some(_) => {
-            return Err(ApiError::new(
+    let pem = params.pem()?;
+    let now = OffsetDateTime::now_utc();
+    let crl = state
+        .crls
+        .current(&state.store, &state.crl_cas(), &id, now)
+        .await?;
+    Ok(respond_crl(&state, &headers, crl, "crl", pem, now))
+}
+
+/// `GET /v1/cas/{id}/delta-crl`: the delta CRL of CA `id` (RFC 5280 section 5.2.4), listing the
+/// certificates revoked since the complete CRL it names as its base (deltaCRLIndicator). A
+/// client holding a complete CRL with that number or a larger one adds the delta to it instead
+/// of fetching the complete CRL again. Formats, caching and `If-None-Match` as for the complete
+/// CRL. No authentication.
+#[utoipa::path(
+    get,
+    path = "/v1/cas/{id}/delta-crl",
+    tag = "revocation",
+    operation_id = "get_delta_crl",
+    params(
+        ("id" = String, Path, description = "A CA id"),
+        CrlParams,
+        ("If-None-Match" = Option<String>, Header,
+            description = "The `ETag` of a delta CRL already held: 304 while it is current"),
+    ),
+    responses(
+        (status = 200, description = "The current delta CRL", content(
+            (crate::http::openapi::schemas::Binary = "application/pkix-crl"),
+            (String = "application/x-pem-file"),
+        ), headers(
+            ("ETag" = String, description = "`\"delta-<number>-<format>\"`"),
+            ("Cache-Control" = String, description = "`public, max-age=<seconds>`"),
+            ("Last-Modified" = String, description = "The delta CRL's thisUpdate"),
+        )),
+        (status = 304, description = "The delta CRL named by `If-None-Match` is still current"),
+    ),
+    security(())
+)]
+pub async fn delta_crl(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<CrlParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let pem = params.pem()?;
+    let now = OffsetDateTime::now_utc();
+    let delta = state
+        .crls
+        .current_delta(&state.store, &state.crl_cas(), &id, now)
+        .await?;
+    Ok(respond_crl(&state, &headers, delta, "delta", pem, now))
+}
+
+impl CrlParams {
+    /// Whether PEM was asked for.
+    fn pem(&self) -> Result<bool, ApiError> {
+        match self.format.as_deref() {
+            None | Some("der") => Ok(false),
+            Some("pem") => Ok(true),
+            Some(_) => Err(ApiError::new(
                 ErrorCode::InvalidQuery,
                 "format must be der or pem",
-            ));
+            )),
+        }
+    }
+}
+
+/// A stored CRL as the answer: its validators and cache headers, and 304 when `If-None-Match`
+/// names it. `kind` starts its `ETag`.
+fn respond_crl(
+    state: &AppState,
+    headers: &HeaderMap,
+    crl: StoredCrl,
+    kind: &str,
+    pem: bool,
+    now: OffsetDateTime,
+) -> Response {
+    let etag = format!(
+        "\"{kind}-{}-{}\"",
+        crl.number,
+        if pem { "pem" } else { "der" }
+    );
+    let left = (crl.next_update.get() - now).whole_seconds().max(0);
+    let max_age = left.min(state.settings.revocation.crl_cache_max_age_secs.as_secs() as i64);
+    let mut response_headers = HeaderMap::new();
+    let mut set = |name, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response_headers.insert(name, value);
         }
     };
-    let issuing = state.issuance.issuing_ca();
-    let ca = if issuing.id() == id {
-        issuing
-    } else {
-        Arc::new(state.ca_admin().load_by_id(&id).await?)
-    };
-    let revoked = state.store.revoked_entries(ca.id()).await?;
-    let der = ca
-        .crl(&revoked, OffsetDateTime::now_utc())
-        .map_err(|e| match e {
-            ca::CaError::NotPermitted(m) => ApiError::new(ErrorCode::CaCannotSignCrls, m),
-            other => ApiError::internal(format!("CA {}: {other}", ca.id())),
-        })?;
+    set(header::ETAG, etag.clone());
+    set(header::CACHE_CONTROL, format!("public, max-age={max_age}"));
+    set(header::LAST_MODIFIED, http_date(crl.this_update.get()));
+    set(header::EXPIRES, http_date(crl.next_update.get()));
+    if if_none_match(headers, &etag) {
+        return (StatusCode::NOT_MODIFIED, response_headers).into_response();
+    }
     let (content_type, body) = if pem {
         (
             "application/x-pem-file",
-            ca::to_pem("X509 CRL", &der).into_bytes(),
+            ca::to_pem("X509 CRL", &crl.der).into_bytes(),
         )
     } else {
-        ("application/pkix-crl", der)
+        ("application/pkix-crl", crl.der)
     };
-    Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        body,
-    )
-        .into_response())
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    (response_headers, body).into_response()
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`). Weak validators compare by their opaque
+/// part (RFC 9110 section 13.1.2: If-None-Match uses the weak comparison).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// An IMF-fixdate (RFC 9110 section 5.6.7), as `Last-Modified` and `Expires` carry.
+fn http_date(t: OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,0 +1,141 @@
+//! Tests of `config.rs`: layering, validation messages, defaults.
+
+use super::*;
+
+#[test]
+fn config_default_toml_matches_the_built_in_defaults() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
+        .unwrap();
+    let from_file: Settings = Figment::from(Serialized::defaults(Settings::default()))
+        .merge(Toml::string(&text))
+        .extract()
+        .unwrap();
+    assert_eq!(from_file, Settings::default());
+}
+
+#[test]
+fn production_example_documents_a_valid_configuration() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/production.example.toml"
+    ))
+    .unwrap();
+    let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+        .merge(Toml::string(&text))
+        .extract()
+        .unwrap();
+    settings.validate().unwrap();
+    assert!(!settings.ca.create_on_first_start);
+}
+
+#[test]
+fn secrets_are_redacted_in_debug_output() {
+    let mut s = Settings::default();
+    s.database.url = Secret::new("postgres://u:hunter2@db/x");
+    assert!(!format!("{s:?}").contains("hunter2"));
+}
+
+#[test]
+fn tls_settings_are_checked_together() {
+    let mut s = Settings::default();
+    s.server.tls.cert_file = Some("server.crt".into());
+    let err = s.validate().unwrap_err().to_string();
+    assert!(err.contains("server.tls.key_file"), "{err}");
+
+    let mut s = Settings::default();
+    s.server.tls.client_ca_file = Some("station-ca.pem".into());
+    let err = s.validate().unwrap_err().to_string();
+    assert!(err.contains("needs HTTPS"), "{err}");
+
+    let mut s = Settings::default();
+    s.server.tls.cert_file = Some("server.crt".into());
+    s.server.tls.key_file = Some("server.key".into());
+    s.server.tls.client_auth = ClientAuth::Required;
+    let err = s.validate().unwrap_err().to_string();
+    assert!(err.contains("client_ca_file"), "{err}");
+    s.server.tls.client_ca_file = Some("station-ca.pem".into());
+    s.validate().unwrap();
+    s.server.tls.handshake_timeout_secs = Duration::ZERO;
+    assert!(s.validate().is_err());
+}
+
+fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+    Settings::from_figment(
+        Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(text)),
+    )
+}
+
+#[test]
+fn loading_says_what_to_fix() {
+    let err = from_toml("[policy]\nallowed_subject_attributes = [\"CN\", \"E\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown attribute \"E\""), "{err}");
+    assert!(err.contains("allowed_subject_attributes"), "{err}");
+
+    let err = from_toml("[server]\nlisten = \"localhost\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("server.listen"), "{err}");
+    assert!(err.contains("127.0.0.1:8080"), "{err}");
+
+    let err = from_toml("[metrics]\nlisten = \"9100\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("metrics.listen"), "{err}");
+
+    let err = from_toml("[server]\nrequest_timeout_secs = -1")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("request_timeout_secs"), "{err}");
+
+    let err = from_toml("[policy]\nrequired_subject_attributes = [\"OU\"]\nallowed_subject_attributes = [\"CN\", \"C\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not allow it"), "{err}");
+}
+
+#[test]
+fn pkcs11_settings_name_one_pin_source_by_a_usable_name() {
+    let s = from_toml(
+        "[pkcs11]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\npin_env = \"PKCS11_PIN\"",
+    )
+    .unwrap();
+    assert_eq!(s.pkcs11.pin_env.as_deref(), Some("PKCS11_PIN"));
+    let both = from_toml("[pkcs11]\npin_env = \"PIN\"\npin_file = \"/etc/pin\"");
+    assert!(both.unwrap_err().to_string().contains("at most one"));
+    let prefixed = from_toml("[pkcs11]\npin_env = \"FACTORY_CA_PIN\"");
+    assert!(
+        prefixed
+            .unwrap_err()
+            .to_string()
+            .contains("FACTORY_CA_ prefix")
+    );
+    let unknown = from_toml("[pkcs11]\npin = \"1234\"")
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("pin"), "{unknown}");
+}
+
+#[test]
+fn typed_values_load_from_their_written_forms() {
+    let s = from_toml(
+        "[server]\nlisten = \"0.0.0.0:9443\"\nrequest_timeout_secs = 7\n\
+         [metrics]\nlisten = \"127.0.0.1:9100\"\n\
+         [policy]\nallowed_subject_attributes = [\"CN\", \"C\", \"serialNumber\"]\n",
+    )
+    .unwrap();
+    assert_eq!(s.server.listen, "0.0.0.0:9443".parse().unwrap());
+    assert_eq!(s.server.request_timeout_secs, Duration::from_secs(7));
+    assert_eq!(s.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
+    assert_eq!(
+        s.policy.allowed_subject_attributes,
+        vec![
+            SubjectField::CommonName,
+            SubjectField::Country,
+            SubjectField::SerialNumber
+        ]
+    );
+    let s = from_toml("[metrics]\nlisten = \"\"").unwrap();
+    assert_eq!(s.metrics.listen, None);
+}
