@@ -21,6 +21,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
+use super::constraints::{self, DirectoryConstraints};
 use super::csr::KeyAlgorithm;
 use super::import::{
     check_ca_extensions, check_ca_key, check_import_certificate, parse_certificate_pem,
@@ -33,7 +34,7 @@ use super::{sha256_hex, to_pem};
 // The paths these had before the CA core was split.
 pub use super::crl::{RevocationReason, RevokedEntry};
 pub use super::key::{CaAlgorithm, CaSigner, ENCRYPTED_KEY_LABEL, SecretKey};
-pub use super::subject::CaSubject;
+pub use super::subject::{CaSubject, SubjectField};
 
 pub use super::error::CaError;
 
@@ -52,6 +53,15 @@ pub struct CertificateAuthority {
     /// own subject key identifier when it has one (as rcgen does for device certificates), so
     /// that a CRL names its CA exactly as the certificates it covers do.
     pub(super) key_identifier: KeyIdMethod,
+    /// The certificates above this CA up to and including a self-signed root (PEM, ordered);
+    /// empty for a root, or for a CA imported without its chain.
+    chain_pem: String,
+    /// What a device presents after this CA: `chain_pem` without the root.
+    intermediates_pem: String,
+    /// The directoryName subtrees of its nameConstraints, checked before every signature.
+    constraints: DirectoryConstraints,
+    /// Those of the intermediates above it (verifiers apply every one on the path).
+    chain_constraints: Vec<DirectoryConstraints>,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -62,6 +72,16 @@ impl fmt::Debug for CertificateAuthority {
             .field("key_algorithm", &self.key_algorithm)
             .finish_non_exhaustive()
     }
+}
+
+/// A CSR for a pending CA's certificate ([`CertificateAuthority::request`]).
+#[derive(Debug, Clone)]
+pub struct CaRequest {
+    /// The pending CA's id: `ca-` and the first 16 hex digits of the CSR's SHA-256.
+    pub id: String,
+    pub csr_pem: String,
+    pub subject: String,
+    pub key_algorithm: KeyAlgorithm,
 }
 
 /// A signed device certificate and the facts the ledger records about it.
@@ -123,6 +143,68 @@ impl CertificateAuthority {
     fn self_signed_with(params: CertificateParams, key: CaSigner) -> Result<Self, CaError> {
         let cert = params.self_signed(&key).map_err(CaError::signing)?;
         Self::from_parts(cert.der(), key)
+    }
+
+    /// A new CA key held in memory: its signer, and its [`SecretKey`] for the caller to store.
+    pub fn new_key(algorithm: CaAlgorithm) -> Result<(CaSigner, SecretKey), CaError> {
+        let key = algorithm
+            .generate_key()
+            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let secret = SecretKey::from_pkcs8_der(Zeroizing::new(key.serialize_der()));
+        Ok((CaSigner::new(key), secret))
+    }
+
+    /// A CSR for a CA certificate an external (offline) root will sign: the subject, the key's
+    /// public half, and the CA:TRUE and keyCertSign/cRLSign the certificate should carry.
+    /// Signed with the key, which may be in a token.
+    pub fn request(key: &CaSigner, subject: &CaSubject) -> Result<CaRequest, CaError> {
+        let params = root_params(subject, Duration::days(1), OffsetDateTime::now_utc())?;
+        let mut request = CertificateParams::default();
+        request.distinguished_name = params.distinguished_name;
+        request.is_ca = params.is_ca;
+        request.key_usages = params.key_usages;
+        let csr = request.serialize_request(key).map_err(CaError::signing)?;
+        let pem = csr.pem().map_err(|e| CaError::Crypto(e.to_string()))?;
+        // Read back as a device CSR is read: its signature verifies, its key is one we sign
+        // with.
+        let parsed = super::csr::parse(csr.der())
+            .map_err(|e| CaError::Crypto(format!("the CA's own CSR does not read back: {e}")))?;
+        let subject = parsed
+            .subject()
+            .iter()
+            .map(|a| {
+                let name =
+                    SubjectField::from_oid(&a.oid).map_or(a.oid.as_str(), |f| f.short_name());
+                format!("{name}={}", a.value.as_deref().unwrap_or(""))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(CaRequest {
+            id: format!("ca-{}", &sha256_hex(csr.der())[..16]),
+            csr_pem: pem,
+            subject,
+            key_algorithm: parsed.key(),
+        })
+    }
+
+    /// A CA certificate an external root signed for a key we hold (the end of the offline
+    /// ceremony): a single CA certificate (CA:TRUE, keyCertSign, a key AWS IoT accepts) for
+    /// this key, valid now, whose chain verifies up to a self-signed root.
+    pub fn install(
+        certificate_pem: &str,
+        key: CaSigner,
+        chain_pem: &str,
+        now: OffsetDateTime,
+    ) -> Result<Self, CaError> {
+        let der = check_import_certificate(certificate_pem)?;
+        let ca = Self::from_parts(&der, key)?;
+        if now < ca.not_before || now >= ca.not_after {
+            return Err(CaError::Rejected(format!(
+                "the CA certificate is not valid now (valid from {} to {})",
+                ca.not_before, ca.not_after
+            )));
+        }
+        ca.with_chain(chain_pem, now)
     }
 
     /// Imports an existing CA from PEM, refusing what AWS IoT would refuse. The key comes
@@ -210,6 +292,7 @@ impl CertificateAuthority {
                 _ => None,
             })
             .unwrap_or(KeyIdMethod::Sha256);
+        let constraints = DirectoryConstraints::of(&cert)?;
         let ca = CertificateAuthority {
             id: format!("ca-{}", &sha256_hex(der)[..16]),
             certificate_der: der.to_vec(),
@@ -220,6 +303,10 @@ impl CertificateAuthority {
             not_after: cert.validity().not_after.to_datetime(),
             issuer,
             key_identifier,
+            chain_pem: String::new(),
+            intermediates_pem: String::new(),
+            constraints,
+            chain_constraints: Vec::new(),
         };
         ca.self_check()?;
         Ok(ca)
@@ -249,6 +336,58 @@ impl CertificateAuthority {
             ));
         }
         verify_with_ca(&ca, &probe)
+    }
+
+    /// Creates a CA below this one with a new key held in memory (returned for the caller to
+    /// store): CA:TRUE with `path_len` as its pathLenConstraint when given, a critical
+    /// nameConstraints extension permitting the one directoryName subtree when given, valid
+    /// for `validity` but never past this CA. Its chain is this CA and this CA's chain, which
+    /// must reach a self-signed root.
+    pub fn generate_subordinate(
+        &self,
+        algorithm: CaAlgorithm,
+        subject: &CaSubject,
+        validity: Duration,
+        name_constraints: Option<&[(SubjectField, String)]>,
+        path_len: Option<u8>,
+        now: OffsetDateTime,
+    ) -> Result<(Self, SecretKey), CaError> {
+        if now >= self.not_after {
+            return Err(CaError::Rejected(format!(
+                "the parent CA {} expired at {}; it cannot sign a new CA",
+                self.id, self.not_after
+            )));
+        }
+        let mut params = root_params(subject, validity, now)?;
+        params.not_after = params.not_after.min(self.not_after);
+        params.is_ca = match path_len {
+            Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
+            None => IsCa::Ca(BasicConstraints::Unconstrained),
+        };
+        params.name_constraints = name_constraints.map(constraints::extension);
+        params.use_authority_key_identifier_extension = true;
+        let key = algorithm
+            .generate_key()
+            .map_err(|e| CaError::Crypto(e.to_string()))?;
+        let secret = SecretKey::from_pkcs8_der(Zeroizing::new(key.serialize_der()));
+        let key = CaSigner::new(key);
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(CaError::signing)?;
+        let child = Self::from_parts(cert.der(), key)?;
+        let chain = format!("{}{}", self.certificate_pem, self.chain_pem);
+        Ok((child.with_chain(&chain, now)?, secret))
+    }
+
+    /// Refuses, before signing, a device subject outside this CA's nameConstraints, or those
+    /// of an intermediate above it (directoryName subtrees); the message says what the
+    /// subject must begin with.
+    pub fn check_name_constraints(&self, csr: &ApprovedCsr) -> Result<(), String> {
+        self.constraints.check(csr.subject())?;
+        for above in &self.chain_constraints {
+            above.check(csr.subject())?;
+        }
+        Ok(())
     }
 
     /// Signs one device certificate. The only signing path in the service.
@@ -286,6 +425,43 @@ impl CertificateAuthority {
             not_before: params.not_before,
             not_after: params.not_after,
         })
+    }
+
+    /// Checks `chain_pem` as the chain above this CA up to a self-signed root
+    /// ([`super::chain::verify_chain`]) and keeps it, ordered.
+    pub fn with_chain(self, chain_pem: &str, now: OffsetDateTime) -> Result<Self, CaError> {
+        let ordered = super::chain::verify_chain(&self.certificate_der, chain_pem, now)?;
+        self.with_stored_chain(&ordered)
+    }
+
+    /// Keeps a chain the store holds, checked when it was recorded.
+    pub fn with_stored_chain(mut self, chain_pem: &str) -> Result<Self, CaError> {
+        self.intermediates_pem = super::chain::intermediates_pem(chain_pem);
+        self.chain_pem = chain_pem.to_owned();
+        self.chain_constraints = Vec::new();
+        for block in pem::parse_many(&self.intermediates_pem)
+            .map_err(|e| CaError::Rejected(format!("the stored chain cannot be decoded: {e}")))?
+        {
+            let (_, cert) = X509Certificate::from_der(block.contents()).map_err(|_| {
+                CaError::Rejected("a certificate of the stored chain is not valid DER X.509".into())
+            })?;
+            let constraints = DirectoryConstraints::of(&cert)?;
+            if !constraints.is_empty() {
+                self.chain_constraints.push(constraints);
+            }
+        }
+        Ok(self)
+    }
+
+    /// The certificates above this CA up to and including its root, or empty.
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
+    }
+
+    /// The certificates a device presents after this CA's: each intermediate above it up to,
+    /// not including, the self-signed root. Empty for a root CA.
+    pub fn intermediates_pem(&self) -> &str {
+        &self.intermediates_pem
     }
 
     pub fn id(&self) -> &str {
@@ -377,6 +553,8 @@ pub(crate) fn verify_with_ca(
     let alg: &'static dyn VerificationAlgorithm =
         match cert.signature_algorithm.algorithm.to_id_string().as_str() {
             "1.2.840.113549.1.1.11" => &sig::RSA_PKCS1_2048_8192_SHA256,
+            "1.2.840.113549.1.1.12" => &sig::RSA_PKCS1_2048_8192_SHA384,
+            "1.2.840.113549.1.1.13" => &sig::RSA_PKCS1_2048_8192_SHA512,
             "1.2.840.10045.4.3.2" => match ca.public_key().subject_public_key.data.len() {
                 65 => &sig::ECDSA_P256_SHA256_ASN1,
                 97 => &sig::ECDSA_P384_SHA256_ASN1,
@@ -389,8 +567,9 @@ pub(crate) fn verify_with_ca(
             },
             "1.2.840.10045.4.3.4" => &sig::ECDSA_P521_SHA512_ASN1,
             other => {
-                return Err(CaError::Crypto(format!(
-                    "unexpected signature algorithm {other} on the self-check certificate"
+                return Err(CaError::Rejected(format!(
+                    "unsupported signature algorithm {other}; use RSA PKCS#1 v1.5 or ECDSA with \
+                     SHA-256, SHA-384 or SHA-512"
                 )));
             }
         };

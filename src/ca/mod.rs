@@ -3,6 +3,8 @@
 //! current time is always passed in.
 
 pub mod authority;
+pub mod chain;
+pub mod constraints;
 pub mod country;
 pub mod crl;
 mod crl_der;

@@ -10,7 +10,7 @@ use factory_ca::ca::{CaAlgorithm, CaSubject};
 use factory_ca::config::Settings;
 use factory_ca::keys::{KeyRef, KeyStore, PassphraseSource};
 use factory_ca::services::ca_admin::{CaAdmin, KeyFileOutcome};
-use factory_ca::store::CaRecord;
+use factory_ca::store::{CaRecord, PendingCaRecord};
 
 use super::{CLI_ACTOR, StoreNeed, open_store};
 
@@ -32,11 +32,31 @@ pub enum CaCommand {
         /// For an encrypted key: an owner-only file holding its passphrase (one line).
         #[arg(long, value_name = "FILE")]
         key_passphrase_file: Option<PathBuf>,
+        /// The certificates above the CA (PEM): its issuer and each one above it up to a
+        /// self-signed root. Checked; issued chains then carry each intermediate.
+        #[arg(long, value_name = "FILE")]
+        chain: Option<PathBuf>,
         /// Make it the issuing CA now (restart running services to pick it up).
         #[arg(long)]
         activate: bool,
     },
-    /// List the CAs in the store, with a header row.
+    /// Install the certificate an offline root signed for a pending CA (`ca create
+    /// --csr-out`). The CA is then recorded under the id its certificate gives it.
+    Install {
+        /// The pending CA's id, as `ca create --csr-out` and `ca list` show it.
+        id: String,
+        /// The CA certificate the root signed (PEM): it must match the CA's key, have
+        /// basicConstraints CA:TRUE and keyUsage keyCertSign, and be valid now.
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The certificates above it (PEM): each intermediate and the self-signed root.
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+        /// Make it the issuing CA now (restart running services to pick it up).
+        #[arg(long)]
+        activate: bool,
+    },
+    /// List the CAs in the store, with a header row (pending CAs last).
     List,
     /// Make an existing CA the issuing CA (restart running services to pick it up).
     Activate {
@@ -80,8 +100,24 @@ pub struct CaCreate {
     /// Keep the key in a PKCS#11 token: `pkcs11:token=<label>;object=<label>` (RFC 7512).
     /// Uses the key pair labelled `object`, or generates one inside the token (of --algorithm,
     /// or ca.algorithm). Module and PIN come from [pkcs11]; a PIN in the URI is refused.
-    #[arg(long, value_name = "URI")]
+    #[arg(long, value_name = "URI", conflicts_with = "parent")]
     key_uri: Option<String>,
+    /// Make a sub-CA signed by this CA we hold (its id, as `ca list` shows it) instead of a
+    /// self-signed root; its key goes in a new file.
+    #[arg(long, value_name = "CA_ID")]
+    parent: Option<String>,
+    /// With --parent: the directoryName subtree the sub-CA may sign, e.g. 'C=JP,O=Acme,OU=Line3'
+    /// (a critical nameConstraints extension). Device subjects must begin with it.
+    #[arg(long, value_name = "DN", requires = "parent")]
+    name_constraints: Option<String>,
+    /// With --parent: the pathLenConstraint (0: the sub-CA signs devices only).
+    #[arg(long, value_name = "N", requires = "parent")]
+    path_len: Option<u8>,
+    /// The offline-root ceremony: make the key (in the token with --key-uri) and write a CSR
+    /// for the CA certificate to FILE; the CA stays pending, and issues nothing, until
+    /// `ca install`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["parent", "activate", "validity_days"])]
+    csr_out: Option<PathBuf>,
 }
 
 fn parse_algorithm(s: &str) -> Result<CaAlgorithm, String> {
@@ -117,8 +153,44 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
                     .or(defaults.subject.organizational_unit.clone()),
             };
             let validity_days = args.validity_days.unwrap_or(defaults.validity_days);
-            let (record, _) = match &args.key_uri {
-                Some(key_uri) => {
+            if let Some(path) = &args.csr_out {
+                let (pending, csr_pem) = ca_admin
+                    .create_pending(
+                        args.key_uri.as_deref(),
+                        args.algorithm,
+                        defaults.algorithm,
+                        &subject,
+                        CLI_ACTOR,
+                    )
+                    .await?;
+                std::fs::write(path, &csr_pem)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                print_pending(&pending);
+                eprintln!(
+                    "{} is pending: have the offline root sign {}, then run factory-ca ca \
+                     install {} --cert FILE --chain FILE",
+                    pending.id,
+                    path.display(),
+                    pending.id
+                );
+                return Ok(());
+            }
+            let (record, _) = match (&args.parent, &args.key_uri) {
+                (Some(parent), _) => {
+                    ca_admin
+                        .create_subordinate(
+                            parent,
+                            args.algorithm.unwrap_or(defaults.algorithm),
+                            &subject,
+                            validity_days,
+                            args.name_constraints.as_deref(),
+                            args.path_len,
+                            args.activate,
+                            CLI_ACTOR,
+                        )
+                        .await?
+                }
+                (None, Some(key_uri)) => {
                     ca_admin
                         .create_in_token(
                             key_uri,
@@ -131,7 +203,7 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
                         )
                         .await?
                 }
-                None => {
+                (None, None) => {
                     ca_admin
                         .create(
                             args.algorithm.unwrap_or(defaults.algorithm),
@@ -150,8 +222,15 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
             key,
             key_passphrase_env,
             key_passphrase_file,
+            chain,
             activate,
         } => {
+            let chain_pem = chain
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))
+                })
+                .transpose()?;
             let cert_pem = std::fs::read_to_string(&cert)
                 .with_context(|| format!("cannot read {}", cert.display()))?;
             let key_pem = Zeroizing::new(
@@ -169,14 +248,40 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
                 .map(|s| s.read(settings.ca.allow_insecure_key_permissions))
                 .transpose()?;
             let (record, _) = ca_admin
-                .import(&cert_pem, &key_pem, key_passphrase, activate, CLI_ACTOR)
+                .import(
+                    &cert_pem,
+                    &key_pem,
+                    key_passphrase,
+                    chain_pem.as_deref(),
+                    activate,
+                    CLI_ACTOR,
+                )
                 .await?;
             print_ca(&record);
+        }
+        CaCommand::Install {
+            id,
+            cert,
+            chain,
+            activate,
+        } => {
+            let cert_pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("cannot read {}", cert.display()))?;
+            let chain_pem = std::fs::read_to_string(&chain)
+                .with_context(|| format!("cannot read {}", chain.display()))?;
+            let (record, _) = ca_admin
+                .install(&id, &cert_pem, &chain_pem, activate, CLI_ACTOR)
+                .await?;
+            print_ca(&record);
+            eprintln!("pending CA {id} is installed as {}", record.id);
         }
         CaCommand::List => {
             println!("ID\tISSUING\tKEY\tSOURCE\tNOT_AFTER\tSUBJECT\tKEY_URI");
             for record in store.list_cas().await? {
                 print_ca(&record);
+            }
+            for pending in store.list_pending_cas().await? {
+                print_pending(&pending);
             }
         }
         CaCommand::Activate { id } => {
@@ -205,6 +310,17 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A pending CA in `ca list`'s columns: no certificate yet, so no validity.
+fn print_pending(r: &PendingCaRecord) {
+    println!(
+        "{}\tpending\t{}\tpending\tnot_after=-\t{}\t{}",
+        r.id,
+        r.key_algorithm,
+        r.subject,
+        KeyRef::uri_of_record(&r.key_file)
+    );
 }
 
 fn print_ca(r: &CaRecord) {

@@ -32,11 +32,27 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("cannot create the bootstrap admin token"),
     }
     let ca = app.state().issuance.issuing_ca();
+    let settings = &app.state().settings;
+    // Which AWS the service will call, so that an override that did not take is seen at once.
+    let aws = if settings.aws.enabled {
+        format!(
+            "on, region {}, endpoint {}",
+            settings.aws.region,
+            settings
+                .aws
+                .endpoint_url
+                .as_deref()
+                .unwrap_or("AWS's default")
+        )
+    } else {
+        "off (aws.enabled = false)".to_owned()
+    };
     tracing::info!(
-        listen = %app.state().settings.server.listen,
+        listen = %settings.server.listen,
         port = app.port(),
-        store = %factory_ca::store::describe_location(&app.state().settings),
+        store = %factory_ca::store::describe_location(settings),
         issuing_ca = %ca.id(),
+        aws = %aws,
         "factory-ca listening"
     );
     app.run_until_stopped().await

@@ -201,6 +201,9 @@ impl From<IssuanceError> for ApiError {
         match e {
             IssuanceError::Csr(e) => e.into(),
             IssuanceError::Policy(v) => v.into(),
+            IssuanceError::NameConstraintsViolation(m) => {
+                ApiError::new(ErrorCode::NameConstraintsViolation, m)
+            }
             e @ IssuanceError::ThingAlreadyProvisioned { .. } => {
                 ApiError::new(ErrorCode::ThingAlreadyProvisioned, e.to_string())
             }

@@ -115,6 +115,8 @@ error_codes! {
     InvalidTokenName = (422, "invalid_token_name"),
     /// The CA certificate or key would be refused.
     CaRejected = (422, "ca_rejected"),
+    /// The CSR subject is outside the issuing CA's name constraints.
+    NameConstraintsViolation = (422, "name_constraints_violation"),
     /// A preflight check failed; nothing was sent to AWS.
     PreflightFailed = (422, "preflight_failed"),
     /// The JITP template, role ARN or template name is refused.

@@ -89,6 +89,7 @@ const ISSUANCE: &[ErrorCode] = &[
     ErrorCode::SubjectAttributeNotAllowed,
     ErrorCode::InvalidSubjectAttribute,
     ErrorCode::MissingSubjectAttribute,
+    ErrorCode::NameConstraintsViolation,
     ErrorCode::IdempotencyKeyReused,
     ErrorCode::RateLimited,
     ErrorCode::CaUnavailable,
@@ -139,6 +140,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         "POST /v1/admin/cas",
         &[
             JSON_BODY,
+            CA_NOT_FOUND,
             &[
                 ErrorCode::CaAlreadyExists,
                 ErrorCode::UnprocessableRequest,
@@ -272,7 +274,11 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     (
         "GET /v1/cas/{id}/crl",
         &[
-            &[ErrorCode::InvalidQuery, ErrorCode::CaCannotSignCrls],
+            &[
+                ErrorCode::InvalidQuery,
+                ErrorCode::CaCannotSignCrls,
+                ErrorCode::SignerUnavailable,
+            ],
             CA_NOT_FOUND,
             STORE,
         ],

@@ -96,10 +96,26 @@ impl Provisioning<'_> {
                         return Err(e.into());
                     }
                 };
-                Some(
-                    ca.verification_certificate(&code, OffsetDateTime::now_utc())
-                        .map_err(|e| ProvisioningError::InvalidRequest(e.to_string()))?,
-                )
+                let now = OffsetDateTime::now_utc();
+                // A key in a token or key service signs with a round trip: off the reactor.
+                let signed = if ca.signs_remotely() {
+                    tokio::task::spawn_blocking(move || ca.verification_certificate(&code, now))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(crate::ca::CaError::Crypto(format!(
+                                "the signing task failed: {e}"
+                            )))
+                        })
+                } else {
+                    ca.verification_certificate(&code, now)
+                };
+                Some(signed.map_err(|e| match e {
+                    // 503 signer_unavailable: a later try may succeed.
+                    crate::ca::CaError::SignerUnavailable(m) => {
+                        ProvisioningError::Authority(CaAdminError::SignerUnavailable(m))
+                    }
+                    e => ProvisioningError::InvalidRequest(e.to_string()),
+                })?)
             }
             CertificateMode::SniOnly => None,
         };

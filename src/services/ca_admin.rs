@@ -9,9 +9,10 @@ use std::path::PathBuf;
 
 use time::{Duration, OffsetDateTime};
 
+use crate::ca::constraints::parse_subtree;
 use crate::ca::{CaAlgorithm, CaError, CaSubject, CertificateAuthority, SecretKey};
 use crate::keys::{self, AtRest, KeyError, KeyRef, KeyStore, Passphrase, TokenFault};
-use crate::store::{CaRecord, Store, StoreError, Timestamp};
+use crate::store::{CaRecord, PendingCaRecord, Store, StoreError, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaAdminError {
@@ -66,6 +67,13 @@ impl CaAdminError {
 enum NewKey {
     Secret(SecretKey),
     Stored(KeyRef),
+    /// The key of a pending CA: recorded already, so kept whatever happens here.
+    Pending(KeyRef),
+}
+
+enum KeyKind {
+    New,
+    Pending,
 }
 
 pub use super::audit::Actor;
@@ -107,6 +115,67 @@ impl CaAdmin<'_> {
         let now = OffsetDateTime::now_utc();
         let result =
             CertificateAuthority::generate(algorithm, subject, Duration::days(validity_days), now);
+        let (ca, key) = self.audited(result, "ca.create", None, actor).await?;
+        self.persist(
+            ca,
+            NewKey::Secret(key),
+            "generated",
+            activate,
+            "ca.create",
+            actor,
+        )
+        .await
+    }
+
+    /// Creates a sub-CA signed by the CA `parent_id` we hold, with a new key in a file:
+    /// `name_constraints` (`C=JP,O=Acme,OU=Line3`) becomes a critical nameConstraints
+    /// extension permitting that directoryName subtree, `path_len` its pathLenConstraint. Its
+    /// chain (the parent and the parent's chain) must reach a self-signed root. Audited as
+    /// `ca.create`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_subordinate(
+        &self,
+        parent_id: &str,
+        algorithm: CaAlgorithm,
+        subject: &CaSubject,
+        validity_days: i64,
+        name_constraints: Option<&str>,
+        path_len: Option<u8>,
+        activate: bool,
+        actor: Actor<'_>,
+    ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
+        let now = OffsetDateTime::now_utc();
+        let subtree = name_constraints.map(parse_subtree).transpose();
+        let subtree = self.audited(subtree, "ca.create", None, actor).await?;
+        let parent = match self.load_by_id(parent_id).await {
+            Ok(parent) => parent,
+            Err(e) => {
+                self.audit("ca.create", None, false, Some(&e.to_string()), actor)
+                    .await?;
+                return Err(e);
+            }
+        };
+        let remote = parent.signs_remotely();
+        let subject = subject.clone();
+        let validity = Duration::days(validity_days);
+        let sign = move || {
+            parent.generate_subordinate(
+                algorithm,
+                &subject,
+                validity,
+                subtree.as_deref(),
+                path_len,
+                now,
+            )
+        };
+        // A parent whose key is in a token signs with a round trip: off the reactor.
+        let result = if remote {
+            tokio::task::spawn_blocking(sign)
+                .await
+                .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
+        } else {
+            sign()
+        };
         let (ca, key) = self.audited(result, "ca.create", None, actor).await?;
         self.persist(
             ca,
@@ -179,12 +248,15 @@ impl CaAdmin<'_> {
 
     /// Imports a CA from PEM, refusing what AWS IoT would refuse. An encrypted PKCS#8 key
     /// (`ENCRYPTED PRIVATE KEY`) needs `key_passphrase`, the passphrase it was encrypted with
-    /// (not necessarily the one keys are stored with here).
+    /// (not necessarily the one keys are stored with here). `chain_pem`, when given, holds the
+    /// certificates above the CA: it must verify up to a self-signed root.
+    #[allow(clippy::too_many_arguments)]
     pub async fn import(
         &self,
         certificate_pem: &str,
         key_pem: &str,
         key_passphrase: Option<Passphrase>,
+        chain_pem: Option<&str>,
         activate: bool,
         actor: Actor<'_>,
     ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
@@ -196,6 +268,10 @@ impl CaAdmin<'_> {
             }
         } else {
             CertificateAuthority::import(certificate_pem, key_pem, now)
+        };
+        let result = match (result, chain_pem) {
+            (Ok((ca, key)), Some(chain)) => ca.with_chain(chain, now).map(|ca| (ca, key)),
+            (result, _) => result,
         };
         let (ca, key) = self.audited(result, "ca.import", None, actor).await?;
         self.persist(
@@ -209,12 +285,168 @@ impl CaAdmin<'_> {
         .await
     }
 
+    /// The first half of the offline-root ceremony: makes the key of a new CA (in a new key
+    /// file, or in the token `key_uri` names) and a CSR for its certificate, and records the CA
+    /// as pending. A pending CA signs nothing; `install` completes it. Audited as
+    /// `ca.create`.
+    pub async fn create_pending(
+        &self,
+        key_uri: Option<&str>,
+        algorithm: Option<CaAlgorithm>,
+        default_algorithm: CaAlgorithm,
+        subject: &CaSubject,
+        actor: Actor<'_>,
+    ) -> Result<(PendingCaRecord, String), CaAdminError> {
+        let now = OffsetDateTime::now_utc();
+        // The subject first: a refused CA leaves no new key behind.
+        let checked = CertificateAuthority::check_root(subject, Duration::days(1), now);
+        self.audited(checked, "ca.create", None, actor).await?;
+        let (signer, stored, secret) = match key_uri {
+            Some(uri) => match self
+                .keys
+                .create_in_token(uri, algorithm, default_algorithm)
+                .await
+            {
+                Ok((signer, key, _)) => (signer, Some(key), None),
+                Err(e) => {
+                    let e = CaAdminError::from(e);
+                    self.audit("ca.create", None, false, Some(&e.to_string()), actor)
+                        .await?;
+                    return Err(e);
+                }
+            },
+            None => {
+                let made = CertificateAuthority::new_key(algorithm.unwrap_or(default_algorithm));
+                let (signer, secret) = self.audited(made, "ca.create", None, actor).await?;
+                (signer, None, Some(secret))
+            }
+        };
+        let remote = signer.is_remote();
+        let request_subject = subject.clone();
+        let sign = move || CertificateAuthority::request(&signer, &request_subject);
+        let requested = if remote {
+            tokio::task::spawn_blocking(sign)
+                .await
+                .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
+        } else {
+            sign()
+        };
+        let request = self.audited(requested, "ca.create", None, actor).await?;
+        let id = request.id.clone();
+        let key = match (stored, secret) {
+            (Some(key), _) => key,
+            (None, Some(secret)) => self.keys.create(&id, secret).await?,
+            (None, None) => unreachable!("a key in a token or a new secret"),
+        };
+        let record = PendingCaRecord {
+            id: id.clone(),
+            subject: request.subject,
+            key_algorithm: request.key_algorithm,
+            csr_pem: request.csr_pem.clone(),
+            key_file: key.to_record(),
+            created_at: Timestamp::now(),
+        };
+        if !self.store.insert_pending_ca(&record).await? {
+            self.keys.discard(&key);
+            return Err(CaAdminError::AlreadyExists(id));
+        }
+        let detail = format!(
+            "pending; subject={}; key={}; key_uri={key}",
+            record.subject, record.key_algorithm
+        );
+        self.audit("ca.create", Some(&id), true, Some(&detail), actor)
+            .await?;
+        Ok((record, request.csr_pem))
+    }
+
+    /// The second half of the ceremony: installs the certificate an offline root signed for
+    /// the pending CA `pending_id` (it must match the key, be a CA with keyCertSign, be valid
+    /// now, and `chain_pem` must verify up to a self-signed root). The CA is recorded under the
+    /// id its certificate gives it, with the same key, and the pending record is removed.
+    /// Audited as `ca.install`.
+    pub async fn install(
+        &self,
+        pending_id: &str,
+        certificate_pem: &str,
+        chain_pem: &str,
+        activate: bool,
+        actor: Actor<'_>,
+    ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
+        let Some(pending) = self.store.get_pending_ca(pending_id).await? else {
+            let e = CaAdminError::NotFound(pending_id.to_owned());
+            self.audit(
+                "ca.install",
+                Some(pending_id),
+                false,
+                Some(&e.to_string()),
+                actor,
+            )
+            .await?;
+            return Err(e);
+        };
+        let now = OffsetDateTime::now_utc();
+        let key = KeyRef::parse(&pending.key_file)
+            .map_err(|e| CaAdminError::from(e).for_ca(pending_id))?;
+        let signer = match self.keys.signer(&key).await {
+            Ok(signer) => signer,
+            Err(e) => {
+                let e = CaAdminError::from(e).for_ca(pending_id);
+                self.audit(
+                    "ca.install",
+                    Some(pending_id),
+                    false,
+                    Some(&e.to_string()),
+                    actor,
+                )
+                .await?;
+                return Err(e);
+            }
+        };
+        let (certificate_pem, chain_pem) = (certificate_pem.to_owned(), chain_pem.to_owned());
+        let check =
+            move || CertificateAuthority::install(&certificate_pem, signer, &chain_pem, now);
+        // Loading signs a probe: a token's key does that off the reactor.
+        let result = if matches!(key, KeyRef::Pkcs11(_)) {
+            tokio::task::spawn_blocking(check)
+                .await
+                .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
+        } else {
+            check()
+        };
+        let ca = self
+            .audited(result, "ca.install", Some(pending_id), actor)
+            .await?;
+        let installed = self
+            .persist(
+                ca,
+                NewKey::Pending(key),
+                "generated",
+                activate,
+                "ca.install",
+                actor,
+            )
+            .await?;
+        self.store.delete_pending_ca(pending_id).await?;
+        Ok(installed)
+    }
+
     /// Makes an existing CA the issuing one.
     pub async fn activate(
         &self,
         id: &str,
         actor: Actor<'_>,
     ) -> Result<CertificateAuthority, CaAdminError> {
+        if self.store.get_ca(id).await?.is_none() && self.store.get_pending_ca(id).await?.is_some()
+        {
+            let e = CaAdminError::Rejected(CaError::Rejected(format!(
+                "CA {id} is pending: it has no certificate yet and issues nothing. Have the \
+                 offline root sign its CSR, then run factory-ca ca install {id} --cert FILE \
+                 --chain FILE"
+            )));
+            self.audit("ca.activate", Some(id), false, Some(&e.to_string()), actor)
+                .await?;
+            return Err(e);
+        }
         let ca = self.load_by_id(id).await?;
         self.store.set_issuing_ca(id).await?;
         self.audit("ca.activate", Some(id), true, None, actor)
@@ -296,7 +528,9 @@ impl CaAdmin<'_> {
         } else {
             CertificateAuthority::from_signer(&record.certificate_pem, signer)
         };
-        loaded.map_err(|e| CaAdminError::from(e).for_ca(&record.id))
+        loaded
+            .and_then(|ca| ca.with_stored_chain(&record.chain_pem))
+            .map_err(|e| CaAdminError::from(e).for_ca(&record.id))
     }
 
     async fn persist(
@@ -314,15 +548,21 @@ impl CaAdmin<'_> {
             return Err(CaAdminError::AlreadyExists(existing.id));
         }
         let is_issuing = activate || self.store.issuing_ca().await?.is_none();
+        let new_key_kind = match &key {
+            NewKey::Pending(_) => KeyKind::Pending,
+            _ => KeyKind::New,
+        };
         let key = match key {
             NewKey::Secret(secret) => self.keys.create(ca.id(), secret).await?,
-            NewKey::Stored(key) => key,
+            NewKey::Stored(key) | NewKey::Pending(key) => key,
         };
+        let keep = matches!(new_key_kind, KeyKind::Pending);
         let record = CaRecord {
             id: ca.id().to_owned(),
             subject: ca.subject().to_owned(),
             key_algorithm: ca.key_algorithm().to_owned(),
             certificate_pem: ca.certificate_pem().to_owned(),
+            chain_pem: ca.chain_pem().to_owned(),
             aws_certificate_id: ca.aws_certificate_id(),
             key_file: key.to_record(),
             source: source.to_owned(),
@@ -334,16 +574,21 @@ impl CaAdmin<'_> {
         match self.store.insert_ca(&record).await {
             Ok(true) => {}
             Ok(false) => {
-                self.keys.discard(&key);
+                if !keep {
+                    self.keys.discard(&key);
+                }
                 return Err(CaAdminError::AlreadyExists(record.id));
             }
             Err(e) => {
-                self.keys.discard(&key);
+                if !keep {
+                    self.keys.discard(&key);
+                }
                 return Err(e.into());
             }
         }
+        let chain_length = pem::parse_many(&record.chain_pem).map_or(0, |c| c.len());
         let detail = format!(
-            "subject={}; key={}; issuing={}; key_uri={}",
+            "subject={}; key={}; issuing={}; key_uri={}; chain={chain_length}",
             record.subject, record.key_algorithm, record.is_issuing, key
         );
         self.audit(action, Some(&record.id), true, Some(&detail), actor)

@@ -217,7 +217,7 @@ impl CrlPublisher {
     async fn build(
         &self,
         store: &Store,
-        ca: &CertificateAuthority,
+        ca: &Arc<CertificateAuthority>,
         now: OffsetDateTime,
         kind: Kind,
     ) -> Result<StoredCrl, CrlError> {
@@ -248,12 +248,19 @@ impl CrlPublisher {
             freshest_crl,
         }
         .whole_seconds();
-        let der = ca
-            .crl(&revoked, &info)
-            .map_err(|source| CrlError::Signing {
-                ca_id: ca.id().to_owned(),
-                source,
-            })?;
+        // A key in a token or key service signs with a round trip: off the reactor.
+        let signed = if ca.signs_remotely() {
+            let (signer, revoked, info) = (Arc::clone(ca), revoked.clone(), info.clone());
+            tokio::task::spawn_blocking(move || signer.crl(&revoked, &info))
+                .await
+                .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
+        } else {
+            ca.crl(&revoked, &info)
+        };
+        let der = signed.map_err(|source| CrlError::Signing {
+            ca_id: ca.id().to_owned(),
+            source,
+        })?;
         let crl = StoredCrl {
             der,
             number,

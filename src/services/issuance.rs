@@ -30,6 +30,9 @@ pub enum IssuanceError {
     Csr(#[from] CsrError),
     #[error(transparent)]
     Policy(#[from] PolicyViolation),
+    /// The subject is outside the issuing CA's nameConstraints; nothing was signed.
+    #[error("{0}")]
+    NameConstraintsViolation(String),
     #[error(
         "the thing name {thing_name:?} already has an active (unrevoked, unexpired) certificate{holder}; a new one can be issued once it is revoked or has expired"
     )]
@@ -76,14 +79,21 @@ pub struct Issued {
     pub record: CertificateRecord,
     pub certificate_pem: String,
     pub ca_certificate_pem: String,
+    /// The intermediates above the issuing CA up to, not including, its self-signed root;
+    /// empty when the issuing CA is a root.
+    pub intermediates_pem: String,
     /// True when an earlier request with the same Idempotency-Key produced it.
     pub replayed: bool,
 }
 
 impl Issued {
-    /// Device certificate then CA certificate: what the device presents for JITP.
+    /// Device certificate, the issuing CA, then each intermediate up to (not including) the
+    /// root: what the device presents for JITP.
     pub fn chain_pem(&self) -> String {
-        format!("{}{}", self.certificate_pem, self.ca_certificate_pem)
+        format!(
+            "{}{}{}",
+            self.certificate_pem, self.ca_certificate_pem, self.intermediates_pem
+        )
     }
 }
 
@@ -169,8 +179,11 @@ impl IssuanceService {
         // 3. Policy: thing name, country, allowed subject attributes.
         let approved = self.policy.approve(parsed)?;
 
-        // 4. Sign with the issuing CA, from the profile only.
+        // 4. Sign with the issuing CA, from the profile only; first, a subject outside the
+        // CA's name constraints is refused (verifiers would refuse the certificate).
         let ca = self.issuing_ca();
+        ca.check_name_constraints(&approved)
+            .map_err(IssuanceError::NameConstraintsViolation)?;
         let now = OffsetDateTime::now_utc();
         let issued_at = Timestamp::new(now);
         let (approved, signed) = self.sign(&ca, approved, now).await?;
@@ -268,6 +281,7 @@ impl IssuanceService {
             record,
             certificate_pem,
             ca_certificate_pem: ca.certificate_pem().to_owned(),
+            intermediates_pem: ca.intermediates_pem().to_owned(),
             replayed: false,
         })
     }
@@ -339,10 +353,11 @@ impl IssuanceService {
         let record = self.store.get_certificate(&serial).await?.ok_or_else(|| {
             IssuanceError::Internal(format!("idempotency key points at missing serial {serial}"))
         })?;
-        let ca_certificate_pem = self.ca_certificate_pem(&record.ca_id).await?;
+        let (ca_certificate_pem, intermediates_pem) = self.ca_certificates(&record.ca_id).await?;
         Ok(Some(Issued {
             certificate_pem: ca::to_pem("CERTIFICATE", &record.certificate_der),
             ca_certificate_pem,
+            intermediates_pem,
             record,
             replayed: true,
         }))
@@ -350,14 +365,26 @@ impl IssuanceService {
 
     /// The certificate of the CA that issued a ledger row (the issuing CA, or an older one).
     pub async fn ca_certificate_pem(&self, ca_id: &str) -> Result<String, IssuanceError> {
+        Ok(self.ca_certificates(ca_id).await?.0)
+    }
+
+    /// The certificate of the CA that issued a ledger row and the intermediates above it (up
+    /// to, not including, the root).
+    async fn ca_certificates(&self, ca_id: &str) -> Result<(String, String), IssuanceError> {
         let current = self.issuing_ca();
         if current.id() == ca_id {
-            return Ok(current.certificate_pem().to_owned());
+            return Ok((
+                current.certificate_pem().to_owned(),
+                current.intermediates_pem().to_owned(),
+            ));
         }
         let ca = self.store.get_ca(ca_id).await?.ok_or_else(|| {
             IssuanceError::Internal(format!("ledger row names unknown CA {ca_id}"))
         })?;
-        Ok(ca.certificate_pem)
+        Ok((
+            ca.certificate_pem,
+            ca::chain::intermediates_pem(&ca.chain_pem),
+        ))
     }
 }
 

@@ -124,12 +124,13 @@ impl Store {
             .await)?)
     }
 
-    /// Marks the revocation as told to AWS IoT; a certificate AWS had reported (at a sync) now
-    /// shows REVOKED there too, one AWS never saw keeps `aws_status` null (never connected).
+    /// Marks the revocation as told to AWS IoT: AWS now has the certificate as REVOKED (updated,
+    /// or registered as REVOKED when the device never connected), which is what the next sync
+    /// would record; `aws_first_seen_at` stays as it is (null: the device never connected).
     pub async fn clear_revocation_pending(&self, serial: &str) -> StoreResult<()> {
         on_pool!(self, |pool| sqlx::query(
             "UPDATE issued_certificates SET aws_revocation_pending = false, \
-             aws_status = CASE WHEN aws_status IS NULL THEN NULL ELSE 'REVOKED' END \
+             aws_status = 'REVOKED' \
              WHERE serial = $1"
         )
         .bind(serial)

@@ -14,6 +14,9 @@ pub struct CaRecord {
     pub subject: String,
     pub key_algorithm: KeyAlgorithm,
     pub certificate_pem: String,
+    /// The certificates above the CA up to and including its self-signed root (PEM, ordered
+    /// from its issuer); empty for a root.
+    pub chain_pem: String,
     pub aws_certificate_id: String,
     #[serde(skip)]
     pub key_file: String,
@@ -27,8 +30,8 @@ pub struct CaRecord {
     pub created_at: Timestamp,
 }
 
-const CA_COLUMNS: &str = "id, subject, key_algorithm, certificate_pem, aws_certificate_id, \
-    key_file, source, is_issuing, not_before, not_after, created_at";
+const CA_COLUMNS: &str = "id, subject, key_algorithm, certificate_pem, chain_pem, \
+    aws_certificate_id, key_file, source, is_issuing, not_before, not_after, created_at";
 
 impl Store {
     /// Inserts a CA; when `issuing`, it replaces the current issuing CA in the same
@@ -46,14 +49,15 @@ impl Store {
                 }
                 sqlx::query(
                     "INSERT INTO certificate_authorities (id, subject, key_algorithm, \
-                     certificate_pem, aws_certificate_id, key_file, source, is_issuing, \
-                     not_before, not_after, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     certificate_pem, chain_pem, aws_certificate_id, key_file, source, \
+                     is_issuing, not_before, not_after, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&ca.id)
                 .bind(&ca.subject)
                 .bind(ca.key_algorithm)
                 .bind(&ca.certificate_pem)
+                .bind(&ca.chain_pem)
                 .bind(&ca.aws_certificate_id)
                 .bind(&ca.key_file)
                 .bind(&ca.source)
@@ -117,5 +121,72 @@ impl Store {
             }
             .await
         })?)
+    }
+}
+
+/// A CA waiting for its certificate (`ca create --csr-out`): its key exists, its CSR went to
+/// an offline root. It signs nothing until `ca install` records it in `certificate_authorities`.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct PendingCaRecord {
+    pub id: String,
+    pub subject: String,
+    pub key_algorithm: KeyAlgorithm,
+    pub csr_pem: String,
+    #[serde(skip)]
+    pub key_file: String,
+    #[serde(with = "rfc3339")]
+    pub created_at: Timestamp,
+}
+
+const PENDING_COLUMNS: &str = "id, subject, key_algorithm, csr_pem, key_file, created_at";
+
+impl Store {
+    /// Records a pending CA. Returns false when one with the same id exists.
+    pub async fn insert_pending_ca(&self, ca: &PendingCaRecord) -> StoreResult<bool> {
+        let result: Result<_, sqlx::Error> = on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO pending_certificate_authorities (id, subject, key_algorithm, csr_pem, \
+             key_file, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(&ca.id)
+        .bind(&ca.subject)
+        .bind(ca.key_algorithm)
+        .bind(&ca.csr_pem)
+        .bind(&ca.key_file)
+        .bind(ca.created_at)
+        .execute(pool)
+        .await
+        .map(|_| ()));
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_pending_ca(&self, id: &str) -> StoreResult<Option<PendingCaRecord>> {
+        let sql =
+            format!("SELECT {PENDING_COLUMNS} FROM pending_certificate_authorities WHERE id = $1");
+        self.fetch_by_key(&sql, id).await
+    }
+
+    pub async fn list_pending_cas(&self) -> StoreResult<Vec<PendingCaRecord>> {
+        let sql = format!(
+            "SELECT {PENDING_COLUMNS} FROM pending_certificate_authorities ORDER BY created_at, id"
+        );
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Forgets a pending CA once it is installed.
+    pub async fn delete_pending_ca(&self, id: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM pending_certificate_authorities WHERE id = $1"
+        )
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
     }
 }

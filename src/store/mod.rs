@@ -19,7 +19,7 @@ pub use timestamp::Timestamp;
 pub use values::{Channel, LedgerStatus, Role, TemplateKind, TextValue};
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
-pub use cas::CaRecord;
+pub use cas::{CaRecord, PendingCaRecord};
 pub use certificates::{
     AwsStatusFilter, CertificateFilter, CertificateRecord, NewIssuance, RecordOutcome,
 };
@@ -243,7 +243,20 @@ impl Store {
         if !has_schema {
             return Ok((Some(store), Existence::Missing));
         }
-        let existence = if store.list_cas().await?.is_empty() {
+        // Counted, not listed: this runs before the store is migrated, so the columns of a
+        // newer schema may not be there yet (nor the pending table, counted as empty then).
+        let cas: i64 = on_pool!(&store, |pool| sqlx::query_scalar(
+            "SELECT count(*) FROM certificate_authorities"
+        )
+        .fetch_one(pool)
+        .await)?;
+        let pending: i64 = on_pool!(&store, |pool| sqlx::query_scalar(
+            "SELECT count(*) FROM pending_certificate_authorities"
+        )
+        .fetch_one(pool)
+        .await)
+        .unwrap_or(0);
+        let existence = if cas + pending == 0 {
             Existence::NoCa
         } else {
             Existence::Ready

@@ -588,6 +588,17 @@ async fn revocations_reach_aws_and_sync_marks_devices_that_connected(backend: Ba
         .unwrap()
         .into_contents();
     assert!(fake.simulate_first_connection(&silent_der).is_err());
+    // AWS holds it as REVOKED now, as a sync would report: no longer "never seen", and still
+    // no first connection.
+    let silent_row = revoke_answer_row(&app, silent["serial"].as_str().unwrap()).await;
+    assert_eq!(silent_row["aws_status"], "REVOKED", "{silent_row}");
+    assert!(silent_row["aws_first_seen_at"].is_null(), "{silent_row}");
+    let never = json(
+        app.get(&app.viewer, "/v1/certificates?aws_status=never_seen")
+            .await,
+    )
+    .await;
+    assert!(never["items"].as_array().unwrap().is_empty(), "{never}");
 
     // AWS down at revocation time: the ledger revokes, the push waits and is retried.
     let later = json(app.sign(&csr("Later-1", "JP").pem).await).await;
@@ -667,4 +678,13 @@ async fn template_preview_shows_the_thing_a_device_would_become() {
         )
         .await;
     assert_eq!(json(neither).await["code"], "invalid_request");
+}
+
+/// A ledger row as `GET /v1/certificates/{serial}` shows it.
+async fn revoke_answer_row(app: &TestApp, serial: &str) -> serde_json::Value {
+    json(
+        app.get(&app.viewer, &format!("/v1/certificates/{serial}"))
+            .await,
+    )
+    .await
 }

@@ -14,6 +14,7 @@ mod aws_accounts;
 mod aws_answers;
 mod aws_pacing;
 mod bulk_revocation;
+mod ca_chain;
 mod ca_health;
 mod cas;
 mod certificates;

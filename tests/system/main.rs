@@ -21,7 +21,9 @@
 //! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
 //! - `bulk_revocation`: bulk revocation of many certificates on PostgreSQL, stored CRLs served
 //!   many times, a job interrupted by a restart;
-//! - `viewer_load`: 64 viewer loops on a large ledger while a station signs.
+//! - `viewer_load`: 64 viewer loops on a large ledger while a station signs;
+//! - `hierarchy`: an openssl-made offline root, an imported issuing CA and a line sub-CA with
+//!   name constraints, checked with openssl and Mosquitto; the offline root ceremony.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -36,6 +38,7 @@ mod dashboard;
 mod disk_full;
 mod early_answers;
 mod est;
+mod hierarchy;
 mod outage;
 mod pkcs11;
 mod query_plans;

@@ -15,18 +15,18 @@ use crate::common::*;
 /// Debian's softhsm2 package puts the module here.
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const TOKEN: &str = "factory test";
-const USER_PIN: &str = "user-PIN-2468";
+pub(crate) const USER_PIN: &str = "user-PIN-2468";
 const SO_PIN: &str = "13579111";
 /// The variable `pkcs11.pin_env` names in these tests.
 const PIN_VAR: &str = "FACTORY_TEST_HSM_PIN";
 
 /// A SoftHSM2 token in a temporary directory, initialized with [`USER_PIN`].
-struct Hsm {
+pub(crate) struct Hsm {
     dir: tempfile::TempDir,
 }
 
 impl Hsm {
-    fn new() -> Hsm {
+    pub(crate) fn new() -> Hsm {
         assert!(
             Path::new(MODULE).exists(),
             "{MODULE} is missing: install softhsm2 and opensc (scripts/test.sh does)"
@@ -85,7 +85,7 @@ impl Hsm {
 
     /// `factory-ca` on `data`, with `[pkcs11]` set for this token and `pin` in the variable
     /// `pkcs11.pin_env` names.
-    fn factory_ca(&self, data: &Path, pin: &str) -> Command {
+    pub(crate) fn factory_ca(&self, data: &Path, pin: &str) -> Command {
         let mut cmd = factory_ca(data);
         cmd.env("SOFTHSM2_CONF", self.conf())
             .env("FACTORY_CA_PKCS11__MODULE", MODULE)
@@ -128,7 +128,7 @@ impl Hsm {
     }
 }
 
-fn uri(object: &str) -> String {
+pub(crate) fn uri(object: &str) -> String {
     format!("pkcs11:token=factory%20test;object={object}")
 }
 

@@ -157,7 +157,7 @@ async fn webpki_accepts_issued_certificates_as_client_auth_end_entities() {
 }
 
 /// A broker that trusts our CA for client certificates, on its own loopback port.
-struct Broker {
+pub(crate) struct Broker {
     child: Child,
     port: u16,
 }
@@ -169,7 +169,12 @@ impl Drop for Broker {
     }
 }
 
-fn start_mosquitto(dir: &Path, client_ca: &Path, server_cert: &Path, server_key: &Path) -> Broker {
+pub(crate) fn start_mosquitto(
+    dir: &Path,
+    client_ca: &Path,
+    server_cert: &Path,
+    server_key: &Path,
+) -> Broker {
     start_mosquitto_with_crl(dir, client_ca, server_cert, server_key, None)
 }
 
@@ -215,7 +220,9 @@ fn start_mosquitto_with_crl(
 }
 
 /// A server certificate for the broker, from a CA of its own (as AWS IoT's endpoint has).
-fn broker_identity(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn broker_identity(
+    dir: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -240,7 +247,13 @@ fn broker_identity(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::
     )
 }
 
-fn mosquitto_pub(dir: &Path, broker: &Broker, broker_ca: &Path, cert: &Path, key: &Path) -> bool {
+pub(crate) fn mosquitto_pub(
+    dir: &Path,
+    broker: &Broker,
+    broker_ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> bool {
     Command::new("mosquitto_pub")
         .current_dir(dir)
         .args([

@@ -34,6 +34,9 @@ pub struct CaAdminView {
     not_after: String,
     aws_certificate_id: String,
     certificate_pem: String,
+    /// The certificates above the CA up to and including its self-signed root (PEM, ordered
+    /// from its issuer); empty for a root or a CA imported without its chain.
+    chain_pem: String,
     /// The stored AWS IoT registration, or null.
     aws: Option<AwsRegistration>,
 }
@@ -50,6 +53,7 @@ fn view(record: CaRecord, aws: Option<AwsRegistration>) -> CaAdminView {
         is_issuing: record.is_issuing,
         aws_certificate_id: record.aws_certificate_id,
         certificate_pem: record.certificate_pem,
+        chain_pem: record.chain_pem,
         aws,
     }
 }
@@ -131,6 +135,19 @@ pub struct NewCa {
     /// used, or one is generated inside the token. A `pin-value` or `pin-source` is refused.
     #[serde(default)]
     key_uri: Option<String>,
+    /// Make a sub-CA signed by this CA we hold (its id), instead of a self-signed root. Its
+    /// chain (the parent and the parent's chain) must reach a self-signed root. Not with
+    /// `key_uri`.
+    #[serde(default)]
+    parent_id: Option<String>,
+    /// With `parent_id`: the one directoryName subtree the sub-CA may sign, such as
+    /// `C=JP,O=Acme,OU=Line3` (a critical nameConstraints extension). Device subjects must
+    /// begin with it, in that order, or are refused with `name_constraints_violation`.
+    #[serde(default)]
+    name_constraints: Option<String>,
+    /// With `parent_id`: the pathLenConstraint (0: the sub-CA may sign devices only).
+    #[serde(default)]
+    path_len: Option<u8>,
 }
 
 fn default_validity() -> i64 {
@@ -148,6 +165,11 @@ pub struct ImportCa {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     key_passphrase: Option<crate::config::Secret>,
+    /// The certificates above the CA (PEM, any order): its issuer and each certificate above
+    /// that up to a self-signed root. Checked signature by signature; refused with
+    /// `ca_rejected` when it does not verify. Issued chains then carry each intermediate.
+    #[serde(default)]
+    chain_pem: Option<String>,
     #[serde(default)]
     activate: bool,
 }
@@ -179,9 +201,35 @@ pub async fn create(
             "validity_days must be between 1 and 36500",
         ));
     }
+    if body.parent_id.is_none() && (body.name_constraints.is_some() || body.path_len.is_some()) {
+        return Err(ApiError::new(
+            ErrorCode::UnprocessableRequest,
+            "name_constraints and path_len are for a sub-CA: give parent_id too",
+        ));
+    }
+    if body.parent_id.is_some() && body.key_uri.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::UnprocessableRequest,
+            "a sub-CA (parent_id) gets a new key file; key_uri cannot be combined with parent_id",
+        ));
+    }
     let ca_admin = state.ca_admin();
-    let (record, ca) = match &body.key_uri {
-        Some(key_uri) => {
+    let (record, ca) = match (&body.parent_id, &body.key_uri) {
+        (Some(parent_id), _) => {
+            ca_admin
+                .create_subordinate(
+                    parent_id,
+                    body.algorithm.unwrap_or_default(),
+                    &body.subject,
+                    body.validity_days,
+                    body.name_constraints.as_deref(),
+                    body.path_len,
+                    body.activate,
+                    admin.actor(),
+                )
+                .await?
+        }
+        (None, Some(key_uri)) => {
             ca_admin
                 .create_in_token(
                     key_uri,
@@ -194,7 +242,7 @@ pub async fn create(
                 )
                 .await?
         }
-        None => {
+        (None, None) => {
             ca_admin
                 .create(
                     body.algorithm.unwrap_or_default(),
@@ -242,6 +290,7 @@ pub async fn import(
             &body.certificate_pem,
             &body.private_key_pem,
             key_passphrase,
+            body.chain_pem.as_deref(),
             body.activate,
             admin.actor(),
         )

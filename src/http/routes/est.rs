@@ -38,8 +38,8 @@ fn require_tls(tls: Option<Extension<OverTls>>) -> Result<(), ApiError> {
 
 /// The issuing CA's certificates
 ///
-/// The issuing CA certificate as a certs-only CMS SignedData, base64 (RFC 7030 section 4.1).
-/// The issuing CA is self-signed, so this is its whole chain. HTTPS only; no credentials.
+/// The issuing CA certificate and the chain above it up to the root, as a certs-only CMS
+/// SignedData, base64 (RFC 7030 section 4.1.3). HTTPS only; no credentials.
 #[utoipa::path(
     get,
     path = "/.well-known/est/cacerts",
@@ -57,7 +57,11 @@ pub async fn cacerts(State(state): State<AppState>, tls: Option<Extension<OverTl
     let answer = || -> Result<Response, ApiError> {
         require_tls(tls)?;
         let ca = state.issuance.issuing_ca();
-        let der = est::certs_only(&[ca.certificate_der()])
+        let above = ::pem::parse_many(ca.chain_pem())
+            .map_err(|e| ApiError::internal(format!("the issuing CA's stored chain: {e}")))?;
+        let mut certificates = vec![ca.certificate_der()];
+        certificates.extend(above.iter().map(|block| block.contents()));
+        let der = est::certs_only(&certificates)
             .map_err(|e| ApiError::internal(format!("cacerts CMS encoding: {e}")))?;
         Ok(est::base64_response(PKCS7_CERTS_ONLY, &der))
     };
