@@ -89,14 +89,14 @@ pub fn csr_der(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     }
     if text.first() == Some(&0x30) {
         return Err(ApiError::new(
-            ErrorCode::InvalidBase64,
+            ErrorCode::InvalidTransferEncoding,
             "the body is binary DER; EST sends it base64-encoded (openssl req -outform DER | \
              base64)",
         ));
     }
     let der = STANDARD.decode(&text).map_err(|e| {
         ApiError::new(
-            ErrorCode::InvalidBase64,
+            ErrorCode::InvalidTransferEncoding,
             format!("the body is not base64 ({e}); send the DER CSR base64-encoded"),
         )
     })?;
@@ -238,10 +238,14 @@ mod tests {
                 ErrorCode::InvalidCsr,
                 "PEM",
             ),
-            (cert.clone(), ErrorCode::InvalidBase64, "binary DER"),
+            (
+                cert.clone(),
+                ErrorCode::InvalidTransferEncoding,
+                "binary DER",
+            ),
             (
                 b"not base64 !!".to_vec(),
-                ErrorCode::InvalidBase64,
+                ErrorCode::InvalidTransferEncoding,
                 "not base64",
             ),
             (

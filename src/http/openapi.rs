@@ -292,7 +292,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
             &[
                 ErrorCode::Unauthorized,
                 ErrorCode::Forbidden,
-                ErrorCode::InvalidBase64,
+                ErrorCode::InvalidTransferEncoding,
                 ErrorCode::PayloadTooLarge,
                 ErrorCode::UnsupportedMediaType,
             ],

@@ -373,7 +373,7 @@ async fn est_refusals_are_text_plain_with_the_code_and_record_nothing(backend: B
             "application/pkcs10",
             "%%% not base64 %%%".into(),
             StatusCode::BAD_REQUEST,
-            "invalid_base64",
+            "invalid_transfer_encoding",
         ),
         (
             "base64 of garbage",
