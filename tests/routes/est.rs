@@ -258,6 +258,27 @@ async fn simpleenroll_with_a_station_token_as_basic_password_issues_and_records_
     assert_eq!(rows["items"][0]["station"], "cert:line-7");
     assert_eq!(rows["items"][0]["channel"], "est");
 
+    // A retry with the same Idempotency-Key and CSR answers the same certificate.
+    let body = est_body(&csr("Thing-Est-3", "JP").pem);
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let response = est
+            .app
+            .client
+            .post(est.url("/.well-known/est/simpleenroll"))
+            .basic_auth("line-1", Some(&est.app.station))
+            .header("content-type", "application/pkcs10")
+            .header("idempotency-key", "est-retry-1")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let replayed = response.headers().get("idempotent-replayed").is_some();
+        answers.push((certs_of(response).await, replayed));
+    }
+    assert_eq!(answers[0].0, answers[1].0);
+    assert_eq!((answers[0].1, answers[1].1), (false, true));
+
     // The JSON API's rows say `api`.
     let signed = est.app.sign(&csr("Thing-Json-1", "JP").pem).await;
     assert_eq!(signed.status(), StatusCode::CREATED);
@@ -282,7 +303,7 @@ async fn simpleenroll_with_a_station_token_as_basic_password_issues_and_records_
         est_error(again).await,
         (StatusCode::CONFLICT, "thing_already_provisioned".into())
     );
-    assert_eq!(est.app.ledger_count().await, 3);
+    assert_eq!(est.app.ledger_count().await, 4);
 }
 
 /// A refused enrollment: case, Basic password, content type, body, status, code.
