@@ -303,7 +303,11 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     (
         "GET /v1/cas/{id}/delta-crl",
         &[
-            &[ErrorCode::InvalidQuery, ErrorCode::CaCannotSignCrls],
+            &[
+                ErrorCode::InvalidQuery,
+                ErrorCode::CaCannotSignCrls,
+                ErrorCode::SignerUnavailable,
+            ],
             CA_NOT_FOUND,
             STORE,
         ],

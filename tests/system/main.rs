@@ -24,6 +24,8 @@
 //! - `viewer_load`: 64 viewer loops on a large ledger while a station signs;
 //! - `hierarchy`: an openssl-made offline root, an imported issuing CA and a line sub-CA with
 //!   name constraints, checked with openssl and Mosquitto; the offline root ceremony.
+//! - `est`: the EST quick start with openssl, curl and Python `cryptography`; EST beside JSON
+//!   issuance over TLS.
 
 #[path = "../common/mod.rs"]
 mod common;
