@@ -43,6 +43,8 @@ error_codes! {
     InvalidQuery = (400, "invalid_query"),
     /// The body is not a strict DER PKCS#10 request.
     InvalidCsr = (400, "invalid_csr"),
+    /// An EST body is not base64, the Content-Transfer-Encoding RFC 7030 sends DER in.
+    InvalidTransferEncoding = (400, "invalid_transfer_encoding"),
     /// The CSR's signature does not verify, or uses an algorithm we do not accept.
     CsrSignatureInvalid = (400, "csr_signature_invalid"),
     /// The `Idempotency-Key` is not 1 to 255 visible ASCII characters.

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod error_code;
+pub mod est_wire;
 pub mod extract;
 pub(crate) mod messages;
 pub mod openapi;
@@ -28,7 +29,7 @@ use crate::app::AppState;
 use error::ApiError;
 use error_code::ErrorCode;
 use routes::{
-    audit, aws, ca, ca_health, cas, certificates, dashboard, health, metrics, revocation,
+    audit, aws, ca, ca_health, cas, certificates, dashboard, est, health, metrics, revocation,
     revocation_jobs, stats, tokens,
 };
 
@@ -69,6 +70,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revocation_jobs::get))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(est::cacerts))
+        .routes(routes!(est::simpleenroll))
+        .routes(routes!(est::csrattrs))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(dashboard::index))
         .routes(routes!(dashboard::app_js))

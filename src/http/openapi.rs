@@ -38,6 +38,7 @@ use super::error_code::ErrorCode;
         (name = "cas", description = "CA management (admin)"),
         (name = "aws", description = "AWS IoT registration of a CA and its JITP template (admin)"),
         (name = "revocation", description = "Revocation and CRLs"),
+        (name = "est", description = "EST enrollment (RFC 7030), HTTPS only; errors are text/plain"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
         (name = "dashboard", description = "The built-in dashboard page and its session"),
     )
@@ -50,6 +51,8 @@ pub const BEARER: &str = "bearer_token";
 pub const SESSION_COOKIE: &str = "session_cookie";
 /// A verified station client certificate, when `[server.tls]` asks for one: role station.
 pub const STATION_CERTIFICATE: &str = "station_certificate";
+/// HTTP Basic whose password is a station token: EST enrollment only.
+pub const STATION_BASIC: &str = "station_basic";
 
 /// Errors of a JSON request body (axum's extractor, the body limit).
 const JSON_BODY: &[ErrorCode] = &[
@@ -92,6 +95,9 @@ const ISSUANCE: &[ErrorCode] = &[
     ErrorCode::CaUnavailable,
     ErrorCode::SignerUnavailable,
 ];
+
+/// Every EST route refuses plain HTTP (RFC 7030 section 3.3).
+const EST: &[ErrorCode] = &[ErrorCode::HttpsRequired];
 
 /// The errors each operation can return besides the ones [`document`] adds to all of them
 /// (401/403 from its security requirement, 500 `internal_error`, 503 `request_timeout`, 503
@@ -277,6 +283,23 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
             STORE,
         ],
     ),
+    ("GET /.well-known/est/cacerts", &[EST]),
+    ("GET /.well-known/est/csrattrs", &[EST]),
+    (
+        "POST /.well-known/est/simpleenroll",
+        &[
+            EST,
+            &[
+                ErrorCode::Unauthorized,
+                ErrorCode::Forbidden,
+                ErrorCode::InvalidTransferEncoding,
+                ErrorCode::PayloadTooLarge,
+                ErrorCode::UnsupportedMediaType,
+            ],
+            ISSUANCE,
+            STORE,
+        ],
+    ),
     (
         "GET /v1/cas/{id}/delta-crl",
         &[
@@ -355,6 +378,13 @@ fn finish(doc: &mut Value) {
             "description": "The dashboard's session (`POST /v1/session`): a random session id \
                 kept on the server, not the token. It authenticates GET and HEAD requests only, \
                 and only for viewer tokens, until sign-out, the token's revocation or 8 hours."
+        },
+        STATION_BASIC: {
+            "type": "http",
+            "scheme": "basic",
+            "description": "EST enrollment only: HTTP Basic whose password is a station token \
+                (`curl -u <station>:<token>`); the user name is not checked. Viewer and admin \
+                tokens get 403 `forbidden`."
         },
         STATION_CERTIFICATE: {
             "type": "mutualTLS",
@@ -471,8 +501,14 @@ fn add_cookie_and_certificate_alternatives(method: &str, operation: &mut Value) 
 
 /// Writes the roles into the description too, for readers of rendered documentation.
 fn state_roles(operation: &mut Value) {
+    let basic = operation["security"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|r| r.get(STATION_BASIC).is_some()));
     let line = match bearer_roles(operation) {
         Some(roles) => format!("**Roles:** {}.", roles.join(", ")),
+        None if basic => "**Roles:** station (HTTP Basic with a station token as the password, \
+            or a station client certificate)."
+            .to_owned(),
         None => "**Roles:** none (no credentials needed).".to_owned(),
     };
     let description = match operation.get("description").and_then(Value::as_str) {
@@ -485,6 +521,7 @@ fn state_roles(operation: &mut Value) {
 /// One `application/problem+json` response per status, naming its codes in the description
 /// and in `x-error-codes`. A response the attribute already wrote keeps its description.
 fn add_error_responses(operation: &mut Value, errors: &[ErrorCode]) {
+    let est = operation["tags"][0] == "est";
     let mut by_status: BTreeMap<u16, BTreeSet<&str>> = BTreeMap::new();
     for code in errors {
         by_status
@@ -519,10 +556,19 @@ fn add_error_responses(operation: &mut Value, errors: &[ErrorCode]) {
         }
         response["content"]["application/problem+json"] =
             json!({"schema": {"$ref": "#/components/schemas/Problem"}});
+        // EST answers its own refusals as text/plain `<code>: <reason>` (the router's layers,
+        // such as load shedding, still answer problem+json).
+        if est {
+            response["content"]["text/plain"] = json!({"schema": {"type": "string"}});
+            response["headers"]["X-Error-Code"] = json!({
+                "description": "The stable error code (EST answers)",
+                "schema": {"type": "string"}
+            });
+        }
         response["x-error-codes"] = json!(codes);
         if status == 401 {
             response["headers"]["WWW-Authenticate"] = json!({
-                "description": "`Bearer`",
+                "description": if est { "`Basic realm=\"factory-ca EST\"`" } else { "`Bearer`" },
                 "schema": {"type": "string"}
             });
         }

@@ -38,7 +38,7 @@ use tower::ServiceExt;
 
 use super::error::ApiError;
 use super::error_code::ErrorCode;
-use super::tls::{ClientIdentity, TlsServer};
+use super::tls::{ClientIdentity, OverTls, TlsServer};
 use crate::config::ServerSettings;
 
 /// The limits every connection is served under (from `[server]`).
@@ -231,7 +231,7 @@ async fn connection(
     let _open = OpenConnection::new(permit);
     let _ = tcp.set_nodelay(true);
     match &shared.tls {
-        None => serve_http(tcp, peer, None, shared.clone(), stopping).await,
+        None => serve_http(tcp, peer, None, false, shared.clone(), stopping).await,
         Some(tls) => {
             let accepted = tokio::select! {
                 accepted = tls.accept(tcp, peer) => accepted,
@@ -239,7 +239,7 @@ async fn connection(
                 _ = stopping.wait_for(|stopping| *stopping) => return,
             };
             if let Some((stream, identity)) = accepted {
-                serve_http(stream, peer, identity, shared.clone(), stopping).await;
+                serve_http(stream, peer, identity, true, shared.clone(), stopping).await;
             }
         }
     }
@@ -291,6 +291,7 @@ async fn serve_http<I>(
     io: I,
     peer: SocketAddr,
     identity: Option<ClientIdentity>,
+    over_tls: bool,
     shared: Arc<Shared>,
     mut stopping: watch::Receiver<bool>,
 ) where
@@ -305,7 +306,7 @@ async fn serve_http<I>(
             let shared = shared.clone();
             let identity = identity.clone();
             async move {
-                let response = handle(request, peer, identity, &shared).await;
+                let response = handle(request, peer, identity, over_tls, &shared).await;
                 drop(in_flight);
                 Ok::<_, Infallible>(response)
             }
@@ -359,6 +360,7 @@ async fn handle(
     request: Request<Incoming>,
     peer: SocketAddr,
     identity: Option<ClientIdentity>,
+    over_tls: bool,
     shared: &Shared,
 ) -> Response<Body> {
     let deadline = Instant::now() + shared.limits.body_read_timeout;
@@ -372,6 +374,9 @@ async fn handle(
         .insert(axum::extract::ConnectInfo(peer));
     if let Some(identity) = identity {
         request.extensions_mut().insert(identity);
+    }
+    if over_tls {
+        request.extensions_mut().insert(OverTls);
     }
     let answer = shared.app.clone().oneshot(request);
     let mut response = tokio::select! {

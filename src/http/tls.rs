@@ -66,6 +66,11 @@ impl ClientIdentity {
     }
 }
 
+/// Inserted into every request that arrived over TLS, with or without a client certificate:
+/// routes that exist only under HTTPS (EST, RFC 7030 section 3.3) look for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverTls;
+
 /// A `[server.tls]` file or setting that cannot work, with what to fix.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid TLS configuration: {0}")]

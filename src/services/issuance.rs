@@ -16,6 +16,7 @@ use crate::ca::{
     self, CaError, CertificateAuthority, CsrError, DeviceProfile, IssuancePolicy, KeyAlgorithm,
     PolicyViolation,
 };
+pub use crate::store::Channel;
 use crate::store::ledger_writer::{GroupCommitConfig, LedgerWriter};
 use crate::store::{
     CertificateFilter, CertificateRecord, LedgerStatus, NewIssuance, RecordOutcome, Store,
@@ -68,6 +69,8 @@ pub struct IssuanceRequest<'a> {
     pub station: &'a str,
     pub idempotency_key: Option<&'a str>,
     pub request_id: Option<&'a str>,
+    /// The interface the request came through, recorded in the ledger row.
+    pub channel: Channel,
 }
 
 /// A certificate that is committed to the ledger and may be sent.
@@ -197,6 +200,7 @@ impl IssuanceService {
             ca_id: ca.id().to_owned(),
             station: req.station.to_owned(),
             request_id: req.request_id.map(str::to_owned),
+            channel: req.channel,
             issued_at,
             idempotency: req
                 .idempotency_key
@@ -271,6 +275,7 @@ impl IssuanceService {
             aws_revocation_pending: false,
             aws_status: None,
             aws_first_seen_at: None,
+            channel: req.channel,
         };
         Ok(Issued {
             record,

@@ -32,6 +32,8 @@ pub struct CertificateRecord {
     /// The certificate's status in AWS IoT at the last sync; `None`: AWS has not seen it.
     pub aws_status: Option<AwsCertificateStatus>,
     pub aws_first_seen_at: Option<Timestamp>,
+    /// The interface it was requested through.
+    pub channel: Channel,
 }
 
 /// What the issuance pipeline asks the store to commit for one certificate. Owned, so that it
@@ -42,6 +44,8 @@ pub struct NewIssuance {
     pub ca_id: String,
     pub station: String,
     pub request_id: Option<String>,
+    /// The interface it was requested through.
+    pub channel: Channel,
     pub issued_at: Timestamp,
     /// `(Idempotency-Key, SHA-256 of the CSR)` when the station sent a key.
     pub idempotency: Option<(String, String)>,
@@ -131,7 +135,7 @@ impl AwsStatusFilter {
 const CERT_COLUMNS: &str = "serial, ca_id, thing_name, country, subject, key_algorithm, \
     spki_sha256, aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
     request_id, status, revoked_at, revocation_reason, aws_revocation_pending, aws_status, \
-    aws_first_seen_at";
+    aws_first_seen_at, channel";
 
 /// The smallest string greater than every string starting with `prefix`, bytewise: the prefix
 /// with its last character incremented (`None` when no such string exists).
@@ -184,8 +188,8 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO issued_certificates (serial, ca_id, thing_name, country, subject, \
                      key_algorithm, spki_sha256, aws_certificate_id, certificate_der, not_before, \
-                     not_after, issued_at, station, request_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                     not_after, issued_at, station, request_id, channel) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 )
                 .bind(&cert.serial)
                 .bind(&new.ca_id)
@@ -201,6 +205,7 @@ impl Store {
                 .bind(new.issued_at)
                 .bind(&new.station)
                 .bind(&new.request_id)
+                .bind(new.channel)
                 .execute(&mut *tx)
                 .await?;
 

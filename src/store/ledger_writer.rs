@@ -366,6 +366,7 @@ async fn insert_claims_and_certificates(
     let mut station = Vec::with_capacity(n);
     let mut request_id = Vec::with_capacity(n);
     let mut idempotency_key = Vec::with_capacity(n);
+    let mut channel = Vec::with_capacity(n);
     let mut earliest: Option<OffsetDateTime> = None;
     for &i in alive {
         let row = rows[i];
@@ -385,6 +386,7 @@ async fn insert_claims_and_certificates(
         station.push(row.station.as_str());
         request_id.push(row.request_id.as_deref());
         idempotency_key.push(row.idempotency.as_ref().map(|(key, _)| key.as_str()));
+        channel.push(super::TextValue::name(row.channel));
         earliest = Some(earliest.map_or(row.issued_at.get(), |t| t.min(row.issued_at.get())));
     }
     // Every row of a batch has the same policy (see `assemble`).
@@ -396,10 +398,10 @@ async fn insert_claims_and_certificates(
         "WITH input AS ( \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                  $6::text[], $7::text[], $8::text[], $9::bytea[], $10::timestamptz[], \
-                 $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[]) \
+                 $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[], $18::text[]) \
              AS i (serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
                  aws_certificate_id, certificate_der, not_before, not_after, issued_at, \
-                 station, request_id, idempotency_key) \
+                 station, request_id, idempotency_key, channel) \
          ), claimed AS ( \
              INSERT INTO thing_claims (thing_name, serial, not_after) \
              SELECT thing_name, serial, not_after FROM input ORDER BY thing_name \
@@ -414,10 +416,10 @@ async fn insert_claims_and_certificates(
          ) \
          INSERT INTO issued_certificates (serial, ca_id, thing_name, country, subject, \
              key_algorithm, spki_sha256, aws_certificate_id, certificate_der, not_before, \
-             not_after, issued_at, station, request_id) \
+             not_after, issued_at, station, request_id, channel) \
          SELECT serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
              aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
-             request_id \
+             request_id, channel \
          FROM input WHERE serial IN (SELECT serial FROM claimed) \
          RETURNING serial",
     )
@@ -438,6 +440,7 @@ async fn insert_claims_and_certificates(
     .bind(&idempotency_key)
     .bind(reject)
     .bind(earliest.expect("alive is not empty"))
+    .bind(&channel)
     .fetch_all(&mut *tx)
     .await?;
     Ok(recorded.into_iter().collect())
@@ -471,6 +474,7 @@ mod tests {
             ca_id: "ca-test".into(),
             station: "line-1".into(),
             request_id: None,
+            channel: crate::store::Channel::Api,
             issued_at: Timestamp::new(now),
             idempotency: key.map(|k| (k.to_owned(), "22".repeat(32))),
             reject_duplicate_thing: true,

@@ -16,7 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use timestamp::Timestamp;
-pub use values::{LedgerStatus, Role, TemplateKind, TextValue};
+pub use values::{Channel, LedgerStatus, Role, TemplateKind, TextValue};
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use cas::{CaRecord, PendingCaRecord};

@@ -154,6 +154,20 @@ text_value!(LedgerStatus {
     Revoked => "revoked",
 });
 
+/// The interface a certificate was requested through: the JSON API (`POST /v1/certificates`)
+/// or EST (`/.well-known/est/...`, RFC 7030). Shown in the ledger row as `channel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Api,
+    Est,
+}
+
+text_value!(Channel {
+    Api => "api",
+    Est => "est",
+});
+
 /// How a JITP template is attached to a CA in AWS IoT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -204,6 +218,7 @@ text_columns!(
     KeyAlgorithm,
     Role,
     LedgerStatus,
+    Channel,
     TemplateKind,
     RevocationReason,
     CertificateMode,

@@ -21,6 +21,7 @@ mod certificates;
 mod connections;
 mod crl;
 mod dashboard;
+mod est;
 mod hardening;
 mod health;
 mod messages;

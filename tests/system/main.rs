@@ -25,7 +25,9 @@
 //! - `hierarchy`: an openssl-made offline root, an imported issuing CA and a line sub-CA with
 //!   name constraints, checked with openssl and Mosquitto; the offline root ceremony;
 //! - `ledger`: `factory-ca ledger verify` on an untouched and on tampered ledgers, and on a
-//!   million-row chain.
+//!   million-row chain;
+//! - `est`: the EST quick start with openssl, curl and Python `cryptography`; EST beside JSON
+//!   issuance over TLS.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -39,6 +41,7 @@ mod crash;
 mod dashboard;
 mod disk_full;
 mod early_answers;
+mod est;
 mod hierarchy;
 mod ledger;
 mod outage;

@@ -25,7 +25,8 @@ use crate::http::extract::{
 };
 use crate::services::issuance::{IssuanceRequest, Issued};
 use crate::store::{
-    AwsStatusFilter, CertificateFilter, CertificateRecord, LedgerStatus, TextValue, Timestamp,
+    AwsStatusFilter, CertificateFilter, CertificateRecord, Channel, LedgerStatus, TextValue,
+    Timestamp,
 };
 
 pub const PEM_CHAIN: &str = "application/pem-certificate-chain";
@@ -153,6 +154,7 @@ async fn sign_checked(
             station: &station.name,
             idempotency_key,
             request_id: Some(request_id),
+            channel: Channel::Api,
         })
         .await?;
     Ok(respond(headers, issued))
@@ -275,6 +277,8 @@ pub struct CertificateView {
     /// certificate (the device never connected) or no sync ran.
     pub aws_status: Option<AwsCertificateStatus>,
     pub aws_first_seen_at: Option<String>,
+    /// The interface the certificate was requested through: `api` or `est`.
+    pub channel: Channel,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_pem: Option<String>,
 }
@@ -302,6 +306,7 @@ impl CertificateView {
             aws_revocation_pending: r.aws_revocation_pending,
             aws_status: r.aws_status,
             aws_first_seen_at: r.aws_first_seen_at.map(Timestamp::rfc3339),
+            channel: r.channel,
         }
     }
 }

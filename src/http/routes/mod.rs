@@ -7,6 +7,7 @@ pub mod ca_health;
 pub mod cas;
 pub mod certificates;
 pub mod dashboard;
+pub mod est;
 pub mod health;
 pub mod metrics;
 pub mod revocation;

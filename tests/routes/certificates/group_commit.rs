@@ -49,6 +49,7 @@ fn row(ca_id: &str, thing: &str, key: Option<(&str, &str)>) -> NewIssuance {
         ca_id: ca_id.to_owned(),
         station: "station-1".into(), // the TestApp station token's name
         request_id: None,
+        channel: factory_ca::store::Channel::Api,
         issued_at: Timestamp::new(now),
         idempotency: key.map(|(key, csr_sha256)| (key.to_owned(), csr_sha256.to_owned())),
         reject_duplicate_thing: true,
