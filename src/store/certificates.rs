@@ -72,6 +72,7 @@ impl NewIssuance {
             issued_at: self.issued_at,
             station: &self.station,
             request_id: self.request_id.as_deref(),
+            channel: self.channel.name(),
         }
         .event()
     }

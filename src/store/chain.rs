@@ -19,7 +19,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, Timestamp};
+use super::{Channel, Store, StoreResult, TextValue, Timestamp};
 use crate::ca::KeyAlgorithm;
 
 /// The `prev_hash` of each CA's first record.
@@ -102,6 +102,8 @@ pub struct IssuedFields<'a> {
     pub issued_at: Timestamp,
     pub station: &'a str,
     pub request_id: Option<&'a str>,
+    /// `api` or `est`.
+    pub channel: &'a str,
 }
 
 impl IssuedFields<'_> {
@@ -121,7 +123,8 @@ impl IssuedFields<'_> {
             .time(self.not_after)
             .time(self.issued_at)
             .text(self.station)
-            .opt_text(self.request_id);
+            .opt_text(self.request_id)
+            .text(self.channel);
         e.0
     }
 
@@ -238,6 +241,7 @@ pub struct ChainRow {
     pub issued_at: Option<Timestamp>,
     pub station: Option<String>,
     pub request_id: Option<String>,
+    pub channel: Option<Channel>,
     pub revoked_at: Option<Timestamp>,
     pub revocation_reason: Option<String>,
 }
@@ -266,6 +270,7 @@ impl ChainRow {
                     issued_at: self.issued_at?,
                     station: self.station.as_deref()?,
                     request_id: self.request_id.as_deref(),
+                    channel: self.channel?.name(),
                 }
                 .payload(),
             ),
@@ -315,7 +320,7 @@ impl Store {
             "SELECT e.seq, e.kind, e.serial, e.prev_hash, e.hash, c.serial AS found, c.ca_id, \
              c.thing_name, c.country, c.subject, c.key_algorithm, c.spki_sha256, \
              c.aws_certificate_id, c.certificate_der, c.not_before, c.not_after, c.issued_at, \
-             c.station, c.request_id, c.revoked_at, c.revocation_reason \
+             c.station, c.request_id, c.channel, c.revoked_at, c.revocation_reason \
              FROM ledger_chain e LEFT JOIN issued_certificates c ON c.serial = e.serial \
              WHERE e.ca_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT {limit}"
         );
@@ -408,7 +413,8 @@ impl Store {
             "SELECT serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
              aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
              request_id, status, revoked_at, revocation_reason, aws_revocation_pending, \
-             aws_status, aws_first_seen_at FROM issued_certificates c WHERE c.ca_id = $1 \
+             aws_status, aws_first_seen_at, channel FROM issued_certificates c \
+             WHERE c.ca_id = $1 \
              {revoked_only} {cursor} AND NOT EXISTS (SELECT 1 FROM ledger_chain e \
              WHERE e.serial = c.serial AND e.kind = '{kind}') \
              ORDER BY c.{time}, c.serial LIMIT {PAGE}"
@@ -452,6 +458,7 @@ impl Store {
                             issued_at: r.issued_at,
                             station: &r.station,
                             request_id: r.request_id.as_deref(),
+                            channel: r.channel.name(),
                         }
                         .event(),
                         _ => Event {
