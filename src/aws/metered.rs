@@ -69,23 +69,4 @@ macro_rules! metered_registry {
     };
 }
 
-metered_registry! {
-    "GetRegistrationCode" => fn get_registration_code(&self) -> String;
-    "RegisterCACertificate" => fn register_ca_certificate(&self, req: RegisterCaRequest)
-        -> RegisteredCa;
-    "DescribeCACertificate" => fn describe_ca_certificate(&self, certificate_id: &str)
-        -> CaDescription;
-    "UpdateCACertificate" => fn update_ca_certificate(
-        &self, certificate_id: &str, update: CaUpdate) -> ();
-    "DeleteCACertificate" => fn delete_ca_certificate(&self, certificate_id: &str) -> ();
-    "CreateProvisioningTemplate" => fn create_jitp_template(
-        &self, name: &str, body: &str, role_arn: &str) -> String;
-    "RegisterCertificate" => fn register_certificate(
-        &self, certificate_pem: &str, ca_certificate_pem: &str, status: &str) -> String;
-    "DescribeCertificate" => fn describe_certificate(&self, certificate_id: &str)
-        -> DeviceCertificate;
-    "UpdateCertificate" => fn update_certificate(&self, certificate_id: &str, status: &str)
-        -> ();
-    "ListCertificatesByCA" => fn list_certificates_by_ca(
-        &self, ca_certificate_id: &str, marker: Option<&str>) -> CertificatePage;
-}
+iot_operations!(metered_registry);

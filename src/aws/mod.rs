@@ -9,6 +9,33 @@
 //!   failures after retries are `Unavailable`.
 //! - Timeouts are the SDK's (operation timeout configured by `aws.operation_timeout_secs`).
 
+/// Calls `$decorator!` with every [`IotRegistry`] method and AWS's name of its operation: the
+/// one list the wrapping registries ([`metered`], [`throttled`]) implement the trait from.
+macro_rules! iot_operations {
+    ($decorator:ident) => {
+        $decorator! {
+            "GetRegistrationCode" => fn get_registration_code(&self) -> String;
+            "RegisterCACertificate" => fn register_ca_certificate(&self, req: RegisterCaRequest)
+                -> RegisteredCa;
+            "DescribeCACertificate" => fn describe_ca_certificate(&self, certificate_id: &str)
+                -> CaDescription;
+            "UpdateCACertificate" => fn update_ca_certificate(
+                &self, certificate_id: &str, update: CaUpdate) -> ();
+            "DeleteCACertificate" => fn delete_ca_certificate(&self, certificate_id: &str) -> ();
+            "CreateProvisioningTemplate" => fn create_jitp_template(
+                &self, name: &str, body: &str, role_arn: &str) -> String;
+            "RegisterCertificate" => fn register_certificate(
+                &self, certificate_pem: &str, ca_certificate_pem: &str, status: &str) -> String;
+            "DescribeCertificate" => fn describe_certificate(&self, certificate_id: &str)
+                -> DeviceCertificate;
+            "UpdateCertificate" => fn update_certificate(
+                &self, certificate_id: &str, status: &str) -> ();
+            "ListCertificatesByCA" => fn list_certificates_by_ca(
+                &self, ca_certificate_id: &str, marker: Option<&str>) -> CertificatePage;
+        }
+    };
+}
+
 pub mod fake;
 pub mod metered;
 pub mod sdk;
