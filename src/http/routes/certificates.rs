@@ -405,7 +405,7 @@ pub async fn list_certificates(
 
 /// The columns of `GET /v1/certificates/export.csv`, in order: a stable interface (documented
 /// in docs/operations.md); add columns at the end, never rename or reorder.
-pub const CSV_COLUMNS: [&str; 19] = [
+pub const CSV_COLUMNS: [&str; 20] = [
     "serial",
     "thing_name",
     "country",
@@ -425,6 +425,7 @@ pub const CSV_COLUMNS: [&str; 19] = [
     "aws_status",
     "aws_first_seen_at",
     "aws_revocation_pending",
+    "channel",
 ];
 /// Rows read from the store per chunk of the CSV stream: memory stays constant.
 const EXPORT_CHUNK: u32 = 1000;
@@ -532,7 +533,7 @@ pub async fn export_certificates_csv(
 /// Appends one CSV line (RFC 4180) for a ledger row.
 fn csv_row(out: &mut String, r: &CertificateRecord) {
     let time = Timestamp::rfc3339;
-    let fields: [std::borrow::Cow<'_, str>; 19] = [
+    let fields: [std::borrow::Cow<'_, str>; CSV_COLUMNS.len()] = [
         r.serial.as_str().into(),
         r.thing_name.as_str().into(),
         r.country.as_deref().unwrap_or_default().into(),
@@ -559,6 +560,7 @@ fn csv_row(out: &mut String, r: &CertificateRecord) {
             "false"
         }
         .into(),
+        r.channel.name().into(),
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
