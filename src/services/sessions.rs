@@ -9,11 +9,7 @@
 
 use std::fmt;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
-
-use super::tokens::{Principal, Role, token_hash};
+use super::tokens::{Principal, Role, random_secret, token_hash};
 use crate::store::{Store, StoreError, Timestamp};
 
 /// A dashboard session lasts a shift: 8 hours.
@@ -24,9 +20,7 @@ pub struct SessionSecret(String);
 
 impl SessionSecret {
     fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        SessionSecret(format!("fcs_{}", URL_SAFE_NO_PAD.encode(bytes)))
+        SessionSecret(random_secret("fcs_"))
     }
 
     pub fn expose(&self) -> &str {

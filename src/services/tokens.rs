@@ -34,11 +34,17 @@ pub struct Principal {
 /// A freshly generated token secret. `Debug` never shows it.
 pub struct TokenSecret(String);
 
+/// `prefix` and 43 characters of base64url (32 random bytes): the form of API tokens (`fca_`)
+/// and dashboard session ids (`fcs_`).
+pub(crate) fn random_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
 impl TokenSecret {
     fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        TokenSecret(format!("fca_{}", URL_SAFE_NO_PAD.encode(bytes)))
+        TokenSecret(random_secret("fca_"))
     }
 
     pub fn expose(&self) -> &str {
