@@ -15,6 +15,9 @@ const REJECTION_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 const HEALTH_FIRST_CHECK: Duration = Duration::from_secs(30);
 
+/// How often the CAs trusted for device certificates are re-read from the store.
+const DEVICE_TRUST_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Revocations pushed per batch of the retry job.
 const PUSH_BATCH: u32 = 500;
 
@@ -67,6 +70,22 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
         stop_flush,
         others: Vec::new(),
     };
+    // The CAs trusted for device certificates (EST simplereenroll) follow the store: CAs that
+    // the CLI or another replica created are picked up within this interval (this process's
+    // own admin routes update it at once).
+    if let Some(devices) = state.device_trust.clone() {
+        let s = state.clone();
+        jobs.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(DEVICE_TRUST_INTERVAL);
+            loop {
+                tick.tick().await;
+                match s.store.list_cas().await {
+                    Ok(cas) => devices.update(&cas),
+                    Err(e) => tracing::warn!(error = %e, "CAs for device certificates not re-read"),
+                }
+            }
+        }));
+    }
     jobs.push(tokio::spawn(state.store_health.clone().run_probe(
         crate::store::probe::ProbeConnection::new(&state.settings),
     )));

@@ -71,9 +71,12 @@ impl Application {
         let keys = Arc::new(KeyStore::from_settings(&settings));
         let ca = ensure_issuing_ca(&settings, &store, &keys).await?;
         if let Some(tls) = &tls {
-            tls.refuse_own_cas(&store.list_cas().await?)?;
+            let cas = store.list_cas().await?;
+            tls.refuse_own_cas(&cas)?;
+            tls.trust_devices_of(&cas);
             tracing::info!("{}", tls.describe());
         }
+
         let policy = settings.issuance_policy();
         let profile = DeviceProfile {
             validity: TimeDuration::days(settings.policy.validity_days),
@@ -99,6 +102,7 @@ impl Application {
         } else {
             issuance
         };
+        let est_labels = est_label_cas(&settings, &store, &keys, &issuance.issuing_ca()).await?;
         let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -152,6 +156,7 @@ impl Application {
             Arc::new(crate::aws::throttled::ThrottledRegistry::new(metered, pace))
                 as Arc<dyn IotRegistry>
         });
+        let device_trust = tls.as_ref().map(|t| t.device_trust());
         Ok(Application {
             listener,
             tls,
@@ -179,6 +184,8 @@ impl Application {
                 bulk_revocations: Arc::new(crate::services::bulk_revocation::BulkRevocations::new(
                     settings.revocation.bulk_batch_size,
                 )),
+                device_trust,
+                est_labels: Arc::new(est_labels),
                 settings: Arc::new(settings),
             },
         })
@@ -265,6 +272,31 @@ impl Application {
         store.close().await;
         Ok(())
     }
+}
+
+/// The CAs of `[est.labels]`, each loaded with its key; an unknown CA id fails the start.
+async fn est_label_cas(
+    settings: &Settings,
+    store: &Store,
+    keys: &KeyStore,
+    issuing: &Arc<crate::ca::CertificateAuthority>,
+) -> anyhow::Result<std::collections::BTreeMap<String, Arc<crate::ca::CertificateAuthority>>> {
+    let ca_admin = CaAdmin::new(store, keys);
+    let mut labels = std::collections::BTreeMap::new();
+    for (label, ca_id) in &settings.est.labels {
+        if ca_id == issuing.id() {
+            labels.insert(label.clone(), Arc::clone(issuing));
+            continue;
+        }
+        let ca = ca_admin.load_by_id(ca_id).await.with_context(|| {
+            format!(
+                "est.labels.{label} = {ca_id:?}: no usable CA with this id (factory-ca ca list \
+                 shows the ids)"
+            )
+        })?;
+        labels.insert(label.clone(), Arc::new(ca));
+    }
+    Ok(labels)
 }
 
 /// The issuing CA, created on first start when configured (the development default).

@@ -37,9 +37,24 @@ pub struct AppState {
     pub crls: Arc<crate::services::crl::CrlPublisher>,
     /// Bulk revocation jobs: submitted by the API, run by the upkeep job.
     pub bulk_revocations: Arc<crate::services::bulk_revocation::BulkRevocations>,
+    /// Our CAs as trust anchors of device certificates (EST simplereenroll), under HTTPS.
+    pub device_trust: Option<Arc<crate::http::tls::DeviceTrust>>,
+    /// `[est.labels]`: label -> the CA it selects, loaded at start.
+    pub est_labels: Arc<std::collections::BTreeMap<String, Arc<crate::ca::CertificateAuthority>>>,
 }
 
 impl AppState {
+    /// After a CA was created, imported or activated: device certificates of every CA in the
+    /// store authenticate for EST simplereenroll from now on.
+    pub async fn refresh_device_trust(&self) {
+        if let Some(devices) = &self.device_trust {
+            match self.store.list_cas().await {
+                Ok(cas) => devices.update(&cas),
+                Err(e) => tracing::warn!(error = %e, "CAs for device certificates not re-read"),
+            }
+        }
+    }
+
     /// The CAs of this service: create, import, activate, load.
     pub fn ca_admin(&self) -> CaAdmin<'_> {
         CaAdmin::new(&self.store, &self.keys)

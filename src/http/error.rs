@@ -215,6 +215,12 @@ impl From<IssuanceError> for ApiError {
             }
             IssuanceError::CaUnavailable(m) => ApiError::new(ErrorCode::CaUnavailable, m),
             IssuanceError::SignerUnavailable(m) => ApiError::new(ErrorCode::SignerUnavailable, m),
+            e @ IssuanceError::RenewalSubjectMismatch { .. } => {
+                ApiError::new(ErrorCode::RenewalSubjectMismatch, e.to_string())
+            }
+            e @ IssuanceError::RenewedCertificateNotActive { .. } => {
+                ApiError::new(ErrorCode::CertificateSuperseded, e.to_string())
+            }
             IssuanceError::Store(e) => e.into(),
             IssuanceError::Internal(m) => ApiError::internal(m),
         }

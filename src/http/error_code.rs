@@ -53,8 +53,19 @@ error_codes! {
     HttpsRequired = (400, "https_required"),
     /// The credentials are missing, malformed, unknown or revoked.
     Unauthorized = (401, "unauthorized"),
+    /// EST simplereenroll without a device certificate as the TLS client certificate.
+    DeviceCertificateRequired = (401, "device_certificate_required"),
     /// The caller's role may not use this route.
     Forbidden = (403, "forbidden"),
+    /// A device certificate (one of ours, as TLS client certificate) on a route other than
+    /// EST simplereenroll, cacerts or csrattrs.
+    DeviceCertificateNotAllowed = (403, "device_certificate_not_allowed"),
+    /// EST simplereenroll: the client certificate chains to our CA but is not in the ledger.
+    CertificateUnknown = (403, "certificate_unknown"),
+    /// EST simplereenroll: the client certificate is revoked.
+    CertificateRevoked = (403, "certificate_revoked"),
+    /// EST simplereenroll: the client certificate has expired.
+    CertificateExpired = (403, "certificate_expired"),
     /// No such route.
     NotFound = (404, "not_found"),
     /// No ledger row has this serial.
@@ -65,6 +76,8 @@ error_codes! {
     CaNotFound = (404, "ca_not_found"),
     /// No bulk revocation job has this id.
     RevocationJobNotFound = (404, "revocation_job_not_found"),
+    /// No `[est.labels]` entry has this label.
+    EstLabelNotFound = (404, "est_label_not_found"),
     /// AWS IoT answered ResourceNotFoundException.
     AwsResourceNotFound = (404, "aws_resource_not_found"),
     /// The route exists, but not for this method.
@@ -77,6 +90,8 @@ error_codes! {
     CaAlreadyExists = (409, "ca_already_exists"),
     /// The certificate was revoked before.
     CertificateAlreadyRevoked = (409, "certificate_already_revoked"),
+    /// EST simplereenroll: the client certificate was renewed before.
+    CertificateSuperseded = (409, "certificate_superseded"),
     /// The CA is not registered in AWS IoT.
     AwsNotRegistered = (409, "aws_not_registered"),
     /// AWS IoT answered ResourceAlreadyExistsException.
@@ -111,6 +126,8 @@ error_codes! {
     MissingSubjectAttribute = (422, "missing_subject_attribute"),
     /// This station already used this `Idempotency-Key` with a different CSR.
     IdempotencyKeyReused = (422, "idempotency_key_reused"),
+    /// EST simplereenroll: the CSR's subject differs from the renewed certificate's.
+    RenewalSubjectMismatch = (422, "renewal_subject_mismatch"),
     /// The token name is not 1 to 64 characters of `a-zA-Z0-9._-`.
     InvalidTokenName = (422, "invalid_token_name"),
     /// The CA certificate or key would be refused.

@@ -46,6 +46,13 @@ impl FromRequestParts<AppState> for Caller {
                         role: Role::Station,
                     }));
                 }
+                Some(crate::http::tls::ClientIdentity::Device { .. }) => {
+                    // The router refuses these before any route (`est::device_certificate_gate`).
+                    return Err(ApiError::new(
+                        ErrorCode::DeviceCertificateNotAllowed,
+                        "a device certificate authenticates only for EST simplereenroll",
+                    ));
+                }
                 Some(crate::http::tls::ClientIdentity::Unusable { reason }) => {
                     return Err(ApiError::new(
                         ErrorCode::Unauthorized,

@@ -53,6 +53,8 @@ pub const SESSION_COOKIE: &str = "session_cookie";
 pub const STATION_CERTIFICATE: &str = "station_certificate";
 /// HTTP Basic whose password is a station token: EST enrollment only.
 pub const STATION_BASIC: &str = "station_basic";
+/// The device's own certificate as the TLS client certificate: EST simplereenroll only.
+pub const DEVICE_CERTIFICATE: &str = "device_certificate";
 
 /// Errors of a JSON request body (axum's extractor, the body limit).
 const JSON_BODY: &[ErrorCode] = &[
@@ -98,6 +100,32 @@ const ISSUANCE: &[ErrorCode] = &[
 
 /// Every EST route refuses plain HTTP (RFC 7030 section 3.3).
 const EST: &[ErrorCode] = &[ErrorCode::HttpsRequired];
+
+/// An EST label that `[est.labels]` does not name.
+const EST_LABEL: &[ErrorCode] = &[ErrorCode::EstLabelNotFound];
+
+/// EST enrollment by a station, besides the issuance errors.
+const EST_ENROLL: &[ErrorCode] = &[
+    ErrorCode::Unauthorized,
+    ErrorCode::Forbidden,
+    ErrorCode::DeviceCertificateNotAllowed,
+    ErrorCode::InvalidTransferEncoding,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::UnsupportedMediaType,
+];
+
+/// EST renewal by a device, besides the issuance errors.
+const EST_REENROLL: &[ErrorCode] = &[
+    ErrorCode::DeviceCertificateRequired,
+    ErrorCode::CertificateUnknown,
+    ErrorCode::CertificateRevoked,
+    ErrorCode::CertificateExpired,
+    ErrorCode::CertificateSuperseded,
+    ErrorCode::RenewalSubjectMismatch,
+    ErrorCode::InvalidTransferEncoding,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::UnsupportedMediaType,
+];
 
 /// The errors each operation can return besides the ones [`document`] adds to all of them
 /// (401/403 from its security requirement, 500 `internal_error`, 503 `request_timeout`, 503
@@ -285,20 +313,23 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ),
     ("GET /.well-known/est/cacerts", &[EST]),
     ("GET /.well-known/est/csrattrs", &[EST]),
+    ("GET /.well-known/est/{label}/cacerts", &[EST, EST_LABEL]),
+    ("GET /.well-known/est/{label}/csrattrs", &[EST, EST_LABEL]),
+    (
+        "POST /.well-known/est/{label}/simpleenroll",
+        &[EST, EST_LABEL, EST_ENROLL, ISSUANCE, STORE],
+    ),
+    (
+        "POST /.well-known/est/simplereenroll",
+        &[EST, EST_REENROLL, ISSUANCE, STORE],
+    ),
+    (
+        "POST /.well-known/est/{label}/simplereenroll",
+        &[EST, EST_LABEL, EST_REENROLL, ISSUANCE, STORE],
+    ),
     (
         "POST /.well-known/est/simpleenroll",
-        &[
-            EST,
-            &[
-                ErrorCode::Unauthorized,
-                ErrorCode::Forbidden,
-                ErrorCode::InvalidTransferEncoding,
-                ErrorCode::PayloadTooLarge,
-                ErrorCode::UnsupportedMediaType,
-            ],
-            ISSUANCE,
-            STORE,
-        ],
+        &[EST, EST_ENROLL, ISSUANCE, STORE],
     ),
     (
         "GET /v1/cas/{id}/delta-crl",
@@ -385,6 +416,12 @@ fn finish(doc: &mut Value) {
             "description": "EST enrollment only: HTTP Basic whose password is a station token \
                 (`curl -u <station>:<token>`); the user name is not checked. Viewer and admin \
                 tokens get 403 `forbidden`."
+        },
+        DEVICE_CERTIFICATE: {
+            "type": "mutualTLS",
+            "description": "EST simplereenroll only: the device's current certificate, issued \
+                by one of factory-ca's CAs, as the TLS client certificate. Every other route \
+                refuses a device certificate with 403 `device_certificate_not_allowed`."
         },
         STATION_CERTIFICATE: {
             "type": "mutualTLS",
@@ -509,6 +546,13 @@ fn state_roles(operation: &mut Value) {
         None if basic => "**Roles:** station (HTTP Basic with a station token as the password, \
             or a station client certificate)."
             .to_owned(),
+        None if operation["security"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|r| r.get(DEVICE_CERTIFICATE).is_some())) =>
+        {
+            "**Roles:** the device, by its current certificate as the TLS client certificate."
+                .to_owned()
+        }
         None => "**Roles:** none (no credentials needed).".to_owned(),
     };
     let description = match operation.get("description").and_then(Value::as_str) {

@@ -18,9 +18,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::{PemObject, SectionKind};
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use std::sync::{OnceLock, RwLock};
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -39,6 +44,10 @@ pub enum ClientIdentity {
     Station { common_name: String },
     /// Verified, but its subject names no usable station; the reason is shown in the 401.
     Unusable { reason: &'static str },
+    /// A device certificate: it chains to one of factory-ca's own CAs ([`DeviceTrust`]). It
+    /// authenticates for EST simplereenroll only; every other route refuses it (403
+    /// `device_certificate_not_allowed`), so a device never acts as a station.
+    Device { certificate_der: Arc<[u8]> },
 }
 
 impl ClientIdentity {
@@ -71,6 +80,197 @@ impl ClientIdentity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OverTls;
 
+/// The CAs of this service, as trust anchors for device certificates presented as TLS client
+/// certificates (EST simplereenroll). Filled from the store after it is connected and updated
+/// when the CAs change ([`DeviceTrust::update`]); empty (nothing verifies) until then.
+pub struct DeviceTrust {
+    provider: Arc<CryptoProvider>,
+    verifier: RwLock<Option<Arc<dyn ClientCertVerifier>>>,
+    /// The CA ids the verifier was built from, to skip rebuilding an unchanged set.
+    ids: RwLock<Vec<String>>,
+    /// The subjects sent as acceptable CA names in the CertificateRequest: the station CAs and
+    /// the device CAs known at startup (set once: rustls borrows them for the connection).
+    hints: OnceLock<Vec<DistinguishedName>>,
+}
+
+impl fmt::Debug for DeviceTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceTrust")
+            .field(
+                "ca_ids",
+                &self.ids.read().map(|ids| ids.clone()).unwrap_or_default(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceTrust {
+    fn new(provider: Arc<CryptoProvider>) -> DeviceTrust {
+        DeviceTrust {
+            provider,
+            verifier: RwLock::new(None),
+            ids: RwLock::new(Vec::new()),
+            hints: OnceLock::new(),
+        }
+    }
+
+    /// Trusts exactly the certificates of `cas` (roots and intermediates alike: a device
+    /// presents its own certificate, often without the chain). A CA whose certificate cannot
+    /// serve as a trust anchor is skipped with a warning.
+    pub fn update(&self, cas: &[CaRecord]) {
+        let mut ids: Vec<String> = cas.iter().map(|c| c.id.clone()).collect();
+        ids.sort();
+        if *self.ids.read().expect("never poisoned") == ids
+            && self.verifier.read().expect("never poisoned").is_some()
+        {
+            return;
+        }
+        let mut roots = RootCertStore::empty();
+        for ca in cas {
+            let Ok(der) = ::pem::parse(&ca.certificate_pem) else {
+                tracing::warn!(ca_id = %ca.id, "CA certificate is not PEM; its devices cannot renew");
+                continue;
+            };
+            if let Err(e) = roots.add(CertificateDer::from(der.contents().to_vec())) {
+                tracing::warn!(ca_id = %ca.id, error = %e, "CA certificate is no trust anchor; its devices cannot renew");
+            }
+        }
+        let verifier = if roots.is_empty() {
+            None
+        } else {
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| tracing::warn!(error = %e, "device certificate verifier"))
+                .ok()
+        };
+        *self.verifier.write().expect("never poisoned") = verifier;
+        *self.ids.write().expect("never poisoned") = ids;
+    }
+
+    /// Whether `end_entity` is a valid (signature, validity, `clientAuth`) certificate issued by
+    /// one of our CAs.
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let verifier = self.verifier.read().expect("never poisoned").clone();
+        match verifier {
+            Some(v) => v
+                .verify_client_cert(end_entity, intermediates, now)
+                .map(|_| ()),
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        }
+    }
+
+    /// Sets the acceptable CA names once: `station` hints first, then the device CAs.
+    fn set_hints(&self, station: &[DistinguishedName], cas: &[CaRecord]) {
+        let mut hints = station.to_vec();
+        for ca in cas {
+            if let Ok(der) = ::pem::parse(&ca.certificate_pem)
+                && let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.contents())
+            {
+                hints.push(DistinguishedName::from(cert.subject().as_raw().to_vec()));
+            }
+        }
+        let _ = self.hints.set(hints);
+    }
+}
+
+/// The client certificate verifier of the HTTPS listener: a device certificate (chains to one
+/// of our CAs, see [`DeviceTrust`]) or a station certificate (chains to `client_ca_file`).
+/// Device certificates are tried first, so that one never passes as a station even if a station
+/// CA were to chain to our CAs; which kind it was is decided again after the handshake
+/// ([`TlsServer::accept`]), by the same test.
+#[derive(Debug)]
+struct ClientVerifier {
+    station: Option<Arc<dyn ClientCertVerifier>>,
+    devices: Arc<DeviceTrust>,
+    mandatory: bool,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        match self.devices.hints.get() {
+            Some(hints) => hints,
+            None => self
+                .station
+                .as_ref()
+                .map(|s| s.root_hint_subjects())
+                .unwrap_or(&[]),
+        }
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let device = match self.devices.verify(end_entity, intermediates, now) {
+            Ok(()) => return Ok(ClientCertVerified::assertion()),
+            Err(e) => e,
+        };
+        let station = match &self.station {
+            Some(station) => station.verify_client_cert(end_entity, intermediates, now),
+            None => Err(device.clone()),
+        };
+        // A certificate of ours that failed (expired, wrong usage) is refused for that reason,
+        // not as "unknown CA": the device's technician reads the alert.
+        station.map_err(|e| match device {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => e,
+            device => device,
+        })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// A `[server.tls]` file or setting that cannot work, with what to fix.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid TLS configuration: {0}")]
@@ -87,6 +287,10 @@ pub struct TlsServer {
     /// The station CA certificates (`client_ca_file`), empty without mTLS.
     station_cas: Vec<CertificateDer<'static>>,
     client_auth: Option<ClientAuth>,
+    /// Our CAs, for device certificates (EST simplereenroll).
+    devices: Arc<DeviceTrust>,
+    /// The station CAs' names, for the CertificateRequest.
+    station_hints: Vec<DistinguishedName>,
     crl_count: usize,
     certificate_subject: String,
     certificate_not_after: String,
@@ -132,8 +336,8 @@ impl TlsServer {
             .map_err(|e| TlsSetupError(format!("the TLS provider refused TLS 1.2/1.3: {e}")))?;
         let mut station_cas = Vec::new();
         let mut crl_count = 0;
-        let builder = match &tls.client_ca_file {
-            None => builder.with_no_client_auth(),
+        let station: Option<Arc<dyn ClientCertVerifier>> = match &tls.client_ca_file {
+            None => None,
             Some(ca_file) => {
                 station_cas = read_station_cas(ca_file)?;
                 let mut roots = RootCertStore::empty();
@@ -164,9 +368,22 @@ impl TlsServer {
                         "server.tls.client_ca_file / client_crl_file cannot be used: {e}"
                     ))
                 })?;
-                builder.with_client_cert_verifier(verifier)
+                Some(verifier)
             }
         };
+        // Client certificates are always asked for (optionally, unless station mTLS is
+        // required): a device renews (EST simplereenroll) with its own certificate.
+        let devices = Arc::new(DeviceTrust::new(provider.clone()));
+        let station_hints = station
+            .as_ref()
+            .map(|s| s.root_hint_subjects().to_vec())
+            .unwrap_or_default();
+        let builder = builder.with_client_cert_verifier(Arc::new(ClientVerifier {
+            mandatory: tls.client_ca_file.is_some() && tls.client_auth == ClientAuth::Required,
+            station,
+            devices: devices.clone(),
+            provider: provider.clone(),
+        }));
         let mut config = builder.with_single_cert(chain, key).map_err(|e| match e {
             rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
                 TlsSetupError(format!(
@@ -184,6 +401,8 @@ impl TlsServer {
             handshake_timeout: tls.handshake_timeout_secs,
             client_auth: tls.client_ca_file.as_ref().map(|_| tls.client_auth),
             station_cas,
+            devices,
+            station_hints,
             crl_count,
             certificate_subject,
             certificate_not_after,
@@ -222,6 +441,19 @@ impl TlsServer {
             }
         }
         Ok(())
+    }
+
+    /// Our CAs as the trust anchors of device certificates (EST simplereenroll): call once
+    /// the store is connected, with every CA it holds; keep it current with
+    /// [`DeviceTrust::update`] through [`TlsServer::device_trust`].
+    pub fn trust_devices_of(&self, cas: &[CaRecord]) {
+        self.devices.set_hints(&self.station_hints, cas);
+        self.devices.update(cas);
+    }
+
+    /// The device trust, shared with the application (it refreshes it when CAs change).
+    pub fn device_trust(&self) -> Arc<DeviceTrust> {
+        self.devices.clone()
     }
 
     /// One line for the startup log.
@@ -440,12 +672,22 @@ impl TlsServer {
                 return None;
             }
         };
-        let identity = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(|cert| ClientIdentity::from_certificate(cert));
+        let identity = stream.get_ref().1.peer_certificates().and_then(|chain| {
+            let (leaf, intermediates) = chain.split_first()?;
+            // The handshake accepted it as a device or as a station certificate; the same test
+            // as the verifier's tells which (a device certificate is never a station).
+            if self
+                .devices
+                .verify(leaf, intermediates, UnixTime::now())
+                .is_ok()
+            {
+                Some(ClientIdentity::Device {
+                    certificate_der: Arc::from(leaf.as_ref()),
+                })
+            } else {
+                Some(ClientIdentity::from_certificate(leaf))
+            }
+        });
         if let Some(identity) = &identity {
             tracing::debug!(%peer, ?identity, "client certificate verified");
         }

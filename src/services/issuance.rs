@@ -20,7 +20,7 @@ pub use crate::store::Channel;
 use crate::store::ledger_writer::{GroupCommitConfig, LedgerWriter};
 use crate::store::{
     CertificateFilter, CertificateRecord, LedgerStatus, NewIssuance, RecordOutcome, Store,
-    StoreError, Timestamp,
+    StoreError, Superseding, Timestamp,
 };
 
 /// Why a request got no certificate.
@@ -56,6 +56,15 @@ pub enum IssuanceError {
     SignerUnavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A renewal's CSR names another subject than the certificate it renews (RFC 7030 section
+    /// 4.2.2: they must be identical).
+    #[error(
+        "the CSR's subject ({requested}) differs from the subject of the certificate being renewed ({current}); a renewal keeps the subject, send a CSR with exactly the current one"
+    )]
+    RenewalSubjectMismatch { requested: String, current: String },
+    /// The certificate being renewed was revoked or renewed while this renewal ran.
+    #[error("certificate {serial} was revoked or renewed meanwhile; nothing was issued")]
+    RenewedCertificateNotActive { serial: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -71,6 +80,12 @@ pub struct IssuanceRequest<'a> {
     pub request_id: Option<&'a str>,
     /// The interface the request came through, recorded in the ledger row.
     pub channel: Channel,
+    /// The CA to sign with instead of the issuing CA (an EST label's CA).
+    pub ca: Option<&'a Arc<CertificateAuthority>>,
+    /// A renewal: the certificate this one replaces. The CSR must name the same subject; the
+    /// old certificate becomes `superseded` and its thing claim passes to the new one, in the
+    /// new certificate's transaction.
+    pub renews: Option<&'a CertificateRecord>,
 }
 
 /// A certificate that is committed to the ledger and may be sent.
@@ -176,12 +191,19 @@ impl IssuanceService {
             return Ok(issued);
         }
 
-        // 3. Policy: thing name, country, allowed subject attributes.
+        // 3. Policy: thing name, country, allowed subject attributes; a renewal keeps the
+        // subject of the certificate it renews.
         let approved = self.policy.approve(parsed)?;
+        if let Some(old) = req.renews {
+            same_subject(&approved, old)?;
+        }
 
         // 4. Sign with the issuing CA, from the profile only; first, a subject outside the
         // CA's name constraints is refused (verifiers would refuse the certificate).
-        let ca = self.issuing_ca();
+        let ca = match req.ca {
+            Some(ca) => Arc::clone(ca),
+            None => self.issuing_ca(),
+        };
         ca.check_name_constraints(&approved)
             .map_err(IssuanceError::NameConstraintsViolation)?;
         let now = OffsetDateTime::now_utc();
@@ -208,9 +230,21 @@ impl IssuanceService {
             reject_duplicate_thing: self.duplicate_thing_name == DuplicateThingName::Reject,
         };
         let recording = Instant::now();
-        let outcome = match &self.ledger_writer {
-            Some(writer) => writer.record(new).await,
-            None => self.store.record_issuance(&new).await,
+        let outcome = match (&self.ledger_writer, req.renews) {
+            // A renewal changes two rows: always its own transaction, never a batch's.
+            (_, Some(old)) => {
+                self.store
+                    .record_renewal(
+                        &new,
+                        &Superseding {
+                            serial: old.serial.clone(),
+                            ca_id: old.ca_id.clone(),
+                        },
+                    )
+                    .await
+            }
+            (Some(writer), None) => writer.record(new).await,
+            (None, None) => self.store.record_issuance(&new).await,
         };
         metrics::histogram!("factory_ca_store_duration_seconds", "operation" => "record_issuance")
             .record(recording.elapsed().as_secs_f64());
@@ -221,6 +255,11 @@ impl IssuanceService {
                 return Err(IssuanceError::ThingAlreadyProvisioned {
                     thing_name: certificate.thing_name.clone(),
                     holder,
+                });
+            }
+            RecordOutcome::SupersededNotActive => {
+                return Err(IssuanceError::RenewedCertificateNotActive {
+                    serial: req.renews.map(|r| r.serial.clone()).unwrap_or_default(),
                 });
             }
             RecordOutcome::IdempotencyKeyTaken => {
@@ -276,6 +315,8 @@ impl IssuanceService {
             aws_status: None,
             aws_first_seen_at: None,
             channel: req.channel,
+            superseded_at: None,
+            superseded_by: None,
         };
         Ok(Issued {
             record,
@@ -386,6 +427,40 @@ impl IssuanceService {
             ca::chain::intermediates_pem(&ca.chain_pem),
         ))
     }
+}
+
+/// RFC 7030 section 4.2.2: a renewal's subject is identical to the renewed certificate's. The
+/// attributes are compared in order, by type and value (the string encoding may differ: the
+/// certificate's is the one the first CSR chose).
+fn same_subject(approved: &ca::ApprovedCsr, old: &CertificateRecord) -> Result<(), IssuanceError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(&old.certificate_der).map_err(|e| {
+        IssuanceError::Internal(format!(
+            "ledger row {} holds no certificate: {e}",
+            old.serial
+        ))
+    })?;
+    let current: Vec<(String, String)> = cert
+        .subject()
+        .iter_attributes()
+        .map(|a| {
+            (
+                a.attr_type().to_id_string(),
+                a.as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let requested: Vec<(String, String)> = approved
+        .subject()
+        .iter()
+        .map(|a| (a.field.oid().to_owned(), a.value.clone()))
+        .collect();
+    if current == requested {
+        return Ok(());
+    }
+    Err(IssuanceError::RenewalSubjectMismatch {
+        requested: ca::policy::subject_string(approved.subject()),
+        current: cert.subject().to_string(),
+    })
 }
 
 /// RSA keys above 2048 bits (`rsa-3072`, `rsa-4096`, ...): milliseconds per signature.

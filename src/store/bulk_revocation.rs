@@ -154,7 +154,7 @@ pub struct NewRevocationJob<'a> {
 pub const BULK_REVOKE_ACTION: &str = "certificate.bulk_revoke";
 
 impl Store {
-    /// `AND`-joined conditions selecting the active certificates that `filter` matches and
+    /// `AND`-joined conditions selecting the active (or superseded) certificates that `filter` matches and
     /// that were issued at or before `issued_by`; its placeholders start at `$first`.
     fn revocation_conditions(
         &self,
@@ -162,7 +162,8 @@ impl Store {
         issued_by: Timestamp,
         first: usize,
     ) -> (String, Vec<Bind>) {
-        let mut conditions = vec!["status = 'active'".to_owned()];
+        // Superseded (renewed) certificates are still valid: a bulk revocation takes them too.
+        let mut conditions = vec!["status IN ('active', 'superseded')".to_owned()];
         let mut binds = Vec::new();
         let mut push = |sql: &str, bind: Bind| {
             binds.push(bind);
@@ -319,12 +320,12 @@ impl Store {
         now: Timestamp,
     ) -> StoreResult<u64> {
         let (conditions, binds) = self.revocation_conditions(&job.filter, job.created_at, 4);
-        // `status = 'active'` is repeated outside the subquery: when two processes resume one
+        // The status condition is repeated outside the subquery: when two processes resume one
         // job, PostgreSQL re-checks a row that the other changed first, and skips it.
         let update = format!(
             "UPDATE issued_certificates SET status = 'revoked', revoked_at = $1, \
              revocation_reason = $2, aws_revocation_pending = true, revocation_job = $3 \
-             WHERE status = 'active' AND serial IN \
+             WHERE status IN ('active', 'superseded') AND serial IN \
              (SELECT serial FROM issued_certificates WHERE {conditions} LIMIT {batch}) \
              RETURNING ca_id, serial"
         );

@@ -34,6 +34,17 @@ pub struct CertificateRecord {
     pub aws_first_seen_at: Option<Timestamp>,
     /// The interface it was requested through.
     pub channel: Channel,
+    /// When its device renewed it (EST simplereenroll), and the serial of the renewal.
+    pub superseded_at: Option<Timestamp>,
+    pub superseded_by: Option<String>,
+}
+
+/// A renewal: the certificate a new issuance supersedes (its status becomes `superseded`, its
+/// thing claim passes to the new certificate), in the new certificate's transaction.
+#[derive(Debug, Clone)]
+pub struct Superseding {
+    pub serial: String,
+    pub ca_id: String,
 }
 
 /// What the issuance pipeline asks the store to commit for one certificate. Owned, so that it
@@ -86,6 +97,8 @@ pub enum RecordOutcome {
     ThingAlreadyProvisioned,
     /// Another request with the same (station, Idempotency-Key) committed first.
     IdempotencyKeyTaken,
+    /// A renewal whose certificate is no longer active (revoked or renewed meanwhile).
+    SupersededNotActive,
 }
 
 /// Filters of `GET /v1/certificates`.
@@ -136,7 +149,7 @@ impl AwsStatusFilter {
 const CERT_COLUMNS: &str = "serial, ca_id, thing_name, country, subject, key_algorithm, \
     spki_sha256, aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
     request_id, status, revoked_at, revocation_reason, aws_revocation_pending, aws_status, \
-    aws_first_seen_at, channel";
+    aws_first_seen_at, channel, superseded_at, superseded_by";
 
 /// The smallest string greater than every string starting with `prefix`, bytewise: the prefix
 /// with its last character incremented (`None` when no such string exists).
@@ -175,6 +188,26 @@ impl Store {
     /// Returns only after the commit: the caller may then, and only then, release the
     /// certificate.
     pub async fn record_issuance(&self, new: &NewIssuance) -> StoreResult<RecordOutcome> {
+        self.record(new, None).await
+    }
+
+    /// [`Store::record_issuance`] of a renewal: in the same transaction, `old` becomes
+    /// `superseded` (by this certificate, at its `issued_at`), its thing claim passes to the new
+    /// certificate, and `old`'s CA chain records the change. `SupersededNotActive` (and nothing
+    /// recorded) when `old` is no longer active.
+    pub async fn record_renewal(
+        &self,
+        new: &NewIssuance,
+        old: &Superseding,
+    ) -> StoreResult<RecordOutcome> {
+        self.record(new, Some(old)).await
+    }
+
+    async fn record(
+        &self,
+        new: &NewIssuance,
+        supersedes: Option<&Superseding>,
+    ) -> StoreResult<RecordOutcome> {
         let cert = &new.certificate;
         let not_after = Timestamp::new(cert.not_after);
         let result: Result<RecordOutcome, sqlx::Error> = on_pool!(self, |pool| {
@@ -235,7 +268,32 @@ impl Store {
                 // Take the thing name. Under "reject" an existing claim is only replaced when
                 // its certificate has expired (revocation deletes claims); under "allow" the
                 // newest certificate always takes it, so switching to "reject" later is sound.
-                let claim_sql = if new.reject_duplicate_thing {
+                // A renewal first retires the certificate it renews; its claim then passes on.
+                if let Some(old) = supersedes {
+                    let superseded = sqlx::query(
+                        "UPDATE issued_certificates SET status = 'superseded', \
+                         superseded_at = $2, superseded_by = $3 \
+                         WHERE serial = $1 AND status = 'active'",
+                    )
+                    .bind(&old.serial)
+                    .bind(new.issued_at)
+                    .bind(&cert.serial)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if superseded == 0 {
+                        tx.rollback().await?;
+                        return Ok(RecordOutcome::SupersededNotActive);
+                    }
+                }
+                let claim_sql = if supersedes.is_some() && new.reject_duplicate_thing {
+                    // The renewed certificate's claim, or an expired one, passes on; a claim
+                    // another live certificate holds stays.
+                    "INSERT INTO thing_claims (thing_name, serial, not_after) VALUES ($1, $2, $3) \
+                     ON CONFLICT (thing_name) DO UPDATE SET serial = excluded.serial, \
+                     not_after = excluded.not_after \
+                     WHERE thing_claims.not_after <= $4 OR thing_claims.serial = $5"
+                } else if new.reject_duplicate_thing {
                     "INSERT INTO thing_claims (thing_name, serial, not_after) VALUES ($1, $2, $3) \
                      ON CONFLICT (thing_name) DO UPDATE SET serial = excluded.serial, \
                      not_after = excluded.not_after WHERE thing_claims.not_after <= $4"
@@ -250,13 +308,37 @@ impl Store {
                     .bind(not_after);
                 if new.reject_duplicate_thing {
                     claim = claim.bind(new.issued_at);
+                    if let Some(old) = supersedes {
+                        claim = claim.bind(&old.serial);
+                    }
                 }
                 let claimed = claim.execute(&mut *tx).await?.rows_affected();
                 if claimed == 0 {
                     tx.rollback().await?;
                     return Ok(RecordOutcome::ThingAlreadyProvisioned);
                 }
-                append_chain!(tx, new.ca_id.as_str(), &[new.chain_event()])?;
+                match supersedes {
+                    None => append_chain!(tx, new.ca_id.as_str(), &[new.chain_event()])?,
+                    Some(old) => {
+                        let retired = chain::superseded_event(
+                            &old.ca_id,
+                            &old.serial,
+                            new.issued_at,
+                            &cert.serial,
+                        );
+                        if old.ca_id == new.ca_id {
+                            append_chain!(tx, new.ca_id.as_str(), &[new.chain_event(), retired])?;
+                        } else if old.ca_id < new.ca_id {
+                            // Two chains: their head rows are locked in id order, as every
+                            // writer that takes both would (no lock-order deadlock).
+                            append_chain!(tx, old.ca_id.as_str(), &[retired])?;
+                            append_chain!(tx, new.ca_id.as_str(), &[new.chain_event()])?;
+                        } else {
+                            append_chain!(tx, new.ca_id.as_str(), &[new.chain_event()])?;
+                            append_chain!(tx, old.ca_id.as_str(), &[retired])?;
+                        }
+                    }
+                }
 
                 tx.commit().await?;
                 Ok(RecordOutcome::Recorded)

@@ -9,7 +9,9 @@
 //! - issuance: `"issued"`, ca_id, serial, thing_name, country, subject, key_algorithm,
 //!   spki_sha256, aws_certificate_id, certificate_der, not_before, not_after, issued_at,
 //!   station, request_id;
-//! - revocation: `"revoked"`, ca_id, serial, revoked_at, revocation_reason.
+//! - revocation: `"revoked"`, ca_id, serial, revoked_at, revocation_reason;
+//! - renewal (EST simplereenroll): `"superseded"`, ca_id, serial, superseded_at, superseded_by
+//!   (the serial of the renewal), recorded in the chain of the renewed certificate's CA.
 //!
 //! Records are appended by the transaction that writes the ledger row, after locking the CA's
 //! row in `ledger_heads` ([`append_chain!`](super::append_chain)): one order per CA whatever the
@@ -161,6 +163,35 @@ pub fn revoked_event(ca_id: &str, serial: &str, revoked_at: Timestamp, reason: &
     }
 }
 
+/// The canonical payload of a renewal: `serial` superseded by `superseded_by`.
+pub fn superseded_payload(
+    ca_id: &str,
+    serial: &str,
+    superseded_at: Timestamp,
+    superseded_by: &str,
+) -> Vec<u8> {
+    let mut e = Encoder::default();
+    e.text("superseded")
+        .text(ca_id)
+        .text(serial)
+        .time(superseded_at)
+        .text(superseded_by);
+    e.0
+}
+
+pub fn superseded_event(
+    ca_id: &str,
+    serial: &str,
+    superseded_at: Timestamp,
+    superseded_by: &str,
+) -> Event {
+    Event {
+        kind: "superseded",
+        serial: serial.to_owned(),
+        payload: superseded_payload(ca_id, serial, superseded_at, superseded_by),
+    }
+}
+
 /// `SHA-256(prev_hash || seq || payload)`.
 pub fn link(prev_hash: &[u8; 32], seq: i64, payload: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
@@ -244,6 +275,8 @@ pub struct ChainRow {
     pub channel: Option<Channel>,
     pub revoked_at: Option<Timestamp>,
     pub revocation_reason: Option<String>,
+    pub superseded_at: Option<Timestamp>,
+    pub superseded_by: Option<String>,
 }
 
 impl ChainRow {
@@ -279,6 +312,12 @@ impl ChainRow {
                 &self.serial,
                 self.revoked_at?,
                 self.revocation_reason.as_deref(),
+            )),
+            "superseded" => Some(superseded_payload(
+                row_ca,
+                &self.serial,
+                self.superseded_at?,
+                self.superseded_by.as_deref()?,
             )),
             _ => None,
         }
@@ -320,7 +359,8 @@ impl Store {
             "SELECT e.seq, e.kind, e.serial, e.prev_hash, e.hash, c.serial AS found, c.ca_id, \
              c.thing_name, c.country, c.subject, c.key_algorithm, c.spki_sha256, \
              c.aws_certificate_id, c.certificate_der, c.not_before, c.not_after, c.issued_at, \
-             c.station, c.request_id, c.channel, c.revoked_at, c.revocation_reason \
+             c.station, c.request_id, c.channel, c.revoked_at, c.revocation_reason, \
+             c.superseded_at, c.superseded_by \
              FROM ledger_chain e LEFT JOIN issued_certificates c ON c.serial = e.serial \
              WHERE e.ca_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT {limit}"
         );
@@ -354,7 +394,19 @@ impl Store {
         .bind(ca_id)
         .fetch_optional(pool)
         .await)?;
-        Ok(revoked.map(|serial| (serial, "revoked".into())))
+        if let Some(serial) = revoked {
+            return Ok(Some((serial, "revoked".into())));
+        }
+        let superseded: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT c.serial FROM issued_certificates c WHERE c.ca_id = $1 \
+             AND c.superseded_at IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM ledger_chain e WHERE e.serial = c.serial AND e.kind = 'superseded' \
+             AND e.ca_id = $1) ORDER BY c.superseded_at, c.serial LIMIT 1"
+        )
+        .bind(ca_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(superseded.map(|serial| (serial, "superseded".into())))
     }
 
     /// Adopts the ledger rows written before the chain existed, once (migration 0016 marks it
@@ -413,7 +465,8 @@ impl Store {
             "SELECT serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
              aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
              request_id, status, revoked_at, revocation_reason, aws_revocation_pending, \
-             aws_status, aws_first_seen_at, channel FROM issued_certificates c \
+             aws_status, aws_first_seen_at, channel, superseded_at, superseded_by \
+             FROM issued_certificates c \
              WHERE c.ca_id = $1 \
              {revoked_only} {cursor} AND NOT EXISTS (SELECT 1 FROM ledger_chain e \
              WHERE e.serial = c.serial AND e.kind = '{kind}') \

@@ -21,7 +21,7 @@ pub use values::{Channel, LedgerStatus, Role, TemplateKind, TextValue};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use cas::{CaRecord, PendingCaRecord};
 pub use certificates::{
-    AwsStatusFilter, CertificateFilter, CertificateRecord, NewIssuance, RecordOutcome,
+    AwsStatusFilter, CertificateFilter, CertificateRecord, NewIssuance, RecordOutcome, Superseding,
 };
 pub use tokens::TokenRecord;
 

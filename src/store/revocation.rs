@@ -26,7 +26,7 @@ struct RevokedRow {
 }
 
 impl Store {
-    /// Revokes an active certificate, in one transaction: the ledger row becomes `revoked` with
+    /// Revokes an active (or superseded: renewed, still valid) certificate, in one transaction: the ledger row becomes `revoked` with
     /// `now` and `reason`, the thing claim it holds is deleted (so the thing name can be issued
     /// again under `duplicate_thing_name = "reject"`), and `aws_revocation_pending` records that
     /// AWS IoT has not been told yet.
@@ -44,7 +44,8 @@ impl Store {
                 let updated: Option<String> = sqlx::query_scalar(
                     "UPDATE issued_certificates SET status = 'revoked', revoked_at = $2, \
                      revocation_reason = $3, aws_revocation_pending = true \
-                     WHERE serial = $1 AND status = 'active' RETURNING ca_id",
+                     WHERE serial = $1 AND status IN ('active', 'superseded') \
+                     RETURNING ca_id",
                 )
                 .bind(serial)
                 .bind(now)

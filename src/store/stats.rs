@@ -262,7 +262,8 @@ fn key_expression(pg: bool, grouping: StatsGrouping, time: TimeColumn) -> String
         },
         (StatsGrouping::Ca, _) => "ca_id".to_owned(),
         (StatsGrouping::Status, _) => "CASE WHEN status = 'revoked' THEN 'revoked' \
-             WHEN not_after <= $3 THEN 'expired' ELSE 'active' END"
+             WHEN not_after <= $3 THEN 'expired' WHEN status = 'superseded' THEN 'superseded' \
+             ELSE 'active' END"
             .to_owned(),
     }
 }

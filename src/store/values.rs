@@ -147,11 +147,15 @@ impl Role {
 pub enum LedgerStatus {
     Active,
     Revoked,
+    /// Renewed by its device (EST simplereenroll): the certificate named in `superseded_by`
+    /// took over its thing claim. Not revoked: it stays valid until it expires or is revoked.
+    Superseded,
 }
 
 text_value!(LedgerStatus {
     Active => "active",
     Revoked => "revoked",
+    Superseded => "superseded",
 });
 
 /// The interface a certificate was requested through: the JSON API (`POST /v1/certificates`)

@@ -57,7 +57,7 @@ fn device_csr(dir: &Path, name: &str, subject: &str) -> String {
 
 /// The offline root and an issuing CA it signs (pathlen:1: one CA may go below it), as an
 /// operator's ceremony with openssl makes them.
-fn offline_root_and_issuing(dir: &Path) {
+pub(super) fn offline_root_and_issuing(dir: &Path) {
     write(
         dir,
         "ca.ext",

@@ -42,6 +42,7 @@ mod dashboard;
 mod disk_full;
 mod early_answers;
 mod est;
+mod est_reenroll;
 mod hierarchy;
 mod ledger;
 mod outage;

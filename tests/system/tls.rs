@@ -53,8 +53,8 @@ fn new_ca(common_name: &str) -> Ca {
 pub(super) struct StationCert {
     cert_der: CertificateDer<'static>,
     key_der: Vec<u8>,
-    cert_path: PathBuf,
-    key_path: PathBuf,
+    pub(super) cert_path: PathBuf,
+    pub(super) key_path: PathBuf,
 }
 
 impl StationCert {
@@ -129,7 +129,7 @@ impl Pki {
         }
     }
 
-    fn station(&self, common_name: &str, serial: u8) -> StationCert {
+    pub(super) fn station(&self, common_name: &str, serial: u8) -> StationCert {
         station_cert(&self.dir, &self.station_ca, common_name, serial)
     }
 
@@ -203,13 +203,15 @@ fn owner_only(path: PathBuf) -> PathBuf {
 pub(super) struct TlsApp {
     base: String,
     pub(super) addr: SocketAddr,
-    store: Store,
+    pub(super) store: Store,
     pub(super) pki: Pki,
-    admin: String,
+    pub(super) admin: String,
     pub(super) station: String,
-    viewer: String,
+    pub(super) viewer: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The settings the service runs with.
+    pub(super) settings: Settings,
     _dir: TempDir,
 }
 
@@ -223,11 +225,30 @@ impl TlsApp {
         client_auth: Option<ClientAuth>,
         configure: impl FnOnce(&Pki, &mut Settings),
     ) -> TlsApp {
+        Self::spawn_prepared(
+            backend,
+            client_auth,
+            async |pki: &Pki, mut settings: Settings| {
+                configure(pki, &mut settings);
+                settings
+            },
+        )
+        .await
+    }
+
+    /// [`TlsApp::spawn_with`] whose `prepare` may also work on the data directory (import
+    /// CAs, ...) before the service starts.
+    pub(super) async fn spawn_prepared(
+        backend: Backend,
+        client_auth: Option<ClientAuth>,
+        prepare: impl AsyncFnOnce(&Pki, Settings) -> Settings,
+    ) -> TlsApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = Pki::new(dir.path());
         let mut settings = test_settings(backend, dir.path()).await;
         pki.configure(&mut settings, client_auth);
-        configure(&pki, &mut settings);
+        let settings = prepare(&pki, settings).await;
+        let kept = settings.clone();
         let app = Application::build(settings)
             .await
             .expect("application builds");
@@ -251,6 +272,7 @@ impl TlsApp {
             viewer,
             stop: Some(stop),
             server: Some(server),
+            settings: kept,
             _dir: dir,
         }
     }
@@ -288,7 +310,7 @@ impl TlsApp {
         json(response).await
     }
 
-    async fn ledger_count(&self) -> i64 {
+    pub(super) async fn ledger_count(&self) -> i64 {
         let sql = "SELECT COUNT(*) FROM issued_certificates";
         let (n,): (i64,) = match &self.store {
             Store::Postgres(pool) => sqlx::query_as(sql).fetch_one(pool).await.unwrap(),

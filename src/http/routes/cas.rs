@@ -330,6 +330,9 @@ fn created(state: &AppState, record: CaRecord, ca: CertificateAuthority) -> Resp
     if record.is_issuing {
         state.issuance.set_issuing_ca(ca);
     }
+    // Its device certificates may renew (EST simplereenroll) from now on.
+    let s = state.clone();
+    tokio::spawn(async move { s.refresh_device_trust().await });
     (StatusCode::CREATED, Json(view(record, None))).into_response()
 }
 

@@ -155,6 +155,8 @@ async fn sign_checked(
             idempotency_key,
             request_id: Some(request_id),
             channel: Channel::Api,
+            ca: None,
+            renews: None,
         })
         .await?;
     Ok(respond(headers, issued))
@@ -279,6 +281,10 @@ pub struct CertificateView {
     pub aws_first_seen_at: Option<String>,
     /// The interface the certificate was requested through: `api` or `est`.
     pub channel: Channel,
+    /// When its device renewed it (EST simplereenroll; status `superseded`, or `revoked`
+    /// later), and the serial of the renewal; null otherwise.
+    pub superseded_at: Option<String>,
+    pub superseded_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_pem: Option<String>,
 }
@@ -307,6 +313,8 @@ impl CertificateView {
             aws_status: r.aws_status,
             aws_first_seen_at: r.aws_first_seen_at.map(Timestamp::rfc3339),
             channel: r.channel,
+            superseded_at: r.superseded_at.map(Timestamp::rfc3339),
+            superseded_by: r.superseded_by,
         }
     }
 }
@@ -321,7 +329,7 @@ pub struct ListParams {
     country: Option<String>,
     /// Exactly this station: a token name, or `cert:<CN>` for a station client certificate.
     station: Option<String>,
-    /// `active` or `revoked`.
+    /// `active`, `revoked` or `superseded` (renewed by its device, still valid).
     status: Option<String>,
     /// RFC 3339; inclusive.
     issued_after: Option<String>,
@@ -405,7 +413,7 @@ pub async fn list_certificates(
 
 /// The columns of `GET /v1/certificates/export.csv`, in order: a stable interface (documented
 /// in docs/operations.md); add columns at the end, never rename or reorder.
-pub const CSV_COLUMNS: [&str; 20] = [
+pub const CSV_COLUMNS: [&str; 22] = [
     "serial",
     "thing_name",
     "country",
@@ -426,6 +434,8 @@ pub const CSV_COLUMNS: [&str; 20] = [
     "aws_first_seen_at",
     "aws_revocation_pending",
     "channel",
+    "superseded_at",
+    "superseded_by",
 ];
 /// Rows read from the store per chunk of the CSV stream: memory stays constant.
 const EXPORT_CHUNK: u32 = 1000;
@@ -561,6 +571,8 @@ fn csv_row(out: &mut String, r: &CertificateRecord) {
         }
         .into(),
         r.channel.name().into(),
+        r.superseded_at.map(time).unwrap_or_default().into(),
+        r.superseded_by.as_deref().unwrap_or_default().into(),
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
@@ -599,7 +611,7 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
             LedgerStatus::from_name(&status.to_ascii_lowercase()).ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::InvalidQuery,
-                    "status must be active or revoked (any case)",
+                    "status must be active, revoked or superseded (any case)",
                 )
             })
         })

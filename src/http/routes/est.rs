@@ -5,14 +5,17 @@
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use std::sync::Arc;
+
 use crate::app::AppState;
+use crate::ca::CertificateAuthority;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::est_wire::{self as est, PKCS7_CERTS_ONLY, PKCS10};
@@ -20,8 +23,10 @@ use crate::http::extract::{
     RequestId, certificate_station_name, payload_too_large, unsupported_media_type,
 };
 use crate::http::tls::{ClientIdentity, OverTls};
+use crate::services::audit::Actor;
 use crate::services::issuance::{Channel, IssuanceRequest};
 use crate::services::tokens::{Principal, Role};
+use crate::store::{CertificateRecord, LedgerStatus, Timestamp};
 
 /// RFC 7030 section 3.3: EST runs over TLS only. The same answer as plain HTTP on the HTTPS
 /// port gets, when the service itself serves plain HTTP.
@@ -54,18 +59,79 @@ fn require_tls(tls: Option<Extension<OverTls>>) -> Result<(), ApiError> {
     security(())
 )]
 pub async fn cacerts(State(state): State<AppState>, tls: Option<Extension<OverTls>>) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        require_tls(tls)?;
-        let ca = state.issuance.issuing_ca();
-        let above = ::pem::parse_many(ca.chain_pem())
-            .map_err(|e| ApiError::internal(format!("the issuing CA's stored chain: {e}")))?;
-        let mut certificates = vec![ca.certificate_der()];
-        certificates.extend(above.iter().map(|block| block.contents()));
-        let der = est::certs_only(&certificates)
-            .map_err(|e| ApiError::internal(format!("cacerts CMS encoding: {e}")))?;
-        Ok(est::base64_response(PKCS7_CERTS_ONLY, &der))
+    cacerts_of(&state, tls, None).unwrap_or_else(est::error_response)
+}
+
+/// The certificates of a label's CA
+///
+/// As `GET /.well-known/est/cacerts`, for the CA that `[est.labels]` names `label`. 404
+/// `est_label_not_found` for a label that is not configured.
+#[utoipa::path(
+    get,
+    path = "/.well-known/est/{label}/cacerts",
+    tag = "est",
+    operation_id = "est_cacerts_labelled",
+    params(("label" = String, Path, description = "A label of `[est.labels]`")),
+    responses(
+        (status = 200,
+         description = "Certs-only CMS SignedData (DER, base64 with \
+            `Content-Transfer-Encoding: base64`)",
+         body = String, content_type = "application/pkcs7-mime"),
+    ),
+    security(())
+)]
+pub async fn cacerts_labelled(
+    State(state): State<AppState>,
+    tls: Option<Extension<OverTls>>,
+    Path(label): Path<String>,
+) -> Response {
+    cacerts_of(&state, tls, Some(&label)).unwrap_or_else(est::error_response)
+}
+
+fn cacerts_of(
+    state: &AppState,
+    tls: Option<Extension<OverTls>>,
+    label: Option<&str>,
+) -> Result<Response, ApiError> {
+    require_tls(tls)?;
+    let ca = label_ca(state, label)?.unwrap_or_else(|| state.issuance.issuing_ca());
+    let above = ::pem::parse_many(ca.chain_pem())
+        .map_err(|e| ApiError::internal(format!("the CA's stored chain: {e}")))?;
+    let mut certificates = vec![ca.certificate_der()];
+    certificates.extend(above.iter().map(|block| block.contents()));
+    let der = est::certs_only(&certificates)
+        .map_err(|e| ApiError::internal(format!("cacerts CMS encoding: {e}")))?;
+    Ok(est::base64_response(PKCS7_CERTS_ONLY, &der))
+}
+
+/// The CA of `label` (`None`: no label, the issuing CA), or 404 `est_label_not_found`.
+fn label_ca(
+    state: &AppState,
+    label: Option<&str>,
+) -> Result<Option<Arc<CertificateAuthority>>, ApiError> {
+    let Some(label) = label else {
+        return Ok(None);
     };
-    answer().unwrap_or_else(est::error_response)
+    match state.est_labels.get(label) {
+        Some(ca) => Ok(Some(Arc::clone(ca))),
+        None => {
+            let known: Vec<&str> = state.est_labels.keys().map(String::as_str).collect();
+            Err(ApiError::new(
+                ErrorCode::EstLabelNotFound,
+                if known.is_empty() {
+                    "no EST label is configured ([est.labels]); use /.well-known/est/<operation> \
+                     without a label"
+                        .to_owned()
+                } else {
+                    format!(
+                        "no EST label {:?} ([est.labels]); configured: {}",
+                        label.chars().take(64).collect::<String>(),
+                        known.join(", ")
+                    )
+                },
+            ))
+        }
+    }
 }
 
 /// The attributes a CSR must have
@@ -87,16 +153,47 @@ pub async fn cacerts(State(state): State<AppState>, tls: Option<Extension<OverTl
     security(())
 )]
 pub async fn csrattrs(State(state): State<AppState>, tls: Option<Extension<OverTls>>) -> Response {
-    let answer = || -> Result<Response, ApiError> {
-        require_tls(tls)?;
-        match est::csr_attrs(state.issuance.policy())
-            .map_err(|e| ApiError::internal(format!("csrattrs encoding: {e}")))?
-        {
-            Some(der) => Ok(est::base64_response(est::CSRATTRS, &der)),
-            None => Ok(StatusCode::NO_CONTENT.into_response()),
-        }
-    };
-    answer().unwrap_or_else(est::error_response)
+    csrattrs_of(&state, tls, None).unwrap_or_else(est::error_response)
+}
+
+/// The attributes a CSR must have, under a label
+///
+/// As `GET /.well-known/est/csrattrs` (the policy is the same for every CA); 404
+/// `est_label_not_found` for a label that is not configured.
+#[utoipa::path(
+    get,
+    path = "/.well-known/est/{label}/csrattrs",
+    tag = "est",
+    operation_id = "est_csrattrs_labelled",
+    params(("label" = String, Path, description = "A label of `[est.labels]`")),
+    responses(
+        (status = 200, description = "CsrAttrs, DER, base64", body = String,
+         content_type = "application/csrattrs"),
+        (status = 204, description = "The policy requires no attribute"),
+    ),
+    security(())
+)]
+pub async fn csrattrs_labelled(
+    State(state): State<AppState>,
+    tls: Option<Extension<OverTls>>,
+    Path(label): Path<String>,
+) -> Response {
+    csrattrs_of(&state, tls, Some(&label)).unwrap_or_else(est::error_response)
+}
+
+fn csrattrs_of(
+    state: &AppState,
+    tls: Option<Extension<OverTls>>,
+    label: Option<&str>,
+) -> Result<Response, ApiError> {
+    require_tls(tls)?;
+    label_ca(state, label)?;
+    match est::csr_attrs(state.issuance.policy())
+        .map_err(|e| ApiError::internal(format!("csrattrs encoding: {e}")))?
+    {
+        Some(der) => Ok(est::base64_response(est::CSRATTRS, &der)),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 /// Enroll a device
@@ -130,14 +227,72 @@ pub async fn simpleenroll(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    enroll_as_station(&state, tls, identity, None, &request_id, &headers, body).await
+}
+
+/// Enroll a device with a label's CA
+///
+/// As `POST /.well-known/est/simpleenroll`, signed by the CA that `[est.labels]` names
+/// `label`. 404 `est_label_not_found` for a label that is not configured.
+#[utoipa::path(
+    post,
+    path = "/.well-known/est/{label}/simpleenroll",
+    tag = "est",
+    operation_id = "est_simpleenroll_labelled",
+    params(("label" = String, Path, description = "A label of `[est.labels]`")),
+    request_body(description = "PKCS#10, DER, base64",
+        content((String = "application/pkcs10"))),
+    responses(
+        (status = 200,
+         description = "The device certificate: certs-only CMS SignedData (DER, base64 with \
+            `Content-Transfer-Encoding: base64`)",
+         body = String, content_type = "application/pkcs7-mime; smime-type=certs-only"),
+    ),
+    security(("station_basic" = ["station"]), ("station_certificate" = ["station"]))
+)]
+pub async fn simpleenroll_labelled(
+    State(state): State<AppState>,
+    tls: Option<Extension<OverTls>>,
+    identity: Option<Extension<ClientIdentity>>,
+    RequestId(request_id): RequestId,
+    Path(label): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    enroll_as_station(
+        &state,
+        tls,
+        identity,
+        Some(&label),
+        &request_id,
+        &headers,
+        body,
+    )
+    .await
+}
+
+async fn enroll_as_station(
+    state: &AppState,
+    tls: Option<Extension<OverTls>>,
+    identity: Option<Extension<ClientIdentity>>,
+    label: Option<&str>,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let state = state.clone();
     if let Err(e) = require_tls(tls) {
         return est::error_response(e);
     }
-    let station = match station(&state, &headers, identity.map(|Extension(i)| i)).await {
+    let ca = match label_ca(&state, label) {
+        Ok(ca) => ca,
+        Err(e) => return est::error_response(e),
+    };
+    let station = match station(&state, headers, identity.map(|Extension(i)| i)).await {
         Ok(station) => station,
         Err(e) => return est::error_response(e),
     };
-    let result = enroll(&state, &station, &request_id, &headers, body).await;
+    let result = enroll(&state, &station, ca.as_ref(), request_id, headers, body).await;
     // Refusals (4xx) are counted for the dashboards like the JSON API's.
     if let Err(e) = &result
         && e.status().is_client_error()
@@ -155,6 +310,7 @@ pub async fn simpleenroll(
 async fn enroll(
     state: &AppState,
     station: &Principal,
+    ca: Option<&Arc<CertificateAuthority>>,
     request_id: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -188,6 +344,8 @@ async fn enroll(
             idempotency_key,
             request_id: Some(request_id),
             channel: Channel::Est,
+            ca,
+            renews: None,
         })
         .await?;
     let der = est::certs_only(&[&issued.record.certificate_der])
@@ -225,6 +383,7 @@ async fn station(
                 name: certificate_station_name(&common_name),
                 role: Role::Station,
             }),
+            Some(ClientIdentity::Device { .. }) => Err(device_certificate_not_allowed()),
             Some(ClientIdentity::Unusable { reason }) => Err(ApiError::new(
                 ErrorCode::Unauthorized,
                 format!("{reason}; or send a station token as the HTTP Basic password"),
@@ -284,4 +443,367 @@ async fn station(
         ));
     }
     Ok(principal)
+}
+
+/// Renew a device's certificate
+///
+/// RFC 7030 section 4.2.2. The device presents its current certificate as the TLS client
+/// certificate (`curl --cert dev.pem --key dev.key`); the body is a PKCS#10 CSR, DER, base64
+/// (`application/pkcs10`), with exactly the subject of that certificate (the key may be new or
+/// the same). Allowed when the certificate was issued by one of factory-ca's CAs, is in the
+/// ledger, unexpired, and neither revoked nor renewed before. The new certificate (channel
+/// `est`, station `device:<thing name>`) takes over the thing claim; the old one becomes
+/// `superseded` in the same transaction (it is not revoked, and nothing is sent to AWS IoT: the
+/// new certificate registers by JITP on its first connection). Answered like `simpleenroll`.
+#[utoipa::path(
+    post,
+    path = "/.well-known/est/simplereenroll",
+    tag = "est",
+    operation_id = "est_simplereenroll",
+    request_body(description = "PKCS#10, DER, base64",
+        content((String = "application/pkcs10"))),
+    responses(
+        (status = 200,
+         description = "The new certificate: certs-only CMS SignedData (DER, base64 with \
+            `Content-Transfer-Encoding: base64`)",
+         body = String, content_type = "application/pkcs7-mime; smime-type=certs-only"),
+    ),
+    security(("device_certificate" = []))
+)]
+pub async fn simplereenroll(
+    State(state): State<AppState>,
+    tls: Option<Extension<OverTls>>,
+    identity: Option<Extension<ClientIdentity>>,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    reenroll_answer(&state, tls, identity, None, &request_id, &headers, body).await
+}
+
+/// Renew a device's certificate with a label's CA
+///
+/// As `POST /.well-known/est/simplereenroll`, the new certificate signed by the CA that
+/// `[est.labels]` names `label`. 404 `est_label_not_found` for a label that is not configured.
+#[utoipa::path(
+    post,
+    path = "/.well-known/est/{label}/simplereenroll",
+    tag = "est",
+    operation_id = "est_simplereenroll_labelled",
+    params(("label" = String, Path, description = "A label of `[est.labels]`")),
+    request_body(description = "PKCS#10, DER, base64",
+        content((String = "application/pkcs10"))),
+    responses(
+        (status = 200,
+         description = "The new certificate: certs-only CMS SignedData (DER, base64 with \
+            `Content-Transfer-Encoding: base64`)",
+         body = String, content_type = "application/pkcs7-mime; smime-type=certs-only"),
+    ),
+    security(("device_certificate" = []))
+)]
+pub async fn simplereenroll_labelled(
+    State(state): State<AppState>,
+    tls: Option<Extension<OverTls>>,
+    identity: Option<Extension<ClientIdentity>>,
+    RequestId(request_id): RequestId,
+    Path(label): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    reenroll_answer(
+        &state,
+        tls,
+        identity,
+        Some(&label),
+        &request_id,
+        &headers,
+        body,
+    )
+    .await
+}
+
+async fn reenroll_answer(
+    state: &AppState,
+    tls: Option<Extension<OverTls>>,
+    identity: Option<Extension<ClientIdentity>>,
+    label: Option<&str>,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut device = None;
+    let result = reenroll(
+        state,
+        tls,
+        identity.map(|Extension(i)| i),
+        label,
+        request_id,
+        headers,
+        body,
+        &mut device,
+    )
+    .await;
+    let outcome = match &result {
+        Ok(_) => "renewed",
+        Err(e) => e.code.as_str(),
+    };
+    metrics::counter!("factory_ca_est_reenrollments_total", "outcome" => outcome).increment(1);
+    if let Some((name, serial)) = &device {
+        let (success, detail) = match &result {
+            Ok((_, new_serial)) => (true, format!("superseded by {new_serial}")),
+            Err(e) => (false, format!("{}: {}", e.code.as_str(), e.message)),
+        };
+        let actor = Actor {
+            name,
+            request_id: Some(request_id),
+        };
+        if let Err(e) = actor
+            .record(
+                &state.store,
+                "certificate.reenroll",
+                Some(serial),
+                success,
+                Some(&detail),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "the audit record of a renewal was not written");
+        }
+        if let Err(e) = &result
+            && e.status().is_client_error()
+        {
+            state.rejections.record(
+                Some(name),
+                e.code.as_str(),
+                state.issuance.issuing_ca().id(),
+                time::OffsetDateTime::now_utc(),
+            );
+        }
+    }
+    match result {
+        Ok((response, _)) => response,
+        Err(e) => est::error_response(e),
+    }
+}
+
+/// The checks of RFC 7030 section 4.2.2 and factory-ca's ledger, then the issuance. `device`
+/// receives `(device:<thing name>, serial)` of the presented certificate once it is known (for
+/// the audit record).
+#[allow(clippy::too_many_arguments)]
+async fn reenroll(
+    state: &AppState,
+    tls: Option<Extension<OverTls>>,
+    identity: Option<ClientIdentity>,
+    label: Option<&str>,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    device: &mut Option<(String, String)>,
+) -> Result<(Response, String), ApiError> {
+    require_tls(tls)?;
+    let ca = label_ca(state, label)?;
+    let der = match identity {
+        Some(ClientIdentity::Device { certificate_der }) => certificate_der,
+        Some(ClientIdentity::Station { .. }) => {
+            return Err(ApiError::new(
+                ErrorCode::DeviceCertificateRequired,
+                "simplereenroll renews the certificate presented as the TLS client certificate, \
+                 and this is a station certificate; present the device's own certificate and \
+                 key (curl --cert dev.pem --key dev.key)",
+            ));
+        }
+        Some(ClientIdentity::Unusable { .. }) | None => {
+            return Err(ApiError::new(
+                ErrorCode::DeviceCertificateRequired,
+                "simplereenroll needs the device's current certificate as the TLS client \
+                 certificate (curl --cert dev.pem --key dev.key), issued by this service",
+            ));
+        }
+    };
+    let record = current_certificate(state, &der).await?;
+    *device = Some((
+        format!("device:{}", record.thing_name),
+        record.serial.clone(),
+    ));
+    let name = format!("device:{}", record.thing_name);
+    if let Err(wait) = state.station_limiter.check(&name) {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "this device renews more often than server.station_rate_per_sec allows; retry after \
+             the Retry-After delay",
+        )
+        .with_retry_after(wait.as_secs_f64().ceil() as u64));
+    }
+    if est::media_type(headers) != PKCS10 {
+        return Err(unsupported_media_type(
+            "application/pkcs10 (the DER CSR, base64-encoded)",
+        ));
+    }
+    let body = body.map_err(|_| payload_too_large())?;
+    let csr = est::csr_der(&body)?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let issued = state
+        .issuance
+        .issue(IssuanceRequest {
+            csr: &csr,
+            station: &name,
+            idempotency_key,
+            request_id: Some(request_id),
+            channel: Channel::Est,
+            ca: ca.as_ref(),
+            renews: Some(&record),
+        })
+        .await?;
+    if !issued.replayed {
+        tracing::info!(
+            old_serial = %record.serial,
+            new_serial = %issued.record.serial,
+            thing_name = %record.thing_name,
+            "certificate renewed (EST simplereenroll); the old one is superseded"
+        );
+    }
+    let cms = est::certs_only(&[&issued.record.certificate_der])
+        .map_err(|e| ApiError::internal(format!("simplereenroll CMS encoding: {e}")))?;
+    let mut response = est::base64_response(PKCS7_CERTS_ONLY, &cms);
+    if issued.replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok((response, issued.record.serial))
+}
+
+/// The ledger row of a device certificate (verified by the TLS handshake to chain to one of our
+/// CAs), if it may be renewed: recorded (the same DER), unexpired, not revoked, not renewed.
+async fn current_certificate(state: &AppState, der: &[u8]) -> Result<CertificateRecord, ApiError> {
+    let unknown = || {
+        ApiError::new(
+            ErrorCode::CertificateUnknown,
+            "the client certificate chains to this service's CA but is not in its ledger; only \
+             certificates this service issued can be renewed",
+        )
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| unknown())?;
+    let serial = hex::encode(cert.raw_serial());
+    let record = state
+        .store
+        .get_certificate(&serial)
+        .await?
+        .filter(|r| r.certificate_der == der)
+        .ok_or_else(unknown)?;
+    match record.status {
+        LedgerStatus::Revoked => {
+            return Err(ApiError::new(
+                ErrorCode::CertificateRevoked,
+                format!(
+                    "certificate {serial} is revoked; a revoked certificate cannot be renewed \
+                     (enroll the device again through a station)"
+                ),
+            ));
+        }
+        LedgerStatus::Superseded => {
+            return Err(ApiError::new(
+                ErrorCode::CertificateSuperseded,
+                format!(
+                    "certificate {serial} was renewed already (by {}); renew with the newest \
+                     certificate",
+                    record
+                        .superseded_by
+                        .as_deref()
+                        .unwrap_or("another certificate")
+                ),
+            ));
+        }
+        LedgerStatus::Active => {}
+    }
+    if record.not_after <= Timestamp::now() {
+        return Err(ApiError::new(
+            ErrorCode::CertificateExpired,
+            format!(
+                "certificate {serial} expired; an expired certificate cannot be renewed (enroll \
+                 the device again through a station)"
+            ),
+        ));
+    }
+    Ok(record)
+}
+
+fn device_certificate_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::DeviceCertificateNotAllowed,
+        "the TLS client certificate is a device certificate issued by this service; device \
+         certificates authenticate only for EST simplereenroll (and may read cacerts and \
+         csrattrs). Connect without it (or with a station certificate) for this route",
+    )
+}
+
+/// Whether a device certificate may reach `path`: EST `simplereenroll`, `cacerts` and
+/// `csrattrs`, with or without a label.
+fn device_may_use(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/.well-known/est/") else {
+        return false;
+    };
+    let operation = match rest.split_once('/') {
+        None => rest,
+        Some((label, operation)) if !label.is_empty() && !operation.contains('/') => operation,
+        Some(_) => return false,
+    };
+    matches!(operation, "simplereenroll" | "cacerts" | "csrattrs")
+}
+
+/// A router layer: a request on a connection whose client certificate is a device certificate
+/// gets 403 `device_certificate_not_allowed` unless it is for a route a device may use (see
+/// [`device_may_use`]), whatever else it carries (a token, a session cookie). A device never
+/// acts as a station, a viewer or an admin. EST paths answer in EST's `text/plain` form.
+pub async fn device_certificate_gate(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let is_device = matches!(
+        request.extensions().get::<ClientIdentity>(),
+        Some(ClientIdentity::Device { .. })
+    );
+    if !is_device || device_may_use(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let refusal = device_certificate_not_allowed();
+    if request.uri().path().starts_with("/.well-known/est/") {
+        est::error_response(refusal)
+    } else {
+        refusal.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_may_use;
+
+    #[test]
+    fn devices_reach_only_renewal_and_the_public_est_routes() {
+        for allowed in [
+            "/.well-known/est/simplereenroll",
+            "/.well-known/est/cacerts",
+            "/.well-known/est/csrattrs",
+            "/.well-known/est/line3/simplereenroll",
+            "/.well-known/est/line3/cacerts",
+        ] {
+            assert!(device_may_use(allowed), "{allowed}");
+        }
+        for refused in [
+            "/.well-known/est/simpleenroll",
+            "/.well-known/est/line3/simpleenroll",
+            "/.well-known/est//simplereenroll",
+            "/.well-known/est/a/b/simplereenroll",
+            "/v1/certificates",
+            "/v1/admin/tokens",
+            "/healthz",
+            "/",
+            "/.well-known/est/simplereenroll/x",
+        ] {
+            assert!(!device_may_use(refused), "{refused}");
+        }
+    }
 }
