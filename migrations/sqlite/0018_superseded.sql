@@ -1,12 +1,13 @@
--- no-transaction
 -- Renewal (EST simplereenroll): see migrations/postgres/0018_superseded.sql for the why.
 --
--- SQLite cannot change a CHECK constraint, so the table is rebuilt (the procedure of
--- https://sqlite.org/lang_altertable.html#otheralter): foreign keys off outside the transaction
--- (thing_claims and idempotency_keys refer to the table), copy, drop, rename, indexes again,
--- check the references, commit, foreign keys on.
-PRAGMA foreign_keys = OFF;
-BEGIN;
+-- SQLite cannot change a CHECK constraint, so the table is rebuilt. Migrations run in a
+-- transaction with foreign keys on, where they cannot be switched off; so the rows of the two
+-- tables that refer to it (thing_claims, idempotency_keys) wait in temporary tables while it is
+-- rebuilt, and come back (checked against the new table) once it is in place.
+CREATE TEMP TABLE thing_claims_0018 AS SELECT * FROM thing_claims;
+CREATE TEMP TABLE idempotency_keys_0018 AS SELECT * FROM idempotency_keys;
+DELETE FROM thing_claims;
+DELETE FROM idempotency_keys;
 CREATE TABLE issued_certificates_0018 (
     serial                  TEXT PRIMARY KEY CHECK (length(serial) = 40),
     ca_id                   TEXT NOT NULL REFERENCES certificate_authorities (id),
@@ -62,5 +63,7 @@ CREATE INDEX issued_certificates_aws_status
     ON issued_certificates (aws_status, issued_at DESC, serial DESC);
 CREATE INDEX issued_certificates_revocation_job ON issued_certificates (revocation_job, revoked_at)
     WHERE revocation_job IS NOT NULL;
-COMMIT;
-PRAGMA foreign_keys = ON;
+INSERT INTO thing_claims SELECT * FROM temp.thing_claims_0018;
+INSERT INTO idempotency_keys SELECT * FROM temp.idempotency_keys_0018;
+DROP TABLE temp.thing_claims_0018;
+DROP TABLE temp.idempotency_keys_0018;
