@@ -473,9 +473,10 @@ async fn csrattrs_names_cn_and_country_when_the_policy_requires_it() {
     assert_eq!(names, expected);
 }
 
-/// A device certificate of ours never authenticates as a station: the TLS setup trusts only
-/// the station CAs for client certificates, so the handshake itself refuses it, for EST and
-/// for the JSON API alike.
+/// A device certificate of ours never authenticates as a station: the TLS handshake accepts it
+/// (a device renews with it, `simplereenroll`), and every other route refuses it with 403
+/// `device_certificate_not_allowed`, EST in text/plain and the JSON API as problem+json, whatever
+/// token comes along.
 #[tokio::test]
 async fn a_device_certificate_is_refused_for_simpleenroll_and_the_json_api() {
     let est = EstApp::spawn(Backend::Sqlite).await;
@@ -508,19 +509,44 @@ async fn a_device_certificate_is_refused_for_simpleenroll_and_the_json_api() {
         .unwrap();
     let enroll = device_client
         .post(est.url("/.well-known/est/simpleenroll"))
+        .basic_auth("line-1", Some(&est.app.station))
         .header("content-type", "application/pkcs10")
         .body(est_body(&csr("Thing-Dev-2", "JP").pem))
         .send()
-        .await;
-    assert!(enroll.is_err(), "{enroll:?}");
+        .await
+        .unwrap();
+    assert_eq!(enroll.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        enroll.headers()["x-error-code"],
+        "device_certificate_not_allowed"
+    );
+    assert!(
+        enroll
+            .text()
+            .await
+            .unwrap()
+            .starts_with("device_certificate_not_allowed: ")
+    );
     let json_api = device_client
         .post(est.url("/v1/certificates"))
+        .bearer_auth(&est.app.station)
         .json(&serde_json::json!({ "csr": csr("Thing-Dev-3", "JP").pem }))
         .send()
-        .await;
-    assert!(json_api.is_err(), "{json_api:?}");
-    let listed = device_client.get(est.url("/v1/certificates")).send().await;
-    assert!(listed.is_err(), "{listed:?}");
+        .await
+        .unwrap();
+    assert_eq!(json_api.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        json(json_api).await["code"],
+        "device_certificate_not_allowed"
+    );
+    let listed = device_client
+        .get(est.url("/v1/certificates"))
+        .bearer_auth(&est.app.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), StatusCode::FORBIDDEN);
+    assert_eq!(json(listed).await["code"], "device_certificate_not_allowed");
     assert_eq!(est.app.ledger_count().await, 1);
 }
 

@@ -211,7 +211,7 @@ async fn statuses_are_read_in_any_case(backend: Backend) {
         "invalid_query",
     )
     .await;
-    assert!(detail.contains("active or revoked"), "{detail}");
+    assert!(detail.contains("active, revoked or superseded"), "{detail}");
     // The audit outcome filter too.
     app.admin_json(
         Method::POST,

@@ -5,8 +5,8 @@
 
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -20,7 +20,7 @@ use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::est_wire::{self as est, PKCS7_CERTS_ONLY, PKCS10};
 use crate::http::extract::{
-    RequestId, certificate_station_name, payload_too_large, unsupported_media_type,
+    ApiPath, RequestId, certificate_station_name, payload_too_large, unsupported_media_type,
 };
 use crate::http::tls::{ClientIdentity, OverTls};
 use crate::services::audit::Actor;
@@ -83,9 +83,11 @@ pub async fn cacerts(State(state): State<AppState>, tls: Option<Extension<OverTl
 pub async fn cacerts_labelled(
     State(state): State<AppState>,
     tls: Option<Extension<OverTls>>,
-    Path(label): Path<String>,
+    label: Result<ApiPath<String>, ApiError>,
 ) -> Response {
-    cacerts_of(&state, tls, Some(&label)).unwrap_or_else(est::error_response)
+    label
+        .and_then(|ApiPath(label)| cacerts_of(&state, tls, Some(&label)))
+        .unwrap_or_else(est::error_response)
 }
 
 fn cacerts_of(
@@ -176,9 +178,11 @@ pub async fn csrattrs(State(state): State<AppState>, tls: Option<Extension<OverT
 pub async fn csrattrs_labelled(
     State(state): State<AppState>,
     tls: Option<Extension<OverTls>>,
-    Path(label): Path<String>,
+    label: Result<ApiPath<String>, ApiError>,
 ) -> Response {
-    csrattrs_of(&state, tls, Some(&label)).unwrap_or_else(est::error_response)
+    label
+        .and_then(|ApiPath(label)| csrattrs_of(&state, tls, Some(&label)))
+        .unwrap_or_else(est::error_response)
 }
 
 fn csrattrs_of(
@@ -255,10 +259,14 @@ pub async fn simpleenroll_labelled(
     tls: Option<Extension<OverTls>>,
     identity: Option<Extension<ClientIdentity>>,
     RequestId(request_id): RequestId,
-    Path(label): Path<String>,
+    label: Result<ApiPath<String>, ApiError>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let label = match label {
+        Ok(ApiPath(label)) => label,
+        Err(e) => return est::error_response(e),
+    };
     enroll_as_station(
         &state,
         tls,
@@ -506,10 +514,14 @@ pub async fn simplereenroll_labelled(
     tls: Option<Extension<OverTls>>,
     identity: Option<Extension<ClientIdentity>>,
     RequestId(request_id): RequestId,
-    Path(label): Path<String>,
+    label: Result<ApiPath<String>, ApiError>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let label = match label {
+        Ok(ApiPath(label)) => label,
+        Err(e) => return est::error_response(e),
+    };
     reenroll_answer(
         &state,
         tls,
