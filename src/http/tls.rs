@@ -38,7 +38,7 @@ use crate::store::CaRecord;
 /// What a verified client certificate says about its connection. Inserted as a request
 /// extension into every request of a TLS connection whose client presented a certificate that
 /// chains to a station CA; absent otherwise (plain HTTP, no certificate).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum ClientIdentity {
     /// The certificate's CN, verbatim (the station is named `cert:<CN>`).
     Station { common_name: String },
@@ -48,6 +48,28 @@ pub enum ClientIdentity {
     /// authenticates for EST simplereenroll only; every other route refuses it (403
     /// `device_certificate_not_allowed`), so a device never acts as a station.
     Device { certificate_der: Arc<[u8]> },
+}
+
+/// A device certificate shows as its subject (the log line of each verified connection), not
+/// as its bytes.
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientIdentity::Station { common_name } => f
+                .debug_struct("Station")
+                .field("common_name", common_name)
+                .finish(),
+            ClientIdentity::Unusable { reason } => {
+                f.debug_struct("Unusable").field("reason", reason).finish()
+            }
+            ClientIdentity::Device { certificate_der } => {
+                let subject = x509_parser::parse_x509_certificate(certificate_der)
+                    .map(|(_, c)| c.subject().to_string())
+                    .unwrap_or_default();
+                f.debug_struct("Device").field("subject", &subject).finish()
+            }
+        }
+    }
 }
 
 impl ClientIdentity {

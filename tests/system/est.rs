@@ -188,5 +188,112 @@ async fn est_and_json_issuance_over_tls_side_by_side() {
             p(0.99).as_secs_f64() * 1e3,
         ));
     }
+    report.push(renewals(&app, &client, PER_CHANNEL, CONCURRENCY).await);
     println!("{}", report.join("\n"));
+}
+
+/// The renewal phase of the benchmark: `count` devices, enrolled (EST) before the clock starts,
+/// each renew once (`simplereenroll`, same key and subject) over a TLS connection of its own
+/// with its certificate as the client certificate: a full handshake with client certificate
+/// verification per renewal, as devices in the field do. `concurrency` tasks; 120 s limit.
+async fn renewals(
+    app: &TlsApp,
+    client: &reqwest::Client,
+    count: usize,
+    concurrency: usize,
+) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use der::{Decode, Encode};
+    use std::time::{Duration, Instant};
+
+    let mut devices = Vec::with_capacity(count);
+    for i in 0..count {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CountryName, "JP");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("Bench-renew-{i}"));
+        let body = STANDARD.encode(params.serialize_request(&key).unwrap().der());
+        let response = client
+            .post(app.url("/.well-known/est/simpleenroll"))
+            .basic_auth("bench", Some(&app.station))
+            .header("content-type", "application/pkcs10")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let text: String = response.text().await.unwrap().split_whitespace().collect();
+        let info =
+            cms::content_info::ContentInfo::from_der(&STANDARD.decode(text).unwrap()).unwrap();
+        let signed: cms::signed_data::SignedData = info.content.decode_as().unwrap();
+        let certificate = match &signed.certificates.unwrap().0[0] {
+            cms::cert::CertificateChoices::Certificate(c) => c.to_der().unwrap(),
+            other => panic!("not a certificate: {other:?}"),
+        };
+        let identity = format!(
+            "{}{}",
+            key.serialize_pem(),
+            ::pem::encode(&::pem::Pem::new("CERTIFICATE", certificate))
+        );
+        let device_client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&app.pki.server_ca_path).unwrap())
+                    .unwrap(),
+            )
+            .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        devices.push(
+            device_client
+                .post(app.url("/.well-known/est/simplereenroll"))
+                .header("content-type", "application/pkcs10")
+                .body(body),
+        );
+    }
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(devices));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let Some(request) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let sent = Instant::now();
+                let response = request.send().await.expect("renewal");
+                assert!(response.status().is_success(), "{}", response.status());
+                response.bytes().await.unwrap();
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(latencies.len(), count, "renewals: all within the limit");
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    format!(
+        "est-reenroll (new TLS connection each): {count} certificates in {:.2} s = {:.0}/s; \
+         p50 {:.1} ms, p99 {:.1} ms",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        p(0.5).as_secs_f64() * 1e3,
+        p(0.99).as_secs_f64() * 1e3,
+    )
 }
