@@ -232,7 +232,8 @@ async fn renewals(
         let info =
             cms::content_info::ContentInfo::from_der(&STANDARD.decode(text).unwrap()).unwrap();
         let signed: cms::signed_data::SignedData = info.content.decode_as().unwrap();
-        let certificate = match &signed.certificates.unwrap().0[0] {
+        let certificates = signed.certificates.unwrap();
+        let certificate = match certificates.0.iter().next().expect("one certificate") {
             cms::cert::CertificateChoices::Certificate(c) => c.to_der().unwrap(),
             other => panic!("not a certificate: {other:?}"),
         };
