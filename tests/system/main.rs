@@ -27,7 +27,9 @@
 //! - `ledger`: `factory-ca ledger verify` on an untouched and on tampered ledgers, and on a
 //!   million-row chain;
 //! - `est`: the EST quick start with openssl, curl and Python `cryptography`; EST beside JSON
-//!   issuance over TLS.
+//!   issuance over TLS;
+//! - `certificate_provider`: the fleet-provisioning Lambda handler against factory-ca over
+//!   HTTPS, its certificates checked with openssl.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -35,6 +37,7 @@ mod common;
 mod aws_moto;
 mod backup;
 mod bulk_revocation;
+mod certificate_provider;
 mod cli;
 mod connections;
 mod crash;

@@ -1,0 +1,216 @@
+//! The fleet-provisioning certificate provider against a real factory-ca over HTTPS: the
+//! handler of the Lambda function (`factory_ca::certificate_provider::handle`, what the
+//! binary runs for each invocation) is fed AWS's documented event with an openssl-made CSR;
+//! openssl checks the certificate it returns (chain, subject) and the ledger holds it. A CSR
+//! the policy refuses, a wrong token and an untrusted server give errors with the code, and no
+//! ledger row.
+
+use std::process::Command;
+
+use factory_ca::certificate_provider::{
+    CertificateProviderEvent, FactoryCaClient, ProviderSettings, env, handle,
+};
+use factory_ca::config::ClientAuth;
+use serde_json::json;
+
+use crate::common::{Backend, write};
+use crate::tls::TlsApp;
+
+/// `openssl req` as a device (or its factory tool) makes a CSR: a fresh P-256 key, the
+/// subject given as openssl's `-subj`.
+fn openssl_csr(dir: &std::path::Path, name: &str, subject: &str) -> String {
+    let key = dir.join(format!("{name}.key"));
+    let output = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-subj", subject, "-keyout"])
+        .arg(&key)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("PEM")
+}
+
+/// The event as AWS IoT sends it (the developer guide's field names), parsed as the Lambda
+/// runtime parses it.
+fn event(csr: &str) -> CertificateProviderEvent {
+    serde_json::from_value(json!({
+        "certificateSigningRequest": csr,
+        "principal": "5f3c4e8ad0e1d7d2a5b1c0e0f6b2f1a9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3",
+        "clientId": "fp-device-0001"
+    }))
+    .expect("the documented event parses")
+}
+
+fn client(app: &TlsApp, vars: &[(&str, String)]) -> FactoryCaClient {
+    let mut all: Vec<(String, String)> = vec![
+        (env::URL.into(), app.url("")),
+        (
+            env::CA_BUNDLE.into(),
+            app.pki.server_ca_path.display().to_string(),
+        ),
+    ];
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let settings = ProviderSettings::from_lookup(|name| {
+        all.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .expect("settings");
+    FactoryCaClient::new(&settings).expect("client")
+}
+
+fn openssl(args: &[&str]) -> String {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "openssl {args:?}: {text}");
+    text
+}
+
+/// The answer's certificate: openssl verifies it against the issuing CA (GET /v1/ca.pem) for
+/// client authentication, its subject is the CSR's, and the ledger has it under the station.
+async fn check_issued(app: &TlsApp, certificate_pem: &str, thing: &str, station: &str) {
+    let dir = app.pki.dir.join(format!("fp-{thing}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_pem = reqwest::Client::builder()
+        .use_preconfigured_tls(app.pki.rustls_config_with(None, &[&rustls::version::TLS13]))
+        .build()
+        .unwrap()
+        .get(app.url("/v1/ca.pem"))
+        .send()
+        .await
+        .expect("ca.pem")
+        .text()
+        .await
+        .unwrap();
+    let ca = write(&dir, "ca.pem", &ca_pem);
+    let cert = write(&dir, "device.pem", certificate_pem);
+    let (ca, cert) = (ca.to_str().unwrap(), cert.to_str().unwrap());
+    let verified = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        "sslclient",
+        "-CAfile",
+        ca,
+        cert,
+    ]);
+    assert!(verified.contains(": OK"), "{verified}");
+    let subject = openssl(&[
+        "x509", "-in", cert, "-noout", "-subject", "-nameopt", "RFC2253",
+    ]);
+    assert!(subject.contains(&format!("CN={thing}")), "{subject}");
+    assert!(subject.contains("C=JP"), "{subject}");
+    // One PEM certificate, no key, no chain: what AWS IoT registers.
+    assert_eq!(certificate_pem.matches("BEGIN CERTIFICATE").count(), 1);
+
+    let der = crate::common::der_of(certificate_pem);
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("DER");
+    let serial = parsed.raw_serial_as_string().replace(':', "");
+    let row = app.ledger_row(&serial).await;
+    assert_eq!(row["thing_name"], thing, "{row}");
+    assert_eq!(row["station"], station, "{row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_gets_a_certificate_for_the_documented_event_with_a_station_token() {
+    let app = TlsApp::spawn_with(Backend::Sqlite, None, |_, _| {}).await;
+    let provider = client(&app, &[(env::STATION_TOKEN, app.station.clone())]);
+    let csr = openssl_csr(&app.pki.dir, "fp-1", "/C=JP/CN=FP-Thing-0001");
+
+    let answer = handle(event(&csr), &provider).await.expect("a certificate");
+    // The answer in AWS's shape.
+    let wire = serde_json::to_value(&answer).unwrap();
+    assert_eq!(wire.as_object().unwrap().len(), 1, "{wire}");
+    let pem = wire["certificatePem"].as_str().expect("certificatePem");
+    check_issued(&app, pem, "FP-Thing-0001", "station-1").await;
+
+    // A retried invocation for the same CSR gets the same certificate, not a second row.
+    let before = app.ledger_count().await;
+    let again = handle(event(&csr), &provider).await.expect("a retry");
+    assert_eq!(again.certificate_pem, answer.certificate_pem);
+    assert_eq!(app.ledger_count().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_signs_in_as_a_station_with_its_client_certificate_alone() {
+    let app = TlsApp::spawn_with(Backend::Sqlite, Some(ClientAuth::Optional), |_, _| {}).await;
+    let station = app.pki.station("fleet-lambda", 21);
+    let provider = client(
+        &app,
+        &[
+            (env::CLIENT_CERT, station.cert_path.display().to_string()),
+            (env::CLIENT_KEY, station.key_path.display().to_string()),
+        ],
+    );
+    let csr = openssl_csr(&app.pki.dir, "fp-2", "/C=JP/CN=FP-Thing-0002");
+    let answer = handle(event(&csr), &provider).await.expect("a certificate");
+    check_issued(
+        &app,
+        &answer.certificate_pem,
+        "FP-Thing-0002",
+        "cert:fleet-lambda",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_errors_with_factory_cas_code_and_leave_no_row() {
+    let app = TlsApp::spawn_with(Backend::Sqlite, None, |_, _| {}).await;
+    let before = app.ledger_count().await;
+
+    // The policy requires a country: a CSR without C is refused by factory-ca.
+    let provider = client(&app, &[(env::STATION_TOKEN, app.station.clone())]);
+    let no_country = openssl_csr(&app.pki.dir, "fp-3", "/CN=FP-Thing-0003");
+    let err = handle(event(&no_country), &provider).await.unwrap_err();
+    assert_eq!(err.code(), "missing_country", "{err}");
+    assert!(err.to_string().starts_with("missing_country: "), "{err}");
+
+    // A token factory-ca does not know.
+    let wrong = client(
+        &app,
+        &[(
+            env::STATION_TOKEN,
+            "fca_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+        )],
+    );
+    let csr = openssl_csr(&app.pki.dir, "fp-4", "/C=JP/CN=FP-Thing-0004");
+    let err = handle(event(&csr), &wrong).await.unwrap_err();
+    assert_eq!(err.code(), "unauthorized", "{err}");
+
+    // A viewer token is not a station's.
+    let viewer = client(&app, &[(env::STATION_TOKEN, app.viewer.clone())]);
+    let err = handle(event(&csr), &viewer).await.unwrap_err();
+    assert_eq!(err.code(), "forbidden", "{err}");
+
+    // A server that does not chain to the configured bundle is not trusted: the bundle here
+    // is the station CA, which did not issue the server's certificate.
+    let settings = ProviderSettings::from_lookup(|name| match name {
+        n if n == env::URL => Some(app.url("")),
+        n if n == env::CA_BUNDLE => Some(app.pki.dir.join("station-ca.crt").display().to_string()),
+        n if n == env::STATION_TOKEN => Some(app.station.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let untrusted = FactoryCaClient::new(&settings).unwrap();
+    let err = handle(event(&csr), &untrusted).await.unwrap_err();
+    assert_eq!(err.code(), "factory_ca_unreachable", "{err}");
+    assert!(err.to_string().contains("TLS handshake"), "{err}");
+
+    assert_eq!(app.ledger_count().await, before, "no refusal left a row");
+}
