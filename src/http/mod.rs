@@ -62,6 +62,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(aws::preview))
         .routes(routes!(aws::sync))
         .routes(routes!(ca_health::ca_health))
+        .routes(routes!(ca_health::ca_health_for_viewers))
         .routes(routes!(aws::registration_config))
         .routes(routes!(revocation::revoke_certificate))
         .routes(routes!(revocation::crl))

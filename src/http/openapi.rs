@@ -236,6 +236,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         &[CA_NOT_FOUND, &[ErrorCode::UnprocessableRequest], STORE],
     ),
     ("GET /v1/admin/health", &[STORE]),
+    ("GET /v1/ca/health", &[STORE]),
     (
         "POST /v1/admin/cas/{id}/aws/sync",
         &[CA_NOT_FOUND, AWS_CALL, STORE],
