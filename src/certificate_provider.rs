@@ -118,6 +118,9 @@ pub struct ProviderSettings {
     pub ca_bundle: PathBuf,
     /// A station token (`Authorization: Bearer`).
     pub token: Option<StationToken>,
+    /// A Secrets Manager secret (name or ARN) holding the station token, read at the cold
+    /// start into `token` ([`secrets::station_token`]).
+    pub token_secret_id: Option<String>,
     /// A station client certificate (PEM, may hold the chain) and its key (PEM), for mTLS.
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Connect, handshake, request and answer together.
@@ -130,6 +133,7 @@ pub mod env {
     pub const CA_BUNDLE: &str = "CERT_PROVIDER_CA_BUNDLE";
     pub const STATION_TOKEN: &str = "CERT_PROVIDER_STATION_TOKEN";
     pub const STATION_TOKEN_FILE: &str = "CERT_PROVIDER_STATION_TOKEN_FILE";
+    pub const STATION_TOKEN_SECRET_ID: &str = "CERT_PROVIDER_STATION_TOKEN_SECRET_ID";
     pub const CLIENT_CERT: &str = "CERT_PROVIDER_CLIENT_CERT";
     pub const CLIENT_KEY: &str = "CERT_PROVIDER_CLIENT_KEY";
     pub const TIMEOUT_SECS: &str = "CERT_PROVIDER_TIMEOUT_SECS";
@@ -165,12 +169,22 @@ impl ProviderSettings {
                 env::CA_BUNDLE
             )
         })?;
-        let token = match (get(env::STATION_TOKEN), get(env::STATION_TOKEN_FILE)) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "set one of {} and {}, not both",
+        let token_secret_id = get(env::STATION_TOKEN_SECRET_ID).map(|s| s.trim().to_owned());
+        let sources = [
+            get(env::STATION_TOKEN).is_some(),
+            get(env::STATION_TOKEN_FILE).is_some(),
+            token_secret_id.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            anyhow::bail!(
+                "set one of {}, {} and {}, not several",
                 env::STATION_TOKEN,
-                env::STATION_TOKEN_FILE
-            ),
+                env::STATION_TOKEN_FILE,
+                env::STATION_TOKEN_SECRET_ID
+            );
+        }
+        let token = match (get(env::STATION_TOKEN), get(env::STATION_TOKEN_FILE)) {
+            (Some(_), Some(_)) => unreachable!("refused above"),
             (Some(token), None) => Some(StationToken::new(token.trim())),
             (None, Some(path)) => {
                 let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
@@ -193,12 +207,13 @@ impl ProviderSettings {
                 env::CLIENT_KEY
             ),
         };
-        if token.is_none() && client_cert.is_none() {
+        if token.is_none() && token_secret_id.is_none() && client_cert.is_none() {
             anyhow::bail!(
-                "no station credential: set {} (or {}) to a station token, or {} and {} to a \
-                 station client certificate and key, or both",
+                "no station credential: set {} (or {}, or {}) to a station token, or {} and {} \
+                 to a station client certificate and key, or both",
                 env::STATION_TOKEN,
                 env::STATION_TOKEN_FILE,
+                env::STATION_TOKEN_SECRET_ID,
                 env::CLIENT_CERT,
                 env::CLIENT_KEY
             );
@@ -217,6 +232,7 @@ impl ProviderSettings {
             url,
             ca_bundle,
             token,
+            token_secret_id,
             client_cert,
             timeout,
         })
@@ -240,6 +256,15 @@ pub struct FactoryCaClient {
 impl FactoryCaClient {
     /// Loads the CA bundle and the client certificate; refuses settings that cannot work.
     pub fn new(settings: &ProviderSettings) -> anyhow::Result<Self> {
+        if settings.token.is_none()
+            && let Some(secret) = &settings.token_secret_id
+        {
+            anyhow::bail!(
+                "{} = {secret}: the token must be read from Secrets Manager before the client \
+                 is made (secrets::station_token)",
+                env::STATION_TOKEN_SECRET_ID
+            );
+        }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         let bundle = CertificateDer::pem_file_iter(&settings.ca_bundle)
@@ -430,6 +455,63 @@ fn answer(status: StatusCode, body: &[u8]) -> Result<String, ProviderError> {
     }
 }
 
+/// The station token from AWS Secrets Manager (the function reads it once, at its cold start).
+#[cfg(feature = "certificate-provider")]
+pub mod secrets {
+    use super::StationToken;
+    use zeroize::Zeroizing;
+
+    /// The token in secret `secret_id` (name or ARN): its `SecretString`, either the token
+    /// itself or a JSON object with a `token` key (the console's key/value form). The function's
+    /// role needs `secretsmanager:GetSecretValue` on it (and `kms:Decrypt` for a customer
+    /// managed key).
+    pub async fn station_token(
+        client: &aws_sdk_secretsmanager::Client,
+        secret_id: &str,
+    ) -> anyhow::Result<StationToken> {
+        let out = client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{} = {secret_id}: Secrets Manager did not give the secret: {}",
+                    super::env::STATION_TOKEN_SECRET_ID,
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let text = Zeroizing::new(out.secret_string().map(str::to_owned).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} = {secret_id}: the secret has no SecretString (a binary secret cannot hold \
+                 a token)",
+                super::env::STATION_TOKEN_SECRET_ID
+            )
+        })?);
+        let token = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(map)) => map
+                .get("token")
+                .and_then(|v| v.as_str())
+                .map(|t| Zeroizing::new(t.trim().to_owned()))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} = {secret_id}: the secret is a JSON object without a \"token\" \
+                         string",
+                        super::env::STATION_TOKEN_SECRET_ID
+                    )
+                })?,
+            _ => Zeroizing::new(text.trim().to_owned()),
+        };
+        if token.is_empty() {
+            anyhow::bail!(
+                "{} = {secret_id}: the secret is empty",
+                super::env::STATION_TOKEN_SECRET_ID
+            );
+        }
+        Ok(StationToken::new(token.as_str()))
+    }
+}
+
 /// Anything that signs a CSR for the handler: factory-ca over HTTPS in the function.
 #[async_trait::async_trait]
 pub trait CsrSigner: Send + Sync {
@@ -545,6 +627,15 @@ mod tests {
             (env::STATION_TOKEN_FILE, "/t"),
         ];
         assert!(ProviderSettings::from_lookup(lookup(&both)).is_err());
+        let secret = [
+            base[0],
+            base[1],
+            (env::STATION_TOKEN_SECRET_ID, "factory-ca/t"),
+        ];
+        let s = ProviderSettings::from_lookup(lookup(&secret)).unwrap();
+        assert_eq!(s.token_secret_id.as_deref(), Some("factory-ca/t"));
+        let secret_and_token = [secret[0], secret[1], secret[2], (env::STATION_TOKEN, "t")];
+        assert!(ProviderSettings::from_lookup(lookup(&secret_and_token)).is_err());
         let slow = [
             base[0],
             base[1],

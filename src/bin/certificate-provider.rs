@@ -1,11 +1,11 @@
 //! The AWS IoT certificate provider Lambda function: the Lambda runtime around
 //! [`factory_ca::certificate_provider::handle`]. Settings from the environment (see
-//! docs/fleet-provisioning.md); a bad setting stops the function at its cold start, with the
-//! variable to fix in the log.
+//! docs/fleet-provisioning.md); the station token from Secrets Manager is read once, at the
+//! cold start; a bad setting stops the function there, with the variable to fix in the log.
 
 use factory_ca::certificate_provider::{
     CertificateProviderEvent, CertificateProviderResponse, FactoryCaClient, ProviderError,
-    ProviderSettings, handle,
+    ProviderSettings, handle, secrets,
 };
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 
@@ -39,8 +39,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .without_time()
         .with_target(false)
         .init();
-    let settings = ProviderSettings::from_lookup(|name| std::env::var(name).ok())
+    let mut settings = ProviderSettings::from_lookup(|name| std::env::var(name).ok())
         .inspect_err(|e| tracing::error!(error = %e, "certificate provider settings"))?;
+    if let Some(secret_id) = settings.token_secret_id.clone() {
+        // The function's region and role, from Lambda's environment.
+        let config = aws_config::load_from_env().await;
+        let client = aws_sdk_secretsmanager::Client::new(&config);
+        settings.token = Some(
+            secrets::station_token(&client, &secret_id)
+                .await
+                .inspect_err(|e| tracing::error!(error = %e, "station token"))?,
+        );
+    }
     let client = FactoryCaClient::new(&settings)
         .inspect_err(|e| tracing::error!(error = %e, "certificate provider settings"))?;
     let client = std::sync::Arc::new(client);

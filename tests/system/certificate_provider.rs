@@ -214,3 +214,73 @@ async fn refusals_are_errors_with_factory_cas_code_and_leave_no_row() {
 
     assert_eq!(app.ledger_count().await, before, "no refusal left a row");
 }
+
+/// The station token from AWS Secrets Manager (moto's), as the function reads it at its cold
+/// start: a plain secret and a JSON `{"token": ...}` secret both sign; a missing secret is an
+/// error that names it.
+#[cfg(feature = "certificate-provider")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_station_token_comes_from_a_secrets_manager_secret() {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    use factory_ca::certificate_provider::secrets;
+
+    let moto = crate::aws_moto::start_moto();
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .endpoint_url(&moto.url)
+        .credentials_provider(Credentials::new(
+            "testing", "testing", None, None, "emulator",
+        ))
+        .build();
+    let sm = aws_sdk_secretsmanager::Client::from_conf(config);
+    let app = TlsApp::spawn_with(Backend::Sqlite, None, |_, _| {}).await;
+    sm.create_secret()
+        .name("factory-ca/station-plain")
+        .secret_string(format!("{}\n", app.station))
+        .send()
+        .await
+        .expect("moto creates the secret");
+    let arn = sm
+        .create_secret()
+        .name("factory-ca/station-json")
+        .secret_string(json!({ "token": app.station }).to_string())
+        .send()
+        .await
+        .expect("moto creates the secret")
+        .arn()
+        .unwrap()
+        .to_owned();
+
+    for (n, secret_id) in ["factory-ca/station-plain", arn.as_str()]
+        .into_iter()
+        .enumerate()
+    {
+        let mut settings = ProviderSettings::from_lookup(|name| match name {
+            x if x == env::URL => Some(app.url("")),
+            x if x == env::CA_BUNDLE => Some(app.pki.server_ca_path.display().to_string()),
+            x if x == env::STATION_TOKEN_SECRET_ID => Some(secret_id.to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(
+            FactoryCaClient::new(&settings).is_err(),
+            "no client before the secret is read"
+        );
+        settings.token = Some(secrets::station_token(&sm, secret_id).await.unwrap());
+        let provider = FactoryCaClient::new(&settings).unwrap();
+        let thing = format!("FP-Secret-000{n}");
+        let csr = openssl_csr(&app.pki.dir, &thing, &format!("/C=JP/CN={thing}"));
+        let answer = handle(event(&csr), &provider).await.expect("a certificate");
+        check_issued(&app, &answer.certificate_pem, &thing, "station-1").await;
+    }
+
+    let missing = secrets::station_token(&sm, "factory-ca/nothing-here")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("factory-ca/nothing-here") && missing.contains("ResourceNotFound"),
+        "{missing}"
+    );
+}
