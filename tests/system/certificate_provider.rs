@@ -284,3 +284,146 @@ async fn the_station_token_comes_from_a_secrets_manager_secret() {
         "{missing}"
     );
 }
+
+/// The `certificate-provider` binary as Lambda runs it: its runtime polls a Lambda Runtime API
+/// (here a stand-in on loopback that serves AWS's events and records the answers, the
+/// endpoints of Lambda's runtime interface), and answers `{"certificatePem"}` for a good CSR
+/// and an error whose `errorType` is factory-ca's code for a refused one. A bad setting stops
+/// it at its cold start, naming the variable.
+#[cfg(feature = "certificate-provider")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_binary_answers_aws_events_through_the_runtime_api() {
+    use axum::extract::{Path, State};
+    use axum::http::HeaderMap;
+    use axum::routing::{get, post};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    #[derive(Default)]
+    struct RuntimeApi {
+        events: Mutex<Vec<(String, serde_json::Value)>>,
+        answers: Mutex<Vec<(String, String, serde_json::Value)>>,
+    }
+    async fn next(State(api): State<Arc<RuntimeApi>>) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        loop {
+            let event = api.events.lock().unwrap().pop();
+            if let Some((id, body)) = event {
+                let deadline = (std::time::SystemTime::now() + Duration::from_secs(60))
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis();
+                let mut headers = HeaderMap::new();
+                headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
+                headers.insert(
+                    "lambda-runtime-deadline-ms",
+                    deadline.to_string().parse().unwrap(),
+                );
+                headers.insert(
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:eu-west-1:123456789012:function:factory-ca-certificate-provider"
+                        .parse()
+                        .unwrap(),
+                );
+                return (headers, axum::Json(body)).into_response();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    async fn answer(
+        State(api): State<Arc<RuntimeApi>>,
+        Path((id, kind)): Path<(String, String)>,
+        body: axum::body::Bytes,
+    ) -> axum::http::StatusCode {
+        let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        api.answers.lock().unwrap().push((id, kind, value));
+        axum::http::StatusCode::ACCEPTED
+    }
+
+    let app = TlsApp::spawn_with(Backend::Sqlite, None, |_, _| {}).await;
+    let good = openssl_csr(&app.pki.dir, "bin-1", "/C=JP/CN=FP-Binary-0001");
+    let refused = openssl_csr(&app.pki.dir, "bin-2", "/CN=FP-Binary-0002");
+    let api = Arc::new(RuntimeApi::default());
+    // Popped from the end: the good CSR first.
+    *api.events.lock().unwrap() = vec![
+        (
+            "req-2".into(),
+            json!({ "certificateSigningRequest": refused }),
+        ),
+        (
+            "req-1".into(),
+            json!({ "certificateSigningRequest": good, "clientId": "fp-device-0001" }),
+        ),
+    ];
+    let router = axum::Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(answer))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let runtime_api = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let function = |extra: &[(&str, String)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_certificate-provider"));
+        cmd.env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
+            .env(
+                "AWS_LAMBDA_FUNCTION_NAME",
+                "factory-ca-certificate-provider",
+            )
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env(env::URL, app.url(""))
+            .env(env::STATION_TOKEN, &app.station)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+    let mut child = function(&[(env::CA_BUNDLE, app.pki.server_ca_path.display().to_string())])
+        .spawn()
+        .expect("the function starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.answers.lock().unwrap().len() < 2 {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the function exited ({status})");
+        }
+        assert!(Instant::now() < deadline, "no answers within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!logs.contains(&app.station), "the token is never logged");
+    server.abort();
+
+    let answers = api.answers.lock().unwrap().clone();
+    let (id, kind, body) = &answers[0];
+    assert_eq!(
+        (id.as_str(), kind.as_str()),
+        ("req-1", "response"),
+        "{body}"
+    );
+    let pem = body["certificatePem"].as_str().expect("certificatePem");
+    check_issued(&app, pem, "FP-Binary-0001", "station-1").await;
+    let (id, kind, body) = &answers[1];
+    assert_eq!((id.as_str(), kind.as_str()), ("req-2", "error"), "{body}");
+    assert_eq!(body["errorType"], "missing_country", "{body}");
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("missing_country: "),
+        "{body}"
+    );
+
+    // A setting missing: the function stops at its cold start and says which.
+    let output = function(&[]).output().expect("the function runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(stderr.contains(env::CA_BUNDLE), "{stderr}");
+}

@@ -29,7 +29,9 @@
 //! - `est`: the EST quick start with openssl, curl and Python `cryptography`; EST beside JSON
 //!   issuance over TLS;
 //! - `certificate_provider`: the fleet-provisioning Lambda handler against factory-ca over
-//!   HTTPS, its certificates checked with openssl.
+//!   HTTPS, its certificates checked with openssl; with the `certificate-provider` feature, the
+//!   token from moto's Secrets Manager and the binary itself behind a Lambda Runtime API
+//!   stand-in.
 
 #[path = "../common/mod.rs"]
 mod common;
