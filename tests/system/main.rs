@@ -33,6 +33,7 @@
 mod common;
 
 mod aws_moto;
+mod aws_targets;
 mod backup;
 mod bulk_revocation;
 mod cli;
