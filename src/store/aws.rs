@@ -81,9 +81,7 @@ impl Store {
             "SELECT {COLUMNS} FROM ca_aws_registrations \
              ORDER BY ca_id, CASE WHEN target = 'default' THEN 0 ELSE 1 END, target"
         );
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
-            .fetch_all(pool)
-            .await)?)
+        self.fetch_rows(&sql).await
     }
 
     /// Inserts or replaces the registration of `r.ca_id` in `r.target`.
