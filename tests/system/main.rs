@@ -37,6 +37,7 @@
 mod common;
 
 mod aws_moto;
+mod aws_targets;
 mod backup;
 mod bulk_revocation;
 mod certificate_provider;
