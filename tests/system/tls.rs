@@ -297,7 +297,7 @@ impl TlsApp {
     }
 
     /// The ledger row of `serial`, read over HTTPS with the viewer token.
-    async fn ledger_row(&self, serial: &str) -> serde_json::Value {
+    pub(super) async fn ledger_row(&self, serial: &str) -> serde_json::Value {
         let response = self
             .pki
             .client(None)
