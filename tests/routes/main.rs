@@ -24,6 +24,7 @@ mod dashboard;
 mod est;
 mod hardening;
 mod health;
+mod ledger;
 mod messages;
 mod openapi;
 mod query_fuzz;
