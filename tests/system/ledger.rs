@@ -137,6 +137,55 @@ async fn tampering_is_detected_and_an_untouched_ledger_passes(backend: Backend) 
 
 crate::on_both_backends!(tampering_is_detected_and_an_untouched_ledger_passes);
 
+/// Signs checkpoints at records `every`, `2 * every`, ... and at the head `records` with the
+/// app's audit key, as the service would have on a chain whose records are all issuances;
+/// returns how many.
+async fn checkpoint_every(app: &TestApp, every: i64, records: i64) -> u64 {
+    use factory_ca::services::ledger::checkpoint_message;
+    use factory_ca::store::checkpoints::CheckpointRecord;
+
+    let key = factory_ca::keys::KeyStore::from_settings(&app.settings)
+        .existing_audit_key()
+        .await
+        .unwrap()
+        .unwrap();
+    let ca_id = app.store.chained_cas().await.unwrap()[0].clone();
+    let mut positions: Vec<i64> = (1..=records / every).map(|i| i * every).collect();
+    if positions.last() != Some(&records) {
+        positions.push(records);
+    }
+    for &seq in &positions {
+        let record = app.store.chain_page(&ca_id, seq - 1, 1).await.unwrap();
+        let mut cp = CheckpointRecord {
+            ca_id: ca_id.clone(),
+            seq,
+            head_hash: record[0].hash.clone(),
+            issued: seq,
+            revoked: 0,
+            created_at: factory_ca::store::Timestamp::now(),
+            key_id: key.key_id().to_owned(),
+            signature: Vec::new(),
+        };
+        cp.signature = key.sign(&checkpoint_message(&cp));
+        execute_bound(
+            app,
+            "INSERT INTO ledger_checkpoints (ca_id, seq, head_hash, issued, revoked, \
+             created_at, key_id, signature) VALUES ($1, $2, $3, $4, 0, $7, $5, $6)",
+            &[
+                Bound::Text(&cp.ca_id),
+                Bound::Int(cp.seq),
+                Bound::Bytes(&cp.head_hash),
+                Bound::Int(cp.issued),
+                Bound::Text(&cp.key_id),
+                Bound::Bytes(&cp.signature),
+                Bound::Time(cp.created_at),
+            ],
+        )
+        .await;
+    }
+    positions.len() as u64
+}
+
 fn million() -> u32 {
     std::env::var("FACTORY_CA_LEDGER_ROWS")
         .ok()
@@ -151,7 +200,8 @@ fn million() -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_row_ledger_verifies_on_postgres() {
     let n = million();
-    let app = TestApp::spawn(Backend::Postgres).await;
+    // Checkpoints are made below, every 10,000 records as `[ledger]`'s default does.
+    let app = TestApp::spawn_with(Backend::Postgres, no_checkpoints_by_the_service).await;
     issue(&app, "Template-1").await;
     let columns = "ca_id, country, subject, key_algorithm, spki_sha256, certificate_der, \
                    not_before, not_after, station";
@@ -169,20 +219,22 @@ async fn a_million_row_ledger_verifies_on_postgres() {
     app.store.migrate().await.expect("the rows are adopted");
     let adopted = started.elapsed();
     app.execute_sql("VACUUM ANALYZE ledger_chain").await;
+    let records = u64::from(n) + 1;
+    let checkpoints = checkpoint_every(&app, 10_000, records as i64).await;
 
     let started = std::time::Instant::now();
     let out = verify(&app);
     let verified = started.elapsed();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let records = u64::from(n) + 1;
     assert!(
-        stdout(&out).contains(&format!("\tok\t{records} records")),
+        stdout(&out).contains(&format!("\tok\t{records} records"))
+            && stdout(&out).contains(&format!("\t{checkpoints} checkpoints\t")),
         "{}",
         stdout(&out)
     );
     println!(
-        "{records} records: adopted into the chain in {:.1} s, `ledger verify` (debug build) in \
-         {:.1} s ({:.0} records/s)",
+        "{records} records: adopted into the chain in {:.1} s, `ledger verify` (debug build) of \
+         the chain and {checkpoints} signed checkpoints in {:.1} s ({:.0} records/s)",
         adopted.as_secs_f64(),
         verified.as_secs_f64(),
         records as f64 / verified.as_secs_f64()
@@ -208,6 +260,7 @@ async fn execute_bound(app: &TestApp, sql: &str, binds: &[Bound<'_>]) {
                     Bound::Bytes(b) => query.bind(b.to_vec()),
                     Bound::Text(t) => query.bind(t.to_string()),
                     Bound::Int(i) => query.bind(*i),
+                    Bound::Time(t) => query.bind(*t),
                 };
             }
             query.execute($pool).await.expect("the statement runs");
@@ -223,6 +276,7 @@ enum Bound<'a> {
     Bytes(&'a [u8]),
     Text(&'a str),
     Int(i64),
+    Time(factory_ca::store::Timestamp),
 }
 
 fn no_checkpoints_by_the_service(s: &mut factory_ca::config::Settings) {
