@@ -92,15 +92,26 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
         jobs.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_POLL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Polled every second: a store outage is logged when it starts and when it ends,
+            // not on every poll.
+            let mut failing = false;
             loop {
                 tick.tick().await;
                 let when = crate::services::ledger::CheckpointWhen::Due(&s.settings.ledger);
                 let now = crate::store::Timestamp::now();
-                if let Err(e) =
-                    crate::services::ledger::checkpoint_chains(&s.store, &s.audit_key, when, now)
-                        .await
+                match crate::services::ledger::checkpoint_chains(&s.store, &s.audit_key, when, now)
+                    .await
                 {
-                    tracing::warn!(error = %e, "ledger checkpoint: store unavailable; will retry");
+                    Ok(_) if failing => {
+                        failing = false;
+                        tracing::info!("ledger checkpoints: the store answers again");
+                    }
+                    Ok(_) => {}
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "ledger checkpoint: store unavailable; will retry");
+                    }
+                    Err(_) => {}
                 }
             }
         }));
