@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::ca::policy::{DuplicateThingName, SubjectField};
 use crate::ca::{CaAlgorithm, CaSubject};
 
+mod ledger;
 mod revocation;
+pub use ledger::LedgerSettings;
 pub use revocation::RevocationSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -31,6 +33,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub aws: AwsSettings,
     pub revocation: RevocationSettings,
+    pub ledger: LedgerSettings,
     pub pkcs11: Pkcs11Settings,
 }
 
@@ -408,6 +411,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             aws: AwsSettings::default(),
             revocation: RevocationSettings::default(),
+            ledger: LedgerSettings::default(),
             pkcs11: Pkcs11Settings::default(),
         }
     }
@@ -751,6 +755,7 @@ impl Settings {
             }
         }
         self.revocation.validate()?;
+        self.ledger.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level {:?} is not a valid filter: {e}",

@@ -30,12 +30,14 @@ use zeroize::Zeroizing;
 
 use crate::ca::{CaError, CaSigner, CertificateAuthority, SecretKey};
 
+pub mod audit;
 pub(crate) mod files;
 pub mod passphrase;
 pub mod pkcs11;
 mod pkcs11_uri;
 pub mod pkcs8;
 
+pub use self::audit::{AUDIT_KEY_FILE, AuditKey, AuditPublicKey};
 pub use self::pkcs11::TokenFault;
 use self::pkcs11::{TokenConfig, TokenError, TokenKey};
 pub use self::pkcs11_uri::Pkcs11Uri;
