@@ -17,9 +17,9 @@ use crate::common::aws::{device_certificate, test_ca};
 use crate::common::process::free_port;
 
 /// A moto server on its own loopback port, stopped on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Moto {
@@ -29,7 +29,12 @@ impl Drop for Moto {
     }
 }
 
-fn start_moto() -> Moto {
+pub(crate) fn start_moto() -> Moto {
+    start_moto_with(&[])
+}
+
+/// moto with `scripts/moto_server.py`'s options (`--kms-as-shipped`).
+pub(crate) fn start_moto_with(options: &[&str]) -> Moto {
     let root = env!("CARGO_MANIFEST_DIR");
     let python =
         std::env::var("MOTO_PYTHON").unwrap_or_else(|_| format!("{root}/.venv/bin/python"));
@@ -37,6 +42,7 @@ fn start_moto() -> Moto {
     let child = Command::new(&python)
         .arg(format!("{root}/scripts/moto_server.py"))
         .arg(port.to_string())
+        .args(options)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
