@@ -402,6 +402,15 @@ impl KeyStore {
                 false,
             ));
         }
+        if !key_uri.starts_with("pkcs11:") {
+            return Err(KeyError::Token {
+                key: "URI".into(),
+                fault: TokenFault::Setup,
+                message: "a CA key URI starts with pkcs11: (a key in a PKCS#11 token) or awskms: \
+                          (a key in AWS KMS); leave it out for a new key file"
+                    .into(),
+            });
+        }
         let uri = Pkcs11Uri::parse(key_uri).map_err(|message| KeyError::Token {
             key: "URI".into(),
             fault: TokenFault::Setup,
