@@ -53,7 +53,7 @@ cleanup() {
     stop_pid "$SERVER_PID"
     stop_pid "$MOTO_PID"
     for db in "${DATABASES[@]}"; do
-        timeout 60 psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
+        timeout 300 psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
             >/dev/null 2>&1 || log "could not drop database $db"
     done
     rm -rf "$WORK"
