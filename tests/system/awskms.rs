@@ -449,3 +449,145 @@ async fn an_endpoint_that_signs_a_digest_as_a_message_is_refused_when_the_key_is
         stderr(&missing)
     );
 }
+
+#[tokio::test]
+async fn the_offline_root_ceremony_with_a_kms_key_issues_chains_to_the_root() {
+    let moto = start_moto();
+    let key = create_key(&moto, "ECC_NIST_P256");
+    let work = tempfile::tempdir().unwrap();
+    let (dir, data) = (work.path(), work.path().join("data"));
+
+    // The pending CA's CSR is signed by KMS; no key file is made.
+    let out = with_kms(&moto, &data)
+        .args(["ca", "create", "--key-uri", &uri(&key), "--csr-out"])
+        .arg(dir.join("issuing.csr"))
+        .args(["--common-name", "KMS Issuing CA", "--country", "JP"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pending = stdout(&out).split('\t').next().unwrap().to_owned();
+    assert!(
+        stdout(&out).trim_end().ends_with(&uri(&key)),
+        "{}",
+        stdout(&out)
+    );
+    let (ok, said) = openssl(dir, &["req", "-in", "issuing.csr", "-noout", "-verify"]);
+    assert!(ok, "{said}");
+    let (_, csr_key) = openssl(dir, &["req", "-in", "issuing.csr", "-noout", "-pubkey"]);
+    write(dir, "kms.pub.pem", &public_key_pem(&moto, &key));
+    let (_, kms_key) = openssl(dir, &["pkey", "-pubin", "-in", "kms.pub.pem"]);
+    assert_eq!(csr_key.trim(), kms_key.trim());
+    // encrypt-keys has no file to encrypt for it.
+    let out = with_kms(&moto, &data)
+        .env("FACTORY_CA_CA__KEY_PASSPHRASE_ENV", "KMS_TEST_PASSPHRASE")
+        .env("KMS_TEST_PASSPHRASE", "a passphrase for key files")
+        .args(["ca", "encrypt-keys"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("{pending}\tin AWS KMS (no file)\n")),
+        "{}",
+        stdout(&out)
+    );
+
+    // An openssl root signs it; the CA installs on its KMS key and issues.
+    let (ok, said) = openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "root.key",
+            "-out",
+            "root.pem",
+            "-subj",
+            "/CN=Offline Root",
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    assert!(ok, "{said}");
+    write(
+        dir,
+        "ca.ext",
+        "[issuing]\nbasicConstraints=critical,CA:TRUE,pathlen:0\n\
+         keyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n\
+         authorityKeyIdentifier=keyid\n",
+    );
+    let (ok, said) = openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "issuing.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-CAcreateserial",
+            "-days",
+            "10",
+            "-extfile",
+            "ca.ext",
+            "-extensions",
+            "issuing",
+            "-out",
+            "issuing.pem",
+        ],
+    );
+    assert!(ok, "{said}");
+    let out = with_kms(&moto, &data)
+        .args(["ca", "install", &pending, "--activate", "--cert"])
+        .arg(dir.join("issuing.pem"))
+        .arg("--chain")
+        .arg(dir.join("root.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).trim_end().ends_with(&uri(&key)),
+        "{}",
+        stdout(&out)
+    );
+
+    let station = new_token(&moto, &data, "station", "line-kms");
+    let mut service = Service::start(with_kms(&moto, &data));
+    service.ready().await;
+    let client = reqwest::Client::new();
+    let answer = issue(&client, &service.base(), &station, "kms-chain-1").await;
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    write(dir, "device.pem", body["certificate_pem"].as_str().unwrap());
+    write(
+        dir,
+        "chain.pem",
+        body["certificate_chain_pem"].as_str().unwrap(),
+    );
+    let (ok, said) = openssl(
+        dir,
+        &[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "chain.pem",
+            "device.pem",
+        ],
+    );
+    assert!(ok, "{said}");
+    service.stop().await;
+}
