@@ -25,7 +25,7 @@ mod shutdown;
 mod state;
 mod upkeep;
 
-pub use state::AppState;
+pub use state::{AppState, HEALTH_MAX_AGE, HealthCache};
 
 pub struct Application {
     listener: TcpListener,
@@ -179,6 +179,7 @@ impl Application {
                 bulk_revocations: Arc::new(crate::services::bulk_revocation::BulkRevocations::new(
                     settings.revocation.bulk_batch_size,
                 )),
+                health_cache: Arc::default(),
                 settings: Arc::new(settings),
             },
         })

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::aws::IotRegistry;
 use crate::config::Settings;
 use crate::keys::KeyStore;
+use crate::provisioning::HealthReport;
 use crate::services::ca_admin::CaAdmin;
 use crate::services::issuance::IssuanceService;
 use crate::services::limits::StationRateLimiter;
@@ -37,7 +38,18 @@ pub struct AppState {
     pub crls: Arc<crate::services::crl::CrlPublisher>,
     /// Bulk revocation jobs: submitted by the API, run by the upkeep job.
     pub bulk_revocations: Arc<crate::services::bulk_revocation::BulkRevocations>,
+    /// The last CA health report, for the dashboard ([`AppState::recent_health`]).
+    pub health_cache: Arc<HealthCache>,
 }
+
+/// The last CA health report and when it was made. Its lock is held while a report is being
+/// made for [`AppState::recent_health`], so that many dashboards refreshing at once make one.
+#[derive(Default)]
+pub struct HealthCache(tokio::sync::Mutex<Option<(std::time::Instant, HealthReport)>>);
+
+/// How old a report the dashboard may be shown: its refresh period. Viewers thus cause at most
+/// one round of AWS calls a minute, however many dashboards are open.
+pub const HEALTH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl AppState {
     /// The CAs of this service: create, import, activate, load.
@@ -45,10 +57,31 @@ impl AppState {
         CaAdmin::new(&self.store, &self.keys)
     }
 
-    /// The CA health checks with the configured threshold and target.
-    pub async fn health(
+    /// The CA health checks with the configured threshold and target, run now; the report is
+    /// kept for [`AppState::recent_health`].
+    pub async fn health(&self) -> Result<HealthReport, crate::provisioning::ProvisioningError> {
+        let report = self.check_health().await?;
+        *self.health_cache.0.lock().await = Some((std::time::Instant::now(), report.clone()));
+        Ok(report)
+    }
+
+    /// The last report if it is younger than `max_age`, else a new one (kept).
+    pub async fn recent_health(
         &self,
-    ) -> Result<crate::provisioning::HealthReport, crate::provisioning::ProvisioningError> {
+        max_age: std::time::Duration,
+    ) -> Result<HealthReport, crate::provisioning::ProvisioningError> {
+        let mut cached = self.health_cache.0.lock().await;
+        if let Some((made, report)) = cached.as_ref()
+            && made.elapsed() < max_age
+        {
+            return Ok(report.clone());
+        }
+        let report = self.check_health().await?;
+        *cached = Some((std::time::Instant::now(), report.clone()));
+        Ok(report)
+    }
+
+    async fn check_health(&self) -> Result<HealthReport, crate::provisioning::ProvisioningError> {
         self.provisioning()
             .health(self.settings.ca.expiry_warn_days, &self.settings.aws.region)
             .await

@@ -32,10 +32,17 @@ macro_rules! iot_operations {
                 &self, certificate_id: &str, status: &str) -> ();
             "ListCertificatesByCA" => fn list_certificates_by_ca(
                 &self, ca_certificate_id: &str, marker: Option<&str>) -> CertificatePage;
+            "CreateCertificateProvider" => fn create_certificate_provider(
+                &self, name: &str, lambda_function_arn: &str, operations: &[String]) -> String;
+            "DescribeCertificateProvider" => fn describe_certificate_provider(&self, name: &str)
+                -> CertificateProvider;
+            "DeleteCertificateProvider" => fn delete_certificate_provider(&self, name: &str)
+                -> ();
         }
     };
 }
 
+pub mod certificate_provider;
 pub mod fake;
 pub mod metered;
 pub mod sdk;
@@ -44,6 +51,8 @@ pub mod throttled;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+pub use certificate_provider::CertificateProvider;
 
 /// How AWS should treat the CA (RegisterCACertificate `certificateMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -352,4 +361,17 @@ pub trait IotRegistry: Send + Sync {
         ca_certificate_id: &str,
         marker: Option<&str>,
     ) -> Result<CertificatePage, AwsError>;
+    /// CreateCertificateProvider: makes the account's certificate provider (one per account).
+    /// Returns its ARN.
+    async fn create_certificate_provider(
+        &self,
+        name: &str,
+        lambda_function_arn: &str,
+        operations: &[String],
+    ) -> Result<String, AwsError>;
+    async fn describe_certificate_provider(
+        &self,
+        name: &str,
+    ) -> Result<CertificateProvider, AwsError>;
+    async fn delete_certificate_provider(&self, name: &str) -> Result<(), AwsError>;
 }

@@ -9,14 +9,15 @@ use aws_sdk_iot::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::operation::RequestId;
 use aws_sdk_iot::types::{
-    AutoRegistrationStatus, CaCertificateStatus, CertificateMode as SdkMode, CertificateStatus,
-    TemplateType,
+    AutoRegistrationStatus, CaCertificateStatus, CertificateMode as SdkMode,
+    CertificateProviderOperation, CertificateStatus, TemplateType,
 };
 use time::OffsetDateTime;
 
 use super::{
     AwsError, AwsFailure, CaDescription, CaUpdate, CertificateMode, CertificatePage,
-    DeviceCertificate, IotRegistry, RegisterCaRequest, RegisteredCa, RegistrationConfig,
+    CertificateProvider, DeviceCertificate, IotRegistry, RegisterCaRequest, RegisteredCa,
+    RegistrationConfig,
 };
 use crate::config::AwsSettings;
 
@@ -414,6 +415,70 @@ impl IotRegistry for SdkIotRegistry {
                 .collect(),
             next_marker: out.next_marker().map(str::to_owned),
         })
+    }
+
+    async fn create_certificate_provider(
+        &self,
+        name: &str,
+        lambda_function_arn: &str,
+        operations: &[String],
+    ) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .create_certificate_provider()
+            .certificate_provider_name(name)
+            .lambda_function_arn(lambda_function_arn)
+            .set_account_default_for_operations(Some(
+                operations
+                    .iter()
+                    .map(|o| CertificateProviderOperation::from(o.as_str()))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .certificate_provider_arn()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    async fn describe_certificate_provider(
+        &self,
+        name: &str,
+    ) -> Result<CertificateProvider, AwsError> {
+        let out = self
+            .client
+            .describe_certificate_provider()
+            .certificate_provider_name(name)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(CertificateProvider {
+            name: out.certificate_provider_name().unwrap_or(name).to_owned(),
+            arn: out
+                .certificate_provider_arn()
+                .unwrap_or_default()
+                .to_owned(),
+            lambda_function_arn: out.lambda_function_arn().unwrap_or_default().to_owned(),
+            account_default_for_operations: out
+                .account_default_for_operations()
+                .iter()
+                .map(|o| o.as_str().to_owned())
+                .collect(),
+            created_at: to_time(out.creation_date()),
+            last_modified_at: to_time(out.last_modified_date()),
+        })
+    }
+
+    async fn delete_certificate_provider(&self, name: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_certificate_provider()
+            .certificate_provider_name(name)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }
 

@@ -121,6 +121,8 @@ error_codes! {
     PreflightFailed = (422, "preflight_failed"),
     /// The JITP template, role ARN or template name is refused.
     InvalidTemplate = (422, "invalid_template"),
+    /// A certificate provider's name, Lambda function ARN or operations break AWS's rules.
+    InvalidCertificateProvider = (422, "invalid_certificate_provider"),
     /// The revocation reason is not one we accept.
     InvalidRevocationReason = (422, "invalid_revocation_reason"),
     /// A bulk revocation filter is empty or has a malformed criterion.

@@ -236,6 +236,19 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         &[CA_NOT_FOUND, &[ErrorCode::UnprocessableRequest], STORE],
     ),
     ("GET /v1/admin/health", &[STORE]),
+    ("GET /v1/ca/health", &[STORE]),
+    (
+        "POST /v1/admin/aws/certificate-providers",
+        &[&[ErrorCode::InvalidCertificateProvider], AWS_CALL, STORE],
+    ),
+    (
+        "GET /v1/admin/aws/certificate-providers/{name}",
+        &[&[ErrorCode::InvalidCertificateProvider], AWS_CALL],
+    ),
+    (
+        "DELETE /v1/admin/aws/certificate-providers/{name}",
+        &[&[ErrorCode::InvalidCertificateProvider], AWS_CALL, STORE],
+    ),
     (
         "POST /v1/admin/cas/{id}/aws/sync",
         &[CA_NOT_FOUND, AWS_CALL, STORE],

@@ -17,6 +17,7 @@ mod bulk_revocation;
 mod ca_chain;
 mod ca_health;
 mod cas;
+mod certificate_provider;
 mod certificates;
 mod connections;
 mod crl;
