@@ -25,6 +25,9 @@ pub struct AppState {
     pub issuance: Arc<IssuanceService>,
     /// AWS IoT, when `aws.enabled`; `None` makes the AWS endpoints answer 503.
     pub iot: Option<Arc<dyn IotRegistry>>,
+    /// Every registration target with its registry (the first is the one `iot` reaches);
+    /// empty when AWS is not configured.
+    pub aws_targets: Arc<Vec<crate::aws::AwsTargetRegistry>>,
     pub station_limiter: Arc<StationRateLimiter>,
     /// Refused signing requests not yet added to the store's counters.
     pub rejections: Arc<RejectionCounter>,
@@ -83,7 +86,7 @@ impl AppState {
 
     async fn check_health(&self) -> Result<HealthReport, crate::provisioning::ProvisioningError> {
         self.provisioning()
-            .health(self.settings.ca.expiry_warn_days, &self.settings.aws.region)
+            .health(self.settings.ca.expiry_warn_days)
             .await
     }
 
@@ -99,7 +102,7 @@ impl AppState {
     pub fn provisioning(&self) -> crate::provisioning::Provisioning<'_> {
         crate::provisioning::Provisioning {
             store: &self.store,
-            registry: self.iot.as_ref(),
+            targets: &self.aws_targets,
             ca_admin: self.ca_admin(),
             policy: self.issuance.policy(),
         }

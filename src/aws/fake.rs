@@ -53,6 +53,7 @@ struct State {
     fail_next: Option<AwsError>,
     auto_registration_ignored: bool,
     fail_after: Option<(usize, AwsError)>,
+    down: Option<AwsError>,
 }
 
 pub struct FakeIotRegistry {
@@ -98,6 +99,17 @@ impl FakeIotRegistry {
     /// did rather than what was asked.
     pub fn ignore_auto_registration(&self) {
         self.state().auto_registration_ignored = true;
+    }
+
+    /// Every call fails with `error` until [`FakeIotRegistry::restore`]: a target that is down,
+    /// throttles everything, or refuses our credentials.
+    pub fn go_down(&self, error: AwsError) {
+        self.state().down = Some(error);
+    }
+
+    /// Calls succeed again after [`FakeIotRegistry::go_down`].
+    pub fn restore(&self) {
+        self.state().down = None;
     }
 
     /// The operations called so far, in order (e.g. `RegisterCACertificate`).
@@ -148,6 +160,9 @@ impl FakeIotRegistry {
     fn begin(&self, operation: &str) -> Result<std::sync::MutexGuard<'_, State>, AwsError> {
         let mut state = self.state();
         state.calls.push(operation.to_owned());
+        if let Some(error) = &state.down {
+            return Err(error.clone());
+        }
         match state.fail_after.take() {
             Some((0, error)) => return Err(error),
             Some((n, error)) => state.fail_after = Some((n - 1, error)),

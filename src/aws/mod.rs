@@ -315,6 +315,64 @@ impl AwsError {
     }
 }
 
+/// One registration target at run time: its name (`[aws.targets.<name>]`, or `default`), its
+/// region and the registry that reaches it (paced by its own token bucket).
+#[derive(Clone)]
+pub struct AwsTargetRegistry {
+    pub name: String,
+    pub region: String,
+    /// The account of the target's `role_arn`, when one is assumed.
+    pub account: Option<String>,
+    pub registry: std::sync::Arc<dyn IotRegistry>,
+}
+
+impl std::fmt::Debug for AwsTargetRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsTargetRegistry")
+            .field("name", &self.name)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The account id of an IAM role ARN (`arn:aws:iam::<account>:role/<name>`).
+pub fn role_account(role_arn: &str) -> Option<String> {
+    role_arn
+        .split(':')
+        .nth(4)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+}
+
+impl AwsError {
+    /// What failed, for the per-target state: `throttled`, `unreachable` (no answer),
+    /// `unavailable` (a 5xx), `access_denied`, `not_found`, `already_exists`,
+    /// `certificate_validation`, `invalid_state` or `rejected`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AwsError::AlreadyExists(_) => "already_exists",
+            AwsError::NotFound(_) => "not_found",
+            AwsError::CertificateValidation(_) => "certificate_validation",
+            AwsError::InvalidState(_) => "invalid_state",
+            AwsError::InvalidRequest(_) => "rejected",
+            AwsError::Unauthorized(_) => "access_denied",
+            AwsError::Unavailable(f) => {
+                let code = f.code.as_deref().unwrap_or("");
+                if code.contains("Throttl")
+                    || code == "TooManyRequestsException"
+                    || f.http_status == Some(429)
+                {
+                    "throttled"
+                } else if f.http_status.is_none() {
+                    "unreachable"
+                } else {
+                    "unavailable"
+                }
+            }
+        }
+    }
+}
+
 /// The AWS IoT calls factory-ca makes.
 #[async_trait]
 pub trait IotRegistry: Send + Sync {

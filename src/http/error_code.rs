@@ -79,6 +79,8 @@ error_codes! {
     CertificateAlreadyRevoked = (409, "certificate_already_revoked"),
     /// The CA is not registered in AWS IoT.
     AwsNotRegistered = (409, "aws_not_registered"),
+    /// The request names an AWS target that is not configured (`[aws.targets.<name>]`).
+    UnknownAwsTarget = (400, "unknown_aws_target"),
     /// AWS IoT answered ResourceAlreadyExistsException.
     AwsResourceAlreadyExists = (409, "aws_resource_already_exists"),
     /// AWS IoT refused the operation in the resource's current state.

@@ -66,6 +66,7 @@ const CA_NOT_FOUND: &[ErrorCode] = &[ErrorCode::CaNotFound];
 const AWS_CALL: &[ErrorCode] = &[
     ErrorCode::AwsResourceNotFound,
     ErrorCode::AwsNotRegistered,
+    ErrorCode::UnknownAwsTarget,
     ErrorCode::AwsResourceAlreadyExists,
     ErrorCode::AwsInvalidState,
     ErrorCode::AwsCertificateValidation,

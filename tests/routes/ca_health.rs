@@ -262,10 +262,13 @@ async fn every_health_finding_is_produced_and_cleared(backend: Backend) {
         )
         .await;
     assert_eq!(sync.status(), StatusCode::OK);
-    fake.fail_next(AwsError::Unavailable("throttled".into()));
+    // Down until restored: the retry job (every second) cannot take the failure meant for the
+    // revocation's own push.
+    fake.go_down(AwsError::Unavailable("throttled".into()));
     let revoked = revoke(&app, device["serial"].as_str().unwrap()).await;
     assert_eq!(revoked["aws_revocation_pending"], true);
     let report = health(&app).await;
+    fake.restore();
     // The retry job may have pushed it already; the findings are checked only while pending.
     let row = json(
         app.get(

@@ -39,6 +39,7 @@
 mod common;
 
 mod aws_moto;
+mod aws_targets;
 mod awskms;
 mod backup;
 mod bulk_revocation;
