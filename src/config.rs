@@ -211,6 +211,9 @@ pub struct AwsSettings {
     /// Another endpoint (an emulator, a VPC endpoint). Credentials always come from the
     /// standard AWS chain (environment, profile, SSO, container or instance role).
     pub endpoint_url: Option<String>,
+    /// The AWS KMS endpoint of CA keys named `awskms:` (a VPC endpoint, an emulator); unset:
+    /// `endpoint_url`, else AWS's endpoint for the region.
+    pub kms_endpoint_url: Option<String>,
     /// An IAM role (another account's, typically) to assume through STS with the standard
     /// chain's credentials; unset: the chain's credentials are used directly.
     pub role_arn: Option<String>,
@@ -359,6 +362,7 @@ impl Default for AwsSettings {
             enabled: false,
             region: "us-east-1".into(),
             endpoint_url: None,
+            kms_endpoint_url: None,
             role_arn: None,
             max_attempts: 3,
             operation_timeout_secs: Duration::from_secs(20),
@@ -753,6 +757,13 @@ impl Settings {
                     "aws.endpoint_url must be an http(s) URL".into(),
                 ));
             }
+        }
+        if let Some(url) = &self.aws.kms_endpoint_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError(
+                "aws.kms_endpoint_url must be an http(s) URL".into(),
+            ));
         }
         self.revocation.validate()?;
         self.ledger.validate()?;

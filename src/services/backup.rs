@@ -93,6 +93,8 @@ pub async fn backup(settings: &Settings, store: &Store, out: &Path) -> anyhow::R
             // A token key never leaves its HSM: the ledger's key URI is the whole reference,
             // and the HSM is backed up by its own means.
             KeyRef::Pkcs11(_) => continue,
+            // Likewise a key in AWS KMS: KMS keeps it.
+            KeyRef::AwsKms(_) => continue,
         };
         let relative = checked_relative(&relative.to_string_lossy())
             .with_context(|| format!("the key file of CA {}", ca.id))?;
