@@ -1,8 +1,23 @@
-"""Starts the moto AWS emulator on 127.0.0.1:<port> for the AWS IoT tests.
+"""Starts the moto AWS emulator on 127.0.0.1:<port> for the AWS IoT and AWS KMS tests.
 
 `iot.use_valid_cert` makes moto compute certificate ids as the SHA-256 of the certificate DER,
-as AWS IoT does. Usage: python scripts/moto_server.py PORT
+as AWS IoT does.
+
+moto 5.2's KMS `Sign` differs from AWS KMS in two ways that matter to CA keys, so this script
+makes it keep AWS's rules (the AWS KMS API reference, Sign):
+- it ignores `MessageType`: a `DIGEST` is hashed again and signed as if it were the message.
+  Here a `DIGEST` is signed as the digest it is (its length must be the algorithm's hash
+  length), and a `RAW` message is limited to 4,096 bytes, as AWS does.
+- it signs with keys that are disabled or pending deletion. Here `Sign` and `GetPublicKey` on
+  such a key fail with `DisabledException` or `KMSInvalidStateException`, as AWS's do.
+
+`--kms-as-shipped` leaves moto's KMS as it is (the test that shows what the service does with
+an endpoint that signs a digest as a message uses it).
+
+Usage: python scripts/moto_server.py PORT [--kms-as-shipped]
 """
+import base64
+import json
 import sys
 
 from moto.core.config import default_user_config
@@ -11,4 +26,87 @@ default_user_config["iot"] = {"use_valid_cert": True}
 
 from moto.server import main  # noqa: E402  (after the configuration on purpose)
 
-main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+
+def keep_aws_kms_rules() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+    from moto.core.exceptions import JsonRESTError
+    from moto.kms import models, responses
+    from moto.kms.exceptions import ValidationException
+
+    class KmsRuleError(JsonRESTError):
+        code = 400
+
+    def usable(key):
+        if key.key_state == "Disabled":
+            raise KmsRuleError("DisabledException", f"{key.arn} is disabled.")
+        if key.key_state != "Enabled":
+            raise KmsRuleError("KMSInvalidStateException", f"{key.arn} is {key.key_state}.")
+
+    hash_of = {
+        "ECDSA_SHA_256": hashes.SHA256,
+        "ECDSA_SHA_384": hashes.SHA384,
+        "ECDSA_SHA_512": hashes.SHA512,
+        "RSASSA_PKCS1_V1_5_SHA_256": hashes.SHA256,
+        "RSASSA_PKCS1_V1_5_SHA_384": hashes.SHA384,
+        "RSASSA_PKCS1_V1_5_SHA_512": hashes.SHA512,
+    }
+
+    shipped_get_public_key = models.KmsBackend.get_public_key
+
+    def get_public_key(self, key_id):
+        usable(self.describe_key(key_id))
+        return shipped_get_public_key(self, key_id)
+
+    def sign(self):
+        key_id = self._get_param("KeyId")
+        message = self._get_param("Message")
+        message_type = self._get_param("MessageType") or "RAW"
+        algorithm = self._get_param("SigningAlgorithm")
+        self._validate_key_id(key_id)
+        key = self.kms_backend.describe_key(key_id)
+        usable(key)
+        if algorithm not in (key.signing_algorithms or []):
+            raise ValidationException(f"{algorithm} is not a signing algorithm of {key.arn}")
+        if algorithm not in hash_of:
+            # Other algorithms (PSS, SM2) as moto ships them.
+            return shipped_sign(self)
+        digest = hash_of[algorithm]()
+        if message_type == "RAW":
+            if not 1 <= len(message) <= 4096:
+                raise ValidationException("a RAW message is 1 to 4096 bytes")
+            h = hashes.Hash(digest)
+            h.update(message)
+            message = h.finalize()
+        elif message_type != "DIGEST":
+            raise ValidationException(f"MessageType {message_type} is not RAW or DIGEST")
+        if len(message) != digest.digest_size:
+            raise ValidationException(
+                f"a {algorithm} DIGEST is {digest.digest_size} bytes, not {len(message)}"
+            )
+        prehashed = utils.Prehashed(digest)
+        private = key.private_key.private_key
+        if algorithm.startswith("ECDSA"):
+            signature = private.sign(message, ec.ECDSA(prehashed))
+        else:
+            signature = private.sign(message, padding.PKCS1v15(), prehashed)
+        return json.dumps(
+            {
+                "KeyId": key.arn,
+                "Signature": base64.b64encode(signature).decode(),
+                "SigningAlgorithm": algorithm,
+            }
+        )
+
+    shipped_sign = responses.KmsResponse.sign
+    models.KmsBackend.get_public_key = get_public_key
+    responses.KmsResponse.sign = sign
+
+
+args = sys.argv[1:]
+if "--kms-as-shipped" in args:
+    args.remove("--kms-as-shipped")
+else:
+    keep_aws_kms_rules()
+
+main(["-H", "127.0.0.1", "-p", args[0]])

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::ca::policy::{DuplicateThingName, SubjectField};
 use crate::ca::{CaAlgorithm, CaSubject};
 
+mod ledger;
 mod revocation;
+pub use ledger::LedgerSettings;
 pub use revocation::RevocationSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -31,6 +33,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub aws: AwsSettings,
     pub revocation: RevocationSettings,
+    pub ledger: LedgerSettings,
     pub pkcs11: Pkcs11Settings,
     pub est: EstSettings,
 }
@@ -209,6 +212,9 @@ pub struct AwsSettings {
     /// Another endpoint (an emulator, a VPC endpoint). Credentials always come from the
     /// standard AWS chain (environment, profile, SSO, container or instance role).
     pub endpoint_url: Option<String>,
+    /// The AWS KMS endpoint of CA keys named `awskms:` (a VPC endpoint, an emulator); unset:
+    /// `endpoint_url`, else AWS's endpoint for the region.
+    pub kms_endpoint_url: Option<String>,
     /// An IAM role (another account's, typically) to assume through STS with the standard
     /// chain's credentials; unset: the chain's credentials are used directly.
     pub role_arn: Option<String>,
@@ -357,6 +363,7 @@ impl Default for AwsSettings {
             enabled: false,
             region: "us-east-1".into(),
             endpoint_url: None,
+            kms_endpoint_url: None,
             role_arn: None,
             max_attempts: 3,
             operation_timeout_secs: Duration::from_secs(20),
@@ -409,6 +416,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             aws: AwsSettings::default(),
             revocation: RevocationSettings::default(),
+            ledger: LedgerSettings::default(),
             pkcs11: Pkcs11Settings::default(),
             est: EstSettings::default(),
         }
@@ -803,7 +811,15 @@ impl Settings {
                 ));
             }
         }
+        if let Some(url) = &self.aws.kms_endpoint_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError(
+                "aws.kms_endpoint_url must be an http(s) URL".into(),
+            ));
+        }
         self.revocation.validate()?;
+        self.ledger.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             ConfigError(format!(
                 "log.level {:?} is not a valid filter: {e}",

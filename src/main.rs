@@ -57,7 +57,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         from: PathBuf,
     },
-    /// The tamper-evident ledger: verify its hash chains.
+    /// The tamper-evident ledger: verify its hash chains and checkpoints, the audit key,
+    /// checkpoints now, signed exports.
     #[command(subcommand)]
     Ledger(cli::ledger::LedgerCommand),
     /// Simulate stations: post N fresh CSRs over C connections and report throughput and latency.

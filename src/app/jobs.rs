@@ -1,5 +1,5 @@
 //! Background jobs of a running service: the rejection-count flush, the database reachability
-//! probe (`services::store_health`), and with AWS configured the
+//! probe (`services::store_health`), the ledger checkpoints (`[ledger]`), and with AWS configured the
 //! revocation push retry and the periodic sync. Each round is bounded; errors are logged and
 //! retried on the next round.
 
@@ -17,6 +17,10 @@ const HEALTH_FIRST_CHECK: Duration = Duration::from_secs(30);
 
 /// How often the CAs trusted for device certificates are re-read from the store.
 const DEVICE_TRUST_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often the chains' heads are compared with their last checkpoints (two index lookups per
+/// CA): a checkpoint is made at most this long after it is due.
+const CHECKPOINT_POLL: Duration = Duration::from_secs(1);
 
 /// Revocations pushed per batch of the retry job.
 const PUSH_BATCH: u32 = 500;
@@ -102,6 +106,35 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
         }
     }));
     jobs.push(super::upkeep::spawn(state.clone()));
+    if state.settings.ledger.checkpoints_enabled() {
+        let s = state.clone();
+        jobs.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECKPOINT_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Polled every second: a store outage is logged when it starts and when it ends,
+            // not on every poll.
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                let when = crate::services::ledger::CheckpointWhen::Due(&s.settings.ledger);
+                let now = crate::store::Timestamp::now();
+                match crate::services::ledger::checkpoint_chains(&s.store, &s.audit_key, when, now)
+                    .await
+                {
+                    Ok(_) if failing => {
+                        failing = false;
+                        tracing::info!("ledger checkpoints: the store answers again");
+                    }
+                    Ok(_) => {}
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "ledger checkpoint: store unavailable; will retry");
+                    }
+                    Err(_) => {}
+                }
+            }
+        }));
+    }
     if state.iot.is_none() {
         return jobs;
     }

@@ -110,6 +110,7 @@ impl Application {
             .context("cannot set up the dashboard's read pool (database.url)")?;
         let keys = Arc::new(KeyStore::from_settings(&settings));
         let ca = ensure_issuing_ca(&settings, &store, &keys).await?;
+        let audit_key = Arc::new(load_audit_key(&settings, &store, &keys).await?);
         if let Some(tls) = &tls {
             let cas = store.list_cas().await?;
             tls.refuse_own_cas(&cas)?;
@@ -220,6 +221,7 @@ impl Application {
                 store,
                 reads,
                 keys,
+                audit_key,
                 issuance: Arc::new(issuance),
                 iot,
                 aws_targets: Arc::new(aws_targets),
@@ -286,6 +288,8 @@ impl Application {
         let grace = self.state.settings.server.shutdown_grace_secs;
         let store = self.state.store.clone();
         let rejections = self.state.rejections.clone();
+        let audit_key = self.state.audit_key.clone();
+        let checkpoints_enabled = self.state.settings.ledger.checkpoints_enabled();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let mut jobs = jobs::background_jobs(&self.state);
         if let Some(listener) = self.metrics_listener {
@@ -325,6 +329,20 @@ impl Application {
         if let Err(e) = rejections.flush(&store).await {
             tracing::warn!(error = %e, "rejection counts of the last seconds were not saved");
         }
+        if checkpoints_enabled {
+            // The records of the last moments get their checkpoint now, not at the next start.
+            let last = crate::services::ledger::checkpoint_chains(
+                &store,
+                &audit_key,
+                crate::services::ledger::CheckpointWhen::Pending,
+                crate::store::Timestamp::now(),
+            );
+            match tokio::time::timeout(std::time::Duration::from_secs(5), last).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "no ledger checkpoint at shutdown"),
+                Err(_) => tracing::warn!("no ledger checkpoint at shutdown: the store is slow"),
+            }
+        }
         store.close().await;
         Ok(())
     }
@@ -353,6 +371,45 @@ async fn est_label_cas(
         labels.insert(label.clone(), Arc::new(ca));
     }
     Ok(labels)
+}
+
+/// The ledger audit key, generated on first start. Warns when the chains' latest checkpoints
+/// were signed by another key: replicas must share the data directory's `keys/`, or each
+/// signs with a key of its own and `ledger verify` trusts only one of them.
+async fn load_audit_key(
+    settings: &Settings,
+    store: &Store,
+    keys: &KeyStore,
+) -> anyhow::Result<crate::keys::AuditKey> {
+    let key = keys.audit_key().await.with_context(|| {
+        format!(
+            "cannot load or create the ledger audit key ({} under data_dir)",
+            crate::keys::AUDIT_KEY_FILE
+        )
+    })?;
+    if !settings.ledger.checkpoints_enabled() {
+        tracing::warn!(
+            "ledger checkpoints are off (ledger.checkpoint_every_records and \
+             ledger.checkpoint_interval_secs are 0): nothing signs the chains' heads"
+        );
+    }
+    for state in store.checkpoint_states().await? {
+        let Some(seq) = state.last_seq else { continue };
+        let last = store.checkpoints_page(&state.ca_id, seq - 1, 1).await?;
+        if let Some(cp) = last.first()
+            && cp.key_id != key.key_id()
+        {
+            tracing::warn!(
+                ca_id = %state.ca_id,
+                checkpoint_key_id = %cp.key_id,
+                key_id = %key.key_id(),
+                "the chain's last checkpoint was signed by another audit key than this data \
+                 directory's: give every replica the same keys/ledger-audit.key.pem"
+            );
+        }
+    }
+    tracing::info!(key_id = %key.key_id(), "ledger audit key loaded");
+    Ok(key)
 }
 
 /// The issuing CA, created on first start when configured (the development default).

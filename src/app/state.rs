@@ -22,6 +22,8 @@ pub struct AppState {
     pub reads: Store,
     /// The CA keys: where they live, their at-rest passphrase, the keys already decrypted.
     pub keys: Arc<KeyStore>,
+    /// The ledger audit key: signs the chains' checkpoints; its public key is published.
+    pub audit_key: Arc<crate::keys::AuditKey>,
     pub issuance: Arc<IssuanceService>,
     /// AWS IoT, when `aws.enabled`; `None` makes the AWS endpoints answer 503.
     pub iot: Option<Arc<dyn IotRegistry>>,

@@ -187,6 +187,20 @@ impl CertificateAuthority {
         })
     }
 
+    /// Checks that `secret` is the key of a pending CA's own CSR (`csr_pem`, as
+    /// [`CertificateAuthority::request`] made it): a pending CA has no certificate yet, and
+    /// its key file must not be rewritten with another key.
+    pub fn check_request_key(csr_pem: &str, secret: &SecretKey) -> Result<(), CaError> {
+        let parsed = super::csr::parse(csr_pem.as_bytes())
+            .map_err(|e| CaError::Rejected(format!("the pending CA's CSR: {e}")))?;
+        if parsed.public_key != secret.key_pair()?.der_bytes() {
+            return Err(CaError::Rejected(
+                "the private key does not match the pending CA's CSR".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// A CA certificate an external root signed for a key we hold (the end of the offline
     /// ceremony): a single CA certificate (CA:TRUE, keyCertSign, a key AWS IoT accepts) for
     /// this key, valid now, whose chain verifies up to a self-signed root.

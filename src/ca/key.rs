@@ -42,6 +42,17 @@ impl CaAlgorithm {
         serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
     }
 
+    /// The name settings, the CLI and the API use (`ecdsa-p256`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            CaAlgorithm::EcdsaP256 => Self::NAMES[0],
+            CaAlgorithm::EcdsaP384 => Self::NAMES[1],
+            CaAlgorithm::Rsa2048 => Self::NAMES[2],
+            CaAlgorithm::Rsa3072 => Self::NAMES[3],
+            CaAlgorithm::Rsa4096 => Self::NAMES[4],
+        }
+    }
+
     pub(super) fn generate_key(self) -> Result<KeyPair, rcgen::Error> {
         use rcgen::RsaKeySize;
         match self {

@@ -100,6 +100,8 @@ pub struct CaCreate {
     /// Keep the key in a PKCS#11 token: `pkcs11:token=<label>;object=<label>` (RFC 7512).
     /// Uses the key pair labelled `object`, or generates one inside the token (of --algorithm,
     /// or ca.algorithm). Module and PIN come from [pkcs11]; a PIN in the URI is refused.
+    /// Or use a key in AWS KMS: `awskms:<key id, key ARN or alias/name>` (ECC_NIST_P256 or
+    /// RSA_2048, SIGN_VERIFY), with the region, endpoint and credentials of [aws].
     #[arg(long, value_name = "URI", conflicts_with = "parent")]
     key_uri: Option<String>,
     /// Make a sub-CA signed by this CA we hold (its id, as `ca list` shows it) instead of a
@@ -298,6 +300,7 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
                     KeyFileOutcome::Encrypted => println!("{id}\tencrypted"),
                     KeyFileOutcome::AlreadyEncrypted => println!("{id}\talready encrypted"),
                     KeyFileOutcome::InToken => println!("{id}\tin a PKCS#11 token (no file)"),
+                    KeyFileOutcome::InKms => println!("{id}\tin AWS KMS (no file)"),
                     KeyFileOutcome::Failed(message) => {
                         failed += 1;
                         println!("{id}\tfailed\t{message}");

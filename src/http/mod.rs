@@ -30,7 +30,7 @@ use error::ApiError;
 use error_code::ErrorCode;
 use routes::{
     audit, aws, ca, ca_health, cas, certificate_provider, certificates, dashboard, est, health,
-    metrics, revocation, revocation_jobs, stats, tokens,
+    ledger, metrics, revocation, revocation_jobs, stats, tokens,
 };
 
 /// Every route of the API, each with its OpenAPI operation: this is the route table and the
@@ -47,6 +47,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(certificates::get_certificate))
         .routes(routes!(ca::issuing_ca))
         .routes(routes!(ca::issuing_ca_pem))
+        .routes(routes!(ledger::audit_key_pem))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(audit::list_audit))

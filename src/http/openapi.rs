@@ -150,6 +150,7 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ("GET /v1/ca", &[]),
     ("GET /v1/ca/aws", &[AWS_CALL, STORE]),
     ("GET /v1/ca.pem", &[]),
+    ("GET /v1/ledger/audit-key.pem", &[]),
     (
         "POST /v1/admin/tokens",
         &[

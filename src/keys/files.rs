@@ -78,6 +78,32 @@ pub(super) fn write_key_file(path: &Path, text: &str) -> Result<(), KeyError> {
         .map_err(|e| err(format!("cannot write: {e}")))
 }
 
+/// Writes a new key file whole, unless one is already there: the text goes to an owner-only
+/// file beside it, which is then hard-linked into place (a link never replaces a file), so a
+/// reader never sees half a key and two processes writing at once leave exactly one of the two.
+/// Returns `false` when another file was there first (this text is then discarded).
+pub(super) fn write_key_file_unless_exists(path: &Path, text: &str) -> Result<bool, KeyError> {
+    let err = |message: String| KeyError::file(path, message);
+    let dir = path.parent().expect("key files live in a directory");
+    let name = path
+        .file_name()
+        .expect("key files have a name")
+        .to_string_lossy();
+    let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    write_key_file(&temporary, text)?;
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(err(format!("cannot create: {e}"))),
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| err(format!("cannot sync the keys directory: {e}")))?;
+    Ok(true)
+}
+
 /// Replaces a key file atomically: a new owner-only file beside it, synced, renamed over it,
 /// and the directory synced, so a crash leaves the old key or the new one, never half of one.
 pub(super) fn replace_key_file(path: &Path, text: &str) -> Result<(), KeyError> {

@@ -12,6 +12,10 @@
 //! `[pkcs11]` ([`pkcs11`]). Such a key never leaves the token: a new one is made inside it, and
 //! the CA certificate is self-signed by it (`CertificateAuthority::self_signed`).
 //!
+//! A key can also live in AWS KMS, named `awskms:<key id, key ARN or alias>` ([`KmsUri`]),
+//! with the region, endpoint and credentials of `[aws]` ([`awskms`]): the CA certificate's
+//! public key comes from `GetPublicKey`, and KMS signs SHA-256 digests.
+//!
 //! The KeyStore hands the CA core a [`CaSigner`]: a public key and a signing operation, never a
 //! file, a passphrase or a PIN. A token key's signer asks the token to sign, and the CA core
 //! checks it against the CA certificate exactly as it checks a key file.
@@ -30,12 +34,17 @@ use zeroize::Zeroizing;
 
 use crate::ca::{CaError, CaSigner, CertificateAuthority, SecretKey};
 
+pub mod audit;
+pub mod awskms;
 pub(crate) mod files;
 pub mod passphrase;
 pub mod pkcs11;
 mod pkcs11_uri;
 pub mod pkcs8;
 
+pub use self::audit::{AUDIT_KEY_FILE, AuditKey, AuditPublicKey};
+pub use self::awskms::KmsUri;
+use self::awskms::{KmsClient, KmsKey};
 pub use self::pkcs11::TokenFault;
 use self::pkcs11::{TokenConfig, TokenError, TokenKey};
 pub use self::pkcs11_uri::Pkcs11Uri;
@@ -50,8 +59,8 @@ pub enum KeyError {
     /// The key cannot be written, read or decrypted where it lives; the message says why.
     #[error("CA key file {path}: {message}")]
     File { path: PathBuf, message: String },
-    /// A key in a PKCS#11 token cannot be used; the message names the setting or the URI
-    /// part to fix, never a PIN. `fault` says whether a later try may succeed.
+    /// A key in a PKCS#11 token or in AWS KMS cannot be used; the message names the setting
+    /// or the URI part to fix, never a PIN. `fault` says whether a later try may succeed.
     #[error("CA key {key}: {message}")]
     Token {
         key: String,
@@ -71,7 +80,7 @@ impl KeyError {
         }
     }
 
-    fn token(key: &Pkcs11Uri, e: TokenError) -> KeyError {
+    fn token(key: &impl fmt::Display, e: TokenError) -> KeyError {
         KeyError::Token {
             key: key.to_string(),
             fault: e.fault,
@@ -87,6 +96,8 @@ pub enum KeyRef {
     File(PathBuf),
     /// A key pair in a PKCS#11 token.
     Pkcs11(Pkcs11Uri),
+    /// An asymmetric key in AWS KMS.
+    AwsKms(KmsUri),
 }
 
 impl KeyRef {
@@ -96,8 +107,8 @@ impl KeyRef {
     }
 
     /// Reads a CA record's `key_file`: a path relative to the data directory, as file keys
-    /// have always been recorded, the same path as a `file:` URI, or a `pkcs11:` URI. A URI of
-    /// another scheme names a key backend this build does not have.
+    /// have always been recorded, the same path as a `file:` URI, a `pkcs11:` URI or an
+    /// `awskms:` URI. A URI of another scheme names a key backend this build does not have.
     pub fn parse(recorded: &str) -> Result<KeyRef, KeyError> {
         match recorded.split_once(':') {
             Some(("file", path)) => Ok(KeyRef::File(PathBuf::from(path))),
@@ -110,11 +121,18 @@ impl KeyRef {
                         message,
                     })
             }
+            Some(("awskms", _)) => KmsUri::parse(recorded)
+                .map(KeyRef::AwsKms)
+                .map_err(|message| KeyError::Token {
+                    key: "URI".into(),
+                    fault: TokenFault::Setup,
+                    message,
+                }),
             Some((scheme, _)) if is_uri_scheme(scheme) => Err(KeyError::file(
                 Path::new(recorded),
                 format!(
                     "this build has no key backend for {scheme}: URIs; it keeps CA keys in \
-                     files (file:) and PKCS#11 tokens (pkcs11:)"
+                     files (file:), PKCS#11 tokens (pkcs11:) and AWS KMS (awskms:)"
                 ),
             )),
             _ => Ok(KeyRef::File(PathBuf::from(recorded))),
@@ -128,6 +146,7 @@ impl KeyRef {
         match self {
             KeyRef::File(path) => path.to_string_lossy().into_owned(),
             KeyRef::Pkcs11(uri) => uri.to_string(),
+            KeyRef::AwsKms(uri) => uri.to_string(),
         }
     }
 
@@ -146,6 +165,7 @@ impl fmt::Display for KeyRef {
         match self {
             KeyRef::File(path) => write!(f, "file:{}", path.display()),
             KeyRef::Pkcs11(uri) => write!(f, "{uri}"),
+            KeyRef::AwsKms(uri) => write!(f, "{uri}"),
         }
     }
 }
@@ -156,6 +176,24 @@ fn is_uri_scheme(s: &str) -> bool {
         && s.starts_with(|c: char| c.is_ascii_alphabetic())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// What a stored key must be the key of before [`KeyStore::encrypt_at_rest`] rewrites it.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyOwner<'a> {
+    /// A CA's certificate (PEM).
+    Certificate(&'a str),
+    /// A pending CA's own CSR (PEM): it has no certificate yet.
+    Request(&'a str),
+}
+
+impl KeyOwner<'_> {
+    fn check(self, key: &SecretKey) -> Result<(), CaError> {
+        match self {
+            KeyOwner::Certificate(pem) => CertificateAuthority::load_key(pem, key).map(|_| ()),
+            KeyOwner::Request(pem) => CertificateAuthority::check_request_key(pem, key),
+        }
+    }
 }
 
 /// What [`KeyStore::encrypt_at_rest`] found.
@@ -192,6 +230,12 @@ pub struct KeyStore {
     /// Token keys already opened (logged in, public key read), by URI: opened once per
     /// process, each with its own pool of sessions.
     token_keys: Mutex<HashMap<Pkcs11Uri, Arc<TokenKey>>>,
+    /// `[aws]`: region, endpoint and credentials of keys in AWS KMS.
+    aws: crate::config::AwsSettings,
+    /// The KMS client, made the first time a KMS key is used.
+    kms_client: tokio::sync::OnceCell<KmsClient>,
+    /// KMS keys already opened (public key read, probe signed), by URI.
+    kms_keys: Mutex<HashMap<KmsUri, Arc<KmsKey>>>,
 }
 
 impl fmt::Debug for KeyStore {
@@ -220,7 +264,16 @@ impl KeyStore {
                 allow_insecure_permissions,
             },
             token_keys: Mutex::default(),
+            aws: Default::default(),
+            kms_client: tokio::sync::OnceCell::new(),
+            kms_keys: Mutex::default(),
         }
+    }
+
+    /// Keys in AWS KMS use the region, endpoint and credentials of `settings`.
+    pub fn with_aws(mut self, settings: crate::config::AwsSettings) -> KeyStore {
+        self.aws = settings;
+        self
     }
 
     /// Keys in PKCS#11 tokens use the module and PIN source of `settings`.
@@ -237,6 +290,7 @@ impl KeyStore {
             settings.ca.allow_insecure_key_permissions,
         )
         .with_pkcs11(settings.pkcs11.clone())
+        .with_aws(settings.aws.clone())
     }
 
     /// Stores the key of a new CA, encrypted when a passphrase is configured, in a new
@@ -265,6 +319,7 @@ impl KeyStore {
     /// A token key is left in the token: it may have been there before, and a key pair nobody
     /// names signs nothing.
     pub fn discard(&self, key: &KeyRef) {
+        // A KMS key is the operator's: it was there before, and stays.
         if let KeyRef::File(path) = key {
             let _ = std::fs::remove_file(self.data_dir.join(path));
         }
@@ -291,18 +346,73 @@ impl KeyStore {
                 };
                 Ok(CaSigner::remote(pkcs11::TokenSigner(key)))
             }
+            KeyRef::AwsKms(uri) => {
+                let key = match self.cached_kms_key(uri) {
+                    Some(key) => key,
+                    None => self.open_kms_key(uri, None).await?,
+                };
+                Ok(CaSigner::remote(awskms::KmsSigner(key)))
+            }
         }
+    }
+
+    async fn open_kms_key(
+        &self,
+        uri: &KmsUri,
+        algorithm: Option<crate::ca::CaAlgorithm>,
+    ) -> Result<Arc<KmsKey>, KeyError> {
+        let client = self
+            .kms_client
+            .get_or_try_init(|| KmsClient::from_settings(&self.aws))
+            .await
+            .map_err(|e| KeyError::token(uri, e))?;
+        let key = KmsKey::open(uri, client, algorithm)
+            .await
+            .map_err(|e| KeyError::token(uri, e))?;
+        let key = Arc::new(key);
+        let mut keys = self.kms_keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.insert(uri.clone(), Arc::clone(&key));
+        Ok(key)
+    }
+
+    fn cached_kms_key(&self, uri: &KmsUri) -> Option<Arc<KmsKey>> {
+        let keys = self.kms_keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.get(uri).cloned()
     }
 
     /// The signer of a key pair in a token for a new CA: the pair labelled as the URI's
     /// `object` says, or a new one of `algorithm` (else `default`) generated inside the token.
-    /// Returns the signer, what the CA record is to hold, and whether the key was generated.
+    /// For an `awskms:` URI, the KMS key it names, which must exist (and be of `algorithm`
+    /// when one is given). Returns the signer, what the CA record is to hold, and whether the
+    /// key was generated.
     pub async fn create_in_token(
         &self,
         key_uri: &str,
         algorithm: Option<crate::ca::CaAlgorithm>,
         default: crate::ca::CaAlgorithm,
     ) -> Result<(CaSigner, KeyRef, bool), KeyError> {
+        if key_uri.starts_with("awskms:") {
+            let uri = KmsUri::parse(key_uri).map_err(|message| KeyError::Token {
+                key: "URI".into(),
+                fault: TokenFault::Setup,
+                message,
+            })?;
+            let key = self.open_kms_key(&uri, algorithm).await?;
+            return Ok((
+                CaSigner::remote(awskms::KmsSigner(key)),
+                KeyRef::AwsKms(uri),
+                false,
+            ));
+        }
+        if !key_uri.starts_with("pkcs11:") {
+            return Err(KeyError::Token {
+                key: "URI".into(),
+                fault: TokenFault::Setup,
+                message: "a CA key URI starts with pkcs11: (a key in a PKCS#11 token) or awskms: \
+                          (a key in AWS KMS); leave it out for a new key file"
+                    .into(),
+            });
+        }
         let uri = Pkcs11Uri::parse(key_uri).map_err(|message| KeyError::Token {
             key: "URI".into(),
             fault: TokenFault::Setup,
@@ -375,13 +485,13 @@ impl KeyStore {
     }
 
     /// Encrypts a stored key in place with the configured passphrase, after checking that it
-    /// is the key of `certificate_pem`. The new file is written beside the old one, read back
-    /// and checked against the certificate again, then renamed over it, so a crash leaves
-    /// either the old or the new file.
+    /// is the key of `owner` (a CA certificate, or a pending CA's CSR). The new file is
+    /// written beside the old one, read back and checked against the owner again, then
+    /// renamed over it, so a crash leaves either the old or the new file.
     pub async fn encrypt_at_rest(
         &self,
         key: &KeyRef,
-        certificate_pem: &str,
+        owner: KeyOwner<'_>,
     ) -> Result<AtRest, KeyError> {
         let source = self.encryption_passphrase()?;
         let path = match key {
@@ -394,6 +504,14 @@ impl KeyStore {
                         .into(),
                 });
             }
+            KeyRef::AwsKms(uri) => {
+                return Err(KeyError::Token {
+                    key: uri.to_string(),
+                    fault: TokenFault::Setup,
+                    message: "the key is in AWS KMS, not in a file; there is nothing to encrypt"
+                        .into(),
+                });
+            }
         };
         let passphrase = self.read_passphrase(source, &path)?;
         let text = Zeroizing::new(self.read_key_file(&path)?);
@@ -403,14 +521,14 @@ impl KeyStore {
         }
         let key = SecretKey::from_pem(&text)?;
         // The key must be this CA's before it is rewritten.
-        CertificateAuthority::load_key(certificate_pem, &key)?;
+        owner.check(&key)?;
         let (encrypted, passphrase) = spawn_crypto(&path, move || {
             self::pkcs8::encrypt(&key, &passphrase).map(|pem| (pem, passphrase))
         })
         .await?;
         let readback =
             decrypt_key_file(&path, Zeroizing::new(encrypted.clone()), passphrase, source).await?;
-        CertificateAuthority::load_key(certificate_pem, &readback)?;
+        owner.check(&readback)?;
         files::replace_key_file(&path, &encrypted)?;
         Ok(AtRest::Encrypted)
     }
@@ -618,8 +736,16 @@ mod tests {
         assert_eq!(token.to_record(), "pkcs11:token=factory;object=ca-1");
         assert_eq!(KeyRef::parse(&token.to_record()).unwrap(), token);
 
-        let err = KeyRef::parse("awskms:alias/ca-1").unwrap_err().to_string();
-        assert!(err.contains("no key backend for awskms: URIs"), "{err}");
+        let kms = KeyRef::parse("awskms:alias/ca-1").unwrap();
+        assert_eq!(kms.to_record(), "awskms:alias/ca-1");
+        assert_eq!(
+            KeyRef::uri_of_record("awskms:alias/ca-1"),
+            "awskms:alias/ca-1"
+        );
+        let err = KeyRef::parse("gcpkms:projects/p/keys/k")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no key backend for gcpkms: URIs"), "{err}");
         let err = KeyRef::parse("pkcs11:token=t;object=k?pin-value=1234")
             .unwrap_err()
             .to_string();

@@ -12,6 +12,7 @@
 //! settings.json            the settings in force; the database password replaced
 //! ledger/factory-ca.db     SQLite only: the snapshot
 //! data/keys/<ca>.key.pem   each CA's key file, by its path relative to data_dir
+//! data/keys/ledger-audit.key.pem  the ledger audit key, as it is at rest
 //! ```
 
 use std::collections::BTreeMap;
@@ -92,6 +93,8 @@ pub async fn backup(settings: &Settings, store: &Store, out: &Path) -> anyhow::R
             // A token key never leaves its HSM: the ledger's key URI is the whole reference,
             // and the HSM is backed up by its own means.
             KeyRef::Pkcs11(_) => continue,
+            // Likewise a key in AWS KMS: KMS keeps it.
+            KeyRef::AwsKms(_) => continue,
         };
         let relative = checked_relative(&relative.to_string_lossy())
             .with_context(|| format!("the key file of CA {}", ca.id))?;
@@ -100,6 +103,14 @@ pub async fn backup(settings: &Settings, store: &Store, out: &Path) -> anyhow::R
             format!("cannot read the key of CA {}: {}", ca.id, source.display())
         })?;
         write_new(&out.join("data").join(&relative), &bytes)?;
+    }
+    // The ledger audit key, which signs the chains' checkpoints: without it, a restored
+    // service would sign with a new key that `ledger verify` does not know for the old ones.
+    let audit = settings.data_dir.join(crate::keys::AUDIT_KEY_FILE);
+    if audit.exists() {
+        let bytes = std::fs::read(&audit)
+            .with_context(|| format!("cannot read the ledger audit key: {}", audit.display()))?;
+        write_new(&out.join("data").join(crate::keys::AUDIT_KEY_FILE), &bytes)?;
     }
     let shown = serde_json::to_vec_pretty(&settings_without_secrets(settings))?;
     write_new(&out.join(SETTINGS), &shown)?;

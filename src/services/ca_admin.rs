@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::ca::constraints::parse_subtree;
 use crate::ca::{CaAlgorithm, CaError, CaSubject, CertificateAuthority, SecretKey};
-use crate::keys::{self, AtRest, KeyError, KeyRef, KeyStore, Passphrase, TokenFault};
+use crate::keys::{self, AtRest, KeyError, KeyOwner, KeyRef, KeyStore, Passphrase, TokenFault};
 use crate::store::{CaRecord, PendingCaRecord, Store, StoreError, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,8 @@ pub enum KeyFileOutcome {
     AlreadyEncrypted,
     /// The key is in a token: there is no file to encrypt.
     InToken,
+    /// The key is in AWS KMS: there is no file to encrypt.
+    InKms,
     /// Left as it was; the message says why.
     Failed(String),
 }
@@ -403,10 +405,11 @@ impl CaAdmin<'_> {
             }
         };
         let (certificate_pem, chain_pem) = (certificate_pem.to_owned(), chain_pem.to_owned());
+        let remote = signer.is_remote();
         let check =
             move || CertificateAuthority::install(&certificate_pem, signer, &chain_pem, now);
-        // Loading signs a probe: a token's key does that off the reactor.
-        let result = if matches!(key, KeyRef::Pkcs11(_)) {
+        // Loading signs a probe: a token's or KMS's key does that off the reactor.
+        let result = if remote {
             tokio::task::spawn_blocking(check)
                 .await
                 .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
@@ -474,25 +477,42 @@ impl CaAdmin<'_> {
     }
 
     /// Encrypts every unencrypted CA key file in place with the configured passphrase
-    /// (`factory-ca ca encrypt-keys`; see [`KeyStore::encrypt_at_rest`]). Each encrypted key is
-    /// audited as `ca.key.encrypt`.
+    /// (`factory-ca ca encrypt-keys`; see [`KeyStore::encrypt_at_rest`]): the keys of the CAs,
+    /// checked against their certificates, then those of pending CAs (`ca create --csr-out`),
+    /// checked against their CSRs. Each encrypted key is audited as `ca.key.encrypt`.
     pub async fn encrypt_key_files(
         &self,
         actor: Actor<'_>,
     ) -> Result<Vec<(String, KeyFileOutcome)>, CaAdminError> {
         self.keys.encryption_passphrase()?;
+        let cas = self.store.list_cas().await?;
+        let pending = self.store.list_pending_cas().await?;
+        let owned = cas
+            .iter()
+            .map(|r| {
+                (
+                    &r.id,
+                    &r.key_file,
+                    KeyOwner::Certificate(&r.certificate_pem),
+                )
+            })
+            .chain(
+                pending
+                    .iter()
+                    .map(|r| (&r.id, &r.key_file, KeyOwner::Request(&r.csr_pem))),
+            );
         let mut outcomes = Vec::new();
-        for record in self.store.list_cas().await? {
-            let encrypted = match KeyRef::parse(&record.key_file) {
+        for (id, key_file, owner) in owned {
+            let encrypted = match KeyRef::parse(key_file) {
                 Ok(KeyRef::Pkcs11(_)) => {
-                    outcomes.push((record.id, KeyFileOutcome::InToken));
+                    outcomes.push((id.clone(), KeyFileOutcome::InToken));
                     continue;
                 }
-                Ok(key) => {
-                    self.keys
-                        .encrypt_at_rest(&key, &record.certificate_pem)
-                        .await
+                Ok(KeyRef::AwsKms(_)) => {
+                    outcomes.push((id.clone(), KeyFileOutcome::InKms));
+                    continue;
                 }
+                Ok(key) => self.keys.encrypt_at_rest(&key, owner).await,
                 Err(e) => Err(e),
             };
             let outcome = match encrypted {
@@ -501,10 +521,11 @@ impl CaAdmin<'_> {
                 Err(e) => KeyFileOutcome::Failed(e.to_string()),
             };
             if let KeyFileOutcome::Encrypted = outcome {
-                self.audit("ca.key.encrypt", Some(&record.id), true, None, actor)
+                let detail = matches!(owner, KeyOwner::Request(_)).then_some("pending CA");
+                self.audit("ca.key.encrypt", Some(id), true, detail, actor)
                     .await?;
             }
-            outcomes.push((record.id, outcome));
+            outcomes.push((id.clone(), outcome));
         }
         Ok(outcomes)
     }

@@ -178,6 +178,7 @@ pub mod bulk_revocation;
 mod cas;
 mod certificates;
 pub mod chain;
+pub mod checkpoints;
 pub mod crls;
 pub mod ledger_writer;
 pub mod probe;

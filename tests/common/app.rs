@@ -283,6 +283,19 @@ impl TestApp {
         n
     }
 
+    /// `ledger verify` in process: every CA's chain and checkpoints, checked with the data
+    /// directory's audit key.
+    pub async fn verify_ledger(&self) -> Vec<factory_ca::services::ledger::CaVerification> {
+        let key = factory_ca::keys::KeyStore::from_settings(&self.settings)
+            .existing_audit_key()
+            .await
+            .expect("the audit key reads")
+            .expect("serve made the audit key");
+        factory_ca::services::ledger::verify(&self.store, None, &[key.public().clone()])
+            .await
+            .expect("the store answers")
+    }
+
     pub async fn execute_sql(&self, sql: &str) {
         match &self.store {
             Store::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),

@@ -139,9 +139,7 @@ async fn a_job_revokes_every_match_in_batches_and_is_audited_once(backend: Backe
     let job = wait_finished(&app, &id).await;
     assert_eq!(job["revoked"], 5);
     // Each revocation is a record of the chain, after the issuances, and the chain verifies.
-    let verified = factory_ca::services::ledger::verify(&app.store, None)
-        .await
-        .unwrap();
+    let verified = app.verify_ledger().await;
     assert!(
         verified.iter().all(|v| v.mismatch.is_none()),
         "{verified:?}"

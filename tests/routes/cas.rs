@@ -83,7 +83,12 @@ async fn a_ca_key_uri_that_cannot_name_a_token_key_is_refused_before_anything_is
             "a PIN is never stored",
         ),
         ("pkcs11:token=line", "both the token and the object"),
-        ("awskms:alias/root", "starts with pkcs11:"),
+        (
+            "gcpkms:projects/p/keys/k",
+            "starts with pkcs11: (a key in a PKCS#11 token) or awskms: (a key in AWS KMS)",
+        ),
+        ("awskms:", "names no key"),
+        ("awskms:alias/root?region=eu-west-1", "nothing else"),
         // This app has no [pkcs11] module.
         (
             "pkcs11:token=line;object=root",
@@ -130,4 +135,42 @@ async fn a_ca_key_uri_that_cannot_name_a_token_key_is_refused_before_anything_is
         .unwrap()
         .len();
     assert_eq!(after, before, "nothing was recorded");
+}
+
+#[tokio::test]
+async fn a_kms_key_that_cannot_be_reached_is_signer_unavailable_and_nothing_is_made() {
+    // A KMS endpoint on a loopback port nobody listens on: the connection is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = TestApp::spawn_with(Backend::Sqlite, |settings| {
+        settings.aws.kms_endpoint_url = Some(url.clone());
+        settings.aws.max_attempts = 1;
+    })
+    .await;
+    let refused = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/cas",
+            json!({"subject": {"common_name": "KMS Root"}, "key_uri": "awskms:alias/root"}),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let refused = json(refused).await;
+    assert_eq!(refused["code"], "signer_unavailable");
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("AWS KMS at {url} (aws.kms_endpoint_url)"))
+            && detail.contains("was not reached"),
+        "{detail}"
+    );
+    let cas = json(app.get(&app.admin, "/v1/admin/cas").await).await;
+    assert!(
+        cas["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|ca| !ca["key_uri"].as_str().unwrap().starts_with("awskms:")),
+        "{cas}"
+    );
 }

@@ -26,6 +26,7 @@ mod dashboard;
 mod est;
 mod hardening;
 mod health;
+mod ledger;
 mod messages;
 mod openapi;
 mod query_fuzz;

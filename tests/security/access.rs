@@ -59,6 +59,7 @@ async fn every_route_answers_each_caller_as_documented(backend: Backend) {
             [U, U, U, F, S::SERVICE_UNAVAILABLE, S::SERVICE_UNAVAILABLE],
         ),
         (Method::GET, "/v1/ca.pem", [S::OK; 6]),
+        (Method::GET, "/v1/ledger/audit-key.pem", [S::OK; 6]),
         (Method::GET, "/v1/stats", [U, U, U, F, S::OK, S::OK]),
         (
             Method::GET,

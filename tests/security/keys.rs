@@ -827,6 +827,162 @@ fn a_plain_key_loads_with_a_warning_and_encrypt_keys_encrypts_it_in_place() {
 }
 
 #[test]
+fn encrypt_keys_encrypts_the_key_files_of_pending_cas_which_still_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    let passphrase = format!("rest-{}", uuid::Uuid::new_v4().simple());
+    // Two pending CAs of the offline-root ceremony, their keys written before a passphrase was
+    // configured; and one CA in service.
+    let pending_id = |csr: &str, name: &str| {
+        let out = run(factory_ca(&data).args([
+            "ca",
+            "create",
+            "--common-name",
+            name,
+            "--csr-out",
+            d.join(csr).to_str().unwrap(),
+        ]));
+        stdout(&out).split('\t').next().unwrap().to_owned()
+    };
+    let pending = pending_id("issuing.csr", "Pending Issuing");
+    let swapped = pending_id("other.csr", "Pending Other");
+    let out = run(factory_ca(&data).args(["ca", "create", "--common-name", "Online Root"]));
+    let online = stdout(&out).split('\t').next().unwrap().to_owned();
+    assert!(!is_encrypted_pkcs8(&key_file(&data, &pending)));
+
+    // The second pending CA's key file holds a key that is not its CSR's: left as it is.
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            key_file(&data, &swapped).to_str().unwrap(),
+        ],
+    );
+    chmod(&key_file(&data, &swapped), 0o600);
+    let swapped_text = std::fs::read_to_string(key_file(&data, &swapped)).unwrap();
+
+    let out = with_passphrase(&mut factory_ca(&data), &passphrase)
+        .args(["ca", "encrypt-keys"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let report = stdout(&out);
+    assert!(
+        report.contains(&format!("{online}\tencrypted\n")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("{pending}\tencrypted\n")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "{swapped}\tfailed\tthe private key does not match the pending CA's CSR\n"
+        )),
+        "{report}"
+    );
+    assert!(stderr(&out).contains("1 CA key file(s) could not be encrypted"));
+    assert_eq!(
+        std::fs::read_to_string(key_file(&data, &swapped)).unwrap(),
+        swapped_text
+    );
+
+    // The pending key is encrypted, owner-only, and still the key of the CSR.
+    let key = key_file(&data, &pending);
+    assert!(is_encrypted_pkcs8(&key));
+    assert_eq!(mode(&key), 0o600);
+    let csr_public_key = openssl_text(d, &["req", "-in", "issuing.csr", "-pubkey", "-noout"]);
+    let passfile = secret_file(d, "rest-pass", &passphrase);
+    assert_eq!(
+        decrypted_public_key(d, &key, &format!("file:{}", passfile.display())),
+        csr_public_key
+    );
+    let report = stdout(
+        &with_passphrase(&mut factory_ca(&data), &passphrase)
+            .args(["ca", "encrypt-keys"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        report.contains(&format!("{pending}\talready encrypted\n")),
+        "{report}"
+    );
+
+    // The ceremony completes with the encrypted key: an openssl root signs the CSR, and the
+    // CA installs (its key is checked against the certificate by signing a probe).
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "root.key",
+            "-out",
+            "root.pem",
+            "-subj",
+            "/CN=Offline Root",
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    write(
+        d,
+        "ca.ext",
+        "[issuing]\nbasicConstraints=critical,CA:TRUE,pathlen:0\n\
+         keyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n\
+         authorityKeyIdentifier=keyid\n",
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "issuing.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-CAcreateserial",
+            "-days",
+            "10",
+            "-extfile",
+            "ca.ext",
+            "-extensions",
+            "issuing",
+            "-out",
+            "issuing.pem",
+        ],
+    );
+    let out = run(with_passphrase(&mut factory_ca(&data), &passphrase).args([
+        "ca",
+        "install",
+        &pending,
+        "--cert",
+        d.join("issuing.pem").to_str().unwrap(),
+        "--chain",
+        d.join("root.pem").to_str().unwrap(),
+    ]));
+    assert!(stderr(&out).contains(&format!("pending CA {pending} is installed")));
+    assert!(!stderr(&out).contains("not encrypted"), "{}", stderr(&out));
+}
+
+#[test]
 fn passphrase_settings_are_checked_at_startup() {
     let dir = tempfile::tempdir().unwrap();
     let out = factory_ca(dir.path())

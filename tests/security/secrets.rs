@@ -193,19 +193,23 @@ fn pem_secret(what: &str, pem_text: &str) -> Secret {
     }
 }
 
-/// Every CA key file under `data_dir/keys` (there must be `expected` of them).
+/// Every CA key file under `data_dir/keys` (there must be `expected` of them), and the ledger
+/// audit key beside them.
 fn ca_key_secrets(data_dir: &Path, expected: usize) -> Vec<Secret> {
+    let audit = data_dir.join(factory_ca::keys::AUDIT_KEY_FILE);
     let keys: Vec<PathBuf> = std::fs::read_dir(data_dir.join("keys"))
         .expect("data_dir/keys exists")
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".key.pem"))
+        .filter(|p| p.to_string_lossy().ends_with(".key.pem") && *p != audit)
         .collect();
     assert_eq!(keys.len(), expected, "CA key files: {keys:?}");
+    let audit_text = std::fs::read_to_string(&audit).expect("the ledger audit key exists");
     keys.iter()
         .map(|path| {
             let text = std::fs::read_to_string(path).unwrap();
             pem_secret(&format!("CA key {}", path.display()), &text)
         })
+        .chain([pem_secret("ledger audit key", &audit_text)])
         .collect()
 }
 

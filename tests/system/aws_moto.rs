@@ -30,6 +30,11 @@ impl Drop for Moto {
 }
 
 pub(crate) fn start_moto() -> Moto {
+    start_moto_with(&[])
+}
+
+/// moto with `scripts/moto_server.py`'s options (`--kms-as-shipped`).
+pub(crate) fn start_moto_with(options: &[&str]) -> Moto {
     let root = env!("CARGO_MANIFEST_DIR");
     let python =
         std::env::var("MOTO_PYTHON").unwrap_or_else(|_| format!("{root}/.venv/bin/python"));
@@ -37,6 +42,7 @@ pub(crate) fn start_moto() -> Moto {
     let child = Command::new(&python)
         .arg(format!("{root}/scripts/moto_server.py"))
         .arg(port.to_string())
+        .args(options)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -120,6 +120,10 @@ async fn a_backup_under_load_restores_into_a_service_with_the_same_ledger_and_ca
     assert!(listing.contains("ledger/factory-ca.db"), "{listing}");
     assert!(listing.contains("settings.json"), "{listing}");
     assert!(listing.contains("data/keys/"), "{listing}");
+    assert!(
+        listing.contains("data/keys/ledger-audit.key.pem"),
+        "the audit key that signs the checkpoints is kept: {listing}"
+    );
     assert!(signed_during > 0, "the service signed while the backup ran");
     let original = serials(&base, &viewer).await;
     service.stop().await;

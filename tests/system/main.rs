@@ -19,6 +19,8 @@
 //! - `early_answers`: 404/405/401/413/415 before the body is read, over HTTP/2 and HTTP/1.1;
 //! - `connections`: thousands of slow loopback clients, unfinished bodies, the connection cap;
 //! - `pkcs11`: CA keys in a SoftHSM2 token, checked with openssl and OpenSC's pkcs11-tool;
+//! - `awskms`: CA keys in AWS KMS (the moto emulator), certificates and CRLs checked with
+//!   openssl, a key disabled at signing time and at startup;
 //! - `bulk_revocation`: bulk revocation of many certificates on PostgreSQL, stored CRLs served
 //!   many times, a job interrupted by a restart;
 //! - `viewer_load`: 64 viewer loops on a large ledger while a station signs;
@@ -38,6 +40,7 @@ mod common;
 
 mod aws_moto;
 mod aws_targets;
+mod awskms;
 mod backup;
 mod bulk_revocation;
 mod certificate_provider;

@@ -1,7 +1,8 @@
 //! Three service processes on one PostgreSQL, hammered at once with overlapping
 //! Idempotency-Keys and duplicate thing names: the database constraints, not in-process locks,
 //! keep serials unique, one certificate per key and one active certificate per thing, and the
-//! CA's hash chain is one gapless order that `ledger verify` accepts.
+//! CA's hash chain is one gapless order that `ledger verify` accepts, with the checkpoints all
+//! three sign (every 5 records here) never two for one due point.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -16,7 +17,8 @@ use sqlx::Connection;
 fn factory_ca(data_dir: &Path, db: &str) -> Command {
     let mut cmd = binary::factory_ca(data_dir);
     cmd.env("FACTORY_CA_DATABASE__URL", db)
-        .env("FACTORY_CA_CA__CREATE_ON_FIRST_START", "false");
+        .env("FACTORY_CA_CA__CREATE_ON_FIRST_START", "false")
+        .env("FACTORY_CA_LEDGER__CHECKPOINT_EVERY_RECORDS", "5");
     cmd
 }
 
@@ -153,11 +155,38 @@ async fn three_replicas_never_duplicate_serials_keys_or_active_things() {
         .unwrap();
     assert_eq!(keys, 20);
 
+    // Every replica checkpoints the chain (each polls once a second): a checkpoint at the head
+    // comes within seconds, and no two are closer than the 5 records that make one due (the
+    // first may come sooner: a chain's first records are signed at once).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let checkpoints: Vec<i64> = loop {
+        let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM ledger_checkpoints ORDER BY seq")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        if seqs.last() == Some(&30) {
+            break seqs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint at the head: {seqs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        checkpoints.windows(2).all(|w| w[1] - w[0] >= 5),
+        "two replicas checkpointed one due point: {checkpoints:?}"
+    );
+
     // The three processes wrote one hash chain: 30 records numbered 1 to 30, verified by
-    // `factory-ca ledger verify`.
+    // `factory-ca ledger verify` with its checkpoints.
     let out = run(factory_ca(data, &db).args(["ledger", "verify"]));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("\tok\t30 records"), "{report}");
+    assert!(
+        report.contains(&format!("\t{} checkpoints\t", checkpoints.len())),
+        "{report}"
+    );
     let (records, first, last): (i64, i64, i64) =
         sqlx::query_as("SELECT COUNT(*), MIN(seq), MAX(seq) FROM ledger_chain")
             .fetch_one(&mut conn)

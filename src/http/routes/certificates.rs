@@ -290,7 +290,7 @@ pub struct CertificateView {
 }
 
 impl CertificateView {
-    fn new(r: CertificateRecord, with_pem: bool) -> Self {
+    pub fn new(r: CertificateRecord, with_pem: bool) -> Self {
         CertificateView {
             certificate_pem: with_pem.then(|| ca::to_pem("CERTIFICATE", &r.certificate_der)),
             serial: r.serial,
@@ -541,7 +541,7 @@ pub async fn export_certificates_csv(
 }
 
 /// Appends one CSV line (RFC 4180) for a ledger row.
-fn csv_row(out: &mut String, r: &CertificateRecord) {
+pub fn csv_row(out: &mut String, r: &CertificateRecord) {
     let time = Timestamp::rfc3339;
     let fields: [std::borrow::Cow<'_, str>; CSV_COLUMNS.len()] = [
         r.serial.as_str().into(),

@@ -10,6 +10,7 @@ pub mod certificates;
 pub mod dashboard;
 pub mod est;
 pub mod health;
+pub mod ledger;
 pub mod metrics;
 pub mod revocation;
 pub mod revocation_jobs;

@@ -372,9 +372,7 @@ async fn concurrent_issuance_answers_exactly(group_commit: bool) {
 
     // Every recorded certificate is one record of the CA's hash chain, numbered without gaps,
     // and the chain verifies; no refused request left a record.
-    let verified = factory_ca::services::ledger::verify(&app.store, None)
-        .await
-        .unwrap();
+    let verified = app.verify_ledger().await;
     let records: u64 = verified.iter().map(|v| v.verified).sum();
     assert!(
         verified.iter().all(|v| v.mismatch.is_none()),
