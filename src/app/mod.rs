@@ -25,7 +25,7 @@ mod shutdown;
 mod state;
 mod upkeep;
 
-pub use state::AppState;
+pub use state::{AppState, AppStateInner};
 
 pub struct Application {
     listener: TcpListener,
@@ -157,7 +157,7 @@ impl Application {
             tls,
             metrics_listener,
             limits,
-            state: AppState {
+            state: AppState::new(AppStateInner {
                 store,
                 reads,
                 keys,
@@ -180,7 +180,7 @@ impl Application {
                     settings.revocation.bulk_batch_size,
                 )),
                 settings: Arc::new(settings),
-            },
+            }),
         })
     }
 
