@@ -29,6 +29,8 @@
 #   BENCH_POSTGRES_URL    server URL without database (default postgres://postgres@127.0.0.1:5432)
 #   BENCH_BIN             a factory-ca release binary to use instead of building one
 #   BENCH_WRK_THREADS     wrk threads (default 2, at most the connection count)
+#   BENCH_SERVER_ENV      extra VAR=value words for the service's environment only (for example
+#                         LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2)
 #   BENCH_QUIET_WAIT      seconds to wait, at most, before each run for other programs to go
 #                         idle (default 60; the "other load" column shows what remained)
 set -euo pipefail
@@ -97,15 +99,14 @@ free_port() {
 proc_cpu() { sed 's/.*) //' "/proc/$1/stat" | awk '{ printf "%.2f", ($12 + $13) / 100 }'; }
 # Busy seconds of the whole machine, all cores (user, nice, system, irq, softirq).
 machine_busy() { awk '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8) / 100 }' /proc/stat; }
-# Seconds of CPU used so far by every PostgreSQL process (backends, WAL writer, checkpointer).
-# A backend that exits during a run takes its CPU with it: the connections of the service's pool
-# and of CFSSL stay open for the whole run, so none does.
+# Seconds of CPU used so far by every PostgreSQL process (backends, WAL writer, checkpointer),
+# with that of the backends that have exited (the postmaster's reaped children: cutime, cstime).
 postgres_cpu() {
     local total=0 f line
     for f in /proc/[0-9]*/stat; do
-        read -r line <"$f" 2>/dev/null || continue
+        { read -r line <"$f"; } 2>/dev/null || continue
         [[ $line == *"(postgres)"* ]] || continue
-        total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' <<<"$line")))
+        total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 + $14 + $15 }' <<<"$line")))
     done
     awk -v t="$total" 'BEGIN { printf "%.2f", t / 100 }'
 }
@@ -193,13 +194,13 @@ NOTES=()
 add_row() {
     local label=$1 name=$2 added=$3
     read -r srv pg gen other wall <"$WORK/$name.cpu"
-    ROWS+=("$(jq -r --arg label "$label" --argjson added "$added" --argjson srv "$srv" \
+    ROWS+=("$(jq -r --arg lbl "$label" --argjson added "$added" --argjson srv "$srv" \
         --argjson pg "$pg" --argjson gen "$gen" --argjson other "$other" '
         def f(d): . * pow(10; d) | round / pow(10; d);
         def per(x; n): if n > 0 then (x * 1e6 / n | round | tostring) else "-" end;
         (.errors.connect + .errors.read + .errors.write + .errors.timeout) as $transport
         | (.requests - .errors.status) as $ok
-        | "\($label) \($ok / .duration_s | round) | \(.latency_ms.p50 | f(2)) | \(.latency_ms.p99 | f(2))"
+        | "\($lbl) \($ok / .duration_s | round) | \(.latency_ms.p50 | f(2)) | \(.latency_ms.p99 | f(2))"
           + " | \(.errors.status + $transport)"
           + (if .wrapped > 0 then " (bodies repeated)" else "" end)
           + " | \($ok) / \($added)"
@@ -255,9 +256,10 @@ for alg in "${ALGORITHMS[@]}"; do
             FACTORY_CA_DATABASE__GROUP_COMMIT="$gc_bool"
             "${EXTRA_ENV[@]}"
         )
+        read -r -a server_only <<<"${BENCH_SERVER_ENV:-}"
         log "$alg: starting the service on $url (database $db)"
         # stderr holds the bootstrap admin token; it stays in $WORK, which is removed on exit.
-        env "${env_server[@]}" "$BIN" serve >"$WORK/serve-$alg-$gc.out" 2>"$WORK/serve-$alg-$gc.err" &
+        env "${env_server[@]}" "${server_only[@]}" "$BIN" serve >"$WORK/serve-$alg-$gc.out" 2>"$WORK/serve-$alg-$gc.err" &
         SERVER_PID=$!
         ready=""
         for _ in $(seq 1 600); do
@@ -297,7 +299,7 @@ for alg in "${ALGORITHMS[@]}"; do
             rm -f "$WORK/$name.bodies"
         done
         rss=$(awk '/^VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo "?")
-        bytes=$(psql_db "$db" "SELECT (SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY['issued_certificates', 'thing_claims', 'ledger_chain']::regclass[]) AS c) / greatest(count(*), 1) FROM issued_certificates" 2>/dev/null || echo "?")
+        bytes=$(psql_db "$db" "SELECT round((SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY['issued_certificates', 'thing_claims', 'ledger_chain']::regclass[]) AS c) / greatest(count(*), 1)) FROM issued_certificates" 2>/dev/null || echo "?")
         NOTES+=("- $alg CA, group commit $gc: service peak RSS (VmHWM) $rss; $bytes bytes on disk per certificate (issued_certificates, thing_claims and ledger_chain with their indexes and TOAST).")
         log "$alg: stopping the service"
         stop_server
