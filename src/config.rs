@@ -426,6 +426,18 @@ impl fmt::Debug for Secret {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// A secret is read from an environment variable or a file, never both: `(setting, is set)`
+/// of each.
+fn one_source(env: (&str, bool), file: (&str, bool)) -> Result<(), ConfigError> {
+    if env.1 && file.1 {
+        return Err(ConfigError(format!(
+            "set at most one of {} and {}",
+            env.0, file.0
+        )));
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Loads the layers. `file` is `--config`; when absent, `FACTORY_CA_CONFIG` is used.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -722,11 +734,10 @@ impl Settings {
     /// key is (see `crate::keys`).
     fn validate_key_passphrase(&self) -> Result<(), ConfigError> {
         let ca = &self.ca;
-        if ca.key_passphrase_env.is_some() && ca.key_passphrase_file.is_some() {
-            return Err(ConfigError(
-                "set at most one of ca.key_passphrase_env and ca.key_passphrase_file".into(),
-            ));
-        }
+        one_source(
+            ("ca.key_passphrase_env", ca.key_passphrase_env.is_some()),
+            ("ca.key_passphrase_file", ca.key_passphrase_file.is_some()),
+        )?;
         if let Some(name) = &ca.key_passphrase_env {
             if name.is_empty() || name.contains(['=', '\0']) {
                 return Err(ConfigError(
@@ -760,11 +771,10 @@ impl Settings {
     /// key is opened.
     fn validate_pkcs11(&self) -> Result<(), ConfigError> {
         let p = &self.pkcs11;
-        if p.pin_env.is_some() && p.pin_file.is_some() {
-            return Err(ConfigError(
-                "set at most one of pkcs11.pin_env and pkcs11.pin_file".into(),
-            ));
-        }
+        one_source(
+            ("pkcs11.pin_env", p.pin_env.is_some()),
+            ("pkcs11.pin_file", p.pin_file.is_some()),
+        )?;
         if let Some(name) = &p.pin_env
             && (name.is_empty() || name.contains(['=', '\0']) || name.starts_with("FACTORY_CA_"))
         {

@@ -65,33 +65,32 @@ fn from_toml(text: &str) -> Result<Settings, ConfigError> {
     )
 }
 
+/// Why `text` is refused.
+fn refusal(text: &str) -> String {
+    from_toml(text)
+        .expect_err("the settings are refused")
+        .to_string()
+}
+
 #[test]
 fn loading_says_what_to_fix() {
-    let err = from_toml("[policy]\nallowed_subject_attributes = [\"CN\", \"E\"]")
-        .unwrap_err()
-        .to_string();
+    let err = refusal("[policy]\nallowed_subject_attributes = [\"CN\", \"E\"]");
     assert!(err.contains("unknown attribute \"E\""), "{err}");
     assert!(err.contains("allowed_subject_attributes"), "{err}");
 
-    let err = from_toml("[server]\nlisten = \"localhost\"")
-        .unwrap_err()
-        .to_string();
+    let err = refusal("[server]\nlisten = \"localhost\"");
     assert!(err.contains("server.listen"), "{err}");
     assert!(err.contains("127.0.0.1:8080"), "{err}");
 
-    let err = from_toml("[metrics]\nlisten = \"9100\"")
-        .unwrap_err()
-        .to_string();
+    let err = refusal("[metrics]\nlisten = \"9100\"");
     assert!(err.contains("metrics.listen"), "{err}");
 
-    let err = from_toml("[server]\nrequest_timeout_secs = -1")
-        .unwrap_err()
-        .to_string();
+    let err = refusal("[server]\nrequest_timeout_secs = -1");
     assert!(err.contains("request_timeout_secs"), "{err}");
 
-    let err = from_toml("[policy]\nrequired_subject_attributes = [\"OU\"]\nallowed_subject_attributes = [\"CN\", \"C\"]")
-        .unwrap_err()
-        .to_string();
+    let err = refusal(
+        "[policy]\nrequired_subject_attributes = [\"OU\"]\nallowed_subject_attributes = [\"CN\", \"C\"]",
+    );
     assert!(err.contains("does not allow it"), "{err}");
 }
 
@@ -102,18 +101,11 @@ fn pkcs11_settings_name_one_pin_source_by_a_usable_name() {
     )
     .unwrap();
     assert_eq!(s.pkcs11.pin_env.as_deref(), Some("PKCS11_PIN"));
-    let both = from_toml("[pkcs11]\npin_env = \"PIN\"\npin_file = \"/etc/pin\"");
-    assert!(both.unwrap_err().to_string().contains("at most one"));
-    let prefixed = from_toml("[pkcs11]\npin_env = \"FACTORY_CA_PIN\"");
-    assert!(
-        prefixed
-            .unwrap_err()
-            .to_string()
-            .contains("FACTORY_CA_ prefix")
-    );
-    let unknown = from_toml("[pkcs11]\npin = \"1234\"")
-        .unwrap_err()
-        .to_string();
+    let both = refusal("[pkcs11]\npin_env = \"PIN\"\npin_file = \"/etc/pin\"");
+    assert!(both.contains("at most one"), "{both}");
+    let prefixed = refusal("[pkcs11]\npin_env = \"FACTORY_CA_PIN\"");
+    assert!(prefixed.contains("FACTORY_CA_ prefix"), "{prefixed}");
+    let unknown = refusal("[pkcs11]\npin = \"1234\"");
     assert!(unknown.contains("pin"), "{unknown}");
 }
 

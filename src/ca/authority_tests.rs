@@ -1,7 +1,7 @@
 //! Tests of [`super::CertificateAuthority`]: generation, import checks, CRLs and signing.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rcgen::{KeyPair, SigningKey};
 
@@ -18,6 +18,12 @@ fn subject() -> CaSubject {
         organization: Some("Org".into()),
         organizational_unit: None,
     }
+}
+
+/// A generated P-256 root CA valid for 10 days from `now`, and its key.
+fn p256_ca(now: OffsetDateTime) -> (CertificateAuthority, SecretKey) {
+    CertificateAuthority::generate(CaAlgorithm::EcdsaP256, &subject(), Duration::days(10), now)
+        .unwrap()
 }
 
 fn ca_pem(configure: impl FnOnce(&mut CertificateParams), key: &KeyPair) -> String {
@@ -37,9 +43,7 @@ fn ca_pem(configure: impl FnOnce(&mut CertificateParams), key: &KeyPair) -> Stri
 #[test]
 fn a_generated_ca_has_the_extensions_aws_iot_requires() {
     let now = datetime!(2026-11-28 10:00 UTC);
-    let (ca, key) =
-        CertificateAuthority::generate(CaAlgorithm::EcdsaP256, &subject(), Duration::days(10), now)
-            .unwrap();
+    let (ca, key) = p256_ca(now);
     let (_, cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
     let bc = cert.basic_constraints().unwrap().unwrap();
     assert!(bc.critical && bc.value.ca);
@@ -108,9 +112,7 @@ fn a_crl_names_its_ca_and_lists_each_revoked_serial_with_its_reason() {
     use x509_parser::x509::ReasonCode;
 
     let now = datetime!(2026-11-28 10:00:00.5 UTC);
-    let (ca, _) =
-        CertificateAuthority::generate(CaAlgorithm::EcdsaP256, &subject(), Duration::days(10), now)
-            .unwrap();
+    let (ca, _) = p256_ca(now);
     let revoked = [
         RevokedEntry {
             serial_hex: "4a".repeat(20),
@@ -199,9 +201,7 @@ fn a_ca_whose_key_usage_lacks_crl_sign_signs_no_crl() {
 #[test]
 fn signing_caps_validity_at_the_ca_not_after_and_stops_when_it_expired() {
     let now = datetime!(2026-11-28 10:00 UTC);
-    let (ca, _) =
-        CertificateAuthority::generate(CaAlgorithm::EcdsaP256, &subject(), Duration::days(10), now)
-            .unwrap();
+    let (ca, _) = p256_ca(now);
     let policy = IssuancePolicy::new(SubjectField::ALL.to_vec(), true);
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::default();
@@ -225,14 +225,29 @@ fn signing_caps_validity_at_the_ca_not_after_and_stops_when_it_expired() {
 }
 
 /// A key the CA signs with but cannot read, as an HSM or a KMS key is: it counts the
-/// signatures asked of it.
+/// signatures asked of it, and while `down` is set it fails as its device would (rcgen's
+/// `RemoteKeyError`, as the PKCS#11 signer answers when its token fails).
 struct OpaqueKey {
     key: KeyPair,
     signatures: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+}
+
+impl OpaqueKey {
+    fn new(key: KeyPair) -> Self {
+        OpaqueKey {
+            key,
+            signatures: Arc::default(),
+            down: Arc::default(),
+        }
+    }
 }
 
 impl SigningKey for OpaqueKey {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(rcgen::Error::RemoteKeyError);
+        }
         self.signatures.fetch_add(1, Ordering::Relaxed);
         self.key.sign(message)
     }
@@ -268,8 +283,8 @@ fn a_ca_signs_through_a_key_it_cannot_read_and_checks_it_like_a_key_file() {
     let der = KeyPair::generate().unwrap().serialize_der();
     let opaque = |signatures: &Arc<AtomicUsize>| {
         CaSigner::new(OpaqueKey {
-            key: KeyPair::try_from(der.as_slice()).unwrap(),
             signatures: Arc::clone(signatures),
+            ..OpaqueKey::new(KeyPair::try_from(der.as_slice()).unwrap())
         })
     };
     let signatures = Arc::new(AtomicUsize::new(0));
@@ -314,9 +329,7 @@ fn a_delta_crl_names_its_base_and_a_complete_one_its_deltas() {
     use x509_parser::prelude::FromDer;
     use x509_parser::revocation_list::CertificateRevocationList;
     let now = datetime!(2026-11-28 10:00 UTC);
-    let (ca, _) =
-        CertificateAuthority::generate(CaAlgorithm::EcdsaP256, &subject(), Duration::days(10), now)
-            .unwrap();
+    let (ca, _) = p256_ca(now);
     let extension = |der: &[u8], oid: &str| {
         let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
         crl.extensions()
@@ -364,39 +377,13 @@ fn a_delta_crl_names_its_base_and_a_complete_one_its_deltas() {
     assert!(matches!(ca.crl(&[], &both), Err(CaError::Rejected(_))));
 }
 
-/// A remote key whose device is down while `down` is set: rcgen's `RemoteKeyError`, as the
-/// PKCS#11 signer answers when its token fails.
-struct FlakyKey {
-    key: KeyPair,
-    down: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl SigningKey for FlakyKey {
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        if self.down.load(Ordering::Relaxed) {
-            return Err(rcgen::Error::RemoteKeyError);
-        }
-        self.key.sign(message)
-    }
-}
-
-impl PublicKeyData for FlakyKey {
-    fn der_bytes(&self) -> &[u8] {
-        self.key.der_bytes()
-    }
-
-    fn algorithm(&self) -> &'static SignatureAlgorithm {
-        self.key.algorithm()
-    }
-}
-
 #[test]
 fn a_remote_key_that_fails_to_sign_is_unavailable_and_signs_again_once_back() {
     let now = datetime!(2026-11-28 10:00 UTC);
-    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let signer = CaSigner::remote(FlakyKey {
-        key: KeyPair::generate().unwrap(),
+    let down = Arc::new(AtomicBool::new(false));
+    let signer = CaSigner::remote(OpaqueKey {
         down: Arc::clone(&down),
+        ..OpaqueKey::new(KeyPair::generate().unwrap())
     });
     assert!(signer.is_remote());
     let ca =

@@ -173,40 +173,39 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
-/// The request id: the client's `x-request-id` when [`is_safe_request_id`], else a new UUID.
-/// Set by [`request_id_middleware`].
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+/// An id that [`request_id_middleware`] puts in the request's extensions (a new UUID for a
+/// request that did not pass through it).
+macro_rules! request_id_extractor {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        pub struct $name(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
+        impl<S: Send + Sync> FromRequestParts<S> for $name {
+            type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string())))
-    }
+            async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+                Ok(parts
+                    .extensions
+                    .get::<$name>()
+                    .cloned()
+                    .unwrap_or_else(|| $name(uuid::Uuid::new_v4().to_string())))
+            }
+        }
+    };
 }
 
-/// The service's own id of the request: a UUID it generated, whatever the client sent. The
-/// audit log records this one, never a client-chosen id; the request's log lines carry it as
-/// `server_request_id` when the client chose the `request_id`.
-#[derive(Clone, Debug)]
-pub struct ServerRequestId(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ServerRequestId {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<ServerRequestId>()
-            .cloned()
-            .unwrap_or_else(|| ServerRequestId(uuid::Uuid::new_v4().to_string())))
-    }
-}
+request_id_extractor!(
+    /// The request id: the client's `x-request-id` when [`is_safe_request_id`], else a new
+    /// UUID. Set by [`request_id_middleware`].
+    RequestId
+);
+request_id_extractor!(
+    /// The service's own id of the request: a UUID it generated, whatever the client sent. The
+    /// audit log records this one, never a client-chosen id; the request's log lines carry it
+    /// as `server_request_id` when the client chose the `request_id`.
+    ServerRequestId
+);
 
 /// The address of the peer, when the server knows it (always, over plain HTTP and HTTPS;
 /// not for requests handed to the router in process).

@@ -152,15 +152,25 @@ pub fn plain_serde_json(error: &serde_json::Error) -> String {
     plain_json_error(&format!("{prefix}{error}"))
 }
 
+/// The `<name>, expected <accepted>` of a serde message: the name and what is accepted,
+/// without `one of ` and backquotes (empty when serde names nothing).
+fn name_and_accepted(rest: &str) -> (&str, String) {
+    let (name, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+    if expected == "there are no fields" {
+        return (name, String::new());
+    }
+    let accepted = expected
+        .strip_prefix("one of ")
+        .unwrap_or(expected)
+        .replace('`', "");
+    (name, accepted)
+}
+
 /// One serde message, reworded.
 fn plain_serde(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field ") {
-        let (field, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
-        let accepted = expected
-            .strip_prefix("one of ")
-            .unwrap_or(expected)
-            .replace('`', "");
-        return if accepted.is_empty() || expected == "there are no fields" {
+        let (field, accepted) = name_and_accepted(rest);
+        return if accepted.is_empty() {
             format!("has an unknown field {}", unquote(field))
         } else {
             format!(
@@ -176,11 +186,7 @@ fn plain_serde(message: &str) -> String {
         return format!("has the field {} twice", unquote(field));
     }
     if let Some(rest) = message.strip_prefix("unknown variant ") {
-        let (value, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
-        let accepted = expected
-            .strip_prefix("one of ")
-            .unwrap_or(expected)
-            .replace('`', "");
+        let (value, accepted) = name_and_accepted(rest);
         return format!("has {} where one of {accepted} is accepted", unquote(value));
     }
     for prefix in ["invalid type: ", "invalid value: "] {

@@ -40,6 +40,16 @@ pub(crate) fn read_owner_only_key_file(
     std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
 }
 
+/// Creates a new file, for writing, that only the service's user can read; an existing file
+/// is an error.
+pub(crate) fn create_owner_only(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 /// Writes a new key file that only the service's user can read, in a directory only it can
 /// list. Never overwrites: an existing file is an error.
 pub(super) fn write_key_file(path: &Path, text: &str) -> Result<(), KeyError> {
@@ -62,13 +72,7 @@ pub(super) fn write_key_file(path: &Path, text: &str) -> Result<(), KeyError> {
             ))
         })?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| err(format!("cannot create: {e}")))?;
+    let mut file = create_owner_only(path).map_err(|e| err(format!("cannot create: {e}")))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| err(format!("cannot write: {e}")))

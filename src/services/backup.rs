@@ -300,12 +300,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         private_dir(parent)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
+    let mut file = crate::keys::files::create_owner_only(path)
         .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
     file.write_all(bytes)?;
     file.sync_all()?;

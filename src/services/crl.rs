@@ -56,6 +56,25 @@ impl CaSource<'_> {
 /// Listing a few certificates the base lists too is harmless.
 pub const DELTA_OVERLAP: time::Duration = time::Duration::minutes(5);
 
+/// Which of a CA's CRLs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrlKind {
+    /// The complete CRL.
+    Complete,
+    /// The delta CRL on the current base.
+    Delta,
+}
+
+impl CrlKind {
+    /// How its `ETag` starts: `crl` or `delta`.
+    pub fn etag_prefix(self) -> &'static str {
+        match self {
+            CrlKind::Complete => "crl",
+            CrlKind::Delta => "delta",
+        }
+    }
+}
+
 /// Which CRL a build makes.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -101,65 +120,52 @@ impl CrlPublisher {
         self.revoked.notified().await
     }
 
-    /// The current CRL of `ca_id`: the stored one while it lists every revocation and its
-    /// nextUpdate is not near, otherwise a new one signed and stored now.
+    /// The current CRL of `kind` of `ca_id`: the stored one while it is current (see
+    /// [`CrlPublisher::fresh`]), otherwise a new one signed and stored now. A delta CRL is
+    /// built after the complete CRL, when that is due too: the complete CRL picks the base.
     pub async fn current(
         &self,
+        kind: CrlKind,
         store: &Store,
         cas: &CaSource<'_>,
         ca_id: &str,
         now: OffsetDateTime,
     ) -> Result<StoredCrl, CrlError> {
-        if let Some(crl) = self.fresh(store.crl_state_for(ca_id, false).await?, now) {
+        let delta = kind == CrlKind::Delta;
+        if let Some(crl) = self.fresh(kind, store.crl_state_for(ca_id, delta).await?, now) {
             return Ok(crl);
+        }
+        if delta {
+            // The complete CRL first: it picks the base the delta is on.
+            Box::pin(self.current(CrlKind::Complete, store, cas, ca_id, now)).await?;
         }
         let lock = self.lock_of(ca_id);
         let _building = lock.lock().await;
         // Another request may have built it while this one waited.
-        let state = store.crl_state_for(ca_id, false).await?;
-        if let Some(crl) = self.fresh(state.clone(), now) {
+        let state = store.crl_state_for(ca_id, delta).await?;
+        if let Some(crl) = self.fresh(kind, state.clone(), now) {
             return Ok(crl);
         }
-        // A new base once the current one is a refresh period old.
-        let period = self.validity - self.refresh_before;
-        let as_base = match state.and_then(|s| s.base) {
-            None => true,
-            Some((_, since)) => since.get() + period <= now,
+        let base = state.and_then(|s| s.base);
+        let build = match kind {
+            CrlKind::Complete => {
+                // A new base once the current one is a refresh period old.
+                let period = self.validity - self.refresh_before;
+                Kind::Complete {
+                    as_base: base.is_none_or(|(_, since)| since.get() + period <= now),
+                }
+            }
+            CrlKind::Delta => {
+                let Some((base, since)) = base else {
+                    return Err(CrlError::Store(StoreError(sqlx::Error::Protocol(format!(
+                        "CA {ca_id} has no base CRL after one was built"
+                    )))));
+                };
+                Kind::Delta { base, since }
+            }
         };
         let ca = cas.load(ca_id).await?;
-        self.build(store, &ca, now, Kind::Complete { as_base })
-            .await
-    }
-
-    /// The current delta CRL of `ca_id`: the stored one while it is on the current base, lists
-    /// every revocation and its nextUpdate is not near, otherwise a new one signed and stored
-    /// now (after the complete CRL, when that is due too).
-    pub async fn current_delta(
-        &self,
-        store: &Store,
-        cas: &CaSource<'_>,
-        ca_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<StoredCrl, CrlError> {
-        if let Some(delta) = self.fresh_delta(store.crl_state_for(ca_id, true).await?, now) {
-            return Ok(delta);
-        }
-        // The complete CRL first: it picks the base the delta is on.
-        self.current(store, cas, ca_id, now).await?;
-        let lock = self.lock_of(ca_id);
-        let _building = lock.lock().await;
-        let state = store.crl_state_for(ca_id, true).await?;
-        if let Some(delta) = self.fresh_delta(state.clone(), now) {
-            return Ok(delta);
-        }
-        let Some((base, since)) = state.and_then(|s| s.base) else {
-            return Err(CrlError::Store(StoreError(sqlx::Error::Protocol(format!(
-                "CA {ca_id} has no base CRL after one was built"
-            )))));
-        };
-        let ca = cas.load(ca_id).await?;
-        self.build(store, &ca, now, Kind::Delta { base, since })
-            .await
+        self.build(store, &ca, now, build).await
     }
 
     /// Signs and stores a new CRL of every CA whose stored CRL is missing, behind its
@@ -176,7 +182,10 @@ impl CrlPublisher {
             .crls_due(Timestamp::new(now + self.refresh_before))
             .await?
         {
-            match self.current(store, cas, &ca_id, now).await {
+            match self
+                .current(CrlKind::Complete, store, cas, &ca_id, now)
+                .await
+            {
                 Ok(_) => built += 1,
                 Err(e) => tracing::warn!(%ca_id, error = %e, "CRL not signed; will retry"),
             }
@@ -184,20 +193,26 @@ impl CrlPublisher {
         Ok(built)
     }
 
-    fn fresh_delta(&self, state: Option<CrlState>, now: OffsetDateTime) -> Option<StoredCrl> {
+    /// The stored CRL of `kind` while it lists every revocation, its nextUpdate is not near
+    /// and, for a delta, it is on the current base.
+    fn fresh(
+        &self,
+        kind: CrlKind,
+        state: Option<CrlState>,
+        now: OffsetDateTime,
+    ) -> Option<StoredCrl> {
         let state = state?;
-        let delta = state.delta?;
-        let current = delta.built_generation >= state.revocation_generation
-            && delta.base_number.is_some()
-            && delta.base_number == state.base.map(|(n, _)| n)
-            && delta.next_update.get() - self.refresh_before > now;
-        current.then_some(delta)
-    }
-
-    fn fresh(&self, state: Option<CrlState>, now: OffsetDateTime) -> Option<StoredCrl> {
-        let state = state?;
-        let crl = state.crl?;
-        let current = crl.built_generation >= state.revocation_generation
+        let (crl, on_current_base) = match kind {
+            CrlKind::Complete => (state.crl?, true),
+            CrlKind::Delta => {
+                let delta = state.delta?;
+                let base = state.base.map(|(n, _)| n);
+                let on_base = delta.base_number.is_some() && delta.base_number == base;
+                (delta, on_base)
+            }
+        };
+        let current = on_current_base
+            && crl.built_generation >= state.revocation_generation
             && crl.next_update.get() - self.refresh_before > now;
         current.then_some(crl)
     }

@@ -31,20 +31,15 @@ pub struct Principal {
     pub role: Role,
 }
 
-/// A freshly generated token secret. `Debug` never shows it.
-pub struct TokenSecret(String);
+/// A freshly generated secret: `prefix` and 43 characters of base64url (32 random bytes), the
+/// form of API tokens (`fca_`) and dashboard session ids (`fcs_`). `Debug` never shows it.
+pub struct RandomSecret(String);
 
-/// `prefix` and 43 characters of base64url (32 random bytes): the form of API tokens (`fca_`)
-/// and dashboard session ids (`fcs_`).
-pub(crate) fn random_secret(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
-}
-
-impl TokenSecret {
-    fn generate() -> Self {
-        TokenSecret(random_secret("fca_"))
+impl RandomSecret {
+    pub(crate) fn generate(prefix: &str) -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        RandomSecret(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
     pub fn expose(&self) -> &str {
@@ -52,11 +47,14 @@ impl TokenSecret {
     }
 }
 
-impl fmt::Debug for TokenSecret {
+impl fmt::Debug for RandomSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenSecret([redacted])")
+        f.write_str("RandomSecret([redacted])")
     }
 }
+
+/// The prefix of API tokens.
+const TOKEN_PREFIX: &str = "fca_";
 
 pub fn token_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -86,11 +84,11 @@ pub async fn create_token(
     role: Role,
     actor: &str,
     request_id: Option<&str>,
-) -> Result<TokenSecret, TokenError> {
+) -> Result<RandomSecret, TokenError> {
     if !valid_token_name(name) {
         return Err(TokenError::InvalidName);
     }
-    let secret = TokenSecret::generate();
+    let secret = RandomSecret::generate(TOKEN_PREFIX);
     let created = store
         .insert_token(
             name,
@@ -125,7 +123,7 @@ pub async fn create_token(
 /// recovers with `factory-ca token create` on the server, and a secret printed on every restart
 /// would end up in log archives. The CLI refuses to create tokens in a store without a CA, so a
 /// command run from the wrong directory cannot use up this first start.
-pub async fn create_bootstrap_admin(store: &Store) -> Result<Option<TokenSecret>, TokenError> {
+pub async fn create_bootstrap_admin(store: &Store) -> Result<Option<RandomSecret>, TokenError> {
     if !store.has_no_tokens().await? {
         return Ok(None);
     }
@@ -179,7 +177,7 @@ pub async fn authenticate(store: &Store, presented: &str) -> Result<Option<Princ
 }
 
 fn has_token_shape(presented: &str) -> bool {
-    presented.starts_with("fca_") && presented.len() == 47
+    presented.starts_with(TOKEN_PREFIX) && presented.len() == 47
 }
 
 async fn lookup(store: &Store, hash: &str) -> Result<Option<Principal>, StoreError> {
@@ -302,29 +300,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_have_a_fixed_shape_and_differ() {
-        let a = TokenSecret::generate();
-        let b = TokenSecret::generate();
-        assert_eq!(a.expose().len(), 47);
-        assert!(a.expose().starts_with("fca_"));
-        assert_ne!(a.expose(), b.expose());
-        assert!(!format!("{a:?}").contains(&a.expose()[4..]));
-    }
-
-    async fn sqlite_store(dir: &std::path::Path) -> Store {
-        let settings = crate::config::Settings {
-            data_dir: dir.to_path_buf(),
-            ..Default::default()
-        };
-        let store = Store::connect(&settings).await.unwrap();
-        store.migrate().await.unwrap();
-        store
+    fn secrets_have_a_fixed_shape_differ_and_debug_hides_them() {
+        for prefix in [TOKEN_PREFIX, "fcs_"] {
+            let a = RandomSecret::generate(prefix);
+            let b = RandomSecret::generate(prefix);
+            assert_eq!(a.expose().len(), 47);
+            assert!(a.expose().starts_with(prefix));
+            assert_ne!(a.expose(), b.expose());
+            assert!(!format!("{a:?}").contains(&a.expose()[4..]));
+        }
+        assert!(has_token_shape(
+            RandomSecret::generate(TOKEN_PREFIX).expose()
+        ));
     }
 
     /// A fresh SQLite store (in the returned directory) with the station token `line-1`.
-    async fn store_with_station() -> (tempfile::TempDir, Store, TokenSecret) {
+    async fn store_with_station() -> (tempfile::TempDir, Store, RandomSecret) {
         let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(dir.path()).await;
+        let store = crate::store::sqlite_store_in(dir.path()).await;
         let secret = create_token(&store, "line-1", Role::Station, "test", None)
             .await
             .unwrap();
@@ -346,7 +339,7 @@ mod tests {
         // Well-formed but unknown tokens are looked up and refused, and never cached: random
         // tokens cannot grow the cache.
         for _ in 0..50 {
-            let forged = TokenSecret::generate();
+            let forged = RandomSecret::generate(TOKEN_PREFIX);
             assert!(!accepted(&cache, &store, forged.expose()).await);
         }
         assert_eq!(cache.len(), 1);

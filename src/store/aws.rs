@@ -42,9 +42,7 @@ impl Store {
 
     pub async fn list_aws_registrations(&self) -> StoreResult<Vec<AwsRegistration>> {
         let sql = format!("SELECT {COLUMNS} FROM ca_aws_registrations ORDER BY ca_id");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
-            .fetch_all(pool)
-            .await)?)
+        self.fetch_rows(&sql).await
     }
 
     /// Inserts or replaces the registration of `r.ca_id`.
@@ -80,14 +78,8 @@ impl Store {
     }
 
     pub async fn delete_aws_registration(&self, ca_id: &str) -> StoreResult<bool> {
-        let n = on_pool!(self, |pool| sqlx::query(
-            "DELETE FROM ca_aws_registrations WHERE ca_id = $1"
-        )
-        .bind(ca_id)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(n > 0)
+        self.execute_by_key("DELETE FROM ca_aws_registrations WHERE ca_id = $1", ca_id)
+            .await
     }
 }
 

@@ -81,9 +81,7 @@ impl Store {
     pub async fn list_cas(&self) -> StoreResult<Vec<CaRecord>> {
         let sql =
             format!("SELECT {CA_COLUMNS} FROM certificate_authorities ORDER BY created_at, id");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
-            .fetch_all(pool)
-            .await)?)
+        self.fetch_rows(&sql).await
     }
 
     pub async fn get_ca(&self, id: &str) -> StoreResult<Option<CaRecord>> {
@@ -173,20 +171,16 @@ impl Store {
         let sql = format!(
             "SELECT {PENDING_COLUMNS} FROM pending_certificate_authorities ORDER BY created_at, id"
         );
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
-            .fetch_all(pool)
-            .await)?)
+        self.fetch_rows(&sql).await
     }
 
     /// Forgets a pending CA once it is installed.
     pub async fn delete_pending_ca(&self, id: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query(
-            "DELETE FROM pending_certificate_authorities WHERE id = $1"
+        self.execute_by_key(
+            "DELETE FROM pending_certificate_authorities WHERE id = $1",
+            id,
         )
-        .bind(id)
-        .execute(pool)
-        .await
-        .map(|_| ()))?;
+        .await?;
         Ok(())
     }
 }

@@ -143,12 +143,30 @@ impl<T> Row for T where
 }
 
 impl Store {
+    /// Every row that `sql` (without parameters) selects.
+    async fn fetch_rows<T: Row>(&self, sql: &str) -> StoreResult<Vec<T>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(sql)
+            .fetch_all(pool)
+            .await)?)
+    }
+
     /// The row that `sql` selects by its one text parameter `$1`, if any.
     async fn fetch_by_key<T: Row>(&self, sql: &str, key: &str) -> StoreResult<Option<T>> {
         Ok(on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(key)
             .fetch_optional(pool)
             .await)?)
+    }
+
+    /// Runs `sql` (an UPDATE or a DELETE) with its one text parameter `$1`; true when it
+    /// changed a row.
+    async fn execute_by_key(&self, sql: &str, key: &str) -> StoreResult<bool> {
+        let changed = on_pool!(self, |pool| sqlx::query(sql)
+            .bind(key)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(changed > 0)
     }
 }
 
@@ -375,6 +393,18 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
     }
+}
+
+/// A migrated SQLite store in `dir`, for unit tests.
+#[cfg(test)]
+pub(crate) async fn sqlite_store_in(dir: &std::path::Path) -> Store {
+    let settings = Settings {
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
+    let store = Store::connect(&settings).await.unwrap();
+    store.migrate().await.unwrap();
+    store
 }
 
 /// Serde adapter writing a [`Timestamp`] as RFC 3339.

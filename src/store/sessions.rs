@@ -55,13 +55,10 @@ impl Store {
 
     /// Deletes a session; false when there was none.
     pub async fn delete_session(&self, session_sha256: &str) -> StoreResult<bool> {
-        let n = on_pool!(self, |pool| sqlx::query(
-            "DELETE FROM dashboard_sessions WHERE session_sha256 = $1"
+        self.execute_by_key(
+            "DELETE FROM dashboard_sessions WHERE session_sha256 = $1",
+            session_sha256,
         )
-        .bind(session_sha256)
-        .execute(pool)
         .await
-        .map(|r| r.rows_affected()))?;
-        Ok(n > 0)
     }
 }

@@ -106,13 +106,7 @@ pub async fn get(
     _admin: AdminCaller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CaAdminView>, ApiError> {
-    let record = state
-        .store
-        .get_ca(&id)
-        .await?
-        .ok_or_else(|| ca_not_found(&id))?;
-    let aws = state.store.get_aws_registration(&id).await?;
-    Ok(Json(view(record, aws)))
+    Ok(Json(stored_view(&state, &id).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -316,13 +310,18 @@ pub async fn activate(
 ) -> Result<Json<CaAdminView>, ApiError> {
     let ca = state.ca_admin().activate(&id, admin.actor()).await?;
     state.issuance.set_issuing_ca(ca);
+    Ok(Json(stored_view(&state, &id).await?))
+}
+
+/// CA `id` as stored, with its AWS registration.
+async fn stored_view(state: &AppState, id: &str) -> Result<CaAdminView, ApiError> {
     let record = state
         .store
-        .get_ca(&id)
+        .get_ca(id)
         .await?
-        .ok_or_else(|| ca_not_found(&id))?;
-    let aws = state.store.get_aws_registration(&id).await?;
-    Ok(Json(view(record, aws)))
+        .ok_or_else(|| ca_not_found(id))?;
+    let aws = state.store.get_aws_registration(id).await?;
+    Ok(view(record, aws))
 }
 
 /// 201 with a new CA; an activated one signs in this process at once.

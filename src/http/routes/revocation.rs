@@ -17,8 +17,8 @@ use crate::ca::{self, authority::RevocationReason};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{self, AdminCaller, ApiPath, ApiQuery, ViewerCaller};
+use crate::services::crl::CrlKind;
 use crate::services::revocation::{self, AUDIT_ACTION, clip};
-use crate::store::crls::StoredCrl;
 use crate::store::{Store, StoreError};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -202,13 +202,7 @@ pub async fn crl(
     ApiQuery(params): ApiQuery<CrlParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let pem = params.pem()?;
-    let now = OffsetDateTime::now_utc();
-    let crl = state
-        .crls
-        .current(&state.store, &state.crl_cas(), &id, now)
-        .await?;
-    Ok(respond_crl(&state, &headers, crl, "crl", pem, now))
+    respond_crl(&state, &headers, CrlKind::Complete, &id, &params).await
 }
 
 /// `GET /v1/cas/{id}/delta-crl`: the delta CRL of CA `id` (RFC 5280 section 5.2.4), listing the
@@ -246,13 +240,7 @@ pub async fn delta_crl(
     ApiQuery(params): ApiQuery<CrlParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let pem = params.pem()?;
-    let now = OffsetDateTime::now_utc();
-    let delta = state
-        .crls
-        .current_delta(&state.store, &state.crl_cas(), &id, now)
-        .await?;
-    Ok(respond_crl(&state, &headers, delta, "delta", pem, now))
+    respond_crl(&state, &headers, CrlKind::Delta, &id, &params).await
 }
 
 impl CrlParams {
@@ -269,18 +257,24 @@ impl CrlParams {
     }
 }
 
-/// A stored CRL as the answer: its validators and cache headers, and 304 when `If-None-Match`
-/// names it. `kind` starts its `ETag`.
-fn respond_crl(
+/// The current CRL of `kind` of CA `id` as the answer: its validators and cache headers, and
+/// 304 when `If-None-Match` names it.
+async fn respond_crl(
     state: &AppState,
     headers: &HeaderMap,
-    crl: StoredCrl,
-    kind: &str,
-    pem: bool,
-    now: OffsetDateTime,
-) -> Response {
+    kind: CrlKind,
+    id: &str,
+    params: &CrlParams,
+) -> Result<Response, ApiError> {
+    let pem = params.pem()?;
+    let now = OffsetDateTime::now_utc();
+    let crl = state
+        .crls
+        .current(kind, &state.store, &state.crl_cas(), id, now)
+        .await?;
     let etag = format!(
-        "\"{kind}-{}-{}\"",
+        "\"{}-{}-{}\"",
+        kind.etag_prefix(),
         crl.number,
         if pem { "pem" } else { "der" }
     );
@@ -297,7 +291,7 @@ fn respond_crl(
     set(header::LAST_MODIFIED, http_date(crl.this_update.get()));
     set(header::EXPIRES, http_date(crl.next_update.get()));
     if if_none_match(headers, &etag) {
-        return (StatusCode::NOT_MODIFIED, response_headers).into_response();
+        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
     }
     let (content_type, body) = if pem {
         (
@@ -308,7 +302,7 @@ fn respond_crl(
         ("application/pkix-crl", crl.der)
     };
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    (response_headers, body).into_response()
+    Ok((response_headers, body).into_response())
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`). Weak validators compare by their opaque

@@ -236,63 +236,43 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
+    /// The buckets of a day or hour grouping.
+    fn buckets(grouping: StatsGrouping, from: OffsetDateTime, to: OffsetDateTime) -> Vec<String> {
+        time_buckets(grouping, from, to).expect("a time grouping")
+    }
+
     #[test]
     fn day_buckets_cover_partial_days_at_both_ends() {
-        let keys = time_buckets(
-            StatsGrouping::Day,
-            datetime!(2026-11-26 22:00 UTC),
-            datetime!(2026-11-28 00:00:01 UTC),
-        )
-        .unwrap();
+        let from = datetime!(2026-11-26 22:00 UTC);
+        let keys = buckets(StatsGrouping::Day, from, datetime!(2026-11-28 00:00:01 UTC));
         assert_eq!(keys, ["2026-11-26", "2026-11-27", "2026-11-28"]);
     }
 
     #[test]
     fn hour_buckets_are_utc_and_end_before_to() {
-        let keys = time_buckets(
-            StatsGrouping::Hour,
+        let (from, to) = (
             datetime!(2026-11-28 10:30 UTC),
             datetime!(2026-11-28 12:00 UTC),
-        )
-        .unwrap();
-        assert_eq!(keys, ["2026-11-28T10:00Z", "2026-11-28T11:00Z"]);
-        assert!(
-            time_buckets(
-                StatsGrouping::Station,
-                datetime!(2026-11-28 10:30 UTC),
-                datetime!(2026-11-28 12:00 UTC)
-            )
-            .is_none()
         );
+        let keys = buckets(StatsGrouping::Hour, from, to);
+        assert_eq!(keys, ["2026-11-28T10:00Z", "2026-11-28T11:00Z"]);
+        assert!(time_buckets(StatsGrouping::Station, from, to).is_none());
     }
 
     #[test]
     fn the_last_buckets_of_year_9999_do_not_overflow() {
-        let keys = time_buckets(
-            StatsGrouping::Hour,
-            datetime!(9999-12-31 00:00 UTC),
-            datetime!(9999-12-31 23:59:59 UTC),
-        )
-        .unwrap();
+        let last = datetime!(9999-12-31 23:59:59 UTC);
+        let keys = buckets(StatsGrouping::Hour, datetime!(9999-12-31 00:00 UTC), last);
         assert_eq!(keys.len(), 24);
         assert_eq!(keys[23], "9999-12-31T23:00Z");
-        let days = time_buckets(
-            StatsGrouping::Day,
-            datetime!(9999-12-30 00:00 UTC),
-            datetime!(9999-12-31 23:59:59 UTC),
-        )
-        .unwrap();
+        let days = buckets(StatsGrouping::Day, datetime!(9999-12-30 00:00 UTC), last);
         assert_eq!(days, ["9999-12-30", "9999-12-31"]);
     }
 
     #[test]
     fn bucket_counting_stops_past_the_limit() {
-        let keys = time_buckets(
-            StatsGrouping::Hour,
-            datetime!(1970-01-01 00:00 UTC),
-            datetime!(2026-11-28 12:00 UTC),
-        )
-        .unwrap();
+        let from = datetime!(1970-01-01 00:00 UTC);
+        let keys = buckets(StatsGrouping::Hour, from, datetime!(2026-11-28 12:00 UTC));
         assert_eq!(keys.len() as i64, MAX_BUCKETS + 1);
     }
 }
