@@ -107,4 +107,4 @@ drop_test_databases() {
 drop_test_databases
 trap drop_test_databases EXIT
 
-cargo test --locked --features system-tests "$@"
+cargo test --locked --features system-tests,certificate-provider "$@"

@@ -229,6 +229,125 @@ pub struct AwsSettings {
     pub api_burst: u32,
     /// Retries of a call AWS throttles, after pauses doubling from half a second.
     pub throttle_retries: u32,
+    /// Named registration targets (`[aws.targets.<name>]`): each a region, optionally another
+    /// endpoint, another account's role and its own pacing. None named: the one target
+    /// `default`, made of `region`, `endpoint_url`, `role_arn` and the pacing above.
+    pub targets: std::collections::BTreeMap<String, AwsTargetSettings>,
+}
+
+/// `[aws.targets.<name>]`: one (region, account) a CA may be registered in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsTargetSettings {
+    pub region: String,
+    /// Another endpoint (an emulator, a VPC endpoint) for this target.
+    pub endpoint_url: Option<String>,
+    /// An IAM role of the target's account, assumed through STS with the standard chain's
+    /// credentials; unset: the chain's credentials are used directly.
+    pub role_arn: Option<String>,
+    /// AWS IoT calls per second to this target; unset: `aws.api_rate_per_sec`.
+    pub api_rate_per_sec: Option<f64>,
+    /// Burst of this target's bucket; unset: `aws.api_burst`.
+    pub api_burst: Option<u32>,
+}
+
+/// One registration target as the service uses it: the named settings, or `[aws]` itself for
+/// the target `default`, with the pacing resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsTarget {
+    pub name: String,
+    pub region: String,
+    pub endpoint_url: Option<String>,
+    pub role_arn: Option<String>,
+    pub api_rate_per_sec: f64,
+    pub api_burst: u32,
+}
+
+/// The target the single `[aws]` section makes when no target is named.
+pub const DEFAULT_AWS_TARGET: &str = "default";
+
+impl AwsSettings {
+    /// The registration targets, by name: the named ones, or `default` from `[aws]`.
+    pub fn resolved_targets(&self) -> Vec<AwsTarget> {
+        if self.targets.is_empty() {
+            return vec![AwsTarget {
+                name: DEFAULT_AWS_TARGET.to_owned(),
+                region: self.region.clone(),
+                endpoint_url: self.endpoint_url.clone(),
+                role_arn: self.role_arn.clone(),
+                api_rate_per_sec: self.api_rate_per_sec,
+                api_burst: self.api_burst,
+            }];
+        }
+        self.targets
+            .iter()
+            .map(|(name, t)| AwsTarget {
+                name: name.clone(),
+                region: t.region.clone(),
+                endpoint_url: t.endpoint_url.clone(),
+                role_arn: t.role_arn.clone(),
+                api_rate_per_sec: t.api_rate_per_sec.unwrap_or(self.api_rate_per_sec),
+                api_burst: t.api_burst.unwrap_or(self.api_burst),
+            })
+            .collect()
+    }
+
+    /// Target names: lower-case letters and digits, words joined by `-` or `_`, at most 32
+    /// characters; two names may not differ only by `-` against `_`.
+    fn validate_targets(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeMap::new();
+        for (name, t) in &self.targets {
+            let words_ok = !name.is_empty()
+                && name.len() <= 32
+                && name.split(['-', '_']).all(|w| {
+                    !w.is_empty()
+                        && w.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                });
+            if !words_ok {
+                return Err(ConfigError(format!(
+                    "aws.targets.{name}: a target name is lower-case letters and digits, words \
+                     joined by '-' or '_' (e.g. eu, us-east, prod_eu), at most 32 characters"
+                )));
+            }
+            if let Some(other) = seen.insert(name.replace('-', "_"), name) {
+                return Err(ConfigError(format!(
+                    "aws.targets.{name} and aws.targets.{other} differ only by '-' and '_': \
+                     name targets apart"
+                )));
+            }
+            if t.region.is_empty() {
+                return Err(ConfigError(format!(
+                    "aws.targets.{name}.region must be set (e.g. \"eu-west-1\")"
+                )));
+            }
+            if let Some(role) = &t.role_arn
+                && !(role.starts_with("arn:") && role.contains(":role/"))
+            {
+                return Err(ConfigError(format!(
+                    "aws.targets.{name}.role_arn must be an IAM role ARN: \
+                     arn:aws:iam::<account>:role/<name>"
+                )));
+            }
+            if let Some(url) = &t.endpoint_url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                return Err(ConfigError(format!(
+                    "aws.targets.{name}.endpoint_url must be an http(s) URL"
+                )));
+            }
+            if t.api_rate_per_sec
+                .is_some_and(|r| !(r.is_finite() && r >= 0.0))
+                || t.api_burst == Some(0)
+            {
+                return Err(ConfigError(format!(
+                    "aws.targets.{name}: api_rate_per_sec must be 0 or more and api_burst at \
+                     least 1"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for AwsSettings {
@@ -245,6 +364,7 @@ impl Default for AwsSettings {
             api_rate_per_sec: 10.0,
             api_burst: 10,
             throttle_retries: 5,
+            targets: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -582,8 +702,9 @@ impl Settings {
                     .into(),
             ));
         }
+        self.aws.validate_targets()?;
         if self.aws.enabled {
-            if self.aws.region.is_empty() {
+            if self.aws.region.is_empty() && self.aws.targets.is_empty() {
                 return Err(ConfigError(
                     "aws.region must be set when aws.enabled is true".into(),
                 ));

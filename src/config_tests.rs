@@ -131,3 +131,84 @@ fn typed_values_load_from_their_written_forms() {
     let s = from_toml("[metrics]\nlisten = \"\"").unwrap();
     assert_eq!(s.metrics.listen, None);
 }
+
+#[test]
+fn aws_targets_load_with_their_own_region_role_and_pacing() {
+    // No target named: `[aws]` is the one target `default`.
+    let plain = from_toml("[aws]\nenabled = true\nregion = \"eu-central-1\"\n").unwrap();
+    let targets = plain.aws.resolved_targets();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0].name, "default");
+    assert_eq!(targets[0].region, "eu-central-1");
+    assert_eq!(targets[0].api_rate_per_sec, 10.0);
+
+    let named = from_toml(
+        "[aws]\nenabled = true\napi_rate_per_sec = 4.0\n\
+         [aws.targets.eu]\nregion = \"eu-west-1\"\n\
+         [aws.targets.us-east]\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:5000\"\n\
+         role_arn = \"arn:aws:iam::222222222222:role/factory\"\napi_rate_per_sec = 20.0\n\
+         api_burst = 3\n",
+    )
+    .unwrap();
+    let targets = named.aws.resolved_targets();
+    let names: Vec<_> = targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["eu", "us-east"]);
+    assert_eq!(targets[0].api_rate_per_sec, 4.0);
+    assert_eq!(targets[0].role_arn, None);
+    assert_eq!(targets[1].api_rate_per_sec, 20.0);
+    assert_eq!(targets[1].api_burst, 3);
+    assert_eq!(
+        targets[1].role_arn.as_deref(),
+        Some("arn:aws:iam::222222222222:role/factory")
+    );
+    assert_eq!(
+        targets[1].endpoint_url.as_deref(),
+        Some("http://127.0.0.1:5000")
+    );
+}
+
+#[test]
+fn aws_target_names_and_values_are_checked_at_load() {
+    let cases = [
+        (
+            "[aws.targets.EU]\nregion = \"eu-west-1\"\n",
+            "lower-case letters",
+        ),
+        (
+            "[aws.targets.\"eu west\"]\nregion = \"eu-west-1\"\n",
+            "lower-case letters",
+        ),
+        (
+            "[aws.targets.-eu]\nregion = \"eu-west-1\"\n",
+            "lower-case letters",
+        ),
+        (
+            "[aws.targets.prod-eu]\nregion = \"eu-west-1\"\n[aws.targets.prod_eu]\nregion = \"eu-west-1\"\n",
+            "differ only by",
+        ),
+        (
+            "[aws.targets.eu]\nendpoint_url = \"http://x\"\n",
+            "aws.targets.eu.region must be set",
+        ),
+        (
+            "[aws.targets.eu]\nregion = \"eu-west-1\"\nrole_arn = \"role/x\"\n",
+            "aws.targets.eu.role_arn must be an IAM role ARN",
+        ),
+        (
+            "[aws.targets.eu]\nregion = \"eu-west-1\"\nendpoint_url = \"ftp://x\"\n",
+            "aws.targets.eu.endpoint_url",
+        ),
+        (
+            "[aws.targets.eu]\nregion = \"eu-west-1\"\napi_burst = 0\n",
+            "api_burst at least 1",
+        ),
+        (
+            "[aws.targets.eu]\nregion = \"eu-west-1\"\nzone = \"a\"\n",
+            "zone",
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = refusal(text);
+        assert!(error.contains(expected), "{text}: {error}");
+    }
+}

@@ -9,6 +9,9 @@ pub mod aws;
 pub mod bench;
 /// The certificate authority: CSR parsing, policy, profile, signing. No HTTP, SQL or AWS.
 pub mod ca;
+/// The AWS IoT certificate provider (fleet provisioning): the Lambda function's handler, which
+/// forwards a device's CSR to this service over HTTPS as a station.
+pub mod certificate_provider;
 /// Layered, validated settings.
 pub mod config;
 /// The HTTP API: router and layers, errors, extractors, OpenAPI, TLS, and the handlers.

@@ -399,6 +399,67 @@
     fact($("ca"), "Live in AWS", node);
   }
 
+  // CA health (GET /v1/ca/health: the findings of GET /v1/admin/health, at most a minute
+  // old). Never fails the page: a report that cannot be had is said in the panel.
+  function renderHealth(report) {
+    const tbody = $("health").tBodies[0];
+    tbody.replaceChildren();
+    const rows = [];
+    for (const ca of Array.isArray(report.cas) ? report.cas : []) {
+      for (const f of Array.isArray(ca.findings) ? ca.findings : []) rows.push([ca, f]);
+    }
+    // Critical first, then by CA.
+    rows.sort((a, b) => (a[1].severity === b[1].severity ? 0 : a[1].severity === "critical" ? -1 : 1));
+    for (const [ca, f] of rows) {
+      const caId = String(ca.ca_id || "");
+      tbody.appendChild(el("tr", { "data-code": String(f.code), "data-severity": String(f.severity) }, [
+        el("td", {}, [badge(String(f.severity), f.severity === "critical" ? "bad" : "warn")]),
+        el("td", { class: "nowrap" }, [el("code", { text: String(f.code) })]),
+        el("td", { class: "nowrap", title: String(ca.subject || "") }, [el("code", { text: caId.slice(0, 12) + (caId.length > 12 ? "\u2026" : ""), title: caId })]),
+        el("td", { class: "nowrap", text: f.target ? String(f.target) : "\u2013" }),
+        el("td", { class: "finding", text: String(f.message || "") }),
+        el("td", { class: "fix", text: String(f.fix || "") }),
+      ]));
+    }
+    if (!rows.length) emptyRow(tbody, 6, "No findings: every CA is in order.");
+    const summary = $("health-summary");
+    summary.replaceChildren(
+      report.critical ? badge(fmt(report.critical) + " critical", "bad") : document.createTextNode(""),
+      document.createTextNode(report.critical && report.warning ? " " : ""),
+      report.warning ? badge(fmt(report.warning) + (report.warning === 1 ? " warning" : " warnings"), "warn") : document.createTextNode(""),
+      !report.critical && !report.warning ? badge("in order", "ok") : document.createTextNode(""),
+    );
+    setText("health-sub", "checked " + shortTime(report.checked_at) + " UTC");
+    $("health-card").setAttribute("data-state", "ready");
+  }
+
+  async function loadHealth(mine) {
+    let response;
+    let body = null;
+    try {
+      response = await fetch("/v1/ca/health", {
+        credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" },
+      });
+      body = await response.json().catch(() => null);
+    } catch (_) {
+      response = null;
+    }
+    if (mine !== generation) return;
+    if (response && response.status === 401) throw new SessionEnded("signed out");
+    if (response && response.ok && body) {
+      renderHealth(body);
+      return;
+    }
+    const tbody = $("health").tBodies[0];
+    tbody.replaceChildren();
+    const why = body && body.detail ? body.detail + " (" + body.code + ")"
+      : response ? "HTTP " + response.status : "the service cannot be reached";
+    emptyRow(tbody, 6, "The health checks could not be run: " + why);
+    $("health-summary").replaceChildren(badge("unknown", "warn"));
+    setText("health-sub", "");
+    $("health-card").setAttribute("data-state", "error");
+  }
+
   function statusBadge(status) {
     const kind = status === "active" ? "ok" : status === "revoked" ? "bad" : "warn";
     return badge(String(status), kind);
@@ -503,6 +564,7 @@
       }),
       loadBreakdown(mine),
       loadCertificates(mine),
+      loadHealth(mine),
     ];
     const results = await Promise.allSettled(tasks);
     if (mine !== generation) return;

@@ -102,7 +102,7 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
                     .push_revocations(None, None, PUSH_BATCH)
                     .await
                 {
-                    Ok((pushed, None)) if pushed == PUSH_BATCH as usize => continue,
+                    Ok((pushed, None)) if pushed >= PUSH_BATCH as usize => continue,
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "revocation retry round failed");
@@ -126,10 +126,13 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
                         continue;
                     }
                 };
-                for reg in registrations {
+                let mut ca_ids: Vec<String> = registrations.into_iter().map(|r| r.ca_id).collect();
+                ca_ids.dedup();
+                for ca_id in ca_ids {
                     let actor = crate::services::audit::Actor::system("system:sync");
-                    if let Err(e) = s.provisioning().sync(&reg.ca_id, actor).await {
-                        tracing::warn!(ca_id = %reg.ca_id, error = %e, "periodic AWS sync failed");
+                    // Every target the CA is registered in; one failing does not stop the rest.
+                    if let Err(e) = s.provisioning().sync(&ca_id, None, actor).await {
+                        tracing::warn!(%ca_id, error = %e, "periodic AWS sync failed");
                     }
                 }
             }

@@ -25,7 +25,7 @@ mod shutdown;
 mod state;
 mod upkeep;
 
-pub use state::{AppState, AppStateInner};
+pub use state::{AppState, AppStateInner, HEALTH_MAX_AGE, HealthCache};
 
 pub struct Application {
     listener: TcpListener,
@@ -43,19 +43,59 @@ impl Application {
     /// development CA on first start when configured) and binds the listen address. Use
     /// `127.0.0.1:0` to get a free port.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let iot: Option<Arc<dyn IotRegistry>> = if settings.aws.enabled {
-            Some(Arc::new(SdkIotRegistry::from_settings(&settings.aws).await))
-        } else {
-            None
-        };
-        Self::build_with_registry(settings, iot).await
+        let mut targets = Vec::new();
+        if settings.aws.enabled {
+            for target in settings.aws.resolved_targets() {
+                let registry: Arc<dyn IotRegistry> =
+                    Arc::new(SdkIotRegistry::from_target(&settings.aws, &target).await);
+                targets.push((target.name, registry));
+            }
+        }
+        Self::build_with_targets(settings, targets).await
+    }
+
+    /// [`Application::build`] with one registry per named registration target (tests pass
+    /// fakes, or SDK clients against moto). Each name must be a configured target.
+    pub async fn build_with_targets(
+        settings: Settings,
+        registries: Vec<(String, Arc<dyn IotRegistry>)>,
+    ) -> anyhow::Result<Application> {
+        let configured = settings.aws.resolved_targets();
+        let mut targets = Vec::new();
+        for (name, registry) in registries {
+            let Some(target) = configured.iter().find(|t| t.name == name) else {
+                anyhow::bail!("AWS target {name:?} is not configured (aws.targets.{name})");
+            };
+            targets.push((target.clone(), registry));
+        }
+        Self::build_inner(settings, targets).await
     }
 
     /// [`Application::build`] with a given AWS IoT registry (tests pass the fake or a
     /// moto-backed client).
+    /// The registry serves the first configured target (`default` without named targets).
     pub async fn build_with_registry(
         settings: Settings,
         iot: Option<Arc<dyn IotRegistry>>,
+    ) -> anyhow::Result<Application> {
+        let targets = match iot {
+            Some(registry) => {
+                let first = settings
+                    .aws
+                    .resolved_targets()
+                    .into_iter()
+                    .next()
+                    .expect("there is always at least one target");
+                vec![(first, registry)]
+            }
+            None => Vec::new(),
+        };
+        Self::build_inner(settings, targets).await
+    }
+
+    async fn build_inner(
+        settings: Settings,
+        targets: Vec<(crate::config::AwsTarget, Arc<dyn IotRegistry>)>,
     ) -> anyhow::Result<Application> {
         // The TLS files first: a bad certificate or key fails before anything is touched.
         let tls = crate::http::tls::TlsServer::from_settings(&settings.server.tls)?;
@@ -141,17 +181,31 @@ impl Application {
             );
         }
         let limits = crate::http::server::ConnectionLimits::new(&settings.server, cap);
-        let pace = crate::aws::throttled::Pace {
-            rate_per_sec: settings.aws.api_rate_per_sec,
-            burst: settings.aws.api_burst,
-            throttle_retries: settings.aws.throttle_retries,
-        };
-        let iot = iot.map(|registry| {
-            let metered: Arc<dyn IotRegistry> =
-                Arc::new(crate::aws::metered::MeteredRegistry::new(registry));
-            Arc::new(crate::aws::throttled::ThrottledRegistry::new(metered, pace))
-                as Arc<dyn IotRegistry>
-        });
+        // One token bucket per target: each (region, account) has its own AWS rates.
+        let aws_targets: Vec<crate::aws::AwsTargetRegistry> = targets
+            .into_iter()
+            .map(|(target, registry)| {
+                let pace = crate::aws::throttled::Pace {
+                    rate_per_sec: target.api_rate_per_sec,
+                    burst: target.api_burst,
+                    throttle_retries: settings.aws.throttle_retries,
+                };
+                let metered: Arc<dyn IotRegistry> =
+                    Arc::new(crate::aws::metered::MeteredRegistry::new(registry));
+                crate::aws::AwsTargetRegistry {
+                    account: target
+                        .role_arn
+                        .as_deref()
+                        .and_then(crate::aws::role_account),
+                    name: target.name,
+                    region: target.region,
+                    registry: Arc::new(crate::aws::throttled::ThrottledRegistry::new(
+                        metered, pace,
+                    )),
+                }
+            })
+            .collect();
+        let iot = aws_targets.first().map(|t| t.registry.clone());
         Ok(Application {
             listener,
             tls,
@@ -163,6 +217,7 @@ impl Application {
                 keys,
                 issuance: Arc::new(issuance),
                 iot,
+                aws_targets: Arc::new(aws_targets),
                 station_limiter: Arc::new(StationRateLimiter::new(
                     settings.server.station_rate_per_sec,
                     settings.server.station_burst,
@@ -179,6 +234,7 @@ impl Application {
                 bulk_revocations: Arc::new(crate::services::bulk_revocation::BulkRevocations::new(
                     settings.revocation.bulk_batch_size,
                 )),
+                health_cache: Arc::default(),
                 settings: Arc::new(settings),
             }),
         })

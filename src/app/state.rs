@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::aws::IotRegistry;
 use crate::config::Settings;
 use crate::keys::KeyStore;
+use crate::provisioning::HealthReport;
 use crate::services::ca_admin::CaAdmin;
 use crate::services::issuance::IssuanceService;
 use crate::services::limits::StationRateLimiter;
@@ -43,6 +44,9 @@ pub struct AppStateInner {
     pub issuance: Arc<IssuanceService>,
     /// AWS IoT, when `aws.enabled`; `None` makes the AWS endpoints answer 503.
     pub iot: Option<Arc<dyn IotRegistry>>,
+    /// Every registration target with its registry (the first is the one `iot` reaches);
+    /// empty when AWS is not configured.
+    pub aws_targets: Arc<Vec<crate::aws::AwsTargetRegistry>>,
     pub station_limiter: Arc<StationRateLimiter>,
     /// Refused signing requests not yet added to the store's counters.
     pub rejections: Arc<RejectionCounter>,
@@ -56,7 +60,18 @@ pub struct AppStateInner {
     pub crls: Arc<crate::services::crl::CrlPublisher>,
     /// Bulk revocation jobs: submitted by the API, run by the upkeep job.
     pub bulk_revocations: Arc<crate::services::bulk_revocation::BulkRevocations>,
+    /// The last CA health report, for the dashboard ([`AppState::recent_health`]).
+    pub health_cache: Arc<HealthCache>,
 }
+
+/// The last CA health report and when it was made. Its lock is held while a report is being
+/// made for [`AppState::recent_health`], so that many dashboards refreshing at once make one.
+#[derive(Default)]
+pub struct HealthCache(tokio::sync::Mutex<Option<(std::time::Instant, HealthReport)>>);
+
+/// How old a report the dashboard may be shown: its refresh period. Viewers thus cause at most
+/// one round of AWS calls a minute, however many dashboards are open.
+pub const HEALTH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl AppState {
     /// The CAs of this service: create, import, activate, load.
@@ -64,12 +79,33 @@ impl AppState {
         CaAdmin::new(&self.store, &self.keys)
     }
 
-    /// The CA health checks with the configured threshold and target.
-    pub async fn health(
+    /// The CA health checks with the configured threshold and target, run now; the report is
+    /// kept for [`AppState::recent_health`].
+    pub async fn health(&self) -> Result<HealthReport, crate::provisioning::ProvisioningError> {
+        let report = self.check_health().await?;
+        *self.health_cache.0.lock().await = Some((std::time::Instant::now(), report.clone()));
+        Ok(report)
+    }
+
+    /// The last report if it is younger than `max_age`, else a new one (kept).
+    pub async fn recent_health(
         &self,
-    ) -> Result<crate::provisioning::HealthReport, crate::provisioning::ProvisioningError> {
+        max_age: std::time::Duration,
+    ) -> Result<HealthReport, crate::provisioning::ProvisioningError> {
+        let mut cached = self.health_cache.0.lock().await;
+        if let Some((made, report)) = cached.as_ref()
+            && made.elapsed() < max_age
+        {
+            return Ok(report.clone());
+        }
+        let report = self.check_health().await?;
+        *cached = Some((std::time::Instant::now(), report.clone()));
+        Ok(report)
+    }
+
+    async fn check_health(&self) -> Result<HealthReport, crate::provisioning::ProvisioningError> {
         self.provisioning()
-            .health(self.settings.ca.expiry_warn_days, &self.settings.aws.region)
+            .health(self.settings.ca.expiry_warn_days)
             .await
     }
 
@@ -85,7 +121,7 @@ impl AppState {
     pub fn provisioning(&self) -> crate::provisioning::Provisioning<'_> {
         crate::provisioning::Provisioning {
             store: &self.store,
-            registry: self.iot.as_ref(),
+            targets: &self.aws_targets,
             ca_admin: self.ca_admin(),
             policy: self.issuance.policy(),
         }

@@ -2,8 +2,10 @@
 //! `docs/jitp.md`), for fast tests of everything the moto emulator does not check: CA:TRUE, a
 //! verification certificate whose CN is the registration code and that the CA signed,
 //! SNI_ONLY without a verification certificate, deletion only when INACTIVE,
-//! ResourceAlreadyExists, at most 10 CAs per subject, and templates that only use the
-//! parameters JITP supplies.
+//! ResourceAlreadyExists, at most 10 CAs per subject, templates that only use the
+//! parameters JITP supplies, and certificate providers (which moto lacks): AWS's name
+//! pattern, a Lambda function ARN, `CreateCertificateFromCsr` as the only operation, and one
+//! provider per account.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -15,7 +17,8 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{
     AwsError, AwsFailure, CaDescription, CaUpdate, CertificateMode, CertificatePage,
-    DeviceCertificate, IotRegistry, RegisterCaRequest, RegisteredCa, RegistrationConfig,
+    CertificateProvider, DeviceCertificate, IotRegistry, RegisterCaRequest, RegisteredCa,
+    RegistrationConfig, certificate_provider,
 };
 use crate::ca::{is_signed_by, sha256_hex};
 use crate::jitp::CertificateField;
@@ -45,10 +48,12 @@ struct State {
     cas: BTreeMap<String, FakeCa>,
     certificates: BTreeMap<String, FakeCertificate>,
     templates: BTreeMap<String, String>,
+    certificate_providers: BTreeMap<String, CertificateProvider>,
     calls: Vec<String>,
     fail_next: Option<AwsError>,
     auto_registration_ignored: bool,
     fail_after: Option<(usize, AwsError)>,
+    down: Option<AwsError>,
 }
 
 pub struct FakeIotRegistry {
@@ -94,6 +99,17 @@ impl FakeIotRegistry {
     /// did rather than what was asked.
     pub fn ignore_auto_registration(&self) {
         self.state().auto_registration_ignored = true;
+    }
+
+    /// Every call fails with `error` until [`FakeIotRegistry::restore`]: a target that is down,
+    /// throttles everything, or refuses our credentials.
+    pub fn go_down(&self, error: AwsError) {
+        self.state().down = Some(error);
+    }
+
+    /// Calls succeed again after [`FakeIotRegistry::go_down`].
+    pub fn restore(&self) {
+        self.state().down = None;
     }
 
     /// The operations called so far, in order (e.g. `RegisterCACertificate`).
@@ -144,6 +160,9 @@ impl FakeIotRegistry {
     fn begin(&self, operation: &str) -> Result<std::sync::MutexGuard<'_, State>, AwsError> {
         let mut state = self.state();
         state.calls.push(operation.to_owned());
+        if let Some(error) = &state.down {
+            return Err(error.clone());
+        }
         match state.fail_after.take() {
             Some((0, error)) => return Err(error),
             Some((n, error)) => state.fail_after = Some((n - 1, error)),
@@ -539,5 +558,134 @@ impl IotRegistry for FakeIotRegistry {
                 .collect(),
             next_marker,
         })
+    }
+
+    async fn create_certificate_provider(
+        &self,
+        name: &str,
+        lambda_function_arn: &str,
+        operations: &[String],
+    ) -> Result<String, AwsError> {
+        let mut state = self.begin("CreateCertificateProvider")?;
+        let invalid = |m: String| aws(AwsError::InvalidRequest, m);
+        certificate_provider::check_name(name).map_err(invalid)?;
+        certificate_provider::check_lambda_function_arn(lambda_function_arn).map_err(invalid)?;
+        certificate_provider::check_operations(operations).map_err(invalid)?;
+        if state.certificate_providers.contains_key(name) {
+            return Err(aws(
+                AwsError::AlreadyExists,
+                format!("certificate provider {name} already exists"),
+            ));
+        }
+        if let Some(existing) = state.certificate_providers.keys().next() {
+            let mut error = aws(
+                AwsError::InvalidRequest,
+                format!(
+                    "the account already has a certificate provider ({existing}); an account \
+                     has at most one"
+                ),
+            );
+            if let AwsError::InvalidRequest(f) = &mut error {
+                f.code = Some("LimitExceededException".into());
+                f.http_status = Some(410);
+            }
+            return Err(error);
+        }
+        let arn = format!("arn:aws:iot:{REGION}:{ACCOUNT}:certificateprovider/{name}");
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("0 ns is valid");
+        state.certificate_providers.insert(
+            name.to_owned(),
+            CertificateProvider {
+                name: name.to_owned(),
+                arn: arn.clone(),
+                lambda_function_arn: lambda_function_arn.to_owned(),
+                account_default_for_operations: operations.to_vec(),
+                created_at: Some(now),
+                last_modified_at: Some(now),
+            },
+        );
+        Ok(arn)
+    }
+
+    async fn describe_certificate_provider(
+        &self,
+        name: &str,
+    ) -> Result<CertificateProvider, AwsError> {
+        let state = self.begin("DescribeCertificateProvider")?;
+        state
+            .certificate_providers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| aws(AwsError::NotFound, format!("certificate provider {name}")))
+    }
+
+    async fn delete_certificate_provider(&self, name: &str) -> Result<(), AwsError> {
+        let mut state = self.begin("DeleteCertificateProvider")?;
+        state
+            .certificate_providers
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| aws(AwsError::NotFound, format!("certificate provider {name}")))
+    }
+}
+
+#[cfg(test)]
+mod certificate_provider_tests {
+    use super::*;
+
+    const LAMBDA: &str = "arn:aws:lambda:us-east-1:123456789012:function:factory-ca-provider";
+
+    fn ops() -> Vec<String> {
+        vec!["CreateCertificateFromCsr".to_owned()]
+    }
+
+    #[tokio::test]
+    async fn the_fake_keeps_awss_rules_for_certificate_providers() {
+        let fake = FakeIotRegistry::new();
+        let bad_name = fake
+            .create_certificate_provider("has space", LAMBDA, &ops())
+            .await;
+        assert!(matches!(bad_name, Err(AwsError::InvalidRequest(_))));
+        let bad_arn = fake
+            .create_certificate_provider("p", "arn:aws:iam::123456789012:role/r", &ops())
+            .await;
+        assert!(matches!(bad_arn, Err(AwsError::InvalidRequest(_))));
+        let bad_ops = fake
+            .create_certificate_provider("p", LAMBDA, &["CreateKeysAndCertificate".into()])
+            .await;
+        assert!(matches!(bad_ops, Err(AwsError::InvalidRequest(_))));
+
+        let arn = fake
+            .create_certificate_provider("p", LAMBDA, &ops())
+            .await
+            .unwrap();
+        assert!(arn.ends_with(":certificateprovider/p"), "{arn}");
+        let again = fake.create_certificate_provider("p", LAMBDA, &ops()).await;
+        assert!(matches!(again, Err(AwsError::AlreadyExists(_))));
+        let second = fake.create_certificate_provider("q", LAMBDA, &ops()).await;
+        match second {
+            Err(AwsError::InvalidRequest(f)) => {
+                assert_eq!(f.code.as_deref(), Some("LimitExceededException"))
+            }
+            other => panic!("one provider per account: {other:?}"),
+        }
+        let described = fake.describe_certificate_provider("p").await.unwrap();
+        assert_eq!(described.lambda_function_arn, LAMBDA);
+        assert_eq!(described.account_default_for_operations, ops());
+        fake.delete_certificate_provider("p").await.unwrap();
+        assert!(matches!(
+            fake.describe_certificate_provider("p").await,
+            Err(AwsError::NotFound(_))
+        ));
+        assert!(matches!(
+            fake.delete_certificate_provider("p").await,
+            Err(AwsError::NotFound(_))
+        ));
+        // Deleted, the account may have another.
+        fake.create_certificate_provider("q", LAMBDA, &ops())
+            .await
+            .unwrap();
     }
 }

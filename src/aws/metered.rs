@@ -9,8 +9,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    AwsError, CaDescription, CaUpdate, CertificatePage, DeviceCertificate, IotRegistry,
-    RegisterCaRequest, RegisteredCa,
+    AwsError, CaDescription, CaUpdate, CertificatePage, CertificateProvider, DeviceCertificate,
+    IotRegistry, RegisterCaRequest, RegisteredCa,
 };
 
 pub struct MeteredRegistry {

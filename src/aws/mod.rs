@@ -32,10 +32,17 @@ macro_rules! iot_operations {
                 &self, certificate_id: &str, status: &str) -> ();
             "ListCertificatesByCA" => fn list_certificates_by_ca(
                 &self, ca_certificate_id: &str, marker: Option<&str>) -> CertificatePage;
+            "CreateCertificateProvider" => fn create_certificate_provider(
+                &self, name: &str, lambda_function_arn: &str, operations: &[String]) -> String;
+            "DescribeCertificateProvider" => fn describe_certificate_provider(&self, name: &str)
+                -> CertificateProvider;
+            "DeleteCertificateProvider" => fn delete_certificate_provider(&self, name: &str)
+                -> ();
         }
     };
 }
 
+pub mod certificate_provider;
 pub mod fake;
 pub mod metered;
 pub mod sdk;
@@ -44,6 +51,8 @@ pub mod throttled;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+pub use certificate_provider::CertificateProvider;
 
 /// How AWS should treat the CA (RegisterCACertificate `certificateMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -306,6 +315,64 @@ impl AwsError {
     }
 }
 
+/// One registration target at run time: its name (`[aws.targets.<name>]`, or `default`), its
+/// region and the registry that reaches it (paced by its own token bucket).
+#[derive(Clone)]
+pub struct AwsTargetRegistry {
+    pub name: String,
+    pub region: String,
+    /// The account of the target's `role_arn`, when one is assumed.
+    pub account: Option<String>,
+    pub registry: std::sync::Arc<dyn IotRegistry>,
+}
+
+impl std::fmt::Debug for AwsTargetRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsTargetRegistry")
+            .field("name", &self.name)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The account id of an IAM role ARN (`arn:aws:iam::<account>:role/<name>`).
+pub fn role_account(role_arn: &str) -> Option<String> {
+    role_arn
+        .split(':')
+        .nth(4)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+}
+
+impl AwsError {
+    /// What failed, for the per-target state: `throttled`, `unreachable` (no answer),
+    /// `unavailable` (a 5xx), `access_denied`, `not_found`, `already_exists`,
+    /// `certificate_validation`, `invalid_state` or `rejected`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AwsError::AlreadyExists(_) => "already_exists",
+            AwsError::NotFound(_) => "not_found",
+            AwsError::CertificateValidation(_) => "certificate_validation",
+            AwsError::InvalidState(_) => "invalid_state",
+            AwsError::InvalidRequest(_) => "rejected",
+            AwsError::Unauthorized(_) => "access_denied",
+            AwsError::Unavailable(f) => {
+                let code = f.code.as_deref().unwrap_or("");
+                if code.contains("Throttl")
+                    || code == "TooManyRequestsException"
+                    || f.http_status == Some(429)
+                {
+                    "throttled"
+                } else if f.http_status.is_none() {
+                    "unreachable"
+                } else {
+                    "unavailable"
+                }
+            }
+        }
+    }
+}
+
 /// The AWS IoT calls factory-ca makes.
 #[async_trait]
 pub trait IotRegistry: Send + Sync {
@@ -352,4 +419,17 @@ pub trait IotRegistry: Send + Sync {
         ca_certificate_id: &str,
         marker: Option<&str>,
     ) -> Result<CertificatePage, AwsError>;
+    /// CreateCertificateProvider: makes the account's certificate provider (one per account).
+    /// Returns its ARN.
+    async fn create_certificate_provider(
+        &self,
+        name: &str,
+        lambda_function_arn: &str,
+        operations: &[String],
+    ) -> Result<String, AwsError>;
+    async fn describe_certificate_provider(
+        &self,
+        name: &str,
+    ) -> Result<CertificateProvider, AwsError>;
+    async fn delete_certificate_provider(&self, name: &str) -> Result<(), AwsError>;
 }

@@ -9,16 +9,17 @@ use aws_sdk_iot::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::operation::RequestId;
 use aws_sdk_iot::types::{
-    AutoRegistrationStatus, CaCertificateStatus, CertificateMode as SdkMode, CertificateStatus,
-    TemplateType,
+    AutoRegistrationStatus, CaCertificateStatus, CertificateMode as SdkMode,
+    CertificateProviderOperation, CertificateStatus, TemplateType,
 };
 use time::OffsetDateTime;
 
 use super::{
     AwsError, AwsFailure, CaDescription, CaUpdate, CertificateMode, CertificatePage,
-    DeviceCertificate, IotRegistry, RegisterCaRequest, RegisteredCa, RegistrationConfig,
+    CertificateProvider, DeviceCertificate, IotRegistry, RegisterCaRequest, RegisteredCa,
+    RegistrationConfig,
 };
-use crate::config::AwsSettings;
+use crate::config::{AwsSettings, AwsTarget};
 
 pub struct SdkIotRegistry {
     client: Client,
@@ -30,19 +31,33 @@ impl SdkIotRegistry {
     /// those of that role, assumed through STS with the chain's credentials and renewed before
     /// they expire.
     pub async fn from_settings(settings: &AwsSettings) -> Self {
+        let target = AwsTarget {
+            name: crate::config::DEFAULT_AWS_TARGET.to_owned(),
+            region: settings.region.clone(),
+            endpoint_url: settings.endpoint_url.clone(),
+            role_arn: settings.role_arn.clone(),
+            api_rate_per_sec: settings.api_rate_per_sec,
+            api_burst: settings.api_burst,
+        };
+        Self::from_target(settings, &target).await
+    }
+
+    /// One registration target: its region, endpoint and role; retries and timeouts from
+    /// `[aws]`. Credentials as for [`SdkIotRegistry::from_settings`].
+    pub async fn from_target(settings: &AwsSettings, target: &AwsTarget) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(settings.region.clone()))
+            .region(Region::new(target.region.clone()))
             .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
             .timeout_config(
                 TimeoutConfig::builder()
                     .operation_timeout(settings.operation_timeout_secs)
                     .build(),
             );
-        if let Some(url) = &settings.endpoint_url {
+        if let Some(url) = &target.endpoint_url {
             loader = loader.endpoint_url(url);
         }
         let config = loader.load().await;
-        let Some(role_arn) = &settings.role_arn else {
+        let Some(role_arn) = &target.role_arn else {
             return Self {
                 client: Client::new(&config),
             };
@@ -63,9 +78,15 @@ impl SdkIotRegistry {
     /// An emulator on loopback (the moto server in tests): fixed dummy credentials, one
     /// attempt per call (the emulator's 500s would otherwise be retried).
     pub fn for_emulator(endpoint_url: &str) -> Self {
+        Self::for_emulator_in(endpoint_url, "us-east-1")
+    }
+
+    /// [`SdkIotRegistry::for_emulator`] in another region (the emulator keeps one IoT registry
+    /// per region and account).
+    pub fn for_emulator_in(endpoint_url: &str, region: &str) -> Self {
         let config = aws_sdk_iot::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
+            .region(Region::new(region.to_owned()))
             .endpoint_url(endpoint_url)
             .credentials_provider(Credentials::new(
                 "testing", "testing", None, None, "emulator",
@@ -414,6 +435,70 @@ impl IotRegistry for SdkIotRegistry {
                 .collect(),
             next_marker: out.next_marker().map(str::to_owned),
         })
+    }
+
+    async fn create_certificate_provider(
+        &self,
+        name: &str,
+        lambda_function_arn: &str,
+        operations: &[String],
+    ) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .create_certificate_provider()
+            .certificate_provider_name(name)
+            .lambda_function_arn(lambda_function_arn)
+            .set_account_default_for_operations(Some(
+                operations
+                    .iter()
+                    .map(|o| CertificateProviderOperation::from(o.as_str()))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .certificate_provider_arn()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    async fn describe_certificate_provider(
+        &self,
+        name: &str,
+    ) -> Result<CertificateProvider, AwsError> {
+        let out = self
+            .client
+            .describe_certificate_provider()
+            .certificate_provider_name(name)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(CertificateProvider {
+            name: out.certificate_provider_name().unwrap_or(name).to_owned(),
+            arn: out
+                .certificate_provider_arn()
+                .unwrap_or_default()
+                .to_owned(),
+            lambda_function_arn: out.lambda_function_arn().unwrap_or_default().to_owned(),
+            account_default_for_operations: out
+                .account_default_for_operations()
+                .iter()
+                .map(|o| o.as_str().to_owned())
+                .collect(),
+            created_at: to_time(out.creation_date()),
+            last_modified_at: to_time(out.last_modified_date()),
+        })
+    }
+
+    async fn delete_certificate_provider(&self, name: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_certificate_provider()
+            .certificate_provider_name(name)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }
 

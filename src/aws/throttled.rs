@@ -15,8 +15,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use super::{
-    AwsError, CaDescription, CaUpdate, CertificatePage, DeviceCertificate, IotRegistry,
-    RegisterCaRequest, RegisteredCa,
+    AwsError, CaDescription, CaUpdate, CertificatePage, CertificateProvider, DeviceCertificate,
+    IotRegistry, RegisterCaRequest, RegisteredCa,
 };
 
 /// The pause after the first throttled answer; each further one doubles it.

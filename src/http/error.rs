@@ -319,6 +319,14 @@ impl From<ProvisioningError> for ApiError {
                 AwsError::Unauthorized(_) => ApiError::new(ErrorCode::AwsAccessDenied, message),
                 AwsError::Unavailable(_) => ApiError::new(ErrorCode::AwsUnavailable, message),
             },
+            ProvisioningError::UnknownTarget { .. } => {
+                ApiError::new(ErrorCode::UnknownAwsTarget, message)
+            }
+            ProvisioningError::AllTargetsFailed { first, .. } => {
+                let mut error = ApiError::from(*first);
+                error.message = message;
+                error
+            }
             ProvisioningError::Authority(e) => e.into(),
             ProvisioningError::Store(e) => e.into(),
         }

@@ -79,6 +79,8 @@ error_codes! {
     CertificateAlreadyRevoked = (409, "certificate_already_revoked"),
     /// The CA is not registered in AWS IoT.
     AwsNotRegistered = (409, "aws_not_registered"),
+    /// The request names an AWS target that is not configured (`[aws.targets.<name>]`).
+    UnknownAwsTarget = (400, "unknown_aws_target"),
     /// AWS IoT answered ResourceAlreadyExistsException.
     AwsResourceAlreadyExists = (409, "aws_resource_already_exists"),
     /// AWS IoT refused the operation in the resource's current state.
@@ -121,6 +123,8 @@ error_codes! {
     PreflightFailed = (422, "preflight_failed"),
     /// The JITP template, role ARN or template name is refused.
     InvalidTemplate = (422, "invalid_template"),
+    /// A certificate provider's name, Lambda function ARN or operations break AWS's rules.
+    InvalidCertificateProvider = (422, "invalid_certificate_provider"),
     /// The revocation reason is not one we accept.
     InvalidRevocationReason = (422, "invalid_revocation_reason"),
     /// A bulk revocation filter is empty or has a malformed criterion.

@@ -29,8 +29,8 @@ use crate::app::AppState;
 use error::ApiError;
 use error_code::ErrorCode;
 use routes::{
-    audit, aws, ca, ca_health, cas, certificates, dashboard, est, health, metrics, revocation,
-    revocation_jobs, stats, tokens,
+    audit, aws, ca, ca_health, cas, certificate_provider, certificates, dashboard, est, health,
+    metrics, revocation, revocation_jobs, stats, tokens,
 };
 
 /// Every route of the API, each with its OpenAPI operation: this is the route table and the
@@ -62,6 +62,12 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(aws::preview))
         .routes(routes!(aws::sync))
         .routes(routes!(ca_health::ca_health))
+        .routes(routes!(ca_health::ca_health_for_viewers))
+        .routes(routes!(certificate_provider::create))
+        .routes(routes!(
+            certificate_provider::describe,
+            certificate_provider::delete
+        ))
         .routes(routes!(aws::registration_config))
         .routes(routes!(revocation::revoke_certificate))
         .routes(routes!(revocation::crl))

@@ -66,6 +66,7 @@ const CA_NOT_FOUND: &[ErrorCode] = &[ErrorCode::CaNotFound];
 const AWS_CALL: &[ErrorCode] = &[
     ErrorCode::AwsResourceNotFound,
     ErrorCode::AwsNotRegistered,
+    ErrorCode::UnknownAwsTarget,
     ErrorCode::AwsResourceAlreadyExists,
     ErrorCode::AwsInvalidState,
     ErrorCode::AwsCertificateValidation,
@@ -236,6 +237,19 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
         &[CA_NOT_FOUND, &[ErrorCode::UnprocessableRequest], STORE],
     ),
     ("GET /v1/admin/health", &[STORE]),
+    ("GET /v1/ca/health", &[STORE]),
+    (
+        "POST /v1/admin/aws/certificate-providers",
+        &[&[ErrorCode::InvalidCertificateProvider], AWS_CALL, STORE],
+    ),
+    (
+        "GET /v1/admin/aws/certificate-providers/{name}",
+        &[&[ErrorCode::InvalidCertificateProvider], AWS_CALL],
+    ),
+    (
+        "DELETE /v1/admin/aws/certificate-providers/{name}",
+        &[&[ErrorCode::InvalidCertificateProvider], AWS_CALL, STORE],
+    ),
     (
         "POST /v1/admin/cas/{id}/aws/sync",
         &[CA_NOT_FOUND, AWS_CALL, STORE],

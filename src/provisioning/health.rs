@@ -9,8 +9,8 @@ use crate::aws::CaStatus;
 use crate::ca::KeyAlgorithm;
 use crate::store::aws::RevocationLag;
 
-/// The name of the one AWS target: the `[aws]` settings.
-pub const DEFAULT_TARGET: &str = "default";
+/// The name of the one AWS target the `[aws]` settings make when no target is named.
+pub const DEFAULT_TARGET: &str = crate::config::DEFAULT_AWS_TARGET;
 
 /// How urgent a finding is.
 #[derive(
@@ -222,13 +222,9 @@ pub struct HealthReport {
 const MIN_RSA_BITS: usize = 2048;
 
 impl Provisioning<'_> {
-    /// Checks every CA, and every registered CA in AWS IoT (`region` is the target's, for the
-    /// answer). AWS failures are findings, not errors: the other checks still run.
-    pub async fn health(
-        &self,
-        expiry_warn_days: i64,
-        region: &str,
-    ) -> Result<HealthReport, ProvisioningError> {
+    /// Checks every CA, and every registered CA in each AWS target. AWS failures are
+    /// findings, not errors: the other checks still run.
+    pub async fn health(&self, expiry_warn_days: i64) -> Result<HealthReport, ProvisioningError> {
         let now = Timestamp::now();
         let lags = self.store.revocation_lag().await?;
         let mut cas = Vec::new();
@@ -272,22 +268,15 @@ impl Provisioning<'_> {
                 ));
             }
             let mut targets = Vec::new();
-            if let Some(registry) = self.registry {
+            for target in self.targets {
                 let lag = lags
                     .iter()
                     .find(|l| l.ca_id == record.id)
                     .cloned()
                     .unwrap_or_default();
                 targets.push(
-                    self.target_health(
-                        registry.as_ref(),
-                        &record,
-                        expired,
-                        region,
-                        lag,
-                        &mut findings,
-                    )
-                    .await?,
+                    self.target_health(target, &record, expired, lag, &mut findings)
+                        .await?,
                 );
             }
             cas.push(CaHealth {
@@ -318,18 +307,18 @@ impl Provisioning<'_> {
 
     async fn target_health(
         &self,
-        registry: &dyn IotRegistry,
+        aws_target: &AwsTargetRegistry,
         record: &CaRecord,
         expired: bool,
-        region: &str,
-        lag: RevocationLag,
+        mut lag: RevocationLag,
         findings: &mut Vec<Finding>,
     ) -> Result<TargetHealth, ProvisioningError> {
-        let target = Some(DEFAULT_TARGET);
+        let registry = aws_target.registry.as_ref();
+        let target = Some(aws_target.name.as_str());
         let id = record.id.as_str();
         let mut health = TargetHealth {
-            target: DEFAULT_TARGET.to_owned(),
-            region: region.to_owned(),
+            target: aws_target.name.clone(),
+            region: aws_target.region.clone(),
             registered: false,
             aws_status: None,
             aws_auto_registration: None,
@@ -337,13 +326,24 @@ impl Provisioning<'_> {
             revocations_pending: 0,
             sync_in_progress: None,
         };
-        let Some(stored) = self.store.get_aws_registration(id).await? else {
+        let Some(stored) = self
+            .store
+            .get_aws_target_registration(id, &aws_target.name)
+            .await?
+        else {
             return Ok(health);
         };
         health.registered = true;
+        if self.targets.len() > 1 && lag.pending > 0 {
+            // Pending in this target: not yet told here (other targets may have it).
+            lag.pending = self
+                .store
+                .pending_revocation_count(id, &aws_target.name)
+                .await?;
+        }
         health.sync_in_progress = self
             .store
-            .get_sync_progress(id, DEFAULT_TARGET)
+            .get_sync_progress(id, &aws_target.name)
             .await?
             .filter(|p| p.aws_certificate_id == stored.aws_certificate_id);
         health.revoked_but_active = lag.revoked_but_active;

@@ -4,14 +4,12 @@
 //! Every gotcha of the manual workflow (`docs/jitp.md`) is checked here before AWS sees a request.
 //! Talks to AWS only through [`IotRegistry`]; every action is audited.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::aws::{
-    AwsError, CaDescription, CaUpdate, CertificateMode, IotRegistry, RegisterCaRequest,
-    RegistrationConfig,
+    AwsError, AwsTargetRegistry, CaDescription, CaUpdate, CertificateMode, IotRegistry,
+    RegisterCaRequest, RegistrationConfig,
 };
 use crate::ca::policy::SubjectField;
 use crate::ca::{CertificateAuthority, IssuancePolicy};
@@ -27,15 +25,20 @@ mod preflight;
 mod register;
 mod revocations;
 mod sync;
+mod targets;
 mod template;
 
 pub use health::{
     CaHealth, DEFAULT_TARGET, Finding, HealthCode, HealthReport, Severity, TargetHealth,
 };
 pub use outcome::{FieldOutcome, RegistrationOutcome};
-pub use preflight::{Check, PreflightReport};
+pub use preflight::{Check, PreflightReport, TargetMode};
 pub use register::{RegisterRequest, RegistrationState, StatusChange};
 pub use sync::SyncReport;
+pub use targets::{
+    DeregisterOutcome, RegisterOutcome, StateOutcome, StateTarget, SyncOutcome, TargetFailure,
+    TargetOutcome, TargetSync, TemplateOutcome,
+};
 pub use template::{Attach, PreviewAnswer, PreviewRequest, TemplateRequest};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,15 @@ pub enum ProvisioningError {
     InvalidRequest(String),
     #[error(transparent)]
     Aws(#[from] AwsError),
+    #[error("unknown AWS target {name:?}; the configured targets are: {configured}")]
+    UnknownTarget { name: String, configured: String },
+    /// Every selected target failed; `first` decides the answer's code, `detail` names each
+    /// target's failure.
+    #[error("{detail}")]
+    AllTargetsFailed {
+        first: Box<ProvisioningError>,
+        detail: String,
+    },
     #[error(transparent)]
     Authority(#[from] CaAdminError),
     #[error(transparent)]
@@ -62,14 +74,88 @@ pub enum ProvisioningError {
 
 pub struct Provisioning<'a> {
     pub store: &'a Store,
-    pub registry: Option<&'a Arc<dyn IotRegistry>>,
+    /// The registration targets; empty when AWS is not configured.
+    pub targets: &'a [AwsTargetRegistry],
     pub ca_admin: CaAdmin<'a>,
     pub policy: &'a IssuancePolicy,
 }
 
 impl Provisioning<'_> {
-    fn registry(&self) -> Result<&Arc<dyn IotRegistry>, ProvisioningError> {
-        self.registry.ok_or(ProvisioningError::NotConfigured)
+    /// The targets a request names (`None`: every configured target), in configuration order.
+    fn select(
+        &self,
+        names: Option<&[String]>,
+    ) -> Result<Vec<&AwsTargetRegistry>, ProvisioningError> {
+        if self.targets.is_empty() {
+            return Err(ProvisioningError::NotConfigured);
+        }
+        let Some(names) = names else {
+            return Ok(self.targets.iter().collect());
+        };
+        if names.is_empty() {
+            return Err(ProvisioningError::InvalidRequest(
+                "targets must name at least one AWS target, or be left out for all".into(),
+            ));
+        }
+        for name in names {
+            if !self.targets.iter().any(|t| &t.name == name) {
+                return Err(ProvisioningError::UnknownTarget {
+                    name: name.clone(),
+                    configured: self.target_names(),
+                });
+            }
+        }
+        Ok(self
+            .targets
+            .iter()
+            .filter(|t| names.contains(&t.name))
+            .collect())
+    }
+
+    fn target_names(&self) -> String {
+        self.targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `detail` as the audit log keeps it: with the target named when there are several.
+    fn labelled(&self, target: &str, detail: &str) -> String {
+        if self.targets.len() > 1 {
+            format!("target {target}: {detail}")
+        } else {
+            detail.to_owned()
+        }
+    }
+
+    /// Records the last operation in `target` and what failed.
+    async fn record_attempt(
+        &self,
+        ca_id: &str,
+        target: &str,
+        operation: &str,
+        error: Option<&ProvisioningError>,
+    ) -> Result<(), StoreError> {
+        let aws = match error {
+            Some(ProvisioningError::Aws(e)) => Some(e),
+            _ => None,
+        };
+        self.store
+            .save_target_attempt(&crate::store::aws::TargetAttempt {
+                ca_id: ca_id.to_owned(),
+                target: target.to_owned(),
+                operation: operation.to_owned(),
+                attempted_at: Timestamp::now(),
+                ok: error.is_none(),
+                error_kind: error.map(|_| aws.map_or("failed", AwsError::kind).to_owned()),
+                error_code: aws.and_then(|e| e.failure().code.clone()),
+                error_message: error.map(|e| match aws {
+                    Some(a) => a.failure().to_string(),
+                    None => e.to_string(),
+                }),
+            })
+            .await
     }
 
     async fn ca_record(&self, ca_id: &str) -> Result<CaRecord, ProvisioningError> {
@@ -88,6 +174,28 @@ impl Provisioning<'_> {
             .get_aws_registration(ca_id)
             .await?
             .ok_or_else(|| ProvisioningError::NotRegistered(ca_id.to_owned()))
+    }
+
+    /// The CA's registrations in the selected targets, each with its target; NotRegistered
+    /// when it has none there.
+    async fn registrations_in<'t>(
+        &self,
+        ca_id: &str,
+        selected: &[&'t AwsTargetRegistry],
+    ) -> Result<Vec<(&'t AwsTargetRegistry, AwsRegistration)>, ProvisioningError> {
+        let all = self.store.list_ca_aws_registrations(ca_id).await?;
+        let found: Vec<_> = selected
+            .iter()
+            .filter_map(|t| {
+                all.iter()
+                    .find(|r| r.target == t.name)
+                    .map(|r| (*t, r.clone()))
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(ProvisioningError::NotRegistered(ca_id.to_owned()));
+        }
+        Ok(found)
     }
 
     async fn audit(

@@ -26,6 +26,22 @@ pub struct PreflightReport {
     pub checks: Vec<Check>,
     /// The failed warning checks, as `check: detail`.
     pub warnings: Vec<String>,
+    /// Per configured AWS target: its region and account, the mode the CA is registered in
+    /// there, and which mode applies across the targets; empty when AWS is not configured.
+    pub targets: Vec<TargetMode>,
+}
+
+/// The certificate mode of the CA in one target.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TargetMode {
+    pub target: String,
+    pub region: String,
+    /// The account of the target's role; null: the default credentials' account.
+    pub account: Option<String>,
+    /// `default` or `sni_only`; null when the CA is not registered there.
+    pub registered_mode: Option<CertificateMode>,
+    /// Which mode applies here, and why.
+    pub detail: String,
 }
 
 impl PreflightReport {
@@ -61,6 +77,7 @@ impl Provisioning<'_> {
         checks.push(template_check(template, self.policy));
         let registration = self.store.get_aws_registration(ca_id).await?;
         checks.push(mode_check(registration.as_ref().map(|r| r.mode)));
+        let targets = self.target_modes(ca_id).await?;
         checks.push(jitp_check(
             registration.as_ref().map(JitpIntent::of).as_ref(),
         ));
@@ -73,7 +90,67 @@ impl Provisioning<'_> {
                 .map(|c| format!("{}: {}", c.check, c.detail))
                 .collect(),
             checks,
+            targets,
         })
+    }
+
+    /// DEFAULT against SNI_ONLY across the targets: DEFAULT needs a registration code per
+    /// account and lets one account per region hold the CA; SNI_ONLY lets one CA sit in several
+    /// accounts of a region.
+    async fn target_modes(&self, ca_id: &str) -> Result<Vec<TargetMode>, ProvisioningError> {
+        let registrations = self.store.list_ca_aws_registrations(ca_id).await?;
+        let mut out = Vec::new();
+        for t in self.targets {
+            let registered_mode = registrations
+                .iter()
+                .find(|r| r.target == t.name)
+                .map(|r| r.mode);
+            // Other targets in the same region whose account differs (or is unknown beside a
+            // known one): the same CA in several accounts of one region.
+            let shared: Vec<&str> = self
+                .targets
+                .iter()
+                .filter(|o| o.name != t.name && o.region == t.region && o.account != t.account)
+                .map(|o| o.name.as_str())
+                .collect();
+            let default_elsewhere: Vec<&str> = registrations
+                .iter()
+                .filter(|r| {
+                    r.mode == CertificateMode::Default
+                        && r.target != t.name
+                        && shared.contains(&r.target.as_str())
+                })
+                .map(|r| r.target.as_str())
+                .collect();
+            let detail = if shared.is_empty() {
+                format!(
+                    "the only target in {} for its account: default works (factory-ca asks this                      account for its registration code and signs the verification certificate),                      and so does sni_only",
+                    t.region
+                )
+            } else if !default_elsewhere.is_empty() {
+                format!(
+                    "{} shares region {} with target(s) {} of another account, where the CA is                      registered as DEFAULT: only one account per region can hold it as DEFAULT,                      so register it here as sni_only",
+                    t.name,
+                    t.region,
+                    default_elsewhere.join(", ")
+                )
+            } else {
+                format!(
+                    "{} shares region {} with target(s) {} of another account: register the CA                      as sni_only in each of them (one account per region can hold it as                      DEFAULT; the others must use SNI_ONLY, whose devices send the account's                      endpoint as server name)",
+                    t.name,
+                    t.region,
+                    shared.join(", ")
+                )
+            };
+            out.push(TargetMode {
+                target: t.name.clone(),
+                region: t.region.clone(),
+                account: t.account.clone(),
+                registered_mode,
+                detail,
+            });
+        }
+        Ok(out)
     }
 
     pub(super) async fn attached_template(

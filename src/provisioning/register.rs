@@ -24,6 +24,10 @@ pub struct RegisterRequest {
     pub role_arn: Option<String>,
     #[serde(default)]
     pub template: Option<TemplateSpec>,
+    /// The AWS targets to register in (`[aws.targets.<name>]`); default: every configured
+    /// target. A target the CA is already registered in is refreshed, not registered again.
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -39,6 +43,9 @@ pub struct StatusChange {
     pub status: Option<String>,
     #[serde(default)]
     pub auto_registration: Option<bool>,
+    /// The AWS targets to change; default: every target the CA is registered in.
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
 }
 
 /// The stored registration beside AWS's live view.
@@ -53,18 +60,25 @@ pub struct RegistrationState {
 }
 
 impl Provisioning<'_> {
-    /// Registers the CA in AWS IoT. Idempotent: for a CA already registered it reconciles the
-    /// stored registration with DescribeCACertificate and returns it.
-    pub async fn register(
+    /// Registers the CA in one target. Idempotent: for a CA already registered there it
+    /// reconciles the stored registration with DescribeCACertificate and returns it (true).
+    /// `config` is the checked registration config of the request.
+    pub(super) async fn register_in(
         &self,
-        ca_id: &str,
-        req: RegisterRequest,
+        target: &AwsTargetRegistry,
+        record: &CaRecord,
+        req: &RegisterRequest,
+        config: &Option<RegistrationConfig>,
         actor: Actor<'_>,
     ) -> Result<(RegistrationOutcome, bool), ProvisioningError> {
-        let registry = self.registry()?;
-        let record = self.ca_record(ca_id).await?;
-        if let Some(existing) = self.store.get_aws_registration(ca_id).await? {
-            let (reconciled, _) = self.reconcile(existing).await?;
+        let registry = target.registry.as_ref();
+        let ca_id = record.id.as_str();
+        if let Some(existing) = self
+            .store
+            .get_aws_target_registration(ca_id, &target.name)
+            .await?
+        {
+            let (reconciled, _) = self.reconcile(registry, existing).await?;
             let note = "the CA was already registered, so the request body was ignored; change \
                         the registration with PATCH .../aws and PUT .../aws/template"
                 .to_owned();
@@ -73,29 +87,19 @@ impl Provisioning<'_> {
                 true,
             ));
         }
-        let template = req
-            .template
-            .as_ref()
-            .map(TemplateSpec::resolve)
-            .transpose()?;
-        let config = registration_config(template.as_ref(), req.role_arn.as_deref())?;
-        let report = self.preflight(ca_id, template.as_ref()).await?;
-        if !report.ok {
-            self.audit("ca.aws.register", ca_id, false, &report.failures(), actor)
-                .await?;
-            return Err(ProvisioningError::PreflightFailed(report.failures()));
-        }
-        let ca = self.load_ca(ca_id).await?;
+        let fail = |e: &dyn std::fmt::Display| self.labelled(&target.name, &e.to_string());
         let verification = match req.mode {
             CertificateMode::Default => {
+                // Each account has its own registration code.
                 let code = match registry.get_registration_code().await {
                     Ok(code) => code,
                     Err(e) => {
-                        self.audit("ca.aws.register", ca_id, false, &e.to_string(), actor)
+                        self.audit("ca.aws.register", ca_id, false, &fail(&e), actor)
                             .await?;
                         return Err(e.into());
                     }
                 };
+                let ca = self.load_ca(ca_id).await?;
                 let now = OffsetDateTime::now_utc();
                 // A key in a token or key service signs with a round trip: off the reactor.
                 let signed = if ca.signs_remotely() {
@@ -139,15 +143,16 @@ impl Provisioning<'_> {
                 (live.certificate_id, live.certificate_arn)
             }
             Err(e) => {
-                self.audit("ca.aws.register", ca_id, false, &e.to_string(), actor)
+                self.audit("ca.aws.register", ca_id, false, &fail(&e), actor)
                     .await?;
                 return Err(e.into());
             }
         };
         let now = Timestamp::now();
-        let (template_kind, template_body, template_name, role_arn) = template_columns(&config);
+        let (template_kind, template_body, template_name, role_arn) = template_columns(config);
         let registration = AwsRegistration {
             ca_id: ca_id.to_owned(),
+            target: target.name.clone(),
             aws_certificate_id: certificate_id,
             certificate_arn,
             mode: req.mode,
@@ -161,7 +166,11 @@ impl Provisioning<'_> {
             updated_at: now,
         };
         self.store.save_aws_registration(&registration).await?;
-        let (reconciled, live) = self.reconcile(registration).await?;
+        // Revocations the CA's other targets already have are owed to this one too.
+        self.store
+            .repend_revocations_for_target(ca_id, &target.name, now)
+            .await?;
+        let (reconciled, live) = self.reconcile(registry, registration).await?;
         let fields = vec![
             outcome::field(
                 "status",
@@ -191,12 +200,21 @@ impl Provisioning<'_> {
             reconciled.status,
             reconciled.auto_registration
         );
-        self.audit("ca.aws.register", ca_id, true, &detail, actor)
-            .await?;
+        self.audit(
+            "ca.aws.register",
+            ca_id,
+            true,
+            &self.labelled(&target.name, &detail),
+            actor,
+        )
+        .await?;
         // Certificates revoked before the CA was registered must never be activated by JITP.
         // A bounded batch here keeps the answer fast; the background retry does the rest.
-        if let (_, Some(e)) = self.push_revocations(Some(ca_id), None, 50).await? {
-            tracing::warn!(%ca_id, error = %e, "some revocations are still to be pushed to AWS IoT");
+        if let (_, Some(e)) = self
+            .push_revocations_to(target, Some(ca_id), None, 50)
+            .await?
+        {
+            tracing::warn!(%ca_id, target = %target.name, error = %e, "some revocations are still to be pushed to AWS IoT");
         }
         Ok((
             RegistrationOutcome::new(reconciled, fields, Vec::new()),
@@ -206,12 +224,12 @@ impl Provisioning<'_> {
 
     /// Updates the stored status and auto-registration from DescribeCACertificate, and returns
     /// AWS's description too.
-    async fn reconcile(
+    pub(super) async fn reconcile(
         &self,
+        registry: &dyn IotRegistry,
         mut stored: AwsRegistration,
     ) -> Result<(AwsRegistration, CaDescription), ProvisioningError> {
-        let live = self
-            .registry()?
+        let live = registry
             .describe_ca_certificate(&stored.aws_certificate_id)
             .await?;
         let auto = live.auto_registration_status == "ENABLE";
@@ -230,18 +248,25 @@ impl Provisioning<'_> {
         Ok((stored, live))
     }
 
-    /// What we stored beside what AWS reports now, with the drift named.
-    pub async fn state(&self, ca_id: &str) -> Result<RegistrationState, ProvisioningError> {
-        let registry = self.registry()?;
-        self.ca_record(ca_id).await?;
-        let Some(stored) = self.store.get_aws_registration(ca_id).await? else {
+    /// What we stored in one target beside what AWS reports there now, with the drift named.
+    pub(super) async fn state_in(
+        &self,
+        target: &AwsTargetRegistry,
+        ca_id: &str,
+    ) -> Result<RegistrationState, ProvisioningError> {
+        let Some(stored) = self
+            .store
+            .get_aws_target_registration(ca_id, &target.name)
+            .await?
+        else {
             return Ok(RegistrationState {
                 stored: None,
                 live: None,
                 drift: Vec::new(),
             });
         };
-        let live = match registry
+        let live = match target
+            .registry
             .describe_ca_certificate(&stored.aws_certificate_id)
             .await
         {
@@ -257,55 +282,44 @@ impl Provisioning<'_> {
         })
     }
 
-    /// Changes status and/or auto-registration in AWS, then reads AWS's view back: the answer
-    /// states each requested setting beside what AWS reports, and our record keeps AWS's view.
-    pub async fn change_status(
+    /// Changes status and/or auto-registration in one target, then reads AWS's view back: the
+    /// answer states each requested setting beside what AWS reports, and our record keeps
+    /// AWS's view.
+    pub(super) async fn change_status_in(
         &self,
-        ca_id: &str,
-        change: StatusChange,
+        target: &AwsTargetRegistry,
+        mut reg: AwsRegistration,
+        active: Option<bool>,
+        auto_registration: Option<bool>,
         actor: Actor<'_>,
     ) -> Result<RegistrationOutcome, ProvisioningError> {
-        let registry = self.registry()?;
-        let mut reg = self.registration(ca_id).await?;
-        // The API shows AWS's spelling (`ACTIVE`); ours (`active`) is accepted too.
-        let active = match change.status.as_deref() {
-            None => None,
-            Some(s) if s.eq_ignore_ascii_case("active") => Some(true),
-            Some(s) if s.eq_ignore_ascii_case("inactive") => Some(false),
-            Some(other) => {
-                return Err(ProvisioningError::InvalidRequest(format!(
-                    "status must be \"active\" or \"inactive\" (any case), not {other:?}"
-                )));
-            }
-        };
-        if active.is_none() && change.auto_registration.is_none() {
-            return Err(ProvisioningError::InvalidRequest(
-                "send status and/or auto_registration".into(),
-            ));
-        }
+        let registry = target.registry.as_ref();
+        let ca_id = reg.ca_id.clone();
+        let ca_id = ca_id.as_str();
         let update = CaUpdate {
             active,
-            auto_registration: change.auto_registration,
+            auto_registration,
             registration_config: None,
         };
         if let Err(e) = registry
             .update_ca_certificate(&reg.aws_certificate_id, update)
             .await
         {
-            self.audit("ca.aws.update", ca_id, false, &e.to_string(), actor)
+            let detail = self.labelled(&target.name, &e.to_string());
+            self.audit("ca.aws.update", ca_id, false, &detail, actor)
                 .await?;
             return Err(e.into());
         }
         if let Some(a) = active {
             reg.status = CaStatus::from_active(a);
         }
-        if let Some(auto) = change.auto_registration {
+        if let Some(auto) = auto_registration {
             reg.auto_registration = auto;
         }
         reg.updated_at = Timestamp::now();
         self.store.save_aws_registration(&reg).await?;
         // What AWS has now; a failure to ask leaves our record as requested and says so.
-        let (reg, live, warnings) = match self.reconcile(reg.clone()).await {
+        let (reg, live, warnings) = match self.reconcile(registry, reg.clone()).await {
             Ok((reg, live)) => (reg, Some(live), Vec::new()),
             Err(e) => {
                 let warning = format!("AWS IoT could not be asked for the result: {e}");
@@ -320,7 +334,7 @@ impl Provisioning<'_> {
                 live.as_ref().map(|l| l.status.clone().into()),
             ));
         }
-        if let Some(auto) = change.auto_registration {
+        if let Some(auto) = auto_registration {
             fields.push(outcome::field(
                 "auto_registration",
                 auto.into(),
@@ -332,16 +346,27 @@ impl Provisioning<'_> {
             "status={}; auto_registration={}",
             reg.status, reg.auto_registration
         );
-        self.audit("ca.aws.update", ca_id, true, &detail, actor)
-            .await?;
+        self.audit(
+            "ca.aws.update",
+            ca_id,
+            true,
+            &self.labelled(&target.name, &detail),
+            actor,
+        )
+        .await?;
         Ok(RegistrationOutcome::new(reg, fields, warnings))
     }
 
-    /// Deactivates the CA in AWS (AWS deletes only INACTIVE CAs), deletes it, and forgets the
-    /// registration. A CA AWS no longer knows is forgotten too.
-    pub async fn deregister(&self, ca_id: &str, actor: Actor<'_>) -> Result<(), ProvisioningError> {
-        let registry = self.registry()?;
-        let reg = self.registration(ca_id).await?;
+    /// Deactivates the CA in one target (AWS deletes only INACTIVE CAs), deletes it there, and
+    /// forgets that registration. A CA AWS no longer knows is forgotten too.
+    pub(super) async fn deregister_in(
+        &self,
+        target: &AwsTargetRegistry,
+        reg: AwsRegistration,
+        actor: Actor<'_>,
+    ) -> Result<(), ProvisioningError> {
+        let registry = target.registry.as_ref();
+        let ca_id = reg.ca_id.as_str();
         let deactivate = CaUpdate {
             active: Some(false),
             ..CaUpdate::default()
@@ -360,16 +385,43 @@ impl Provisioning<'_> {
         match result {
             Ok(()) | Err(AwsError::NotFound(_)) => {}
             Err(e) => {
-                self.audit("ca.aws.delete", ca_id, false, &e.to_string(), actor)
+                let detail = self.labelled(&target.name, &e.to_string());
+                self.audit("ca.aws.delete", ca_id, false, &detail, actor)
                     .await?;
                 return Err(e.into());
             }
         }
-        self.store.delete_aws_registration(ca_id).await?;
-        self.audit("ca.aws.delete", ca_id, true, &reg.aws_certificate_id, actor)
+        self.store
+            .delete_aws_registration(ca_id, &target.name)
+            .await?;
+        let detail = self.labelled(&target.name, &reg.aws_certificate_id);
+        self.audit("ca.aws.delete", ca_id, true, &detail, actor)
             .await?;
         Ok(())
     }
+}
+
+/// `active` from a StatusChange's `status`; an error when neither setting is given.
+pub(super) fn parse_status_change(
+    change: &StatusChange,
+) -> Result<Option<bool>, ProvisioningError> {
+    // The API shows AWS's spelling (`ACTIVE`); ours (`active`) is accepted too.
+    let active = match change.status.as_deref() {
+        None => None,
+        Some(s) if s.eq_ignore_ascii_case("active") => Some(true),
+        Some(s) if s.eq_ignore_ascii_case("inactive") => Some(false),
+        Some(other) => {
+            return Err(ProvisioningError::InvalidRequest(format!(
+                "status must be \"active\" or \"inactive\" (any case), not {other:?}"
+            )));
+        }
+    };
+    if active.is_none() && change.auto_registration.is_none() {
+        return Err(ProvisioningError::InvalidRequest(
+            "send status and/or auto_registration".into(),
+        ));
+    }
+    Ok(active)
 }
 
 /// The `registrationConfig` for a resolved template; a body needs an IAM role ARN.

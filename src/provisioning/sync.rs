@@ -2,7 +2,6 @@
 //! status. Where it stands is stored after each page, so that an interrupted sync (a restart, an
 //! outage, throttling beyond the retries) resumes at the page it reached.
 
-use super::health::DEFAULT_TARGET;
 use super::*;
 use crate::aws::AwsCertificateStatus;
 use crate::store::aws::SyncProgress;
@@ -14,16 +13,18 @@ impl Provisioning<'_> {
     /// ListCertificatesByCA for a registered CA: marks each ledger row with its AWS status and
     /// when AWS first saw it. Rows AWS does not list keep `aws_status` null: devices that never
     /// connected. Resumes an unfinished sync of the same registration at its next page.
-    pub async fn sync(
+    pub(super) async fn sync_in(
         &self,
-        ca_id: &str,
+        target: &AwsTargetRegistry,
+        reg: &AwsRegistration,
         actor: Actor<'_>,
     ) -> Result<SyncReport, ProvisioningError> {
-        let registry = self.registry()?;
-        let reg = self.registration(ca_id).await?;
+        let registry = target.registry.as_ref();
+        let ca_id = reg.ca_id.as_str();
+        let label = |detail: &str| self.labelled(&target.name, detail);
         let now = Timestamp::now();
         let mut report = SyncReport::default();
-        let mut progress = match self.store.get_sync_progress(ca_id, DEFAULT_TARGET).await? {
+        let mut progress = match self.store.get_sync_progress(ca_id, &target.name).await? {
             Some(p) if p.aws_certificate_id == reg.aws_certificate_id => {
                 report.resumed = true;
                 report.pages = p.pages as usize;
@@ -35,7 +36,7 @@ impl Provisioning<'_> {
             }
             _ => SyncProgress {
                 ca_id: ca_id.to_owned(),
-                target: DEFAULT_TARGET.to_owned(),
+                target: target.name.clone(),
                 aws_certificate_id: reg.aws_certificate_id.clone(),
                 marker: String::new(),
                 pages: 0,
@@ -57,12 +58,10 @@ impl Provisioning<'_> {
                 Ok(page) => page,
                 // A marker AWS no longer honours: start over next time.
                 Err(AwsError::InvalidRequest(f)) if report.resumed && pages_now == 0 => {
-                    self.store
-                        .delete_sync_progress(ca_id, DEFAULT_TARGET)
-                        .await?;
+                    self.store.delete_sync_progress(ca_id, &target.name).await?;
                     let e = AwsError::InvalidRequest(f);
                     let detail = format!("{e}; the stored page marker was dropped, sync again");
-                    self.audit("ca.aws.sync", ca_id, false, &detail, actor)
+                    self.audit("ca.aws.sync", ca_id, false, &label(&detail), actor)
                         .await?;
                     return Err(e.into());
                 }
@@ -71,7 +70,7 @@ impl Provisioning<'_> {
                         "{e}; {} page(s) done, the next sync resumes there",
                         report.pages
                     );
-                    self.audit("ca.aws.sync", ca_id, false, &detail, actor)
+                    self.audit("ca.aws.sync", ca_id, false, &label(&detail), actor)
                         .await?;
                     return Err(e.into());
                 }
@@ -120,9 +119,7 @@ impl Provisioning<'_> {
             }
         }
         if !report.more {
-            self.store
-                .delete_sync_progress(ca_id, DEFAULT_TARGET)
-                .await?;
+            self.store.delete_sync_progress(ca_id, &target.name).await?;
         }
         let detail = format!(
             "listed={}; matched={}; not_in_ledger={}{}",
@@ -135,7 +132,7 @@ impl Provisioning<'_> {
                 (false, false) => "",
             }
         );
-        self.audit("ca.aws.sync", ca_id, true, &detail, actor)
+        self.audit("ca.aws.sync", ca_id, true, &label(&detail), actor)
             .await?;
         Ok(report)
     }

@@ -26,19 +26,19 @@ pub struct TemplateRequest {
     pub template: TemplateSpec,
     #[serde(default)]
     pub attach: Attach,
+    /// The AWS targets to attach it in; default: every target the CA is registered in.
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
 }
 
 impl Provisioning<'_> {
-    /// Validates and attaches a JITP template to a registered CA: inline, or as a named JITP
-    /// provisioning template.
-    pub async fn attach_template(
+    /// Validates the template of `req` against the policy: the registration config to attach.
+    pub(super) async fn check_template(
         &self,
         ca_id: &str,
-        req: TemplateRequest,
+        req: &TemplateRequest,
         actor: Actor<'_>,
-    ) -> Result<AwsRegistration, ProvisioningError> {
-        let registry = self.registry()?;
-        let mut reg = self.registration(ca_id).await?;
+    ) -> Result<RegistrationConfig, ProvisioningError> {
         let template = req.template.resolve()?;
         let check = template_check(Some(&template), self.policy);
         if !check.ok {
@@ -49,8 +49,28 @@ impl Provisioning<'_> {
                 check.check, check.detail
             )));
         }
-        let mut config = registration_config(Some(&template), req.role_arn.as_deref())?
-            .expect("a template gives a registration config");
+        Ok(
+            registration_config(Some(&template), req.role_arn.as_deref())?
+                .expect("a template gives a registration config"),
+        )
+    }
+
+    /// Attaches a checked template in one target: inline, or as a named JITP provisioning
+    /// template (created in the target's account). True when AWS was changed; a target whose
+    /// stored registration has this template already is left alone (a retry after a partial
+    /// failure does only the targets that are missing it).
+    pub(super) async fn attach_template_in(
+        &self,
+        target: &AwsTargetRegistry,
+        mut reg: AwsRegistration,
+        checked: &RegistrationConfig,
+        req: &TemplateRequest,
+        actor: Actor<'_>,
+    ) -> Result<(AwsRegistration, bool), ProvisioningError> {
+        let registry = target.registry.as_ref();
+        let ca_id = reg.ca_id.clone();
+        let ca_id = ca_id.as_str();
+        let mut config = checked.clone();
         if req.attach == Attach::Named
             && let (Some(body), Some(role)) =
                 (config.template_body.clone(), config.role_arn.clone())
@@ -60,10 +80,14 @@ impl Provisioning<'_> {
                 "factory-ca-{}",
                 &crate::ca::sha256_hex(body.as_bytes())[..16]
             );
+            if reg.template_name.as_deref() == Some(name.as_str()) && self.targets.len() > 1 {
+                return Ok((reg, false));
+            }
             match registry.create_jitp_template(&name, &body, &role).await {
                 Ok(_) | Err(AwsError::AlreadyExists(_)) => {}
                 Err(e) => {
-                    self.audit("ca.aws.template", ca_id, false, &e.to_string(), actor)
+                    let detail = self.labelled(&target.name, &e.to_string());
+                    self.audit("ca.aws.template", ca_id, false, &detail, actor)
                         .await?;
                     return Err(e.into());
                 }
@@ -73,6 +97,12 @@ impl Provisioning<'_> {
                 role_arn: None,
                 template_name: Some(name),
             };
+        } else if self.targets.len() > 1
+            && reg.template_body.is_some()
+            && reg.template_body == config.template_body
+            && reg.role_arn == config.role_arn
+        {
+            return Ok((reg, false));
         }
         let update = CaUpdate {
             registration_config: Some(config.clone()),
@@ -82,7 +112,8 @@ impl Provisioning<'_> {
             .update_ca_certificate(&reg.aws_certificate_id, update)
             .await
         {
-            self.audit("ca.aws.template", ca_id, false, &e.to_string(), actor)
+            let detail = self.labelled(&target.name, &e.to_string());
+            self.audit("ca.aws.template", ca_id, false, &detail, actor)
                 .await?;
             return Err(e.into());
         }
@@ -90,7 +121,7 @@ impl Provisioning<'_> {
         reg.template_kind = kind;
         reg.template_body = body;
         reg.template_name = name;
-        reg.role_arn = role.or(req.role_arn);
+        reg.role_arn = role.or(req.role_arn.clone());
         reg.updated_at = Timestamp::now();
         self.store.save_aws_registration(&reg).await?;
         let detail = format!(
@@ -98,9 +129,15 @@ impl Provisioning<'_> {
             reg.template_kind.map_or("-", |k| k.name()),
             reg.template_name.as_deref().unwrap_or("inline body")
         );
-        self.audit("ca.aws.template", ca_id, true, &detail, actor)
-            .await?;
-        Ok(reg)
+        self.audit(
+            "ca.aws.template",
+            ca_id,
+            true,
+            &self.labelled(&target.name, &detail),
+            actor,
+        )
+        .await?;
+        Ok((reg, true))
     }
 
     /// The `--registration-config` file for `aws iot update-ca-certificate`, from the attached

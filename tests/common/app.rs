@@ -50,6 +50,8 @@ pub struct TestApp {
     pub viewer: String,
     pub dir: TempDir,
     iot: Option<Arc<dyn IotRegistry>>,
+    /// Named AWS targets and their registries (instead of `iot`).
+    targets: Vec<(String, Arc<dyn IotRegistry>)>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -121,15 +123,41 @@ impl TestApp {
         Self::start(settings, dir, None, Some(iot)).await
     }
 
+    /// A server with several AWS registration targets, each with its registry; `configure`
+    /// must name them in `aws.targets`.
+    pub async fn spawn_with_targets(
+        backend: Backend,
+        targets: Vec<(String, Arc<dyn IotRegistry>)>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = test_settings(backend, dir.path()).await;
+        configure(&mut settings);
+        Self::start_targets(settings, dir, None, None, targets).await
+    }
+
     async fn start(
         settings: Settings,
         dir: TempDir,
         tokens: Option<[String; 3]>,
         iot: Option<Arc<dyn IotRegistry>>,
     ) -> TestApp {
-        let app = Application::build_with_registry(settings.clone(), iot.clone())
-            .await
-            .expect("application builds");
+        Self::start_targets(settings, dir, tokens, iot, Vec::new()).await
+    }
+
+    async fn start_targets(
+        settings: Settings,
+        dir: TempDir,
+        tokens: Option<[String; 3]>,
+        iot: Option<Arc<dyn IotRegistry>>,
+        targets: Vec<(String, Arc<dyn IotRegistry>)>,
+    ) -> TestApp {
+        let app = if targets.is_empty() {
+            Application::build_with_registry(settings.clone(), iot.clone()).await
+        } else {
+            Application::build_with_targets(settings.clone(), targets.clone()).await
+        }
+        .expect("application builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let store = app.state().store.clone();
         let reads = app.state().reads.clone();
@@ -160,6 +188,7 @@ impl TestApp {
             viewer,
             dir,
             iot,
+            targets,
             stop: Some(stop),
             server: Some(server),
         }
@@ -174,7 +203,14 @@ impl TestApp {
             self.viewer.clone(),
         ];
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        Self::start(self.settings.clone(), dir, Some(tokens), self.iot.clone()).await
+        Self::start_targets(
+            self.settings.clone(),
+            dir,
+            Some(tokens),
+            self.iot.clone(),
+            self.targets.clone(),
+        )
+        .await
     }
 
     pub async fn shutdown(&mut self) {

@@ -262,10 +262,13 @@ async fn every_health_finding_is_produced_and_cleared(backend: Backend) {
         )
         .await;
     assert_eq!(sync.status(), StatusCode::OK);
-    fake.fail_next(AwsError::Unavailable("throttled".into()));
+    // Down until restored: the retry job (every second) cannot take the failure meant for the
+    // revocation's own push.
+    fake.go_down(AwsError::Unavailable("throttled".into()));
     let revoked = revoke(&app, device["serial"].as_str().unwrap()).await;
     assert_eq!(revoked["aws_revocation_pending"], true);
     let report = health(&app).await;
+    fake.restore();
     // The retry job may have pushed it already; the findings are checked only while pending.
     let row = json(
         app.get(
@@ -385,4 +388,52 @@ async fn without_aws_the_ca_checks_still_run_and_a_long_validity_is_healthy() {
         (report["warning"].as_u64(), report["critical"].as_u64()),
         (Some(0), Some(0))
     );
+}
+
+on_both_backends!(viewers_read_the_last_report_at_most_a_minute_old);
+
+/// `GET /v1/ca/health` (the dashboard's panel): viewers get the admin report's findings; two
+/// viewer reads within a minute share one run of the checks, and an admin's fresh report is
+/// the one viewers see next. Stations are refused.
+async fn viewers_read_the_last_report_at_most_a_minute_old(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.ca.expiry_warn_days = 36_500).await;
+    let ca = json(app.get(&app.viewer, "/v1/ca").await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = |token: String| {
+        let app = &app;
+        async move {
+            let response = app.get(&token, "/v1/ca/health").await;
+            assert_eq!(response.status(), StatusCode::OK);
+            json(response).await
+        }
+    };
+    let first = read(app.viewer.clone()).await;
+    assert_eq!(codes(&first, &ca), ["ca_expiring"], "{first}");
+    let finding = &ca_entry(&first, &ca)["findings"][0];
+    assert_eq!(finding["severity"], "warning");
+    assert!(
+        finding["fix"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/admin/cas")
+    );
+    let second = read(app.viewer.clone()).await;
+    assert_eq!(
+        second["checked_at"], first["checked_at"],
+        "one run for both"
+    );
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let fresh = health(&app).await;
+    assert_ne!(fresh["checked_at"], first["checked_at"]);
+    let after = read(app.viewer.clone()).await;
+    assert_eq!(
+        after["checked_at"], fresh["checked_at"],
+        "the admin's report"
+    );
+
+    let station = app.get(&app.station, "/v1/ca/health").await;
+    assert_eq!(station.status(), StatusCode::FORBIDDEN);
 }

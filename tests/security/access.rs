@@ -82,6 +82,17 @@ async fn every_route_answers_each_caller_as_documented(backend: Backend) {
         (Method::GET, "/v1/admin/audit", [U, U, U, F, F, S::OK]),
         (Method::GET, "/v1/admin/cas", [U, U, U, F, F, S::OK]),
         (Method::GET, "/v1/admin/health", [U, U, U, F, F, S::OK]),
+        (Method::GET, "/v1/ca/health", [U, U, U, F, S::OK, S::OK]),
+        (
+            Method::GET,
+            "/v1/admin/aws/certificate-providers/factory-ca",
+            [U, U, U, F, F, S::SERVICE_UNAVAILABLE],
+        ),
+        (
+            Method::DELETE,
+            "/v1/admin/aws/certificate-providers/factory-ca",
+            [U, U, U, F, F, S::SERVICE_UNAVAILABLE],
+        ),
         (
             Method::GET,
             "/v1/admin/cas/ca-0000000000000000/aws/preflight",

@@ -17,9 +17,9 @@ use crate::common::aws::{device_certificate, test_ca};
 use crate::common::process::free_port;
 
 /// A moto server on its own loopback port, stopped on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Moto {
@@ -29,7 +29,7 @@ impl Drop for Moto {
     }
 }
 
-fn start_moto() -> Moto {
+pub(crate) fn start_moto() -> Moto {
     let root = env!("CARGO_MANIFEST_DIR");
     let python =
         std::env::var("MOTO_PYTHON").unwrap_or_else(|_| format!("{root}/.venv/bin/python"));

@@ -678,3 +678,89 @@ async fn page_height(browser: &Browser) -> u32 {
         .unwrap_or(1000);
     (height as u32).clamp(600, 4000)
 }
+
+/// The CA health panel: a finding made on purpose (the issuing CA expires within
+/// `ca.expiry_warn_days`, set beyond its validity) is shown to the viewer's session with its
+/// code, severity, CA and fix, as `GET /v1/admin/health` reports it. Saves
+/// `target/test-artifacts/dashboard-health.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_panel_shows_a_finding_made_on_purpose() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.ca.expiry_warn_days = 36_500).await;
+    let admin_report = json(app.get(&app.admin, "/v1/admin/health").await).await;
+    let ca = &admin_report["cas"][0];
+    let ca_id = ca["ca_id"].as_str().unwrap().to_owned();
+    let finding = ca["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "ca_expiring")
+        .unwrap_or_else(|| panic!("the admin report has ca_expiring: {admin_report}"))
+        .clone();
+    // A viewer session may not call the admin route; the panel reads the viewers' route.
+    assert_eq!(app.get(&app.viewer, "/v1/admin/health").await.status(), 403);
+
+    let driver = ChromeDriver::start();
+    let browser = Browser::launch(&driver).await;
+    let outcome = AssertUnwindSafe(async {
+        browser.resize(1280, 1000).await;
+        browser.goto(&app.url("/")).await;
+        browser
+            .wait_until(
+                "the sign-in form",
+                "return !document.getElementById('signin').hidden;",
+            )
+            .await;
+        browser.type_into("#token", &app.viewer).await;
+        browser.click("#signin-submit").await;
+        browser
+            .wait_until(
+                "the health panel",
+                "return document.getElementById('dashboard').getAttribute('data-state') === \
+                 'ready' && document.getElementById('health-card').getAttribute('data-state') \
+                 === 'ready';",
+            )
+            .await;
+        let rows = browser
+            .script(
+                "return [...document.querySelectorAll('#health tbody tr[data-code]')].map(r => \
+                 ({code: r.getAttribute('data-code'), cells: [...r.cells].map(c => \
+                 c.textContent), ca: r.cells[2].querySelector('code').getAttribute('title')}));",
+            )
+            .await;
+        let rows = rows.as_array().expect("rows").clone();
+        let row = rows
+            .iter()
+            .find(|r| r["code"] == "ca_expiring")
+            .unwrap_or_else(|| panic!("no ca_expiring row: {rows:?}"));
+        assert_eq!(row["ca"], ca_id.as_str());
+        assert_eq!(row["cells"][0], "warning");
+        assert_eq!(row["cells"][1], "ca_expiring");
+        assert_eq!(
+            row["cells"][3], "\u{2013}",
+            "a CA finding has no AWS target"
+        );
+        assert_eq!(row["cells"][4], finding["message"]);
+        assert_eq!(row["cells"][5], finding["fix"]);
+        assert!(
+            browser.text("#health-summary").await.contains("warning"),
+            "the summary counts it"
+        );
+        let console = browser.console().await;
+        let problems: Vec<&String> = console
+            .iter()
+            .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy"))
+            .filter(|m| !(m.contains("/v1/session - ") && m.contains("status of 401")))
+            .collect();
+        assert!(problems.is_empty(), "browser console: {problems:#?}");
+        browser.resize(1280, page_height(&browser).await).await;
+        let path = artifacts_dir().join("dashboard-health.png");
+        std::fs::write(&path, browser.screenshot().await).expect("write the screenshot");
+        println!("dashboard health screenshot: {}", path.display());
+    })
+    .catch_unwind()
+    .await;
+    browser.quit().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

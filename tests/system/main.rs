@@ -27,14 +27,20 @@
 //! - `ledger`: `factory-ca ledger verify` on an untouched and on tampered ledgers, and on a
 //!   million-row chain;
 //! - `est`: the EST quick start with openssl, curl and Python `cryptography`; EST beside JSON
-//!   issuance over TLS.
+//!   issuance over TLS;
+//! - `certificate_provider`: the fleet-provisioning Lambda handler against factory-ca over
+//!   HTTPS, its certificates checked with openssl; with the `certificate-provider` feature, the
+//!   token from moto's Secrets Manager and the binary itself behind a Lambda Runtime API
+//!   stand-in.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod aws_moto;
+mod aws_targets;
 mod backup;
 mod bulk_revocation;
+mod certificate_provider;
 mod cli;
 mod connections;
 mod crash;

@@ -53,8 +53,8 @@ fn new_ca(common_name: &str) -> Ca {
 pub(super) struct StationCert {
     cert_der: CertificateDer<'static>,
     key_der: Vec<u8>,
-    cert_path: PathBuf,
-    key_path: PathBuf,
+    pub(super) cert_path: PathBuf,
+    pub(super) key_path: PathBuf,
 }
 
 impl StationCert {
@@ -129,7 +129,7 @@ impl Pki {
         }
     }
 
-    fn station(&self, common_name: &str, serial: u8) -> StationCert {
+    pub(super) fn station(&self, common_name: &str, serial: u8) -> StationCert {
         station_cert(&self.dir, &self.station_ca, common_name, serial)
     }
 
@@ -207,7 +207,7 @@ pub(super) struct TlsApp {
     pub(super) pki: Pki,
     admin: String,
     pub(super) station: String,
-    viewer: String,
+    pub(super) viewer: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: TempDir,
@@ -275,7 +275,7 @@ impl TlsApp {
     }
 
     /// The ledger row of `serial`, read over HTTPS with the viewer token.
-    async fn ledger_row(&self, serial: &str) -> serde_json::Value {
+    pub(super) async fn ledger_row(&self, serial: &str) -> serde_json::Value {
         let response = self
             .pki
             .client(None)
@@ -288,7 +288,7 @@ impl TlsApp {
         json(response).await
     }
 
-    async fn ledger_count(&self) -> i64 {
+    pub(super) async fn ledger_count(&self) -> i64 {
         let sql = "SELECT COUNT(*) FROM issued_certificates";
         let (n,): (i64,) = match &self.store {
             Store::Postgres(pool) => sqlx::query_as(sql).fetch_one(pool).await.unwrap(),

@@ -8,12 +8,33 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminCaller, ApiJson, ApiPath, ViewerCaller};
+use crate::http::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery, ViewerCaller};
 use crate::provisioning::{
-    PreviewAnswer, PreviewRequest, RegisterRequest, RegistrationOutcome, StatusChange, SyncReport,
-    TemplateRequest,
+    DeregisterOutcome, PreviewAnswer, PreviewRequest, RegisterOutcome, RegisterRequest,
+    StateOutcome, StatusChange, SyncOutcome, TemplateOutcome, TemplateRequest,
 };
-use crate::store::aws::AwsRegistration;
+
+/// `?targets=eu,us`: the AWS targets to act on; absent: all of them.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TargetParams {
+    /// AWS target names, comma-separated (`[aws.targets.<name>]`, or `default`); absent: every
+    /// configured target.
+    targets: Option<String>,
+}
+
+impl TargetParams {
+    fn names(&self) -> Option<Vec<String>> {
+        self.targets.as_ref().map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    }
+}
 
 /// Check what AWS IoT or JITP would refuse
 ///
@@ -55,7 +76,7 @@ pub async fn issuing_ca_drift(
     _viewer: ViewerCaller,
 ) -> Result<Json<IssuingCaAws>, ApiError> {
     let ca_id = state.issuance.issuing_ca().id().to_owned();
-    let s = state.provisioning().state(&ca_id).await?;
+    let s = state.provisioning().state(&ca_id, None).await?.primary;
     Ok(Json(IssuingCaAws {
         registered: s.stored.is_some(),
         live_status: s.live.as_ref().map(|l| l.status.clone()),
@@ -88,9 +109,12 @@ pub struct IssuingCaAws {
 
 /// Register the CA in AWS IoT
 ///
-/// With `mode: default`, a verification certificate whose CN is the registration code is sent
-/// along. Idempotent: an already registered CA answers 200 with its stored registration and
-/// the body is ignored. Audited as `ca.aws.register`.
+/// With `mode: default`, a verification certificate whose CN is the registration code of each
+/// target's account is sent along. `targets` selects the AWS targets (default: all). Idempotent
+/// per target: where the CA is registered already, its registration is refreshed and the body
+/// ignored; 200 when that is so in every target. A failing target does not stop the others: it
+/// is named in `failed_targets`, and the same call again registers only there. Only when every
+/// target failed is the answer an error (the first target's). Audited as `ca.aws.register`.
 #[utoipa::path(
     post,
     path = "/v1/admin/cas/{id}/aws/register",
@@ -99,11 +123,12 @@ pub struct IssuingCaAws {
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::RegisterRequest,
     responses(
-        (status = 201, description = "Registered: the registration as AWS has it, each \
-            requested setting beside AWS's, the differences and JITP warnings",
-            body = RegistrationOutcome),
-        (status = 200, description = "Already registered (refreshed from AWS; the body is \
-            ignored)", body = RegistrationOutcome),
+        (status = 201, description = "Registered in at least one target: the registration \
+            as AWS has it (the `default` target's, or the first that succeeded), each requested \
+            setting beside AWS's, the differences, JITP warnings, and each target's outcome \
+            (`targets`, `failed_targets`)", body = RegisterOutcome),
+        (status = 200, description = "Already registered in every selected target (refreshed \
+            from AWS; the body is ignored)", body = RegisterOutcome),
     ),
     security(("bearer_token" = ["admin"]))
 )]
@@ -131,23 +156,29 @@ pub async fn register(
     path = "/v1/admin/cas/{id}/aws",
     tag = "aws",
     operation_id = "get_ca_aws_state",
-    params(("id" = String, Path, description = "A CA id")),
-    responses((status = 200, description = "`stored`, `live` and `drift`",
-        body = crate::provisioning::RegistrationState)),
+    params(("id" = String, Path, description = "A CA id"), TargetParams),
+    responses((status = 200, description = "`stored`, `live` and `drift` of the `default` \
+        target (or the only or first one the CA is registered in), and per target \
+        (`targets`, with the last attempt and what failed)", body = StateOutcome)),
     security(("bearer_token" = ["admin"]))
 )]
 pub async fn aws_state(
     State(state): State<AppState>,
     _admin: AdminCaller,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<TargetParams>,
 ) -> Result<Response, ApiError> {
-    let s = state.provisioning().state(&id).await?;
+    let s = state
+        .provisioning()
+        .state(&id, params.names().as_deref())
+        .await?;
     Ok(Json(s).into_response())
 }
 
 /// Change the CA's status or auto-registration in AWS IoT
 ///
-/// Audited as `ca.aws.update`.
+/// In every target the CA is registered in, or those of `targets`; per target outcome as for
+/// register. Audited as `ca.aws.update`.
 #[utoipa::path(
     patch,
     path = "/v1/admin/cas/{id}/aws",
@@ -156,8 +187,8 @@ pub async fn aws_state(
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::StatusChange,
     responses((status = 200, description = "The registration as AWS has it after the change, \
-        each requested setting beside AWS's, the differences and JITP warnings",
-        body = RegistrationOutcome)),
+        each requested setting beside AWS's, the differences and JITP warnings, and each \
+        target's outcome", body = RegisterOutcome)),
     security(("bearer_token" = ["admin"]))
 )]
 pub async fn change_status(
@@ -165,7 +196,7 @@ pub async fn change_status(
     admin: AdminCaller,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<StatusChange>,
-) -> Result<Json<RegistrationOutcome>, ApiError> {
+) -> Result<Json<RegisterOutcome>, ApiError> {
     Ok(Json(
         state
             .provisioning()
@@ -176,28 +207,42 @@ pub async fn change_status(
 
 /// Deactivate and delete the CA in AWS IoT, and forget the registration
 ///
-/// The CA, its key and its ledger rows stay. Audited as `ca.aws.delete`.
+/// In every target the CA is registered in, or those of `?targets=`. The CA, its key and its
+/// ledger rows stay. Audited as `ca.aws.delete`.
 #[utoipa::path(
     delete,
     path = "/v1/admin/cas/{id}/aws",
     tag = "aws",
     operation_id = "deregister_ca_from_aws",
-    params(("id" = String, Path, description = "A CA id")),
-    responses((status = 204, description = "Deregistered")),
+    params(("id" = String, Path, description = "A CA id"), TargetParams),
+    responses(
+        (status = 204, description = "Deregistered from every selected target"),
+        (status = 200, description = "Deregistered from some targets; the others failed \
+            (`failed_targets`) and keep their registration", body = DeregisterOutcome),
+    ),
     security(("bearer_token" = ["admin"]))
 )]
 pub async fn deregister(
     State(state): State<AppState>,
     admin: AdminCaller,
     ApiPath(id): ApiPath<String>,
-) -> Result<StatusCode, ApiError> {
-    state.provisioning().deregister(&id, admin.actor()).await?;
-    Ok(StatusCode::NO_CONTENT)
+    ApiQuery(params): ApiQuery<TargetParams>,
+) -> Result<Response, ApiError> {
+    match state
+        .provisioning()
+        .deregister(&id, params.names().as_deref(), admin.actor())
+        .await?
+    {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(partial) => Ok((StatusCode::OK, Json(partial)).into_response()),
+    }
 }
 
 /// Attach or replace the CA's JITP template
 ///
-/// The template is checked against the policy first. Audited as `ca.aws.template`.
+/// The template is checked against the policy first, then attached in every target the CA is
+/// registered in (or those of `targets`); a target whose stored registration has this
+/// template already is left as it is when there are several. Audited as `ca.aws.template`.
 #[utoipa::path(
     put,
     path = "/v1/admin/cas/{id}/aws/template",
@@ -205,7 +250,8 @@ pub async fn deregister(
     operation_id = "attach_template",
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::TemplateRequest,
-    responses((status = 200, description = "The stored registration", body = AwsRegistration)),
+    responses((status = 200, description = "The stored registration (the `default` target's, \
+        or the first that succeeded) and each target's outcome", body = TemplateOutcome)),
     security(("bearer_token" = ["admin"]))
 )]
 pub async fn attach_template(
@@ -213,7 +259,7 @@ pub async fn attach_template(
     admin: AdminCaller,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<TemplateRequest>,
-) -> Result<Json<AwsRegistration>, ApiError> {
+) -> Result<Json<TemplateOutcome>, ApiError> {
     Ok(Json(
         state
             .provisioning()
@@ -247,23 +293,30 @@ pub async fn preview(
 
 /// Record AWS IoT's view of each certificate of the CA
 ///
-/// Pages through ListCertificatesByCA. Audited as `ca.aws.sync`.
+/// Pages through ListCertificatesByCA in every target the CA is registered in (or those of
+/// `?targets=`). Audited as `ca.aws.sync`.
 #[utoipa::path(
     post,
     path = "/v1/admin/cas/{id}/aws/sync",
     tag = "aws",
     operation_id = "sync_ca_with_aws",
-    params(("id" = String, Path, description = "A CA id")),
-    responses((status = 200, description = "What the sync found",
-        body = crate::provisioning::SyncReport)),
+    params(("id" = String, Path, description = "A CA id"), TargetParams),
+    responses((status = 200, description = "What the sync found (the `default` target's, or \
+        the first that succeeded) and per target", body = SyncOutcome)),
     security(("bearer_token" = ["admin"]))
 )]
 pub async fn sync(
     State(state): State<AppState>,
     admin: AdminCaller,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<SyncReport>, ApiError> {
-    Ok(Json(state.provisioning().sync(&id, admin.actor()).await?))
+    ApiQuery(params): ApiQuery<TargetParams>,
+) -> Result<Json<SyncOutcome>, ApiError> {
+    Ok(Json(
+        state
+            .provisioning()
+            .sync(&id, params.names().as_deref(), admin.actor())
+            .await?,
+    ))
 }
 
 /// The `registrationConfig` file for `aws iot update-ca-certificate`

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod ca;
 pub mod ca_health;
 pub mod cas;
+pub mod certificate_provider;
 pub mod certificates;
 pub mod dashboard;
 pub mod est;

@@ -1,0 +1,558 @@
+//! The fan-out over registration targets (`[aws.targets.<name>]`): registration, template,
+//! status changes, deregistration, sync and the state view run in each selected target in
+//! turn. A failing target (throttled, down, access denied) does not stop the others: the
+//! answer says per target what was done and what failed, the failure is kept per (CA, target)
+//! (`aws_target_attempts`), and the same call again does only what is missing. Only when every
+//! selected target failed is the answer an error, that of the first target.
+
+use super::register::{parse_status_change, registration_config};
+use super::*;
+use crate::store::aws::TargetAttempt;
+
+/// What failed in one target.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TargetFailure {
+    /// `throttled`, `unreachable`, `unavailable`, `access_denied`, `not_found`,
+    /// `already_exists`, `certificate_validation`, `invalid_state`, `rejected`, or `failed`
+    /// (not an AWS answer, e.g. the CA key's signer).
+    pub kind: String,
+    /// AWS's error code, e.g. `ThrottlingException`; null when AWS sent none.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl TargetFailure {
+    fn of(e: &ProvisioningError) -> Self {
+        match e {
+            ProvisioningError::Aws(a) => TargetFailure {
+                kind: a.kind().to_owned(),
+                code: a.failure().code.clone(),
+                message: e.to_string(),
+            },
+            ProvisioningError::NotRegistered(_) => TargetFailure {
+                kind: "not_registered".into(),
+                code: None,
+                message: e.to_string(),
+            },
+            _ => TargetFailure {
+                kind: "failed".into(),
+                code: None,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+/// What a register, PATCH or template attachment did in one target.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TargetOutcome {
+    pub target: String,
+    pub region: String,
+    /// The account of the target's role, when one is assumed.
+    pub account: Option<String>,
+    pub ok: bool,
+    /// `registered`, `already_registered`, `updated`, `attached`, `unchanged`, `deleted`,
+    /// `not_registered` or `failed`.
+    pub result: String,
+    /// The registration in this target after the call, each requested setting beside AWS's.
+    pub registration: Option<RegistrationOutcome>,
+    pub error: Option<TargetFailure>,
+}
+
+/// The answer of register and PATCH: the registration of the first target that succeeded
+/// (`default` when it is among them) with its fields as before, and every target's outcome.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RegisterOutcome {
+    #[serde(flatten)]
+    pub primary: RegistrationOutcome,
+    /// One entry per selected target, in configuration order.
+    pub targets: Vec<TargetOutcome>,
+    /// The targets that failed (retry the same call: it does only what is missing).
+    pub failed_targets: Vec<String>,
+}
+
+/// The answer of PUT .../aws/template: the stored registration of the first target that
+/// succeeded, and every target's outcome.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TemplateOutcome {
+    #[serde(flatten)]
+    pub primary: AwsRegistration,
+    pub targets: Vec<TargetOutcome>,
+    pub failed_targets: Vec<String>,
+}
+
+/// The answer of DELETE .../aws when a target failed.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeregisterOutcome {
+    pub targets: Vec<TargetOutcome>,
+    pub failed_targets: Vec<String>,
+}
+
+/// A sync in one target.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TargetSync {
+    pub target: String,
+    pub region: String,
+    pub ok: bool,
+    pub report: Option<SyncReport>,
+    pub error: Option<TargetFailure>,
+}
+
+/// The answer of POST .../aws/sync: the first target's report with its fields as before, and
+/// every target's.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SyncOutcome {
+    #[serde(flatten)]
+    pub primary: SyncReport,
+    pub targets: Vec<TargetSync>,
+    pub failed_targets: Vec<String>,
+}
+
+/// The CA in one target: what we stored, what AWS says now, the drift, and the last attempt.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StateTarget {
+    pub target: String,
+    pub region: String,
+    pub account: Option<String>,
+    pub registered: bool,
+    pub stored: Option<AwsRegistration>,
+    pub live: Option<CaDescription>,
+    pub drift: Vec<String>,
+    /// The last AWS operation of factory-ca for this CA here, and what failed.
+    pub last_attempt: Option<TargetAttempt>,
+    /// Why AWS could not be asked now.
+    pub error: Option<TargetFailure>,
+}
+
+/// The answer of GET .../aws: the registration of the `default` target (or the only or first
+/// one) as before, and every target's.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StateOutcome {
+    #[serde(flatten)]
+    pub primary: RegistrationState,
+    pub targets: Vec<StateTarget>,
+}
+
+fn outcome(target: &AwsTargetRegistry, result: &str) -> TargetOutcome {
+    TargetOutcome {
+        target: target.name.clone(),
+        region: target.region.clone(),
+        account: target.account.clone(),
+        ok: true,
+        result: result.into(),
+        registration: None,
+        error: None,
+    }
+}
+
+fn failed(target: &AwsTargetRegistry, e: &ProvisioningError) -> TargetOutcome {
+    TargetOutcome {
+        ok: false,
+        error: Some(TargetFailure::of(e)),
+        ..outcome(target, "failed")
+    }
+}
+
+/// A store failure is no target's: it ends the call.
+fn per_target(e: ProvisioningError) -> Result<ProvisioningError, ProvisioningError> {
+    match e {
+        ProvisioningError::Store(_) => Err(e),
+        e => Ok(e),
+    }
+}
+
+/// The error when every selected target failed: the one target's as it is, or the first's code
+/// with each target's failure named.
+fn all_failed(mut failures: Vec<(String, ProvisioningError)>) -> ProvisioningError {
+    if failures.len() == 1 {
+        return failures.remove(0).1;
+    }
+    let detail = failures
+        .iter()
+        .map(|(t, e)| format!("target {t}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    ProvisioningError::AllTargetsFailed {
+        first: Box::new(failures.remove(0).1),
+        detail,
+    }
+}
+
+/// The index of the answer's primary entry: `default` when it succeeded, else the first that
+/// did.
+fn primary_index<T>(entries: &[(String, Option<T>)]) -> Option<usize> {
+    entries
+        .iter()
+        .position(|(t, v)| v.is_some() && t == crate::config::DEFAULT_AWS_TARGET)
+        .or_else(|| entries.iter().position(|(_, v)| v.is_some()))
+}
+
+impl Provisioning<'_> {
+    /// Registers the CA in each selected target (default: all). Idempotent per target: where
+    /// it is registered already, the stored registration is refreshed from AWS. True when no
+    /// target registered it now.
+    pub async fn register(
+        &self,
+        ca_id: &str,
+        req: RegisterRequest,
+        actor: Actor<'_>,
+    ) -> Result<(RegisterOutcome, bool), ProvisioningError> {
+        let selected = self.select(req.targets.as_deref())?;
+        let record = self.ca_record(ca_id).await?;
+        let registered = self.store.list_ca_aws_registrations(ca_id).await?;
+        let needs_registration = selected
+            .iter()
+            .any(|t| !registered.iter().any(|r| r.target == t.name));
+        let mut config = None;
+        if needs_registration {
+            let template = req
+                .template
+                .as_ref()
+                .map(TemplateSpec::resolve)
+                .transpose()?;
+            config = registration_config(template.as_ref(), req.role_arn.as_deref())?;
+            let report = self.preflight(ca_id, template.as_ref()).await?;
+            if !report.ok {
+                self.audit("ca.aws.register", ca_id, false, &report.failures(), actor)
+                    .await?;
+                return Err(ProvisioningError::PreflightFailed(report.failures()));
+            }
+        }
+        let mut entries = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut failures = Vec::new();
+        let mut all_already = true;
+        for target in &selected {
+            let result = self
+                .register_in(target, &record, &req, &config, actor)
+                .await;
+            let error = result.as_ref().err();
+            self.record_attempt(ca_id, &target.name, "register", error)
+                .await?;
+            match result {
+                Ok((reg, already)) => {
+                    all_already &= already;
+                    let result = if already {
+                        "already_registered"
+                    } else {
+                        "registered"
+                    };
+                    outcomes.push(TargetOutcome {
+                        registration: Some(reg.clone()),
+                        ..outcome(target, result)
+                    });
+                    entries.push((target.name.clone(), Some(reg)));
+                }
+                Err(e) => {
+                    let e = per_target(e)?;
+                    outcomes.push(failed(target, &e));
+                    failures.push((target.name.clone(), e));
+                    entries.push((target.name.clone(), None));
+                }
+            }
+        }
+        let Some(i) = primary_index(&entries) else {
+            return Err(all_failed(failures));
+        };
+        let primary = entries.swap_remove(i).1.expect("the primary succeeded");
+        Ok((
+            RegisterOutcome {
+                primary,
+                failed_targets: failures.into_iter().map(|(t, _)| t).collect(),
+                targets: outcomes,
+            },
+            all_already,
+        ))
+    }
+
+    /// Changes status and/or auto-registration in each selected target the CA is registered
+    /// in (default: all of them).
+    pub async fn change_status(
+        &self,
+        ca_id: &str,
+        change: StatusChange,
+        actor: Actor<'_>,
+    ) -> Result<RegisterOutcome, ProvisioningError> {
+        let selected = self.select(change.targets.as_deref())?;
+        let active = parse_status_change(&change)?;
+        let registrations = self.registrations_in(ca_id, &selected).await?;
+        let mut entries = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut failures = Vec::new();
+        for target in &selected {
+            let Some((_, reg)) = registrations.iter().find(|(t, _)| t.name == target.name) else {
+                outcomes.push(outcome(target, "not_registered"));
+                continue;
+            };
+            let result = self
+                .change_status_in(target, reg.clone(), active, change.auto_registration, actor)
+                .await;
+            self.record_attempt(ca_id, &target.name, "update", result.as_ref().err())
+                .await?;
+            match result {
+                Ok(reg) => {
+                    outcomes.push(TargetOutcome {
+                        registration: Some(reg.clone()),
+                        ..outcome(target, "updated")
+                    });
+                    entries.push((target.name.clone(), Some(reg)));
+                }
+                Err(e) => {
+                    let e = per_target(e)?;
+                    outcomes.push(failed(target, &e));
+                    failures.push((target.name.clone(), e));
+                    entries.push((target.name.clone(), None));
+                }
+            }
+        }
+        let Some(i) = primary_index(&entries) else {
+            return Err(all_failed(failures));
+        };
+        let primary = entries.swap_remove(i).1.expect("the primary succeeded");
+        Ok(RegisterOutcome {
+            primary,
+            failed_targets: failures.into_iter().map(|(t, _)| t).collect(),
+            targets: outcomes,
+        })
+    }
+
+    /// Deregisters the CA from each selected target it is registered in (default: all). None
+    /// when every one succeeded.
+    pub async fn deregister(
+        &self,
+        ca_id: &str,
+        targets: Option<&[String]>,
+        actor: Actor<'_>,
+    ) -> Result<Option<DeregisterOutcome>, ProvisioningError> {
+        let selected = self.select(targets)?;
+        let registrations = self.registrations_in(ca_id, &selected).await?;
+        let mut outcomes = Vec::new();
+        let mut failures = Vec::new();
+        let mut done = 0;
+        for target in &selected {
+            let Some((_, reg)) = registrations.iter().find(|(t, _)| t.name == target.name) else {
+                outcomes.push(outcome(target, "not_registered"));
+                continue;
+            };
+            let result = self.deregister_in(target, reg.clone(), actor).await;
+            self.record_attempt(ca_id, &target.name, "delete", result.as_ref().err())
+                .await?;
+            match result {
+                Ok(()) => {
+                    done += 1;
+                    outcomes.push(outcome(target, "deleted"));
+                }
+                Err(e) => {
+                    let e = per_target(e)?;
+                    outcomes.push(failed(target, &e));
+                    failures.push((target.name.clone(), e));
+                }
+            }
+        }
+        if failures.is_empty() {
+            return Ok(None);
+        }
+        if done == 0 {
+            return Err(all_failed(failures));
+        }
+        Ok(Some(DeregisterOutcome {
+            failed_targets: failures.into_iter().map(|(t, _)| t).collect(),
+            targets: outcomes,
+        }))
+    }
+
+    /// Attaches the template in each selected target the CA is registered in (default: all);
+    /// a target that has it already is left as it is.
+    pub async fn attach_template(
+        &self,
+        ca_id: &str,
+        req: TemplateRequest,
+        actor: Actor<'_>,
+    ) -> Result<TemplateOutcome, ProvisioningError> {
+        let selected = self.select(req.targets.as_deref())?;
+        let registrations = self.registrations_in(ca_id, &selected).await?;
+        let checked = self.check_template(ca_id, &req, actor).await?;
+        let mut entries = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut failures = Vec::new();
+        for target in &selected {
+            let Some((_, reg)) = registrations.iter().find(|(t, _)| t.name == target.name) else {
+                outcomes.push(outcome(target, "not_registered"));
+                continue;
+            };
+            let result = self
+                .attach_template_in(target, reg.clone(), &checked, &req, actor)
+                .await;
+            self.record_attempt(ca_id, &target.name, "template", result.as_ref().err())
+                .await?;
+            match result {
+                Ok((reg, changed)) => {
+                    let result = if changed { "attached" } else { "unchanged" };
+                    outcomes.push(TargetOutcome {
+                        registration: Some(RegistrationOutcome::new(
+                            reg.clone(),
+                            Vec::new(),
+                            Vec::new(),
+                        )),
+                        ..outcome(target, result)
+                    });
+                    entries.push((target.name.clone(), Some(reg)));
+                }
+                Err(e) => {
+                    let e = per_target(e)?;
+                    outcomes.push(failed(target, &e));
+                    failures.push((target.name.clone(), e));
+                    entries.push((target.name.clone(), None));
+                }
+            }
+        }
+        let Some(i) = primary_index(&entries) else {
+            return Err(all_failed(failures));
+        };
+        let primary = entries.swap_remove(i).1.expect("the primary succeeded");
+        Ok(TemplateOutcome {
+            primary,
+            failed_targets: failures.into_iter().map(|(t, _)| t).collect(),
+            targets: outcomes,
+        })
+    }
+
+    /// Syncs the CA in each selected target it is registered in (default: all).
+    pub async fn sync(
+        &self,
+        ca_id: &str,
+        targets: Option<&[String]>,
+        actor: Actor<'_>,
+    ) -> Result<SyncOutcome, ProvisioningError> {
+        let selected = self.select(targets)?;
+        let registrations = self.registrations_in(ca_id, &selected).await?;
+        let mut entries = Vec::new();
+        let mut reports = Vec::new();
+        let mut failures = Vec::new();
+        for (target, reg) in registrations {
+            let result = self.sync_in(target, &reg, actor).await;
+            self.record_attempt(ca_id, &target.name, "sync", result.as_ref().err())
+                .await?;
+            let entry = TargetSync {
+                target: target.name.clone(),
+                region: target.region.clone(),
+                ok: result.is_ok(),
+                report: None,
+                error: None,
+            };
+            match result {
+                Ok(report) => {
+                    reports.push(TargetSync {
+                        report: Some(report.clone()),
+                        ..entry
+                    });
+                    entries.push((target.name.clone(), Some(report)));
+                }
+                Err(e) => {
+                    let e = per_target(e)?;
+                    reports.push(TargetSync {
+                        error: Some(TargetFailure::of(&e)),
+                        ..entry
+                    });
+                    failures.push((target.name.clone(), e));
+                    entries.push((target.name.clone(), None));
+                }
+            }
+        }
+        let Some(i) = primary_index(&entries) else {
+            return Err(all_failed(failures));
+        };
+        let primary = entries.swap_remove(i).1.expect("the primary succeeded");
+        Ok(SyncOutcome {
+            primary,
+            failed_targets: failures.into_iter().map(|(t, _)| t).collect(),
+            targets: reports,
+        })
+    }
+
+    /// What we stored beside what AWS reports now, with the drift named: for the `default`
+    /// target (or the only or first one the CA is registered in) as before, and per target.
+    pub async fn state(
+        &self,
+        ca_id: &str,
+        targets: Option<&[String]>,
+    ) -> Result<StateOutcome, ProvisioningError> {
+        let selected = self.select(targets)?;
+        self.ca_record(ca_id).await?;
+        let attempts = self.store.list_target_attempts(ca_id).await?;
+        let mut entries = Vec::new();
+        let mut failures = Vec::new();
+        for target in &selected {
+            let last_attempt = attempts.iter().find(|a| a.target == target.name).cloned();
+            let mut entry = StateTarget {
+                target: target.name.clone(),
+                region: target.region.clone(),
+                account: target.account.clone(),
+                registered: false,
+                stored: None,
+                live: None,
+                drift: Vec::new(),
+                last_attempt,
+                error: None,
+            };
+            match self.state_in(target, ca_id).await {
+                Ok(s) => {
+                    entry.registered = s.stored.is_some();
+                    entry.stored = s.stored;
+                    entry.live = s.live;
+                    entry.drift = s.drift;
+                }
+                Err(e) => {
+                    let e = per_target(e)?;
+                    entry.stored = self
+                        .store
+                        .get_aws_target_registration(ca_id, &target.name)
+                        .await?;
+                    entry.registered = entry.stored.is_some();
+                    entry.error = Some(TargetFailure::of(&e));
+                    failures.push((target.name.clone(), e));
+                }
+            }
+            entries.push(entry);
+        }
+        // The primary: `default` when registered there, else the first registered target;
+        // an unregistered CA has none.
+        let registered: Vec<&StateTarget> = entries.iter().filter(|e| e.registered).collect();
+        let primary = registered
+            .iter()
+            .find(|e| e.target == crate::config::DEFAULT_AWS_TARGET)
+            .or(registered.first())
+            .copied();
+        let primary = match primary {
+            None => RegistrationState {
+                stored: None,
+                live: None,
+                drift: Vec::new(),
+            },
+            Some(p) if p.error.is_some() => {
+                // AWS could not be asked there: the error, unless another target answered.
+                if failures.len() == entries.len() || self.targets.len() == 1 {
+                    return Err(all_failed(failures));
+                }
+                RegistrationState {
+                    stored: p.stored.clone(),
+                    live: None,
+                    drift: vec![format!(
+                        "AWS IoT could not be asked in target {}: {}",
+                        p.target,
+                        p.error.as_ref().map_or("", |e| e.message.as_str())
+                    )],
+                }
+            }
+            Some(p) => RegistrationState {
+                stored: p.stored.clone(),
+                live: p.live.clone(),
+                drift: p.drift.clone(),
+            },
+        };
+        Ok(StateOutcome {
+            primary,
+            targets: entries,
+        })
+    }
+}
