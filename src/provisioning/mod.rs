@@ -112,6 +112,21 @@ impl Provisioning<'_> {
             .collect())
     }
 
+    /// The one target an account-wide action (e.g. the certificate provider) applies to: the
+    /// named one, or the only one configured; with several configured, one must be named.
+    pub fn one_target(&self, name: Option<&str>) -> Result<&AwsTargetRegistry, ProvisioningError> {
+        match name {
+            Some(name) => Ok(self.select(Some(&[name.to_owned()]))?[0]),
+            None => match self.select(None)?.as_slice() {
+                [only] => Ok(only),
+                _ => Err(ProvisioningError::InvalidRequest(format!(
+                    "several AWS targets are configured ({}): name one with target",
+                    self.target_names()
+                ))),
+            },
+        }
+    }
+
     fn target_names(&self) -> String {
         self.targets
             .iter()

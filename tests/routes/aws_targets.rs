@@ -458,3 +458,68 @@ async fn preflight_explains_the_mode_per_target_across_accounts() {
         "{detail}"
     );
 }
+
+/// The certificate provider is an account's and region's: with several targets the request
+/// names one (body `target`, `?target=`), and only that target's AWS IoT is called.
+#[tokio::test]
+async fn the_certificate_provider_goes_to_the_target_named() {
+    const PROVIDERS: &str = "/v1/admin/aws/certificate-providers";
+    const LAMBDA: &str = "arn:aws:lambda:eu-west-1:123456789012:function:factory-ca-provider";
+    let (app, eu, us) = spawn(Backend::Sqlite).await;
+
+    // Several targets and none named: refused before AWS is called.
+    let response = app
+        .admin_json(
+            Method::POST,
+            PROVIDERS,
+            json!({"name": "factory-ca", "lambda_function_arn": LAMBDA}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem = json(response).await;
+    assert_eq!(problem["code"], "invalid_request");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("name one with target"),
+        "{problem}"
+    );
+    let response = app
+        .admin_json(
+            Method::POST,
+            PROVIDERS,
+            json!({"name": "factory-ca", "lambda_function_arn": LAMBDA, "target": "ap"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(response).await["code"], "unknown_aws_target");
+    assert_eq!(count(&eu, "CreateCertificateProvider"), 0);
+    assert_eq!(count(&us, "CreateCertificateProvider"), 0);
+
+    let response = app
+        .admin_json(
+            Method::POST,
+            PROVIDERS,
+            json!({"name": "factory-ca", "lambda_function_arn": LAMBDA, "target": "eu"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(count(&eu, "CreateCertificateProvider"), 1);
+    assert_eq!(count(&us, "CreateCertificateProvider"), 0);
+
+    let one = format!("{PROVIDERS}/factory-ca");
+    let described = app.get(&app.admin, &format!("{one}?target=eu")).await;
+    assert_eq!(described.status(), StatusCode::OK);
+    assert_eq!(json(described).await["lambda_function_arn"], LAMBDA);
+    let elsewhere = app.get(&app.admin, &format!("{one}?target=us")).await;
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json(elsewhere).await["code"], "aws_resource_not_found");
+
+    let deleted = app
+        .admin_json(Method::DELETE, &format!("{one}?target=eu"), json!({}))
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(count(&eu, "DeleteCertificateProvider"), 1);
+    assert_eq!(count(&us, "DeleteCertificateProvider"), 0);
+}

@@ -18,7 +18,7 @@ use crate::aws::certificate_provider::{
 use crate::aws::{AwsError, IotRegistry};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
-use crate::http::extract::{AdminCaller, ApiJson, ApiPath};
+use crate::http::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery};
 use crate::provisioning::ProvisioningError;
 
 /// The body of `POST /v1/admin/aws/certificate-providers`.
@@ -32,6 +32,19 @@ pub struct CreateCertificateProvider {
     /// Default and only value: `["CreateCertificateFromCsr"]`.
     #[serde(default = "default_operations")]
     account_default_for_operations: Vec<String>,
+    /// The AWS target (`[aws.targets.<name>]`, or `default`) whose account and region get the
+    /// provider; may be left out when only one target is configured.
+    #[serde(default)]
+    target: Option<String>,
+}
+
+/// `?target=<name>`: the AWS target whose account and region are meant; may be left out when
+/// only one target is configured.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TargetQuery {
+    target: Option<String>,
 }
 
 fn default_operations() -> Vec<String> {
@@ -45,11 +58,20 @@ pub struct CreatedCertificateProvider {
     arn: String,
 }
 
-fn registry(state: &AppState) -> Result<&dyn IotRegistry, ApiError> {
-    state
-        .iot
-        .as_deref()
-        .ok_or_else(|| ProvisioningError::NotConfigured.into())
+fn registry<'a>(
+    state: &'a AppState,
+    target: Option<&str>,
+) -> Result<&'a dyn IotRegistry, ApiError> {
+    let provisioning = state.provisioning();
+    let target = provisioning.one_target(target)?;
+    // The registry lives in the state's target list, not in the borrowed `Provisioning`.
+    let registry = state
+        .aws_targets
+        .iter()
+        .find(|t| t.name == target.name)
+        .map(|t| t.registry.as_ref())
+        .ok_or(ProvisioningError::NotConfigured)?;
+    Ok(registry)
 }
 
 fn aws_error(e: AwsError) -> ApiError {
@@ -90,7 +112,7 @@ pub async fn create(
             problem,
         ));
     }
-    let iot = registry(&state)?;
+    let iot = registry(&state, body.target.as_deref())?;
     let result = iot
         .create_certificate_provider(
             &body.name,
@@ -143,7 +165,7 @@ fn checked_name(name: &str) -> Result<(), ApiError> {
     path = "/v1/admin/aws/certificate-providers/{name}",
     tag = "aws",
     operation_id = "describe_certificate_provider",
-    params(("name" = String, Path, description = "The provider's name")),
+    params(("name" = String, Path, description = "The provider's name"), TargetQuery),
     responses((status = 200, description = "The provider", body = CertificateProvider)),
     security(("bearer_token" = ["admin"]))
 )]
@@ -151,9 +173,10 @@ pub async fn describe(
     State(state): State<AppState>,
     _admin: AdminCaller,
     ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TargetQuery>,
 ) -> Result<Json<CertificateProvider>, ApiError> {
     checked_name(&name)?;
-    let iot = registry(&state)?;
+    let iot = registry(&state, query.target.as_deref())?;
     Ok(Json(
         iot.describe_certificate_provider(&name)
             .await
@@ -170,7 +193,7 @@ pub async fn describe(
     path = "/v1/admin/aws/certificate-providers/{name}",
     tag = "aws",
     operation_id = "delete_certificate_provider",
-    params(("name" = String, Path, description = "The provider's name")),
+    params(("name" = String, Path, description = "The provider's name"), TargetQuery),
     responses((status = 204, description = "Deleted in AWS IoT")),
     security(("bearer_token" = ["admin"]))
 )]
@@ -178,9 +201,10 @@ pub async fn delete(
     State(state): State<AppState>,
     admin: AdminCaller,
     ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TargetQuery>,
 ) -> Result<StatusCode, ApiError> {
     checked_name(&name)?;
-    let iot = registry(&state)?;
+    let iot = registry(&state, query.target.as_deref())?;
     let result = iot.delete_certificate_provider(&name).await;
     let detail = result.as_ref().err().map(ToString::to_string);
     admin
