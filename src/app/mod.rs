@@ -25,7 +25,7 @@ mod shutdown;
 mod state;
 mod upkeep;
 
-pub use state::{AppState, HEALTH_MAX_AGE, HealthCache};
+pub use state::{AppState, AppStateInner, HEALTH_MAX_AGE, HealthCache};
 
 pub struct Application {
     listener: TcpListener,
@@ -212,7 +212,7 @@ impl Application {
             tls,
             metrics_listener,
             limits,
-            state: AppState {
+            state: AppState::new(AppStateInner {
                 store,
                 reads,
                 keys,
@@ -238,7 +238,7 @@ impl Application {
                 )),
                 health_cache: Arc::default(),
                 settings: Arc::new(settings),
-            },
+            }),
         })
     }
 
