@@ -1,38 +1,57 @@
 #!/usr/bin/env bash
-# Issuance benchmark on PostgreSQL (docs/benchmarks.md). Builds in release mode once, measures the signing
-# step alone (benches/signing.rs), then for an ECDSA P-256 CA and an RSA-2048 CA starts
-# `factory-ca serve` on a fresh database and data dir and runs `factory-ca bench` at 1, 16 and
-# 64 connections. Prints a markdown table on stdout; progress goes to stderr.
+# Issuance benchmark on PostgreSQL (docs/benchmarks.md).
 #
-# Needs: cargo, jq, psql, curl, python3 (for a free port), and a PostgreSQL server with trust
-# auth for user postgres. Everything is bounded in time; the databases are dropped on exit.
+# Builds the release binary once (or takes BENCH_BIN), then for each CA algorithm starts
+# `factory-ca serve` on a fresh database and data dir and drives it with wrk: pre-made, all
+# distinct ECDSA P-256 device CSR bodies (`factory-ca bench --write-bodies`, made before each
+# run and outside its measurement) replayed over keep-alive connections by scripts/bench-wrk.lua,
+# for BENCH_SECS seconds at each connection count. Per run it reports certificates/s,
+# p50/p90/p99, errors, the CPU per certificate of the service, of PostgreSQL (every postgres
+# process) and of wrk (from /proc), and checks that every certificate answered 2xx is a row of
+# the ledger. Beside it, in the same run: `openssl speed -multi 2` (RSA-2048 and ECDSA P-256
+# signatures/s of this machine) and, when `cfssl` is installed (Debian golang-cfssl), CFSSL's
+# `serve` with its PostgreSQL certdb under the same load, and the ratio.
 #
-#   BENCH_REQUESTS        certificates per run (default 5000; at 1 connection min(N, 2000))
-#   BENCH_POSTGRES_URL    server URL without database (default postgres://postgres@127.0.0.1:5432)
-#   BENCH_DURATION_LIMIT  hard stop of one bench run in seconds (default 600)
+# Prints a markdown report on stdout; progress goes to stderr. Needs: wrk, jq, psql, curl,
+# openssl, python3 (for a free port) and a PostgreSQL server with trust auth for user
+# postgres; cfssl is optional. Everything is bounded in time; the databases are dropped on exit.
+#
+#   BENCH_SECS            seconds of load per run (default 10)
 #   BENCH_ALGORITHMS      CA algorithms (default "ecdsa-p256 rsa-2048")
 #   BENCH_CONNECTIONS     connection counts (default "1 16 64")
-#   BENCH_GROUP_COMMIT    database.group_commit settings to compare, each on a fresh database
-#                         (default "on off": with and without group commit, back to back)
-#   BENCH_BIN             a factory-ca release binary to use instead of building one (for a
-#                         shared tree that other people are editing); skips the signing
-#                         micro-benchmark too, whose rows then read n/a
-#   BENCH_QUIET_WAIT      seconds to wait before each run for other programs to go idle
-#                         (default 300; the machine is shared, and a busy neighbour skews
-#                         the figures; the table's "other load" column shows what remained)
+#   BENCH_RSA_CONNECTIONS connection counts for an rsa-* CA (default "64")
+#   BENCH_MAX_RATE        certificates/s the body files are sized for (default 15000; a run
+#                         faster than this repeats bodies, which shows up as errors)
+#   BENCH_GROUP_COMMIT    database.group_commit settings to compare (default "on"; "on off"
+#                         runs both, each on a fresh database)
+#   BENCH_CFSSL           1 (default) to measure CFSSL too when `cfssl` is installed, 0 not to
+#   BENCH_CFSSL_CONNECTIONS  connection counts for CFSSL (default "64")
+#   BENCH_POSTGRES_URL    server URL without database (default postgres://postgres@127.0.0.1:5432)
+#   BENCH_BIN             a factory-ca release binary to use instead of building one
+#   BENCH_WRK_THREADS     wrk threads (default 2, at most the connection count)
+#   BENCH_SERVER_ENV      extra VAR=value words for the service's environment only (for example
+#                         LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2)
+#   BENCH_QUIET_WAIT      seconds to wait, at most, before each run for other programs to go
+#                         idle (default 60; the "other load" column shows what remained)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 
-N=${BENCH_REQUESTS:-5000}
-N1=$((N < 2000 ? N : 2000))
+SECS=${BENCH_SECS:-10}
+MAX_RATE=${BENCH_MAX_RATE:-15000}
 PG=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
-LIMIT=${BENCH_DURATION_LIMIT:-600}
-QUIET_WAIT=${BENCH_QUIET_WAIT:-300}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
+WRK_THREADS=${BENCH_WRK_THREADS:-2}
 read -r -a ALGORITHMS <<<"${BENCH_ALGORITHMS:-ecdsa-p256 rsa-2048}"
 read -r -a CONNECTIONS <<<"${BENCH_CONNECTIONS:-1 16 64}"
-read -r -a GROUP_COMMIT <<<"${BENCH_GROUP_COMMIT:-on off}"
+read -r -a RSA_CONNECTIONS <<<"${BENCH_RSA_CONNECTIONS:-64}"
+read -r -a GROUP_COMMIT <<<"${BENCH_GROUP_COMMIT:-on}"
+read -r -a CFSSL_CONNECTIONS <<<"${BENCH_CFSSL_CONNECTIONS:-64}"
 for gc in "${GROUP_COMMIT[@]}"; do
     [[ $gc == on || $gc == off ]] || { echo "BENCH_GROUP_COMMIT: on or off, not $gc" >&2; exit 2; }
+done
+for tool in wrk jq psql curl openssl python3; do
+    command -v "$tool" >/dev/null || { echo "bench.sh needs $tool (Debian package ${tool/psql/postgresql-client})" >&2; exit 2; }
 done
 STAMP=$(date -u +%Y%m%d%H%M%S)
 WORK=$(mktemp -d -t factory-ca-bench.XXXXXX)
@@ -69,6 +88,29 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+psql_admin() { timeout 60 psql "$PG/postgres" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
+psql_db() { timeout 60 psql "$PG/$1" -qAtX -v ON_ERROR_STOP=1 -c "$2"; }
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Seconds of CPU (user + system) a process has used, from /proc/<pid>/stat (USER_HZ = 100).
+proc_cpu() { sed 's/.*) //' "/proc/$1/stat" | awk '{ printf "%.2f", ($12 + $13) / 100 }'; }
+# Busy seconds of the whole machine, all cores (user, nice, system, irq, softirq).
+machine_busy() { awk '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8) / 100 }' /proc/stat; }
+# Seconds of CPU used so far by every PostgreSQL process (backends, WAL writer, checkpointer),
+# with that of the backends that have exited (the postmaster's reaped children: cutime, cstime).
+postgres_cpu() {
+    local total=0 f line
+    for f in /proc/[0-9]*/stat; do
+        { read -r line <"$f"; } 2>/dev/null || continue
+        [[ $line == *"(postgres)"* ]] || continue
+        total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 + $14 + $15 }' <<<"$line")))
+    done
+    awk -v t="$total" 'BEGIN { printf "%.2f", t / 100 }'
+}
+
 # Waits (bounded) until the machine is idle: under 0.25 cores busy over two seconds.
 wait_until_quiet() {
     local waited=0 b0 b1 cores
@@ -87,78 +129,115 @@ wait_until_quiet() {
     done
 }
 
-psql_admin() { timeout 60 psql "$PG/postgres" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Seconds of CPU (user + system) a process has used, from /proc/<pid>/stat (USER_HZ = 100).
-proc_cpu() { sed 's/.*) //' "/proc/$1/stat" | awk '{ printf "%.2f", ($12 + $13) / 100 }'; }
-# Busy seconds of the whole machine, all cores (user, nice, system, irq, softirq).
-machine_busy() { awk '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8) / 100 }' /proc/stat; }
-# Seconds of CPU used so far by every PostgreSQL process (backends, WAL writer, checkpointer).
-postgres_cpu() {
-    local total=0 f
-    for f in /proc/[0-9]*/stat; do
-        read -r line <"$f" 2>/dev/null || continue
-        [[ $line == *"(postgres)"* ]] || continue
-        total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' <<<"$line")))
-    done
-    awk -v t="$total" 'BEGIN { printf "%.2f", t / 100 }'
-}
-
 # --- Build once -----------------------------------------------------------------------------
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-BIN=${BENCH_BIN:-$TARGET_DIR/release/factory-ca}
 if [[ -z ${BENCH_BIN:-} ]]; then
-    log "building the release binary and the signing benchmark (once)"
+    log "building the release binary (once)"
     timeout 3600 cargo build --release --bin factory-ca >&2
-    timeout 3600 cargo bench --bench signing --no-run >&2
-fi
-
-# --- The signing step alone ---------------------------------------------------------------
-if [[ -z ${BENCH_BIN:-} ]]; then
-    wait_until_quiet
-    log "micro-benchmark of the signing step (criterion, one thread)"
-    timeout 900 cargo bench --bench signing -- --noplot --warm-up-time 2 --measurement-time 5 \
-        >"$WORK/criterion.txt" 2>&1 || {
-        cat "$WORK/criterion.txt" >&2
-        log "the signing micro-benchmark failed"
-        exit 1
-    }
+    TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+    BIN=$TARGET_DIR/release/factory-ca
 else
-    : >"$WORK/criterion.txt"
-fi
-grep -E '^signing/|time:|thrpt:' "$WORK/criterion.txt" >&2 || true
-# Time per operation in nanoseconds: the estimate criterion prints (slope, else mean).
-signing_ns() {
-    local f="$TARGET_DIR/criterion/signing/$1/new/estimates.json"
-    [[ -f $f ]] && jq -r '(.slope // .mean).point_estimate' "$f" || echo ""
-}
-declare -A SIGN_NS SIGN_RATE
-for alg in "${ALGORITHMS[@]}"; do
-    ns=$(signing_ns "$alg-ca")
-    SIGN_NS[$alg]=$ns
-    SIGN_RATE[$alg]=$([[ -n $ns ]] && awk -v ns="$ns" 'BEGIN { printf "%.0f", 1e9 / ns }' || echo "")
-done
-PARSE_NS=$(signing_ns parse-verify-ecdsa-p256-csr)
-# Raw signature speed of this machine, for scale (published reference figures come from it).
-OPENSSL_SPEED=""
-if command -v openssl >/dev/null; then
-    OPENSSL_SPEED=$(timeout 60 openssl speed -seconds 2 rsa2048 ecdsap256 2>/dev/null || true)
+    BIN=$BENCH_BIN
 fi
 
-# Without this the per-station rate limit, when the service has one, would cap a benchmark
-# that runs as one station at that limit instead of at the service's capacity.
-EXTRA_ENV=()
-if grep -q '^station_rate_per_sec' config/default.toml 2>/dev/null; then
-    EXTRA_ENV+=(FACTORY_CA_SERVER__STATION_RATE_PER_SEC=0)
-fi
+# Makes a body file of `n` new CSRs with thing names `<prefix>-<i>`, outside any measurement.
+make_bodies() { # file n prefix
+    timeout 900 "$BIN" bench --write-bodies "$1" --requests "$2" --prefix "$3" \
+        --duration-limit 880 2>>"$WORK/bodies.log" >&2
+}
+
+bodies_for() { # connections -> how many bodies a run needs at most
+    local c=$1 rate=$MAX_RATE
+    ((c == 1 && rate > 3000)) && rate=3000
+    echo $((rate * SECS))
+}
+
+# One wrk run: result JSON in $WORK/<name>.json, CPU figures in $WORK/<name>.cpu as
+# "service postgres wrk other wall". $1 name, $2 URL, $3 path, $4 connections, $5 bodies file,
+# $6 pid of the server under test, $7 token (may be empty).
+wrk_run() {
+    local name=$1 url=$2 path=$3 c=$4 bodies=$5 pid=$6 token=$7
+    local threads=$((c < WRK_THREADS ? c : WRK_THREADS))
+    local cpu_file="$WORK/$name.wrkcpu"
+    local srv0 pg0 busy0 wall0 srv1 pg1 busy1 wall1 rc=0
+    srv0=$(proc_cpu "$pid")
+    pg0=$(postgres_cpu)
+    busy0=$(machine_busy)
+    wall0=$(date +%s.%N)
+    # The token goes to wrk by environment only; it is never printed.
+    BENCH_BODIES="$bodies" BENCH_THREADS="$threads" BENCH_PATH="$path" BENCH_TOKEN="$token" \
+        BENCH_CPU_FILE="$cpu_file" BENCH_RESULT="$WORK/$name.json" \
+        timeout $((SECS + 120)) wrk -t "$threads" -c "$c" -d "${SECS}s" --timeout 10s \
+        -s "$ROOT/scripts/bench-wrk.lua" "$url$path" >"$WORK/$name.wrk.out" 2>&1 || rc=$?
+    wall1=$(date +%s.%N)
+    busy1=$(machine_busy)
+    srv1=$(proc_cpu "$pid")
+    pg1=$(postgres_cpu)
+    if ((rc != 0)) || ! jq -e . "$WORK/$name.json" >/dev/null 2>&1; then
+        cat "$WORK/$name.wrk.out" >&2
+        log "$name: wrk failed (exit $rc)"
+        return 1
+    fi
+    local wrk_cpu
+    wrk_cpu=$(awk 'NR == FNR { a = $1; next } { printf "%.2f", $1 - a }' \
+        "$cpu_file.init" "$cpu_file.done")
+    awk -v s0="$srv0" -v s1="$srv1" -v p0="$pg0" -v p1="$pg1" -v b0="$busy0" -v b1="$busy1" \
+        -v w0="$wall0" -v w1="$wall1" -v g="$wrk_cpu" 'BEGIN {
+            srv = s1 - s0; pg = p1 - p0; wall = w1 - w0
+            other = (b1 - b0 - srv - pg - g) / wall; if (other < 0) other = 0
+            printf "%.2f %.2f %.2f %.2f %.3f\n", srv, pg, g, other, wall }' >"$WORK/$name.cpu"
+}
 
 ROWS=()
 NOTES=()
+# A row of the table from a finished run. $1 label columns (already "| a | b |"), $2 name,
+# $3 ledger rows added during the run.
+add_row() {
+    local label=$1 name=$2 added=$3
+    read -r srv pg gen other wall <"$WORK/$name.cpu"
+    ROWS+=("$(jq -r --arg lbl "$label" --argjson added "$added" --argjson srv "$srv" \
+        --argjson pg "$pg" --argjson gen "$gen" --argjson other "$other" '
+        def f(d): . * pow(10; d) | round / pow(10; d);
+        def per(x; n): if n > 0 then (x * 1e6 / n | round | tostring) else "-" end;
+        (.errors.connect + .errors.read + .errors.write + .errors.timeout) as $transport
+        | (.requests - .errors.status) as $ok
+        | "\($lbl) \($ok / .duration_s | round) | \(.latency_ms.p50 | f(2)) | \(.latency_ms.p99 | f(2))"
+          + " | \(.errors.status + $transport)"
+          + (if .wrapped > 0 then " (bodies repeated)" else "" end)
+          + " | \($ok) / \($added)"
+          + " | \(per($srv; $added)) | \(per($pg; $added)) | \(per($gen; .requests))"
+          + " | \(per($srv + $pg + $gen; $added)) | \($other | f(2)) |"
+        ' "$WORK/$name.json")")
+}
+
+# Every 2xx must be a committed row; a request still in flight when wrk stopped may have been
+# committed without being answered, so the ledger may hold up to one row per connection more.
+check_ledger() { # name, rows added, connections
+    local ok
+    ok=$(jq -r '.requests - .errors.status' "$WORK/$1.json")
+    if (($2 < ok)); then
+        log "$1: $ok certificates answered 2xx but only $2 rows reached the ledger"
+        FAILED=1
+    elif (($2 > ok + $3)); then
+        log "$1: $2 ledger rows for $ok answers: more than one unanswered row per connection"
+        FAILED=1
+    fi
+}
+
+# --- This machine's signature speed, for scale -----------------------------------------------
+log "openssl speed -multi 2 (RSA-2048 and ECDSA P-256 sign and verify)"
+OPENSSL_MULTI=$(timeout 120 openssl speed -multi 2 -seconds 3 rsa2048 ecdsap256 2>/dev/null || true)
+OPENSSL_ONE=$(timeout 120 openssl speed -seconds 3 ecdsap256 2>/dev/null || true)
+
+# --- factory-ca ------------------------------------------------------------------------------
+EXTRA_ENV=()
+if grep -q '^station_rate_per_sec' config/default.toml 2>/dev/null; then
+    # Otherwise the benchmark, one station, would measure the per-station rate limit.
+    EXTRA_ENV+=(FACTORY_CA_SERVER__STATION_RATE_PER_SEC=0)
+fi
+ECDSA64_RATE=""
 for alg in "${ALGORITHMS[@]}"; do
+    conns=("${CONNECTIONS[@]}")
+    [[ $alg == rsa-* ]] && conns=("${RSA_CONNECTIONS[@]}")
     for gc in "${GROUP_COMMIT[@]}"; do
         gc_bool=$([[ $gc == on ]] && echo true || echo false)
         db="factory_ca_bench_${STAMP}_${alg//-/_}_gc_$gc"
@@ -177,15 +256,14 @@ for alg in "${ALGORITHMS[@]}"; do
             FACTORY_CA_DATABASE__GROUP_COMMIT="$gc_bool"
             "${EXTRA_ENV[@]}"
         )
+        read -r -a server_only <<<"${BENCH_SERVER_ENV:-}"
         log "$alg: starting the service on $url (database $db)"
         # stderr holds the bootstrap admin token; it stays in $WORK, which is removed on exit.
-        env "${env_server[@]}" "$BIN" serve >"$WORK/serve-$alg-$gc.out" 2>"$WORK/serve-$alg-$gc.err" &
+        env "${env_server[@]}" "${server_only[@]}" "$BIN" serve >"$WORK/serve-$alg-$gc.out" 2>"$WORK/serve-$alg-$gc.err" &
         SERVER_PID=$!
         ready=""
         for _ in $(seq 1 600); do
-            if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-                break
-            fi
+            kill -0 "$SERVER_PID" 2>/dev/null || break
             if curl -fsS --max-time 2 "$url/readyz" >/dev/null 2>&1; then
                 ready=1
                 break
@@ -198,60 +276,31 @@ for alg in "${ALGORITHMS[@]}"; do
             exit 1
         fi
         token=$(env "${env_server[@]}" timeout 60 "$BIN" token create --role station --name bench)
-
-        for c in "${CONNECTIONS[@]}"; do
-            n=$N
-            if ((c == 1)); then n=$N1; fi
-            out="$WORK/$alg-$gc-$c.json"
+        for c in "${conns[@]}"; do
+            name="$alg-$gc-$c"
+            n=$(bodies_for "$c")
+            log "$name: making $n request bodies"
+            make_bodies "$WORK/$name.bodies" "$n" "b$STAMP-${alg//-/}-$gc-$c"
+            before=$(psql_db "$db" "SELECT count(*) FROM issued_certificates")
             wait_until_quiet
-            log "$alg, group commit $gc: $n certificates over $c connection(s)"
-            server_cpu0=$(proc_cpu "$SERVER_PID")
-            pg_cpu0=$(postgres_cpu)
-            busy0=$(machine_busy)
-            wall0=$(date +%s.%N)
-            rc=0
-            # The token goes to the bench by environment only; it is never printed.
-            BENCH_STATION_TOKEN="$token" timeout $((LIMIT + 120)) "$BIN" bench \
-                --url "$url" --requests "$n" --concurrency "$c" --duration-limit "$LIMIT" \
-                --token-env BENCH_STATION_TOKEN --json >"$out" 2>"$WORK/$alg-$gc-$c.err" || rc=$?
-            wall=$(awk -v a="$wall0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
-            busy=$(awk -v a="$busy0" -v b="$(machine_busy)" 'BEGIN { print b - a }')
-            server_cpu=$(awk -v a="$server_cpu0" -v b="$(proc_cpu "$SERVER_PID")" 'BEGIN { print b - a }')
-            pg_cpu=$(awk -v a="$pg_cpu0" -v b="$(postgres_cpu)" 'BEGIN { print b - a }')
-            if ! jq -e . "$out" >/dev/null 2>&1; then
-                tail -n 20 "$WORK/$alg-$gc-$c.err" >&2
-                log "$alg at $c connections: the bench produced no result (exit $rc)"
-                ROWS+=("| $alg | $gc | $c | $n | failed (exit $rc) | | | | | | | | | | |")
+            log "$name: wrk, $c connection(s), ${SECS} s"
+            if ! wrk_run "$name" "$url" /v1/certificates "$c" "$WORK/$name.bodies" "$SERVER_PID" "$token"; then
                 FAILED=1
                 continue
             fi
-            ((rc == 0)) || FAILED=1
-            # The CPU split: the service process, PostgreSQL, the load generator during its timed
-            # phase; and what the rest of the machine used meanwhile, in cores, which should be ~0
-            # (anything else running on the machine distorts the figures).
-            ROWS+=("$(jq -r --arg alg "$alg" --arg gc "$gc" --arg rate "${SIGN_RATE[$alg]}" \
-                --arg server_cpu "$server_cpu" --arg pg_cpu "$pg_cpu" --arg busy "$busy" \
-                --arg wall "$wall" '
-                def f(d): . * pow(10; d) | round / pow(10; d);
-                def us_per_cert(x): if .succeeded > 0 then (x * 1e6 / .succeeded | round | tostring) else "-" end;
-                ((.failed + .not_sent) | tostring) as $n_err
-                | (if (.errors | length) > 0
-                   then " (" + (.errors | to_entries | map("\(.key): \(.value)") | join(", ")) + ")"
-                   else "" end) as $codes
-                | (.load_cpu_secs // 0) as $gen
-                | ($server_cpu | tonumber) as $srv
-                | ($pg_cpu | tonumber) as $pg
-                | ((($busy | tonumber) - $srv - $pg - (.process_cpu_secs // 0)) / ($wall | tonumber)
-                   | if . < 0 then 0 else . end) as $rest
-                | "| \($alg) | \($gc) | \(.concurrency) | \(.requests) | \(.throughput | round) | "
-                  + (if $rate != "" then "\(.throughput / ($rate | tonumber) * 100 | f(1))%" else "-" end)
-                  + " | \(.latency_ms.p50 | f(2)) | \(.latency_ms.p90 | f(2)) | \(.latency_ms.p99 | f(2)) | \(.latency_ms.max | f(2))"
-                  + " | \($n_err)\($codes) | \(us_per_cert($srv)) | \(us_per_cert($pg)) | \(us_per_cert($gen))"
-                  + " | \($rest | f(2)) |"
-                ' "$out")")
+            # Unanswered requests finish (or fail) within the service's request timeout.
+            sleep 1
+            after=$(psql_db "$db" "SELECT count(*) FROM issued_certificates")
+            added=$((after - before))
+            check_ledger "$name" "$added" "$c"
+            add_row "| factory-ca | $alg | $gc | $c |" "$name" "$added"
+            [[ $alg == ecdsa-p256 && $gc == on && $c == 64 ]] &&
+                ECDSA64_RATE=$(jq -r '(.requests - .errors.status) / .duration_s' "$WORK/$name.json")
+            rm -f "$WORK/$name.bodies"
         done
         rss=$(awk '/^VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo "?")
-        NOTES+=("- $alg CA, group commit $gc: service peak RSS (VmHWM) $rss after all runs.")
+        bytes=$(psql_db "$db" "SELECT round((SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY['issued_certificates', 'thing_claims', 'ledger_chain']::regclass[]) AS c) / greatest(count(*), 1)) FROM issued_certificates" 2>/dev/null || echo "?")
+        NOTES+=("- $alg CA, group commit $gc: service peak RSS (VmHWM) $rss; $bytes bytes on disk per certificate (issued_certificates, thing_claims and ledger_chain with their indexes and TOAST).")
         log "$alg: stopping the service"
         stop_server
         if grep -qiE 'panic|error' "$WORK/serve-$alg-$gc.err"; then
@@ -261,48 +310,116 @@ for alg in "${ALGORITHMS[@]}"; do
     done
 done
 
+# --- CFSSL with its PostgreSQL certdb, same load ----------------------------------------------
+CFSSL_RATE=""
+if [[ ${BENCH_CFSSL:-1} == 1 ]] && command -v cfssl >/dev/null; then
+    db="factory_ca_bench_${STAMP}_cfssl"
+    psql_admin "CREATE DATABASE $db" >/dev/null
+    DATABASES+=("$db")
+    # CFSSL's own certdb schema (certdb/pg/migrations/001_CreateCertificates.sql).
+    psql_db "$db" "CREATE TABLE certificates (serial_number bytea NOT NULL,
+        authority_key_identifier bytea NOT NULL, ca_label bytea, status bytea NOT NULL,
+        reason int, expiry timestamptz, revoked_at timestamptz, pem bytea NOT NULL,
+        PRIMARY KEY (serial_number, authority_key_identifier));
+      CREATE TABLE ocsp_responses (serial_number bytea NOT NULL,
+        authority_key_identifier bytea NOT NULL, body bytea NOT NULL, expiry timestamptz,
+        PRIMARY KEY (serial_number, authority_key_identifier),
+        FOREIGN KEY (serial_number, authority_key_identifier)
+          REFERENCES certificates (serial_number, authority_key_identifier));" >/dev/null
+    cdir="$WORK/cfssl"
+    mkdir -p "$cdir"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$cdir/ca-key.pem" 2>/dev/null
+    openssl req -x509 -new -key "$cdir/ca-key.pem" -subj "/CN=CFSSL bench CA" -days 30 \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+        -out "$cdir/ca.pem" 2>/dev/null
+    echo '{"signing": {"default": {"expiry": "8760h", "usages": ["digital signature", "client auth"]}}}' \
+        >"$cdir/config.json"
+    # lib/pq has no sslmode=prefer: "disable" is the closest to what it could do on loopback.
+    printf '{"driver": "postgres", "data_source": "%s/%s?sslmode=disable"}\n' "$PG" "$db" >"$cdir/db.json"
+    port=$(free_port)
+    cfssl serve -address 127.0.0.1 -port "$port" -ca "$cdir/ca.pem" -ca-key "$cdir/ca-key.pem" \
+        -config "$cdir/config.json" -db-config "$cdir/db.json" -loglevel 3 \
+        >"$WORK/cfssl.out" 2>"$WORK/cfssl.err" &
+    SERVER_PID=$!
+    ready=""
+    for _ in $(seq 1 300); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        # Any HTTP answer means it listens (GET on the sign endpoint is refused with 405).
+        if curl -sS --max-time 2 -o /dev/null "http://127.0.0.1:$port/api/v1/cfssl/sign" 2>/dev/null; then
+            ready=1
+            break
+        fi
+        sleep 0.1
+    done
+    if [[ -z $ready ]]; then
+        tail -n 20 "$WORK/cfssl.err" >&2
+        log "cfssl did not start; measured without it"
+    else
+        for c in "${CFSSL_CONNECTIONS[@]}"; do
+            name="cfssl-$c"
+            n=$(bodies_for "$c")
+            ((n > 5000 * SECS)) && n=$((5000 * SECS))
+            log "$name: making $n request bodies"
+            make_bodies "$WORK/$name.src" "$n" "c$STAMP-$c"
+            # CFSSL's /api/v1/cfssl/sign takes the CSR PEM as "certificate_request".
+            jq -c '{certificate_request: .csr}' "$WORK/$name.src" >"$WORK/$name.bodies"
+            rm -f "$WORK/$name.src"
+            before=$(psql_db "$db" "SELECT count(*) FROM certificates")
+            wait_until_quiet
+            log "$name: wrk, $c connection(s), ${SECS} s"
+            if ! wrk_run "$name" "http://127.0.0.1:$port" /api/v1/cfssl/sign "$c" "$WORK/$name.bodies" "$SERVER_PID" ""; then
+                FAILED=1
+                continue
+            fi
+            sleep 1
+            after=$(psql_db "$db" "SELECT count(*) FROM certificates")
+            added=$((after - before))
+            check_ledger "$name" "$added" "$c"
+            add_row "| CFSSL $(cfssl version 2>/dev/null | awk '/^Version/ { print $2 }') | ecdsa-p256 | - | $c |" "$name" "$added"
+            [[ $c == 64 ]] && CFSSL_RATE=$(jq -r '(.requests - .errors.status) / .duration_s' "$WORK/$name.json")
+            rm -f "$WORK/$name.bodies"
+        done
+    fi
+    stop_server
+elif [[ ${BENCH_CFSSL:-1} == 1 ]]; then
+    NOTES+=("- CFSSL was not measured: \`cfssl\` is not installed (Debian package golang-cfssl).")
+fi
+
 # --- Report -----------------------------------------------------------------------------------
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-pg_version=$(psql_admin "SHOW server_version")
-pg_sync=$(psql_admin "SHOW synchronous_commit")
-pg_fsync=$(psql_admin "SHOW fsync")
 echo
 echo "Machine: $(nproc) cores ($cpu_model), $(free -g | awk '/^Mem/ { print $2 }') GiB;" \
-    "PostgreSQL $pg_version on the same machine (fsync=$pg_fsync, synchronous_commit=$pg_sync)."
-echo "The load generator, the service and PostgreSQL share these $(nproc) cores, so every figure"
-echo "below is lower than the service alone would reach on its own cores."
-echo "Requests per run: $N ($N1 at 1 connection); ECDSA P-256 device keys; $(date -u +%Y-%m-%dT%H:%MZ)."
+    "PostgreSQL $(psql_admin "SHOW server_version") on the same machine" \
+    "(fsync=$(psql_admin "SHOW fsync"), synchronous_commit=$(psql_admin "SHOW synchronous_commit"), ssl=$(psql_admin "SHOW ssl"))."
+echo "Load: wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }') with scripts/bench-wrk.lua, ${SECS} s per run, keep-alive," \
+    "every body a distinct ECDSA P-256 device CSR; $(date -u +%Y-%m-%dT%H:%MZ)."
 echo
-echo "Signing step alone (parse + verify CSR, policy, sign; one thread, criterion):"
-echo
-echo "| CA | per op | ops/s (1 core) |"
-echo "| --- | --- | --- |"
-for alg in "${ALGORITHMS[@]}"; do
-    ns=${SIGN_NS[$alg]}
-    if [[ -n $ns ]]; then
-        awk -v a="$alg" -v ns="$ns" 'BEGIN { printf "| %s | %.1f µs | %.0f |\n", a, ns / 1000, 1e9 / ns }'
-    else
-        echo "| $alg | n/a | n/a |"
-    fi
-done
-if [[ -n $PARSE_NS ]]; then
-    awk -v ns="$PARSE_NS" 'BEGIN { printf "| (parse + verify the CSR only) | %.1f µs | %.0f |\n", ns / 1000, 1e9 / ns }'
+if [[ -n $OPENSSL_MULTI ]]; then
+    echo "openssl speed on this machine, same run:"
+    echo
+    awk '/^rsa 2048 bits/ { printf "- -multi 2: RSA-2048 %.0f signs/s\n", $6 }
+         /ecdsa \(nistp256\)/ { printf "- -multi 2: ECDSA P-256 %.0f signs/s, %.0f verifies/s\n", $7, $8 }' <<<"$OPENSSL_MULTI"
+    awk '/ecdsa \(nistp256\)/ { printf "- one core: ECDSA P-256 %.0f signs/s (%.1f µs), %.0f verifies/s (%.1f µs)\n", $7, 1e6 / $7, $8, 1e6 / $8 }' <<<"$OPENSSL_ONE"
+    echo
 fi
-if [[ -n $OPENSSL_SPEED ]]; then
-    awk '/^rsa 2048 bits/ { printf "| (openssl speed: one RSA-2048 signature) | %.1f µs | %.0f |\n", 1e6 / $6, $6 }
-         /ecdsa \(nistp256\)/ { printf "| (openssl speed: one ECDSA P-256 signature) | %.1f µs | %.0f |\n", 1e6 / $7, $7
-                                printf "| (openssl speed: one ECDSA P-256 verification) | %.1f µs | %.0f |\n", 1e6 / $8, $8 }' \
-        <<<"$OPENSSL_SPEED"
-fi
-echo
-echo "Service on PostgreSQL (every certificate committed before it is sent):"
-echo
-echo "| CA | group commit | connections | requests | certs/s | vs signing alone (1 core) | p50 ms | p90 ms | p99 ms | max ms | errors | service CPU µs/cert | PostgreSQL CPU µs/cert | load-gen CPU µs/cert | other load (cores) |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| server | CA | group commit | connections | certs/s | p50 ms | p99 ms | errors | 2xx / ledger rows | server CPU µs/cert | PostgreSQL CPU µs/cert | wrk CPU µs/req | total CPU µs/cert | other load (cores) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 printf '%s\n' "${ROWS[@]}"
 echo
+if [[ -n $ECDSA64_RATE && -n $CFSSL_RATE ]]; then
+    awk -v a="$ECDSA64_RATE" -v b="$CFSSL_RATE" 'BEGIN { if (b > 0) printf "- factory-ca / CFSSL at 64 connections (ECDSA P-256 CA): %.1fx\n", a / b }'
+fi
+if [[ -n $OPENSSL_MULTI ]]; then
+    for row in "${ROWS[@]}"; do
+        [[ $row == "| factory-ca | rsa-2048 |"* ]] || continue
+        awk -F'|' -v rows="$OPENSSL_MULTI" 'BEGIN {
+                n = split(rows, l, "\n"); for (i = 1; i <= n; i++) if (l[i] ~ /^rsa 2048 bits/) { split(l[i], f, " "); speed = f[6] } }
+            { gsub(/ /, "", $5); gsub(/ /, "", $6); if (speed > 0) printf "- RSA-2048 CA at %s connections: %s certs/s = %.0f%% of openssl speed -multi 2 (%.0f signs/s)\n", $5, $6, 100 * $6 / speed, speed }' <<<"$row"
+    done
+fi
 printf '%s\n' "${NOTES[@]}"
-echo "- CPU per certificate, from /proc over each run: the service process, every PostgreSQL process,"
-echo "  and the load generator in its timed phase. \"Other load\" is what the rest of the machine used"
-echo "  meanwhile, in cores: anything well above 0 means another program competed and the row is low."
+echo "- CPU per certificate, from /proc over each run: the server process, every PostgreSQL process,"
+echo "  and wrk from the end of its set-up (bodies loaded) to the end of the run. \"Other load\" is"
+echo "  what the rest of the machine used meanwhile, in cores: well above 0 means another program"
+echo "  competed, and the rates (not the CPU per certificate) are low."
 exit "$FAILED"

@@ -65,6 +65,11 @@ pub struct BenchArgs {
     /// The environment variable that holds the station token (never printed).
     #[arg(long, value_name = "NAME", default_value = TOKEN_ENV)]
     pub token_env: String,
+    /// Only make the request bodies: write the `--requests` JSON bodies (`{"csr": "<PEM>"}`),
+    /// one per line, to FILE and exit without sending anything (no token needed). For an
+    /// external load generator such as `wrk` (see `scripts/bench.sh`).
+    #[arg(long, value_name = "FILE")]
+    pub write_bodies: Option<std::path::PathBuf>,
 }
 
 /// The key a simulated device makes.
@@ -110,6 +115,9 @@ pub fn device_csr_pem(
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration_limit);
+    if let Some(path) = &args.write_bodies {
+        return write_bodies(&args, path, deadline).await;
+    }
     let token = std::env::var(&args.token_env)
         .with_context(|| format!("set {} to a station token", args.token_env))?;
     let token_header = HeaderValue::try_from(format!("Bearer {token}"))
@@ -214,6 +222,62 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             summary.requests
         );
     }
+    Ok(())
+}
+
+/// `--write-bodies`: the bodies of the run, one JSON object per line (a PEM inside a JSON
+/// string has its line breaks escaped, so one body is one line), written to `path`.
+async fn write_bodies(
+    args: &BenchArgs,
+    path: &std::path::Path,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    if args.requests == 0 {
+        bail!("--requests must be at least 1");
+    }
+    if args.duration_limit == 0 {
+        bail!("--duration-limit must be at least 1 second");
+    }
+    if args.country.len() != 2 || !args.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        bail!("--country must be two upper-case letters (ISO 3166-1 alpha-2)");
+    }
+    let prefix = args
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("bench-{:08x}", rand::random::<u32>()));
+    check_prefix(&prefix)?;
+    let interactive = std::io::stderr().is_terminal();
+    let generated = Instant::now();
+    let bodies = {
+        let (key, country, prefix, n) = (
+            args.key,
+            args.country.clone(),
+            prefix.clone(),
+            args.requests,
+        );
+        tokio::task::spawn_blocking(move || {
+            generate_bodies(key, &country, &prefix, n, deadline.into_std(), interactive)
+        })
+        .await
+        .context("key generation panicked")??
+    };
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for body in &bodies {
+        debug_assert!(!body.contains(&b'\n'));
+        out.write_all(body)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!(
+        "wrote {} request bodies (thing names {prefix}-0 to {prefix}-{}) to {} in {:.1?}",
+        bodies.len(),
+        bodies.len() - 1,
+        path.display(),
+        generated.elapsed()
+    );
     Ok(())
 }
 
@@ -726,6 +790,42 @@ mod tests {
         assert_eq!((s.p50, s.p99, s.max, s.mean), (0.0, 0.0, 0.0, 0.0));
     }
 
+    #[tokio::test]
+    async fn write_bodies_makes_one_distinct_valid_csr_body_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bodies.jsonl");
+        let args = BenchArgs {
+            url: "http://127.0.0.1:1".into(),
+            requests: 5,
+            concurrency: 1,
+            key: DeviceKeyType::EcdsaP256,
+            country: "DE".into(),
+            prefix: Some("wb".into()),
+            duration_limit: 60,
+            json: false,
+            // Not set: writing bodies needs no token.
+            token_env: "FACTORY_CA_BENCH_TOKEN_UNSET_IN_THIS_TEST".into(),
+            write_bodies: Some(path.clone()),
+        };
+        run(args).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5);
+        let mut pems = std::collections::HashSet::new();
+        for (i, line) in lines.iter().enumerate() {
+            let body: serde_json::Value = serde_json::from_str(line).unwrap();
+            let pem = body["csr"].as_str().unwrap();
+            let parsed = crate::ca::csr::parse(pem.as_bytes()).unwrap();
+            let cn = parsed
+                .subject()
+                .iter()
+                .find(|a| a.oid == "2.5.4.3")
+                .and_then(|a| a.value.clone());
+            assert_eq!(cn, Some(format!("wb-{i}")));
+            assert!(pems.insert(pem.to_owned()), "every body is a new CSR");
+        }
+    }
+
     #[test]
     fn throughput_is_certificates_per_second() {
         assert_eq!(throughput(500, 0.25), 2000.0);
@@ -745,6 +845,7 @@ mod tests {
             duration_limit: 1,
             json: true,
             token_env: TOKEN_ENV.into(),
+            write_bodies: None,
         };
         let mut tally = Tally {
             succeeded: 6,

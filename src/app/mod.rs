@@ -25,7 +25,7 @@ mod shutdown;
 mod state;
 mod upkeep;
 
-pub use state::{AppState, HEALTH_MAX_AGE, HealthCache};
+pub use state::{AppState, AppStateInner, HEALTH_MAX_AGE, HealthCache};
 
 pub struct Application {
     listener: TcpListener,
@@ -217,7 +217,7 @@ impl Application {
             tls,
             metrics_listener,
             limits,
-            state: AppState {
+            state: AppState::new(AppStateInner {
                 store,
                 reads,
                 keys,
@@ -245,7 +245,7 @@ impl Application {
                 est_labels: Arc::new(est_labels),
                 health_cache: Arc::default(),
                 settings: Arc::new(settings),
-            },
+            }),
         })
     }
 

@@ -1,6 +1,7 @@
 //! [`AppState`]: every long-lived value of a running service, shared by the handlers and the
-//! background jobs (cloning it clones `Arc`s).
+//! background jobs. Cloning it clones one `Arc`: axum clones the state for every request.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::aws::IotRegistry;
@@ -13,8 +14,26 @@ use crate::services::limits::StationRateLimiter;
 use crate::services::rejections::RejectionCounter;
 use crate::store::Store;
 
+/// The shared state: one `Arc` around [`AppStateInner`], whose fields it derefs to. Cloned (and
+/// dropped) for every request, so it is one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub fn new(inner: AppStateInner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub settings: Arc<Settings>,
     pub store: Store,
     /// The same database through the dashboard's read pool (`crate::store::reads`): listing,

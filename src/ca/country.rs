@@ -31,9 +31,23 @@ ZA ZM ZW";
 
 /// True for an assigned ISO 3166-1 alpha-2 code written in upper case.
 pub fn is_assigned_alpha2(code: &str) -> bool {
-    code.len() == 2
-        && code.bytes().all(|b| b.is_ascii_uppercase())
-        && ASSIGNED.split(' ').any(|c| c == code)
+    let code = code.as_bytes();
+    if code.len() != 2 || !code.iter().all(u8::is_ascii_uppercase) {
+        return false;
+    }
+    // `ASSIGNED` is sorted, one code every 3 bytes: a binary search, not a scan of all 249 (a
+    // scan was ~1 % of the service's instructions per certificate).
+    let table = ASSIGNED.as_bytes();
+    let (mut low, mut high) = (0, table.len().div_ceil(3));
+    while low < high {
+        let mid = (low + high) / 2;
+        match table[3 * mid..3 * mid + 2].cmp(code) {
+            std::cmp::Ordering::Less => low = mid + 1,
+            std::cmp::Ordering::Greater => high = mid,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -48,6 +62,21 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted, codes);
+    }
+
+    #[test]
+    fn the_search_finds_every_listed_code_and_nothing_else() {
+        let listed: Vec<&str> = ASSIGNED.split(' ').collect();
+        for a in b'A'..=b'Z' {
+            for b in b'A'..=b'Z' {
+                let code = String::from_utf8(vec![a, b]).unwrap();
+                assert_eq!(
+                    is_assigned_alpha2(&code),
+                    listed.contains(&code.as_str()),
+                    "{code}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -35,10 +35,31 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Wraps DER in a PEM block with the given label (64-column lines, LF endings).
 pub fn to_pem(label: &str, der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new(label, der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
+    pem_with_line_ending(label, der, "\n")
+}
+
+/// [`to_pem`] with another line ending: `"\\n"` writes the PEM already escaped for a JSON
+/// string, in one pass and one allocation.
+pub fn pem_with_line_ending(label: &str, der: &[u8], line_ending: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines = b64.len().div_ceil(64);
+    let mut out = String::with_capacity(
+        2 * (label.len() + 16 + line_ending.len()) + b64.len() + lines * line_ending.len(),
+    );
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----");
+    out.push_str(line_ending);
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push_str(line_ending);
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----");
+    out.push_str(line_ending);
+    out
 }
 
 /// True when `cert_der` is a certificate whose issuer is `issuer_der`'s subject and whose
@@ -53,4 +74,27 @@ pub fn is_signed_by(cert_der: &[u8], issuer_der: &[u8]) -> bool {
     };
     cert.issuer().as_raw() == issuer.subject().as_raw()
         && authority::verify_with_ca(&issuer, &cert).is_ok()
+}
+
+#[cfg(test)]
+mod pem_tests {
+    use super::*;
+
+    #[test]
+    fn to_pem_writes_what_the_pem_crate_writes_for_every_length() {
+        for len in 0..200usize {
+            let der: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let expected = pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", der.clone()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            );
+            assert_eq!(to_pem("CERTIFICATE", &der), expected, "{len} bytes");
+            let escaped = serde_json::to_string(&expected).unwrap();
+            assert_eq!(
+                pem_with_line_ending("CERTIFICATE", &der, "\\n"),
+                escaped[1..escaped.len() - 1],
+                "{len} bytes, escaped for JSON"
+            );
+        }
+    }
 }

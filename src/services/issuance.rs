@@ -92,23 +92,82 @@ pub struct IssuanceRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct Issued {
     pub record: CertificateRecord,
-    pub certificate_pem: String,
-    pub ca_certificate_pem: String,
-    /// The intermediates above the issuing CA up to, not including, its self-signed root;
-    /// empty when the issuing CA is a root.
-    pub intermediates_pem: String,
+    /// The issuing CA's certificate and the intermediates above it.
+    pub ca: Arc<CaPems>,
     /// True when an earlier request with the same Idempotency-Key produced it.
     pub replayed: bool,
 }
 
 impl Issued {
+    /// The device certificate as PEM.
+    pub fn certificate_pem(&self) -> String {
+        ca::to_pem("CERTIFICATE", &self.record.certificate_der)
+    }
+
     /// Device certificate, the issuing CA, then each intermediate up to (not including) the
     /// root: what the device presents for JITP.
     pub fn chain_pem(&self) -> String {
-        format!(
-            "{}{}{}",
-            self.certificate_pem, self.ca_certificate_pem, self.intermediates_pem
+        let certificate_pem = self.certificate_pem();
+        let mut chain = String::with_capacity(
+            certificate_pem.len() + self.ca.certificate_pem.len() + self.ca.intermediates_pem.len(),
+        );
+        chain.push_str(&certificate_pem);
+        chain.push_str(&self.ca.certificate_pem);
+        chain.push_str(&self.ca.intermediates_pem);
+        chain
+    }
+}
+
+/// A CA's certificate and the intermediates above it (up to, not including, the root), as PEM
+/// and as the contents of a JSON string: made once per CA and shared by every answer, instead
+/// of being copied and escaped again for each certificate.
+#[derive(Debug)]
+pub struct CaPems {
+    pub certificate_pem: String,
+    /// Empty when the CA is a root.
+    pub intermediates_pem: String,
+    /// `certificate_pem` escaped as JSON string contents (no quotes).
+    pub certificate_pem_json: String,
+    /// `intermediates_pem` escaped as JSON string contents (no quotes).
+    pub intermediates_pem_json: String,
+}
+
+impl CaPems {
+    pub fn new(certificate_pem: String, intermediates_pem: String) -> CaPems {
+        CaPems {
+            certificate_pem_json: json_string_contents(&certificate_pem),
+            intermediates_pem_json: json_string_contents(&intermediates_pem),
+            certificate_pem,
+            intermediates_pem,
+        }
+    }
+
+    fn of(ca: &CertificateAuthority) -> CaPems {
+        CaPems::new(
+            ca.certificate_pem().to_owned(),
+            ca.intermediates_pem().to_owned(),
         )
+    }
+}
+
+/// `s` as serde_json writes it inside a JSON string.
+fn json_string_contents(s: &str) -> String {
+    let quoted = serde_json::to_string(s).expect("a string always serializes");
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
+/// The issuing CA and its PEMs, swapped together.
+struct IssuingCa {
+    ca: Arc<CertificateAuthority>,
+    pems: Arc<CaPems>,
+}
+
+impl IssuingCa {
+    fn new(ca: CertificateAuthority) -> IssuingCa {
+        IssuingCa {
+            pems: Arc::new(CaPems::of(&ca)),
+            ca: Arc::new(ca),
+        }
     }
 }
 
@@ -117,7 +176,7 @@ pub struct IssuanceService {
     policy: IssuancePolicy,
     profile: DeviceProfile,
     duplicate_thing_name: DuplicateThingName,
-    issuing_ca: RwLock<Arc<CertificateAuthority>>,
+    issuing_ca: RwLock<IssuingCa>,
     /// Group commit (PostgreSQL with `database.group_commit`); `None`: one transaction per
     /// certificate.
     ledger_writer: Option<LedgerWriter>,
@@ -136,7 +195,7 @@ impl IssuanceService {
             policy,
             profile,
             duplicate_thing_name,
-            issuing_ca: RwLock::new(Arc::new(issuing_ca)),
+            issuing_ca: RwLock::new(IssuingCa::new(issuing_ca)),
             ledger_writer: None,
         }
     }
@@ -154,18 +213,24 @@ impl IssuanceService {
     }
 
     pub fn issuing_ca(&self) -> Arc<CertificateAuthority> {
-        self.issuing_ca
+        self.issuing_ca_and_pems().0
+    }
+
+    fn issuing_ca_and_pems(&self) -> (Arc<CertificateAuthority>, Arc<CaPems>) {
+        let issuing = self
+            .issuing_ca
             .read()
-            .expect("the issuing CA lock is never poisoned: nothing panics while holding it")
-            .clone()
+            .expect("the issuing CA lock is never poisoned: nothing panics while holding it");
+        (issuing.ca.clone(), issuing.pems.clone())
     }
 
     /// Swaps the issuing CA (rotation). In-flight requests finish with the CA they started with.
     pub fn set_issuing_ca(&self, ca: CertificateAuthority) {
+        let issuing = IssuingCa::new(ca);
         *self
             .issuing_ca
             .write()
-            .expect("the issuing CA lock is never poisoned") = Arc::new(ca);
+            .expect("the issuing CA lock is never poisoned") = issuing;
     }
 
     pub fn policy(&self) -> &IssuancePolicy {
@@ -200,9 +265,10 @@ impl IssuanceService {
 
         // 4. Sign with the issuing CA, from the profile only; first, a subject outside the
         // CA's name constraints is refused (verifiers would refuse the certificate).
-        let ca = match req.ca {
-            Some(ca) => Arc::clone(ca),
-            None => self.issuing_ca(),
+        let (ca, ca_pems) = match req.ca {
+            // An EST label's CA: its PEMs are made for this answer (labels are rare).
+            Some(ca) => (Arc::clone(ca), Arc::new(CaPems::of(ca))),
+            None => self.issuing_ca_and_pems(),
         };
         ca.check_name_constraints(&approved)
             .map_err(IssuanceError::NameConstraintsViolation)?;
@@ -292,7 +358,6 @@ impl IssuanceService {
             latency_us = started.elapsed().as_micros() as u64,
             "certificate issued"
         );
-        let certificate_pem = ca::to_pem("CERTIFICATE", &certificate.certificate_der);
         let record = CertificateRecord {
             serial: certificate.serial,
             ca_id: ca.id().to_owned(),
@@ -320,9 +385,7 @@ impl IssuanceService {
         };
         Ok(Issued {
             record,
-            certificate_pem,
-            ca_certificate_pem: ca.certificate_pem().to_owned(),
-            intermediates_pem: ca.intermediates_pem().to_owned(),
+            ca: ca_pems,
             replayed: false,
         })
     }
@@ -394,11 +457,9 @@ impl IssuanceService {
         let record = self.store.get_certificate(&serial).await?.ok_or_else(|| {
             IssuanceError::Internal(format!("idempotency key points at missing serial {serial}"))
         })?;
-        let (ca_certificate_pem, intermediates_pem) = self.ca_certificates(&record.ca_id).await?;
+        let ca = self.ca_certificates(&record.ca_id).await?;
         Ok(Some(Issued {
-            certificate_pem: ca::to_pem("CERTIFICATE", &record.certificate_der),
-            ca_certificate_pem,
-            intermediates_pem,
+            ca,
             record,
             replayed: true,
         }))
@@ -406,26 +467,21 @@ impl IssuanceService {
 
     /// The certificate of the CA that issued a ledger row (the issuing CA, or an older one).
     pub async fn ca_certificate_pem(&self, ca_id: &str) -> Result<String, IssuanceError> {
-        Ok(self.ca_certificates(ca_id).await?.0)
+        Ok(self.ca_certificates(ca_id).await?.certificate_pem.clone())
     }
 
     /// The certificate of the CA that issued a ledger row and the intermediates above it (up
     /// to, not including, the root).
-    async fn ca_certificates(&self, ca_id: &str) -> Result<(String, String), IssuanceError> {
-        let current = self.issuing_ca();
+    async fn ca_certificates(&self, ca_id: &str) -> Result<Arc<CaPems>, IssuanceError> {
+        let (current, pems) = self.issuing_ca_and_pems();
         if current.id() == ca_id {
-            return Ok((
-                current.certificate_pem().to_owned(),
-                current.intermediates_pem().to_owned(),
-            ));
+            return Ok(pems);
         }
         let ca = self.store.get_ca(ca_id).await?.ok_or_else(|| {
             IssuanceError::Internal(format!("ledger row names unknown CA {ca_id}"))
         })?;
-        Ok((
-            ca.certificate_pem,
-            ca::chain::intermediates_pem(&ca.chain_pem),
-        ))
+        let intermediates = ca::chain::intermediates_pem(&ca.chain_pem);
+        Ok(Arc::new(CaPems::new(ca.certificate_pem, intermediates)))
     }
 }
 
