@@ -5,8 +5,8 @@
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -27,6 +27,47 @@ use crate::services::audit::Actor;
 use crate::services::issuance::{Channel, IssuanceRequest};
 use crate::services::tokens::{Principal, Role};
 use crate::store::{CertificateRecord, LedgerStatus, Timestamp};
+
+/// What an EST POST brings: whether it came over TLS, the TLS client certificate's identity,
+/// the request id, the headers and the body (its rejection kept, to answer it in EST's terms).
+pub struct EstPost {
+    tls: Option<Extension<OverTls>>,
+    identity: Option<ClientIdentity>,
+    request_id: String,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for EstPost {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let RequestId(request_id) = RequestId::from_request_parts(&mut parts, state).await?;
+        let tls = parts.extensions.get::<OverTls>().copied().map(Extension);
+        let identity = parts.extensions.get::<ClientIdentity>().cloned();
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), state).await;
+        Ok(EstPost {
+            tls,
+            identity,
+            request_id,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A labelled route's answer: `answer` with the label, or the path's refusal in EST's terms.
+async fn with_label<F: std::future::Future<Output = Response>>(
+    label: Result<ApiPath<String>, ApiError>,
+    answer: impl FnOnce(String) -> F,
+) -> Response {
+    match label {
+        Ok(ApiPath(label)) => answer(label).await,
+        Err(e) => est::error_response(e),
+    }
+}
 
 /// RFC 7030 section 3.3: EST runs over TLS only. The same answer as plain HTTP on the HTTPS
 /// port gets, when the service itself serves plain HTTP.
@@ -223,15 +264,8 @@ fn csrattrs_of(
     ),
     security(("station_basic" = ["station"]), ("station_certificate" = ["station"]))
 )]
-pub async fn simpleenroll(
-    State(state): State<AppState>,
-    tls: Option<Extension<OverTls>>,
-    identity: Option<Extension<ClientIdentity>>,
-    RequestId(request_id): RequestId,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    enroll_as_station(&state, tls, identity, None, &request_id, &headers, body).await
+pub async fn simpleenroll(State(state): State<AppState>, post: EstPost) -> Response {
+    enroll_as_station(&state, None, post).await
 }
 
 /// Enroll a device with a label's CA
@@ -256,38 +290,24 @@ pub async fn simpleenroll(
 )]
 pub async fn simpleenroll_labelled(
     State(state): State<AppState>,
-    tls: Option<Extension<OverTls>>,
-    identity: Option<Extension<ClientIdentity>>,
-    RequestId(request_id): RequestId,
     label: Result<ApiPath<String>, ApiError>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    post: EstPost,
 ) -> Response {
-    let label = match label {
-        Ok(ApiPath(label)) => label,
-        Err(e) => return est::error_response(e),
-    };
-    enroll_as_station(
-        &state,
-        tls,
-        identity,
-        Some(&label),
-        &request_id,
-        &headers,
-        body,
-    )
+    with_label(label, |label| async move {
+        enroll_as_station(&state, Some(&label), post).await
+    })
     .await
 }
 
-async fn enroll_as_station(
-    state: &AppState,
-    tls: Option<Extension<OverTls>>,
-    identity: Option<Extension<ClientIdentity>>,
-    label: Option<&str>,
-    request_id: &str,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn enroll_as_station(state: &AppState, label: Option<&str>, post: EstPost) -> Response {
+    let EstPost {
+        tls,
+        identity,
+        request_id,
+        headers,
+        body,
+    } = post;
+    let (request_id, headers) = (request_id.as_str(), &headers);
     let state = state.clone();
     if let Err(e) = require_tls(tls) {
         return est::error_response(e);
@@ -296,7 +316,7 @@ async fn enroll_as_station(
         Ok(ca) => ca,
         Err(e) => return est::error_response(e),
     };
-    let station = match station(&state, headers, identity.map(|Extension(i)| i)).await {
+    let station = match station(&state, headers, identity).await {
         Ok(station) => station,
         Err(e) => return est::error_response(e),
     };
@@ -478,15 +498,8 @@ async fn station(
     ),
     security(("device_certificate" = []))
 )]
-pub async fn simplereenroll(
-    State(state): State<AppState>,
-    tls: Option<Extension<OverTls>>,
-    identity: Option<Extension<ClientIdentity>>,
-    RequestId(request_id): RequestId,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    reenroll_answer(&state, tls, identity, None, &request_id, &headers, body).await
+pub async fn simplereenroll(State(state): State<AppState>, post: EstPost) -> Response {
+    reenroll_answer(&state, None, post).await
 }
 
 /// Renew a device's certificate with a label's CA
@@ -511,50 +524,20 @@ pub async fn simplereenroll(
 )]
 pub async fn simplereenroll_labelled(
     State(state): State<AppState>,
-    tls: Option<Extension<OverTls>>,
-    identity: Option<Extension<ClientIdentity>>,
-    RequestId(request_id): RequestId,
     label: Result<ApiPath<String>, ApiError>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    post: EstPost,
 ) -> Response {
-    let label = match label {
-        Ok(ApiPath(label)) => label,
-        Err(e) => return est::error_response(e),
-    };
-    reenroll_answer(
-        &state,
-        tls,
-        identity,
-        Some(&label),
-        &request_id,
-        &headers,
-        body,
-    )
+    with_label(label, |label| async move {
+        reenroll_answer(&state, Some(&label), post).await
+    })
     .await
 }
 
-async fn reenroll_answer(
-    state: &AppState,
-    tls: Option<Extension<OverTls>>,
-    identity: Option<Extension<ClientIdentity>>,
-    label: Option<&str>,
-    request_id: &str,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn reenroll_answer(state: &AppState, label: Option<&str>, post: EstPost) -> Response {
+    let request_id = post.request_id.clone();
+    let request_id = request_id.as_str();
     let mut device = None;
-    let result = reenroll(
-        state,
-        tls,
-        identity.map(|Extension(i)| i),
-        label,
-        request_id,
-        headers,
-        body,
-        &mut device,
-    )
-    .await;
+    let result = reenroll(state, label, post, &mut device).await;
     let outcome = match &result {
         Ok(_) => "renewed",
         Err(e) => e.code.as_str(),
@@ -601,17 +584,20 @@ async fn reenroll_answer(
 /// The checks of RFC 7030 section 4.2.2 and factory-ca's ledger, then the issuance. `device`
 /// receives `(device:<thing name>, serial)` of the presented certificate once it is known (for
 /// the audit record).
-#[allow(clippy::too_many_arguments)]
 async fn reenroll(
     state: &AppState,
-    tls: Option<Extension<OverTls>>,
-    identity: Option<ClientIdentity>,
     label: Option<&str>,
-    request_id: &str,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    post: EstPost,
     device: &mut Option<(String, String)>,
 ) -> Result<(Response, String), ApiError> {
+    let EstPost {
+        tls,
+        identity,
+        request_id,
+        headers,
+        body,
+    } = post;
+    let (request_id, headers) = (request_id.as_str(), &headers);
     require_tls(tls)?;
     let ca = label_ca(state, label)?;
     let der = match identity {
