@@ -195,8 +195,11 @@ impl Application {
                     burst: target.api_burst,
                     throttle_retries: settings.aws.throttle_retries,
                 };
-                let metered: Arc<dyn IotRegistry> =
-                    Arc::new(crate::aws::metered::MeteredRegistry::new(registry));
+                let metered: Arc<dyn IotRegistry> = Arc::new(
+                    crate::aws::metered::MeteredRegistry::new(registry, &target.name),
+                );
+                let throttled = crate::aws::throttled::ThrottledRegistry::new(metered, pace)
+                    .for_target(&target.name);
                 crate::aws::AwsTargetRegistry {
                     account: target
                         .role_arn
@@ -204,9 +207,7 @@ impl Application {
                         .and_then(crate::aws::role_account),
                     name: target.name,
                     region: target.region,
-                    registry: Arc::new(crate::aws::throttled::ThrottledRegistry::new(
-                        metered, pace,
-                    )),
+                    registry: Arc::new(throttled),
                 }
             })
             .collect();

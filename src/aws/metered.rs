@@ -1,6 +1,7 @@
 //! [`MeteredRegistry`]: any [`IotRegistry`] with Prometheus metrics on each call
-//! (`factory_ca_aws_calls_total{operation, outcome}` and
-//! `factory_ca_aws_call_duration_seconds{operation}`).
+//! (`factory_ca_aws_calls_total{operation, outcome, target}` and
+//! `factory_ca_aws_call_duration_seconds{operation, target}`), `target` naming the registration
+//! target the registry serves.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,11 +16,16 @@ use super::{
 
 pub struct MeteredRegistry {
     inner: Arc<dyn IotRegistry>,
+    /// The registration target's name, the `target` label.
+    target: String,
 }
 
 impl MeteredRegistry {
-    pub fn new(inner: Arc<dyn IotRegistry>) -> Self {
-        Self { inner }
+    pub fn new(inner: Arc<dyn IotRegistry>, target: &str) -> Self {
+        Self {
+            inner,
+            target: target.to_owned(),
+        }
     }
 }
 
@@ -38,17 +44,23 @@ fn outcome<T>(result: &Result<T, AwsError>) -> &'static str {
 }
 
 async fn metered<T>(
+    target: &str,
     operation: &'static str,
     call: impl Future<Output = Result<T, AwsError>>,
 ) -> Result<T, AwsError> {
     let started = Instant::now();
     let result = call.await;
-    metrics::histogram!("factory_ca_aws_call_duration_seconds", "operation" => operation)
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!(
+        "factory_ca_aws_call_duration_seconds",
+        "operation" => operation,
+        "target" => target.to_owned(),
+    )
+    .record(started.elapsed().as_secs_f64());
     metrics::counter!(
         "factory_ca_aws_calls_total",
         "operation" => operation,
         "outcome" => outcome(&result),
+        "target" => target.to_owned(),
     )
     .increment(1);
     result
@@ -62,7 +74,7 @@ macro_rules! metered_registry {
         impl IotRegistry for MeteredRegistry {
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> Result<$out, AwsError> {
-                    metered($operation, self.inner.$name($($arg),*)).await
+                    metered(&self.target, $operation, self.inner.$name($($arg),*)).await
                 }
             )*
         }

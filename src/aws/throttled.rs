@@ -38,6 +38,8 @@ pub struct ThrottledRegistry {
     inner: Arc<dyn IotRegistry>,
     bucket: Option<RateLimiter<NotKeyed, InMemoryState, DefaultClock>>,
     pace: Pace,
+    /// The registration target's name, the `target` label of the throttling counter.
+    target: String,
 }
 
 impl ThrottledRegistry {
@@ -55,7 +57,14 @@ impl ThrottledRegistry {
             inner,
             bucket,
             pace,
+            target: crate::config::DEFAULT_AWS_TARGET.to_owned(),
         }
+    }
+
+    /// The registration target this registry serves, for the `target` label.
+    pub fn for_target(mut self, target: &str) -> Self {
+        self.target = target.to_owned();
+        self
     }
 
     async fn take_token(&self) {
@@ -71,8 +80,12 @@ impl ThrottledRegistry {
             .min(MAX_BACKOFF);
         tracing::warn!(operation, attempt = attempt + 1, pause_ms = pause.as_millis() as u64,
             error = %error, "AWS IoT throttled the call; pausing before retrying");
-        metrics::counter!("factory_ca_aws_throttled_total", "operation" => operation.to_owned())
-            .increment(1);
+        metrics::counter!(
+            "factory_ca_aws_throttled_total",
+            "operation" => operation.to_owned(),
+            "target" => self.target.clone(),
+        )
+        .increment(1);
         if let Some(bucket) = &self.bucket {
             while bucket.check().is_ok() {}
         }

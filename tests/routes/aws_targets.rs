@@ -128,6 +128,18 @@ async fn a_failing_target_does_not_block_the_other_and_a_retry_does_what_is_miss
     assert_eq!(entry(&first, "eu")["region"], "eu-west-1");
     let us_entry = entry(&first, "us");
     assert_eq!(us_entry["ok"], false);
+    // The AWS call metrics name the target: eu's calls succeeded, us's found it down.
+    let metrics = app.get(&app.viewer, "/metrics").await.text().await.unwrap();
+    for (target, outcome) in [("eu", "ok"), ("us", "unavailable")] {
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line.starts_with("factory_ca_aws_calls_total{")
+                    && line.contains(&format!("target=\"{target}\""))
+                    && line.contains(&format!("outcome=\"{outcome}\""))),
+            "no AWS call of target {target} with outcome {outcome} in:\n{metrics}"
+        );
+    }
     assert_eq!(us_entry["error"]["kind"], "unavailable", "{us_entry}");
     assert_eq!(us_entry["error"]["code"], "ServiceUnavailableException");
 
