@@ -27,6 +27,32 @@ pub fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
     path
 }
 
+/// A self-signed P-256 root CA made by openssl in `dir` (`key`, `cert`; CA:TRUE and
+/// keyCertSign/cRLSign, both critical; 30 days), as an offline root of a ceremony would be.
+pub fn openssl_root(dir: &Path, key: &str, cert: &str, subject: &str) {
+    run(Command::new("openssl").current_dir(dir).args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-subj",
+        subject,
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]));
+}
+
 /// A loopback port that was free a moment ago, for a child process to listen on.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

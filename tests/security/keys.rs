@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::binary::{Service, factory_ca, stderr, stdout};
+use crate::common::process::openssl_root;
 use crate::common::*;
 
 fn openssl(dir: &Path, args: &[&str]) -> Output {
@@ -916,30 +917,7 @@ fn encrypt_keys_encrypts_the_key_files_of_pending_cas_which_still_install() {
 
     // The ceremony completes with the encrypted key: an openssl root signs the CSR, and the
     // CA installs (its key is checked against the certificate by signing a probe).
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "root.key",
-            "-out",
-            "root.pem",
-            "-subj",
-            "/CN=Offline Root",
-            "-days",
-            "30",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
+    openssl_root(d, "root.key", "root.pem", "/CN=Offline Root");
     write(
         d,
         "ca.ext",

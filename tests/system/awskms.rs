@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 
 use crate::aws_moto::{Moto, start_moto, start_moto_with};
 use crate::common::binary::{Service, factory_ca, stderr, stdout};
+use crate::common::process::openssl_root;
 use crate::common::*;
 
 fn python() -> String {
@@ -492,31 +493,7 @@ async fn the_offline_root_ceremony_with_a_kms_key_issues_chains_to_the_root() {
     );
 
     // An openssl root signs it; the CA installs on its KMS key and issues.
-    let (ok, said) = openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "root.key",
-            "-out",
-            "root.pem",
-            "-subj",
-            "/CN=Offline Root",
-            "-days",
-            "30",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-    assert!(ok, "{said}");
+    openssl_root(dir, "root.key", "root.pem", "/CN=Offline Root");
     write(
         dir,
         "ca.ext",

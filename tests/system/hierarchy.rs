@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::binary::{Service, factory_ca, stderr, stdout};
-use crate::common::process::{run, write};
+use crate::common::process::{openssl_root, run, write};
 use crate::verifiers::{broker_identity, mosquitto_pub, start_mosquitto};
 use reqwest::StatusCode;
 
@@ -144,23 +144,11 @@ async fn a_line_ca_below_an_offline_root_issues_chains_openssl_and_mosquitto_acc
     offline_root_and_issuing(dir);
 
     // A chain that does not lead to the issuing CA's root is refused, nothing stored.
-    openssl(
+    openssl_root(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.pem",
-            "-subj",
-            "/C=JP/O=Acme/CN=Acme Offline Root",
-        ],
+        "other.key",
+        "other.pem",
+        "/C=JP/O=Acme/CN=Acme Offline Root",
     );
     let refused = factory_ca(&data)
         .args([
@@ -433,23 +421,11 @@ async fn the_offline_root_ceremony_makes_a_pending_ca_that_issues_once_installed
         "{}",
         stderr(&wrong_key)
     );
-    openssl(
+    openssl_root(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.pem",
-            "-subj",
-            "/C=JP/O=Acme/CN=Acme Offline Root",
-        ],
+        "other.key",
+        "other.pem",
+        "/C=JP/O=Acme/CN=Acme Offline Root",
     );
     let wrong_chain = install("ceremony.pem", "other.pem");
     assert!(!wrong_chain.status.success());
