@@ -80,12 +80,12 @@ pub struct Provisioning<'a> {
     pub policy: &'a IssuancePolicy,
 }
 
-impl Provisioning<'_> {
+impl<'a> Provisioning<'a> {
     /// The targets a request names (`None`: every configured target), in configuration order.
     fn select(
         &self,
         names: Option<&[String]>,
-    ) -> Result<Vec<&AwsTargetRegistry>, ProvisioningError> {
+    ) -> Result<Vec<&'a AwsTargetRegistry>, ProvisioningError> {
         if self.targets.is_empty() {
             return Err(ProvisioningError::NotConfigured);
         }
@@ -114,7 +114,10 @@ impl Provisioning<'_> {
 
     /// The one target an account-wide action (e.g. the certificate provider) applies to: the
     /// named one, or the only one configured; with several configured, one must be named.
-    pub fn one_target(&self, name: Option<&str>) -> Result<&AwsTargetRegistry, ProvisioningError> {
+    pub fn one_target(
+        &self,
+        name: Option<&str>,
+    ) -> Result<&'a AwsTargetRegistry, ProvisioningError> {
         match name {
             Some(name) => Ok(self.select(Some(&[name.to_owned()]))?[0]),
             None => match self.select(None)?.as_slice() {

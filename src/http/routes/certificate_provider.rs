@@ -62,16 +62,7 @@ fn registry<'a>(
     state: &'a AppState,
     target: Option<&str>,
 ) -> Result<&'a dyn IotRegistry, ApiError> {
-    let provisioning = state.provisioning();
-    let target = provisioning.one_target(target)?;
-    // The registry lives in the state's target list, not in the borrowed `Provisioning`.
-    let registry = state
-        .aws_targets
-        .iter()
-        .find(|t| t.name == target.name)
-        .map(|t| t.registry.as_ref())
-        .ok_or(ProvisioningError::NotConfigured)?;
-    Ok(registry)
+    Ok(state.provisioning().one_target(target)?.registry.as_ref())
 }
 
 fn aws_error(e: AwsError) -> ApiError {
