@@ -13,21 +13,25 @@ WORKDIR /build
 
 # Dependencies in their own layer, rebuilt only when Cargo.toml or Cargo.lock change: build a
 # placeholder crate against the real manifest, then throw the placeholder away.
+# macros/ is the workspace's proc-macro crate (the handlers' #[route] attribute): its manifest
+# here, an empty placeholder library like the crate's.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY macros/Cargo.toml ./macros/
+RUN mkdir -p src macros/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
+ && touch src/lib.rs macros/src/lib.rs \
  && cargo build --release --locked \
- && rm -rf src
+ && rm -rf src macros/src
 
 # The crate itself. migrations/ is embedded at compile time by sqlx::migrate!, and assets/ (the
 # dashboard page) by include_str!.
 COPY src ./src
+COPY macros/src ./macros/src
 COPY migrations ./migrations
 COPY assets ./assets
 # COPY keeps the build context's modification times, which can be older than the placeholder's
-# build; touch the crate roots so cargo rebuilds the crate rather than reuse the placeholder.
-RUN touch src/main.rs src/lib.rs \
+# build; touch the crate roots so cargo rebuilds the crates rather than reuse the placeholders.
+RUN touch src/main.rs src/lib.rs macros/src/lib.rs \
  && cargo build --release --locked \
  && install -m 0755 target/release/factory-ca /usr/local/bin/factory-ca
 

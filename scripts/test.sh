@@ -107,4 +107,6 @@ drop_test_databases() {
 drop_test_databases
 trap drop_test_databases EXIT
 
+# The #[route] attribute of the HTTP handlers (macros/): its own crate, its own unit tests.
+cargo test --locked -p factory-ca-macros
 cargo test --locked --features system-tests,certificate-provider "$@"

@@ -104,9 +104,14 @@ macro_rules! role_extractor {
         }
 
         impl $name {
+            /// Whether this caller's roles include `role`.
+            pub fn admits(role: Role) -> bool {
+                role == Role::Admin || [$($role),+].contains(&role)
+            }
+
             /// 403 unless `principal` has one of this caller's roles.
             pub fn allows(principal: Principal) -> Result<Self, ApiError> {
-                if principal.role == Role::Admin || [$($role),+].contains(&principal.role) {
+                if Self::admits(principal.role) {
                     Ok($name(principal))
                 } else {
                     Err(ApiError::forbidden($needed))
@@ -154,6 +159,11 @@ pub struct AdminCaller {
 }
 
 impl AdminCaller {
+    /// Whether `role` is admin's.
+    pub fn admits(role: Role) -> bool {
+        role == Role::Admin
+    }
+
     /// Who the audit records name for this request's actions.
     pub fn actor(&self) -> Actor<'_> {
         Actor {
@@ -168,7 +178,7 @@ impl FromRequestParts<AppState> for AdminCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Caller(principal) = Caller::from_request_parts(parts, state).await?;
-        if principal.role != Role::Admin {
+        if !Self::admits(principal.role) {
             return Err(ApiError::forbidden("admin"));
         }
         let Ok(ServerRequestId(request_id)) =
@@ -448,6 +458,37 @@ pub fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_extractors_admit_exactly_the_roles_their_routes_document() {
+        // `#[route]` states a handler's roles from its extractor's name (macros/src/lib.rs);
+        // here each extractor's runtime check is held to that statement.
+        use factory_ca_macros::documented_roles;
+        for role in [Role::Station, Role::Viewer, Role::Admin] {
+            let name = &role.as_str();
+            let cases = [
+                (
+                    AdminCaller::admits(role),
+                    documented_roles!(AdminCaller).contains(name),
+                ),
+                (
+                    ViewerCaller::admits(role),
+                    documented_roles!(ViewerCaller).contains(name),
+                ),
+                (
+                    StationCaller::admits(role),
+                    documented_roles!(StationCaller).contains(name),
+                ),
+                (
+                    AnyCaller::admits(role),
+                    documented_roles!(AnyCaller).contains(name),
+                ),
+            ];
+            for (n, (admitted, documented)) in cases.into_iter().enumerate() {
+                assert_eq!(admitted, documented, "extractor {n}, role {name}");
+            }
+        }
+    }
 
     #[test]
     fn client_request_ids_are_kept_only_in_a_safe_alphabet() {

@@ -10,6 +10,10 @@ pub mod routes;
 pub mod server;
 pub mod tls;
 
+/// `#[route(...)]` over a handler: its OpenAPI operation, with the roles taken from its role
+/// extractor and the tag from its module's `TAG` (see `macros/src/lib.rs`).
+pub use factory_ca_macros::route;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -9,7 +9,11 @@ use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::ApiQuery;
 use crate::http::extract::{AdminCaller, parse_time};
+use crate::http::route;
 use crate::store::{AuditFilter, AuditRecord};
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "tokens";
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -41,14 +45,11 @@ pub struct AuditPage {
 }
 
 /// The audit log, newest first
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/admin/audit",
-    tag = "tokens",
-    operation_id = "list_audit",
     params(AuditParams),
-    responses((status = 200, description = "One page of audit records", body = AuditPage)),
-    security(("bearer_token" = ["admin"]))
+    responses((status = 200, description = "One page of audit records", body = AuditPage))
 )]
 pub async fn list_audit(
     State(state): State<AppState>,

@@ -9,10 +9,14 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery, ViewerCaller};
+use crate::http::route;
 use crate::provisioning::{
     DeregisterOutcome, PreviewAnswer, PreviewRequest, RegisterOutcome, RegisterRequest,
     StateOutcome, StatusChange, SyncOutcome, TemplateOutcome, TemplateRequest,
 };
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "aws";
 
 /// `?targets=eu,us`: the AWS targets to act on; absent: all of them.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
@@ -39,15 +43,13 @@ impl TargetParams {
 /// Check what AWS IoT or JITP would refuse
 ///
 /// Reads only the store; works without AWS.
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/admin/cas/{id}/aws/preflight",
-    tag = "aws",
     operation_id = "preflight_ca",
     params(("id" = String, Path, description = "A CA id")),
     responses((status = 200, description = "Each check and its outcome",
-        body = crate::provisioning::PreflightReport)),
-    security(("bearer_token" = ["admin"]))
+        body = crate::provisioning::PreflightReport))
 )]
 pub async fn preflight(
     State(state): State<AppState>,
@@ -62,14 +64,12 @@ pub async fn preflight(
 ///
 /// Asks AWS IoT (DescribeCACertificate) now and names each difference from what factory-ca set.
 /// Viewers see AWS's status, auto-registration and the drift, not the template or role.
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/ca/aws",
-    tag = "aws",
     operation_id = "get_issuing_ca_aws_drift",
     responses((status = 200, description = "AWS's status and the drift, checked now",
-        body = IssuingCaAws)),
-    security(("bearer_token" = ["viewer", "admin"]))
+        body = IssuingCaAws))
 )]
 pub async fn issuing_ca_drift(
     State(state): State<AppState>,
@@ -115,10 +115,9 @@ pub struct IssuingCaAws {
 /// ignored; 200 when that is so in every target. A failing target does not stop the others: it
 /// is named in `failed_targets`, and the same call again registers only there. Only when every
 /// target failed is the answer an error (the first target's). Audited as `ca.aws.register`.
-#[utoipa::path(
+#[route(
     post,
     path = "/v1/admin/cas/{id}/aws/register",
-    tag = "aws",
     operation_id = "register_ca_in_aws",
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::RegisterRequest,
@@ -129,8 +128,7 @@ pub struct IssuingCaAws {
             (`targets`, `failed_targets`)", body = RegisterOutcome),
         (status = 200, description = "Already registered in every selected target (refreshed \
             from AWS; the body is ignored)", body = RegisterOutcome),
-    ),
-    security(("bearer_token" = ["admin"]))
+    )
 )]
 pub async fn register(
     State(state): State<AppState>,
@@ -151,16 +149,14 @@ pub async fn register(
 }
 
 /// Compare the stored registration with AWS IoT
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/admin/cas/{id}/aws",
-    tag = "aws",
     operation_id = "get_ca_aws_state",
     params(("id" = String, Path, description = "A CA id"), TargetParams),
     responses((status = 200, description = "`stored`, `live` and `drift` of the `default` \
         target (or the only or first one the CA is registered in), and per target \
-        (`targets`, with the last attempt and what failed)", body = StateOutcome)),
-    security(("bearer_token" = ["admin"]))
+        (`targets`, with the last attempt and what failed)", body = StateOutcome))
 )]
 pub async fn aws_state(
     State(state): State<AppState>,
@@ -179,17 +175,15 @@ pub async fn aws_state(
 ///
 /// In every target the CA is registered in, or those of `targets`; per target outcome as for
 /// register. Audited as `ca.aws.update`.
-#[utoipa::path(
+#[route(
     patch,
     path = "/v1/admin/cas/{id}/aws",
-    tag = "aws",
     operation_id = "update_ca_in_aws",
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::StatusChange,
     responses((status = 200, description = "The registration as AWS has it after the change, \
         each requested setting beside AWS's, the differences and JITP warnings, and each \
-        target's outcome", body = RegisterOutcome)),
-    security(("bearer_token" = ["admin"]))
+        target's outcome", body = RegisterOutcome))
 )]
 pub async fn change_status(
     State(state): State<AppState>,
@@ -209,18 +203,16 @@ pub async fn change_status(
 ///
 /// In every target the CA is registered in, or those of `?targets=`. The CA, its key and its
 /// ledger rows stay. Audited as `ca.aws.delete`.
-#[utoipa::path(
+#[route(
     delete,
     path = "/v1/admin/cas/{id}/aws",
-    tag = "aws",
     operation_id = "deregister_ca_from_aws",
     params(("id" = String, Path, description = "A CA id"), TargetParams),
     responses(
         (status = 204, description = "Deregistered from every selected target"),
         (status = 200, description = "Deregistered from some targets; the others failed \
             (`failed_targets`) and keep their registration", body = DeregisterOutcome),
-    ),
-    security(("bearer_token" = ["admin"]))
+    )
 )]
 pub async fn deregister(
     State(state): State<AppState>,
@@ -243,16 +235,13 @@ pub async fn deregister(
 /// The template is checked against the policy first, then attached in every target the CA is
 /// registered in (or those of `targets`); a target whose stored registration has this
 /// template already is left as it is when there are several. Audited as `ca.aws.template`.
-#[utoipa::path(
+#[route(
     put,
     path = "/v1/admin/cas/{id}/aws/template",
-    tag = "aws",
-    operation_id = "attach_template",
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::TemplateRequest,
     responses((status = 200, description = "The stored registration (the `default` target's, \
-        or the first that succeeded) and each target's outcome", body = TemplateOutcome)),
-    security(("bearer_token" = ["admin"]))
+        or the first that succeeded) and each target's outcome", body = TemplateOutcome))
 )]
 pub async fn attach_template(
     State(state): State<AppState>,
@@ -271,16 +260,14 @@ pub async fn attach_template(
 /// Preview what JITP would create for one device
 ///
 /// Reads only the store; works without AWS.
-#[utoipa::path(
+#[route(
     post,
     path = "/v1/admin/cas/{id}/aws/template/preview",
-    tag = "aws",
     operation_id = "preview_template",
     params(("id" = String, Path, description = "A CA id")),
     request_body = crate::provisioning::PreviewRequest,
     responses((status = 200, description = "The preview",
-        body = crate::provisioning::PreviewAnswer)),
-    security(("bearer_token" = ["admin"]))
+        body = crate::provisioning::PreviewAnswer))
 )]
 pub async fn preview(
     State(state): State<AppState>,
@@ -295,15 +282,13 @@ pub async fn preview(
 ///
 /// Pages through ListCertificatesByCA in every target the CA is registered in (or those of
 /// `?targets=`). Audited as `ca.aws.sync`.
-#[utoipa::path(
+#[route(
     post,
     path = "/v1/admin/cas/{id}/aws/sync",
-    tag = "aws",
     operation_id = "sync_ca_with_aws",
     params(("id" = String, Path, description = "A CA id"), TargetParams),
     responses((status = 200, description = "What the sync found (the `default` target's, or \
-        the first that succeeded) and per target", body = SyncOutcome)),
-    security(("bearer_token" = ["admin"]))
+        the first that succeeded) and per target", body = SyncOutcome))
 )]
 pub async fn sync(
     State(state): State<AppState>,
@@ -322,15 +307,13 @@ pub async fn sync(
 /// The `registrationConfig` file for `aws iot update-ca-certificate`
 ///
 /// Reads only the store; works without AWS.
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/admin/cas/{id}/aws/registration-config",
-    tag = "aws",
     operation_id = "get_registration_config",
     params(("id" = String, Path, description = "A CA id")),
     responses((status = 200, description = "`{templateBody, roleArn}` or `{templateName}`",
-        body = crate::aws::RegistrationConfig)),
-    security(("bearer_token" = ["admin"]))
+        body = crate::aws::RegistrationConfig))
 )]
 pub async fn registration_config(
     State(state): State<AppState>,

@@ -7,7 +7,11 @@ use axum::extract::State;
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminCaller, ViewerCaller};
+use crate::http::route;
 use crate::provisioning::HealthReport;
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "cas";
 
 /// The health of every CA, and of each in AWS IoT
 ///
@@ -16,14 +20,11 @@ use crate::provisioning::HealthReport;
 /// set, device certificates revoked in the ledger but ACTIVE in AWS at the last sync, and
 /// revocations not yet pushed. Each finding has a stable code, a severity and the fix. An AWS
 /// failure is a finding (`aws_check_failed`), not an error. Refreshes the metrics gauges.
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/admin/health",
-    tag = "cas",
-    operation_id = "ca_health",
     responses((status = 200, description = "Each CA, its AWS targets and its findings",
-        body = HealthReport)),
-    security(("bearer_token" = ["admin"]))
+        body = HealthReport))
 )]
 pub async fn ca_health(
     State(state): State<AppState>,
@@ -40,14 +41,12 @@ pub async fn ca_health(
 /// made (by an admin's request, the background check every 5 minutes, or this route) when it
 /// is under a minute old, else a new one. `checked_at` says when the checks ran. Viewers thus
 /// cause at most one round of AWS calls a minute.
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/ca/health",
     tag = "ledger",
-    operation_id = "ca_health_for_viewers",
     responses((status = 200, description = "Each CA, its AWS targets and its findings",
-        body = HealthReport)),
-    security(("bearer_token" = ["viewer", "admin"]))
+        body = HealthReport))
 )]
 pub async fn ca_health_for_viewers(
     State(state): State<AppState>,

@@ -19,7 +19,11 @@ use crate::aws::{AwsError, IotRegistry};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery};
+use crate::http::route;
 use crate::provisioning::ProvisioningError;
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "aws";
 
 /// The body of `POST /v1/admin/aws/certificate-providers`.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -75,17 +79,15 @@ fn aws_error(e: AwsError) -> ApiError {
 /// provisioning by claim) to the Lambda function (within a few minutes). An account has at
 /// most one provider: a second is refused by AWS (`aws_invalid_request`,
 /// LimitExceededException). Audited as `aws.certificate_provider.create`.
-#[utoipa::path(
+#[route(
     post,
     path = "/v1/admin/aws/certificate-providers",
-    tag = "aws",
     operation_id = "create_certificate_provider",
     request_body = CreateCertificateProvider,
     responses((status = 201, description = "Created in AWS IoT",
         body = CreatedCertificateProvider,
         headers(("Location" = String,
-            description = "`/v1/admin/aws/certificate-providers/<name>`")))),
-    security(("bearer_token" = ["admin"]))
+            description = "`/v1/admin/aws/certificate-providers/<name>`"))))
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -151,14 +153,12 @@ fn checked_name(name: &str) -> Result<(), ApiError> {
 ///
 /// As AWS IoT has it now (DescribeCertificateProvider); `aws_resource_not_found` when there is
 /// no provider of that name.
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/admin/aws/certificate-providers/{name}",
-    tag = "aws",
     operation_id = "describe_certificate_provider",
     params(("name" = String, Path, description = "The provider's name"), TargetQuery),
-    responses((status = 200, description = "The provider", body = CertificateProvider)),
-    security(("bearer_token" = ["admin"]))
+    responses((status = 200, description = "The provider", body = CertificateProvider))
 )]
 pub async fn describe(
     State(state): State<AppState>,
@@ -179,14 +179,12 @@ pub async fn describe(
 ///
 /// `CreateCertificateFromCsr` goes back to AWS IoT's own CA (within a few minutes). Audited as
 /// `aws.certificate_provider.delete`.
-#[utoipa::path(
+#[route(
     delete,
     path = "/v1/admin/aws/certificate-providers/{name}",
-    tag = "aws",
     operation_id = "delete_certificate_provider",
     params(("name" = String, Path, description = "The provider's name"), TargetQuery),
-    responses((status = 204, description = "Deleted in AWS IoT")),
-    security(("bearer_token" = ["admin"]))
+    responses((status = 204, description = "Deleted in AWS IoT"))
 )]
 pub async fn delete(
     State(state): State<AppState>,

@@ -18,11 +18,15 @@ use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{ApiJson, PeerAddr, ServerRequestId};
+use crate::http::route;
 use crate::services::audit::Actor;
 use crate::services::sessions;
 use crate::services::sign_in::SignInGuard;
 use crate::services::tokens::{self, Principal, Role};
 use crate::store::Timestamp;
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "dashboard";
 
 const INDEX_HTML: &str = include_str!("../../../assets/dashboard/index.html");
 const APP_JS: &str = include_str!("../../../assets/dashboard/app.js");
@@ -42,7 +46,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      frame-ancestors 'none'; base-uri 'none'";
 
 /// `GET /`: the dashboard page. It shows a sign-in form until there is a session.
-#[utoipa::path(get, path = "/", tag = "dashboard", operation_id = "dashboard_page",
+#[route(get, path = "/", operation_id = "dashboard_page",
     security(()), responses(
     (status = 200, description = "The dashboard page (no token: it signs in itself)",
      body = String, content_type = "text/html")
@@ -52,7 +56,7 @@ pub async fn index() -> Response {
 }
 
 /// `GET /dashboard/app.js`.
-#[utoipa::path(get, path = "/dashboard/app.js", tag = "dashboard",
+#[route(get, path = "/dashboard/app.js",
     operation_id = "dashboard_script", security(()), responses(
     (status = 200, description = "The dashboard's script", body = String,
      content_type = "text/javascript")
@@ -62,7 +66,7 @@ pub async fn app_js() -> Response {
 }
 
 /// `GET /dashboard/app.css`.
-#[utoipa::path(get, path = "/dashboard/app.css", tag = "dashboard",
+#[route(get, path = "/dashboard/app.css",
     operation_id = "dashboard_stylesheet", security(()), responses(
     (status = 200, description = "The dashboard's style sheet", body = String,
      content_type = "text/css")
@@ -72,7 +76,7 @@ pub async fn app_css() -> Response {
 }
 
 /// `GET /dashboard/favicon.svg`.
-#[utoipa::path(get, path = "/dashboard/favicon.svg", tag = "dashboard",
+#[route(get, path = "/dashboard/favicon.svg",
     operation_id = "dashboard_icon", security(()), responses(
     (status = 200, description = "The dashboard's icon", body = String,
      content_type = "image/svg+xml")
@@ -132,7 +136,7 @@ pub struct SessionView {
 /// which holds a new session id, not the token). Station and admin tokens get 403, unknown or
 /// revoked tokens 401, too many attempts 429. Audited as `session.create` under the token's
 /// name, never with the token; failures at most once a minute per token name.
-#[utoipa::path(post, path = "/v1/session", tag = "dashboard", operation_id = "create_session",
+#[route(post, path = "/v1/session", operation_id = "create_session",
     request_body = SignIn, security(()), responses(
     (status = 204, description = "Signed in; `Set-Cookie: fca_session=<session id>; HttpOnly; \
      Secure; SameSite=Strict; Path=/; Max-Age=28800`"),
@@ -234,7 +238,7 @@ pub async fn sign_in(
 /// `DELETE /v1/session`: signs out: deletes the session on the server (a copy of the cookie
 /// stops working too) and clears the cookie. Always 204; audited as `session.delete` when the
 /// session was live.
-#[utoipa::path(delete, path = "/v1/session", tag = "dashboard",
+#[route(delete, path = "/v1/session",
     operation_id = "delete_session", security(()), responses(
     (status = 204, description = "Signed out; the session is deleted and the cookie cleared")
 ))]
@@ -265,7 +269,7 @@ pub async fn sign_out(
 
 /// `GET /v1/session`: who is signed in to the dashboard (always as a viewer); 401 without a
 /// live session. Only the cookie counts here, not an Authorization header.
-#[utoipa::path(get, path = "/v1/session", tag = "dashboard", operation_id = "get_session",
+#[route(get, path = "/v1/session", operation_id = "get_session",
     security(("session_cookie" = ["viewer"])), responses(
     (status = 200, description = "The session", body = SessionView),
     (status = 401, description = "unauthorized: no session, or its token was revoked"),

@@ -7,16 +7,18 @@ use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 
 use crate::app::AppState;
+use crate::http::route;
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "operations";
 
 /// The longest `/readyz` waits for the pool: below Kubernetes' default probe timeout (1 s).
 const READY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(700);
 
 /// `GET /healthz`: the process is alive.
-#[utoipa::path(
+#[route(
     get,
     path = "/healthz",
-    tag = "operations",
-    operation_id = "healthz",
     responses((status = 200, description = "Alive: `{\"status\": \"ok\"}`", body = Object)),
     security(())
 )]
@@ -25,11 +27,9 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// `GET /readyz`: the store answers and the issuing CA can sign now.
-#[utoipa::path(
+#[route(
     get,
     path = "/readyz",
-    tag = "operations",
-    operation_id = "readyz",
     responses(
         (status = 200, description = "Ready: `{\"status\": \"ready\", \"store\": \"ok\", \
             \"issuing_ca\": \"ok\"}`", body = Object),

@@ -6,6 +6,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::http::route;
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "ledger";
 
 /// Get the ledger audit public key
 ///
@@ -13,10 +17,9 @@ use crate::app::AppState;
 /// chains and the signed exports (`factory-ca ledger export`):
 /// `openssl dgst -sha256 -verify audit.pub -signature export.csv.sig export.csv`. Its key id,
 /// the `key_id` of each checkpoint, is the SHA-256 of its DER (`X-Key-Id`). No token needed.
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/ledger/audit-key.pem",
-    tag = "ledger",
     operation_id = "get_ledger_audit_key",
     responses((status = 200, description = "The audit public key as PEM",
         body = String, content_type = "application/x-pem-file",

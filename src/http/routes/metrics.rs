@@ -9,15 +9,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::http::route;
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "operations";
 
 /// `GET /metrics`: the service's metrics in the Prometheus text format. No token: scrapers
 /// rarely carry one, and the series hold counts, latencies and CA ids, never thing names,
 /// stations or secrets. Set `metrics.listen` to serve it on an internal address instead.
-#[utoipa::path(
+#[route(
     get,
     path = "/metrics",
-    tag = "operations",
-    operation_id = "metrics",
     responses(
         (status = 200, description = "Prometheus text exposition format", body = String,
             content_type = "text/plain; version=0.0.4"),

@@ -15,7 +15,11 @@ use crate::ca::RevocationReason;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{AdminCaller, ApiJson, ApiPath};
+use crate::http::route;
 use crate::store::bulk_revocation::{RevocationCandidate, RevocationFilter, RevocationJob};
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "revocation";
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -120,10 +124,9 @@ impl From<RevocationCandidate> for CandidateView {
 /// (`Location` names it); the job revokes the matching certificates in batches, survives
 /// restarts, and tells AWS IoT through the revocation push. A retried request with the same
 /// `Idempotency-Key` answers 200 with the job it created.
-#[utoipa::path(
+#[route(
     post,
     path = "/v1/admin/revocations",
-    tag = "revocation",
     operation_id = "create_bulk_revocation",
     params(("Idempotency-Key" = Option<String>, Header,
         description = "1 to 255 visible ASCII characters: a retry with the same key and body \
@@ -134,8 +137,7 @@ impl From<RevocationCandidate> for CandidateView {
             created earlier", body = DryRunView),
         (status = 202, description = "The job, created and running", body = RevocationJobView,
             headers(("Location" = String, description = "`/v1/admin/revocations/{id}`"))),
-    ),
-    security(("bearer_token" = ["admin"]))
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -195,14 +197,12 @@ pub async fn create(
 }
 
 /// A bulk revocation job: its progress, and its result once `status` is `succeeded`
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/admin/revocations/{id}",
-    tag = "revocation",
     operation_id = "get_bulk_revocation",
     params(("id" = String, Path, description = "The job id from the POST")),
-    responses((status = 200, description = "The job", body = RevocationJobView)),
-    security(("bearer_token" = ["admin"]))
+    responses((status = 200, description = "The job", body = RevocationJobView))
 )]
 pub async fn get(
     State(state): State<AppState>,

@@ -13,8 +13,12 @@ use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::ApiQuery;
 use crate::http::extract::{ViewerCaller, parse_time};
+use crate::http::route;
 use crate::store::Timestamp;
 use crate::store::stats::{Counts, StatsGrouping};
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "ledger";
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -64,15 +68,13 @@ pub struct StatsView {
 const MAX_BUCKETS: i64 = 3_700;
 const DEFAULT_RANGE: Duration = Duration::days(7);
 
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/stats",
-    tag = "ledger",
     operation_id = "get_stats",
     params(StatsParams),
     responses((status = 200, description = "Issued, rejected (by code) and revoked counts",
-        body = StatsView)),
-    security(("bearer_token" = ["viewer", "admin"]))
+        body = StatsView))
 )]
 pub async fn stats(
     State(state): State<AppState>,

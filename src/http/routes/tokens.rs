@@ -11,8 +11,12 @@ use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{AdminCaller, ApiJson, ApiPath};
+use crate::http::route;
 use crate::services::tokens::{self, Role, TokenError};
 use crate::store::Timestamp;
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "tokens";
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,15 +53,12 @@ pub struct TokenList {
 /// Create an API token
 ///
 /// The secret is in the answer once; only its SHA-256 is stored. Audited as `token.create`.
-#[utoipa::path(
+#[route(
     post,
     path = "/v1/admin/tokens",
-    tag = "tokens",
-    operation_id = "create_token",
     request_body = NewToken,
     responses((status = 201, description = "Created; `token` is shown this once",
-        body = CreatedToken)),
-    security(("bearer_token" = ["admin"]))
+        body = CreatedToken))
 )]
 pub async fn create_token(
     State(state): State<AppState>,
@@ -95,13 +96,10 @@ pub async fn create_token(
 }
 
 /// List tokens (never their secrets)
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/admin/tokens",
-    tag = "tokens",
-    operation_id = "list_tokens",
-    responses((status = 200, description = "Every token, live and revoked", body = TokenList)),
-    security(("bearer_token" = ["admin"]))
+    responses((status = 200, description = "Every token, live and revoked", body = TokenList))
 )]
 pub async fn list_tokens(
     State(state): State<AppState>,
@@ -130,14 +128,11 @@ pub async fn list_tokens(
 /// Revoke the live token with this name
 ///
 /// Audited as `token.revoke`.
-#[utoipa::path(
+#[route(
     delete,
     path = "/v1/admin/tokens/{name}",
-    tag = "tokens",
-    operation_id = "revoke_token",
     params(("name" = String, Path, description = "The token's name")),
-    responses((status = 204, description = "Revoked")),
-    security(("bearer_token" = ["admin"]))
+    responses((status = 204, description = "Revoked"))
 )]
 pub async fn revoke_token(
     State(state): State<AppState>,
