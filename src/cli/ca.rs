@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use factory_ca::ca::{CaAlgorithm, CaSubject};
 use factory_ca::config::Settings;
 use factory_ca::keys::{KeyRef, KeyStore, PassphraseSource};
-use factory_ca::services::ca_admin::{CaAdmin, KeyFileOutcome};
+use factory_ca::services::ca_admin::{CaAdmin, KeyFileOutcome, NewCa};
 use factory_ca::store::{CaRecord, PendingCaRecord};
 
 use super::{CLI_ACTOR, StoreNeed, open_store};
@@ -177,46 +177,19 @@ pub async fn run(command: CaCommand, settings: Settings) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            let (record, _) = match (&args.parent, &args.key_uri) {
-                (Some(parent), _) => {
-                    ca_admin
-                        .create_subordinate(
-                            parent,
-                            args.algorithm.unwrap_or(defaults.algorithm),
-                            &subject,
-                            validity_days,
-                            args.name_constraints.as_deref(),
-                            args.path_len,
-                            args.activate,
-                            CLI_ACTOR,
-                        )
-                        .await?
-                }
-                (None, Some(key_uri)) => {
-                    ca_admin
-                        .create_in_token(
-                            key_uri,
-                            args.algorithm,
-                            defaults.algorithm,
-                            &subject,
-                            validity_days,
-                            args.activate,
-                            CLI_ACTOR,
-                        )
-                        .await?
-                }
-                (None, None) => {
-                    ca_admin
-                        .create(
-                            args.algorithm.unwrap_or(defaults.algorithm),
-                            &subject,
-                            validity_days,
-                            args.activate,
-                            CLI_ACTOR,
-                        )
-                        .await?
-                }
+            let new = NewCa {
+                algorithm: args.algorithm,
+                subject,
+                validity_days,
+                activate: args.activate,
+                key_uri: args.key_uri,
+                parent_id: args.parent,
+                name_constraints: args.name_constraints,
+                path_len: args.path_len,
             };
+            let (record, _) = ca_admin
+                .create_ca(&new, defaults.algorithm, CLI_ACTOR)
+                .await?;
             print_ca(&record);
         }
         CaCommand::Import {

@@ -104,7 +104,99 @@ pub enum KeyFileOutcome {
     Failed(String),
 }
 
+// A CA to create (`POST /v1/admin/cas`, `factory-ca ca create`): a self-signed root with a new
+// key file, a root whose key pair is in a PKCS#11 token (`key_uri`), or a sub-CA signed by a CA
+// we hold (`parent_id`); `CaAdmin::create_ca` makes it. (No doc comment: it would become the
+// description of the request body's schema.)
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCa {
+    /// Default `ecdsa-p256`. With `key_uri` naming an existing key pair, leave it out (or give
+    /// the key's own algorithm).
+    #[serde(default)]
+    pub algorithm: Option<CaAlgorithm>,
+    pub subject: CaSubject,
+    /// 1 to 36500, default 3650.
+    #[serde(default = "default_validity")]
+    #[schema(default = 3650, minimum = 1, maximum = 36500)]
+    pub validity_days: i64,
+    /// Make it the issuing CA at once (rotation).
+    #[serde(default)]
+    pub activate: bool,
+    /// Keep the key in a PKCS#11 token: `pkcs11:token=<label>;object=<label>` (RFC 7512),
+    /// with the module and PIN from the `[pkcs11]` settings. The key pair labelled `object` is
+    /// used, or one is generated inside the token. A `pin-value` or `pin-source` is refused.
+    #[serde(default)]
+    pub key_uri: Option<String>,
+    /// Make a sub-CA signed by this CA we hold (its id), instead of a self-signed root. Its
+    /// chain (the parent and the parent's chain) must reach a self-signed root. Not with
+    /// `key_uri`.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// With `parent_id`: the one directoryName subtree the sub-CA may sign, such as
+    /// `C=JP,O=Acme,OU=Line3` (a critical nameConstraints extension). Device subjects must
+    /// begin with it, in that order, or are refused with `name_constraints_violation`.
+    #[serde(default)]
+    pub name_constraints: Option<String>,
+    /// With `parent_id`: the pathLenConstraint (0: the sub-CA may sign devices only).
+    #[serde(default)]
+    pub path_len: Option<u8>,
+}
+
+fn default_validity() -> i64 {
+    3650
+}
+
 impl CaAdmin<'_> {
+    /// Creates the CA `new` describes: a sub-CA when it names a parent, else a root whose key
+    /// is in the token `key_uri` names, else a root with a new key file. An algorithm left out
+    /// is `default_algorithm` (for a key already in a token: the key's own).
+    pub async fn create_ca(
+        &self,
+        new: &NewCa,
+        default_algorithm: CaAlgorithm,
+        actor: Actor<'_>,
+    ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
+        let algorithm = new.algorithm.unwrap_or(default_algorithm);
+        match (&new.parent_id, &new.key_uri) {
+            (Some(parent_id), _) => {
+                self.create_subordinate(
+                    parent_id,
+                    algorithm,
+                    &new.subject,
+                    new.validity_days,
+                    new.name_constraints.as_deref(),
+                    new.path_len,
+                    new.activate,
+                    actor,
+                )
+                .await
+            }
+            (None, Some(key_uri)) => {
+                self.create_in_token(
+                    key_uri,
+                    new.algorithm,
+                    default_algorithm,
+                    &new.subject,
+                    new.validity_days,
+                    new.activate,
+                    actor,
+                )
+                .await
+            }
+            (None, None) => {
+                self.create(
+                    algorithm,
+                    &new.subject,
+                    new.validity_days,
+                    new.activate,
+                    actor,
+                )
+                .await
+            }
+        }
+    }
+
     /// Generates a CA. It becomes the issuing CA when `activate` is set or when there is none.
     pub async fn create(
         &self,

@@ -9,13 +9,18 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::app::AppState;
-use crate::ca::{CaAlgorithm, CaSubject, CertificateAuthority, KeyAlgorithm};
+use crate::ca::{CaAlgorithm, CertificateAuthority, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{AdminCaller, ApiJson, ApiPath};
+use crate::http::route;
 use crate::keys::{KeyRef, Passphrase};
+use crate::services::ca_admin::NewCa;
 use crate::store::CaRecord;
 use crate::store::aws::AwsRegistration;
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "cas";
 
 /// A CA as the admin API shows it, with its AWS state from our store.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -64,14 +69,12 @@ pub struct CaList {
 }
 
 /// List every CA
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/admin/cas",
-    tag = "cas",
     operation_id = "list_cas",
     responses((status = 200, description = "Every CA, with its stored AWS registration",
-        body = CaList)),
-    security(("bearer_token" = ["admin"]))
+        body = CaList))
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -92,14 +95,12 @@ pub async fn list(
 }
 
 /// One CA
-#[utoipa::path(
+#[route(
     get,
     path = "/v1/admin/cas/{id}",
-    tag = "cas",
     operation_id = "get_ca",
     params(("id" = String, Path, description = "A CA id")),
-    responses((status = 200, description = "The CA", body = CaAdminView)),
-    security(("bearer_token" = ["admin"]))
+    responses((status = 200, description = "The CA", body = CaAdminView))
 )]
 pub async fn get(
     State(state): State<AppState>,
@@ -107,45 +108,6 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CaAdminView>, ApiError> {
     Ok(Json(stored_view(&state, &id).await?))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewCa {
-    /// Default `ecdsa-p256`. With `key_uri` naming an existing key pair, leave it out (or give
-    /// the key's own algorithm).
-    #[serde(default)]
-    algorithm: Option<CaAlgorithm>,
-    subject: CaSubject,
-    /// 1 to 36500, default 3650.
-    #[serde(default = "default_validity")]
-    #[schema(default = 3650, minimum = 1, maximum = 36500)]
-    validity_days: i64,
-    /// Make it the issuing CA at once (rotation).
-    #[serde(default)]
-    activate: bool,
-    /// Keep the key in a PKCS#11 token: `pkcs11:token=<label>;object=<label>` (RFC 7512),
-    /// with the module and PIN from the `[pkcs11]` settings. The key pair labelled `object` is
-    /// used, or one is generated inside the token. A `pin-value` or `pin-source` is refused.
-    #[serde(default)]
-    key_uri: Option<String>,
-    /// Make a sub-CA signed by this CA we hold (its id), instead of a self-signed root. Its
-    /// chain (the parent and the parent's chain) must reach a self-signed root. Not with
-    /// `key_uri`.
-    #[serde(default)]
-    parent_id: Option<String>,
-    /// With `parent_id`: the one directoryName subtree the sub-CA may sign, such as
-    /// `C=JP,O=Acme,OU=Line3` (a critical nameConstraints extension). Device subjects must
-    /// begin with it, in that order, or are refused with `name_constraints_violation`.
-    #[serde(default)]
-    name_constraints: Option<String>,
-    /// With `parent_id`: the pathLenConstraint (0: the sub-CA may sign devices only).
-    #[serde(default)]
-    path_len: Option<u8>,
-}
-
-fn default_validity() -> i64 {
-    3650
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -175,14 +137,12 @@ pub struct ImportCa {
 /// With `key_uri`, the key is in a PKCS#11 token and the certificate is signed there; a token
 /// that cannot sign now answers 503 `signer_unavailable`.
 /// Audited as `ca.create`.
-#[utoipa::path(
+#[route(
     post,
     path = "/v1/admin/cas",
-    tag = "cas",
     operation_id = "create_ca",
     request_body = NewCa,
-    responses((status = 201, description = "Created", body = CaAdminView)),
-    security(("bearer_token" = ["admin"]))
+    responses((status = 201, description = "Created", body = CaAdminView))
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -207,61 +167,22 @@ pub async fn create(
             "a sub-CA (parent_id) gets a new key file; key_uri cannot be combined with parent_id",
         ));
     }
-    let ca_admin = state.ca_admin();
-    let (record, ca) = match (&body.parent_id, &body.key_uri) {
-        (Some(parent_id), _) => {
-            ca_admin
-                .create_subordinate(
-                    parent_id,
-                    body.algorithm.unwrap_or_default(),
-                    &body.subject,
-                    body.validity_days,
-                    body.name_constraints.as_deref(),
-                    body.path_len,
-                    body.activate,
-                    admin.actor(),
-                )
-                .await?
-        }
-        (None, Some(key_uri)) => {
-            ca_admin
-                .create_in_token(
-                    key_uri,
-                    body.algorithm,
-                    CaAlgorithm::default(),
-                    &body.subject,
-                    body.validity_days,
-                    body.activate,
-                    admin.actor(),
-                )
-                .await?
-        }
-        (None, None) => {
-            ca_admin
-                .create(
-                    body.algorithm.unwrap_or_default(),
-                    &body.subject,
-                    body.validity_days,
-                    body.activate,
-                    admin.actor(),
-                )
-                .await?
-        }
-    };
+    let (record, ca) = state
+        .ca_admin()
+        .create_ca(&body, CaAlgorithm::default(), admin.actor())
+        .await?;
     Ok(created(&state, record, ca))
 }
 
 /// Import a CA certificate and its key
 ///
 /// The key is written to an owner-only file and never returned. Audited as `ca.import`.
-#[utoipa::path(
+#[route(
     post,
     path = "/v1/admin/cas/import",
-    tag = "cas",
     operation_id = "import_ca",
     request_body = ImportCa,
-    responses((status = 201, description = "Imported", body = CaAdminView)),
-    security(("bearer_token" = ["admin"]))
+    responses((status = 201, description = "Imported", body = CaAdminView))
 )]
 pub async fn import(
     State(state): State<AppState>,
@@ -294,14 +215,12 @@ pub async fn import(
 
 /// Rotation: the CA becomes the issuing one for new certificates in this process at once;
 /// older CAs stay for reads, revocation and CRLs. Other replicas pick it up on restart.
-#[utoipa::path(
+#[route(
     post,
     path = "/v1/admin/cas/{id}/activate",
-    tag = "cas",
     operation_id = "activate_ca",
     params(("id" = String, Path, description = "A CA id")),
-    responses((status = 200, description = "The CA, now issuing", body = CaAdminView)),
-    security(("bearer_token" = ["admin"]))
+    responses((status = 200, description = "The CA, now issuing", body = CaAdminView))
 )]
 pub async fn activate(
     State(state): State<AppState>,

@@ -22,11 +22,16 @@ use crate::http::est_wire::{self as est, PKCS7_CERTS_ONLY, PKCS10};
 use crate::http::extract::{
     ApiPath, RequestId, certificate_station_name, payload_too_large, unsupported_media_type,
 };
+use crate::http::route;
+use crate::http::routes::certificates::{issue_for_station, station_rate_limit};
 use crate::http::tls::{ClientIdentity, OverTls};
 use crate::services::audit::Actor;
 use crate::services::issuance::{Channel, IssuanceRequest};
 use crate::services::tokens::{Principal, Role};
 use crate::store::{CertificateRecord, LedgerStatus, Timestamp};
+
+/// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
+const TAG: &str = "est";
 
 /// What an EST POST brings: whether it came over TLS, the TLS client certificate's identity,
 /// the request id, the headers and the body (its rejection kept, to answer it in EST's terms).
@@ -86,10 +91,9 @@ fn require_tls(tls: Option<Extension<OverTls>>) -> Result<(), ApiError> {
 ///
 /// The issuing CA certificate and the chain above it up to the root, as a certs-only CMS
 /// SignedData, base64 (RFC 7030 section 4.1.3). HTTPS only; no credentials.
-#[utoipa::path(
+#[route(
     get,
     path = "/.well-known/est/cacerts",
-    tag = "est",
     operation_id = "est_cacerts",
     responses(
         (status = 200,
@@ -107,10 +111,9 @@ pub async fn cacerts(State(state): State<AppState>, tls: Option<Extension<OverTl
 ///
 /// As `GET /.well-known/est/cacerts`, for the CA that `[est.labels]` names `label`. 404
 /// `est_label_not_found` for a label that is not configured.
-#[utoipa::path(
+#[route(
     get,
     path = "/.well-known/est/{label}/cacerts",
-    tag = "est",
     operation_id = "est_cacerts_labelled",
     params(("label" = String, Path, description = "A label of `[est.labels]`")),
     responses(
@@ -183,10 +186,9 @@ fn label_ca(
 /// policy requires (CN, which is the thing name; C when required; the attributes named in
 /// `policy.required_subject_fields`). 204 when the policy requires none. HTTPS only; no
 /// credentials.
-#[utoipa::path(
+#[route(
     get,
     path = "/.well-known/est/csrattrs",
-    tag = "est",
     operation_id = "est_csrattrs",
     responses(
         (status = 200, description = "CsrAttrs, DER, base64", body = String,
@@ -203,10 +205,9 @@ pub async fn csrattrs(State(state): State<AppState>, tls: Option<Extension<OverT
 ///
 /// As `GET /.well-known/est/csrattrs` (the policy is the same for every CA); 404
 /// `est_label_not_found` for a label that is not configured.
-#[utoipa::path(
+#[route(
     get,
     path = "/.well-known/est/{label}/csrattrs",
-    tag = "est",
     operation_id = "est_csrattrs_labelled",
     params(("label" = String, Path, description = "A label of `[est.labels]`")),
     responses(
@@ -249,10 +250,9 @@ fn csrattrs_of(
 /// claim, `Idempotency-Key`, rate limit and ledger as `POST /v1/certificates`; the ledger row's
 /// `channel` is `est`. The answer is the certificate as a certs-only CMS SignedData, base64.
 /// Errors are `text/plain` (`<code>: <reason>`) with the code also in `X-Error-Code`.
-#[utoipa::path(
+#[route(
     post,
     path = "/.well-known/est/simpleenroll",
-    tag = "est",
     operation_id = "est_simpleenroll",
     request_body(description = "PKCS#10, DER, base64",
         content((String = "application/pkcs10"))),
@@ -272,10 +272,9 @@ pub async fn simpleenroll(State(state): State<AppState>, post: EstPost) -> Respo
 ///
 /// As `POST /.well-known/est/simpleenroll`, signed by the CA that `[est.labels]` names
 /// `label`. 404 `est_label_not_found` for a label that is not configured.
-#[utoipa::path(
+#[route(
     post,
     path = "/.well-known/est/{label}/simpleenroll",
-    tag = "est",
     operation_id = "est_simpleenroll_labelled",
     params(("label" = String, Path, description = "A label of `[est.labels]`")),
     request_body(description = "PKCS#10, DER, base64",
@@ -343,17 +342,7 @@ async fn enroll(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if let Err(wait) = state.station_limiter.check(&station.name) {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "this station sends more than server.station_rate_per_sec ({}/s); slow down \
-                 and retry after the Retry-After delay",
-                state.settings.server.station_rate_per_sec
-            ),
-        )
-        .with_retry_after(wait.as_secs_f64().ceil() as u64));
-    }
+    station_rate_limit(state, &station.name)?;
     if est::media_type(headers) != PKCS10 {
         return Err(unsupported_media_type(
             "application/pkcs10 (the DER CSR, base64-encoded)",
@@ -361,21 +350,16 @@ async fn enroll(
     }
     let body = body.map_err(|_| payload_too_large())?;
     let csr = est::csr_der(&body)?;
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let issued = state
-        .issuance
-        .issue(IssuanceRequest {
-            csr: &csr,
-            station: &station.name,
-            idempotency_key,
-            request_id: Some(request_id),
-            channel: Channel::Est,
-            ca,
-            renews: None,
-        })
-        .await?;
+    let issued = issue_for_station(
+        state,
+        &station.name,
+        &csr,
+        headers,
+        request_id,
+        Channel::Est,
+        ca,
+    )
+    .await?;
     let der = est::certs_only(&[&issued.record.certificate_der])
         .map_err(|e| ApiError::internal(format!("simpleenroll CMS encoding: {e}")))?;
     let mut response = est::base64_response(PKCS7_CERTS_ONLY, &der);
@@ -483,10 +467,9 @@ async fn station(
 /// `est`, station `device:<thing name>`) takes over the thing claim; the old one becomes
 /// `superseded` in the same transaction (it is not revoked, and nothing is sent to AWS IoT: the
 /// new certificate registers by JITP on its first connection). Answered like `simpleenroll`.
-#[utoipa::path(
+#[route(
     post,
     path = "/.well-known/est/simplereenroll",
-    tag = "est",
     operation_id = "est_simplereenroll",
     request_body(description = "PKCS#10, DER, base64",
         content((String = "application/pkcs10"))),
@@ -506,10 +489,9 @@ pub async fn simplereenroll(State(state): State<AppState>, post: EstPost) -> Res
 ///
 /// As `POST /.well-known/est/simplereenroll`, the new certificate signed by the CA that
 /// `[est.labels]` names `label`. 404 `est_label_not_found` for a label that is not configured.
-#[utoipa::path(
+#[route(
     post,
     path = "/.well-known/est/{label}/simplereenroll",
-    tag = "est",
     operation_id = "est_simplereenroll_labelled",
     params(("label" = String, Path, description = "A label of `[est.labels]`")),
     request_body(description = "PKCS#10, DER, base64",
