@@ -529,6 +529,25 @@ mod tests {
     }
 
     #[test]
+    fn handlers_are_declared_with_route_so_their_roles_come_from_their_extractor() {
+        // A bare `#[utoipa::path]` would let the documented roles and the extractor differ.
+        let routes = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/routes");
+        let mut files: Vec<_> = std::fs::read_dir(routes)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.push(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/openapi.rs").into());
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains("#[utoipa::path"),
+                "{}: declare the handler with #[route(...)]",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
     fn handlers_take_paths_and_queries_only_through_the_checking_extractors() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/routes");
         for entry in std::fs::read_dir(dir).unwrap() {

@@ -40,7 +40,7 @@ use routes::{
 /// Every route of the API, each with its OpenAPI operation: this is the route table and the
 /// source of `/openapi.json` at once, so the two cannot drift apart. Register a route here, and
 /// only as `.routes(routes!(handler, ...))` with handlers of one path that carry
-/// `#[utoipa::path]`. A route added with `.route(...)`, `.nest(...)` or `.merge(...)` of a plain
+/// `#[route(...)]` (which writes their `#[utoipa::path]`). A route added with `.route(...)`, `.nest(...)` or `.merge(...)` of a plain
 /// `Router` would be served without being documented; `tests/routes/openapi.rs` refuses that form.
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 description of the API, served at `GET /openapi.json`. It is generated from
-//! the code: the paths and operations from the `#[utoipa::path]` attribute of each handler
-//! registered in [`super::api_routes`] (the route table itself, so a served route is a
+//! the code: the paths and operations from the `#[route]` (`#[utoipa::path]`) attribute of
+//! each handler registered in [`super::api_routes`] (the route table itself, so a served route is a
 //! documented one), the bodies from the `ToSchema` derives of the request and response types,
 //! and the errors from [`ErrorCode`] and [`OPERATION_ERRORS`], which [`document`] turns into
 //! `application/problem+json` responses of each operation.
@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use super::error_code::ErrorCode;
+use super::route;
 
 /// The parts of the document that no handler states: title, description, tags, and the
 /// schemas no handler names directly.
@@ -654,7 +655,7 @@ fn document_json() -> &'static str {
 }
 
 /// The OpenAPI 3.1 description of this API (this document).
-#[utoipa::path(
+#[route(
     get,
     path = "/openapi.json",
     tag = "operations",
