@@ -539,11 +539,14 @@ mod tests {
         files.push(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/openapi.rs").into());
         for path in files {
             let text = std::fs::read_to_string(&path).unwrap();
-            assert!(
-                !text.contains("#[utoipa::path"),
-                "{}: declare the handler with #[route(...)]",
-                path.display()
-            );
+            for (n, line) in text.lines().enumerate() {
+                assert!(
+                    !line.trim_start().starts_with("#[utoipa::path"),
+                    "{}:{}: declare the handler with #[route(...)]",
+                    path.display(),
+                    n + 1
+                );
+            }
         }
     }
 
