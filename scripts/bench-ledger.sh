@@ -371,13 +371,17 @@ part queries && for entry in "${QUERIES[@]}"; do
     title=${entry%%|*}
     path=${entry#*|}
     : >"$WORK/q.times"
+    failed=""
     for _ in $(seq 1 "$REPS"); do
         code=$(curl -sS --max-time 30 -o "$WORK/q.body" -w '%{http_code} %{time_total}' \
             -H "Authorization: Bearer $VIEWER" "$URL$path")
-        [[ ${code%% *} == 200 ]] || { log "$title: HTTP ${code%% *}: $(head -c 300 "$WORK/q.body")"; }
+        if [[ ${code%% *} != 200 ]]; then
+            failed="HTTP ${code%% *} $(jq -r .code "$WORK/q.body" 2>/dev/null || true)"
+            log "$title: $failed"
+        fi
         echo "${code#* }" >>"$WORK/q.times"
     done
-    what=$(jq -r 'if .items then "\(.items | length) rows" else "\(.totals.issued) issued, \(.groups | length) groups" end' "$WORK/q.body" 2>/dev/null || echo "?")
+    [[ -n $failed ]] && what="$failed (last of its answers that was not 200)" || what=$(jq -r 'if .items then "\(.items | length) rows" else "\(.totals.issued) issued, \(.groups | length) groups" end' "$WORK/q.body" 2>/dev/null || echo "?")
     read -r p50 p95 max < <(sort -n "$WORK/q.times" | awk '{ t[NR] = $1 * 1000 } END {
         i50 = int(NR * 0.5 + 0.5); i95 = int(NR * 0.95 + 0.5); if (i50 < 1) i50 = 1; if (i95 < 1) i95 = 1
         printf "%.1f %.1f %.1f\n", t[i50], t[i95], t[NR] }')
