@@ -14,11 +14,18 @@ makes it keep AWS's rules (the AWS KMS API reference, Sign):
 `--kms-as-shipped` leaves moto's KMS as it is (the test that shows what the service does with
 an endpoint that signs a digest as a message uses it).
 
-Usage: python scripts/moto_server.py PORT [--kms-as-shipped]
+`--iot-throttle RATE[:BURST]` makes moto's AWS IoT throttle as AWS does over an account's API
+rate: one token bucket for every AWS IoT call (RATE per second, BURST at once, default 1); a
+call over it is answered HTTP 429 `ThrottlingException` and counted on stderr, one line
+`moto_server: throttled <n so far>` each (scripts/bench-revocations.sh uses it).
+
+Usage: python scripts/moto_server.py PORT [--kms-as-shipped] [--iot-throttle RATE[:BURST]]
 """
 import base64
 import json
 import sys
+import threading
+import time
 
 from moto.core.config import default_user_config
 
@@ -103,7 +110,41 @@ def keep_aws_kms_rules() -> None:
     responses.KmsResponse.sign = sign
 
 
+def throttle_iot(rate: float, burst: int) -> None:
+    from moto.iot.responses import IoTResponse
+
+    lock = threading.Lock()
+    state = {"tokens": float(burst), "at": time.monotonic(), "throttled": 0}
+    shipped_dispatch = IoTResponse._dispatch
+
+    def dispatch(self, request, full_url, headers):
+        with lock:
+            now = time.monotonic()
+            state["tokens"] = min(burst, state["tokens"] + (now - state["at"]) * rate)
+            state["at"] = now
+            allowed = state["tokens"] >= 1.0
+            if allowed:
+                state["tokens"] -= 1.0
+            else:
+                state["throttled"] += 1
+                print(f"moto_server: throttled {state['throttled']}", file=sys.stderr, flush=True)
+        if not allowed:
+            return (
+                429,
+                {"x-amzn-ErrorType": "ThrottlingException", "Content-Type": "application/json"},
+                json.dumps({"message": "Rate exceeded"}),
+            )
+        return shipped_dispatch(self, request, full_url, headers)
+
+    IoTResponse._dispatch = dispatch
+
+
 args = sys.argv[1:]
+if "--iot-throttle" in args:
+    at = args.index("--iot-throttle")
+    rate, _, burst = args[at + 1].partition(":")
+    throttle_iot(float(rate), int(burst or 1))
+    del args[at : at + 2]
 if "--kms-as-shipped" in args:
     args.remove("--kms-as-shipped")
 else:
