@@ -199,7 +199,7 @@ log "CA $CA registered in moto as $CA_AWS_ID"
 log "issuing $N device certificates through the API"
 t=$(now)
 FACTORY_CA_BENCH_TOKEN=$STATION timeout 1800 "$BIN" bench --url "$URL" --requests "$N" \
-    --connections 8 --prefix "rv$STAMP" --duration-limit 1700 --json >"$WORK/issue.json" 2>"$WORK/issue.err" ||
+    --concurrency 8 --prefix "rv$STAMP" --duration-limit 1700 --json >"$WORK/issue.json" 2>"$WORK/issue.err" ||
     { tail -n 5 "$WORK/issue.err" >&2; log "issuance failed"; exit 1; }
 ISSUE_SECS=$(secs_since "$t")
 ISSUED=$(q "SELECT count(*) FROM issued_certificates WHERE ca_id = '$CA' AND status = 'active'")
@@ -301,7 +301,7 @@ REGISTER_OK=$(counter_sum factory_ca_aws_calls_total 'operation="RegisterCertifi
 CALLS_ALL=$(counter_sum factory_ca_aws_calls_total '.')
 CALLS_BAD=$(counter_sum factory_ca_aws_calls_total 'outcome="(already_exists|certificate_validation|invalid_state|invalid_request|unauthorized|unavailable)"')
 THROTTLED=$(counter_sum factory_ca_aws_throttled_total '.')
-MOTO_THROTTLED=$(grep -o 'moto_server: throttled [0-9]*' "$WORK/moto.log" | tail -n 1 | awk '{ print $3 }')
+MOTO_THROTTLED=$(grep -o 'moto_server: throttled [0-9]*' "$WORK/moto.log" | tail -n 1 | awk '{ print $3 }' || true)
 PUSH_WARNINGS=$(grep -c 'revocation not yet pushed' "$WORK/serve.err" || true)
 ERROR_LINES=$(grep -c '"level":"ERROR"' "$WORK/serve.err" || true)
 ((PUSH_WARNINGS == 0 && ERROR_LINES == 0)) || FAILED=1

@@ -9,9 +9,10 @@ through factory-ca, so that what it reports is an independent check.
       registers each certificate of HEX_DER_FILE (one DER in hex per line) as ACTIVE under the CA,
       as JITP does when a device connects. Prints one JSON object: registered, errors, seconds.
   check URL REGION CA_CERTIFICATE_ID IDS_FILE
-      ListCertificatesByCA (moto lists all at once; it follows nextMarker when there is one) and
-      checks that every certificate id of IDS_FILE (one per line) is listed and REVOKED. Prints
-      one JSON object with the counts by status, missing and not-revoked ids (the first 5).
+      ListCertificates and ListCertificatesByCA (moto lists all at once; nextMarker is followed
+      when there is one): checks that every certificate id of IDS_FILE (one per line) is in the
+      account and REVOKED, and counts those listed under the CA. Prints one JSON object: counts
+      by status, missing and not-revoked ids (the first 5), how many are listed under the CA.
 
 Every loop is bounded: by the size of its input or by SECS. AWS credentials are moto's
 placeholders; nothing leaves loopback.
@@ -128,7 +129,9 @@ def ceiling(url, secs):
 
 
 def connect(url, region, ca_pem_file, der_file, threads):
-    ca_pem = open(ca_pem_file).read()
+    # Exactly as factory-ca stores and registers it (one final newline; psql adds another):
+    # moto ties a certificate to its CA only when the CA's PEM matches character for character.
+    ca_pem = open(ca_pem_file).read().rstrip("\n") + "\n"
     ders = [line.strip() for line in open(der_file) if line.strip()]
     iot = client(url, region, pool=threads, attempts=10)
     errors = []
@@ -166,42 +169,58 @@ def connect(url, region, ca_pem_file, der_file, threads):
     return 0 if not errors else 1
 
 
-def check(url, region, ca_id, ids_file):
-    expected = {line.strip() for line in open(ids_file) if line.strip()}
-    iot = client(url, region, attempts=10)
-    started = time.monotonic()
-    status = {}
+def list_all(call, **args):
+    """Every certificate of a listing, following nextMarker (moto lists all at once); bounded by
+    10,000 pages."""
+    status, ca_of = {}, {}
     marker = None
-    calls = 0
-    # Bounded: at most one page per expected certificate, and ten minutes.
-    while calls <= len(expected) and time.monotonic() - started < 600:
-        args = {"caCertificateId": ca_id, "pageSize": 250}
+    for _ in range(10_000):
         if marker:
             args["marker"] = marker
-        page = iot.list_certificates_by_ca(**args)
-        calls += 1
+        page = call(pageSize=250, **args)
         for c in page["certificates"]:
             status[c["certificateId"]] = c["status"]
         marker = page.get("nextMarker")
         if not marker:
             break
+    return status
+
+
+def check(url, region, ca_id, ids_file):
+    expected = {line.strip() for line in open(ids_file) if line.strip()}
+    iot = client(url, region, attempts=10)
+    started = time.monotonic()
+    # Every certificate of the account (ListCertificates) and those listed under the CA
+    # (ListCertificatesByCA, what a sync reads).
+    status = list_all(iot.list_certificates)
+    under_ca = list_all(iot.list_certificates_by_ca, caCertificateId=ca_id)
     by_status = {}
-    for s in status.values():
-        by_status[s] = by_status.get(s, 0) + 1
+    for i in expected & status.keys():
+        by_status[status[i]] = by_status.get(status[i], 0) + 1
     missing = sorted(expected - status.keys())
     not_revoked = sorted(i for i in expected & status.keys() if status[i] != "REVOKED")
+    not_under_ca = sorted(expected - under_ca.keys())
+    # What moto has of certificates it does not list under the CA (the first 5).
+    described = []
+    for certificate_id in not_under_ca[:5]:
+        try:
+            d = iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]
+            described.append({"status": d.get("status"), "caCertificateId": d.get("caCertificateId")})
+        except ClientError as e:
+            described.append({"error": e.response["Error"]["Code"]})
     print(
         json.dumps(
             {
                 "expected": len(expected),
-                "listed": len(status),
-                "calls": calls,
-                "seconds": round(time.monotonic() - started, 1),
+                "in_account": len(expected & status.keys()),
                 "by_status": by_status,
                 "missing": len(missing),
                 "missing_first": missing[:5],
                 "not_revoked": len(not_revoked),
                 "not_revoked_first": not_revoked[:5],
+                "listed_under_ca": len(expected & under_ca.keys()),
+                "not_under_ca_described": described,
+                "seconds": round(time.monotonic() - started, 1),
             }
         )
     )
