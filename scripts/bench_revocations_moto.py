@@ -172,7 +172,7 @@ def connect(url, region, ca_pem_file, der_file, threads):
 def list_all(call, **args):
     """Every certificate of a listing, following nextMarker (moto lists all at once); bounded by
     10,000 pages."""
-    status, ca_of = {}, {}
+    status = {}
     marker = None
     for _ in range(10_000):
         if marker:
