@@ -431,3 +431,122 @@ async fn each_target_keeps_its_own_view_of_each_certificate(backend: Backend) {
         "{s}"
     );
 }
+
+on_both_backends!(a_ledger_from_before_targets_keeps_each_status_in_the_first_target);
+
+/// Migration 0022 on a ledger written before it: each certificate's single status becomes the
+/// entry of the target its CA's registration is described by (here `eu`, the first by name of
+/// `eu` and `us`), the summary stays as it was, and a certificate AWS never saw stays unseen.
+async fn a_ledger_from_before_targets_keeps_each_status_in_the_first_target(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seen = device(&app, "Seen-1").await;
+    let revoked = device(&app, "Revoked-1").await;
+    let silent = device(&app, "Silent-1").await;
+    // The ledger as it was before 0022: the status in issued_certificates only.
+    app.execute_sql(&format!(
+        "INSERT INTO ca_aws_registrations (ca_id, target, aws_certificate_id, certificate_arn, \
+           mode, status, auto_registration, registered_at, updated_at) \
+         SELECT id, t, aws_certificate_id, 'arn:aws:iot:' || t || ':cacert/x', 'sni_only', \
+           'ACTIVE', true, created_at, created_at \
+         FROM certificate_authorities, (SELECT 'us' AS t UNION ALL SELECT 'eu') AS targets; \
+         DROP TABLE certificate_aws_status; \
+         DELETE FROM _sqlx_migrations WHERE version = 22; \
+         UPDATE issued_certificates SET aws_status = 'ACTIVE', aws_first_seen_at = issued_at, \
+           aws_synced_at = issued_at WHERE serial = '{}'; \
+         UPDATE issued_certificates SET aws_status = 'REVOKED', aws_synced_at = issued_at \
+           WHERE serial = '{}'",
+        seen.serial, revoked.serial
+    ))
+    .await;
+    app.store
+        .migrate()
+        .await
+        .expect("0022 applies to the old ledger");
+
+    let s = row(&app, &seen.serial).await;
+    assert_eq!(s["aws_status"], "ACTIVE", "{s}");
+    assert_eq!(target_entry(&s, "eu")["aws_status"], "ACTIVE", "{s}");
+    assert_eq!(
+        target_entry(&s, "eu")["aws_first_seen_at"],
+        s["aws_first_seen_at"],
+        "{s}"
+    );
+    assert!(target_entry(&s, "us")["aws_status"].is_null(), "{s}");
+    let r = row(&app, &revoked.serial).await;
+    assert_eq!(r["aws_status"], "REVOKED", "{r}");
+    assert_eq!(target_entry(&r, "eu")["aws_status"], "REVOKED", "{r}");
+    let q = row(&app, &silent.serial).await;
+    assert!(q["aws_status"].is_null(), "{q}");
+    assert!(
+        q["aws_targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["aws_status"].is_null()),
+        "{q}"
+    );
+    // The filters read the migrated rows: the per-target one through the store (no target is
+    // configured in this app, so the API refuses aws_target).
+    let filter = |status, target: Option<&str>| factory_ca::store::CertificateFilter {
+        aws_status: Some(status),
+        aws_target: target.map(str::to_owned),
+        ..Default::default()
+    };
+    let serials = |rows: Vec<factory_ca::store::CertificateRecord>| {
+        rows.into_iter().map(|r| r.serial).collect::<Vec<_>>()
+    };
+    use factory_ca::aws::AwsCertificateStatus::{Active, Revoked};
+    use factory_ca::store::AwsStatusFilter::{NeverSeen, Reported};
+    let store = &app.store;
+    assert_eq!(
+        serials(
+            store
+                .list_certificates(&filter(Reported(Active), Some("eu")), 10)
+                .await
+                .unwrap()
+        ),
+        vec![seen.serial.clone()]
+    );
+    assert!(
+        store
+            .list_certificates(&filter(Reported(Active), Some("us")), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        serials(
+            store
+                .list_certificates(&filter(Reported(Revoked), None), 10)
+                .await
+                .unwrap()
+        ),
+        vec![revoked.serial.clone()]
+    );
+    assert_eq!(
+        serials(
+            store
+                .list_certificates(&filter(NeverSeen, None), 10)
+                .await
+                .unwrap()
+        ),
+        vec![silent.serial.clone()]
+    );
+    assert_eq!(
+        serials(
+            store
+                .list_certificates(&filter(NeverSeen, Some("us")), 10)
+                .await
+                .unwrap()
+        ),
+        vec![
+            silent.serial.clone(),
+            revoked.serial.clone(),
+            seen.serial.clone()
+        ]
+    );
+    assert_eq!(
+        listed(&app, "aws_status=REVOKED").await,
+        vec![revoked.serial.clone()]
+    );
+}
