@@ -370,11 +370,16 @@ async fn write_export(
         let Some(last) = page.last() else { break };
         filter.before = Some((last.issued_at, last.serial.clone()));
         let full = page.len() == EXPORT_CHUNK as usize;
+        let mut targets = store.certificate_aws_targets(&page).await?;
         match format {
             ExportFormat::Csv => {
                 let mut chunk = String::with_capacity(page.len() * 400);
                 for row in &page {
-                    csv_row(&mut chunk, row);
+                    let t = targets
+                        .get(&row.serial)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    csv_row(&mut chunk, row, t);
                 }
                 w.write_all(chunk.as_bytes())?;
             }
@@ -382,7 +387,8 @@ async fn write_export(
                 for row in page.iter().cloned() {
                     let sep = if rows == 0 { "\n    " } else { ",\n    " };
                     w.write_all(sep.as_bytes())?;
-                    serde_json::to_writer(&mut *w, &CertificateView::new(row, false))?;
+                    let t = targets.remove(&row.serial).unwrap_or_default();
+                    serde_json::to_writer(&mut *w, &CertificateView::new(row, false, t))?;
                     rows += 1;
                 }
                 if !full {

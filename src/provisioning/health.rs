@@ -126,9 +126,10 @@ impl HealthCode {
             }
             HealthCode::RevokedDeviceActiveInAws => {
                 "these devices can still connect: list them (GET \
-                 /v1/certificates?status=revoked&aws_status=ACTIVE), set them REVOKED in AWS \
-                 IoT (aws iot update-certificate --new-status REVOKED), then sync (POST \
-                 /v1/admin/cas/{id}/aws/sync)"
+                 /v1/certificates?status=revoked&aws_status=ACTIVE&aws_target={target}), set \
+                 them REVOKED in AWS IoT in that target (aws iot update-certificate \
+                 --new-status REVOKED), then sync it (POST \
+                 /v1/admin/cas/{id}/aws/sync?targets={target})"
             }
             HealthCode::RevocationsPendingInAws => {
                 "factory-ca pushes them every aws.revocation_retry_secs; if the number does \
@@ -162,7 +163,10 @@ impl Finding {
             severity: code.severity(),
             target: target.map(str::to_owned),
             message,
-            fix: code.fix().replace("{id}", ca_id),
+            fix: code
+                .fix()
+                .replace("{id}", ca_id)
+                .replace("{target}", target.unwrap_or("default")),
         }
     }
 }
@@ -179,9 +183,9 @@ pub struct TargetHealth {
     pub aws_status: Option<String>,
     /// AWS's auto-registration now; null as for `aws_status`.
     pub aws_auto_registration: Option<bool>,
-    /// Revoked in the ledger, ACTIVE in AWS at the last sync.
+    /// Revoked in the ledger, ACTIVE in this target at its last sync.
     pub revoked_but_active: i64,
-    /// Revocations not yet pushed to AWS.
+    /// Revocations not yet pushed to this target.
     pub revocations_pending: i64,
     /// A sync that stopped part way and resumes at the next sync; null when none.
     pub sync_in_progress: Option<crate::store::aws::SyncProgress>,
@@ -271,7 +275,7 @@ impl Provisioning<'_> {
             for target in self.targets {
                 let lag = lags
                     .iter()
-                    .find(|l| l.ca_id == record.id)
+                    .find(|l| l.ca_id == record.id && l.target == target.name)
                     .cloned()
                     .unwrap_or_default();
                 targets.push(
@@ -310,7 +314,7 @@ impl Provisioning<'_> {
         aws_target: &AwsTargetRegistry,
         record: &CaRecord,
         expired: bool,
-        mut lag: RevocationLag,
+        lag: RevocationLag,
         findings: &mut Vec<Finding>,
     ) -> Result<TargetHealth, ProvisioningError> {
         let registry = aws_target.registry.as_ref();
@@ -334,13 +338,6 @@ impl Provisioning<'_> {
             return Ok(health);
         };
         health.registered = true;
-        if self.targets.len() > 1 && lag.pending > 0 {
-            // Pending in this target: not yet told here (other targets may have it).
-            lag.pending = self
-                .store
-                .pending_revocation_count(id, &aws_target.name)
-                .await?;
-        }
         health.sync_in_progress = self
             .store
             .get_sync_progress(id, &aws_target.name)
@@ -354,8 +351,8 @@ impl Provisioning<'_> {
                 id,
                 target,
                 format!(
-                    "{} device certificate(s) revoked in the ledger were ACTIVE in AWS IoT at \
-                     the last sync",
+                    "{} device certificate(s) revoked in the ledger were ACTIVE in AWS IoT in \
+                     this target at its last sync",
                     lag.revoked_but_active
                 ),
             ));

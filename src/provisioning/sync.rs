@@ -1,18 +1,20 @@
-//! The sync: ListCertificatesByCA for a registered CA, marking each ledger row with its AWS
-//! status. Where it stands is stored after each page, so that an interrupted sync (a restart, an
+//! The sync: ListCertificatesByCA for a registered CA in one target, recording each ledger
+//! row's AWS status in that target. Where it stands is stored after each page, so that an interrupted sync (a restart, an
 //! outage, throttling beyond the retries) resumes at the page it reached.
 
 use super::*;
 use crate::aws::AwsCertificateStatus;
-use crate::store::aws::SyncProgress;
+use crate::store::aws::{ReportedStatus, SyncProgress};
 
 /// Most pages of one sync call; a sync with more continues at the next call.
 const MAX_PAGES: usize = 10_000;
 
 impl Provisioning<'_> {
-    /// ListCertificatesByCA for a registered CA: marks each ledger row with its AWS status and
-    /// when AWS first saw it. Rows AWS does not list keep `aws_status` null: devices that never
-    /// connected. Resumes an unfinished sync of the same registration at its next page.
+    /// ListCertificatesByCA for a registered CA in one target: records, per certificate, the
+    /// status this target reports and when it first saw it (`certificate_aws_status`), and
+    /// summarises the targets in the ledger row's `aws_status`. A certificate this target does
+    /// not list has no status there: its device never connected there. Resumes an unfinished
+    /// sync of the same registration at its next page.
     pub(super) async fn sync_in(
         &self,
         target: &AwsTargetRegistry,
@@ -77,9 +79,9 @@ impl Provisioning<'_> {
             };
             report.pages += 1;
             pages_now += 1;
+            let mut reported = Vec::with_capacity(page.certificates.len());
             for c in &page.certificates {
                 report.listed += 1;
-                let seen = c.created_at.map(Timestamp::new);
                 let Some(status) = AwsCertificateStatus::from_aws(&c.status) else {
                     tracing::warn!(
                         certificate_id = %c.certificate_id,
@@ -89,11 +91,19 @@ impl Provisioning<'_> {
                     report.unknown_status += 1;
                     continue;
                 };
-                if self
-                    .store
-                    .record_aws_status(&c.certificate_id, status, seen, now)
-                    .await?
-                {
+                reported.push(ReportedStatus {
+                    aws_certificate_id: c.certificate_id.clone(),
+                    status,
+                    first_seen_at: c.created_at.map(Timestamp::new),
+                });
+            }
+            // This target's row of each certificate; the other targets' rows stay as they are.
+            for found in self
+                .store
+                .record_aws_statuses(&target.name, &reported, now)
+                .await?
+            {
+                if found {
                     report.matched += 1;
                 } else {
                     report.not_in_ledger += 1;

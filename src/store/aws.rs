@@ -226,38 +226,40 @@ impl Store {
             .await)?)
     }
 
-    /// How many revocations of `ca_id` `target` has not been told of.
-    pub async fn pending_revocation_count(&self, ca_id: &str, target: &str) -> StoreResult<i64> {
-        let (n,): (i64,) = on_pool!(self, |pool| sqlx::query_as(
-            "SELECT COUNT(*) FROM issued_certificates c \
-             WHERE aws_revocation_pending AND ca_id = $1 \
-             AND NOT EXISTS (SELECT 1 FROM aws_revocation_targets p \
-                 WHERE p.serial = c.serial AND p.target = $2)"
-        )
-        .bind(ca_id)
-        .bind(target)
-        .fetch_one(pool)
-        .await)?;
-        Ok(n)
-    }
-
-    /// Records that `target` has the revocation of `serial`.
+    /// Records that `target` has the revocation of `serial`: AWS reports it REVOKED there now
+    /// (updated, or registered as REVOKED when the device never connected there), which is
+    /// what the next sync of `target` would record.
     pub async fn mark_revocation_pushed(
         &self,
         serial: &str,
         target: &str,
         now: Timestamp,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query(
-            "INSERT INTO aws_revocation_targets (serial, target, pushed_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (serial, target) DO NOTHING"
-        )
-        .bind(serial)
-        .bind(target)
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|_| ()))?;
+        on_pool!(self, |pool| async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO aws_revocation_targets (serial, target, pushed_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (serial, target) DO NOTHING",
+            )
+            .bind(serial)
+            .bind(target)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(UPSERT_REVOKED_SQL)
+                .bind(serial)
+                .bind(target)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(SUMMARY_BY_SERIAL_SQL)
+                .bind(serial)
+                .bind(None::<Timestamp>)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await)?;
         Ok(())
     }
 
@@ -304,80 +306,334 @@ impl Store {
         Ok(n)
     }
 
-    /// Marks the revocation as told to AWS IoT in every target: AWS now has the certificate as
-    /// REVOKED (updated, or registered as REVOKED when the device never connected), which is
-    /// what the next sync would record; `aws_first_seen_at` stays as it is (null: the device
-    /// never connected). The per-target records of the revocation go.
+    /// Marks the revocation as told to AWS IoT in every target: each target that has it
+    /// reports it REVOKED (see [`Store::mark_revocation_pushed`]; a target recorded before the
+    /// per-target status existed gets its row here), `aws_status` is summarised again and
+    /// `aws_first_seen_at` stays as it is (null: the device never connected). The per-target
+    /// records of the revocation go.
     pub async fn clear_revocation_pending(&self, serial: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query(
-            "UPDATE issued_certificates SET aws_revocation_pending = false, \
-             aws_status = 'REVOKED' \
-             WHERE serial = $1"
-        )
-        .bind(serial)
-        .execute(pool)
-        .await
-        .map(|_| ()))?;
-        on_pool!(self, |pool| sqlx::query(
-            "DELETE FROM aws_revocation_targets WHERE serial = $1"
-        )
-        .bind(serial)
-        .execute(pool)
-        .await
-        .map(|_| ()))?;
+        on_pool!(self, |pool| async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO certificate_aws_status (serial, target, aws_status, \
+                 aws_first_seen_at, recorded_at, issued_at) \
+                 SELECT p.serial, p.target, 'REVOKED', NULL, p.pushed_at, c.issued_at \
+                 FROM aws_revocation_targets p JOIN issued_certificates c ON c.serial = p.serial \
+                 WHERE p.serial = $1 \
+                 ON CONFLICT (serial, target) DO UPDATE SET aws_status = 'REVOKED'",
+            )
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE issued_certificates SET aws_revocation_pending = false WHERE serial = $1",
+            )
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(SUMMARY_BY_SERIAL_SQL)
+                .bind(serial)
+                .bind(None::<Timestamp>)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM aws_revocation_targets WHERE serial = $1")
+                .bind(serial)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await)?;
         Ok(())
     }
 
-    /// Records what AWS IoT reports for one certificate; false when the ledger has no
-    /// certificate with this AWS id (issued elsewhere, or by another CA database).
-    pub async fn record_aws_status(
+    /// Records what AWS IoT in `target` reports for the certificates of one page of a sync,
+    /// in one transaction: each certificate's row of `target`, then its summary `aws_status`.
+    /// Returns, per certificate, whether the ledger has it (false: issued elsewhere, or by
+    /// another CA database).
+    pub async fn record_aws_statuses(
         &self,
-        aws_certificate_id: &str,
-        status: AwsCertificateStatus,
-        first_seen_at: Option<Timestamp>,
+        target: &str,
+        reported: &[ReportedStatus],
         now: Timestamp,
-    ) -> StoreResult<bool> {
-        let n = on_pool!(self, |pool| sqlx::query(
-            "UPDATE issued_certificates SET aws_status = $2, \
-             aws_first_seen_at = COALESCE(aws_first_seen_at, $3), aws_synced_at = $4 \
-             WHERE aws_certificate_id = $1"
-        )
-        .bind(aws_certificate_id)
-        .bind(status)
-        .bind(first_seen_at)
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(n > 0)
+    ) -> StoreResult<Vec<bool>> {
+        if reported.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(on_pool!(self, |pool| async {
+            let mut tx = pool.begin().await?;
+            let mut found = Vec::with_capacity(reported.len());
+            for r in reported {
+                let n = sqlx::query(
+                    "INSERT INTO certificate_aws_status (serial, target, aws_status, \
+                     aws_first_seen_at, recorded_at, issued_at) \
+                     SELECT serial, $2, $3, $4, $5, issued_at FROM issued_certificates \
+                     WHERE aws_certificate_id = $1 \
+                     ON CONFLICT (serial, target) DO UPDATE SET \
+                     aws_status = excluded.aws_status, \
+                     aws_first_seen_at = COALESCE(certificate_aws_status.aws_first_seen_at, \
+                         excluded.aws_first_seen_at), \
+                     recorded_at = excluded.recorded_at",
+                )
+                .bind(&r.aws_certificate_id)
+                .bind(target)
+                .bind(r.status)
+                .bind(r.first_seen_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    sqlx::query(SUMMARY_BY_AWS_ID_SQL)
+                        .bind(&r.aws_certificate_id)
+                        .bind(Some(now))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                found.push(n > 0);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(found)
+        }
+        .await)?)
+    }
+
+    /// What each target reports for the certificates `serials` (rows of targets that have
+    /// seen them), by serial and target.
+    pub async fn aws_target_statuses(
+        &self,
+        serials: &[&str],
+    ) -> StoreResult<Vec<CertificateTargetStatus>> {
+        let mut rows = Vec::new();
+        // Well under SQLite's limit of bound parameters per statement.
+        for chunk in serials.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT serial, target, aws_status, aws_first_seen_at, recorded_at \
+                 FROM certificate_aws_status WHERE serial IN ({}) ORDER BY serial, target",
+                placeholders.join(", ")
+            );
+            let part: Vec<CertificateTargetStatus> = on_pool!(self, |pool| {
+                let mut query = sqlx::query_as(&sql);
+                for serial in chunk {
+                    query = query.bind(*serial);
+                }
+                query.fetch_all(pool).await
+            })?;
+            rows.extend(part);
+        }
+        Ok(rows)
+    }
+
+    /// The targets that have the revocations of `serials` while they are pending elsewhere,
+    /// as (serial, target).
+    pub async fn revocations_pushed_to(
+        &self,
+        serials: &[&str],
+    ) -> StoreResult<Vec<(String, String)>> {
+        let mut rows = Vec::new();
+        for chunk in serials.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT serial, target FROM aws_revocation_targets WHERE serial IN ({})",
+                placeholders.join(", ")
+            );
+            let part: Vec<(String, String)> = on_pool!(self, |pool| {
+                let mut query = sqlx::query_as(&sql);
+                for serial in chunk {
+                    query = query.bind(*serial);
+                }
+                query.fetch_all(pool).await
+            })?;
+            rows.extend(part);
+        }
+        Ok(rows)
     }
 }
 
-/// Per CA, the revoked certificates AWS IoT has not caught up with.
+/// One certificate in one registration target, as the certificate view shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateAwsTarget {
+    pub target: String,
+    /// What the target reported at its last sync (or REVOKED once told of the revocation);
+    /// `None`: the target has not seen the certificate.
+    pub aws_status: Option<AwsCertificateStatus>,
+    pub aws_first_seen_at: Option<Timestamp>,
+    /// The certificate is revoked and this target, one its CA is registered in, has not been
+    /// told yet.
+    pub revocation_pending: bool,
+}
+
+impl Store {
+    /// Per certificate of `records` (by serial), its entry in each target that has seen it or
+    /// that its CA is registered in, by target name.
+    pub async fn certificate_aws_targets(
+        &self,
+        records: &[super::CertificateRecord],
+    ) -> StoreResult<std::collections::HashMap<String, Vec<CertificateAwsTarget>>> {
+        use std::collections::{BTreeMap, HashMap, HashSet};
+        let mut out: HashMap<String, Vec<CertificateAwsTarget>> = HashMap::new();
+        if records.is_empty() {
+            return Ok(out);
+        }
+        let serials: Vec<&str> = records.iter().map(|r| r.serial.as_str()).collect();
+        let mut statuses: HashMap<String, Vec<CertificateTargetStatus>> = HashMap::new();
+        for row in self.aws_target_statuses(&serials).await? {
+            statuses.entry(row.serial.clone()).or_default().push(row);
+        }
+        let mut registered: HashMap<String, Vec<String>> = HashMap::new();
+        for r in self.list_aws_registrations().await? {
+            registered.entry(r.ca_id).or_default().push(r.target);
+        }
+        let pending: Vec<&str> = records
+            .iter()
+            .filter(|r| r.aws_revocation_pending)
+            .map(|r| r.serial.as_str())
+            .collect();
+        let pushed: HashSet<(String, String)> = if pending.is_empty() {
+            HashSet::new()
+        } else {
+            self.revocations_pushed_to(&pending)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        for record in records {
+            let mut entries: BTreeMap<String, CertificateAwsTarget> = BTreeMap::new();
+            for target in registered.get(&record.ca_id).into_iter().flatten() {
+                entries.insert(
+                    target.clone(),
+                    CertificateAwsTarget {
+                        target: target.clone(),
+                        aws_status: None,
+                        aws_first_seen_at: None,
+                        revocation_pending: record.aws_revocation_pending
+                            && !pushed.contains(&(record.serial.clone(), target.clone())),
+                    },
+                );
+            }
+            for row in statuses.remove(&record.serial).into_iter().flatten() {
+                let entry =
+                    entries
+                        .entry(row.target.clone())
+                        .or_insert_with(|| CertificateAwsTarget {
+                            target: row.target.clone(),
+                            aws_status: None,
+                            aws_first_seen_at: None,
+                            revocation_pending: false,
+                        });
+                entry.aws_status = Some(row.aws_status);
+                entry.aws_first_seen_at = row.aws_first_seen_at;
+            }
+            out.insert(record.serial.clone(), entries.into_values().collect());
+        }
+        Ok(out)
+    }
+}
+
+/// One certificate as AWS IoT in one target listed it, for [`Store::record_aws_statuses`].
+#[derive(Debug, Clone)]
+pub struct ReportedStatus {
+    pub aws_certificate_id: String,
+    pub status: AwsCertificateStatus,
+    /// AWS's creation date of the certificate there.
+    pub first_seen_at: Option<Timestamp>,
+}
+
+/// What one target reports for one certificate (`certificate_aws_status`).
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct CertificateTargetStatus {
+    pub serial: String,
+    pub target: String,
+    pub aws_status: AwsCertificateStatus,
+    pub aws_first_seen_at: Option<Timestamp>,
+    /// When factory-ca recorded it (a sync, or a revocation push).
+    pub recorded_at: Timestamp,
+}
+
+/// The summary columns of one certificate from its per-target rows, for the certificate whose
+/// `$key` column is `$1`; `$2` is the time of a sync (null: keep `aws_synced_at`).
+///
+/// The summary `aws_status` is the status of the target under which the device can connect
+/// first: ACTIVE in any target is ACTIVE (so `aws_status = ACTIVE` means "ACTIVE in at least
+/// one target", the same as asking every target), REVOKED only when every target that has seen
+/// the certificate has it REVOKED, null when no target has seen it. `aws_first_seen_at` is the
+/// earliest over the targets. With one target, both are that target's, as before targets.
+macro_rules! summary_sql {
+    ($key:literal) => {
+        concat!(
+            "UPDATE issued_certificates SET aws_status = (SELECT s.aws_status \
+             FROM certificate_aws_status s WHERE s.serial = issued_certificates.serial \
+             ORDER BY CASE s.aws_status WHEN 'ACTIVE' THEN 0 \
+             WHEN 'PENDING_ACTIVATION' THEN 1 WHEN 'PENDING_TRANSFER' THEN 2 \
+             WHEN 'REGISTER_INACTIVE' THEN 3 WHEN 'INACTIVE' THEN 4 ELSE 5 END, s.target \
+             LIMIT 1), \
+             aws_first_seen_at = (SELECT MIN(s.aws_first_seen_at) FROM certificate_aws_status s \
+             WHERE s.serial = issued_certificates.serial), \
+             aws_synced_at = COALESCE($2, aws_synced_at) WHERE ",
+            $key,
+            " = $1"
+        )
+    };
+}
+const SUMMARY_BY_SERIAL_SQL: &str = summary_sql!("serial");
+const SUMMARY_BY_AWS_ID_SQL: &str = summary_sql!("aws_certificate_id");
+
+/// `target` reports `serial` REVOKED (`$3`: now); AWS's first-seen date stays.
+const UPSERT_REVOKED_SQL: &str = "INSERT INTO certificate_aws_status (serial, target, \
+    aws_status, aws_first_seen_at, recorded_at, issued_at) \
+    SELECT serial, $2, 'REVOKED', NULL, $3, issued_at FROM issued_certificates WHERE serial = $1 \
+    ON CONFLICT (serial, target) DO UPDATE SET aws_status = 'REVOKED', \
+    recorded_at = excluded.recorded_at";
+
+/// Per CA and target, the revoked certificates AWS IoT has not caught up with.
 #[derive(Debug, Clone, Default, FromRow, PartialEq, Eq)]
 pub struct RevocationLag {
     pub ca_id: String,
-    /// Revoked in the ledger, ACTIVE in AWS at the last sync.
+    pub target: String,
+    /// Revoked in the ledger, ACTIVE in this target at its last sync.
     pub revoked_but_active: i64,
-    /// Revoked in the ledger, not yet pushed to AWS.
+    /// Revoked in the ledger, not yet pushed to this target.
     pub pending: i64,
 }
 
 impl Store {
-    /// [`RevocationLag`] of each CA with at least one lagging revocation.
+    /// [`RevocationLag`] of each (CA, target the CA is registered in) with at least one
+    /// lagging revocation, by CA and target. Each count starts from the CA's revoked
+    /// certificates (a partial index each: `issued_certificates_revoked`,
+    /// `issued_certificates_aws_revocation_pending`) and looks each up by its serial and the
+    /// target (a primary key each), so it costs what the revocations number, not the ledger
+    /// or the certificates AWS lists (docs/query-plans.md, "GET /v1/admin/health").
     pub async fn revocation_lag(&self) -> StoreResult<Vec<RevocationLag>> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            "SELECT ca_id, \
-             SUM(CASE WHEN aws_status = 'ACTIVE' THEN 1 ELSE 0 END) AS revoked_but_active, \
-             SUM(CASE WHEN aws_revocation_pending THEN 1 ELSE 0 END) AS pending \
-             FROM issued_certificates \
-             WHERE status = 'revoked' AND (aws_status = 'ACTIVE' OR aws_revocation_pending) \
-             GROUP BY ca_id ORDER BY ca_id"
-        )
-        .fetch_all(pool)
-        .await)?)
+        let lags: Vec<RevocationLag> = on_pool!(self, |pool| sqlx::query_as(REVOCATION_LAG_SQL)
+            .fetch_all(pool)
+            .await)?;
+        Ok(lags
+            .into_iter()
+            .filter(|l| l.revoked_but_active > 0 || l.pending > 0)
+            .collect())
+    }
+
+    /// The plan of [`Store::revocation_lag`]'s query, one line per plan node.
+    pub async fn explain_revocation_lag(&self) -> StoreResult<Vec<String>> {
+        self.explain(REVOCATION_LAG_SQL, &[]).await
     }
 }
+
+/// Per (CA, registered target): revoked in the ledger and ACTIVE in that target at its last
+/// sync; revoked and not yet told to that target. The target's status is a scalar subquery,
+/// evaluated per revoked certificate by primary key: as a join, PostgreSQL would rather hash
+/// every ACTIVE row of every target than look up the few revoked ones.
+const REVOCATION_LAG_SQL: &str = "SELECT r.ca_id, r.target, \
+    (SELECT COUNT(*) FROM issued_certificates c \
+        WHERE c.ca_id = r.ca_id AND c.status = 'revoked' \
+        AND (SELECT s.aws_status FROM certificate_aws_status s \
+            WHERE s.serial = c.serial AND s.target = r.target) = 'ACTIVE') \
+        AS revoked_but_active, \
+    (SELECT COUNT(*) FROM issued_certificates c \
+        WHERE c.ca_id = r.ca_id AND c.aws_revocation_pending \
+        AND NOT EXISTS (SELECT 1 FROM aws_revocation_targets p \
+            WHERE p.serial = c.serial AND p.target = r.target)) AS pending \
+    FROM ca_aws_registrations r ORDER BY r.ca_id, r.target";
 
 /// A sync under way: where it stands (`aws_sync_progress`), kept after each page.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq, utoipa::ToSchema)]

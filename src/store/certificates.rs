@@ -140,8 +140,11 @@ pub struct CertificateFilter {
     pub status: Option<LedgerStatus>,
     pub issued_after: Option<Timestamp>,
     pub issued_before: Option<Timestamp>,
-    /// An AWS IoT status from the last sync, or certificates AWS has not seen.
+    /// An AWS IoT status from the last sync, or certificates AWS has not seen: in the target
+    /// `aws_target` when given, else in any target (`never_seen`: in none).
     pub aws_status: Option<AwsStatusFilter>,
+    /// The registration target `aws_status` asks about (only with `aws_status`).
+    pub aws_target: Option<String>,
     /// Thing names starting with this (bytewise; case-sensitive, as AWS IoT thing names are).
     pub thing_name_prefix: Option<String>,
     /// Oldest first instead of newest first.
@@ -462,8 +465,31 @@ impl Store {
     }
 
     fn list_query(&self, filter: &CertificateFilter, limit: u32) -> (String, Vec<Bind>) {
+        // Which rows of `certificate_aws_status` the AWS filter reads, if any. The summary
+        // `aws_status` of the ledger row answers "ACTIVE in any target" and "seen by no
+        // target" itself (see store::aws::summary_sql); every other question reads the
+        // per-target rows, from their index in (issued_at, serial) order: `s` joined to the
+        // ledger row `c`.
+        let joined = match (&filter.aws_status, &filter.aws_target) {
+            (Some(AwsStatusFilter::Reported(status)), Some(target)) => {
+                Some((*status, Some(target.as_str())))
+            }
+            (Some(AwsStatusFilter::Reported(status)), None)
+                if *status != AwsCertificateStatus::Active =>
+            {
+                Some((*status, None))
+            }
+            _ => None,
+        };
+        let (c, ordered) = if joined.is_some() {
+            ("c.", "s.")
+        } else {
+            ("", "")
+        };
         let mut conditions = Vec::new();
         let mut binds = Vec::new();
+        // Conditions without a parameter.
+        let mut fixed = Vec::new();
         let mut push = |condition: &str, bind: Bind| {
             binds.push(bind);
             conditions.push(condition.replace('?', &format!("${}", binds.len())));
@@ -472,9 +498,23 @@ impl Store {
         // match and the prefix range whatever the database's collation; SQLite's default
         // collation is bytewise already.
         let thing_name = match self {
-            Store::Postgres(_) => "thing_name COLLATE \"C\"",
-            Store::Sqlite(_) => "thing_name",
+            Store::Postgres(_) => format!("{c}thing_name COLLATE \"C\""),
+            Store::Sqlite(_) => format!("{c}thing_name"),
         };
+        if let Some((status, target)) = joined {
+            push("s.aws_status = ?", Bind::Text(status.as_aws().to_owned()));
+            match target {
+                Some(target) => push("s.target = ?", Bind::Text(target.to_owned())),
+                // Any target: each certificate once, by the first target (by name) that
+                // reports the status.
+                None => fixed.push(
+                    "NOT EXISTS (SELECT 1 FROM certificate_aws_status f \
+                     WHERE f.serial = s.serial AND f.aws_status = s.aws_status \
+                     AND f.target < s.target)"
+                        .to_owned(),
+                ),
+            }
+        }
         if let Some(v) = &filter.thing_name {
             push(&format!("{thing_name} = ?"), Bind::Text(v.clone()));
         }
@@ -485,28 +525,37 @@ impl Store {
             }
         }
         if let Some(v) = &filter.country {
-            push("country = ?", Bind::Text(v.clone()));
+            push(&format!("{c}country = ?"), Bind::Text(v.clone()));
         }
         if let Some(v) = &filter.station {
-            push("station = ?", Bind::Text(v.clone()));
+            push(&format!("{c}station = ?"), Bind::Text(v.clone()));
         }
         if let Some(v) = filter.status {
-            push("status = ?", Bind::Text(v.name().to_owned()));
+            push(&format!("{c}status = ?"), Bind::Text(v.name().to_owned()));
         }
         if let Some(v) = filter.issued_after {
-            push("issued_at >= ?", Bind::Time(v));
+            push(&format!("{ordered}issued_at >= ?"), Bind::Time(v));
         }
         if let Some(v) = filter.issued_before {
-            push("issued_at < ?", Bind::Time(v));
+            push(&format!("{ordered}issued_at < ?"), Bind::Time(v));
         }
-        match filter.aws_status {
-            Some(AwsStatusFilter::NeverSeen) => conditions.push("aws_status IS NULL".to_owned()),
-            Some(AwsStatusFilter::Reported(v)) => {
-                binds.push(Bind::Text(v.as_aws().to_owned()));
-                conditions.push(format!("aws_status = ${}", binds.len()));
+        if joined.is_none() {
+            match (&filter.aws_status, &filter.aws_target) {
+                (Some(AwsStatusFilter::NeverSeen), None) => {
+                    fixed.push("aws_status IS NULL".to_owned())
+                }
+                (Some(AwsStatusFilter::NeverSeen), Some(target)) => push(
+                    "NOT EXISTS (SELECT 1 FROM certificate_aws_status s \
+                     WHERE s.serial = issued_certificates.serial AND s.target = ?)",
+                    Bind::Text(target.clone()),
+                ),
+                (Some(AwsStatusFilter::Reported(v)), _) => {
+                    push("aws_status = ?", Bind::Text(v.as_aws().to_owned()))
+                }
+                (None, _) => {}
             }
-            None => {}
         }
+        conditions.extend(fixed);
         let (order, after) = if filter.ascending {
             ("ASC", ">")
         } else {
@@ -516,7 +565,7 @@ impl Store {
             binds.push(Bind::Time(*at));
             binds.push(Bind::Text(serial.clone()));
             conditions.push(format!(
-                "(issued_at, serial) {after} (${}, ${})",
+                "({ordered}issued_at, {ordered}serial) {after} (${}, ${})",
                 binds.len() - 1,
                 binds.len()
             ));
@@ -526,10 +575,23 @@ impl Store {
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        let sql = format!(
-            "SELECT {CERT_COLUMNS} FROM issued_certificates {where_clause} \
-             ORDER BY issued_at {order}, serial {order} LIMIT {limit}"
-        );
+        let sql = if joined.is_some() {
+            let columns: Vec<String> = CERT_COLUMNS
+                .split(',')
+                .map(|column| format!("c.{}", column.trim()))
+                .collect();
+            format!(
+                "SELECT {} FROM certificate_aws_status s \
+                 JOIN issued_certificates c ON c.serial = s.serial {where_clause} \
+                 ORDER BY s.issued_at {order}, s.serial {order} LIMIT {limit}",
+                columns.join(", ")
+            )
+        } else {
+            format!(
+                "SELECT {CERT_COLUMNS} FROM issued_certificates {where_clause} \
+                 ORDER BY issued_at {order}, serial {order} LIMIT {limit}"
+            )
+        };
         (sql, binds)
     }
 }

@@ -85,13 +85,15 @@ async fn the_export_has_aws_revocation_pending_and_an_opt_in_bom(backend: Backen
     let text = String::from_utf8(plain.to_vec()).unwrap();
     let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert!(lines[0].ends_with(
-        ",aws_first_seen_at,aws_revocation_pending,channel,superseded_at,superseded_by"
+        ",aws_first_seen_at,aws_revocation_pending,channel,superseded_at,superseded_by,\
+         aws_status_by_target,aws_revocation_pending_targets"
     ));
     let column = |line: &str, back: usize| line.rsplit(',').nth(back).unwrap().to_owned();
-    assert_eq!(column(lines[1], 3), pending.to_string(), "the revoked row");
-    assert_eq!(column(lines[2], 3), "false", "the active row");
-    assert_eq!(column(lines[1], 2), "api", "signed through the JSON API");
-    assert_eq!(column(lines[1], 0), "", "never renewed");
+    assert_eq!(column(lines[1], 5), pending.to_string(), "the revoked row");
+    assert_eq!(column(lines[2], 5), "false", "the active row");
+    assert_eq!(column(lines[1], 4), "api", "signed through the JSON API");
+    assert_eq!(column(lines[1], 2), "", "never renewed");
+    assert_eq!(column(lines[1], 1), "", "AWS is not configured: no targets");
 
     let with_bom = app
         .get(&app.viewer, "/v1/certificates/export.csv?bom=true")

@@ -1,7 +1,8 @@
 //! Registration targets against moto, one server for several regions and accounts: a CA
 //! registered in us-east-1, eu-west-1 and a second account (through moto's STS), each checked
 //! with boto3 on its own; one target failing on a bad endpoint while the others succeed, then
-//! fixed (a restart with the good endpoint) and retried; revocations REVOKED in every target.
+//! fixed (a restart with the good endpoint) and retried; revocations REVOKED in every target;
+//! a sync of one target records that target's view of each device and leaves the others'.
 
 use std::process::Command;
 
@@ -55,6 +56,32 @@ print(json.dumps(out))
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("boto3 prints JSON")
+}
+
+/// Registers a device certificate in one region of the default account with boto3, as JITP
+/// would on the device's first connection there (`status` ACTIVE), or as an operator's
+/// deactivation leaves it (INACTIVE).
+fn boto3_register(moto: &str, region: &str, cert_pem: &str, ca_pem: &str, status: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python =
+        std::env::var("MOTO_PYTHON").unwrap_or_else(|_| format!("{root}/.venv/bin/python"));
+    let script = r#"
+import sys
+import boto3
+url, region, cert, ca, status = sys.argv[1:6]
+iot = boto3.client("iot", region_name=region, endpoint_url=url, aws_access_key_id="testing",
+                   aws_secret_access_key="testing")
+iot.register_certificate(certificatePem=cert, caCertificatePem=ca, status=status)
+"#;
+    let output = Command::new(&python)
+        .args(["-c", script, moto, region, cert_pem, ca_pem, status])
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "boto3 register failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn service(dir: &std::path::Path, moto: &str, eu_endpoint: &str) -> Service {
@@ -274,5 +301,112 @@ async fn one_ca_in_two_regions_and_a_second_account_with_a_target_down_then_retr
             "{region} {role:?}: {view}"
         );
     }
+
+    // A device that connected in us-east-1 and is INACTIVE in eu-west-1: a sync of us records
+    // us's view only, a sync of eu then adds eu's and leaves us's as it was.
+    let (status, roamer) = call(
+        client
+            .post(format!("{base}/v1/certificates"))
+            .json(&json!({"csr": csr("Roamer-1", "JP").pem})),
+        &station,
+    )
+    .await;
+    assert_eq!(status, 201, "{roamer}");
+    let roamer_serial = roamer["serial"].as_str().unwrap().to_owned();
+    let roamer_pem = roamer["certificate_pem"].as_str().unwrap().to_owned();
+    let ca_pem = client
+        .get(format!("{base}/v1/ca.pem"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    boto3_register(&moto.url, "us-east-1", &roamer_pem, &ca_pem, "ACTIVE");
+    boto3_register(&moto.url, "eu-west-1", &roamer_pem, &ca_pem, "INACTIVE");
+    let sync = |targets: &'static str| {
+        let request = client.post(format!(
+            "{base}/v1/admin/cas/{ca_id}/aws/sync?targets={targets}"
+        ));
+        let admin = admin.clone();
+        async move { call(request, &admin).await }
+    };
+    let row_url = format!("{base}/v1/certificates/{roamer_serial}");
+    let (status, report) = sync("us").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["targets"].as_array().unwrap().len(), 1, "{report}");
+    let (_, row) = call(client.get(&row_url), &admin).await;
+    assert_eq!(row["aws_status"], "ACTIVE", "{row}");
+    assert_eq!(entry_of(&row, "us")["aws_status"], "ACTIVE", "{row}");
+    assert!(
+        entry_of(&row, "us")["aws_first_seen_at"].is_string(),
+        "{row}"
+    );
+    assert!(entry_of(&row, "eu")["aws_status"].is_null(), "{row}");
+    let (status, report) = sync("eu").await;
+    assert_eq!(status, 200, "{report}");
+    let (_, row) = call(client.get(&row_url), &admin).await;
+    assert_eq!(entry_of(&row, "eu")["aws_status"], "INACTIVE", "{row}");
+    assert_eq!(entry_of(&row, "us")["aws_status"], "ACTIVE", "{row}");
+    assert_eq!(row["aws_status"], "ACTIVE", "{row}");
+    // The revoked device, synced in every target: REVOKED in each.
+    let (status, report) = sync("us,eu,partner").await;
+    assert_eq!(status, 200, "{report}");
+    let (_, revoked_row) = call(
+        client.get(format!("{base}/v1/certificates/{serial}")),
+        &admin,
+    )
+    .await;
+    for target in ["us", "eu", "partner"] {
+        assert_eq!(
+            entry_of(&revoked_row, target)["aws_status"],
+            "REVOKED",
+            "{target}: {revoked_row}"
+        );
+    }
+    assert_eq!(revoked_row["aws_status"], "REVOKED", "{revoked_row}");
+    // The filter, per target and over all of them.
+    let listed = |query: String| {
+        let request = client.get(format!("{base}/v1/certificates?{query}"));
+        let admin = admin.clone();
+        async move {
+            let (status, page) = call(request, &admin).await;
+            assert_eq!(status, 200, "{query}: {page}");
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["serial"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed("aws_status=INACTIVE&aws_target=eu".into()).await,
+        vec![roamer_serial.clone()]
+    );
+    assert!(
+        listed("aws_status=INACTIVE&aws_target=us".into())
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        listed("aws_status=INACTIVE".into()).await,
+        vec![roamer_serial.clone()]
+    );
+    assert!(
+        listed("aws_status=never_seen&aws_target=partner".into())
+            .await
+            .contains(&roamer_serial)
+    );
     svc.stop().await;
+}
+
+/// The entry of `target` in a ledger row's `aws_targets`.
+fn entry_of<'a>(row: &'a Value, target: &str) -> &'a Value {
+    row["aws_targets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no aws_targets: {row}"))
+        .iter()
+        .find(|t| t["target"] == target)
+        .unwrap_or_else(|| panic!("no target {target}: {row}"))
 }

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::common::*;
+use factory_ca::aws::AwsCertificateStatus;
 use factory_ca::store::stats::StatsGrouping;
 use factory_ca::store::{CertificateFilter, Timestamp};
 use reqwest::StatusCode;
@@ -37,11 +38,35 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
          FROM (SELECT ca_id FROM issued_certificates LIMIT 1) AS t, generate_series(0, 8759) AS h"
     ))
     .await;
+    // AWS's view per registration target: eu has seen three quarters of the devices (one in
+    // 256 of them REVOKED there), us half (one in 256 INACTIVE), and the CA is registered in
+    // both. The hex digits of the serial stand in for where a device connected.
+    app.execute_sql(
+        "INSERT INTO certificate_aws_status (serial, target, aws_status, aws_first_seen_at, \
+           recorded_at, issued_at) \
+         SELECT serial, 'eu', CASE WHEN right(serial, 2) = 'aa' THEN 'REVOKED' ELSE 'ACTIVE' END, \
+           issued_at, now(), issued_at FROM issued_certificates \
+         WHERE right(serial, 1) NOT IN ('0', '1', '2', '3'); \
+         INSERT INTO certificate_aws_status (serial, target, aws_status, aws_first_seen_at, \
+           recorded_at, issued_at) \
+         SELECT serial, 'us', CASE WHEN right(serial, 2) = '07' THEN 'INACTIVE' ELSE 'ACTIVE' END, \
+           issued_at, now(), issued_at FROM issued_certificates \
+         WHERE right(serial, 1) IN ('0', '1', '2', '3', '4', '5', '6', '7'); \
+         INSERT INTO ca_aws_registrations (ca_id, target, aws_certificate_id, certificate_arn, \
+           mode, status, auto_registration, registered_at, updated_at) \
+         SELECT id, t, aws_certificate_id, 'arn:aws:iot:' || t || ':cacert/' || aws_certificate_id, \
+           'sni_only', 'ACTIVE', true, now(), now() \
+         FROM certificate_authorities, (VALUES ('eu'), ('us')) AS targets (t)",
+    )
+    .await;
     // One statement each: VACUUM cannot run in the implicit transaction of a multi-statement
     // query. It sets the visibility map, so that index-only scans are possible, as they are on
     // a real ledger that autovacuum keeps up.
     app.execute_sql("VACUUM ANALYZE issued_certificates").await;
     app.execute_sql("VACUUM ANALYZE rejection_counts").await;
+    app.execute_sql("VACUUM ANALYZE certificate_aws_status")
+        .await;
+    app.execute_sql("VACUUM ANALYZE ca_aws_registrations").await;
     assert_eq!(app.ledger_count().await, i64::from(ROWS) + 1);
 
     let now = OffsetDateTime::now_utc();
@@ -118,6 +143,54 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
                 ..Default::default()
             },
         ),
+        (
+            "ACTIVE in AWS IoT (any target: the summary)",
+            CertificateFilter {
+                aws_status: Some(factory_ca::store::AwsStatusFilter::Reported(
+                    AwsCertificateStatus::Active,
+                )),
+                ..Default::default()
+            },
+        ),
+        (
+            "REVOKED in any AWS target",
+            CertificateFilter {
+                aws_status: Some(factory_ca::store::AwsStatusFilter::Reported(
+                    AwsCertificateStatus::Revoked,
+                )),
+                ..Default::default()
+            },
+        ),
+        (
+            "INACTIVE in one AWS target, next page",
+            CertificateFilter {
+                aws_status: Some(factory_ca::store::AwsStatusFilter::Reported(
+                    AwsCertificateStatus::Inactive,
+                )),
+                aws_target: Some("us".into()),
+                before: cursor.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "ACTIVE in one AWS target, revoked in the ledger",
+            CertificateFilter {
+                aws_status: Some(factory_ca::store::AwsStatusFilter::Reported(
+                    AwsCertificateStatus::Active,
+                )),
+                aws_target: Some("eu".into()),
+                status: Some(factory_ca::store::LedgerStatus::Revoked),
+                ..Default::default()
+            },
+        ),
+        (
+            "never seen by one AWS target",
+            CertificateFilter {
+                aws_status: Some(factory_ca::store::AwsStatusFilter::NeverSeen),
+                aws_target: Some("eu".into()),
+                ..Default::default()
+            },
+        ),
     ];
 
     let mut report = String::from(
@@ -131,6 +204,7 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
     let mut record = |title: String, plan: Vec<String>, whole_rejection_table: bool| {
         let text = plan.join("\n");
         if text.contains("Seq Scan on issued_certificates")
+            || text.contains("Seq Scan on certificate_aws_status")
             || (!whole_rejection_table && text.contains("Seq Scan on rejection_counts"))
         {
             table_scans.push(format!("{title}:\n{text}"));
@@ -177,6 +251,14 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
             }
         }
     }
+
+    // The CA health counts per (CA, target) start from the revoked rows.
+    let lag = app.store.explain_revocation_lag().await.unwrap();
+    record(
+        "GET /v1/admin/health: revoked but ACTIVE, and pending, per target".into(),
+        lag,
+        false,
+    );
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();

@@ -27,6 +27,7 @@ use crate::http::extract::{
 };
 use crate::http::route;
 use crate::services::issuance::{IssuanceRequest, Issued};
+use crate::store::aws::CertificateAwsTarget;
 use crate::store::{
     AwsStatusFilter, CertificateFilter, CertificateRecord, Channel, LedgerStatus, TextValue,
     Timestamp,
@@ -357,9 +358,15 @@ pub struct CertificateView {
     /// A revocation AWS IoT has not been told of yet (retried in the background).
     pub aws_revocation_pending: bool,
     /// The status AWS IoT reported at the last sync; null when AWS has not seen the
-    /// certificate (the device never connected) or no sync ran.
+    /// certificate (the device never connected) or no sync ran. With several registration
+    /// targets, a summary of `aws_targets`: ACTIVE when any target reports ACTIVE, REVOKED
+    /// only when every target that has seen it reports REVOKED.
     pub aws_status: Option<AwsCertificateStatus>,
+    /// When AWS first saw the certificate (the earliest over the targets).
     pub aws_first_seen_at: Option<String>,
+    /// The certificate in each registration target that has seen it or that its CA is
+    /// registered in, by target name.
+    pub aws_targets: Vec<CertificateTargetView>,
     /// The interface the certificate was requested through: `api` or `est`.
     pub channel: Channel,
     /// When its device renewed it (EST simplereenroll; status `superseded`, or `revoked`
@@ -370,9 +377,35 @@ pub struct CertificateView {
     pub certificate_pem: Option<String>,
 }
 
+/// A ledger row in one AWS registration target.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CertificateTargetView {
+    /// The target (`default`: the `[aws]` section).
+    pub target: String,
+    /// What this target reported at its last sync, or REVOKED once told of the revocation;
+    /// null when it has not seen the certificate.
+    pub aws_status: Option<AwsCertificateStatus>,
+    pub aws_first_seen_at: Option<String>,
+    /// The revocation has not been pushed to this target yet.
+    pub aws_revocation_pending: bool,
+}
+
 impl CertificateView {
-    pub fn new(r: CertificateRecord, with_pem: bool) -> Self {
+    pub fn new(
+        r: CertificateRecord,
+        with_pem: bool,
+        aws_targets: Vec<CertificateAwsTarget>,
+    ) -> Self {
         CertificateView {
+            aws_targets: aws_targets
+                .into_iter()
+                .map(|t| CertificateTargetView {
+                    target: t.target,
+                    aws_status: t.aws_status,
+                    aws_first_seen_at: t.aws_first_seen_at.map(Timestamp::rfc3339),
+                    aws_revocation_pending: t.revocation_pending,
+                })
+                .collect(),
             certificate_pem: with_pem.then(|| ca::to_pem("CERTIFICATE", &r.certificate_der)),
             serial: r.serial,
             thing_name: r.thing_name,
@@ -417,8 +450,12 @@ pub struct ListParams {
     /// RFC 3339; exclusive.
     issued_before: Option<String>,
     /// The AWS status from the last sync (`ACTIVE`, `INACTIVE`, `REVOKED`,
-    /// `PENDING_TRANSFER`, `REGISTER_INACTIVE`, `PENDING_ACTIVATION`), or `never_seen`.
+    /// `PENDING_TRANSFER`, `REGISTER_INACTIVE`, `PENDING_ACTIVATION`), or `never_seen`: in the
+    /// target `aws_target` when given, else in any registration target (`never_seen`: in
+    /// none).
     aws_status: Option<String>,
+    /// A registration target: `aws_status` asks about this target only. Needs `aws_status`.
+    aws_target: Option<String>,
     /// 1 to 1000, default 100 (export: every matching row).
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -471,7 +508,7 @@ pub async fn list_certificates(
             format!("limit must be between 1 and {MAX_PAGE}"),
         ));
     }
-    let filter = certificate_filter(params)?;
+    let filter = certificate_filter(params, &state)?;
     // One row more than asked tells whether another page exists.
     let mut rows = state.reads.list_certificates(&filter, limit + 1).await?;
     let next_cursor = if rows.len() > limit as usize {
@@ -480,10 +517,14 @@ pub async fn list_certificates(
     } else {
         None
     };
+    let mut targets = state.reads.certificate_aws_targets(&rows).await?;
     Ok(Json(CertificatePage {
         items: rows
             .into_iter()
-            .map(|r| CertificateView::new(r, false))
+            .map(|r| {
+                let t = targets.remove(&r.serial).unwrap_or_default();
+                CertificateView::new(r, false, t)
+            })
             .collect(),
         next_cursor,
     }))
@@ -491,7 +532,7 @@ pub async fn list_certificates(
 
 /// The columns of `GET /v1/certificates/export.csv`, in order: a stable interface (documented
 /// in docs/operations.md); add columns at the end, never rename or reorder.
-pub const CSV_COLUMNS: [&str; 22] = [
+pub const CSV_COLUMNS: [&str; 24] = [
     "serial",
     "thing_name",
     "country",
@@ -514,6 +555,8 @@ pub const CSV_COLUMNS: [&str; 22] = [
     "channel",
     "superseded_at",
     "superseded_by",
+    "aws_status_by_target",
+    "aws_revocation_pending_targets",
 ];
 /// Rows read from the store per chunk of the CSV stream: memory stays constant.
 const EXPORT_CHUNK: u32 = 1000;
@@ -545,7 +588,7 @@ pub async fn export_certificates_csv(
         ));
     }
     let bom = params.bom.take().unwrap_or(false);
-    let mut filter = certificate_filter(params)?;
+    let mut filter = certificate_filter(params, &state)?;
     // The first chunk is read before answering, so that a store outage is a 503, not a
     // truncated 200.
     let first = state
@@ -576,9 +619,14 @@ pub async fn export_certificates_csv(
             let Some((rows, more)) = next else {
                 return Ok::<_, crate::store::StoreError>(None);
             };
+            let targets = store.certificate_aws_targets(&rows).await?;
             let mut chunk = String::with_capacity(rows.len() * 400);
             for row in rows {
-                csv_row(&mut chunk, &row);
+                let t = targets
+                    .get(&row.serial)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                csv_row(&mut chunk, &row, t);
             }
             let following = match more {
                 Some((filter, remaining)) => Some(
@@ -615,9 +663,29 @@ pub async fn export_certificates_csv(
         .into_response())
 }
 
-/// Appends one CSV line (RFC 4180) for a ledger row.
-pub fn csv_row(out: &mut String, r: &CertificateRecord) {
+/// Appends one CSV line (RFC 4180) for a ledger row and its entries per AWS target.
+/// `aws_status_by_target` is `target=STATUS` per target, `;`-separated, `never_seen` for a
+/// target that has not seen it; `aws_revocation_pending_targets` the `;`-separated targets
+/// still to be told of the revocation.
+pub fn csv_row(out: &mut String, r: &CertificateRecord, targets: &[CertificateAwsTarget]) {
     let time = Timestamp::rfc3339;
+    let by_target = targets
+        .iter()
+        .map(|t| {
+            format!(
+                "{}={}",
+                t.target,
+                t.aws_status.map_or("never_seen", |status| status.as_aws())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";");
+    let pending_targets = targets
+        .iter()
+        .filter(|t| t.revocation_pending)
+        .map(|t| t.target.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
     let fields: [std::borrow::Cow<'_, str>; CSV_COLUMNS.len()] = [
         r.serial.as_str().into(),
         r.thing_name.as_str().into(),
@@ -648,6 +716,8 @@ pub fn csv_row(out: &mut String, r: &CertificateRecord) {
         r.channel.name().into(),
         r.superseded_at.map(time).unwrap_or_default().into(),
         r.superseded_by.as_deref().unwrap_or_default().into(),
+        by_target.into(),
+        pending_targets.into(),
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
@@ -677,7 +747,7 @@ fn csv_field(out: &mut String, field: &str) {
 }
 
 /// The ledger filter of the list and export endpoints, validated.
-fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError> {
+fn certificate_filter(params: ListParams, state: &AppState) -> Result<CertificateFilter, ApiError> {
     let status = params
         .status
         .as_deref()
@@ -708,6 +778,28 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
                 })
         })
         .transpose()?;
+    if let Some(target) = &params.aws_target {
+        if aws_status.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "aws_target applies with aws_status (the status to ask that target about)",
+            ));
+        }
+        if !state.aws_targets.iter().any(|t| &t.name == target) {
+            let configured: Vec<&str> = state.aws_targets.iter().map(|t| t.name.as_str()).collect();
+            return Err(ApiError::new(
+                ErrorCode::UnknownAwsTarget,
+                if configured.is_empty() {
+                    format!("no AWS target {target:?}: AWS IoT is not configured")
+                } else {
+                    format!(
+                        "no AWS target {target:?}; configured: {}",
+                        configured.join(", ")
+                    )
+                },
+            ));
+        }
+    }
     if let Some(q) = &params.q
         && !(1..=128).contains(&q.len())
     {
@@ -743,6 +835,7 @@ fn certificate_filter(params: ListParams) -> Result<CertificateFilter, ApiError>
             .map(|t| parse_time("issued_before", t))
             .transpose()?,
         aws_status,
+        aws_target: params.aws_target,
         ascending,
         before: params.cursor.as_deref().map(decode_cursor).transpose()?,
     })
@@ -776,7 +869,13 @@ pub async fn get_certificate(
         .get_certificate(&serial)
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(CertificateView::new(record, true)))
+    let targets = state
+        .store
+        .certificate_aws_targets(std::slice::from_ref(&record))
+        .await?
+        .remove(&record.serial)
+        .unwrap_or_default();
+    Ok(Json(CertificateView::new(record, true, targets)))
 }
 
 fn encode_cursor(issued_at: Timestamp, serial: &str) -> String {
