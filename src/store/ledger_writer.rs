@@ -409,8 +409,8 @@ async fn insert_claims_and_certificates(
     // revocation deletes claims. Under "allow" the newest certificate always takes it.
     // The heads are locked after every claim and certificate row: `head` reads `inserted`
     // through a sort (DISTINCT .. ORDER BY), which runs `inserted`, and through it `claimed`,
-    // to completion first. That is the order of the single-row path
-    // (`Store::record_issuance`): claim, certificate, head; CAs in id order.
+    // to completion first. The head comes last, as in the single-row path
+    // (`Store::record_issuance`) and as before; CAs in id order.
     // A recorded serial, or a head: (serial, ca_id, seq, hash).
     type Returned = (Option<String>, Option<String>, Option<i64>, Option<Vec<u8>>);
     let returned: Vec<Returned> = sqlx::query_as(
