@@ -11,14 +11,27 @@ makes it keep AWS's rules (the AWS KMS API reference, Sign):
 - it signs with keys that are disabled or pending deletion. Here `Sign` and `GetPublicKey` on
   such a key fail with `DisabledException` or `KMSInvalidStateException`, as AWS's do.
 
+moto 5.2 finds an AWS IoT certificate by id (DescribeCertificate, and UpdateCertificate through
+it) by scanning every certificate of the region: at 45,000 certificates an UpdateCertificate took
+54 ms, at 100,000 it would take well over 100 ms, so moto rather than the caller set the pace of
+a large revocation backlog. Here the lookup goes straight to moto's own index of certificates
+by id (the same answer, the same ResourceNotFoundException).
+
 `--kms-as-shipped` leaves moto's KMS as it is (the test that shows what the service does with
 an endpoint that signs a digest as a message uses it).
 
-Usage: python scripts/moto_server.py PORT [--kms-as-shipped]
+`--iot-throttle RATE[:BURST]` makes moto's AWS IoT throttle as AWS does over an account's API
+rate: one token bucket for every AWS IoT call (RATE per second, BURST at once, default 1); a
+call over it is answered HTTP 429 `ThrottlingException` and counted on stderr, one line
+`moto_server: throttled <n so far>` each (scripts/bench-revocations.sh uses it).
+
+Usage: python scripts/moto_server.py PORT [--kms-as-shipped] [--iot-throttle RATE[:BURST]]
 """
 import base64
 import json
 import sys
+import threading
+import time
 
 from moto.core.config import default_user_config
 
@@ -103,7 +116,55 @@ def keep_aws_kms_rules() -> None:
     responses.KmsResponse.sign = sign
 
 
+def find_iot_certificates_by_id() -> None:
+    from moto.iot import models
+    from moto.iot.exceptions import ResourceNotFoundException
+
+    def describe_certificate(self, certificate_id):
+        cert = self.certificates.get(certificate_id)
+        if cert is None:
+            raise ResourceNotFoundException()
+        return cert
+
+    models.IoTBackend.describe_certificate = describe_certificate
+
+
+def throttle_iot(rate: float, burst: int) -> None:
+    from moto.iot.responses import IoTResponse
+
+    lock = threading.Lock()
+    state = {"tokens": float(burst), "at": time.monotonic(), "throttled": 0}
+    shipped_dispatch = IoTResponse._dispatch
+
+    def dispatch(self, request, full_url, headers):
+        with lock:
+            now = time.monotonic()
+            state["tokens"] = min(burst, state["tokens"] + (now - state["at"]) * rate)
+            state["at"] = now
+            allowed = state["tokens"] >= 1.0
+            if allowed:
+                state["tokens"] -= 1.0
+            else:
+                state["throttled"] += 1
+                print(f"moto_server: throttled {state['throttled']}", file=sys.stderr, flush=True)
+        if not allowed:
+            return (
+                429,
+                {"x-amzn-ErrorType": "ThrottlingException", "Content-Type": "application/json"},
+                json.dumps({"message": "Rate exceeded"}),
+            )
+        return shipped_dispatch(self, request, full_url, headers)
+
+    IoTResponse._dispatch = dispatch
+
+
+find_iot_certificates_by_id()
 args = sys.argv[1:]
+if "--iot-throttle" in args:
+    at = args.index("--iot-throttle")
+    rate, _, burst = args[at + 1].partition(":")
+    throttle_iot(float(rate), int(burst or 1))
+    del args[at : at + 2]
 if "--kms-as-shipped" in args:
     args.remove("--kms-as-shipped")
 else:

@@ -133,31 +133,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    if args.duration_limit == 0 {
-        bail!("--duration-limit must be at least 1 second");
-    }
-    if args.country.len() != 2 || !args.country.bytes().all(|b| b.is_ascii_uppercase()) {
-        bail!("--country must be two upper-case letters (ISO 3166-1 alpha-2)");
-    }
-    let prefix = args
-        .prefix
-        .clone()
-        .unwrap_or_else(|| format!("bench-{:08x}", rand::random::<u32>()));
-    check_prefix(&prefix)?;
+    let prefix = checked_prefix(&args)?;
     let endpoint = Endpoint::parse(&args.url)?;
     let interactive = std::io::stderr().is_terminal();
 
     // Before the clock starts: one key, CSR and request body per certificate.
     let keygen_started = Instant::now();
-    let bodies = {
-        let (key, country, prefix) = (args.key, args.country.clone(), prefix.clone());
-        let n = args.requests;
-        tokio::task::spawn_blocking(move || {
-            generate_bodies(key, &country, &prefix, n, deadline.into_std(), interactive)
-        })
-        .await
-        .context("key generation panicked")??
-    };
+    let bodies = bodies_off_reactor(&args, &prefix, deadline, interactive).await?;
     let keygen_secs = keygen_started.elapsed().as_secs_f64();
 
     let concurrency = args.concurrency.min(args.requests);
@@ -235,32 +217,10 @@ async fn write_bodies(
     if args.requests == 0 {
         bail!("--requests must be at least 1");
     }
-    if args.duration_limit == 0 {
-        bail!("--duration-limit must be at least 1 second");
-    }
-    if args.country.len() != 2 || !args.country.bytes().all(|b| b.is_ascii_uppercase()) {
-        bail!("--country must be two upper-case letters (ISO 3166-1 alpha-2)");
-    }
-    let prefix = args
-        .prefix
-        .clone()
-        .unwrap_or_else(|| format!("bench-{:08x}", rand::random::<u32>()));
-    check_prefix(&prefix)?;
+    let prefix = checked_prefix(args)?;
     let interactive = std::io::stderr().is_terminal();
     let generated = Instant::now();
-    let bodies = {
-        let (key, country, prefix, n) = (
-            args.key,
-            args.country.clone(),
-            prefix.clone(),
-            args.requests,
-        );
-        tokio::task::spawn_blocking(move || {
-            generate_bodies(key, &country, &prefix, n, deadline.into_std(), interactive)
-        })
-        .await
-        .context("key generation panicked")??
-    };
+    let bodies = bodies_off_reactor(args, &prefix, deadline, interactive).await?;
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
@@ -279,6 +239,44 @@ async fn write_bodies(
         generated.elapsed()
     );
     Ok(())
+}
+
+/// The checks of `--duration-limit` and `--country`, and the thing-name prefix: `--prefix`,
+/// checked, or a random one.
+fn checked_prefix(args: &BenchArgs) -> anyhow::Result<String> {
+    if args.duration_limit == 0 {
+        bail!("--duration-limit must be at least 1 second");
+    }
+    if args.country.len() != 2 || !args.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        bail!("--country must be two upper-case letters (ISO 3166-1 alpha-2)");
+    }
+    let prefix = args
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("bench-{:08x}", rand::random::<u32>()));
+    check_prefix(&prefix)?;
+    Ok(prefix)
+}
+
+/// [`generate_bodies`] for `--requests` bodies, on the blocking pool (key generation is CPU
+/// work).
+async fn bodies_off_reactor(
+    args: &BenchArgs,
+    prefix: &str,
+    deadline: Instant,
+    interactive: bool,
+) -> anyhow::Result<Vec<Bytes>> {
+    let (key, country, prefix, n) = (
+        args.key,
+        args.country.clone(),
+        prefix.to_owned(),
+        args.requests,
+    );
+    tokio::task::spawn_blocking(move || {
+        generate_bodies(key, &country, &prefix, n, deadline.into_std(), interactive)
+    })
+    .await
+    .context("key generation panicked")?
 }
 
 fn check_prefix(prefix: &str) -> anyhow::Result<()> {

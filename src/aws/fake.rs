@@ -56,6 +56,27 @@ struct State {
     down: Option<AwsError>,
 }
 
+impl State {
+    fn ca(&self, certificate_id: &str) -> Result<&FakeCa, AwsError> {
+        self.cas
+            .get(certificate_id)
+            .ok_or_else(|| no_ca(certificate_id))
+    }
+
+    fn ca_mut(&mut self, certificate_id: &str) -> Result<&mut FakeCa, AwsError> {
+        self.cas
+            .get_mut(certificate_id)
+            .ok_or_else(|| no_ca(certificate_id))
+    }
+}
+
+fn no_ca(certificate_id: &str) -> AwsError {
+    aws(
+        AwsError::NotFound,
+        format!("CA certificate {certificate_id}"),
+    )
+}
+
 pub struct FakeIotRegistry {
     registration_code: String,
     page_size: usize,
@@ -179,6 +200,16 @@ impl FakeIotRegistry {
 fn request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     format!("fake-{:012x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// AWS IoT's answer to a call over one of its quotas: `LimitExceededException`, HTTP 410.
+fn limit_exceeded(message: String) -> AwsError {
+    AwsError::InvalidRequest(AwsFailure {
+        code: Some("LimitExceededException".into()),
+        message,
+        http_status: Some(410),
+        request_id: Some(request_id()),
+    })
 }
 
 /// An error as AWS IoT would answer it: the exception's name, its HTTP status and a request id.
@@ -344,12 +375,9 @@ impl IotRegistry for FakeIotRegistry {
         }
         let subject = ca.subject().as_raw().to_vec();
         if state.cas.values().filter(|c| c.subject == subject).count() >= 10 {
-            return Err(AwsError::InvalidRequest(AwsFailure {
-                code: Some("LimitExceededException".into()),
-                message: "at most 10 CA certificates with the same subject".into(),
-                http_status: Some(410),
-                request_id: Some(request_id()),
-            }));
+            return Err(limit_exceeded(
+                "at most 10 CA certificates with the same subject".into(),
+            ));
         }
         let auto_registration = req.allow_auto_registration && !state.auto_registration_ignored;
         state.cas.insert(
@@ -374,12 +402,7 @@ impl IotRegistry for FakeIotRegistry {
         certificate_id: &str,
     ) -> Result<CaDescription, AwsError> {
         let state = self.begin("DescribeCACertificate")?;
-        let ca = state.cas.get(certificate_id).ok_or_else(|| {
-            aws(
-                AwsError::NotFound,
-                format!("CA certificate {certificate_id}"),
-            )
-        })?;
+        let ca = state.ca(certificate_id)?;
         Ok(CaDescription {
             certificate_id: certificate_id.to_owned(),
             certificate_arn: ca_arn(certificate_id),
@@ -405,12 +428,7 @@ impl IotRegistry for FakeIotRegistry {
             check_registration_config(config, &state.templates)?;
         }
         let ignored = state.auto_registration_ignored;
-        let ca = state.cas.get_mut(certificate_id).ok_or_else(|| {
-            aws(
-                AwsError::NotFound,
-                format!("CA certificate {certificate_id}"),
-            )
-        })?;
+        let ca = state.ca_mut(certificate_id)?;
         if let Some(active) = update.active {
             ca.active = active;
         }
@@ -425,12 +443,7 @@ impl IotRegistry for FakeIotRegistry {
 
     async fn delete_ca_certificate(&self, certificate_id: &str) -> Result<(), AwsError> {
         let mut state = self.begin("DeleteCACertificate")?;
-        let ca = state.cas.get(certificate_id).ok_or_else(|| {
-            aws(
-                AwsError::NotFound,
-                format!("CA certificate {certificate_id}"),
-            )
-        })?;
+        let ca = state.ca(certificate_id)?;
         if ca.active {
             return Err(aws(
                 AwsError::InvalidState,
@@ -578,18 +591,10 @@ impl IotRegistry for FakeIotRegistry {
             ));
         }
         if let Some(existing) = state.certificate_providers.keys().next() {
-            let mut error = aws(
-                AwsError::InvalidRequest,
-                format!(
-                    "the account already has a certificate provider ({existing}); an account \
-                     has at most one"
-                ),
-            );
-            if let AwsError::InvalidRequest(f) = &mut error {
-                f.code = Some("LimitExceededException".into());
-                f.http_status = Some(410);
-            }
-            return Err(error);
+            return Err(limit_exceeded(format!(
+                "the account already has a certificate provider ({existing}); an account has \
+                 at most one"
+            )));
         }
         let arn = format!("arn:aws:iot:{REGION}:{ACCOUNT}:certificateprovider/{name}");
         let now = OffsetDateTime::now_utc()

@@ -162,6 +162,18 @@ fn object_at<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>,
         })
 }
 
+/// The value of `key` in the object at `path`, which the template must give.
+fn required<'v>(
+    object: &'v Map<String, Value>,
+    path: &str,
+    key: &'static str,
+) -> Result<&'v Value, TemplateError> {
+    object.get(key).ok_or_else(|| TemplateError::MissingKey {
+        path: path.into(),
+        key,
+    })
+}
+
 fn only_keys(
     obj: &Map<String, Value>,
     path: &str,
@@ -212,12 +224,9 @@ pub fn validate(body: &Value) -> Result<ValidatedTemplate, TemplateError> {
             &["Type", "Properties", "OverrideSettings"],
             "a resource has only Type, Properties and OverrideSettings",
         )?;
-        let resource_type = match resource.get("Type") {
-            None => {
-                return Err(TemplateError::MissingKey { path, key: "Type" });
-            }
-            Some(Value::String(t)) => t.as_str(),
-            Some(other) => {
+        let resource_type = match required(resource, &path, "Type")? {
+            Value::String(t) => t.as_str(),
+            other => {
                 return Err(TemplateError::NotAString {
                     path: format!("{path}.Type"),
                     found: kind(other),
@@ -225,15 +234,7 @@ pub fn validate(body: &Value) -> Result<ValidatedTemplate, TemplateError> {
             }
         };
         let properties_path = format!("{path}.Properties");
-        let properties = match resource.get("Properties") {
-            Some(p) => object_at(p, &properties_path)?,
-            None => {
-                return Err(TemplateError::MissingKey {
-                    path,
-                    key: "Properties",
-                });
-            }
-        };
+        let properties = object_at(required(resource, &path, "Properties")?, &properties_path)?;
         let overrides = resource
             .get("OverrideSettings")
             .map(|o| object_at(o, &format!("{path}.OverrideSettings")))
@@ -345,15 +346,7 @@ fn thing(
     )?;
 
     let name_path = format!("{path}.ThingName");
-    let name = match properties.get("ThingName") {
-        Some(v) => ctx.expr(v, &name_path)?,
-        None => {
-            return Err(TemplateError::MissingKey {
-                path: path.into(),
-                key: "ThingName",
-            });
-        }
-    };
+    let name = ctx.expr(required(properties, path, "ThingName")?, &name_path)?;
     if let Some(literal) = name.literal() {
         Rule::ThingName.check(&name_path, literal)?;
         return Err(TemplateError::ConstantThingName { path: name_path });
@@ -434,18 +427,9 @@ fn certificate(
          and Status",
     )?;
     let id_path = format!("{path}.CertificateId");
-    match properties.get("CertificateId") {
-        None => {
-            return Err(TemplateError::MissingKey {
-                path: path.into(),
-                key: "CertificateId",
-            });
-        }
-        Some(value) => {
-            if ctx.expr(value, &id_path)? != Expr::Ref(CertificateField::Id) {
-                return Err(TemplateError::CertificateIdNotRef { path: id_path });
-            }
-        }
+    let id = required(properties, path, "CertificateId")?;
+    if ctx.expr(id, &id_path)? != Expr::Ref(CertificateField::Id) {
+        return Err(TemplateError::CertificateIdNotRef { path: id_path });
     }
     // "Status: Optional. ... ACTIVE or INACTIVE. Defaults to ACTIVE." (Provisioning templates)
     match properties.get("Status") {

@@ -3,7 +3,7 @@
 //! file (`ca.key_passphrase_file`) and the TLS server key (`server.tls.key_file`).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::KeyError;
 
@@ -78,12 +78,9 @@ pub(super) fn write_key_file(path: &Path, text: &str) -> Result<(), KeyError> {
         .map_err(|e| err(format!("cannot write: {e}")))
 }
 
-/// Writes a new key file whole, unless one is already there: the text goes to an owner-only
-/// file beside it, which is then hard-linked into place (a link never replaces a file), so a
-/// reader never sees half a key and two processes writing at once leave exactly one of the two.
-/// Returns `false` when another file was there first (this text is then discarded).
-pub(super) fn write_key_file_unless_exists(path: &Path, text: &str) -> Result<bool, KeyError> {
-    let err = |message: String| KeyError::file(path, message);
+/// Writes `text` to a new owner-only file in `path`'s directory, named after it with a random
+/// part, and returns that file's path.
+fn write_beside(path: &Path, text: &str) -> Result<PathBuf, KeyError> {
     let dir = path.parent().expect("key files live in a directory");
     let name = path
         .file_name()
@@ -91,6 +88,24 @@ pub(super) fn write_key_file_unless_exists(path: &Path, text: &str) -> Result<bo
         .to_string_lossy();
     let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     write_key_file(&temporary, text)?;
+    Ok(temporary)
+}
+
+/// Syncs the directory of `path`, so that a link or rename into it survives a crash.
+fn sync_keys_directory(path: &Path) -> Result<(), KeyError> {
+    let dir = path.parent().expect("key files live in a directory");
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| KeyError::file(path, format!("cannot sync the keys directory: {e}")))
+}
+
+/// Writes a new key file whole, unless one is already there: the text goes to an owner-only
+/// file beside it, which is then hard-linked into place (a link never replaces a file), so a
+/// reader never sees half a key and two processes writing at once leave exactly one of the two.
+/// Returns `false` when another file was there first (this text is then discarded).
+pub(super) fn write_key_file_unless_exists(path: &Path, text: &str) -> Result<bool, KeyError> {
+    let err = |message: String| KeyError::file(path, message);
+    let temporary = write_beside(path, text)?;
     let linked = std::fs::hard_link(&temporary, path);
     let _ = std::fs::remove_file(&temporary);
     match linked {
@@ -98,9 +113,7 @@ pub(super) fn write_key_file_unless_exists(path: &Path, text: &str) -> Result<bo
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => return Err(err(format!("cannot create: {e}"))),
     }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| err(format!("cannot sync the keys directory: {e}")))?;
+    sync_keys_directory(path)?;
     Ok(true)
 }
 
@@ -108,20 +121,12 @@ pub(super) fn write_key_file_unless_exists(path: &Path, text: &str) -> Result<bo
 /// and the directory synced, so a crash leaves the old key or the new one, never half of one.
 pub(super) fn replace_key_file(path: &Path, text: &str) -> Result<(), KeyError> {
     let err = |message: String| KeyError::file(path, message);
-    let dir = path.parent().expect("key files live in a directory");
-    let name = path
-        .file_name()
-        .expect("key files have a name")
-        .to_string_lossy();
-    let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    write_key_file(&temporary, text)?;
+    let temporary = write_beside(path, text)?;
     if let Err(e) = std::fs::rename(&temporary, path) {
         let _ = std::fs::remove_file(&temporary);
         return Err(err(format!("cannot replace: {e}")));
     }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| err(format!("cannot sync the keys directory: {e}")))
+    sync_keys_directory(path)
 }
 
 #[cfg(all(test, unix))]

@@ -494,24 +494,15 @@ impl KeyStore {
         owner: KeyOwner<'_>,
     ) -> Result<AtRest, KeyError> {
         let source = self.encryption_passphrase()?;
+        let not_in_a_file = |place: &str| KeyError::Token {
+            key: key.to_string(),
+            fault: TokenFault::Setup,
+            message: format!("the key is in {place}, not in a file; there is nothing to encrypt"),
+        };
         let path = match key {
             KeyRef::File(path) => self.data_dir.join(path),
-            KeyRef::Pkcs11(uri) => {
-                return Err(KeyError::Token {
-                    key: uri.to_string(),
-                    fault: TokenFault::Setup,
-                    message: "the key is in a token, not in a file; there is nothing to encrypt"
-                        .into(),
-                });
-            }
-            KeyRef::AwsKms(uri) => {
-                return Err(KeyError::Token {
-                    key: uri.to_string(),
-                    fault: TokenFault::Setup,
-                    message: "the key is in AWS KMS, not in a file; there is nothing to encrypt"
-                        .into(),
-                });
-            }
+            KeyRef::Pkcs11(_) => return Err(not_in_a_file("a token")),
+            KeyRef::AwsKms(_) => return Err(not_in_a_file("AWS KMS")),
         };
         let passphrase = self.read_passphrase(source, &path)?;
         let text = Zeroizing::new(self.read_key_file(&path)?);
@@ -656,6 +647,29 @@ async fn spawn_token<T: Send + 'static>(
             )
         })?
         .map_err(|e| KeyError::token(uri, e))
+}
+
+/// Runs `sign` on the blocking pool: a key in a token or in AWS KMS signs with a round trip (the
+/// device, the network) that must not hold up the reactor.
+pub async fn off_reactor<T: Send + 'static>(
+    sign: impl FnOnce() -> Result<T, CaError> + Send + 'static,
+) -> Result<T, CaError> {
+    tokio::task::spawn_blocking(sign)
+        .await
+        .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
+}
+
+/// `sign` [`off_reactor`] when the key signs `remote`ly, else on the calling task (a key in
+/// memory waits on nothing).
+pub async fn off_reactor_if<T: Send + 'static>(
+    remote: bool,
+    sign: impl FnOnce() -> Result<T, CaError> + Send + 'static,
+) -> Result<T, CaError> {
+    if remote {
+        off_reactor(sign).await
+    } else {
+        sign()
+    }
 }
 
 /// Decrypts a stored key with the at-rest passphrase; errors say what to set.

@@ -103,13 +103,7 @@ impl Provisioning<'_> {
                 let now = OffsetDateTime::now_utc();
                 // A key in a token or key service signs with a round trip: off the reactor.
                 let signed = if ca.signs_remotely() {
-                    tokio::task::spawn_blocking(move || ca.verification_certificate(&code, now))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(crate::ca::CaError::Crypto(format!(
-                                "the signing task failed: {e}"
-                            )))
-                        })
+                    crate::keys::off_reactor(move || ca.verification_certificate(&code, now)).await
                 } else {
                     ca.verification_certificate(&code, now)
                 };

@@ -178,13 +178,83 @@ fn all_failed(mut failures: Vec<(String, ProvisioningError)>) -> ProvisioningErr
     }
 }
 
-/// The index of the answer's primary entry: `default` when it succeeded, else the first that
-/// did.
-fn primary_index<T>(entries: &[(String, Option<T>)]) -> Option<usize> {
-    entries
+/// What a fan-out gathered, target by target in configuration order: each target's entry of the
+/// answer (`A`), the value of each that succeeded (`V`, one of which becomes the answer's
+/// primary) and each failure.
+struct FanOut<V, A> {
+    values: Vec<(String, V)>,
+    answers: Vec<A>,
+    failures: Vec<(String, ProvisioningError)>,
+}
+
+/// A fan-out's end when some target succeeded: the primary's value, every target's entry and
+/// the names of the targets that failed.
+struct Gathered<V, A> {
+    primary: V,
+    answers: Vec<A>,
+    failed_targets: Vec<String>,
+}
+
+impl<V, A> FanOut<V, A> {
+    fn new() -> Self {
+        Self {
+            values: Vec::new(),
+            answers: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// A target with nothing to do (the CA is not registered there).
+    fn skipped(&mut self, answer: A) {
+        self.answers.push(answer);
+    }
+
+    fn succeeded(&mut self, target: &AwsTargetRegistry, value: V, answer: A) {
+        self.values.push((target.name.clone(), value));
+        self.answers.push(answer);
+    }
+
+    /// A target's failure, answered by `answer` ([`per_target`]: a store failure ends the call).
+    fn failed(
+        &mut self,
+        target: &AwsTargetRegistry,
+        e: ProvisioningError,
+        answer: impl FnOnce(&ProvisioningError) -> A,
+    ) -> Result<(), ProvisioningError> {
+        let e = per_target(e)?;
+        self.answers.push(answer(&e));
+        self.failures.push((target.name.clone(), e));
+        Ok(())
+    }
+
+    /// The answer, its primary the value of `default` when it succeeded, else of the first
+    /// target that did; the error of [`all_failed`] when none did.
+    fn gather(mut self) -> Result<Gathered<V, A>, ProvisioningError> {
+        if self.values.is_empty() {
+            return Err(all_failed(self.failures));
+        }
+        let i = self
+            .values
+            .iter()
+            .position(|(t, _)| t == crate::config::DEFAULT_AWS_TARGET)
+            .unwrap_or(0);
+        Ok(Gathered {
+            primary: self.values.swap_remove(i).1,
+            answers: self.answers,
+            failed_targets: self.failures.into_iter().map(|(t, _)| t).collect(),
+        })
+    }
+}
+
+/// The CA's registration in `target`, when it has one.
+fn registered_in<'r>(
+    registrations: &'r [(&AwsTargetRegistry, AwsRegistration)],
+    target: &AwsTargetRegistry,
+) -> Option<&'r AwsRegistration> {
+    registrations
         .iter()
-        .position(|(t, v)| v.is_some() && t == crate::config::DEFAULT_AWS_TARGET)
-        .or_else(|| entries.iter().position(|(_, v)| v.is_some()))
+        .find(|(t, _)| t.name == target.name)
+        .map(|(_, reg)| reg)
 }
 
 impl Provisioning<'_> {
@@ -218,9 +288,7 @@ impl Provisioning<'_> {
                 return Err(ProvisioningError::PreflightFailed(report.failures()));
             }
         }
-        let mut entries = Vec::new();
-        let mut outcomes = Vec::new();
-        let mut failures = Vec::new();
+        let mut fan = FanOut::new();
         let mut all_already = true;
         for target in &selected {
             let result = self
@@ -237,29 +305,21 @@ impl Provisioning<'_> {
                     } else {
                         "registered"
                     };
-                    outcomes.push(TargetOutcome {
+                    let answer = TargetOutcome {
                         registration: Some(reg.clone()),
                         ..outcome(target, result)
-                    });
-                    entries.push((target.name.clone(), Some(reg)));
+                    };
+                    fan.succeeded(target, reg, answer);
                 }
-                Err(e) => {
-                    let e = per_target(e)?;
-                    outcomes.push(failed(target, &e));
-                    failures.push((target.name.clone(), e));
-                    entries.push((target.name.clone(), None));
-                }
+                Err(e) => fan.failed(target, e, |e| failed(target, e))?,
             }
         }
-        let Some(i) = primary_index(&entries) else {
-            return Err(all_failed(failures));
-        };
-        let primary = entries.swap_remove(i).1.expect("the primary succeeded");
+        let done = fan.gather()?;
         Ok((
             RegisterOutcome {
-                primary,
-                failed_targets: failures.into_iter().map(|(t, _)| t).collect(),
-                targets: outcomes,
+                primary: done.primary,
+                targets: done.answers,
+                failed_targets: done.failed_targets,
             },
             all_already,
         ))
@@ -276,12 +336,10 @@ impl Provisioning<'_> {
         let selected = self.select(change.targets.as_deref())?;
         let active = parse_status_change(&change)?;
         let registrations = self.registrations_in(ca_id, &selected).await?;
-        let mut entries = Vec::new();
-        let mut outcomes = Vec::new();
-        let mut failures = Vec::new();
+        let mut fan = FanOut::new();
         for target in &selected {
-            let Some((_, reg)) = registrations.iter().find(|(t, _)| t.name == target.name) else {
-                outcomes.push(outcome(target, "not_registered"));
+            let Some(reg) = registered_in(&registrations, target) else {
+                fan.skipped(outcome(target, "not_registered"));
                 continue;
             };
             let result = self
@@ -291,28 +349,20 @@ impl Provisioning<'_> {
                 .await?;
             match result {
                 Ok(reg) => {
-                    outcomes.push(TargetOutcome {
+                    let answer = TargetOutcome {
                         registration: Some(reg.clone()),
                         ..outcome(target, "updated")
-                    });
-                    entries.push((target.name.clone(), Some(reg)));
+                    };
+                    fan.succeeded(target, reg, answer);
                 }
-                Err(e) => {
-                    let e = per_target(e)?;
-                    outcomes.push(failed(target, &e));
-                    failures.push((target.name.clone(), e));
-                    entries.push((target.name.clone(), None));
-                }
+                Err(e) => fan.failed(target, e, |e| failed(target, e))?,
             }
         }
-        let Some(i) = primary_index(&entries) else {
-            return Err(all_failed(failures));
-        };
-        let primary = entries.swap_remove(i).1.expect("the primary succeeded");
+        let done = fan.gather()?;
         Ok(RegisterOutcome {
-            primary,
-            failed_targets: failures.into_iter().map(|(t, _)| t).collect(),
-            targets: outcomes,
+            primary: done.primary,
+            targets: done.answers,
+            failed_targets: done.failed_targets,
         })
     }
 
@@ -326,38 +376,27 @@ impl Provisioning<'_> {
     ) -> Result<Option<DeregisterOutcome>, ProvisioningError> {
         let selected = self.select(targets)?;
         let registrations = self.registrations_in(ca_id, &selected).await?;
-        let mut outcomes = Vec::new();
-        let mut failures = Vec::new();
-        let mut done = 0;
+        let mut fan = FanOut::new();
         for target in &selected {
-            let Some((_, reg)) = registrations.iter().find(|(t, _)| t.name == target.name) else {
-                outcomes.push(outcome(target, "not_registered"));
+            let Some(reg) = registered_in(&registrations, target) else {
+                fan.skipped(outcome(target, "not_registered"));
                 continue;
             };
             let result = self.deregister_in(target, reg.clone(), actor).await;
             self.record_attempt(ca_id, &target.name, "delete", result.as_ref().err())
                 .await?;
             match result {
-                Ok(()) => {
-                    done += 1;
-                    outcomes.push(outcome(target, "deleted"));
-                }
-                Err(e) => {
-                    let e = per_target(e)?;
-                    outcomes.push(failed(target, &e));
-                    failures.push((target.name.clone(), e));
-                }
+                Ok(()) => fan.succeeded(target, (), outcome(target, "deleted")),
+                Err(e) => fan.failed(target, e, |e| failed(target, e))?,
             }
         }
-        if failures.is_empty() {
+        if fan.failures.is_empty() {
             return Ok(None);
         }
-        if done == 0 {
-            return Err(all_failed(failures));
-        }
+        let done = fan.gather()?;
         Ok(Some(DeregisterOutcome {
-            failed_targets: failures.into_iter().map(|(t, _)| t).collect(),
-            targets: outcomes,
+            targets: done.answers,
+            failed_targets: done.failed_targets,
         }))
     }
 
@@ -372,12 +411,10 @@ impl Provisioning<'_> {
         let selected = self.select(req.targets.as_deref())?;
         let registrations = self.registrations_in(ca_id, &selected).await?;
         let checked = self.check_template(ca_id, &req, actor).await?;
-        let mut entries = Vec::new();
-        let mut outcomes = Vec::new();
-        let mut failures = Vec::new();
+        let mut fan = FanOut::new();
         for target in &selected {
-            let Some((_, reg)) = registrations.iter().find(|(t, _)| t.name == target.name) else {
-                outcomes.push(outcome(target, "not_registered"));
+            let Some(reg) = registered_in(&registrations, target) else {
+                fan.skipped(outcome(target, "not_registered"));
                 continue;
             };
             let result = self
@@ -388,32 +425,24 @@ impl Provisioning<'_> {
             match result {
                 Ok((reg, changed)) => {
                     let result = if changed { "attached" } else { "unchanged" };
-                    outcomes.push(TargetOutcome {
+                    let answer = TargetOutcome {
                         registration: Some(RegistrationOutcome::new(
                             reg.clone(),
                             Vec::new(),
                             Vec::new(),
                         )),
                         ..outcome(target, result)
-                    });
-                    entries.push((target.name.clone(), Some(reg)));
+                    };
+                    fan.succeeded(target, reg, answer);
                 }
-                Err(e) => {
-                    let e = per_target(e)?;
-                    outcomes.push(failed(target, &e));
-                    failures.push((target.name.clone(), e));
-                    entries.push((target.name.clone(), None));
-                }
+                Err(e) => fan.failed(target, e, |e| failed(target, e))?,
             }
         }
-        let Some(i) = primary_index(&entries) else {
-            return Err(all_failed(failures));
-        };
-        let primary = entries.swap_remove(i).1.expect("the primary succeeded");
+        let done = fan.gather()?;
         Ok(TemplateOutcome {
-            primary,
-            failed_targets: failures.into_iter().map(|(t, _)| t).collect(),
-            targets: outcomes,
+            primary: done.primary,
+            targets: done.answers,
+            failed_targets: done.failed_targets,
         })
     }
 
@@ -426,9 +455,7 @@ impl Provisioning<'_> {
     ) -> Result<SyncOutcome, ProvisioningError> {
         let selected = self.select(targets)?;
         let registrations = self.registrations_in(ca_id, &selected).await?;
-        let mut entries = Vec::new();
-        let mut reports = Vec::new();
-        let mut failures = Vec::new();
+        let mut fan = FanOut::new();
         for (target, reg) in registrations {
             let result = self.sync_in(target, &reg, actor).await;
             self.record_attempt(ca_id, &target.name, "sync", result.as_ref().err())
@@ -442,31 +469,23 @@ impl Provisioning<'_> {
             };
             match result {
                 Ok(report) => {
-                    reports.push(TargetSync {
+                    let answer = TargetSync {
                         report: Some(report.clone()),
                         ..entry
-                    });
-                    entries.push((target.name.clone(), Some(report)));
+                    };
+                    fan.succeeded(target, report, answer);
                 }
-                Err(e) => {
-                    let e = per_target(e)?;
-                    reports.push(TargetSync {
-                        error: Some(TargetFailure::of(&e)),
-                        ..entry
-                    });
-                    failures.push((target.name.clone(), e));
-                    entries.push((target.name.clone(), None));
-                }
+                Err(e) => fan.failed(target, e, |e| TargetSync {
+                    error: Some(TargetFailure::of(e)),
+                    ..entry
+                })?,
             }
         }
-        let Some(i) = primary_index(&entries) else {
-            return Err(all_failed(failures));
-        };
-        let primary = entries.swap_remove(i).1.expect("the primary succeeded");
+        let done = fan.gather()?;
         Ok(SyncOutcome {
-            primary,
-            failed_targets: failures.into_iter().map(|(t, _)| t).collect(),
-            targets: reports,
+            primary: done.primary,
+            targets: done.answers,
+            failed_targets: done.failed_targets,
         })
     }
 

@@ -117,16 +117,7 @@ impl CaAdmin<'_> {
         let now = OffsetDateTime::now_utc();
         let result =
             CertificateAuthority::generate(algorithm, subject, Duration::days(validity_days), now);
-        let (ca, key) = self.audited(result, "ca.create", None, actor).await?;
-        self.persist(
-            ca,
-            NewKey::Secret(key),
-            "generated",
-            activate,
-            "ca.create",
-            actor,
-        )
-        .await
+        self.persist_generated(result, activate, actor).await
     }
 
     /// Creates a sub-CA signed by the CA `parent_id` we hold, with a new key in a file:
@@ -149,14 +140,8 @@ impl CaAdmin<'_> {
         let now = OffsetDateTime::now_utc();
         let subtree = name_constraints.map(parse_subtree).transpose();
         let subtree = self.audited(subtree, "ca.create", None, actor).await?;
-        let parent = match self.load_by_id(parent_id).await {
-            Ok(parent) => parent,
-            Err(e) => {
-                self.audit("ca.create", None, false, Some(&e.to_string()), actor)
-                    .await?;
-                return Err(e);
-            }
-        };
+        let parent = self.load_by_id(parent_id).await;
+        let parent = self.audited(parent, "ca.create", None, actor).await?;
         let remote = parent.signs_remotely();
         let subject = subject.clone();
         let validity = Duration::days(validity_days);
@@ -171,23 +156,8 @@ impl CaAdmin<'_> {
             )
         };
         // A parent whose key is in a token signs with a round trip: off the reactor.
-        let result = if remote {
-            tokio::task::spawn_blocking(sign)
-                .await
-                .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
-        } else {
-            sign()
-        };
-        let (ca, key) = self.audited(result, "ca.create", None, actor).await?;
-        self.persist(
-            ca,
-            NewKey::Secret(key),
-            "generated",
-            activate,
-            "ca.create",
-            actor,
-        )
-        .await
+        let result = keys::off_reactor_if(remote, sign).await;
+        self.persist_generated(result, activate, actor).await
     }
 
     /// Creates a CA whose key is in a PKCS#11 token, named by `key_uri`
@@ -213,22 +183,15 @@ impl CaAdmin<'_> {
             .keys
             .create_in_token(key_uri, algorithm, default_algorithm)
             .await;
-        let (signer, key, generated) = match opened {
-            Ok(opened) => opened,
-            Err(e) => {
-                let e = CaAdminError::from(e);
-                self.audit("ca.create", None, false, Some(&e.to_string()), actor)
-                    .await?;
-                return Err(e);
-            }
-        };
+        let (signer, key, generated) = self
+            .audited(opened.map_err(CaAdminError::from), "ca.create", None, actor)
+            .await?;
         let subject = subject.clone();
         // The token signs the certificate: a round trip, off the reactor.
-        let result = tokio::task::spawn_blocking(move || {
+        let result = keys::off_reactor(move || {
             CertificateAuthority::self_signed(signer, &subject, Duration::days(validity_days), now)
         })
-        .await
-        .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))));
+        .await;
         let ca = self.audited(result, "ca.create", None, actor).await?;
         // `generated` either way: the CA certificate is made here (the store's `source` values
         // are `generated` and `imported`).
@@ -304,19 +267,15 @@ impl CaAdmin<'_> {
         let checked = CertificateAuthority::check_root(subject, Duration::days(1), now);
         self.audited(checked, "ca.create", None, actor).await?;
         let (signer, stored, secret) = match key_uri {
-            Some(uri) => match self
-                .keys
-                .create_in_token(uri, algorithm, default_algorithm)
-                .await
-            {
-                Ok((signer, key, _)) => (signer, Some(key), None),
-                Err(e) => {
-                    let e = CaAdminError::from(e);
-                    self.audit("ca.create", None, false, Some(&e.to_string()), actor)
-                        .await?;
-                    return Err(e);
-                }
-            },
+            Some(uri) => {
+                let opened = self
+                    .keys
+                    .create_in_token(uri, algorithm, default_algorithm)
+                    .await
+                    .map_err(CaAdminError::from);
+                let (signer, key, _) = self.audited(opened, "ca.create", None, actor).await?;
+                (signer, Some(key), None)
+            }
             None => {
                 let made = CertificateAuthority::new_key(algorithm.unwrap_or(default_algorithm));
                 let (signer, secret) = self.audited(made, "ca.create", None, actor).await?;
@@ -326,13 +285,7 @@ impl CaAdmin<'_> {
         let remote = signer.is_remote();
         let request_subject = subject.clone();
         let sign = move || CertificateAuthority::request(&signer, &request_subject);
-        let requested = if remote {
-            tokio::task::spawn_blocking(sign)
-                .await
-                .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
-        } else {
-            sign()
-        };
+        let requested = keys::off_reactor_if(remote, sign).await;
         let request = self.audited(requested, "ca.create", None, actor).await?;
         let id = request.id.clone();
         let key = match (stored, secret) {
@@ -374,48 +327,25 @@ impl CaAdmin<'_> {
         activate: bool,
         actor: Actor<'_>,
     ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
-        let Some(pending) = self.store.get_pending_ca(pending_id).await? else {
-            let e = CaAdminError::NotFound(pending_id.to_owned());
-            self.audit(
-                "ca.install",
-                Some(pending_id),
-                false,
-                Some(&e.to_string()),
-                actor,
-            )
+        let pending = self.store.get_pending_ca(pending_id).await?;
+        let pending = pending.ok_or_else(|| CaAdminError::NotFound(pending_id.to_owned()));
+        let pending = self
+            .audited(pending, "ca.install", Some(pending_id), actor)
             .await?;
-            return Err(e);
-        };
         let now = OffsetDateTime::now_utc();
         let key = KeyRef::parse(&pending.key_file)
             .map_err(|e| CaAdminError::from(e).for_ca(pending_id))?;
-        let signer = match self.keys.signer(&key).await {
-            Ok(signer) => signer,
-            Err(e) => {
-                let e = CaAdminError::from(e).for_ca(pending_id);
-                self.audit(
-                    "ca.install",
-                    Some(pending_id),
-                    false,
-                    Some(&e.to_string()),
-                    actor,
-                )
-                .await?;
-                return Err(e);
-            }
-        };
+        let signer = self.keys.signer(&key).await;
+        let signer = signer.map_err(|e| CaAdminError::from(e).for_ca(pending_id));
+        let signer = self
+            .audited(signer, "ca.install", Some(pending_id), actor)
+            .await?;
         let (certificate_pem, chain_pem) = (certificate_pem.to_owned(), chain_pem.to_owned());
         let remote = signer.is_remote();
         let check =
             move || CertificateAuthority::install(&certificate_pem, signer, &chain_pem, now);
         // Loading signs a probe: a token's or KMS's key does that off the reactor.
-        let result = if remote {
-            tokio::task::spawn_blocking(check)
-                .await
-                .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
-        } else {
-            check()
-        };
+        let result = keys::off_reactor_if(remote, check).await;
         let ca = self
             .audited(result, "ca.install", Some(pending_id), actor)
             .await?;
@@ -539,19 +469,33 @@ impl CaAdmin<'_> {
         let in_ca = |e: KeyError| CaAdminError::from(e).for_ca(&record.id);
         let key = KeyRef::parse(&record.key_file).map_err(in_ca)?;
         let signer = self.keys.signer(&key).await.map_err(in_ca)?;
-        let loaded = if signer.is_remote() {
-            let certificate_pem = record.certificate_pem.clone();
-            tokio::task::spawn_blocking(move || {
-                CertificateAuthority::from_signer(&certificate_pem, signer)
-            })
-            .await
-            .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
-        } else {
-            CertificateAuthority::from_signer(&record.certificate_pem, signer)
-        };
+        let certificate_pem = record.certificate_pem.clone();
+        let loaded = keys::off_reactor_if(signer.is_remote(), move || {
+            CertificateAuthority::from_signer(&certificate_pem, signer)
+        })
+        .await;
         loaded
             .and_then(|ca| ca.with_stored_chain(&record.chain_pem))
             .map_err(|e| CaAdminError::from(e).for_ca(&record.id))
+    }
+
+    /// Records a CA generated here with a new key file (`ca.create`), or the refusal.
+    async fn persist_generated(
+        &self,
+        generated: Result<(CertificateAuthority, SecretKey), CaError>,
+        activate: bool,
+        actor: Actor<'_>,
+    ) -> Result<(CaRecord, CertificateAuthority), CaAdminError> {
+        let (ca, key) = self.audited(generated, "ca.create", None, actor).await?;
+        self.persist(
+            ca,
+            NewKey::Secret(key),
+            "generated",
+            activate,
+            "ca.create",
+            actor,
+        )
+        .await
     }
 
     async fn persist(
@@ -617,14 +561,19 @@ impl CaAdmin<'_> {
         Ok((record, ca))
     }
 
-    /// Records a refused create/import in the audit log, then passes the result on.
-    async fn audited<T>(
+    /// Records a refused create/import in the audit log (with the error's own words), then
+    /// passes the result on.
+    async fn audited<T, E>(
         &self,
-        result: Result<T, CaError>,
+        result: Result<T, E>,
         action: &str,
         target: Option<&str>,
         actor: Actor<'_>,
-    ) -> Result<T, CaAdminError> {
+    ) -> Result<T, CaAdminError>
+    where
+        E: std::fmt::Display,
+        CaAdminError: From<E>,
+    {
         match result {
             Ok(v) => Ok(v),
             Err(e) => {

@@ -266,9 +266,7 @@ impl CrlPublisher {
         // A key in a token or key service signs with a round trip: off the reactor.
         let signed = if ca.signs_remotely() {
             let (signer, revoked, info) = (Arc::clone(ca), revoked.clone(), info.clone());
-            tokio::task::spawn_blocking(move || signer.crl(&revoked, &info))
-                .await
-                .unwrap_or_else(|e| Err(CaError::Crypto(format!("the signing task failed: {e}"))))
+            crate::keys::off_reactor(move || signer.crl(&revoked, &info)).await
         } else {
             ca.crl(&revoked, &info)
         };

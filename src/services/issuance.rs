@@ -284,7 +284,7 @@ impl IssuanceService {
         // 5. Record: certificate, thing claim and idempotency key in one transaction (shared
         // with concurrent requests under group commit; the outcome is still this row's own).
         let new = NewIssuance {
-            certificate: certificate.clone(),
+            certificate,
             ca_id: ca.id().to_owned(),
             station: req.station.to_owned(),
             request_id: req.request_id.map(str::to_owned),
@@ -295,6 +295,7 @@ impl IssuanceService {
                 .map(|key| (key.to_owned(), approved.csr_sha256().to_owned())),
             reject_duplicate_thing: self.duplicate_thing_name == DuplicateThingName::Reject,
         };
+        let record = new.record();
         let recording = Instant::now();
         let outcome = match (&self.ledger_writer, req.renews) {
             // A renewal changes two rows: always its own transaction, never a batch's.
@@ -317,9 +318,9 @@ impl IssuanceService {
         match outcome? {
             RecordOutcome::Recorded => {}
             RecordOutcome::ThingAlreadyProvisioned => {
-                let holder = self.thing_holder(&certificate.thing_name).await;
+                let holder = self.thing_holder(&record.thing_name).await;
                 return Err(IssuanceError::ThingAlreadyProvisioned {
-                    thing_name: certificate.thing_name.clone(),
+                    thing_name: record.thing_name.clone(),
                     holder,
                 });
             }
@@ -345,44 +346,19 @@ impl IssuanceService {
         metrics::counter!(
             "factory_ca_certificates_issued_total",
             "ca" => ca.id().to_owned(),
-            "key_type" => certificate.key_algorithm.name(),
+            "key_type" => record.key_algorithm.name(),
         )
         .increment(1);
         metrics::histogram!("factory_ca_issuance_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         tracing::info!(
-            serial = %certificate.serial,
-            thing_name = %certificate.thing_name,
+            serial = %record.serial,
+            thing_name = %record.thing_name,
             station = %req.station,
             issuing_ca = %ca.id(),
             latency_us = started.elapsed().as_micros() as u64,
             "certificate issued"
         );
-        let record = CertificateRecord {
-            serial: certificate.serial,
-            ca_id: ca.id().to_owned(),
-            thing_name: certificate.thing_name,
-            country: certificate.country,
-            subject: certificate.subject,
-            key_algorithm: certificate.key_algorithm,
-            spki_sha256: certificate.spki_sha256,
-            aws_certificate_id: certificate.aws_certificate_id,
-            certificate_der: certificate.certificate_der,
-            not_before: Timestamp::new(certificate.not_before),
-            not_after: Timestamp::new(certificate.not_after),
-            issued_at,
-            station: req.station.to_owned(),
-            request_id: req.request_id.map(str::to_owned),
-            status: LedgerStatus::Active,
-            revoked_at: None,
-            revocation_reason: None,
-            aws_revocation_pending: false,
-            aws_status: None,
-            aws_first_seen_at: None,
-            channel: req.channel,
-            superseded_at: None,
-            superseded_by: None,
-        };
         Ok(Issued {
             record,
             ca: ca_pems,

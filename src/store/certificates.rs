@@ -65,6 +65,36 @@ pub struct NewIssuance {
 }
 
 impl NewIssuance {
+    /// The ledger row this issuance writes: active, not seen by AWS, superseded by nothing.
+    pub fn record(&self) -> CertificateRecord {
+        let cert = self.certificate.clone();
+        CertificateRecord {
+            serial: cert.serial,
+            ca_id: self.ca_id.clone(),
+            thing_name: cert.thing_name,
+            country: cert.country,
+            subject: cert.subject,
+            key_algorithm: cert.key_algorithm,
+            spki_sha256: cert.spki_sha256,
+            aws_certificate_id: cert.aws_certificate_id,
+            certificate_der: cert.certificate_der,
+            not_before: Timestamp::new(cert.not_before),
+            not_after: Timestamp::new(cert.not_after),
+            issued_at: self.issued_at,
+            station: self.station.clone(),
+            request_id: self.request_id.clone(),
+            status: LedgerStatus::Active,
+            revoked_at: None,
+            revocation_reason: None,
+            aws_revocation_pending: false,
+            aws_status: None,
+            aws_first_seen_at: None,
+            channel: self.channel,
+            superseded_at: None,
+            superseded_by: None,
+        }
+    }
+
     /// This issuance's record in its CA's hash chain ([`chain`]).
     pub(crate) fn chain_event(&self) -> chain::Event {
         let cert = &self.certificate;

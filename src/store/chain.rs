@@ -374,39 +374,31 @@ impl Store {
     /// A ledger row of `ca_id` that no chain record covers: an issued certificate without its
     /// `issued` record, or a revoked one without its `revoked` record. `(serial, kind)`.
     pub async fn unchained_row(&self, ca_id: &str) -> StoreResult<Option<(String, String)>> {
-        let issued: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT c.serial FROM issued_certificates c WHERE c.ca_id = $1 AND NOT EXISTS \
-             (SELECT 1 FROM ledger_chain e WHERE e.serial = c.serial AND e.kind = 'issued' \
-             AND e.ca_id = $1) ORDER BY c.issued_at, c.serial LIMIT 1"
-        )
-        .bind(ca_id)
-        .fetch_optional(pool)
-        .await)?;
-        if let Some(serial) = issued {
-            return Ok(Some((serial, "issued".into())));
+        // Per kind of record: which rows must have one, and the order they were written in.
+        const KINDS: [(&str, &str, &str); 3] = [
+            ("issued", "", "issued_at"),
+            ("revoked", "AND c.status = 'revoked'", "revoked_at"),
+            (
+                "superseded",
+                "AND c.superseded_at IS NOT NULL",
+                "superseded_at",
+            ),
+        ];
+        for (kind, rows, order) in KINDS {
+            let sql = format!(
+                "SELECT c.serial FROM issued_certificates c WHERE c.ca_id = $1 {rows} \
+                 AND NOT EXISTS (SELECT 1 FROM ledger_chain e WHERE e.serial = c.serial \
+                 AND e.kind = '{kind}' AND e.ca_id = $1) ORDER BY c.{order}, c.serial LIMIT 1"
+            );
+            let serial: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(&sql)
+                .bind(ca_id)
+                .fetch_optional(pool)
+                .await)?;
+            if let Some(serial) = serial {
+                return Ok(Some((serial, kind.into())));
+            }
         }
-        let revoked: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT c.serial FROM issued_certificates c WHERE c.ca_id = $1 \
-             AND c.status = 'revoked' AND NOT EXISTS \
-             (SELECT 1 FROM ledger_chain e WHERE e.serial = c.serial AND e.kind = 'revoked' \
-             AND e.ca_id = $1) ORDER BY c.revoked_at, c.serial LIMIT 1"
-        )
-        .bind(ca_id)
-        .fetch_optional(pool)
-        .await)?;
-        if let Some(serial) = revoked {
-            return Ok(Some((serial, "revoked".into())));
-        }
-        let superseded: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT c.serial FROM issued_certificates c WHERE c.ca_id = $1 \
-             AND c.superseded_at IS NOT NULL AND NOT EXISTS \
-             (SELECT 1 FROM ledger_chain e WHERE e.serial = c.serial AND e.kind = 'superseded' \
-             AND e.ca_id = $1) ORDER BY c.superseded_at, c.serial LIMIT 1"
-        )
-        .bind(ca_id)
-        .fetch_optional(pool)
-        .await)?;
-        Ok(superseded.map(|serial| (serial, "superseded".into())))
+        Ok(None)
     }
 
     /// Adopts the ledger rows written before the chain existed, once (migration 0016 marks it

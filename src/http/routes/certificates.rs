@@ -807,12 +807,11 @@ mod tests {
             OffsetDateTime::now_utc(),
         )
         .unwrap();
-        let now = Timestamp::new(OffsetDateTime::now_utc());
+        let now = OffsetDateTime::now_utc();
         let der: Vec<u8> = (0..437u32).map(|i| (i * 13) as u8).collect();
-        Issued {
-            record: CertificateRecord {
+        let new = crate::store::NewIssuance {
+            certificate: crate::ca::IssuedCertificate {
                 serial: "0123456789abcdef0123456789abcdef01234567".into(),
-                ca_id: ca.id().to_owned(),
                 thing_name: "dev-1".into(),
                 country: country.map(str::to_owned),
                 subject: subject.into(),
@@ -822,19 +821,17 @@ mod tests {
                 certificate_der: der,
                 not_before: now,
                 not_after: now,
-                issued_at: now,
-                station: "line-1".into(),
-                request_id: None,
-                status: LedgerStatus::Active,
-                revoked_at: None,
-                revocation_reason: None,
-                aws_revocation_pending: false,
-                aws_status: None,
-                aws_first_seen_at: None,
-                channel: Channel::Api,
-                superseded_at: None,
-                superseded_by: None,
             },
+            ca_id: ca.id().to_owned(),
+            station: "line-1".into(),
+            request_id: None,
+            channel: Channel::Api,
+            issued_at: Timestamp::new(now),
+            idempotency: None,
+            reject_duplicate_thing: false,
+        };
+        Issued {
+            record: new.record(),
             ca: Arc::new(CaPems::new(
                 ca.certificate_pem().to_owned(),
                 intermediates.to_owned(),
