@@ -5,7 +5,6 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -47,7 +46,7 @@ impl FromRequestParts<AppState> for Caller {
                     }));
                 }
                 Some(crate::http::tls::ClientIdentity::Device { .. }) => {
-                    // The router refuses these before any route (`est::device_certificate_gate`).
+                    // The router refuses these before any route (`est::device_certificate_refusal`).
                     return Err(ApiError::new(
                         ErrorCode::DeviceCertificateNotAllowed,
                         "a device certificate authenticates only for EST simplereenroll",
@@ -190,7 +189,7 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
-/// An id that [`request_id_middleware`] puts in the request's extensions (a new UUID for a
+/// An id that [`assign_request_id`] puts in the request's extensions (a new UUID for a
 /// request that did not pass through it).
 macro_rules! request_id_extractor {
     ($(#[$meta:meta])* $name:ident) => {
@@ -214,7 +213,7 @@ macro_rules! request_id_extractor {
 
 request_id_extractor!(
     /// The request id: the client's `x-request-id` when [`is_safe_request_id`], else a new
-    /// UUID. Set by [`request_id_middleware`].
+    /// UUID. Set by [`assign_request_id`].
     RequestId
 );
 request_id_extractor!(
@@ -245,11 +244,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 tokio::task_local! {
-    /// The id of the request this task serves (set by [`request_id_middleware`]).
+    /// The id of the request this task serves (set by [`with_request_id`]).
     static CURRENT_REQUEST_ID: String;
 }
 
-/// The id of the request being served, when called within [`request_id_middleware`]: error
+/// The id of the request being served, when called within [`with_request_id`]: error
 /// bodies carry it.
 pub fn current_request_id() -> Option<String> {
     CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
@@ -267,8 +266,10 @@ pub fn is_safe_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Assigns the request id, records it on the request span, and echoes it in the response.
-pub async fn request_id_middleware(mut request: Request, next: Next) -> Response {
+/// Assigns the request's ids ([`RequestId`], [`ServerRequestId`]) as extensions, records them on
+/// the request span, and returns the id to echo in the response. Called by the router's edge
+/// layer (`crate::http::edge`) for every request, before anything else looks at it.
+pub(crate) fn assign_request_id(request: &mut Request) -> String {
     // A version-4 UUID from the thread's generator: `Uuid::new_v4` asks the kernel for its 16
     // bytes, a system call per request.
     let server_id = uuid::Builder::from_random_bytes(rand::random())
@@ -288,13 +289,19 @@ pub async fn request_id_middleware(mut request: Request, next: Next) -> Response
     span.record("request_id", id.as_str());
     request.extensions_mut().insert(RequestId(id.clone()));
     request.extensions_mut().insert(ServerRequestId(server_id));
-    let mut response = CURRENT_REQUEST_ID
-        .scope(id.clone(), next.run(request))
-        .await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    id
+}
+
+/// Runs `serve` with `id` as the [`current_request_id`] (error bodies carry it).
+pub(crate) async fn with_request_id<F: std::future::Future>(id: String, serve: F) -> F::Output {
+    CURRENT_REQUEST_ID.scope(id, serve).await
+}
+
+/// Echoes the request id in the response's `x-request-id`.
+pub(crate) fn echo_request_id(response: &mut Response, id: &str) {
+    if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    response
 }
 
 /// `Json<T>` whose rejections are API errors (400 invalid_request, 415, 413).

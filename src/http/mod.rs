@@ -22,7 +22,6 @@ use tokio::sync::Semaphore;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -103,33 +102,21 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.server.body_limit_bytes;
-    let timeout = state.settings.server.request_timeout_secs;
-    let in_flight = Arc::new(Semaphore::new(
-        state.settings.server.max_concurrent_requests,
-    ));
-    let store_health = state.store_health.clone();
-    let https = state.settings.server.tls.enabled();
+    let edge_state = Arc::new(Edge {
+        https: state.settings.server.tls.enabled(),
+        timeout: state.settings.server.request_timeout_secs,
+        in_flight: Arc::new(Semaphore::new(
+            state.settings.server.max_concurrent_requests,
+        )),
+        store_health: Some(state.store_health.clone()),
+    });
     let (routes, _openapi) = api_routes().split_for_parts();
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(axum::middleware::from_fn(est::device_certificate_gate))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            request_deadline(timeout, request, next)
-        }))
-        .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
-        }))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            fail_fast(store_health.clone(), request, next)
-        }))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            shed_load(in_flight.clone(), request, next)
-        }))
-        .layer(axum::middleware::from_fn(metrics::track))
-        .layer(axum::middleware::from_fn(extract::request_id_middleware))
+        .layer(axum::middleware::from_fn_with_state(edge_state, edge))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
                 tracing::info_span!(
@@ -145,23 +132,56 @@ pub fn router(state: AppState) -> Router {
             header::AUTHORIZATION,
             header::COOKIE,
         ]))
-        .layer(axum::middleware::from_fn(no_sniff))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            strict_transport_security(https, request, next)
-        }))
 }
 
-/// `Strict-Transport-Security` on every response when the service serves HTTPS itself: a
-/// browser that reached the dashboard over HTTPS never falls back to plain HTTP for this host
-/// (and a station library that honours it neither). One year; subdomains are not included,
-/// they may be other services.
-async fn strict_transport_security(
+/// What the edge layer needs, made once per router.
+struct Edge {
+    /// Whether the service serves HTTPS itself (`Strict-Transport-Security`).
     https: bool,
-    request: axum::extract::Request,
+    /// `server.request_timeout_secs`.
+    timeout: Duration,
+    /// `server.max_concurrent_requests` permits.
+    in_flight: Arc<Semaphore>,
+    /// The background probe's view of the database; `None` in tests of the other steps.
+    store_health: Option<Arc<crate::services::store_health::StoreHealth>>,
+}
+
+/// Everything the service does around every request, in one layer inside the request's trace
+/// span, in this order:
+///
+/// 1. request ids: assigned, recorded on the span, in scope for error bodies, echoed in the
+///    response ([`extract::assign_request_id`]);
+/// 2. metrics: the request counted and timed under its route template, whatever answers it;
+/// 3. load shedding ([`overloaded`]); 4. fail fast while the store is unreachable ([`fail_fast`]);
+/// 5. a panic in a handler becomes a 500 `internal_error`;
+/// 6. the deadline `server.request_timeout_secs` ([`request_timeout`]);
+/// 7. the device-certificate gate ([`routes::est::device_certificate_refusal`]);
+///
+/// and on the way out `X-Content-Type-Options: nosniff` and, over HTTPS,
+/// `Strict-Transport-Security`.
+///
+/// These were seven `from_fn` layers (and tower-http's `CatchPanicLayer`); each cloned the
+/// service below it, boxed a future and, for the panic guard, re-boxed the body, per request
+/// (docs/benchmarks.md, "What each change bought").
+async fn edge(
+    axum::extract::State(edge): axum::extract::State<Arc<Edge>>,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let mut response = next.run(request).await;
-    if https {
+    let id = extract::assign_request_id(&mut request);
+    let mut response = extract::with_request_id(id.clone(), async {
+        let timer = routes::metrics::RequestTimer::start(&request);
+        let response = edge.admitted(request, next).await;
+        timer.finish(&response);
+        response
+    })
+    .await;
+    extract::echo_request_id(&mut response, &id);
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    if edge.https {
         response.headers_mut().insert(
             header::STRICT_TRANSPORT_SECURITY,
             axum::http::HeaderValue::from_static("max-age=31536000"),
@@ -170,86 +190,97 @@ async fn strict_transport_security(
     response
 }
 
-/// `X-Content-Type-Options: nosniff` on every response: a browser must not guess that a JSON
-/// body holding attacker-chosen thing names is HTML or script.
-async fn no_sniff(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        axum::http::HeaderValue::from_static("nosniff"),
-    );
-    response
+impl Edge {
+    /// Steps 3 to 7 of [`edge`].
+    async fn admitted(
+        &self,
+        request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        // Load shedding (see [`overloaded`]); the permit is held until the response is made.
+        let _permit = if matches!(request.uri().path(), "/healthz" | "/readyz") {
+            None
+        } else {
+            match self.in_flight.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return overloaded(),
+            }
+        };
+        if let Some(health) = &self.store_health
+            && let Some(refusal) = fail_fast(health, request.uri().path())
+        {
+            return refusal;
+        }
+        let timeout = self.timeout;
+        let guarded = std::panic::AssertUnwindSafe(async move {
+            if let Some(refusal) = routes::est::device_certificate_refusal(&request) {
+                return refusal;
+            }
+            match tokio::time::timeout(timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => request_timeout(),
+            }
+        });
+        let response = match futures_util::FutureExt::catch_unwind(guarded).await {
+            Ok(response) => response,
+            Err(_) => {
+                axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
+            }
+        };
+        if let Some(health) = &self.store_health
+            && response.extensions().get::<error::StoreFailed>().is_some()
+        {
+            health.suspect();
+        }
+        response
+    }
 }
 
-/// Answers 503 `request_timeout` when a request runs past `server.request_timeout_secs`. The
-/// handler's future is dropped, which rolls back an uncommitted ledger transaction.
-async fn request_deadline(
-    timeout: Duration,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => axum::response::IntoResponse::into_response(ApiError::new(
-            ErrorCode::RequestTimeout,
-            "the request took longer than this service allows; retry (with the same \
-             Idempotency-Key)",
-        )),
-    }
+/// The answer to a request that ran past `server.request_timeout_secs`: 503
+/// `request_timeout`. The handler's future is dropped, which rolls back an uncommitted ledger
+/// transaction.
+fn request_timeout() -> axum::response::Response {
+    axum::response::IntoResponse::into_response(ApiError::new(
+        ErrorCode::RequestTimeout,
+        "the request took longer than this service allows; retry (with the same \
+         Idempotency-Key)",
+    ))
 }
 
 /// Load shedding: at most `server.max_concurrent_requests` requests are served at once; the
-/// rest get 503 `overloaded` with Retry-After at once instead of waiting in an unbounded
+/// rest get this 503 `overloaded` with Retry-After at once instead of waiting in an unbounded
 /// queue. Health checks are exempt so that an overloaded replica is not also declared dead.
-async fn shed_load(
-    in_flight: Arc<Semaphore>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if matches!(request.uri().path(), "/healthz" | "/readyz") {
-        return next.run(request).await;
-    }
-    match in_flight.try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
-        Err(_) => axum::response::IntoResponse::into_response(
-            ApiError::new(
-                ErrorCode::Overloaded,
-                "the service is at its concurrency limit (server.max_concurrent_requests); retry shortly",
-            )
-            .with_retry_after(1),
-        ),
-    }
+fn overloaded() -> axum::response::Response {
+    axum::response::IntoResponse::into_response(
+        ApiError::new(
+            ErrorCode::Overloaded,
+            "the service is at its concurrency limit (server.max_concurrent_requests); retry shortly",
+        )
+        .with_retry_after(1),
+    )
 }
 
 /// While the background probe finds the database unreachable, API requests (which all read or
-/// write the store, but for the CA certificate) get 503 `store_unavailable` with Retry-After at once instead of each
-/// waiting for the pool's connect timeout. A request that fails on the store wakes the probe.
-async fn fail_fast(
-    health: Arc<crate::services::store_health::StoreHealth>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let path = request.uri().path();
+/// write the store, but for the CA certificate) get 503 `store_unavailable` with Retry-After at
+/// once instead of each waiting for the pool's connect timeout. A request that fails on the
+/// store wakes the probe ([`Edge::admitted`]).
+fn fail_fast(
+    health: &crate::services::store_health::StoreHealth,
+    path: &str,
+) -> Option<axum::response::Response> {
     // The CA certificate is served from memory.
     let needs_store = path.starts_with("/v1/") && path != "/v1/ca.pem";
     if needs_store && !health.is_reachable() {
-        return axum::response::IntoResponse::into_response(
+        return Some(axum::response::IntoResponse::into_response(
             ApiError::new(
                 ErrorCode::StoreUnavailable,
                 "the certificate ledger is unreachable; nothing was issued, retry after the \
                  Retry-After delay",
             )
             .with_retry_after(1),
-        );
+        ));
     }
-    let response = next.run(request).await;
-    if response.extensions().get::<error::StoreFailed>().is_some() {
-        health.suspect();
-    }
-    response
+    None
 }
 
 async fn not_found() -> ApiError {
@@ -275,15 +306,31 @@ mod tests {
     use tokio::sync::{Notify, oneshot};
     use tower::ServiceExt;
 
+    /// The edge layer with no store probe: `permits` concurrent requests, `timeout` each.
+    fn with_edge(router: Router, https: bool, permits: usize, timeout: Duration) -> Router {
+        let edge_state = Arc::new(Edge {
+            https,
+            timeout,
+            in_flight: Arc::new(Semaphore::new(permits)),
+            store_health: None,
+        });
+        router.layer(axum::middleware::from_fn_with_state(edge_state, edge))
+    }
+
+    async fn body_text(response: axum::response::Response) -> String {
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
     #[tokio::test]
     async fn hsts_is_sent_only_when_the_service_serves_https() {
         for https in [true, false] {
             let router = Router::new()
                 .route("/", get(|| async { "ok" }))
-                .fallback(not_found)
-                .layer(axum::middleware::from_fn(move |request, next| {
-                    strict_transport_security(https, request, next)
-                }));
+                .fallback(not_found);
+            let router = with_edge(router, https, 8, Duration::from_secs(5));
             for path in ["/", "/nope"] {
                 let request = axum::http::Request::get(path).body(Body::empty()).unwrap();
                 let response = router.clone().oneshot(request).await.unwrap();
@@ -293,8 +340,68 @@ mod tests {
                 } else {
                     assert!(hsts.is_none(), "{path}");
                 }
+                assert_eq!(
+                    response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+                    "nosniff"
+                );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_the_request_id() {
+        let router = Router::new().route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("handler bug");
+                }
+                "unreachable"
+            }),
+        );
+        let router = with_edge(router, false, 8, Duration::from_secs(5));
+        let request = axum::http::Request::get("/boom")
+            .header(extract::REQUEST_ID_HEADER, "line-7.req-1")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[extract::REQUEST_ID_HEADER],
+            "line-7.req-1"
+        );
+        assert_eq!(
+            response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff"
+        );
+        let body = body_text(response).await;
+        assert!(body.contains("\"code\":\"internal_error\""), "{body}");
+        assert!(body.contains("line-7.req-1"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_deadline_answers_503_request_timeout() {
+        let router = Router::new().route(
+            "/stuck",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        );
+        let router = with_edge(router, false, 8, Duration::from_millis(50));
+        let request = axum::http::Request::get("/stuck")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // A service-made id (a UUID) when the client sent none.
+        let id = response.headers()[extract::REQUEST_ID_HEADER]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(id.len(), 36, "{id}");
+        let body = body_text(response).await;
+        assert!(body.contains("\"code\":\"request_timeout\""), "{body}");
     }
 
     #[tokio::test]
@@ -302,7 +409,6 @@ mod tests {
         let release = Arc::new(Notify::new());
         let (entered_tx, entered_rx) = oneshot::channel::<()>();
         let entered_tx = Arc::new(std::sync::Mutex::new(Some(entered_tx)));
-        let in_flight = Arc::new(Semaphore::new(1));
         let router = Router::new()
             .route(
                 "/slow",
@@ -317,10 +423,8 @@ mod tests {
                     }
                 }),
             )
-            .route("/healthz", get(|| async { "ok" }))
-            .layer(axum::middleware::from_fn(move |request, next| {
-                shed_load(in_flight.clone(), request, next)
-            }));
+            .route("/healthz", get(|| async { "ok" }));
+        let router = with_edge(router, false, 1, Duration::from_secs(30));
         let request = |path: &str| axum::http::Request::get(path).body(Body::empty()).unwrap();
 
         let first = tokio::spawn(router.clone().oneshot(request("/slow")));
@@ -328,8 +432,7 @@ mod tests {
         let shed = router.clone().oneshot(request("/slow")).await.unwrap();
         assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
-        let body = axum::body::to_bytes(shed.into_body(), 4096).await.unwrap();
-        assert!(String::from_utf8_lossy(&body).contains("\"code\":\"overloaded\""));
+        assert!(body_text(shed).await.contains("\"code\":\"overloaded\""));
         let health = router.clone().oneshot(request("/healthz")).await.unwrap();
         assert_eq!(health.status(), StatusCode::OK);
 

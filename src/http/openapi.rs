@@ -479,7 +479,7 @@ fn finish(doc: &mut Value) {
     }
 }
 
-/// Every operation takes an `x-request-id` (see `request_id_middleware`).
+/// Every operation takes an `x-request-id` (see `assign_request_id` in `src/http/extract.rs`).
 fn add_request_id_parameter(operation: &mut Value) {
     if !operation["parameters"].is_array() {
         operation["parameters"] = json!([]);
@@ -639,7 +639,7 @@ fn add_error_responses(operation: &mut Value, errors: &[ErrorCode]) {
             });
         }
     }
-    // Every response carries the request id (see `request_id_middleware`).
+    // Every response carries the request id (see `assign_request_id` in `src/http/extract.rs`).
     for response in responses.values_mut() {
         response["headers"]["x-request-id"] = json!({
             "description": "The client's `x-request-id` (1-128 characters of A-Z a-z 0-9 . _ : - \

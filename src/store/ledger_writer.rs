@@ -8,18 +8,25 @@
 //! while the other writers commit, and the next batch takes them all. While one writer commits,
 //! another collects, so one slow commit does not stall the queue.
 //!
-//! A batch is one transaction of multi-row statements over `UNNEST`ed arrays and one COMMIT:
+//! A batch is one transaction of multi-row statements over `UNNEST`ed arrays and one COMMIT, four
+//! round trips when no row carries an Idempotency-Key, five when some do:
 //!
 //! 1. `BEGIN; SET CONSTRAINTS ... DEFERRED` (one round trip; see migration 0006).
 //! 2. Idempotency keys, when any row has one: `INSERT ... ON CONFLICT DO NOTHING RETURNING`
 //!    names the rows whose key landed; the others get [`RecordOutcome::IdempotencyKeyTaken`].
 //! 3. One statement: the thing claims of the remaining rows (`ON CONFLICT DO UPDATE ... WHERE`
 //!    the old claim has expired, under `reject`), the release of the keys of rows whose claim
-//!    failed, and the certificates of the rows whose claim landed. Rows without a claim get
-//!    [`RecordOutcome::ThingAlreadyProvisioned`]; no certificate row of theirs is ever written.
-//! 4. The recorded rows are appended to their CAs' hash chains ([`super::chain`]), in batch
-//!    order, under each CA's head row lock.
+//!    failed, the certificates of the rows whose claim landed, and then the lock of the hash
+//!    chain head of each CA that recorded a certificate, returning the head. Rows without a
+//!    claim get [`RecordOutcome::ThingAlreadyProvisioned`]; no certificate row of theirs is
+//!    ever written.
+//! 4. One statement: the recorded rows' records in their CAs' hash chains ([`super::chain`]),
+//!    linked in batch order from the heads step 3 locked, and the heads moved.
 //! 5. COMMIT, then every request is answered with its own outcome.
+//!
+//! Steps 3 and 4 have fixed texts, so each is parsed and planned once per connection (sqlx
+//! keeps them prepared); they were four statements, one of them a multi-row `VALUES` whose text
+//! changed with the batch size.
 //!
 //! Per-row outcomes are exactly those of recording the rows one after another, as
 //! [`Store::record_issuance`](super::Store::record_issuance) does: two rows of one batch never
@@ -306,10 +313,13 @@ async fn write_batch(
         }
     }
 
-    // 3. Claims, released keys and certificates of the rows still in the running.
+    // 3. Claims, released keys and certificates of the rows still in the running, and the
+    // heads of the chains the recorded ones join.
     let alive: Vec<usize> = (0..rows.len()).filter(|&i| outcomes[i].is_none()).collect();
+    let mut heads = BTreeMap::new();
     if !alive.is_empty() {
-        let recorded = insert_claims_and_certificates(&mut tx, rows, &alive).await?;
+        let recorded;
+        (recorded, heads) = insert_claims_and_certificates(&mut tx, rows, &alive).await?;
         for &i in &alive {
             outcomes[i] = Some(if recorded.contains(rows[i].certificate.serial.as_str()) {
                 RecordOutcome::Recorded
@@ -319,8 +329,7 @@ async fn write_batch(
         }
     }
 
-    // 4. The recorded rows join their CAs' hash chains in batch order; CAs are locked in id
-    // order, so two writers cannot deadlock on their heads.
+    // 4. The recorded rows join their CAs' hash chains in batch order.
     let mut chains: BTreeMap<&str, Vec<super::chain::Event>> = BTreeMap::new();
     for (i, row) in rows.iter().enumerate() {
         if outcomes[i] == Some(RecordOutcome::Recorded) {
@@ -330,8 +339,8 @@ async fn write_batch(
                 .push(row.chain_event());
         }
     }
-    for (ca_id, events) in &chains {
-        append_chain!(tx, *ca_id, events)?;
+    if !chains.is_empty() {
+        append_to_chains(&mut tx, &chains, heads).await?;
     }
 
     // 5. Nothing is answered before this returns.
@@ -342,14 +351,18 @@ async fn write_batch(
         .collect())
 }
 
+/// The `(seq, hash)` of each CA's chain head, by CA id, as locked by this transaction.
+type Heads = BTreeMap<String, (i64, Vec<u8>)>;
+
 /// One statement for the rows `alive`: claim each thing name, release the Idempotency-Keys of
-/// rows whose claim failed (inserted by the previous statement), and insert the certificates of
-/// the rows whose claim landed. Returns the serials of those certificates.
+/// rows whose claim failed (inserted by the previous statement), insert the certificates of
+/// the rows whose claim landed, and lock (creating when missing) the chain head of each CA
+/// they belong to. Returns the serials of those certificates and the heads.
 async fn insert_claims_and_certificates(
     tx: &mut sqlx::PgConnection,
     rows: &[&NewIssuance],
     alive: &[usize],
-) -> Result<HashSet<String>, sqlx::Error> {
+) -> Result<(HashSet<String>, Heads), sqlx::Error> {
     let n = alive.len();
     let mut serial = Vec::with_capacity(n);
     let mut ca_id = Vec::with_capacity(n);
@@ -394,34 +407,50 @@ async fn insert_claims_and_certificates(
     // Under "reject" an existing claim is replaced only when its certificate has expired, as
     // of the batch's earliest issuance time (the rows' times differ by the queueing delay);
     // revocation deletes claims. Under "allow" the newest certificate always takes it.
-    let recorded: Vec<String> = sqlx::query_scalar(
+    // The heads are locked after every claim and certificate row: `head` reads `inserted`
+    // through a sort (DISTINCT .. ORDER BY), which runs `inserted`, and through it `claimed`,
+    // to completion first. The head comes last, as in the single-row path
+    // (`Store::record_issuance`) and as before; CAs in id order.
+    // A recorded serial, or a head: (serial, ca_id, seq, hash).
+    type Returned = (Option<String>, Option<String>, Option<i64>, Option<Vec<u8>>);
+    let returned: Vec<Returned> = sqlx::query_as(
         "WITH input AS ( \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::text[], $7::text[], $8::text[], $9::bytea[], $10::timestamptz[], \
-                 $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[], $18::text[]) \
-             AS i (serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
-                 aws_certificate_id, certificate_der, not_before, not_after, issued_at, \
-                 station, request_id, idempotency_key, channel) \
-         ), claimed AS ( \
-             INSERT INTO thing_claims (thing_name, serial, not_after) \
-             SELECT thing_name, serial, not_after FROM input ORDER BY thing_name \
-             ON CONFLICT (thing_name) DO UPDATE SET serial = excluded.serial, \
-                 not_after = excluded.not_after \
-             WHERE NOT $16 OR thing_claims.not_after <= $17 \
-             RETURNING serial \
-         ), released AS ( \
-             DELETE FROM idempotency_keys k USING input i \
-             WHERE k.station = i.station AND k.idempotency_key = i.idempotency_key \
-                 AND i.serial NOT IN (SELECT serial FROM claimed) \
-         ) \
-         INSERT INTO issued_certificates (serial, ca_id, thing_name, country, subject, \
-             key_algorithm, spki_sha256, aws_certificate_id, certificate_der, not_before, \
-             not_after, issued_at, station, request_id, channel) \
-         SELECT serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
-             aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
-             request_id, channel \
-         FROM input WHERE serial IN (SELECT serial FROM claimed) \
-         RETURNING serial",
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[], \
+                     $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[], \
+                     $14::text[], $15::text[], $18::text[]) \
+                 AS i (serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
+                     aws_certificate_id, certificate_der, not_before, not_after, issued_at, \
+                     station, request_id, idempotency_key, channel) \
+             ), claimed AS ( \
+                 INSERT INTO thing_claims (thing_name, serial, not_after) \
+                 SELECT thing_name, serial, not_after FROM input ORDER BY thing_name \
+                 ON CONFLICT (thing_name) DO UPDATE SET serial = excluded.serial, \
+                     not_after = excluded.not_after \
+                 WHERE NOT $16 OR thing_claims.not_after <= $17 \
+                 RETURNING serial \
+             ), released AS ( \
+                 DELETE FROM idempotency_keys k USING input i \
+                 WHERE k.station = i.station AND k.idempotency_key = i.idempotency_key \
+                     AND i.serial NOT IN (SELECT serial FROM claimed) \
+             ), inserted AS ( \
+                 INSERT INTO issued_certificates (serial, ca_id, thing_name, country, subject, \
+                     key_algorithm, spki_sha256, aws_certificate_id, certificate_der, \
+                     not_before, not_after, issued_at, station, request_id, channel) \
+                 SELECT serial, ca_id, thing_name, country, subject, key_algorithm, \
+                     spki_sha256, aws_certificate_id, certificate_der, not_before, not_after, \
+                     issued_at, station, request_id, channel \
+                 FROM input WHERE serial IN (SELECT serial FROM claimed) \
+                 RETURNING serial, ca_id \
+             ), head AS ( \
+                 INSERT INTO ledger_heads (ca_id, seq, hash) \
+                 SELECT DISTINCT ca_id, 0::bigint, $19::bytea FROM inserted ORDER BY ca_id \
+                 ON CONFLICT (ca_id) DO UPDATE SET seq = ledger_heads.seq \
+                 RETURNING ca_id, seq, hash \
+             ) \
+             SELECT serial, NULL::text, NULL::bigint, NULL::bytea FROM inserted \
+             UNION ALL \
+             SELECT NULL::text, ca_id, seq, hash FROM head",
     )
     .bind(&serial)
     .bind(&ca_id)
@@ -441,9 +470,85 @@ async fn insert_claims_and_certificates(
     .bind(reject)
     .bind(earliest.expect("alive is not empty"))
     .bind(&channel)
+    .bind(&super::chain::GENESIS[..])
     .fetch_all(&mut *tx)
     .await?;
-    Ok(recorded.into_iter().collect())
+    let mut recorded = HashSet::with_capacity(returned.len());
+    let mut heads = Heads::new();
+    for (serial, ca_id, seq, hash) in returned {
+        match (serial, ca_id, seq, hash) {
+            (Some(serial), None, None, None) => {
+                recorded.insert(serial);
+            }
+            (None, Some(ca_id), Some(seq), Some(hash)) => {
+                heads.insert(ca_id, (seq, hash));
+            }
+            _ => {
+                return Err(sqlx::Error::Protocol(
+                    "the group commit statement returned a row of neither kind".into(),
+                ));
+            }
+        }
+    }
+    Ok((recorded, heads))
+}
+
+/// One statement: appends `chains` (each CA's events, in batch order) to the hash chains whose
+/// heads this transaction holds, and moves those heads.
+async fn append_to_chains(
+    tx: &mut sqlx::PgConnection,
+    chains: &BTreeMap<&str, Vec<super::chain::Event>>,
+    mut heads: Heads,
+) -> Result<(), sqlx::Error> {
+    let records: usize = chains.values().map(Vec::len).sum();
+    let mut ca_id = Vec::with_capacity(records);
+    let mut seq = Vec::with_capacity(records);
+    let mut kind = Vec::with_capacity(records);
+    let mut serial = Vec::with_capacity(records);
+    let mut prev_hash = Vec::with_capacity(records);
+    let mut hash = Vec::with_capacity(records);
+    let mut head_ca_id = Vec::with_capacity(chains.len());
+    let mut head_seq = Vec::with_capacity(chains.len());
+    let mut head_hash = Vec::with_capacity(chains.len());
+    for (&ca, events) in chains {
+        let (seq0, hash0) = heads.remove(ca).ok_or_else(|| {
+            sqlx::Error::Protocol(format!("no chain head was locked for CA {ca}"))
+        })?;
+        let (linked, last_seq, last_hash) = super::chain::link_all(seq0, hash0, events)?;
+        for record in linked {
+            ca_id.push(ca);
+            seq.push(record.seq);
+            kind.push(record.kind);
+            serial.push(record.serial);
+            prev_hash.push(record.prev_hash.to_vec());
+            hash.push(record.hash.to_vec());
+        }
+        head_ca_id.push(ca);
+        head_seq.push(last_seq);
+        head_hash.push(last_hash.to_vec());
+    }
+    sqlx::query(
+        "WITH records AS ( \
+             INSERT INTO ledger_chain (ca_id, seq, kind, serial, prev_hash, hash) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], \
+                 $5::bytea[], $6::bytea[]) \
+         ) \
+         UPDATE ledger_heads h SET seq = u.seq, hash = u.hash \
+         FROM UNNEST($7::text[], $8::bigint[], $9::bytea[]) AS u (ca_id, seq, hash) \
+         WHERE h.ca_id = u.ca_id",
+    )
+    .bind(&ca_id)
+    .bind(&seq)
+    .bind(&kind)
+    .bind(&serial)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .bind(&head_ca_id)
+    .bind(&head_seq)
+    .bind(&head_hash)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

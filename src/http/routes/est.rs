@@ -734,27 +734,26 @@ fn device_may_use(path: &str) -> bool {
     matches!(operation, "simplereenroll" | "cacerts" | "csrattrs")
 }
 
-/// A router layer: a request on a connection whose client certificate is a device certificate
-/// gets 403 `device_certificate_not_allowed` unless it is for a route a device may use (see
+/// The router's device gate (run by `crate::http::edge` for every request): a request on a
+/// connection whose client certificate is a device certificate gets 403
+/// `device_certificate_not_allowed` unless it is for a route a device may use (see
 /// [`device_may_use`]), whatever else it carries (a token, a session cookie). A device never
 /// acts as a station, a viewer or an admin. EST paths answer in EST's `text/plain` form.
-pub async fn device_certificate_gate(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+/// `None` lets the request through.
+pub(crate) fn device_certificate_refusal(request: &axum::extract::Request) -> Option<Response> {
     let is_device = matches!(
         request.extensions().get::<ClientIdentity>(),
         Some(ClientIdentity::Device { .. })
     );
     if !is_device || device_may_use(request.uri().path()) {
-        return next.run(request).await;
+        return None;
     }
     let refusal = device_certificate_not_allowed();
-    if request.uri().path().starts_with("/.well-known/est/") {
+    Some(if request.uri().path().starts_with("/.well-known/est/") {
         est::error_response(refusal)
     } else {
         refusal.into_response()
-    }
+    })
 }
 
 #[cfg(test)]

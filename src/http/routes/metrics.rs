@@ -1,11 +1,10 @@
-//! `GET /metrics` (Prometheus text format) and the layer that counts every HTTP request by
+//! `GET /metrics` (Prometheus text format) and the timer that counts every HTTP request by
 //! method, route template and status.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
@@ -66,39 +65,54 @@ pub fn render(state: &AppState) -> Response {
         .into_response()
 }
 
-/// Counts the request and its latency under its route template (`/v1/certificates/{serial}`,
-/// not the serial: label values stay few), or `unmatched` for the fallback.
-pub async fn track(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // Extension methods would let a client mint label values: they count as `other`.
-    let method: &'static str = match request.method().as_str() {
-        "GET" => "GET",
-        "HEAD" => "HEAD",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "OPTIONS" => "OPTIONS",
-        _ => "other",
-    };
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(request).await;
-    metrics::histogram!(
-        "factory_ca_http_request_duration_seconds",
-        "method" => method,
-        "route" => route.clone(),
-    )
-    .record(started.elapsed().as_secs_f64());
-    metrics::counter!(
-        "factory_ca_http_requests_total",
-        "method" => method,
-        "route" => route,
-        "status" => response.status().as_str().to_owned(),
-    )
-    .increment(1);
-    response
+/// Counts one HTTP request and its latency under its route template (`/v1/certificates/{serial}`,
+/// not the serial: label values stay few), or `unmatched` for the fallback. Started by the
+/// router's edge layer (`crate::http::edge`) before load shedding, finished with the response.
+pub(crate) struct RequestTimer {
+    started: Instant,
+    method: &'static str,
+    route: String,
+}
+
+impl RequestTimer {
+    pub(crate) fn start(request: &Request) -> RequestTimer {
+        let started = Instant::now();
+        // Extension methods would let a client mint label values: they count as `other`.
+        let method: &'static str = match request.method().as_str() {
+            "GET" => "GET",
+            "HEAD" => "HEAD",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "PATCH" => "PATCH",
+            "DELETE" => "DELETE",
+            "OPTIONS" => "OPTIONS",
+            _ => "other",
+        };
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "unmatched".to_owned());
+        RequestTimer {
+            started,
+            method,
+            route,
+        }
+    }
+
+    pub(crate) fn finish(self, response: &Response) {
+        metrics::histogram!(
+            "factory_ca_http_request_duration_seconds",
+            "method" => self.method,
+            "route" => self.route.clone(),
+        )
+        .record(self.started.elapsed().as_secs_f64());
+        metrics::counter!(
+            "factory_ca_http_requests_total",
+            "method" => self.method,
+            "route" => self.route,
+            "status" => response.status().as_str().to_owned(),
+        )
+        .increment(1);
+    }
 }
