@@ -403,25 +403,13 @@ impl Store {
         &self,
         serials: &[&str],
     ) -> StoreResult<Vec<CertificateTargetStatus>> {
-        let mut rows = Vec::new();
-        // Well under SQLite's limit of bound parameters per statement.
-        for chunk in serials.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
+        self.rows_for_serials(serials, |serials| {
+            format!(
                 "SELECT serial, target, aws_status, aws_first_seen_at, recorded_at \
-                 FROM certificate_aws_status WHERE serial IN ({}) ORDER BY serial, target",
-                placeholders.join(", ")
-            );
-            let part: Vec<CertificateTargetStatus> = on_pool!(self, |pool| {
-                let mut query = sqlx::query_as(&sql);
-                for serial in chunk {
-                    query = query.bind(*serial);
-                }
-                query.fetch_all(pool).await
-            })?;
-            rows.extend(part);
-        }
-        Ok(rows)
+                 FROM certificate_aws_status WHERE serial IN ({serials}) ORDER BY serial, target"
+            )
+        })
+        .await
     }
 
     /// The targets that have the revocations of `serials` while they are pending elsewhere,
@@ -430,14 +418,31 @@ impl Store {
         &self,
         serials: &[&str],
     ) -> StoreResult<Vec<(String, String)>> {
+        self.rows_for_serials(serials, |serials| {
+            format!("SELECT serial, target FROM aws_revocation_targets WHERE serial IN ({serials})")
+        })
+        .await
+    }
+
+    /// The rows `select` finds for `serials`, asked 500 serials at a time (well under SQLite's
+    /// limit of bound parameters per statement): `select` is given the list of placeholders
+    /// (`$1, $2, ...`) to put in its `IN (...)`.
+    async fn rows_for_serials<T>(
+        &self,
+        serials: &[&str],
+        select: impl Fn(&str) -> String,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> FromRow<'r, sqlx::sqlite::SqliteRow>
+            + Send
+            + Unpin,
+    {
         let mut rows = Vec::new();
         for chunk in serials.chunks(500) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT serial, target FROM aws_revocation_targets WHERE serial IN ({})",
-                placeholders.join(", ")
-            );
-            let part: Vec<(String, String)> = on_pool!(self, |pool| {
+            let sql = select(&placeholders.join(", "));
+            let part: Vec<T> = on_pool!(self, |pool| {
                 let mut query = sqlx::query_as(&sql);
                 for serial in chunk {
                     query = query.bind(*serial);
