@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use factory_ca::app::Application;
 use factory_ca::aws::IotRegistry;
-use factory_ca::config::{Secret, Settings};
+use factory_ca::aws::fake::FakeIotRegistry;
+use factory_ca::config::{AwsTargetSettings, Secret, Settings};
 use factory_ca::services::tokens::{self, Role};
 use factory_ca::store::Store;
 use sqlx::Connection;
@@ -134,6 +135,34 @@ impl TestApp {
         let mut settings = test_settings(backend, dir.path()).await;
         configure(&mut settings);
         Self::start_targets(settings, dir, None, None, targets).await
+    }
+
+    /// A server with two fake AWS targets, `eu` (eu-west-1) and `us` (us-east-1), and its
+    /// registries; the retry job runs every second so that a target that was down hears of what
+    /// it missed soon after it is back.
+    pub async fn spawn_eu_us(
+        backend: Backend,
+    ) -> (TestApp, Arc<FakeIotRegistry>, Arc<FakeIotRegistry>) {
+        let eu = Arc::new(FakeIotRegistry::new());
+        let us = Arc::new(FakeIotRegistry::new());
+        let targets: Vec<(String, Arc<dyn IotRegistry>)> =
+            vec![("eu".into(), eu.clone()), ("us".into(), us.clone())];
+        let app = Self::spawn_with_targets(backend, targets, |s| {
+            s.aws.enabled = true;
+            s.aws.revocation_retry_secs = std::time::Duration::from_secs(1);
+            s.aws.targets = [("eu", "eu-west-1"), ("us", "us-east-1")]
+                .into_iter()
+                .map(|(name, region)| {
+                    let target = AwsTargetSettings {
+                        region: region.into(),
+                        ..AwsTargetSettings::default()
+                    };
+                    (name.to_owned(), target)
+                })
+                .collect();
+        })
+        .await;
+        (app, eu, us)
     }
 
     async fn start(

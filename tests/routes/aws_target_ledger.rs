@@ -3,7 +3,6 @@
 //! other's alone; the summary `aws_status` and the `aws_status` filter answer for any target,
 //! `aws_target` for one; CA health counts per target; the CSV export shows each target.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,38 +10,11 @@ use crate::common::*;
 use crate::on_both_backends;
 use factory_ca::aws::fake::FakeIotRegistry;
 use factory_ca::aws::{AwsError, AwsFailure, IotRegistry};
-use factory_ca::config::AwsTargetSettings;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn spawn(backend: Backend) -> (TestApp, Arc<FakeIotRegistry>, Arc<FakeIotRegistry>) {
-    let eu = Arc::new(FakeIotRegistry::new());
-    let us = Arc::new(FakeIotRegistry::new());
-    let targets: Vec<(String, Arc<dyn IotRegistry>)> =
-        vec![("eu".into(), eu.clone()), ("us".into(), us.clone())];
-    let app = TestApp::spawn_with_targets(backend, targets, |s| {
-        s.aws.enabled = true;
-        // The background retry tells a target that was down soon after it is back.
-        s.aws.revocation_retry_secs = Duration::from_secs(1);
-        s.aws.targets = BTreeMap::from([
-            (
-                "eu".to_owned(),
-                AwsTargetSettings {
-                    region: "eu-west-1".into(),
-                    ..AwsTargetSettings::default()
-                },
-            ),
-            (
-                "us".to_owned(),
-                AwsTargetSettings {
-                    region: "us-east-1".into(),
-                    ..AwsTargetSettings::default()
-                },
-            ),
-        ]);
-    })
-    .await;
-    (app, eu, us)
+    TestApp::spawn_eu_us(backend).await
 }
 
 struct Device {

@@ -40,20 +40,7 @@ fn target_settings(region: &str) -> AwsTargetSettings {
 }
 
 async fn spawn(backend: Backend) -> (TestApp, Arc<FakeIotRegistry>, Arc<FakeIotRegistry>) {
-    let eu = Arc::new(FakeIotRegistry::new());
-    let us = Arc::new(FakeIotRegistry::new());
-    let targets: Vec<(String, Arc<dyn IotRegistry>)> =
-        vec![("eu".into(), eu.clone()), ("us".into(), us.clone())];
-    let app = TestApp::spawn_with_targets(backend, targets, |s| {
-        s.aws.enabled = true;
-        s.aws.revocation_retry_secs = Duration::from_secs(1);
-        s.aws.targets = BTreeMap::from([
-            ("eu".to_owned(), target_settings("eu-west-1")),
-            ("us".to_owned(), target_settings("us-east-1")),
-        ]);
-    })
-    .await;
-    (app, eu, us)
+    TestApp::spawn_eu_us(backend).await
 }
 
 fn entry<'a>(answer: &'a Value, target: &str) -> &'a Value {
