@@ -535,14 +535,31 @@ mod tests {
         assert!(!has_control_character(&percent_decode("line-1%20x", false)));
     }
 
+    /// Every Rust file under src/http/routes, in its folders too.
+    fn route_sources() -> Vec<std::path::PathBuf> {
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/http/routes"
+        ))];
+        let mut files = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() > 10, "the route files are found: {files:?}");
+        files
+    }
+
     #[test]
     fn handlers_are_declared_with_route_so_their_roles_come_from_their_extractor() {
         // A bare `#[utoipa::path]` would let the documented roles and the extractor differ.
-        let routes = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/routes");
-        let mut files: Vec<_> = std::fs::read_dir(routes)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .collect();
+        let mut files = route_sources();
         files.push(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/openapi.rs").into());
         for path in files {
             let text = std::fs::read_to_string(&path).unwrap();
@@ -559,9 +576,7 @@ mod tests {
 
     #[test]
     fn handlers_take_paths_and_queries_only_through_the_checking_extractors() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/routes");
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
+        for path in route_sources() {
             let text = std::fs::read_to_string(&path).unwrap();
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim_start();

@@ -44,7 +44,7 @@ use routes::{
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(certificates::sign, certificates::list_certificates))
-        .routes(routes!(certificates::export_certificates_csv))
+        .routes(routes!(certificates::export::export_certificates_csv))
         .routes(routes!(stats::stats))
         .routes(routes!(metrics::metrics))
         .routes(routes!(certificates::get_certificate))
