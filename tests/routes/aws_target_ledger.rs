@@ -3,19 +3,13 @@
 //! other's alone; the summary `aws_status` and the `aws_status` filter answer for any target,
 //! `aws_target` for one; CA health counts per target; the CSV export shows each target.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::on_both_backends;
-use factory_ca::aws::fake::FakeIotRegistry;
 use factory_ca::aws::{AwsError, AwsFailure, IotRegistry};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn spawn(backend: Backend) -> (TestApp, Arc<FakeIotRegistry>, Arc<FakeIotRegistry>) {
-    TestApp::spawn_eu_us(backend).await
-}
 
 struct Device {
     serial: String,
@@ -106,7 +100,7 @@ fn target_health(report: &Value, ca: &str, target: &str) -> Value {
 on_both_backends!(each_target_keeps_its_own_view_of_each_certificate);
 
 async fn each_target_keeps_its_own_view_of_each_certificate(backend: Backend) {
-    let (app, eu, us) = spawn(backend).await;
+    let (app, eu, us) = TestApp::spawn_eu_us(backend).await;
     let ca = json(app.get(&app.admin, "/v1/ca").await).await["id"]
         .as_str()
         .unwrap()

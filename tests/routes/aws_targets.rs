@@ -39,10 +39,6 @@ fn target_settings(region: &str) -> AwsTargetSettings {
     }
 }
 
-async fn spawn(backend: Backend) -> (TestApp, Arc<FakeIotRegistry>, Arc<FakeIotRegistry>) {
-    TestApp::spawn_eu_us(backend).await
-}
-
 fn entry<'a>(answer: &'a Value, target: &str) -> &'a Value {
     answer["targets"]
         .as_array()
@@ -80,7 +76,7 @@ on_both_backends!(a_failing_target_does_not_block_the_other_and_a_retry_does_wha
 async fn a_failing_target_does_not_block_the_other_and_a_retry_does_what_is_missing(
     backend: Backend,
 ) {
-    let (app, eu, us) = spawn(backend).await;
+    let (app, eu, us) = TestApp::spawn_eu_us(backend).await;
     let ca = ca_id(&app).await;
     let base = format!("/v1/admin/cas/{ca}/aws");
     let body = json!({"mode": "default", "activate": true, "auto_registration": true,
@@ -318,7 +314,7 @@ async fn a_failing_target_does_not_block_the_other_and_a_retry_does_what_is_miss
 on_both_backends!(a_revocation_is_done_when_every_target_has_it);
 
 async fn a_revocation_is_done_when_every_target_has_it(backend: Backend) {
-    let (app, eu, us) = spawn(backend).await;
+    let (app, eu, us) = TestApp::spawn_eu_us(backend).await;
     let ca = ca_id(&app).await;
     let register = app
         .admin_json(
@@ -464,7 +460,7 @@ async fn preflight_explains_the_mode_per_target_across_accounts() {
 async fn the_certificate_provider_goes_to_the_target_named() {
     const PROVIDERS: &str = "/v1/admin/aws/certificate-providers";
     const LAMBDA: &str = "arn:aws:lambda:eu-west-1:123456789012:function:factory-ca-provider";
-    let (app, eu, us) = spawn(Backend::Sqlite).await;
+    let (app, eu, us) = TestApp::spawn_eu_us(Backend::Sqlite).await;
 
     // Several targets and none named: refused before AWS is called.
     let response = app
