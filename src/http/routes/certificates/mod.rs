@@ -120,18 +120,27 @@ pub async fn sign(
 ) -> Result<Response, ApiError> {
     let station = caller.as_ref().ok().map(|c| c.0.name.clone());
     let result = sign_checked(&state, caller, &request_id, &headers, body).await;
-    // Refusals (4xx) are counted for the dashboards; 5xx are failures, not refusals.
-    if let Err(e) = &result
+    count_refusal(&state, station.as_deref(), &result);
+    result
+}
+
+/// Counts a refused request (4xx) of `station` for the dashboards; 5xx are failures, not
+/// refusals. Shared with EST enrollment and renewal.
+pub(super) fn count_refusal<T>(
+    state: &AppState,
+    station: Option<&str>,
+    result: &Result<T, ApiError>,
+) {
+    if let Err(e) = result
         && e.status().is_client_error()
     {
         state.rejections.record(
-            station.as_deref(),
+            station,
             e.code.as_str(),
             state.issuance.issuing_ca().id(),
             time::OffsetDateTime::now_utc(),
         );
     }
-    result
 }
 
 async fn sign_checked(
