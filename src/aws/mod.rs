@@ -46,6 +46,7 @@ pub mod certificate_provider;
 pub mod fake;
 pub mod metered;
 pub mod sdk;
+pub mod sdk_config;
 pub mod throttled;
 
 use async_trait::async_trait;

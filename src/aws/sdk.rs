@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use aws_sdk_iot::Client;
 use aws_sdk_iot::config::http::HttpResponse;
 use aws_sdk_iot::config::retry::RetryConfig;
-use aws_sdk_iot::config::timeout::TimeoutConfig;
 use aws_sdk_iot::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::operation::RequestId;
@@ -45,33 +44,15 @@ impl SdkIotRegistry {
     /// One registration target: its region, endpoint and role; retries and timeouts from
     /// `[aws]`. Credentials as for [`SdkIotRegistry::from_settings`].
     pub async fn from_target(settings: &AwsSettings, target: &AwsTarget) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(target.region.clone()))
-            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(settings.operation_timeout_secs)
-                    .build(),
-            );
-        if let Some(url) = &target.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
-        let Some(role_arn) = &target.role_arn else {
-            return Self {
-                client: Client::new(&config),
-            };
-        };
-        let role = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-            .session_name("factory-ca")
-            .configure(&config)
-            .build()
-            .await;
-        let iot = aws_sdk_iot::config::Builder::from(&config)
-            .credentials_provider(role)
-            .build();
+        let config = super::sdk_config::load(
+            settings,
+            &target.region,
+            target.endpoint_url.as_deref(),
+            target.role_arn.as_deref(),
+        )
+        .await;
         Self {
-            client: Client::from_conf(iot),
+            client: Client::new(&config),
         }
     }
 

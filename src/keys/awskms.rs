@@ -31,9 +31,6 @@ use std::sync::{Arc, LazyLock};
 
 use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
 use aws_sdk_kms::Client;
-use aws_sdk_kms::config::retry::RetryConfig;
-use aws_sdk_kms::config::timeout::TimeoutConfig;
-use aws_sdk_kms::config::{BehaviorVersion, Region};
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
@@ -166,22 +163,11 @@ impl KmsClient {
     }
 
     async fn build(settings: &AwsSettings) -> KmsClient {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(settings.region.clone()))
-            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(settings.operation_timeout_secs)
-                    .build(),
-            );
         let endpoint = match (&settings.kms_endpoint_url, &settings.endpoint_url) {
             (Some(url), _) => Some((url, "aws.kms_endpoint_url")),
             (None, Some(url)) => Some((url, "aws.endpoint_url")),
             (None, None) => None,
         };
-        if let Some((url, _)) = endpoint {
-            loader = loader.endpoint_url(url);
-        }
         let target = match endpoint {
             Some((url, setting)) => format!(
                 "AWS KMS at {url} ({setting}), region {} (aws.region)",
@@ -189,22 +175,14 @@ impl KmsClient {
             ),
             None => format!("AWS KMS in region {} (aws.region)", settings.region),
         };
-        let config = loader.load().await;
-        let client = match &settings.role_arn {
-            None => Client::new(&config),
-            Some(role_arn) => {
-                let role = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-                    .session_name("factory-ca")
-                    .configure(&config)
-                    .build()
-                    .await;
-                Client::from_conf(
-                    aws_sdk_kms::config::Builder::from(&config)
-                        .credentials_provider(role)
-                        .build(),
-                )
-            }
-        };
+        let config = crate::aws::sdk_config::load(
+            settings,
+            &settings.region,
+            endpoint.map(|(url, _)| url.as_str()),
+            settings.role_arn.as_deref(),
+        )
+        .await;
+        let client = Client::new(&config);
         KmsClient { client, target }
     }
 }
