@@ -12,7 +12,9 @@
 #    scripts/bench-ledger-chain.sql appends every filled row to its CA's hash chain exactly as
 #    src/store/chain.rs links records (per CA: issuances in issued_at order, then revocations in
 #    revoked_at order, as `factory-ca migrate` adopts unchained rows), so that
-#    `factory-ca ledger verify` accepts the ledger. `VACUUM ANALYZE` last, as autovacuum would.
+#    `factory-ca ledger verify` accepts the ledger; `factory-ca ledger recount` fills the stats
+#    counters from it, as the service would have kept them. `VACUUM ANALYZE` last, as
+#    autovacuum would.
 # 2. Measure, back to back on the same machine:
 #    - issuance with wrk (scripts/bench-wrk.lua, ECDSA P-256 CA, BENCH_CONNECTIONS
 #      connections, BENCH_SECS s) on an empty ledger, then on the filled one;
@@ -221,7 +223,12 @@ fill() { # database data-dir
     timeout 3600 psql "$PG/$db" -qX -v ON_ERROR_STOP=1 -f "$WORK/chain-index-all.sql" >/dev/null
     FILL_NOTES+=("- Hash chains: the filled rows appended (and ledger_chain_serial rebuilt) in $(($(date +%s) - t0)) s.")
     t0=$(date +%s)
+    cli "$db" "$data" ledger recount >/dev/null
+    FILL_NOTES+=("- Stats counters: recomputed from the filled ledger (\`factory-ca ledger recount\`) in $(($(date +%s) - t0)) s.")
+    t0=$(date +%s)
     psql_db "$db" "VACUUM ANALYZE issued_certificates" 3600 >/dev/null
+    psql_db "$db" "VACUUM ANALYZE certificate_counts" 3600 >/dev/null
+    psql_db "$db" "VACUUM ANALYZE revocation_counts" 3600 >/dev/null
     psql_db "$db" "VACUUM ANALYZE thing_claims" 3600 >/dev/null
     psql_db "$db" "VACUUM ANALYZE ledger_chain" 3600 >/dev/null
     log "fill: VACUUM ANALYZE in $(($(date +%s) - t0)) s"

@@ -2,7 +2,7 @@
 //! CA's hash chain from the ledger rows, checks every signed checkpoint, and exits non-zero
 //! naming the first record or checkpoint that does not match; `audit-key` prints the audit
 //! public key; `checkpoint` signs the chains' heads now; `export` writes the ledger with a
-//! detached signature by the audit key.
+//! detached signature by the audit key; `recount` recomputes the stats counters.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,6 +41,9 @@ pub enum LedgerCommand {
     AuditKey,
     /// Sign a checkpoint now of every CA chain with records after its last checkpoint.
     Checkpoint,
+    /// Recompute the stats counters (certificates per hour, revocations per hour) from the
+    /// ledger rows, for a ledger changed by other means than the service.
+    Recount,
     /// Write the ledger rows, oldest first, to FILE (CSV as `GET /v1/certificates/export.csv`
     /// writes it, or JSON) and a detached signature by the audit key to FILE.sig, which
     /// `openssl dgst -sha256 -verify audit.pub -signature FILE.sig FILE` checks.
@@ -108,6 +111,18 @@ pub async fn run(command: LedgerCommand, settings: Settings) -> anyhow::Result<(
             if made.is_empty() {
                 eprintln!("every chain is checkpointed at its head already");
             }
+            Ok(())
+        }
+        LedgerCommand::Recount => {
+            let started = std::time::Instant::now();
+            store.recount_certificates().await?;
+            CLI_ACTOR
+                .record(&store, "ledger.recount", None, true, None)
+                .await?;
+            println!(
+                "stats counters recomputed in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         LedgerCommand::Export {

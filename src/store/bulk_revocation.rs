@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
+use super::certificate_counts::{CountChanges, REVOKED_RETURNING, RevokedCounted};
 use super::*;
 use crate::ca::RevocationReason;
 
@@ -152,6 +153,14 @@ pub struct NewRevocationJob<'a> {
 
 /// The audit action of a finished bulk revocation.
 pub const BULK_REVOKE_ACTION: &str = "certificate.bulk_revoke";
+
+/// A certificate a revocation batch revoked.
+#[derive(FromRow)]
+struct RevokedRow {
+    serial: String,
+    #[sqlx(flatten)]
+    revoked: RevokedCounted,
+}
 
 impl Store {
     /// `AND`-joined conditions selecting the active (or superseded) certificates that `filter` matches and
@@ -327,7 +336,7 @@ impl Store {
              revocation_reason = $2, aws_revocation_pending = true, revocation_job = $3 \
              WHERE status IN ('active', 'superseded') AND serial IN \
              (SELECT serial FROM issued_certificates WHERE {conditions} LIMIT {batch}) \
-             RETURNING ca_id, serial"
+             RETURNING serial, {REVOKED_RETURNING}"
         );
         let free_claims = "DELETE FROM thing_claims WHERE (thing_name, serial) IN \
              (SELECT thing_name, serial FROM issued_certificates \
@@ -343,8 +352,7 @@ impl Store {
                     .bind(now)
                     .bind(job.reason)
                     .bind(&job.id);
-                let mut rows: Vec<(String, String)> =
-                    bind_all!(query, &binds).fetch_all(&mut *tx).await?;
+                let rows: Vec<RevokedRow> = bind_all!(query, &binds).fetch_all(&mut *tx).await?;
                 let revoked = rows.len() as u64;
                 if revoked == 0 {
                     tx.rollback().await?;
@@ -368,9 +376,13 @@ impl Store {
                 .await?;
                 // Into the hash chains: CAs in id order (so batches cannot deadlock on their
                 // heads), serials in order within each.
-                rows.sort();
-                for group in rows.chunk_by(|a, b| a.0 == b.0) {
-                    let ca_id = group[0].0.as_str();
+                let mut chained: Vec<(&str, &str)> = rows
+                    .iter()
+                    .map(|r| (r.revoked.counted.ca_id.as_str(), r.serial.as_str()))
+                    .collect();
+                chained.sort_unstable();
+                for group in chained.chunk_by(|a, b| a.0 == b.0) {
+                    let ca_id = group[0].0;
                     let events: Vec<chain::Event> = group
                         .iter()
                         .map(|(_, serial)| {
@@ -379,6 +391,11 @@ impl Store {
                         .collect();
                     append_chain!(tx, ca_id, &events)?;
                 }
+                let mut counts = CountChanges::default();
+                for row in &rows {
+                    counts.revoked(&row.revoked, now);
+                }
+                add_counts!(tx, &counts)?;
                 tx.commit().await?;
                 Ok(revoked)
             }

@@ -4,6 +4,7 @@
 
 use sqlx::FromRow;
 
+use super::certificate_counts::{CountChanges, Counted};
 use super::*;
 use crate::ca::KeyAlgorithm;
 
@@ -92,6 +93,17 @@ impl NewIssuance {
             channel: self.channel,
             superseded_at: None,
             superseded_by: None,
+        }
+    }
+
+    /// Where this certificate is counted in the stats counters.
+    pub(crate) fn counted(&self) -> Counted {
+        Counted {
+            ca_id: self.ca_id.clone(),
+            station: self.station.clone(),
+            country: self.certificate.country.clone(),
+            issued_at: self.issued_at,
+            not_after: Timestamp::new(self.certificate.not_after),
         }
     }
 
@@ -302,22 +314,25 @@ impl Store {
                 // its certificate has expired (revocation deletes claims); under "allow" the
                 // newest certificate always takes it, so switching to "reject" later is sound.
                 // A renewal first retires the certificate it renews; its claim then passes on.
+                let mut counts = CountChanges::default();
+                counts.issued(&new.counted());
                 if let Some(old) = supersedes {
-                    let superseded = sqlx::query(
+                    let superseded: Option<Counted> = sqlx::query_as(
                         "UPDATE issued_certificates SET status = 'superseded', \
                          superseded_at = $2, superseded_by = $3 \
-                         WHERE serial = $1 AND status = 'active'",
+                         WHERE serial = $1 AND status = 'active' \
+                         RETURNING ca_id, station, country, issued_at, not_after",
                     )
                     .bind(&old.serial)
                     .bind(new.issued_at)
                     .bind(&cert.serial)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if superseded == 0 {
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(superseded) = superseded else {
                         tx.rollback().await?;
                         return Ok(RecordOutcome::SupersededNotActive);
-                    }
+                    };
+                    counts.superseded(&superseded);
                 }
                 let claim_sql = if supersedes.is_some() && new.reject_duplicate_thing {
                     // The renewed certificate's claim, or an expired one, passes on; a claim
@@ -372,6 +387,7 @@ impl Store {
                         }
                     }
                 }
+                add_counts!(tx, &counts)?;
 
                 tx.commit().await?;
                 Ok(RecordOutcome::Recorded)

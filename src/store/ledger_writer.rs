@@ -343,7 +343,17 @@ async fn write_batch(
         append_to_chains(&mut tx, &chains, heads).await?;
     }
 
-    // 5. Nothing is answered before this returns.
+    // 5. The stats counters: one upsert for the batch (its rows share an hour and mostly their
+    // CA, station and country).
+    let mut counts = super::certificate_counts::CountChanges::default();
+    for (i, row) in rows.iter().enumerate() {
+        if outcomes[i] == Some(RecordOutcome::Recorded) {
+            counts.issued(&row.counted());
+        }
+    }
+    add_counts!(tx, &counts)?;
+
+    // 6. Nothing is answered before this returns.
     tx.commit().await?;
     Ok(outcomes
         .into_iter()

@@ -191,7 +191,10 @@ impl Store {
     }
 }
 
-// Declared after `on_pool!` and `bind_all!`, which they use.
+// Declared after `on_pool!` and `bind_all!`, which they use; `certificate_counts` first, for
+// its `add_counts!`.
+#[macro_use]
+pub(crate) mod certificate_counts;
 mod audit;
 pub mod aws;
 pub mod backup;

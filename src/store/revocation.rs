@@ -3,6 +3,7 @@
 
 use sqlx::FromRow;
 
+use super::certificate_counts::{CountChanges, REVOKED_RETURNING, RevokedCounted};
 use super::{Store, StoreResult, Timestamp};
 use crate::ca::authority::{RevocationReason, RevokedEntry};
 
@@ -41,18 +42,18 @@ impl Store {
                 let mut tx = pool.begin().await?;
                 // `status = 'active'` makes concurrent revocations of one certificate race
                 // safely: the row lock serializes them and only the first changes the row.
-                let updated: Option<String> = sqlx::query_scalar(
+                let updated: Option<RevokedCounted> = sqlx::query_as(&format!(
                     "UPDATE issued_certificates SET status = 'revoked', revoked_at = $2, \
                      revocation_reason = $3, aws_revocation_pending = true \
                      WHERE serial = $1 AND status IN ('active', 'superseded') \
-                     RETURNING ca_id",
-                )
+                     RETURNING {REVOKED_RETURNING}"
+                ))
                 .bind(serial)
                 .bind(now)
                 .bind(reason.name())
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some(ca_id) = updated else {
+                let Some(revoked) = updated else {
                     let existing: Option<(Option<Timestamp>, Option<String>)> = sqlx::query_as(
                         "SELECT revoked_at, revocation_reason FROM issued_certificates \
                          WHERE serial = $1",
@@ -84,8 +85,12 @@ impl Store {
                 .bind(serial)
                 .execute(&mut *tx)
                 .await?;
-                let event = super::chain::revoked_event(&ca_id, serial, now, reason.name());
-                append_chain!(tx, ca_id.as_str(), &[event])?;
+                let ca_id = revoked.counted.ca_id.as_str();
+                let event = super::chain::revoked_event(ca_id, serial, now, reason.name());
+                append_chain!(tx, ca_id, &[event])?;
+                let mut counts = CountChanges::default();
+                counts.revoked(&revoked, now);
+                add_counts!(tx, &counts)?;
                 tx.commit().await?;
                 Ok::<RevokeOutcome, sqlx::Error>(RevokeOutcome::Revoked)
             }

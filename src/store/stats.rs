@@ -1,8 +1,11 @@
 //! Dashboard queries: issued, revoked and rejected counts over a time range, grouped; and the
 //! durable rejection counters (`rejection_counts`, one row per UTC hour, station, code and CA).
 //!
-//! Each count is one aggregate statement over an index (see `migrations/*/0005_dashboards.sql`
-//! and `docs/query-plans.md`); nothing is loaded row by row.
+//! Certificates are counted from the hourly certificate counters (`certificate_counts`,
+//! `revocation_counts`: [`super::certificate_counts`]) for the whole UTC hours of a range, and
+//! from the ledger for the partial hours at its edges. Each count is one aggregate statement
+//! over an index (see `migrations/*/0005_dashboards.sql`, `0025_certificate_counts.sql` and
+//! `docs/query-plans.md`); nothing is loaded row by row.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +24,17 @@ pub enum StatsGrouping {
 }
 
 impl StatsGrouping {
+    /// Every grouping, `None` first.
+    pub const ALL: [StatsGrouping; 7] = [
+        Self::None,
+        Self::Day,
+        Self::Hour,
+        Self::Country,
+        Self::Station,
+        Self::Ca,
+        Self::Status,
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "day" => Self::Day,
@@ -85,18 +99,89 @@ pub struct RejectionKey {
     pub ca_id: String,
 }
 
-/// Which column a certificate count is bucketed on.
-#[derive(Clone, Copy)]
-enum TimeColumn {
-    IssuedAt,
-    RevokedAt,
-    Bucket,
+/// Where a count is read from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `issued_certificates`, by `issued_at`.
+    Issued,
+    /// `issued_certificates`, by `revoked_at`.
+    Revoked,
+    RejectionCounts,
+    CertificateCounts,
+    RevocationCounts,
 }
+
+/// `[from, to)` as the whole UTC hours in it, read from the counters, and the partial hours at
+/// its edges, read from the ledger (at most an hour of rows each, over its time indexes).
+#[derive(Debug, PartialEq, Eq)]
+struct Split {
+    ledger: Vec<(Timestamp, Timestamp)>,
+    hours: Option<(Timestamp, Timestamp)>,
+}
+
+fn split(from: Timestamp, to: Timestamp) -> Split {
+    let first = if from.hour_start() == from {
+        Some(from)
+    } else {
+        from.hour_start().checked_add(HOUR)
+    };
+    let last = to.hour_start();
+    match first {
+        Some(first) if first < last => Split {
+            ledger: [(from, first), (last, to)]
+                .into_iter()
+                .filter(|(a, b)| a < b)
+                .collect(),
+            hours: Some((first, last)),
+        },
+        _ => Split {
+            ledger: vec![(from, to)],
+            hours: None,
+        },
+    }
+}
+
+const HOUR: time::Duration = time::Duration::HOUR;
+
+/// Adds `n` to the count `field` of `key`'s group and to the totals; a zero adds no group.
+fn add(stats: &mut Stats, key: Option<String>, n: i64, field: fn(&mut Counts) -> &mut u64) {
+    let Ok(n) = u64::try_from(n) else { return };
+    if n == 0 {
+        return;
+    }
+    *field(stats.groups.entry(key).or_default()) += n;
+    *field(&mut stats.totals) += n;
+}
+
+fn issued(c: &mut Counts) -> &mut u64 {
+    &mut c.issued
+}
+
+fn revoked(c: &mut Counts) -> &mut u64 {
+    &mut c.revoked
+}
+
+/// A row of [`STATUS_COUNTS_SQL`]: whether the certificates expire before the current hour
+/// (`expired`), after it (`live`) or in it (`now`, with their issuance hour), and their
+/// issued, superseded and revoked counts.
+type StatusRow = (String, Option<Timestamp>, i64, i64, i64);
+
+/// The counters of certificates grouped by status over whole hours `[$1, $2)`, `$3` the start
+/// of the current hour.
+const STATUS_COUNTS_SQL: &str = "SELECT CASE WHEN expires_bucket < $3 THEN 'expired' \
+     WHEN expires_bucket = $3 THEN 'now' ELSE 'live' END AS e, \
+     CASE WHEN expires_bucket = $3 THEN bucket END AS b, CAST(SUM(issued) AS BIGINT) AS n, \
+     CAST(SUM(superseded) AS BIGINT) AS s, CAST(SUM(revoked) AS BIGINT) AS r \
+     FROM certificate_counts WHERE bucket >= $1 AND bucket < $2 GROUP BY 1, 2";
 
 impl Store {
     /// Counts over `[from, to)`: certificates issued in the range, certificates revoked in the
     /// range, and refused signing requests in the hours that start in
     /// `[floor_hour(from), to)`. `now` decides which certificates count as expired.
+    ///
+    /// Whole hours come from the counters (`certificate_counts`, `revocation_counts`), the
+    /// partial hours at the edges from the ledger; the answer is the one
+    /// [`Store::stats_from_ledger`] gives.
     pub async fn stats(
         &self,
         from: Timestamp,
@@ -105,36 +190,46 @@ impl Store {
         now: Timestamp,
     ) -> StoreResult<Stats> {
         let started = std::time::Instant::now();
-        let pg = matches!(self, Store::Postgres(_));
+        let stats = self.count(split(from, to), from, to, grouping, now).await?;
+        super::observe_duration("stats", started);
+        Ok(stats)
+    }
+
+    /// [`Store::stats`] aggregated from the ledger alone, row by row over its indexes: what
+    /// the counters are checked against.
+    pub async fn stats_from_ledger(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        grouping: StatsGrouping,
+        now: Timestamp,
+    ) -> StoreResult<Stats> {
+        let whole = Split {
+            ledger: vec![(from, to)],
+            hours: None,
+        };
+        self.count(whole, from, to, grouping, now).await
+    }
+
+    async fn count(
+        &self,
+        parts: Split,
+        from: Timestamp,
+        to: Timestamp,
+        grouping: StatsGrouping,
+        now: Timestamp,
+    ) -> StoreResult<Stats> {
         let mut stats = Stats::default();
-
-        let [issued_sql, revoked_sql, rejected_sql] = statements(pg, grouping);
-        let sql = issued_sql;
-        let uses_now = grouping == StatsGrouping::Status;
-        let rows: Vec<(Option<String>, i64)> = on_pool!(self, |pool| {
-            let mut q = sqlx::query_as(&sql).bind(from).bind(to);
-            if uses_now {
-                q = q.bind(now);
-            }
-            q.fetch_all(pool).await
-        })?;
-        for (key, n) in rows {
-            stats.groups.entry(key).or_default().issued += n as u64;
-            stats.totals.issued += n as u64;
+        for (a, b) in parts.ledger {
+            self.add_ledger_counts(&mut stats, a, b, grouping, now)
+                .await?;
+        }
+        if let Some((a, b)) = parts.hours {
+            self.add_counter_counts(&mut stats, a, b, grouping, now)
+                .await?;
         }
 
-        let sql = revoked_sql;
-        let rows: Vec<(Option<String>, i64)> = on_pool!(self, |pool| sqlx::query_as(&sql)
-            .bind(from)
-            .bind(to)
-            .fetch_all(pool)
-            .await)?;
-        for (key, n) in rows {
-            stats.groups.entry(key).or_default().revoked += n as u64;
-            stats.totals.revoked += n as u64;
-        }
-
-        let sql = rejected_sql;
+        let sql = rejected_statement(self.is_postgres(), grouping);
         let from_hour = from.hour_start();
         let rows: Vec<(Option<String>, String, i64)> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(from_hour)
@@ -153,32 +248,166 @@ impl Store {
             }
             *stats.totals.rejected_by_code.entry(code).or_default() += n as u64;
         }
-        super::observe_duration("stats", started);
         Ok(stats)
     }
 
-    /// The plans of the three statements of [`Store::stats`], one line per plan node.
+    fn is_postgres(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// Adds the certificates issued and revoked in `[from, to)`, counted in the ledger.
+    async fn add_ledger_counts(
+        &self,
+        stats: &mut Stats,
+        from: Timestamp,
+        to: Timestamp,
+        grouping: StatsGrouping,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let [issued_sql, revoked_sql] = ledger_statements(self.is_postgres(), grouping);
+        let issued_binds: &[Timestamp] = if grouping == StatsGrouping::Status {
+            &[from, to, now]
+        } else {
+            &[from, to]
+        };
+        self.add_rows(stats, &issued_sql, issued_binds, issued)
+            .await?;
+        self.add_rows(stats, &revoked_sql, &[from, to], revoked)
+            .await
+    }
+
+    /// Adds the rows `(key, n)` that `sql` selects with `binds` to `field`.
+    async fn add_rows(
+        &self,
+        stats: &mut Stats,
+        sql: &str,
+        binds: &[Timestamp],
+        field: fn(&mut Counts) -> &mut u64,
+    ) -> StoreResult<()> {
+        let rows: Vec<(Option<String>, i64)> = on_pool!(self, |pool| {
+            let mut q = sqlx::query_as(sql);
+            for bind in binds {
+                q = q.bind(*bind);
+            }
+            q.fetch_all(pool).await
+        })?;
+        for (key, n) in rows {
+            add(stats, key, n, field);
+        }
+        Ok(())
+    }
+
+    /// Adds the certificates issued and revoked in the whole hours `[from, to)`, from the
+    /// counters. Grouped by status, the certificates that expire in the current hour are
+    /// counted in the ledger: the counters know their expiry to the hour only.
+    async fn add_counter_counts(
+        &self,
+        stats: &mut Stats,
+        from: Timestamp,
+        to: Timestamp,
+        grouping: StatsGrouping,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let pg = self.is_postgres();
+        let [issued_sql, revoked_sql] = counter_statements(pg, grouping);
+        self.add_rows(stats, &revoked_sql, &[from, to], revoked)
+            .await?;
+        if grouping != StatsGrouping::Status {
+            return self.add_rows(stats, &issued_sql, &[from, to], issued).await;
+        }
+        let this_hour = now.hour_start();
+        let rows: Vec<StatusRow> = on_pool!(self, |pool| sqlx::query_as(STATUS_COUNTS_SQL)
+            .bind(from)
+            .bind(to)
+            .bind(this_hour)
+            .fetch_all(pool)
+            .await)?;
+        let status = |s: &str| Some(s.to_owned());
+        // Issuance hours whose certificates expire this hour and are not all revoked.
+        let mut expiring_now = Vec::new();
+        for (expiry, bucket, n, superseded, revoked_n) in rows {
+            add(stats, status("revoked"), revoked_n, issued);
+            match (expiry.as_str(), bucket) {
+                ("expired", _) => add(stats, status("expired"), n - revoked_n, issued),
+                ("now", Some(bucket)) if n > revoked_n => expiring_now.push(bucket),
+                ("now", _) => {}
+                _ => {
+                    add(stats, status("superseded"), superseded, issued);
+                    add(stats, status("active"), n - superseded - revoked_n, issued);
+                }
+            }
+        }
+        let Some(next_hour) = this_hour.checked_add(HOUR) else {
+            // The last hour of year 9999: nothing can expire after it.
+            return Ok(());
+        };
+        expiring_now.sort();
+        let sql = expiring_statement(pg);
+        for (a, b) in contiguous_hours(&expiring_now) {
+            self.add_rows(stats, &sql, &[a, b, now, this_hour, next_hour], issued)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The plans of the statements [`Store::stats`] runs for this range, each with what it
+    /// counts, one line per plan node.
     pub async fn explain_stats(
         &self,
         from: Timestamp,
         to: Timestamp,
         grouping: StatsGrouping,
         now: Timestamp,
-    ) -> StoreResult<Vec<Vec<String>>> {
-        let pg = matches!(self, Store::Postgres(_));
-        let [issued, revoked, rejected] = statements(pg, grouping);
-        let mut issued_binds = vec![Bind::Time(from), Bind::Time(to)];
-        if grouping == StatsGrouping::Status {
-            issued_binds.push(Bind::Time(now));
+    ) -> StoreResult<Vec<(String, Vec<String>)>> {
+        let pg = self.is_postgres();
+        let parts = split(from, to);
+        let mut plans = Vec::new();
+        let t = |v: &[Timestamp]| v.iter().map(|t| Bind::Time(*t)).collect::<Vec<_>>();
+        if let Some(&(a, b)) = parts.ledger.first() {
+            let [issued, revoked] = ledger_statements(pg, grouping);
+            let mut issued_binds = vec![a, b];
+            if grouping == StatsGrouping::Status {
+                issued_binds.push(now);
+            }
+            plans.push(("issued, partial hour".to_owned(), issued, issued_binds));
+            plans.push(("revoked, partial hour".to_owned(), revoked, vec![a, b]));
         }
-        let from_hour = from.hour_start();
-        Ok(vec![
-            self.explain(&issued, &issued_binds).await?,
-            self.explain(&revoked, &[Bind::Time(from), Bind::Time(to)])
-                .await?,
-            self.explain(&rejected, &[Bind::Time(from_hour), Bind::Time(to)])
-                .await?,
-        ])
+        if let Some((a, b)) = parts.hours {
+            let [issued, revoked] = counter_statements(pg, grouping);
+            if grouping == StatsGrouping::Status {
+                let this_hour = now.hour_start();
+                plans.push((
+                    "issued, whole hours".to_owned(),
+                    STATUS_COUNTS_SQL.to_owned(),
+                    vec![a, b, this_hour],
+                ));
+                let next_hour = this_hour.checked_add(HOUR).unwrap_or(this_hour);
+                plans.push((
+                    "issued, expiring this hour".to_owned(),
+                    expiring_statement(pg),
+                    vec![
+                        a,
+                        a.checked_add(HOUR).unwrap_or(b),
+                        now,
+                        this_hour,
+                        next_hour,
+                    ],
+                ));
+            } else {
+                plans.push(("issued, whole hours".to_owned(), issued, vec![a, b]));
+            }
+            plans.push(("revoked, whole hours".to_owned(), revoked, vec![a, b]));
+        }
+        plans.push((
+            "rejected".to_owned(),
+            rejected_statement(pg, grouping),
+            vec![from.hour_start(), to],
+        ));
+        let mut out = Vec::with_capacity(plans.len());
+        for (what, sql, binds) in plans {
+            out.push((what, self.explain(&sql, &t(&binds)).await?));
+        }
+        Ok(out)
     }
 
     /// Adds refused-request counts to the durable counters, in one transaction.
@@ -207,21 +436,24 @@ impl Store {
     }
 }
 
-/// The statements of [`Store::stats`]: issued, revoked and rejected counts per group key.
-/// Binds: `$1`/`$2` the range (the rejected one from the start of `from`'s hour), `$3` now
-/// (issued, grouped by status only).
-fn statements(pg: bool, grouping: StatsGrouping) -> [String; 3] {
-    let issued_key = key_expression(pg, grouping, TimeColumn::IssuedAt);
-    let revoked_key = if grouping == StatsGrouping::Status {
-        "'revoked'".to_owned()
-    } else {
-        key_expression(pg, grouping, TimeColumn::RevokedAt)
-    };
-    let rejected_key = if grouping.groups_rejections() {
-        key_expression(pg, grouping, TimeColumn::Bucket)
-    } else {
-        "NULL".to_owned()
-    };
+/// Runs of consecutive hours in `hours` (sorted hour starts) as `[start, end)` ranges.
+fn contiguous_hours(hours: &[Timestamp]) -> Vec<(Timestamp, Timestamp)> {
+    let mut runs: Vec<(Timestamp, Timestamp)> = Vec::new();
+    for &hour in hours {
+        let end = hour.checked_add(HOUR).unwrap_or(hour);
+        match runs.last_mut() {
+            Some(run) if run.1 == hour => run.1 = end,
+            _ => runs.push((hour, end)),
+        }
+    }
+    runs
+}
+
+/// The ledger's counts of issued and revoked certificates per group key in `[$1, $2)`; `$3`
+/// now (issued, grouped by status only).
+fn ledger_statements(pg: bool, grouping: StatsGrouping) -> [String; 2] {
+    let issued_key = key_expression(pg, grouping, Source::Issued);
+    let revoked_key = key_expression(pg, grouping, Source::Revoked);
     [
         format!(
             "SELECT {issued_key} AS k, COUNT(*) AS n FROM issued_certificates \
@@ -231,22 +463,69 @@ fn statements(pg: bool, grouping: StatsGrouping) -> [String; 3] {
             "SELECT {revoked_key} AS k, COUNT(*) AS n FROM issued_certificates \
              WHERE status = 'revoked' AND revoked_at >= $1 AND revoked_at < $2 GROUP BY 1"
         ),
+    ]
+}
+
+/// The counters' issued and revoked counts per group key in the whole hours `[$1, $2)` (for
+/// every grouping but status, which reads [`STATUS_COUNTS_SQL`]).
+fn counter_statements(pg: bool, grouping: StatsGrouping) -> [String; 2] {
+    let issued_key = key_expression(pg, grouping, Source::CertificateCounts);
+    let revoked_key = key_expression(pg, grouping, Source::RevocationCounts);
+    [
         format!(
-            "SELECT {rejected_key} AS k, code, CAST(SUM(count) AS BIGINT) AS n \
-             FROM rejection_counts WHERE bucket >= $1 AND bucket < $2 GROUP BY 1, 2"
+            "SELECT {issued_key} AS k, CAST(SUM(issued) AS BIGINT) AS n \
+             FROM certificate_counts WHERE bucket >= $1 AND bucket < $2 GROUP BY 1"
+        ),
+        format!(
+            "SELECT {revoked_key} AS k, CAST(SUM(count) AS BIGINT) AS n \
+             FROM revocation_counts WHERE bucket >= $1 AND bucket < $2 GROUP BY 1"
         ),
     ]
+}
+
+/// The ledger's unrevoked certificates issued in `[$1, $2)` that expire in the current hour
+/// `[$4, $5)`, per status as of `$3` (now).
+fn expiring_statement(pg: bool) -> String {
+    let key = key_expression(pg, StatsGrouping::Status, Source::Issued);
+    format!(
+        "SELECT {key} AS k, COUNT(*) AS n FROM issued_certificates \
+         WHERE issued_at >= $1 AND issued_at < $2 AND status <> 'revoked' \
+         AND not_after >= $4 AND not_after < $5 GROUP BY 1"
+    )
+}
+
+/// The rejection counters per group key and code, in the hours that start in `[$1, $2)`.
+fn rejected_statement(pg: bool, grouping: StatsGrouping) -> String {
+    let rejected_key = if grouping.groups_rejections() {
+        key_expression(pg, grouping, Source::RejectionCounts)
+    } else {
+        "NULL".to_owned()
+    };
+    format!(
+        "SELECT {rejected_key} AS k, code, CAST(SUM(count) AS BIGINT) AS n \
+         FROM rejection_counts WHERE bucket >= $1 AND bucket < $2 GROUP BY 1, 2"
+    )
 }
 
 /// The SQL expression of a group key. Time keys are UTC text: `YYYY-MM-DD` for days,
 /// `YYYY-MM-DDTHH:00Z` for hours (SQLite stores times as fixed-width RFC 3339 text, so a prefix
 /// of it is the bucket).
-fn key_expression(pg: bool, grouping: StatsGrouping, time: TimeColumn) -> String {
-    let column = match time {
-        TimeColumn::IssuedAt => "issued_at",
-        TimeColumn::RevokedAt => "revoked_at",
-        TimeColumn::Bucket => "bucket",
+fn key_expression(pg: bool, grouping: StatsGrouping, source: Source) -> String {
+    let column = match source {
+        Source::Issued => "issued_at",
+        Source::Revoked => "revoked_at",
+        _ => "bucket",
     };
+    // The counters store a missing country, and the rejection counters an unauthenticated
+    // request's station, as ''.
+    let nullable = |name: &str, empty_is_null: bool| {
+        if empty_is_null {
+            format!("NULLIF({name}, '')")
+        } else {
+            name.to_owned()
+        }
+    };
+    let counter = matches!(source, Source::CertificateCounts | Source::RevocationCounts);
     match (grouping, pg) {
         (StatsGrouping::None, _) => "NULL".to_owned(),
         (StatsGrouping::Day, true) => format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"),
@@ -255,15 +534,101 @@ fn key_expression(pg: bool, grouping: StatsGrouping, time: TimeColumn) -> String
             format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24\":00Z\"')")
         }
         (StatsGrouping::Hour, false) => format!("substr({column}, 1, 13) || ':00Z'"),
-        (StatsGrouping::Country, _) => "country".to_owned(),
-        (StatsGrouping::Station, _) => match time {
-            TimeColumn::Bucket => "NULLIF(station, '')".to_owned(),
-            _ => "station".to_owned(),
-        },
+        (StatsGrouping::Country, _) => nullable("country", counter),
+        (StatsGrouping::Station, _) => nullable("station", source == Source::RejectionCounts),
         (StatsGrouping::Ca, _) => "ca_id".to_owned(),
+        (StatsGrouping::Status, _) if source != Source::Issued => "'revoked'".to_owned(),
         (StatsGrouping::Status, _) => "CASE WHEN status = 'revoked' THEN 'revoked' \
              WHEN not_after <= $3 THEN 'expired' WHEN status = 'superseded' THEN 'superseded' \
              ELSE 'active' END"
             .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn t(at: time::OffsetDateTime) -> Timestamp {
+        Timestamp::new(at)
+    }
+
+    #[test]
+    fn a_range_splits_into_whole_hours_and_its_partial_edges() {
+        let split_of = |a, b| split(t(a), t(b));
+        assert_eq!(
+            split_of(
+                datetime!(2026-11-28 10:15 UTC),
+                datetime!(2026-11-28 13:05 UTC)
+            ),
+            Split {
+                ledger: vec![
+                    (
+                        t(datetime!(2026-11-28 10:15 UTC)),
+                        t(datetime!(2026-11-28 11:00 UTC))
+                    ),
+                    (
+                        t(datetime!(2026-11-28 13:00 UTC)),
+                        t(datetime!(2026-11-28 13:05 UTC))
+                    ),
+                ],
+                hours: Some((
+                    t(datetime!(2026-11-28 11:00 UTC)),
+                    t(datetime!(2026-11-28 13:00 UTC))
+                )),
+            }
+        );
+        // Aligned ends read no ledger at all.
+        let aligned = split_of(
+            datetime!(2026-11-28 10:00 UTC),
+            datetime!(2026-11-28 12:00 UTC),
+        );
+        assert!(aligned.ledger.is_empty());
+        assert_eq!(
+            aligned.hours,
+            Some((
+                t(datetime!(2026-11-28 10:00 UTC)),
+                t(datetime!(2026-11-28 12:00 UTC))
+            ))
+        );
+        // No whole hour inside: the ledger answers for all of it.
+        for (a, b) in [
+            (
+                datetime!(2026-11-28 10:15 UTC),
+                datetime!(2026-11-28 10:45 UTC),
+            ),
+            (
+                datetime!(2026-11-28 10:15 UTC),
+                datetime!(2026-11-28 11:45 UTC),
+            ),
+        ] {
+            assert_eq!(
+                split_of(a, b),
+                Split {
+                    ledger: vec![(t(a), t(b))],
+                    hours: None
+                }
+            );
+        }
+        // The last instants the API accepts.
+        let end = split(t(datetime!(9999-12-31 23:30 UTC)), t(Timestamp::MAX));
+        assert_eq!(end.hours, None);
+        let all = split(t(Timestamp::MIN), t(Timestamp::MAX));
+        assert_eq!(
+            all.ledger,
+            vec![(t(datetime!(9999-12-31 23:00 UTC)), t(Timestamp::MAX))]
+        );
+    }
+
+    #[test]
+    fn consecutive_hours_are_read_as_one_range() {
+        let h = |hour: u8| t(datetime!(2026-11-28 00:00 UTC) + time::Duration::hours(hour.into()));
+        assert_eq!(
+            contiguous_hours(&[h(1), h(2), h(3), h(7), h(9), h(10)]),
+            vec![(h(1), h(4)), (h(7), h(8)), (h(9), h(11))]
+        );
+        assert!(contiguous_hours(&[]).is_empty());
     }
 }

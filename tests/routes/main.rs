@@ -35,4 +35,5 @@ mod query_input;
 mod revocation;
 mod stats;
 mod stats_and_export;
+mod stats_counters;
 mod tokens;

@@ -1,0 +1,232 @@
+//! The hourly certificate counters behind `GET /v1/stats` give the answers the ledger gives:
+//! random certificates (issued, renewed, revoked one by one and in bulk, through the store's
+//! own writers, at random times) and random ranges, compared in every grouping with the same
+//! counts aggregated from the ledger alone.
+
+use factory_ca::ca::{IssuedCertificate, RevocationReason};
+use factory_ca::store::bulk_revocation::{NewRevocationJob, RevocationFilter};
+use factory_ca::store::ledger_writer::{GroupCommitConfig, LedgerWriter};
+use factory_ca::store::stats::StatsGrouping;
+use factory_ca::store::{NewIssuance, RecordOutcome, Store, Superseding, Timestamp};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use time::{Duration, OffsetDateTime};
+
+use crate::common::*;
+use crate::on_both_backends;
+
+on_both_backends!(counters_answer_as_the_ledger_for_random_certificates_and_ranges);
+
+fn hex(rng: &mut StdRng, bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+/// A time within `hours` of `around`, at a random second and microsecond.
+fn near(rng: &mut StdRng, around: OffsetDateTime, hours: i64) -> OffsetDateTime {
+    around + Duration::microseconds(rng.random_range(-hours * 3_600_000_000..hours * 3_600_000_000))
+}
+
+/// A ledger row issued at `issued_at`; its expiry is random around `now`, a quarter of them
+/// within the current hour (the one hour the counters cannot tell expired from live).
+fn row(
+    rng: &mut StdRng,
+    ca_id: &str,
+    n: usize,
+    issued_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> NewIssuance {
+    let this_hour = Timestamp::new(now).hour_start().get();
+    let not_after = match rng.random_range(0..4) {
+        0 => this_hour + Duration::seconds(rng.random_range(0..3600)),
+        1 => near(rng, now, 48),
+        _ => issued_at + Duration::hours(rng.random_range(1..100)),
+    };
+    let thing = format!("Counted-{n}");
+    let country = [Some("JP"), Some("US"), None][rng.random_range(0..3)];
+    NewIssuance {
+        certificate: IssuedCertificate {
+            serial: hex(rng, 20),
+            thing_name: thing.clone(),
+            country: country.map(str::to_owned),
+            subject: format!("CN={thing}"),
+            key_algorithm: factory_ca::ca::KeyAlgorithm::EcdsaP256,
+            spki_sha256: hex(rng, 32),
+            aws_certificate_id: hex(rng, 32),
+            // The ledger stores the DER, it does not parse it.
+            certificate_der: vec![0x30, 0x03, 0x02, 0x01, 0x01],
+            not_before: issued_at,
+            not_after,
+        },
+        ca_id: ca_id.to_owned(),
+        station: format!("station-{}", rng.random_range(1..4)),
+        request_id: None,
+        channel: factory_ca::store::Channel::Api,
+        issued_at: Timestamp::new(issued_at),
+        idempotency: None,
+        reject_duplicate_thing: false,
+    }
+}
+
+async fn counters_answer_as_the_ledger_for_random_certificates_and_ranges(backend: Backend) {
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let app = TestApp::spawn(backend).await;
+    let ca_id = app.store.issuing_ca().await.unwrap().unwrap().id;
+    let now = OffsetDateTime::now_utc();
+    let writer = match &app.store {
+        Store::Postgres(pool) => Some(LedgerWriter::spawn(
+            pool.clone(),
+            GroupCommitConfig {
+                max_batch: 16,
+                writers: 2,
+            },
+        )),
+        Store::Sqlite(_) => None,
+    };
+
+    // Issuance over five days around now: one by one, and on PostgreSQL also in group-commit
+    // batches.
+    let mut issued: Vec<NewIssuance> = Vec::new();
+    for n in 0..300 {
+        let at = near(&mut rng, now, 60);
+        let new = row(&mut rng, &ca_id, n, at, now);
+        let outcome = match (&writer, n % 2) {
+            (Some(writer), 0) => writer.record(new.clone()).await.unwrap(),
+            _ => app.store.record_issuance(&new).await.unwrap(),
+        };
+        assert_eq!(outcome, RecordOutcome::Recorded);
+        issued.push(new);
+    }
+    // Renewals: a tenth of them superseded by a new certificate.
+    for n in 0..30 {
+        let old = &issued[n * 10];
+        let at = near(&mut rng, now, 60);
+        let mut new = row(&mut rng, &ca_id, 1000 + n, at, now);
+        new.certificate.thing_name = old.certificate.thing_name.clone();
+        let superseding = Superseding {
+            serial: old.certificate.serial.clone(),
+            ca_id: old.ca_id.clone(),
+        };
+        let outcome = app.store.record_renewal(&new, &superseding).await.unwrap();
+        assert_eq!(outcome, RecordOutcome::Recorded);
+    }
+    // Revocations, one by one (of active and of superseded certificates) at random times.
+    for n in (0..300).step_by(7) {
+        let at = Timestamp::new(near(&mut rng, now, 60));
+        app.store
+            .revoke_certificate(
+                &issued[n].certificate.serial,
+                RevocationReason::KeyCompromise,
+                at,
+            )
+            .await
+            .unwrap();
+    }
+    // And in bulk: one station's certificates of a day, in batches.
+    let filter = RevocationFilter {
+        station: Some("station-2".into()),
+        issued_after: Some(now - Duration::hours(30)),
+        issued_before: Some(now - Duration::hours(6)),
+        ..RevocationFilter::default()
+    };
+    let job_at = Timestamp::new(now - Duration::minutes(rng.random_range(1..600)));
+    let (job, _) = app
+        .store
+        .create_revocation_job(&NewRevocationJob {
+            id: "rev-counted",
+            now: job_at,
+            actor: "admin-1",
+            request_id: None,
+            idempotency_key: None,
+            filter: &filter,
+            reason: RevocationReason::CessationOfOperation,
+        })
+        .await
+        .unwrap();
+    while app.store.revoke_batch(&job, 5, job_at).await.unwrap() > 0 {}
+
+    // Ranges: random, hour-aligned at either end or both, inside one hour, and all time; and
+    // a `now` that is the real one or another hour in which certificates expire.
+    let mut checked = 0;
+    for case in 0..60 {
+        let a = near(&mut rng, now, 80);
+        let b = near(&mut rng, now, 80);
+        let (mut from, mut to) = (Timestamp::new(a.min(b)), Timestamp::new(a.max(b)));
+        match case % 5 {
+            0 => from = from.hour_start(),
+            1 => to = to.hour_start(),
+            2 => (from, to) = (from.hour_start(), to.hour_start()),
+            3 => to = Timestamp::new(from.get() + Duration::minutes(rng.random_range(1..59))),
+            _ if case == 4 => {
+                from = Timestamp::new(Timestamp::MIN);
+                to = Timestamp::new(Timestamp::MAX);
+            }
+            _ => {}
+        }
+        if from >= to {
+            continue;
+        }
+        let at = if case % 3 == 0 {
+            Timestamp::new(near(&mut rng, now, 48))
+        } else {
+            Timestamp::new(now)
+        };
+        for grouping in StatsGrouping::ALL {
+            let counted = app.store.stats(from, to, grouping, at).await.unwrap();
+            let direct = app
+                .store
+                .stats_from_ledger(from, to, grouping, at)
+                .await
+                .unwrap();
+            assert_eq!(
+                counted, direct,
+                "seed {seed}: [{from:?}, {to:?}) grouped by {grouping:?}, now {at:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 300, "{checked} comparisons");
+    // The comparisons saw every kind of count.
+    let all = app
+        .store
+        .stats(
+            Timestamp::new(Timestamp::MIN),
+            Timestamp::new(Timestamp::MAX),
+            StatsGrouping::Status,
+            Timestamp::new(now),
+        )
+        .await
+        .unwrap();
+    for status in ["active", "superseded", "revoked", "expired"] {
+        assert!(
+            all.groups.contains_key(&Some(status.to_owned())),
+            "no {status} certificate: {all:?}"
+        );
+    }
+    assert!(all.totals.revoked > 40, "{all:?}");
+
+    // A recount from the ledger gives the counters the service kept.
+    let window = (
+        Timestamp::new(now - Duration::days(4)),
+        Timestamp::new(now + Duration::days(4)),
+    );
+    let before = every_grouping(&app.store, window, Timestamp::new(now)).await;
+    app.store.recount_certificates().await.unwrap();
+    let after = every_grouping(&app.store, window, Timestamp::new(now)).await;
+    assert_eq!(before, after);
+}
+
+async fn every_grouping(
+    store: &Store,
+    (from, to): (Timestamp, Timestamp),
+    now: Timestamp,
+) -> Vec<factory_ca::store::stats::Stats> {
+    let mut all = Vec::new();
+    for grouping in StatsGrouping::ALL {
+        all.push(store.stats(from, to, grouping, now).await.unwrap());
+    }
+    all
+}
