@@ -76,10 +76,7 @@ pub(crate) async fn registered_with_devices(
 ) -> (TestApp, Arc<FakeIotRegistry>, String) {
     let fake = Arc::new(FakeIotRegistry::new());
     let app = TestApp::spawn_with_iot(backend, fake.clone(), |_| {}).await;
-    let ca = json(app.get(&app.admin, "/v1/ca").await).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ca = crate::aws_targets::ca_id(&app).await;
     let registered = app
         .admin_json(
             Method::POST,

@@ -291,10 +291,7 @@ on_both_backends!(a_failing_target_fails_its_background_sync_and_the_other_finis
 
 async fn a_failing_target_fails_its_background_sync_and_the_other_finishes(backend: Backend) {
     let (app, eu, us) = TestApp::spawn_eu_us(backend).await;
-    let ca = json(app.get(&app.admin, "/v1/ca").await).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ca = crate::aws_targets::ca_id(&app).await;
     let registered = app
         .admin_json(
             Method::POST,

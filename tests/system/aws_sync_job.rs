@@ -43,17 +43,15 @@ async fn get(client: &reqwest::Client, url: &str, token: &str) -> Value {
         .unwrap()
 }
 
+async fn text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// ListCertificatesByCA calls this process made, from its /metrics.
 async fn list_calls(client: &reqwest::Client, base: &str) -> u64 {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
+    text(client, &format!("{base}/metrics"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| {
             l.starts_with("factory_ca_aws_calls_total{")
                 && l.contains("operation=\"ListCertificatesByCA\"")
@@ -115,14 +113,7 @@ async fn a_background_sync_killed_part_way_resumes_after_a_restart_and_counts_ea
             ders.push(hex::encode(::pem::parse(pem).unwrap().into_contents()));
         }
     }
-    let ca_pem = client
-        .get(format!("{base}/v1/ca.pem"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ca_pem = text(&client, &format!("{base}/v1/ca.pem")).await;
     std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
     std::fs::write(dir.path().join("ders.txt"), ders.join("\n")).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
