@@ -35,7 +35,7 @@
 #   BENCH_CEILING_SECS    seconds per moto capacity measurement (default 5; 0 skips it)
 #   BENCH_SYNC            1 (default) to time a sync of the CA afterwards, 0 not to
 #   BENCH_SYNC_TIMEOUT    server.request_timeout_secs of the service that runs the sync (default
-#                         900: one ListCertificatesByCA page of moto holds every certificate)
+#                         900: the sync runs inside one request, page after page)
 #   BENCH_POSTGRES_URL    server URL without database (default postgres://postgres@127.0.0.1:5432)
 #   BENCH_BIN             a factory-ca release binary to use instead of building one
 #   MOTO_PYTHON           the Python with moto and boto3 (default python3)

@@ -9,9 +9,9 @@ through factory-ca, so that what it reports is an independent check.
       registers each certificate of HEX_DER_FILE (one DER in hex per line) as ACTIVE under the CA,
       as JITP does when a device connects. Prints one JSON object: registered, errors, seconds.
   check URL REGION CA_CERTIFICATE_ID IDS_FILE
-      ListCertificates and ListCertificatesByCA (moto lists all at once; nextMarker is followed
-      when there is one): checks that every certificate id of IDS_FILE (one per line) is in the
-      account and REVOKED, and counts those listed under the CA. Prints one JSON object: counts
+      ListCertificates and ListCertificatesByCA (nextMarker is followed when there is one):
+      checks that every certificate id of IDS_FILE (one per line) is in the account and
+      REVOKED, and counts those listed under the CA. Prints one JSON object: counts
       by status, missing and not-revoked ids (the first 5), how many are listed under the CA.
 
 Every loop is bounded: by the size of its input or by SECS. AWS credentials are moto's
@@ -170,8 +170,8 @@ def connect(url, region, ca_pem_file, der_file, threads):
 
 
 def list_all(call, **args):
-    """Every certificate of a listing, following nextMarker (moto lists all at once); bounded by
-    10,000 pages."""
+    """Every certificate of a listing, following nextMarker (moto answers ListCertificates in one
+    page; scripts/moto_server.py pages ListCertificatesByCA); bounded by 10,000 pages."""
     status = {}
     marker = None
     for _ in range(10_000):

@@ -17,6 +17,12 @@ it) by scanning every certificate of the region: at 45,000 certificates an Updat
 a large revocation backlog. Here the lookup goes straight to moto's own index of certificates
 by id (the same answer, the same ResourceNotFoundException).
 
+moto 5.2 answers ListCertificatesByCA with every certificate of the CA in one page. Here it pages
+as AWS IoT does (the AWS IoT API reference, ListCertificatesByCA): `pageSize` from 1 to 250
+(outside that, InvalidRequestException), 25 when absent as for AWS IoT's other certificate lists,
+oldest first, and `nextMarker` (an opaque base64 string) until the last page; a marker this
+server did not hand out is an InvalidRequestException.
+
 `--kms-as-shipped` leaves moto's KMS as it is (the test that shows what the service does with
 an endpoint that signs a digest as a message uses it).
 
@@ -129,6 +135,38 @@ def find_iot_certificates_by_id() -> None:
     models.IoTBackend.describe_certificate = describe_certificate
 
 
+def page_certificates_by_ca() -> None:
+    from moto.core.responses import ActionResult
+    from moto.iot.exceptions import InvalidRequestException
+    from moto.iot.responses import IoTResponse
+
+    default_page, max_page = 25, 250
+
+    def list_certificates_by_ca(self):
+        ca_certificate_id = self._get_param("caCertificateId")
+        page_size = self._get_int_param("pageSize", default_page)
+        if not 1 <= page_size <= max_page:
+            raise InvalidRequestException(f"pageSize must be from 1 to {max_page}")
+        marker = self._get_param("marker")
+        start = 0
+        if marker:
+            try:
+                start = int(base64.b64decode(marker, validate=True).decode())
+            except ValueError:
+                raise InvalidRequestException(f"marker {marker!r} is not valid") from None
+            if start < 0:
+                raise InvalidRequestException(f"marker {marker!r} is not valid")
+        # The backend keeps certificates in creation order.
+        certificates = self.iot_backend.list_certificates_by_ca(ca_certificate_id)
+        page = certificates[start : start + page_size]
+        result = {"certificates": [c.to_dict() for c in page]}
+        if start + page_size < len(certificates):
+            result["nextMarker"] = base64.b64encode(str(start + page_size).encode()).decode()
+        return ActionResult(result)
+
+    IoTResponse.list_certificates_by_ca = list_certificates_by_ca
+
+
 def throttle_iot(rate: float, burst: int) -> None:
     from moto.iot.responses import IoTResponse
 
@@ -159,6 +197,7 @@ def throttle_iot(rate: float, burst: int) -> None:
 
 
 find_iot_certificates_by_id()
+page_certificates_by_ca()
 args = sys.argv[1:]
 if "--iot-throttle" in args:
     at = args.index("--iot-throttle")

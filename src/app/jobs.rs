@@ -1,6 +1,6 @@
 //! Background jobs of a running service: the rejection-count flush, the database reachability
 //! probe (`services::store_health`), the ledger checkpoints (`[ledger]`), and with AWS configured the
-//! revocation push retry and the periodic sync. Each round is bounded; errors are logged and
+//! revocation push retry, the sync runner and the periodic sync. Each round is bounded; errors are logged and
 //! retried on the next round.
 
 use std::time::Duration;
@@ -21,6 +21,14 @@ const DEVICE_TRUST_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the chains' heads are compared with their last checkpoints (two index lookups per
 /// CA): a checkpoint is made at most this long after it is due.
 const CHECKPOINT_POLL: Duration = Duration::from_secs(1);
+
+/// How often the sync runner looks for syncs nobody runs (a queued sync wakes it at once; one
+/// that a dead process held is free once its lease, `provisioning::SYNC_LEASE`, runs out).
+const SYNC_POLL: Duration = Duration::from_secs(5);
+
+/// Most syncs one process runs at once (each its own CA and target; each target's calls go
+/// through its rate limit).
+const MAX_SYNCS: usize = 8;
 
 /// Revocations pushed per batch of the retry job.
 const PUSH_BATCH: u32 = 500;
@@ -164,6 +172,7 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
             }
         }
     }));
+    jobs.push(tokio::spawn(run_syncs(state.clone())));
     let every = state.settings.aws.sync_interval_secs;
     if !every.is_zero() {
         let s = state.clone();
@@ -182,13 +191,42 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
                 ca_ids.dedup();
                 for ca_id in ca_ids {
                     let actor = crate::services::audit::Actor::system("system:sync");
-                    // Every target the CA is registered in; one failing does not stop the rest.
-                    if let Err(e) = s.provisioning().sync(&ca_id, None, actor).await {
-                        tracing::warn!(%ca_id, error = %e, "periodic AWS sync failed");
+                    // Queued for the sync runner, every target the CA is registered in; a sync
+                    // still running from the last round goes on.
+                    if let Err(e) = s.provisioning().start_sync(&ca_id, None, actor).await {
+                        tracing::warn!(%ca_id, error = %e, "periodic AWS sync not started");
                     }
                 }
             }
         }));
     }
     jobs
+}
+
+/// The sync runner: takes the running syncs nobody holds (queued ones, and those a stopped or
+/// dead process left, which resume at their stored page) and runs them side by side, each
+/// (CA, target) in one process at a time, at most [`MAX_SYNCS`] at once. A sync that fails
+/// ends failed without holding up the others. Aborted at shutdown with the syncs it runs (their
+/// leases are then released, `Application::run_until`).
+async fn run_syncs(state: AppState) {
+    use futures_util::StreamExt;
+    let provisioning = state.provisioning();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let mut tick = tokio::time::interval(SYNC_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = state.syncs.queued() => {}
+            Some(()) = running.next(), if !running.is_empty() => {}
+        }
+        match provisioning.take_unheld(MAX_SYNCS - running.len()).await {
+            Ok(taken) => {
+                for sync in taken {
+                    running.push(provisioning.run_taken(sync));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "AWS sync runner: store unavailable; will retry"),
+        }
+    }
 }

@@ -242,6 +242,7 @@ impl Application {
                 bulk_revocations: Arc::new(crate::services::bulk_revocation::BulkRevocations::new(
                     settings.revocation.bulk_batch_size,
                 )),
+                syncs: Arc::default(),
                 device_trust,
                 est_labels: Arc::new(est_labels),
                 health_cache: Arc::default(),
@@ -291,6 +292,7 @@ impl Application {
         let rejections = self.state.rejections.clone();
         let audit_key = self.state.audit_key.clone();
         let checkpoints_enabled = self.state.settings.ledger.checkpoints_enabled();
+        let syncs = self.state.syncs.clone();
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let mut jobs = jobs::background_jobs(&self.state);
         if let Some(listener) = self.metrics_listener {
@@ -327,6 +329,7 @@ impl Application {
         }
         // The last flush runs after the flush job has finished, so no counts are in flight.
         jobs.stop().await;
+        syncs.release(&store).await;
         if let Err(e) = rejections.flush(&store).await {
             tracing::warn!(error = %e, "rejection counts of the last seconds were not saved");
         }

@@ -62,6 +62,8 @@ pub struct AppStateInner {
     pub crls: Arc<crate::services::crl::CrlPublisher>,
     /// Bulk revocation jobs: submitted by the API, run by the upkeep job.
     pub bulk_revocations: Arc<crate::services::bulk_revocation::BulkRevocations>,
+    /// AWS syncs: this process's lease holder name and the wake-up of its sync runner.
+    pub syncs: Arc<crate::provisioning::SyncRunner>,
     /// Our CAs as trust anchors of device certificates (EST simplereenroll), under HTTPS.
     pub device_trust: Option<Arc<crate::http::tls::DeviceTrust>>,
     /// `[est.labels]`: label -> the CA it selects, loaded at start.
@@ -141,6 +143,7 @@ impl AppState {
             targets: &self.aws_targets,
             ca_admin: self.ca_admin(),
             policy: self.issuance.policy(),
+            syncs: &self.syncs,
         }
     }
 }

@@ -325,6 +325,9 @@ impl From<ProvisioningError> for ApiError {
                 AwsError::Unauthorized(_) => ApiError::new(ErrorCode::AwsAccessDenied, message),
                 AwsError::Unavailable(_) => ApiError::new(ErrorCode::AwsUnavailable, message),
             },
+            ProvisioningError::SyncRunning { .. } => {
+                ApiError::new(ErrorCode::AwsSyncRunning, message)
+            }
             ProvisioningError::UnknownTarget { .. } => {
                 ApiError::new(ErrorCode::UnknownAwsTarget, message)
             }

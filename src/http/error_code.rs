@@ -96,6 +96,9 @@ error_codes! {
     AwsNotRegistered = (409, "aws_not_registered"),
     /// The request names an AWS target that is not configured (`[aws.targets.<name>]`).
     UnknownAwsTarget = (400, "unknown_aws_target"),
+    /// A sync of the CA in the AWS target is running already (another request, the background
+    /// runner, or another replica holds it).
+    AwsSyncRunning = (409, "aws_sync_running"),
     /// AWS IoT answered ResourceAlreadyExistsException.
     AwsResourceAlreadyExists = (409, "aws_resource_already_exists"),
     /// AWS IoT refused the operation in the resource's current state.

@@ -65,7 +65,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(aws::register))
         .routes(routes!(aws::attach_template))
         .routes(routes!(aws::preview))
-        .routes(routes!(aws::sync))
+        .routes(routes!(aws::sync, aws::sync_progress))
         .routes(routes!(ca_health::ca_health))
         .routes(routes!(ca_health::ca_health_for_viewers))
         .routes(routes!(certificate_provider::create))

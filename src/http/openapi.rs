@@ -282,7 +282,24 @@ pub const OPERATION_ERRORS: &[(&str, &[Errors])] = &[
     ),
     (
         "POST /v1/admin/cas/{id}/aws/sync",
-        &[CA_NOT_FOUND, AWS_CALL, STORE],
+        &[
+            &[ErrorCode::InvalidQuery, ErrorCode::AwsSyncRunning],
+            CA_NOT_FOUND,
+            AWS_CALL,
+            STORE,
+        ],
+    ),
+    (
+        "GET /v1/admin/cas/{id}/aws/sync",
+        &[
+            &[
+                ErrorCode::InvalidQuery,
+                ErrorCode::UnknownAwsTarget,
+                ErrorCode::AwsNotConfigured,
+            ],
+            CA_NOT_FOUND,
+            STORE,
+        ],
     ),
     (
         "POST /v1/admin/certificates/{serial}/revoke",

@@ -25,6 +25,7 @@ mod preflight;
 mod register;
 mod revocations;
 mod sync;
+mod sync_job;
 mod targets;
 mod template;
 
@@ -35,6 +36,7 @@ pub use outcome::{FieldOutcome, RegistrationOutcome};
 pub use preflight::{Check, PreflightReport, TargetMode};
 pub use register::{RegisterRequest, RegistrationState, StatusChange};
 pub use sync::SyncReport;
+pub use sync_job::{SYNC_LEASE, SyncJobs, SyncRunner, TakenSync};
 pub use targets::{
     DeregisterOutcome, RegisterOutcome, StateOutcome, StateTarget, SyncOutcome, TargetFailure,
     TargetOutcome, TargetSync, TemplateOutcome,
@@ -57,6 +59,12 @@ pub enum ProvisioningError {
     InvalidRequest(String),
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// Another sync of the CA in the target is running (this process or another holds it).
+    #[error(
+        "a sync of CA {ca_id} in AWS target {target} is running already; GET \
+         /v1/admin/cas/{ca_id}/aws/sync shows its progress, sync again once it has ended"
+    )]
+    SyncRunning { ca_id: String, target: String },
     #[error("unknown AWS target {name:?}; the configured targets are: {configured}")]
     UnknownTarget { name: String, configured: String },
     /// Every selected target failed; `first` decides the answer's code, `detail` names each
@@ -78,6 +86,8 @@ pub struct Provisioning<'a> {
     pub targets: &'a [AwsTargetRegistry],
     pub ca_admin: CaAdmin<'a>,
     pub policy: &'a IssuancePolicy,
+    /// This process's sync jobs: its lease holder name, its runner's wake-up.
+    pub syncs: &'a SyncRunner,
 }
 
 impl<'a> Provisioning<'a> {

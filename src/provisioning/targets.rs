@@ -24,7 +24,7 @@ pub struct TargetFailure {
 }
 
 impl TargetFailure {
-    fn of(e: &ProvisioningError) -> Self {
+    pub(super) fn of(e: &ProvisioningError) -> Self {
         match e {
             ProvisioningError::Aws(a) => TargetFailure {
                 kind: a.kind().to_owned(),
@@ -33,6 +33,11 @@ impl TargetFailure {
             },
             ProvisioningError::NotRegistered(_) => TargetFailure {
                 kind: "not_registered".into(),
+                code: None,
+                message: e.to_string(),
+            },
+            ProvisioningError::SyncRunning { .. } => TargetFailure {
+                kind: "sync_running".into(),
                 code: None,
                 message: e.to_string(),
             },
@@ -475,9 +480,7 @@ impl Provisioning<'_> {
         let registrations = self.registrations_in(ca_id, &selected).await?;
         let mut fan = FanOut::new();
         for (target, reg) in registrations {
-            let result = self.sync_in(target, &reg, actor).await;
-            self.record_attempt(ca_id, &target.name, "sync", result.as_ref().err())
-                .await?;
+            let result = self.sync_now(target, &reg, actor).await;
             let entry = TargetSync {
                 target: target.name.clone(),
                 region: target.region.clone(),

@@ -210,6 +210,7 @@ pub mod reads;
 pub mod revocation;
 mod sessions;
 pub mod stats;
+pub mod sync_jobs;
 mod tokens;
 
 /// Where a store lives, for messages: the SQLite file's absolute path, or the PostgreSQL host,

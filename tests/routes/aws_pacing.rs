@@ -15,30 +15,8 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/JITP_Role";
 on_both_backends!(an_interrupted_sync_resumes_after_a_restart_at_the_page_it_reached);
 
 async fn an_interrupted_sync_resumes_after_a_restart_at_the_page_it_reached(backend: Backend) {
-    let fake = Arc::new(FakeIotRegistry::new());
-    let app = TestApp::spawn_with_iot(backend, fake.clone(), |_| {}).await;
-    let ca = json(app.get(&app.admin, "/v1/ca").await).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let registered = app
-        .admin_json(
-            Method::POST,
-            &format!("/v1/admin/cas/{ca}/aws/register"),
-            json!({"mode": "default", "activate": true, "auto_registration": true,
-                   "role_arn": ROLE, "template": {"simple": {"attributes": {"Country": "Country"},
-                   "policy_name": "My_IoT_Policy", "thing_type": null, "thing_groups": []}}}),
-        )
-        .await;
-    assert_eq!(registered.status(), StatusCode::CREATED);
     // Five devices connect: three pages of two.
-    for i in 0..5 {
-        let device = json(app.sign(&csr(&format!("Pace-{i}"), "JP").pem).await).await;
-        let der = ::pem::parse(device["certificate_pem"].as_str().unwrap())
-            .unwrap()
-            .into_contents();
-        fake.simulate_first_connection(&der).unwrap();
-    }
+    let (app, fake, ca) = registered_with_devices(backend, 5).await;
     let sync_path = format!("/v1/admin/cas/{ca}/aws/sync");
 
     // The second page fails: the first is recorded, and where the sync stands is kept.
@@ -90,7 +68,36 @@ async fn an_interrupted_sync_resumes_after_a_restart_at_the_page_it_reached(back
     );
 }
 
-fn list_calls(fake: &FakeIotRegistry) -> usize {
+/// A server on the fake AWS IoT (pages of two) whose issuing CA is registered with a template,
+/// and `devices` devices that have connected; with the CA's id.
+pub(crate) async fn registered_with_devices(
+    backend: Backend,
+    devices: usize,
+) -> (TestApp, Arc<FakeIotRegistry>, String) {
+    let fake = Arc::new(FakeIotRegistry::new());
+    let app = TestApp::spawn_with_iot(backend, fake.clone(), |_| {}).await;
+    let ca = crate::aws_targets::ca_id(&app).await;
+    let registered = app
+        .admin_json(
+            Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/register"),
+            json!({"mode": "default", "activate": true, "auto_registration": true,
+                   "role_arn": ROLE, "template": {"simple": {"attributes": {"Country": "Country"},
+                   "policy_name": "My_IoT_Policy", "thing_type": null, "thing_groups": []}}}),
+        )
+        .await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    for i in 0..devices {
+        let device = json(app.sign(&csr(&format!("Pace-{i}"), "JP").pem).await).await;
+        let der = ::pem::parse(device["certificate_pem"].as_str().unwrap())
+            .unwrap()
+            .into_contents();
+        fake.simulate_first_connection(&der).unwrap();
+    }
+    (app, fake, ca)
+}
+
+pub(crate) fn list_calls(fake: &FakeIotRegistry) -> usize {
     fake.calls()
         .iter()
         .filter(|c| *c == "ListCertificatesByCA")

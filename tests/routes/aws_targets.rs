@@ -52,7 +52,7 @@ fn count(fake: &FakeIotRegistry, operation: &str) -> usize {
     fake.calls().iter().filter(|c| *c == operation).count()
 }
 
-async fn ca_id(app: &TestApp) -> String {
+pub(crate) async fn ca_id(app: &TestApp) -> String {
     json(app.get(&app.admin, "/v1/ca").await).await["id"]
         .as_str()
         .unwrap()

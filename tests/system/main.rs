@@ -13,6 +13,7 @@
 //! - `query_plans`: a million-row ledger and its `EXPLAIN` plans;
 //! - `dashboard`: the page in headless Chromium through chromedriver;
 //! - `aws_moto`: the aws-sdk-iot client against the moto emulator;
+//! - `aws_sync_job`: a background sync against moto's pages, killed part way and resumed;
 //! - `verifiers`: issued chains checked by openssl, rustls-webpki and a Mosquitto broker;
 //! - `tls`: HTTPS and station mTLS against rustls, tokio-rustls and curl clients;
 //! - `cli`: the command line, run as an operator runs it;
@@ -39,6 +40,7 @@
 mod common;
 
 mod aws_moto;
+mod aws_sync_job;
 mod aws_targets;
 mod awskms;
 mod backup;

@@ -12,7 +12,7 @@ use crate::http::extract::{AdminCaller, ApiJson, ApiPath, ApiQuery, ViewerCaller
 use crate::http::route;
 use crate::provisioning::{
     DeregisterOutcome, PreviewAnswer, PreviewRequest, RegisterOutcome, RegisterRequest,
-    StateOutcome, StatusChange, SyncOutcome, TemplateOutcome, TemplateRequest,
+    StateOutcome, StatusChange, SyncJobs, SyncOutcome, TemplateOutcome, TemplateRequest,
 };
 
 /// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
@@ -278,28 +278,96 @@ pub async fn preview(
     Ok(Json(state.provisioning().preview(&id, body).await?))
 }
 
+/// `?targets=eu,us&wait=false`: the targets to sync, and whether to answer before the sync ends.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SyncParams {
+    /// AWS target names, comma-separated (`[aws.targets.<name>]`, or `default`); absent: every
+    /// target the CA is registered in.
+    targets: Option<String>,
+    /// `false`: start the sync in the background and answer 202 at once, with its progress
+    /// at `Location`; absent or `true`: answer when the sync has ended.
+    wait: Option<bool>,
+}
+
 /// Record AWS IoT's view of each certificate of the CA
 ///
 /// Pages through ListCertificatesByCA in every target the CA is registered in (or those of
-/// `?targets=`). Audited as `ca.aws.sync`.
+/// `?targets=`). By default the answer comes when every target's sync has ended. With
+/// `?wait=false` the sync runs in the background (resuming at its stored page after a restart)
+/// and the answer is 202 with `Location` naming its progress (GET on the same path); where a
+/// sync of the CA is running already, that one goes on. One sync per CA and target runs at a
+/// time, across replicas too: a target whose sync another request or process holds answers
+/// `aws_sync_running` in its entry. Audited as `ca.aws.sync` when a sync ends, and as
+/// `ca.aws.sync_started` when one is started in the background.
 #[route(
     post,
     path = "/v1/admin/cas/{id}/aws/sync",
     operation_id = "sync_ca_with_aws",
-    params(("id" = String, Path, description = "A CA id"), TargetParams),
-    responses((status = 200, description = "What the sync found (the `default` target's, or \
-        the first that succeeded) and per target", body = SyncOutcome))
+    params(("id" = String, Path, description = "A CA id"), SyncParams),
+    responses(
+        (status = 200, description = "What the sync found (the `default` target's, or the first \
+            that succeeded) and per target", body = SyncOutcome),
+        (status = 202, description = "`?wait=false`: the sync runs in the background; `Location` \
+            names its progress, which the body shows as it was at the start",
+            body = SyncJobs, headers(("Location" = String,
+                description = "The progress of the sync: `/v1/admin/cas/{id}/aws/sync`"))),
+    )
 )]
 pub async fn sync(
     State(state): State<AppState>,
     admin: AdminCaller,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<SyncParams>,
+) -> Result<Response, ApiError> {
+    let targets = TargetParams {
+        targets: params.targets,
+    };
+    let provisioning = state.provisioning();
+    if params.wait == Some(false) {
+        let started = provisioning
+            .start_sync(&id, targets.names().as_deref(), admin.actor())
+            .await?;
+        // A stored CA's id (`ca-` and hex) is a path segment as it is.
+        let location = format!("/v1/admin/cas/{}/aws/sync", started.ca_id);
+        return Ok((
+            StatusCode::ACCEPTED,
+            [(axum::http::header::LOCATION, location)],
+            Json(started),
+        )
+            .into_response());
+    }
+    let outcome = provisioning
+        .sync(&id, targets.names().as_deref(), admin.actor())
+        .await?;
+    Ok(Json(outcome).into_response())
+}
+
+/// The CA's syncs with AWS IoT: running, finished or failed, per target
+///
+/// The latest sync in each target (or those of `?targets=`): its state, the pages and
+/// certificates done so far (a running sync's grow page by page), when it started and was last
+/// updated, when it ended, and what failed with AWS's error code and message. `claimed` is
+/// false while a running sync waits for a process to take it (after a restart, for up to the
+/// lease of 30 seconds when the process before was killed). Reads only the store.
+#[route(
+    get,
+    path = "/v1/admin/cas/{id}/aws/sync",
+    operation_id = "get_ca_aws_sync",
+    params(("id" = String, Path, description = "A CA id"), TargetParams),
+    responses((status = 200, description = "The latest sync in each target", body = SyncJobs))
+)]
+pub async fn sync_progress(
+    State(state): State<AppState>,
+    _admin: AdminCaller,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<TargetParams>,
-) -> Result<Json<SyncOutcome>, ApiError> {
+) -> Result<Json<SyncJobs>, ApiError> {
     Ok(Json(
         state
             .provisioning()
-            .sync(&id, params.names().as_deref(), admin.actor())
+            .sync_jobs(&id, params.names().as_deref())
             .await?,
     ))
 }
