@@ -173,6 +173,7 @@ impl Store {
 // Declared after `on_pool!` and `bind_all!`, which they use.
 mod audit;
 pub mod aws;
+mod aws_revocations;
 pub mod backup;
 pub mod bulk_revocation;
 mod cas;

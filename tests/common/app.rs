@@ -46,6 +46,8 @@ pub struct TestApp {
     /// The dashboard's read pool of the same database.
     pub reads: Store,
     pub settings: Settings,
+    /// The running service's state (its store, its AWS targets, its jobs' entry points).
+    pub state: factory_ca::app::AppState,
     pub admin: String,
     pub station: String,
     pub viewer: String,
@@ -143,13 +145,22 @@ impl TestApp {
     pub async fn spawn_eu_us(
         backend: Backend,
     ) -> (TestApp, Arc<FakeIotRegistry>, Arc<FakeIotRegistry>) {
+        Self::spawn_eu_us_retrying_every(backend, std::time::Duration::from_secs(1)).await
+    }
+
+    /// [`TestApp::spawn_eu_us`] with the retry job running every `retry` (an hour: only the
+    /// rounds a test runs itself).
+    pub async fn spawn_eu_us_retrying_every(
+        backend: Backend,
+        retry: std::time::Duration,
+    ) -> (TestApp, Arc<FakeIotRegistry>, Arc<FakeIotRegistry>) {
         let eu = Arc::new(FakeIotRegistry::new());
         let us = Arc::new(FakeIotRegistry::new());
         let targets: Vec<(String, Arc<dyn IotRegistry>)> =
             vec![("eu".into(), eu.clone()), ("us".into(), us.clone())];
         let app = Self::spawn_with_targets(backend, targets, |s| {
             s.aws.enabled = true;
-            s.aws.revocation_retry_secs = std::time::Duration::from_secs(1);
+            s.aws.revocation_retry_secs = retry;
             s.aws.targets = [("eu", "eu-west-1"), ("us", "us-east-1")]
                 .into_iter()
                 .map(|(name, region)| {
@@ -188,6 +199,7 @@ impl TestApp {
         }
         .expect("application builds");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state().clone();
         let store = app.state().store.clone();
         let reads = app.state().reads.clone();
         let [admin, station, viewer] = match tokens {
@@ -212,6 +224,7 @@ impl TestApp {
             store,
             reads,
             settings,
+            state,
             admin,
             station,
             viewer,
