@@ -111,8 +111,8 @@ impl Store {
     /// lock rows in the same order): lock the certificate's row, record `pushed` (the target
     /// and when) if given, and finish the revocation if it is still pending, at least one
     /// target has it and no needed target lacks it. Finishing writes each target's REVOKED
-    /// status, clears the flag, summarises `aws_status` again (`aws_first_seen_at` stays: null
-    /// when the device never connected) and removes the per-target records.
+    /// status, clears the flag, removes the per-target records and summarises `aws_status`
+    /// again (`aws_first_seen_at` stays: null when the device never connected).
     async fn settle_revocations(
         &self,
         pushed: Option<(&str, Timestamp)>,
@@ -160,21 +160,12 @@ impl Store {
                 if told == 0 {
                     continue;
                 }
-                sqlx::query(STATUS_FROM_TARGETS_SQL)
-                    .bind(serial)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(CLEAR_FLAG_SQL)
-                    .bind(serial)
-                    .execute(&mut *tx)
-                    .await?;
+                for finish in [STATUS_FROM_TARGETS_SQL, CLEAR_FLAG_SQL, DROP_TARGETS_SQL] {
+                    sqlx::query(finish).bind(serial).execute(&mut *tx).await?;
+                }
                 sqlx::query(SUMMARY_BY_SERIAL_SQL)
                     .bind(serial)
                     .bind(None::<Timestamp>)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(DROP_TARGETS_SQL)
-                    .bind(serial)
                     .execute(&mut *tx)
                     .await?;
                 finished += 1;

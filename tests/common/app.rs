@@ -59,6 +59,13 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// A device certificate as the tests use it: its serial, AWS IoT certificate id and DER.
+pub struct Device {
+    pub serial: String,
+    pub aws_id: String,
+    pub der: Vec<u8>,
+}
+
 /// The PostgreSQL server tests use: `TEST_POSTGRES_URL`, default the local trust-auth one.
 pub fn pg_server() -> String {
     std::env::var("TEST_POSTGRES_URL")
@@ -304,6 +311,57 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// Revokes `serial` as the admin (reason key compromise), expecting 200; the answer's body.
+    pub async fn revoke(&self, serial: &str) -> serde_json::Value {
+        let response = self
+            .admin_json(
+                reqwest::Method::POST,
+                &format!("/v1/admin/certificates/{serial}/revoke"),
+                serde_json::json!({"reason": "key_compromise"}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::OK,
+            "revoke {serial}"
+        );
+        json(response).await
+    }
+
+    /// Registers the service's CA in every target (SNI_ONLY, active, JITP with a simple
+    /// template); returns the CA's id.
+    pub async fn register_ca_with_jitp(&self) -> String {
+        let ca = json(self.get(&self.admin, "/v1/ca").await).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let register = self
+            .admin_json(
+                reqwest::Method::POST,
+                &format!("/v1/admin/cas/{ca}/aws/register"),
+                serde_json::json!({"mode": "sni_only", "activate": true, "auto_registration": true,
+                   "role_arn": "arn:aws:iam::123456789012:role/JITP_Role",
+                   "template": {"simple": {"attributes": {"Country": "Country"},
+                       "policy_name": "My_IoT_Policy", "thing_type": null,
+                       "thing_groups": []}}}),
+            )
+            .await;
+        assert_eq!(register.status(), reqwest::StatusCode::CREATED);
+        ca
+    }
+
+    /// A device certificate signed through the API for `thing` (country JP).
+    pub async fn device(&self, thing: &str) -> Device {
+        let answer = json(self.sign(&crate::common::csr(thing, "JP").pem).await).await;
+        Device {
+            serial: answer["serial"].as_str().unwrap().to_owned(),
+            aws_id: answer["aws_certificate_id"].as_str().unwrap().to_owned(),
+            der: ::pem::parse(answer["certificate_pem"].as_str().unwrap())
+                .unwrap()
+                .into_contents(),
+        }
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {

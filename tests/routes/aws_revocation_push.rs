@@ -11,57 +11,7 @@ use crate::on_both_backends;
 use factory_ca::aws::fake::FakeIotRegistry;
 use factory_ca::aws::{AwsError, IotRegistry};
 use factory_ca::store::Timestamp;
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
-struct Device {
-    serial: String,
-    aws_id: String,
-    der: Vec<u8>,
-}
-
-async fn device(app: &TestApp, thing: &str) -> Device {
-    let answer = json(app.sign(&csr(thing, "JP").pem).await).await;
-    Device {
-        serial: answer["serial"].as_str().unwrap().to_owned(),
-        aws_id: answer["aws_certificate_id"].as_str().unwrap().to_owned(),
-        der: ::pem::parse(answer["certificate_pem"].as_str().unwrap())
-            .unwrap()
-            .into_contents(),
-    }
-}
-
-/// Registers the service's CA in every target (SNI_ONLY, active, JITP on); returns its id.
-async fn register_ca(app: &TestApp) -> String {
-    let ca = json(app.get(&app.admin, "/v1/ca").await).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let register = app
-        .admin_json(
-            Method::POST,
-            &format!("/v1/admin/cas/{ca}/aws/register"),
-            json!({"mode": "sni_only", "activate": true, "auto_registration": true,
-                   "role_arn": "arn:aws:iam::123456789012:role/JITP_Role",
-                   "template": {"simple": {"attributes": {"Country": "Country"},
-                       "policy_name": "My_IoT_Policy", "thing_type": null,
-                       "thing_groups": []}}}),
-        )
-        .await;
-    assert_eq!(register.status(), StatusCode::CREATED);
-    ca
-}
-
-async fn revoke(app: &TestApp, serial: &str) {
-    let response = app
-        .admin_json(
-            Method::POST,
-            &format!("/v1/admin/certificates/{serial}/revoke"),
-            json!({"reason": "key_compromise"}),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK, "revoke {serial}");
-}
+use serde_json::Value;
 
 async fn row(app: &TestApp, serial: &str) -> Value {
     json(
@@ -148,14 +98,14 @@ on_both_backends!(
 async fn a_revocation_every_target_has_but_still_flagged_is_finished(backend: Backend) {
     let (app, eu, us) =
         TestApp::spawn_eu_us_retrying_every(backend, Duration::from_secs(3600)).await;
-    let ca = register_ca(&app).await;
-    let d = device(&app, "Crash-1").await;
+    let ca = app.register_ca_with_jitp().await;
+    let d = app.device("Crash-1").await;
     eu.simulate_first_connection(&d.der).unwrap();
     us.simulate_first_connection(&d.der).unwrap();
 
     // eu is down when the revocation is pushed: us has it, eu does not.
     eu.go_down(AwsError::Unavailable("connection refused".into()));
-    revoke(&app, &d.serial).await;
+    app.revoke(&d.serial).await;
     assert_eq!(flagged(&app).await, vec![d.serial.clone()]);
     assert_eq!(
         health_pending(&app, &ca).await,
@@ -191,11 +141,11 @@ async fn a_revocation_every_target_has_but_still_flagged_is_finished(backend: Ba
 async fn the_retry_job_finishes_a_revocation_left_flagged_by_a_crash(backend: Backend) {
     // The retry job runs every second here.
     let (app, eu, us) = TestApp::spawn_eu_us(backend).await;
-    let ca = register_ca(&app).await;
-    let d = device(&app, "Crash-2").await;
+    let ca = app.register_ca_with_jitp().await;
+    let d = app.device("Crash-2").await;
     us.simulate_first_connection(&d.der).unwrap();
     eu.go_down(AwsError::Unavailable("connection refused".into()));
-    revoke(&app, &d.serial).await;
+    app.revoke(&d.serial).await;
     // eu never saw the device: it was registered there as REVOKED, then the process died.
     eu.restore();
     let ca_pem = app
@@ -222,14 +172,14 @@ async fn the_retry_job_finishes_a_revocation_left_flagged_by_a_crash(backend: Ba
 async fn two_replicas_pushing_the_two_targets_at_once_finish_each_revocation(backend: Backend) {
     let (app, eu, us) =
         TestApp::spawn_eu_us_retrying_every(backend, Duration::from_secs(3600)).await;
-    let ca = register_ca(&app).await;
+    let ca = app.register_ca_with_jitp().await;
     let down = || AwsError::Unavailable("connection refused".into());
     eu.go_down(down());
     us.go_down(down());
     let mut devices = Vec::new();
     for i in 0..12 {
-        let d = device(&app, &format!("Race-{i}")).await;
-        revoke(&app, &d.serial).await;
+        let d = app.device(&format!("Race-{i}")).await;
+        app.revoke(&d.serial).await;
         devices.push(d);
     }
     assert_eq!(flagged(&app).await.len(), 12);
@@ -284,16 +234,16 @@ async fn pushes_overlap_and_each_failure_stays_pending_alone(backend: Backend) {
         s.aws.revocation_push_concurrency = CONCURRENCY as u32;
     })
     .await;
-    let ca = register_ca(&app).await;
+    let ca = app.register_ca_with_jitp().await;
     fake.go_down(AwsError::Unavailable("connection refused".into()));
     let mut devices = Vec::new();
     for i in 0..PUSHES {
-        let d = device(&app, &format!("Slow-{i}")).await;
+        let d = app.device(&format!("Slow-{i}")).await;
         // Devices that connected: one UpdateCertificate each.
         fake.restore();
         fake.simulate_first_connection(&d.der).unwrap();
         fake.go_down(AwsError::Unavailable("connection refused".into()));
-        revoke(&app, &d.serial).await;
+        app.revoke(&d.serial).await;
         devices.push(d);
     }
     assert_eq!(flagged(&app).await.len(), PUSHES);
