@@ -27,6 +27,9 @@
 #   BENCH_RATE            aws.api_rate_per_sec (default 40: below moto's one-connection capacity,
 #                         which the script measures, so that the pace is what is measured)
 #   BENCH_BURST           aws.api_burst (default 10)
+#   BENCH_CONCURRENCY     aws.revocation_push_concurrency (default 8; 1: one push at a time)
+#   BENCH_MOTO_LATENCY_MS every AWS IoT answer of moto takes this much longer, as over the network
+#                         to AWS (scripts/moto_server.py --iot-latency; default 0)
 #   BENCH_MOTO_THROTTLE   RATE[:BURST]: moto throttles AWS IoT calls over this rate as AWS does
 #                         (HTTP 429 ThrottlingException; scripts/moto_server.py --iot-throttle);
 #                         unset (default): moto does not throttle
@@ -52,6 +55,8 @@ N=${BENCH_N:-100000}
 CONNECTED_PCT=${BENCH_CONNECTED_PCT:-80}
 RATE=${BENCH_RATE:-40}
 BURST=${BENCH_BURST:-10}
+CONCURRENCY=${BENCH_CONCURRENCY:-8}
+LATENCY_MS=${BENCH_MOTO_LATENCY_MS:-0}
 KILL_AT_PCT=${BENCH_KILL_AT_PCT:-40}
 DRAIN_LIMIT=${BENCH_DRAIN_LIMIT:-5400}
 CEILING_SECS=${BENCH_CEILING_SECS:-5}
@@ -97,6 +102,7 @@ MOTO_PORT=$(free_port)
 MOTO="http://127.0.0.1:$MOTO_PORT"
 MOTO_ARGS=()
 [[ -n ${BENCH_MOTO_THROTTLE:-} ]] && MOTO_ARGS=(--iot-throttle "$BENCH_MOTO_THROTTLE")
+[[ $LATENCY_MS != 0 ]] && MOTO_ARGS+=(--iot-latency "$LATENCY_MS")
 "$PY" "$ROOT/scripts/moto_server.py" "$MOTO_PORT" "${MOTO_ARGS[@]}" >"$WORK/moto.log" 2>&1 &
 MOTO_PID=$!
 for _ in $(seq 1 150); do
@@ -133,6 +139,7 @@ ENV_SERVER=(
     FACTORY_CA_AWS__ENDPOINT_URL="$MOTO"
     FACTORY_CA_AWS__API_RATE_PER_SEC="$RATE"
     FACTORY_CA_AWS__API_BURST="$BURST"
+    FACTORY_CA_AWS__REVOCATION_PUSH_CONCURRENCY="$CONCURRENCY"
     FACTORY_CA_AWS__REVOCATION_RETRY_SECS=1
     FACTORY_CA_AWS__SYNC_INTERVAL_SECS=0
 )
@@ -160,7 +167,7 @@ api() { # method path [json body] -> body on stdout; fails on a non-2xx answer
 scrape() { curl -fsS --max-time 10 "$URL/metrics" >"$WORK/metrics-$STARTS.tmp" 2>/dev/null &&
     mv "$WORK/metrics-$STARTS.tmp" "$WORK/metrics-$STARTS.txt"; }
 
-log "starting the service on $URL (database $DB, moto $MOTO, $RATE calls/s, burst $BURST)"
+log "starting the service on $URL (database $DB, moto $MOTO, $RATE calls/s, burst $BURST, $CONCURRENCY pushes at once)"
 start_server
 ADMIN=$(env "${ENV_SERVER[@]}" timeout 60 "$BIN" token create --role admin --name bench-admin)
 STATION=$(env "${ENV_SERVER[@]}" timeout 60 "$BIN" token create --role station --name bench-station)
@@ -308,7 +315,8 @@ echo
 echo "- moto's capacity (boto3 client on the same machine, calls/s, 1 / 4 client threads):" \
     "$(jq -r '"UpdateCertificate \(.update_1.per_sec // 0 | round) / \(.update_4.per_sec // 0 | round), RegisterCertificate \(.register_1.per_sec // 0 | round) / \(.register_4.per_sec // 0 | round)"' <<<"$CEILING")"
 echo "- issued: $N certificates through the API in ${ISSUE_SECS} s; registered in moto as connected: $(jq -r .registered <<<"$CONNECT") ($(jq -r '.per_sec // "-"' <<<"$CONNECT")/s, $(jq -r .errors <<<"$CONNECT") errors)"
-echo "- pace: api_rate_per_sec $RATE, api_burst $BURST; calls needed $CALLS ($CONNECTED x 1 + $((N - CONNECTED)) x 2); floor $FLOOR s"
+echo "- moto's added latency per AWS IoT answer: ${LATENCY_MS} ms"
+echo "- pace: api_rate_per_sec $RATE, api_burst $BURST, revocation_push_concurrency $CONCURRENCY; calls needed $CALLS ($CONNECTED x 1 + $((N - CONNECTED)) x 2); floor $FLOOR s"
 echo "- bulk job (ledger): ${JOB_SECS:-?} s; drained (nothing pending) ${DRAIN_SECS:-not} s after the job was created"
 echo "- restart: SIGKILL at ${KILL_SECS:-never} s with ${KILL_PENDING:--} pending; ready again in ${RESTART_SECS:--} s"
 echo "- AWS calls counted (both runs of the service): $CALLS_ALL in all; UpdateCertificate ok $UPDATE_OK, not_found $UPDATE_NF; RegisterCertificate ok $REGISTER_OK; failed calls $CALLS_BAD; throttled (retried) $THROTTLED"

@@ -31,7 +31,12 @@ rate: one token bucket for every AWS IoT call (RATE per second, BURST at once, d
 call over it is answered HTTP 429 `ThrottlingException` and counted on stderr, one line
 `moto_server: throttled <n so far>` each (scripts/bench-revocations.sh uses it).
 
+`--iot-latency MS` makes every AWS IoT answer take MS milliseconds more, as AWS's do over the
+network (a round trip of tens of milliseconds from a factory to its region); the calls still
+overlap (moto's server answers each request on its own thread).
+
 Usage: python scripts/moto_server.py PORT [--kms-as-shipped] [--iot-throttle RATE[:BURST]]
+       [--iot-latency MS]
 """
 import base64
 import json
@@ -196,9 +201,25 @@ def throttle_iot(rate: float, burst: int) -> None:
     IoTResponse._dispatch = dispatch
 
 
+def delay_iot(seconds: float) -> None:
+    from moto.iot.responses import IoTResponse
+
+    shipped_dispatch = IoTResponse._dispatch
+
+    def dispatch(self, request, full_url, headers):
+        time.sleep(seconds)
+        return shipped_dispatch(self, request, full_url, headers)
+
+    IoTResponse._dispatch = dispatch
+
+
 find_iot_certificates_by_id()
 page_certificates_by_ca()
 args = sys.argv[1:]
+if "--iot-latency" in args:
+    at = args.index("--iot-latency")
+    delay_iot(float(args[at + 1]) / 1000.0)
+    del args[at : at + 2]
 if "--iot-throttle" in args:
     at = args.index("--iot-throttle")
     rate, _, burst = args[at + 1].partition(":")

@@ -147,7 +147,7 @@ fn aws_targets_load_with_their_own_region_role_and_pacing() {
          [aws.targets.eu]\nregion = \"eu-west-1\"\n\
          [aws.targets.us-east]\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:5000\"\n\
          role_arn = \"arn:aws:iam::222222222222:role/factory\"\napi_rate_per_sec = 20.0\n\
-         api_burst = 3\n",
+         api_burst = 3\nrevocation_push_concurrency = 32\n",
     )
     .unwrap();
     let targets = named.aws.resolved_targets();
@@ -157,6 +157,8 @@ fn aws_targets_load_with_their_own_region_role_and_pacing() {
     assert_eq!(targets[0].role_arn, None);
     assert_eq!(targets[1].api_rate_per_sec, 20.0);
     assert_eq!(targets[1].api_burst, 3);
+    assert_eq!(targets[0].revocation_push_concurrency, 8);
+    assert_eq!(targets[1].revocation_push_concurrency, 32);
     assert_eq!(
         targets[1].role_arn.as_deref(),
         Some("arn:aws:iam::222222222222:role/factory")
@@ -201,6 +203,18 @@ fn aws_target_names_and_values_are_checked_at_load() {
         (
             "[aws.targets.eu]\nregion = \"eu-west-1\"\napi_burst = 0\n",
             "api_burst at least 1",
+        ),
+        (
+            "[aws.targets.eu]\nregion = \"eu-west-1\"\nrevocation_push_concurrency = 0\n",
+            "aws.targets.eu.revocation_push_concurrency must be between 1",
+        ),
+        (
+            "[aws]\nrevocation_push_concurrency = 0\n",
+            "aws.revocation_push_concurrency must be between 1 (one push at a time)",
+        ),
+        (
+            "[aws]\nrevocation_push_concurrency = 257\n",
+            "aws.revocation_push_concurrency must be between 1",
         ),
         (
             "[aws.targets.eu]\nregion = \"eu-west-1\"\nzone = \"a\"\n",

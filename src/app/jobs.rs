@@ -153,6 +153,11 @@ pub(super) fn background_jobs(state: &AppState) -> Jobs {
         tick.tick().await;
         loop {
             tick.tick().await;
+            // Revocations every target has but still flagged pending (a kill between two steps
+            // of an older version, a CA deregistered from a target) are done: finish them.
+            if let Err(e) = s.provisioning().finish_told_revocations().await {
+                tracing::warn!(error = %e, "finishing revocations told to every target failed");
+            }
             // Batch after batch while each goes through whole: the registry paces the calls
             // (aws.api_rate_per_sec), so a large backlog drains at AWS's rate. Bounded by the
             // backlog, which each full batch shrinks.

@@ -208,6 +208,7 @@ impl Application {
                     name: target.name,
                     region: target.region,
                     registry: Arc::new(throttled),
+                    push_concurrency: target.revocation_push_concurrency as usize,
                 }
             })
             .collect();

@@ -54,6 +54,13 @@ struct State {
     auto_registration_ignored: bool,
     fail_after: Option<(usize, AwsError)>,
     down: Option<AwsError>,
+    /// Certificates whose UpdateCertificate fails, with the error.
+    refused_certificates: BTreeMap<String, AwsError>,
+    /// How long UpdateCertificate and RegisterCertificate take to answer.
+    latency: std::time::Duration,
+    /// UpdateCertificate and RegisterCertificate calls under way now, and the most at once.
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 impl State {
@@ -128,9 +135,45 @@ impl FakeIotRegistry {
         self.state().down = Some(error);
     }
 
-    /// Calls succeed again after [`FakeIotRegistry::go_down`].
+    /// Calls succeed again after [`FakeIotRegistry::go_down`] and
+    /// [`FakeIotRegistry::refuse_certificate`].
     pub fn restore(&self) {
-        self.state().down = None;
+        let mut state = self.state();
+        state.down = None;
+        state.refused_certificates.clear();
+    }
+
+    /// UpdateCertificate of `certificate_id` fails with `error` until
+    /// [`FakeIotRegistry::restore`]: one certificate AWS will not change.
+    pub fn refuse_certificate(&self, certificate_id: &str, error: AwsError) {
+        self.state()
+            .refused_certificates
+            .insert(certificate_id.to_owned(), error);
+    }
+
+    /// UpdateCertificate and RegisterCertificate answer after `latency`, as AWS does over the
+    /// network; the calls overlap, as AWS's do.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state().latency = latency;
+    }
+
+    /// The most UpdateCertificate and RegisterCertificate calls that were under way at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.state().most_in_flight
+    }
+
+    /// Waits out the configured latency, counting the call as under way meanwhile.
+    async fn answer_late(&self) {
+        let latency = {
+            let mut state = self.state();
+            state.in_flight += 1;
+            state.most_in_flight = state.most_in_flight.max(state.in_flight);
+            state.latency
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.state().in_flight -= 1;
     }
 
     /// The operations called so far, in order (e.g. `RegisterCACertificate`).
@@ -487,6 +530,7 @@ impl IotRegistry for FakeIotRegistry {
         ca_certificate_pem: &str,
         status: &str,
     ) -> Result<String, AwsError> {
+        self.answer_late().await;
         let mut state = self.begin("RegisterCertificate")?;
         let der = pem_der(certificate_pem, "certificate")?;
         let ca_der = pem_der(ca_certificate_pem, "CA certificate")?;
@@ -535,7 +579,11 @@ impl IotRegistry for FakeIotRegistry {
     }
 
     async fn update_certificate(&self, certificate_id: &str, status: &str) -> Result<(), AwsError> {
+        self.answer_late().await;
         let mut state = self.begin("UpdateCertificate")?;
+        if let Some(error) = state.refused_certificates.get(certificate_id) {
+            return Err(error.clone());
+        }
         let c = state
             .certificates
             .get_mut(certificate_id)

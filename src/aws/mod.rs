@@ -325,6 +325,8 @@ pub struct AwsTargetRegistry {
     /// The account of the target's `role_arn`, when one is assumed.
     pub account: Option<String>,
     pub registry: std::sync::Arc<dyn IotRegistry>,
+    /// Revocation pushes in flight at once (`revocation_push_concurrency`), at least 1.
+    pub push_concurrency: usize,
 }
 
 impl std::fmt::Debug for AwsTargetRegistry {

@@ -37,6 +37,7 @@ impl SdkIotRegistry {
             role_arn: settings.role_arn.clone(),
             api_rate_per_sec: settings.api_rate_per_sec,
             api_burst: settings.api_burst,
+            revocation_push_concurrency: settings.revocation_push_concurrency,
         };
         Self::from_target(settings, &target).await
     }

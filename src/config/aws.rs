@@ -38,6 +38,9 @@ pub struct AwsSettings {
     pub api_rate_per_sec: f64,
     /// Calls that may go at once after an idle spell.
     pub api_burst: u32,
+    /// Revocation pushes in flight at once per target (each still paced by the bucket): with
+    /// one, a backlog drains at no more than one push per AWS round trip.
+    pub revocation_push_concurrency: u32,
     /// Retries of a call AWS throttles, after pauses doubling from half a second.
     pub throttle_retries: u32,
     /// Named registration targets (`[aws.targets.<name>]`): each a region, optionally another
@@ -60,6 +63,9 @@ pub struct AwsTargetSettings {
     pub api_rate_per_sec: Option<f64>,
     /// Burst of this target's bucket; unset: `aws.api_burst`.
     pub api_burst: Option<u32>,
+    /// Revocation pushes in flight at once to this target; unset:
+    /// `aws.revocation_push_concurrency`.
+    pub revocation_push_concurrency: Option<u32>,
 }
 
 /// One registration target as the service uses it: the named settings, or `[aws]` itself for
@@ -72,6 +78,7 @@ pub struct AwsTarget {
     pub role_arn: Option<String>,
     pub api_rate_per_sec: f64,
     pub api_burst: u32,
+    pub revocation_push_concurrency: u32,
 }
 
 /// The target the single `[aws]` section makes when no target is named.
@@ -82,6 +89,10 @@ impl AwsSettings {
     /// AWS is enabled (the KMS endpoint always: KMS keys work while AWS IoT calls are off).
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.validate_targets()?;
+        check_push_concurrency(
+            "aws.revocation_push_concurrency",
+            self.revocation_push_concurrency,
+        )?;
         if self.enabled {
             if self.region.is_empty() && self.targets.is_empty() {
                 return Err(ConfigError(
@@ -149,6 +160,7 @@ impl AwsSettings {
                 role_arn: self.role_arn.clone(),
                 api_rate_per_sec: self.api_rate_per_sec,
                 api_burst: self.api_burst,
+                revocation_push_concurrency: self.revocation_push_concurrency,
             }];
         }
         self.targets
@@ -160,6 +172,9 @@ impl AwsSettings {
                 role_arn: t.role_arn.clone(),
                 api_rate_per_sec: t.api_rate_per_sec.unwrap_or(self.api_rate_per_sec),
                 api_burst: t.api_burst.unwrap_or(self.api_burst),
+                revocation_push_concurrency: t
+                    .revocation_push_concurrency
+                    .unwrap_or(self.revocation_push_concurrency),
             })
             .collect()
     }
@@ -208,6 +223,12 @@ impl AwsSettings {
                     "aws.targets.{name}.endpoint_url must be an http(s) URL"
                 )));
             }
+            if let Some(n) = t.revocation_push_concurrency {
+                check_push_concurrency(
+                    &format!("aws.targets.{name}.revocation_push_concurrency"),
+                    n,
+                )?;
+            }
             if t.api_rate_per_sec
                 .is_some_and(|r| !(r.is_finite() && r >= 0.0))
                 || t.api_burst == Some(0)
@@ -220,6 +241,19 @@ impl AwsSettings {
         }
         Ok(())
     }
+}
+
+/// The most revocation pushes in flight at once to one target: more would only queue on the
+/// target's token bucket.
+pub const MAX_PUSH_CONCURRENCY: u32 = 256;
+
+fn check_push_concurrency(key: &str, n: u32) -> Result<(), ConfigError> {
+    if (1..=MAX_PUSH_CONCURRENCY).contains(&n) {
+        return Ok(());
+    }
+    Err(ConfigError(format!(
+        "{key} must be between 1 (one push at a time) and {MAX_PUSH_CONCURRENCY}, not {n}"
+    )))
 }
 
 impl Default for AwsSettings {
@@ -236,6 +270,7 @@ impl Default for AwsSettings {
             sync_interval_secs: Duration::ZERO,
             api_rate_per_sec: 10.0,
             api_burst: 10,
+            revocation_push_concurrency: 8,
             throttle_retries: 5,
             targets: std::collections::BTreeMap::new(),
         }

@@ -1,11 +1,19 @@
 //! Revocations pushed to AWS IoT: UpdateCertificate to REVOKED, or RegisterCertificate as
 //! REVOKED for a certificate AWS has not seen, so that JITP can never activate it.
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
 use super::*;
 
 /// Failures in a row (unavailable, access denied) after which a target's batch of revocation
 /// pushes stops until the next round.
 const CONSECUTIVE_OUTAGE: usize = 3;
+
+/// Completed pushes written to the ledger in one transaction, at most.
+const LEDGER_BATCH: usize = 64;
+
+/// Revocations finished per round by [`Provisioning::finish_told_revocations`], at most.
+const SWEEP_LIMIT: u32 = 1_000;
 
 impl Provisioning<'_> {
     /// Tells AWS IoT of revocations it has not been told of (of one CA, or all), in every
@@ -37,9 +45,36 @@ impl Provisioning<'_> {
         Ok((pushed, first_error))
     }
 
-    /// [`Provisioning::push_revocations`] in one target. A target that is down, throttles
-    /// beyond the retries or refuses our credentials ends its batch after
-    /// [`CONSECUTIVE_OUTAGE`] such failures in a row.
+    /// Finishes revocations every target they need already has while the ledger still flags
+    /// them pending (see [`Store::finish_told_revocations`]); the retry job runs it each round.
+    pub async fn finish_told_revocations(&self) -> Result<usize, ProvisioningError> {
+        let finished = self
+            .store
+            .finish_told_revocations(&self.configured_target_names(), SWEEP_LIMIT)
+            .await?;
+        if finished > 0 {
+            tracing::info!(
+                finished,
+                "revocations every target had, still flagged pending: now done"
+            );
+        }
+        Ok(finished)
+    }
+
+    /// The configured targets' names: a revocation needs those its CA is registered in.
+    fn configured_target_names(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// [`Provisioning::push_revocations`] in one target, with up to the target's
+    /// `revocation_push_concurrency` pushes in flight at once (each call still takes a token
+    /// of the target's bucket and waits out its throttling back-off, in the registry). Each
+    /// completed push is written to the ledger as it comes, those that completed together in
+    /// one transaction, while the others are in flight; a failed push leaves exactly that
+    /// revocation pending in this target. After [`CONSECUTIVE_OUTAGE`] failures in a row that
+    /// say the target is down, throttles beyond the retries or refuses our credentials, no
+    /// further push starts this round (those in flight finish and are recorded): a round then
+    /// makes at most `CONSECUTIVE_OUTAGE + concurrency - 1` calls to a target that is down.
     pub(super) async fn push_revocations_to(
         &self,
         target: &AwsTargetRegistry,
@@ -47,52 +82,79 @@ impl Provisioning<'_> {
         serial: Option<&str>,
         limit: u32,
     ) -> Result<(usize, Option<AwsError>), ProvisioningError> {
-        let registry = target.registry.as_ref();
-        let mut pushed = 0;
-        let mut first_error = None;
-        let mut outage = 0;
-        let mut targets_of_ca: std::collections::HashMap<String, Vec<String>> =
-            std::collections::HashMap::new();
         let pending = self
             .store
             .pending_revocations(&target.name, ca_id, serial, limit)
             .await?;
-        for pending in pending {
-            match push_one(registry, &pending, self.store, &pending.ca_id).await {
-                Ok(()) => {
-                    outage = 0;
-                    let now = Timestamp::now();
-                    self.store
-                        .mark_revocation_pushed(&pending.serial, &target.name, now)
-                        .await?;
-                    if !targets_of_ca.contains_key(&pending.ca_id) {
-                        let names = self
-                            .store
-                            .list_ca_aws_registrations(&pending.ca_id)
-                            .await?
-                            .into_iter()
-                            .map(|r| r.target)
-                            .filter(|t| self.targets.iter().any(|c| &c.name == t))
-                            .collect();
-                        targets_of_ca.insert(pending.ca_id.clone(), names);
-                    }
-                    let needed = &targets_of_ca[&pending.ca_id];
-                    let have = self
-                        .store
-                        .revocation_pushed_targets(&pending.serial)
-                        .await?;
-                    if needed.iter().all(|t| have.contains(t)) {
-                        self.store.clear_revocation_pending(&pending.serial).await?;
-                    }
-                    pushed += 1;
+        if pending.is_empty() {
+            return Ok((0, None));
+        }
+        let registry = target.registry.as_ref();
+        let store = self.store;
+        let concurrency = target.push_concurrency.max(1);
+        let (done, mut completed) = tokio::sync::mpsc::unbounded_channel();
+        let pushes = async move {
+            let mut queue = pending.into_iter();
+            let mut in_flight = FuturesUnordered::new();
+            let mut outage = 0;
+            loop {
+                while outage < CONSECUTIVE_OUTAGE && in_flight.len() < concurrency {
+                    let Some(pending) = queue.next() else { break };
+                    in_flight.push(async move {
+                        let result = push_one(registry, &pending, store).await;
+                        (pending, result)
+                    });
                 }
-                Err(e) => {
-                    tracing::warn!(serial = %pending.serial, target = %target.name, error = %e, "revocation not yet pushed to AWS IoT; will retry");
-                    if matches!(e, AwsError::Unavailable(_) | AwsError::Unauthorized(_)) {
-                        outage += 1;
-                    } else {
-                        outage = 0;
+                let Some((pending, result)) = in_flight.next().await else {
+                    break;
+                };
+                if matches!(
+                    result,
+                    Err(AwsError::Unavailable(_) | AwsError::Unauthorized(_))
+                ) {
+                    outage += 1;
+                } else {
+                    outage = 0;
+                }
+                // The ledger side gave up (a store error): stop pushing what it cannot record.
+                if done.send((pending, result)).is_err() {
+                    break;
+                }
+            }
+        };
+        let needed_among = self.configured_target_names();
+        let ledger = async {
+            let mut pushed = 0;
+            let mut first_error = None;
+            while let Some(first) = completed.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < LEDGER_BATCH {
+                    match completed.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
                     }
+                }
+                let mut told = Vec::with_capacity(batch.len());
+                let mut failed = Vec::new();
+                for (pending, result) in batch {
+                    match result {
+                        Ok(()) => told.push(pending.serial),
+                        Err(e) => failed.push((pending, e)),
+                    }
+                }
+                if !told.is_empty() {
+                    self.store
+                        .record_revocations_pushed(
+                            &target.name,
+                            &told,
+                            &needed_among,
+                            Timestamp::now(),
+                        )
+                        .await?;
+                    pushed += told.len();
+                }
+                for (pending, e) in failed {
+                    tracing::warn!(serial = %pending.serial, target = %target.name, error = %e, "revocation not yet pushed to AWS IoT; will retry");
                     let failure = ProvisioningError::Aws(e.clone());
                     self.record_attempt(
                         &pending.ca_id,
@@ -102,13 +164,12 @@ impl Provisioning<'_> {
                     )
                     .await?;
                     first_error.get_or_insert(e);
-                    if outage >= CONSECUTIVE_OUTAGE {
-                        break;
-                    }
                 }
             }
-        }
-        Ok((pushed, first_error))
+            Ok::<_, ProvisioningError>((pushed, first_error))
+        };
+        let ((), written) = tokio::join!(pushes, ledger);
+        written
     }
 }
 
@@ -116,8 +177,8 @@ async fn push_one(
     registry: &dyn IotRegistry,
     pending: &crate::store::aws::PendingRevocation,
     store: &Store,
-    ca_id: &str,
 ) -> Result<(), AwsError> {
+    let ca_id = &pending.ca_id;
     match registry
         .update_certificate(&pending.aws_certificate_id, "REVOKED")
         .await

@@ -226,54 +226,6 @@ impl Store {
             .await)?)
     }
 
-    /// Records that `target` has the revocation of `serial`: AWS reports it REVOKED there now
-    /// (updated, or registered as REVOKED when the device never connected there), which is
-    /// what the next sync of `target` would record.
-    pub async fn mark_revocation_pushed(
-        &self,
-        serial: &str,
-        target: &str,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        on_pool!(self, |pool| async {
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO aws_revocation_targets (serial, target, pushed_at) \
-                 VALUES ($1, $2, $3) ON CONFLICT (serial, target) DO NOTHING",
-            )
-            .bind(serial)
-            .bind(target)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(UPSERT_REVOKED_SQL)
-                .bind(serial)
-                .bind(target)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(SUMMARY_BY_SERIAL_SQL)
-                .bind(serial)
-                .bind(None::<Timestamp>)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await
-        }
-        .await)?;
-        Ok(())
-    }
-
-    /// The targets that have the revocation of `serial` (while it is pending elsewhere).
-    pub async fn revocation_pushed_targets(&self, serial: &str) -> StoreResult<Vec<String>> {
-        let rows: Vec<(String,)> = on_pool!(self, |pool| sqlx::query_as(
-            "SELECT target FROM aws_revocation_targets WHERE serial = $1 ORDER BY target"
-        )
-        .bind(serial)
-        .fetch_all(pool)
-        .await)?;
-        Ok(rows.into_iter().map(|(t,)| t).collect())
-    }
-
     /// A CA newly registered in `target`: its revocations the CA's other targets already have
     /// become pending again, for `target` only (the others are recorded as having them).
     pub async fn repend_revocations_for_target(
@@ -304,46 +256,6 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(n)
-    }
-
-    /// Marks the revocation as told to AWS IoT in every target: each target that has it
-    /// reports it REVOKED (see [`Store::mark_revocation_pushed`]; a target recorded before the
-    /// per-target status existed gets its row here), `aws_status` is summarised again and
-    /// `aws_first_seen_at` stays as it is (null: the device never connected). The per-target
-    /// records of the revocation go.
-    pub async fn clear_revocation_pending(&self, serial: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| async {
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO certificate_aws_status (serial, target, aws_status, \
-                 aws_first_seen_at, recorded_at, issued_at) \
-                 SELECT p.serial, p.target, 'REVOKED', NULL, p.pushed_at, c.issued_at \
-                 FROM aws_revocation_targets p JOIN issued_certificates c ON c.serial = p.serial \
-                 WHERE p.serial = $1 \
-                 ON CONFLICT (serial, target) DO UPDATE SET aws_status = 'REVOKED'",
-            )
-            .bind(serial)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE issued_certificates SET aws_revocation_pending = false WHERE serial = $1",
-            )
-            .bind(serial)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(SUMMARY_BY_SERIAL_SQL)
-                .bind(serial)
-                .bind(None::<Timestamp>)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM aws_revocation_targets WHERE serial = $1")
-                .bind(serial)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await
-        }
-        .await)?;
-        Ok(())
     }
 
     /// Records what AWS IoT in `target` reports for the certificates of one page of a sync,
@@ -580,11 +492,11 @@ macro_rules! summary_sql {
         )
     };
 }
-const SUMMARY_BY_SERIAL_SQL: &str = summary_sql!("serial");
+pub(super) const SUMMARY_BY_SERIAL_SQL: &str = summary_sql!("serial");
 const SUMMARY_BY_AWS_ID_SQL: &str = summary_sql!("aws_certificate_id");
 
 /// `target` reports `serial` REVOKED (`$3`: now); AWS's first-seen date stays.
-const UPSERT_REVOKED_SQL: &str = "INSERT INTO certificate_aws_status (serial, target, \
+pub(super) const UPSERT_REVOKED_SQL: &str = "INSERT INTO certificate_aws_status (serial, target, \
     aws_status, aws_first_seen_at, recorded_at, issued_at) \
     SELECT serial, $2, 'REVOKED', NULL, $3, issued_at FROM issued_certificates WHERE serial = $1 \
     ON CONFLICT (serial, target) DO UPDATE SET aws_status = 'REVOKED', \

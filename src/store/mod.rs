@@ -197,6 +197,7 @@ impl Store {
 pub(crate) mod certificate_counts;
 mod audit;
 pub mod aws;
+mod aws_revocations;
 pub mod backup;
 pub mod bulk_revocation;
 mod cas;

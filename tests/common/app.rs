@@ -46,6 +46,8 @@ pub struct TestApp {
     /// The dashboard's read pool of the same database.
     pub reads: Store,
     pub settings: Settings,
+    /// The running service's state (its store, its AWS targets, its jobs' entry points).
+    pub state: factory_ca::app::AppState,
     pub admin: String,
     pub station: String,
     pub viewer: String,
@@ -55,6 +57,13 @@ pub struct TestApp {
     targets: Vec<(String, Arc<dyn IotRegistry>)>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A device certificate as the tests use it: its serial, AWS IoT certificate id and DER.
+pub struct Device {
+    pub serial: String,
+    pub aws_id: String,
+    pub der: Vec<u8>,
 }
 
 /// The PostgreSQL server tests use: `TEST_POSTGRES_URL`, default the local trust-auth one.
@@ -143,13 +152,22 @@ impl TestApp {
     pub async fn spawn_eu_us(
         backend: Backend,
     ) -> (TestApp, Arc<FakeIotRegistry>, Arc<FakeIotRegistry>) {
+        Self::spawn_eu_us_retrying_every(backend, std::time::Duration::from_secs(1)).await
+    }
+
+    /// [`TestApp::spawn_eu_us`] with the retry job running every `retry` (an hour: only the
+    /// rounds a test runs itself).
+    pub async fn spawn_eu_us_retrying_every(
+        backend: Backend,
+        retry: std::time::Duration,
+    ) -> (TestApp, Arc<FakeIotRegistry>, Arc<FakeIotRegistry>) {
         let eu = Arc::new(FakeIotRegistry::new());
         let us = Arc::new(FakeIotRegistry::new());
         let targets: Vec<(String, Arc<dyn IotRegistry>)> =
             vec![("eu".into(), eu.clone()), ("us".into(), us.clone())];
         let app = Self::spawn_with_targets(backend, targets, |s| {
             s.aws.enabled = true;
-            s.aws.revocation_retry_secs = std::time::Duration::from_secs(1);
+            s.aws.revocation_retry_secs = retry;
             s.aws.targets = [("eu", "eu-west-1"), ("us", "us-east-1")]
                 .into_iter()
                 .map(|(name, region)| {
@@ -188,6 +206,7 @@ impl TestApp {
         }
         .expect("application builds");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state().clone();
         let store = app.state().store.clone();
         let reads = app.state().reads.clone();
         let [admin, station, viewer] = match tokens {
@@ -212,6 +231,7 @@ impl TestApp {
             store,
             reads,
             settings,
+            state,
             admin,
             station,
             viewer,
@@ -291,6 +311,57 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// Revokes `serial` as the admin (reason key compromise), expecting 200; the answer's body.
+    pub async fn revoke(&self, serial: &str) -> serde_json::Value {
+        let response = self
+            .admin_json(
+                reqwest::Method::POST,
+                &format!("/v1/admin/certificates/{serial}/revoke"),
+                serde_json::json!({"reason": "key_compromise"}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::OK,
+            "revoke {serial}"
+        );
+        json(response).await
+    }
+
+    /// Registers the service's CA in every target (SNI_ONLY, active, JITP with a simple
+    /// template); returns the CA's id.
+    pub async fn register_ca_with_jitp(&self) -> String {
+        let ca = json(self.get(&self.admin, "/v1/ca").await).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let register = self
+            .admin_json(
+                reqwest::Method::POST,
+                &format!("/v1/admin/cas/{ca}/aws/register"),
+                serde_json::json!({"mode": "sni_only", "activate": true, "auto_registration": true,
+                   "role_arn": "arn:aws:iam::123456789012:role/JITP_Role",
+                   "template": {"simple": {"attributes": {"Country": "Country"},
+                       "policy_name": "My_IoT_Policy", "thing_type": null,
+                       "thing_groups": []}}}),
+            )
+            .await;
+        assert_eq!(register.status(), reqwest::StatusCode::CREATED);
+        ca
+    }
+
+    /// A device certificate signed through the API for `thing` (country JP).
+    pub async fn device(&self, thing: &str) -> Device {
+        let answer = json(self.sign(&crate::common::csr(thing, "JP").pem).await).await;
+        Device {
+            serial: answer["serial"].as_str().unwrap().to_owned(),
+            aws_id: answer["aws_certificate_id"].as_str().unwrap().to_owned(),
+            der: ::pem::parse(answer["certificate_pem"].as_str().unwrap())
+                .unwrap()
+                .into_contents(),
+        }
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {

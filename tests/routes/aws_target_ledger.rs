@@ -11,23 +11,6 @@ use factory_ca::aws::{AwsError, AwsFailure, IotRegistry};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-struct Device {
-    serial: String,
-    aws_id: String,
-    der: Vec<u8>,
-}
-
-async fn device(app: &TestApp, thing: &str) -> Device {
-    let answer = json(app.sign(&csr(thing, "JP").pem).await).await;
-    Device {
-        serial: answer["serial"].as_str().unwrap().to_owned(),
-        aws_id: answer["aws_certificate_id"].as_str().unwrap().to_owned(),
-        der: ::pem::parse(answer["certificate_pem"].as_str().unwrap())
-            .unwrap()
-            .into_contents(),
-    }
-}
-
 /// The serials a listing answers, in its order.
 async fn listed(app: &TestApp, query: &str) -> Vec<String> {
     let response = app
@@ -101,29 +84,14 @@ on_both_backends!(each_target_keeps_its_own_view_of_each_certificate);
 
 async fn each_target_keeps_its_own_view_of_each_certificate(backend: Backend) {
     let (app, eu, us) = TestApp::spawn_eu_us(backend).await;
-    let ca = json(app.get(&app.admin, "/v1/ca").await).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let register = app
-        .admin_json(
-            Method::POST,
-            &format!("/v1/admin/cas/{ca}/aws/register"),
-            json!({"mode": "sni_only", "activate": true, "auto_registration": true,
-                   "role_arn": "arn:aws:iam::123456789012:role/JITP_Role",
-                   "template": {"simple": {"attributes": {"Country": "Country"},
-                       "policy_name": "My_IoT_Policy", "thing_type": null,
-                       "thing_groups": []}}}),
-        )
-        .await;
-    assert_eq!(register.status(), StatusCode::CREATED);
+    let ca = app.register_ca_with_jitp().await;
 
     // Both connected in eu and in us; travelling and second connected in us only; silent never
     // connected.
-    let both = device(&app, "Both-1").await;
-    let travelling = device(&app, "Travelling-1").await;
-    let silent = device(&app, "Silent-1").await;
-    let second = device(&app, "Second-1").await;
+    let both = app.device("Both-1").await;
+    let travelling = app.device("Travelling-1").await;
+    let silent = app.device("Silent-1").await;
+    let second = app.device("Second-1").await;
     eu.simulate_first_connection(&both.der).unwrap();
     us.simulate_first_connection(&both.der).unwrap();
     us.simulate_first_connection(&travelling.der).unwrap();
@@ -405,9 +373,9 @@ on_both_backends!(a_ledger_from_before_targets_keeps_each_status_in_the_first_ta
 /// `eu` and `us`), the summary stays as it was, and a certificate AWS never saw stays unseen.
 async fn a_ledger_from_before_targets_keeps_each_status_in_the_first_target(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let seen = device(&app, "Seen-1").await;
-    let revoked = device(&app, "Revoked-1").await;
-    let silent = device(&app, "Silent-1").await;
+    let seen = app.device("Seen-1").await;
+    let revoked = app.device("Revoked-1").await;
+    let silent = app.device("Silent-1").await;
     // The ledger as it was before 0022: the status in issued_certificates only.
     app.execute_sql(&format!(
         "INSERT INTO ca_aws_registrations (ca_id, target, aws_certificate_id, certificate_arn, \

@@ -13,6 +13,7 @@ mod aws;
 mod aws_accounts;
 mod aws_answers;
 mod aws_pacing;
+mod aws_revocation_push;
 mod aws_sync_jobs;
 mod aws_target_ledger;
 mod aws_targets;
