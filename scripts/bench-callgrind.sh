@@ -16,6 +16,7 @@
 #   BENCH_POSTGRES_URL      server URL without database (default postgres://postgres@127.0.0.1:5432)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/bench.sh
 
 BIN=${BENCH_BIN:?set BENCH_BIN to a factory-ca release binary}
 N=${CALLGRIND_REQUESTS:-2000}
@@ -29,21 +30,16 @@ WORK=$(mktemp -d -t factory-ca-callgrind.XXXXXX)
 DB="factory_ca_callgrind_$(date -u +%Y%m%d%H%M%S)_$$"
 OUT=${CALLGRIND_OUT:-$WORK/callgrind.out}
 PID=""
-log() { echo "bench-callgrind.sh: $*" >&2; }
 cleanup() {
-    if [[ -n $PID ]]; then
-        kill -TERM "$PID" 2>/dev/null || true
-        for _ in $(seq 1 600); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$PID" 2>/dev/null || true
-    fi
-    timeout 60 psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+    stop_pid "$PID" TERM 60
+    drop_databases "$DB"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 timeout 60 psql "$PG/postgres" -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE $DB" >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 url="http://127.0.0.1:$port"
 env_server=(
     FACTORY_CA_DATABASE__URL="$PG/$DB"
@@ -52,6 +48,9 @@ env_server=(
     FACTORY_CA_SERVER__LISTEN="127.0.0.1:$port"
     FACTORY_CA_LOG__LEVEL=warn
     FACTORY_CA_SERVER__STATION_RATE_PER_SEC=0
+    # Under valgrind the first connection (TLS with the server) can take longer than the
+    # default 5 s on a busy machine.
+    FACTORY_CA_DATABASE__CONNECT_TIMEOUT_SECS=60
 )
 read -r -a extra <<<"${CALLGRIND_ENV:-}"
 mkdir -p "$WORK/data"

@@ -53,6 +53,7 @@
 #   BENCH_BIN           a factory-ca release binary to use instead of building one
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/bench.sh
 ROOT=$(pwd)
 
 ROWS_WANTED=${BENCH_LEDGER_ROWS:-10000000}
@@ -69,47 +70,15 @@ WORK=$(mktemp -d -t factory-ca-ledger.XXXXXX)
 DATABASES=()
 SERVER_PID=""
 URL=""
-log() { echo "bench-ledger.sh: $(date -u +%H:%M:%S) $*" >&2; }
-
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 400); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
 cleanup() {
     stop_server
-    for db in "${DATABASES[@]}"; do
-        timeout 120 psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
-            >/dev/null 2>&1 || log "could not drop database $db"
-    done
+    drop_databases "${DATABASES[@]}"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-psql_admin() { timeout 60 psql "$PG/postgres" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
-# $1 database, $2 SQL, $3 timeout in seconds (default 60).
-psql_db() { timeout "${3:-60}" psql "$PG/$1" -qAtX -v ON_ERROR_STOP=1 -c "$2"; }
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-proc_cpu() { sed 's/.*) //' "/proc/$1/stat" | awk '{ printf "%.2f", ($12 + $13) / 100 }'; }
-machine_busy() { awk '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8) / 100 }' /proc/stat; }
-load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
-
-if [[ -z ${BENCH_BIN:-} ]]; then
-    log "building the release binary"
-    timeout 3600 cargo build --release --bin factory-ca >&2
-    BIN=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/factory-ca
-else
-    BIN=$BENCH_BIN
-fi
+BIN=$(release_bin)
 
 server_env() { # database data-dir port
     echo FACTORY_CA_DATABASE__URL="$PG/$1" FACTORY_CA_DATA_DIR="$2" \

@@ -45,6 +45,7 @@
 # database are removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/bench.sh
 ROOT=$(pwd)
 
 N=${BENCH_N:-100000}
@@ -73,29 +74,11 @@ SERVER_PID=""
 MOTO_PID=""
 FAILED=0
 
-log() { echo "bench-revocations.sh: $(date -u +%H:%M:%S) $*" >&2; }
-
-stop_server() { # signal
-    [[ -n $SERVER_PID ]] || return 0
-    kill "-$1" "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 400); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
-
 cleanup() {
     stop_server TERM
-    if [[ -n $MOTO_PID ]]; then
-        kill "$MOTO_PID" 2>/dev/null || true
-        wait "$MOTO_PID" 2>/dev/null || true
-    fi
+    stop_pid "$MOTO_PID"
     if [[ -n $DB_MADE ]]; then
-        timeout 60 psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \
-            >/dev/null 2>&1 || log "could not drop database $DB"
+        drop_databases "$DB"
     fi
     rm -rf "$WORK"
 }
@@ -103,20 +86,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 q() { timeout 120 psql "$PG/$DB" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 now() { date +%s.%N; }
 secs_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # --- Build once ------------------------------------------------------------------------------
-if [[ -z ${BENCH_BIN:-} ]]; then
-    log "building the release binary (once)"
-    timeout 3600 cargo build --release --bin factory-ca >&2
-    BIN=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/factory-ca
-else
-    BIN=$BENCH_BIN
-fi
+BIN=$(release_bin)
 
 # --- moto ------------------------------------------------------------------------------------
 MOTO_PORT=$(free_port)

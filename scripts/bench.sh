@@ -35,6 +35,7 @@
 #                         idle (default 60; the "other load" column shows what remained)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/bench.sh
 ROOT=$(pwd)
 
 SECS=${BENCH_SECS:-10}
@@ -59,46 +60,14 @@ DATABASES=()
 SERVER_PID=""
 FAILED=0
 
-log() { echo "bench.sh: $*" >&2; }
-
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 400); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-        log "the server did not stop within 40 s of SIGTERM; killing it"
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
-
 cleanup() {
     stop_server
-    for db in "${DATABASES[@]}"; do
-        timeout 60 psql "$PG/postgres" -qX -v ON_ERROR_STOP=1 \
-            -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 ||
-            log "could not drop database $db"
-    done
+    drop_databases "${DATABASES[@]}"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-psql_admin() { timeout 60 psql "$PG/postgres" -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
-psql_db() { timeout 60 psql "$PG/$1" -qAtX -v ON_ERROR_STOP=1 -c "$2"; }
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Seconds of CPU (user + system) a process has used, from /proc/<pid>/stat (USER_HZ = 100).
-proc_cpu() { sed 's/.*) //' "/proc/$1/stat" | awk '{ printf "%.2f", ($12 + $13) / 100 }'; }
-# Busy seconds of the whole machine, all cores (user, nice, system, irq, softirq).
-machine_busy() { awk '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8) / 100 }' /proc/stat; }
 # Seconds of CPU used so far by every PostgreSQL process (backends, WAL writer, checkpointer),
 # with that of the backends that have exited (the postmaster's reaped children: cutime, cstime).
 postgres_cpu() {
@@ -130,14 +99,7 @@ wait_until_quiet() {
 }
 
 # --- Build once -----------------------------------------------------------------------------
-if [[ -z ${BENCH_BIN:-} ]]; then
-    log "building the release binary (once)"
-    timeout 3600 cargo build --release --bin factory-ca >&2
-    TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-    BIN=$TARGET_DIR/release/factory-ca
-else
-    BIN=$BENCH_BIN
-fi
+BIN=$(release_bin)
 
 # Makes a body file of `n` new CSRs with thing names `<prefix>-<i>`, outside any measurement.
 make_bodies() { # file n prefix

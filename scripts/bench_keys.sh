@@ -10,8 +10,8 @@
 # scripts/test.sh installs). Every run is bounded in time; databases, token, emulator and data
 # are removed on exit.
 #
-#   BENCH_BIN             the factory-ca binary (default: target/release/factory-ca, built if
-#                         missing); a debug binary works and its figures say so
+#   BENCH_BIN             the factory-ca binary (default: this checkout's release build, built or
+#                         brought up to date first); a debug binary works and its figures say so
 #   BENCH_PROFILE         what the report calls the build (default: debug when BENCH_BIN is
 #                         under a debug/ folder, else release)
 #   BENCH_REQUESTS        certificates per run (default 2000)
@@ -21,6 +21,7 @@
 #   BENCH_DURATION_LIMIT  hard stop of one bench run in seconds (default 300)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/bench.sh
 
 N=${BENCH_REQUESTS:-2000}
 PG=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
@@ -35,43 +36,17 @@ DATABASES=()
 SERVER_PID=""
 MOTO_PID=""
 
-log() { echo "bench_keys.sh: $*" >&2; }
-
-stop_pid() {
-    local pid=$1
-    [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     stop_pid "$SERVER_PID"
     stop_pid "$MOTO_PID"
-    for db in "${DATABASES[@]}"; do
-        timeout 300 psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
-            >/dev/null 2>&1 || log "could not drop database $db"
-    done
+    drop_databases "${DATABASES[@]}"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-proc_cpu() { sed 's/.*) //' "/proc/$1/stat" | awk '{ printf "%.2f", ($12 + $13) / 100 }'; }
 
-if [[ -z ${BENCH_BIN:-} ]]; then
-    BIN=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/factory-ca
-    [[ -x $BIN ]] || timeout 3600 cargo build --release --bin factory-ca >&2
-else
-    BIN=$BENCH_BIN
-fi
+BIN=$(release_bin)
 PROFILE=${BENCH_PROFILE:-release}
 [[ -z ${BENCH_PROFILE:-} && $BIN == */debug/* ]] && PROFILE=debug
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

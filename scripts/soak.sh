@@ -13,6 +13,7 @@
 #   BENCH_POSTGRES_URL   server URL without database (default postgres://postgres@127.0.0.1:5432)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/bench.sh
 
 SECS=${SOAK_SECS:-600}
 CONNS=${SOAK_CONNECTIONS:-64}
@@ -22,30 +23,16 @@ WORK=$(mktemp -d -t factory-ca-soak.XXXXXX)
 DB="factory_ca_soak_$(date -u +%Y%m%d%H%M%S)"
 SERVER_PID=""
 
-log() { echo "soak.sh: $*" >&2; }
 
 cleanup() {
-    if [[ -n $SERVER_PID ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    timeout 60 psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
-        log "could not drop database $DB"
+    stop_server
+    drop_databases "$DB"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [[ -n ${BENCH_BIN:-} ]]; then
-    BIN=$BENCH_BIN
-else
-    TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-    log "building the release binary"
-    timeout 3600 cargo build --release --bin factory-ca >&2
-    BIN=$TARGET_DIR/release/factory-ca
-fi
+BIN=$(release_bin)
 
 timeout 60 psql "$PG/postgres" -qAtX -v ON_ERROR_STOP=1 -c "CREATE DATABASE $DB" >/dev/null
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
