@@ -600,49 +600,38 @@ mod tests {
 
     #[test]
     fn settings_need_https_a_bundle_and_a_credential() {
-        let base = [
-            (env::URL, "https://ca.example:8443"),
-            (env::CA_BUNDLE, "/etc/ca.pem"),
+        const URL: (&str, &str) = (env::URL, "https://ca.example:8443");
+        const BUNDLE: (&str, &str) = (env::CA_BUNDLE, "/etc/ca.pem");
+        const TOKEN: (&str, &str) = (env::STATION_TOKEN, "t");
+        const SECRET: (&str, &str) = (env::STATION_TOKEN_SECRET_ID, "factory-ca/t");
+        // Refused, and what the message says to fix.
+        let refused: [(&[(&str, &str)], &str); 6] = [
+            (&[URL, BUNDLE], "no station credential"),
+            (
+                &[(env::URL, "http://ca.example"), BUNDLE, TOKEN],
+                "https://",
+            ),
+            (&[URL, BUNDLE, (env::CLIENT_CERT, "/c.pem")], "go together"),
+            (
+                &[URL, BUNDLE, TOKEN, (env::STATION_TOKEN_FILE, "/t")],
+                "not several",
+            ),
+            (&[URL, BUNDLE, SECRET, TOKEN], "not several"),
+            (
+                &[URL, BUNDLE, TOKEN, (env::TIMEOUT_SECS, "0")],
+                "from 1 to 900",
+            ),
         ];
-        let err = ProviderSettings::from_lookup(lookup(&base)).unwrap_err();
-        assert!(err.to_string().contains("no station credential"), "{err}");
-        let with_token = [base[0], base[1], (env::STATION_TOKEN, "fca_x")];
+        for (vars, says) in refused {
+            let err = ProviderSettings::from_lookup(lookup(vars)).unwrap_err();
+            assert!(err.to_string().contains(says), "{vars:?}: {err}");
+        }
+        let with_token = [URL, BUNDLE, (env::STATION_TOKEN, "fca_x")];
         let s = ProviderSettings::from_lookup(lookup(&with_token)).unwrap();
         assert_eq!(s.timeout, DEFAULT_TIMEOUT);
         assert!(!format!("{s:?}").contains("fca_x"), "Debug hides the token");
-        let plain = [
-            (env::URL, "http://ca.example"),
-            base[1],
-            (env::STATION_TOKEN, "t"),
-        ];
-        let err = ProviderSettings::from_lookup(lookup(&plain)).unwrap_err();
-        assert!(err.to_string().contains("https://"), "{err}");
-        let half = [base[0], base[1], (env::CLIENT_CERT, "/c.pem")];
-        let err = ProviderSettings::from_lookup(lookup(&half)).unwrap_err();
-        assert!(err.to_string().contains("go together"), "{err}");
-        let both = [
-            base[0],
-            base[1],
-            (env::STATION_TOKEN, "t"),
-            (env::STATION_TOKEN_FILE, "/t"),
-        ];
-        assert!(ProviderSettings::from_lookup(lookup(&both)).is_err());
-        let secret = [
-            base[0],
-            base[1],
-            (env::STATION_TOKEN_SECRET_ID, "factory-ca/t"),
-        ];
-        let s = ProviderSettings::from_lookup(lookup(&secret)).unwrap();
+        let s = ProviderSettings::from_lookup(lookup(&[URL, BUNDLE, SECRET])).unwrap();
         assert_eq!(s.token_secret_id.as_deref(), Some("factory-ca/t"));
-        let secret_and_token = [secret[0], secret[1], secret[2], (env::STATION_TOKEN, "t")];
-        assert!(ProviderSettings::from_lookup(lookup(&secret_and_token)).is_err());
-        let slow = [
-            base[0],
-            base[1],
-            (env::STATION_TOKEN, "t"),
-            (env::TIMEOUT_SECS, "0"),
-        ];
-        assert!(ProviderSettings::from_lookup(lookup(&slow)).is_err());
     }
 
     #[test]

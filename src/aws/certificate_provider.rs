@@ -101,44 +101,52 @@ pub fn check_operations(operations: &[String]) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_follow_aws_pattern() {
-        for ok in ["factory-ca", "a", "x_y=z,w@v-1", &"n".repeat(128)] {
-            assert!(check_name(ok).is_ok(), "{ok}");
+    /// `check` accepts each of `ok` and refuses each of `bad`.
+    fn sorts(check: fn(&str) -> Result<(), String>, ok: &[&str], bad: &[&str]) {
+        for ok in ok {
+            assert!(check(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "with space",
-            "slash/name",
-            "dot.name",
-            &"n".repeat(129),
-            "é",
-        ] {
-            assert!(check_name(bad).is_err(), "{bad}");
+        for bad in bad {
+            assert!(check(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
+    fn names_follow_aws_pattern() {
+        sorts(
+            check_name,
+            &["factory-ca", "a", "x_y=z,w@v-1", &"n".repeat(128)],
+            &[
+                "",
+                "with space",
+                "slash/name",
+                "dot.name",
+                &"n".repeat(129),
+                "é",
+            ],
+        );
+    }
+
+    #[test]
     fn lambda_arns_are_function_arns() {
-        for ok in [
-            "arn:aws:lambda:eu-west-1:123456789012:function:factory-ca-provider",
-            "arn:aws:lambda:us-east-1:123456789012:function:f:prod",
-            "arn:aws-cn:lambda:cn-north-1:123456789012:function:f:7",
-        ] {
-            assert!(check_lambda_function_arn(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "factory-ca-provider",
-            "arn:aws:iam::123456789012:role/r",
-            "arn:aws:lambda:eu-west-1:12345:function:f",
-            "arn:aws:lambda:eu-west-1:123456789012:layer:f",
-            "arn:aws:lambda:eu-west-1:123456789012:function:",
-            "arn:aws:lambda:eu-west-1:123456789012:function:f:a:b",
-            "arn:aws:lambda:eu-west-1:123456789012:function:f g",
-        ] {
-            assert!(check_lambda_function_arn(bad).is_err(), "{bad}");
-        }
+        sorts(
+            check_lambda_function_arn,
+            &[
+                "arn:aws:lambda:eu-west-1:123456789012:function:factory-ca-provider",
+                "arn:aws:lambda:us-east-1:123456789012:function:f:prod",
+                "arn:aws-cn:lambda:cn-north-1:123456789012:function:f:7",
+            ],
+            &[
+                "",
+                "factory-ca-provider",
+                "arn:aws:iam::123456789012:role/r",
+                "arn:aws:lambda:eu-west-1:12345:function:f",
+                "arn:aws:lambda:eu-west-1:123456789012:layer:f",
+                "arn:aws:lambda:eu-west-1:123456789012:function:",
+                "arn:aws:lambda:eu-west-1:123456789012:function:f:a:b",
+                "arn:aws:lambda:eu-west-1:123456789012:function:f g",
+            ],
+        );
     }
 
     #[test]

@@ -99,38 +99,40 @@ impl SdkIotRegistry {
     }
 }
 
-/// Classifies an SDK error by AWS's error code (and HTTP status for codeless 5xx), keeping
-/// AWS's code, message, HTTP status and request id. The SDK's full error chain (often kilobytes
-/// of debug output) goes to the debug log only.
-fn classify<E>(error: SdkError<E, HttpResponse>) -> AwsError
+/// Every SDK call's error becomes an [`AwsError`] here (through `?`): classified by AWS's error
+/// code (and HTTP status for codeless 5xx), keeping AWS's code, message, HTTP status and request
+/// id. The SDK's full error chain (often kilobytes of debug output) goes to the debug log only.
+impl<E> From<SdkError<E, HttpResponse>> for AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    tracing::debug!(error = %DisplayErrorContext(&error), "AWS IoT call failed");
-    let failure = failure_of(&error);
-    let server_error = failure.http_status.is_some_and(|s| s >= 500);
-    match failure.code.as_deref() {
-        Some("ResourceAlreadyExistsException") => AwsError::AlreadyExists(failure),
-        Some("ResourceNotFoundException") => AwsError::NotFound(failure),
-        Some("CertificateValidationException" | "RegistrationCodeValidationException") => {
-            AwsError::CertificateValidation(failure)
+    fn from(error: SdkError<E, HttpResponse>) -> Self {
+        tracing::debug!(error = %DisplayErrorContext(&error), "AWS IoT call failed");
+        let failure = failure_of(&error);
+        let server_error = failure.http_status.is_some_and(|s| s >= 500);
+        match failure.code.as_deref() {
+            Some("ResourceAlreadyExistsException") => AwsError::AlreadyExists(failure),
+            Some("ResourceNotFoundException") => AwsError::NotFound(failure),
+            Some("CertificateValidationException" | "RegistrationCodeValidationException") => {
+                AwsError::CertificateValidation(failure)
+            }
+            Some("CertificateStateException" | "DeleteConflictException") => {
+                AwsError::InvalidState(failure)
+            }
+            Some(
+                "UnauthorizedException" | "AccessDeniedException" | "UnrecognizedClientException",
+            ) => AwsError::Unauthorized(failure),
+            Some(
+                "ThrottlingException"
+                | "ServiceUnavailableException"
+                | "InternalFailureException"
+                | "InternalException"
+                | "InternalServerException",
+            ) => AwsError::Unavailable(failure),
+            _ if server_error => AwsError::Unavailable(failure),
+            Some(_) => AwsError::InvalidRequest(failure),
+            None => AwsError::Unavailable(failure),
         }
-        Some("CertificateStateException" | "DeleteConflictException") => {
-            AwsError::InvalidState(failure)
-        }
-        Some("UnauthorizedException" | "AccessDeniedException" | "UnrecognizedClientException") => {
-            AwsError::Unauthorized(failure)
-        }
-        Some(
-            "ThrottlingException"
-            | "ServiceUnavailableException"
-            | "InternalFailureException"
-            | "InternalException"
-            | "InternalServerException",
-        ) => AwsError::Unavailable(failure),
-        _ if server_error => AwsError::Unavailable(failure),
-        Some(_) => AwsError::InvalidRequest(failure),
-        None => AwsError::Unavailable(failure),
     }
 }
 
@@ -219,12 +221,7 @@ fn device_certificate(
 #[async_trait]
 impl IotRegistry for SdkIotRegistry {
     async fn get_registration_code(&self) -> Result<String, AwsError> {
-        let out = self
-            .client
-            .get_registration_code()
-            .send()
-            .await
-            .map_err(classify)?;
+        let out = self.client.get_registration_code().send().await?;
         out.registration_code()
             .map(str::to_owned)
             .ok_or_else(|| missing("a registration code"))
@@ -252,8 +249,7 @@ impl IotRegistry for SdkIotRegistry {
                     .map(sdk_registration_config),
             )
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(RegisteredCa {
             certificate_id: out
                 .certificate_id()
@@ -272,8 +268,7 @@ impl IotRegistry for SdkIotRegistry {
             .describe_ca_certificate()
             .certificate_id(certificate_id)
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         let d = out
             .certificate_description()
             .ok_or_else(|| missing("a certificate description"))?;
@@ -320,8 +315,7 @@ impl IotRegistry for SdkIotRegistry {
                     .map(sdk_registration_config),
             )
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(())
     }
 
@@ -330,8 +324,7 @@ impl IotRegistry for SdkIotRegistry {
             .delete_ca_certificate()
             .certificate_id(certificate_id)
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(())
     }
 
@@ -350,8 +343,7 @@ impl IotRegistry for SdkIotRegistry {
             .enabled(true)
             .r#type(TemplateType::Jitp)
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(out.template_arn().unwrap_or_default().to_owned())
     }
 
@@ -368,8 +360,7 @@ impl IotRegistry for SdkIotRegistry {
             .ca_certificate_pem(ca_certificate_pem)
             .status(CertificateStatus::from(status))
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         out.certificate_id()
             .map(str::to_owned)
             .ok_or_else(|| missing("a certificate id"))
@@ -384,8 +375,7 @@ impl IotRegistry for SdkIotRegistry {
             .describe_certificate()
             .certificate_id(certificate_id)
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         let d = out
             .certificate_description()
             .ok_or_else(|| missing("a certificate description"))?;
@@ -402,8 +392,7 @@ impl IotRegistry for SdkIotRegistry {
             .certificate_id(certificate_id)
             .new_status(CertificateStatus::from(status))
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(())
     }
 
@@ -419,8 +408,7 @@ impl IotRegistry for SdkIotRegistry {
             .set_marker(marker.map(str::to_owned))
             .page_size(250)
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(CertificatePage {
             certificates: out
                 .certificates()
@@ -455,8 +443,7 @@ impl IotRegistry for SdkIotRegistry {
                     .collect(),
             ))
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(out
             .certificate_provider_arn()
             .unwrap_or_default()
@@ -472,8 +459,7 @@ impl IotRegistry for SdkIotRegistry {
             .describe_certificate_provider()
             .certificate_provider_name(name)
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(CertificateProvider {
             name: out.certificate_provider_name().unwrap_or(name).to_owned(),
             arn: out
@@ -496,8 +482,7 @@ impl IotRegistry for SdkIotRegistry {
             .delete_certificate_provider()
             .certificate_provider_name(name)
             .send()
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(())
     }
 }
@@ -508,7 +493,6 @@ mod tests {
     use aws_sdk_iot::error::{ErrorMetadata, SdkError};
     use aws_sdk_iot::operation::update_ca_certificate::UpdateCACertificateError;
 
-    use super::classify;
     use crate::aws::{AwsError, AwsFailure};
 
     fn answer(status: u16, request_id: Option<&str>) -> HttpResponse {
@@ -532,7 +516,7 @@ mod tests {
             answer(404, Some("6c1e3f0a")),
         );
         assert_eq!(
-            classify(error),
+            AwsError::from(error),
             AwsError::NotFound(AwsFailure {
                 code: Some("ResourceNotFoundException".into()),
                 message: "The certificate given in the request does not exist".into(),
@@ -548,7 +532,7 @@ mod tests {
             UpdateCACertificateError::generic(ErrorMetadata::builder().build()),
             answer(500, None),
         );
-        let classified = classify(error);
+        let classified = AwsError::from(error);
         assert!(
             matches!(classified, AwsError::Unavailable(_)),
             "{classified:?}"

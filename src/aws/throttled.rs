@@ -145,8 +145,19 @@ mod tests {
     use crate::aws::AwsFailure;
     use crate::aws::fake::FakeIotRegistry;
 
-    fn throttled(fake: &Arc<FakeIotRegistry>, pace: Pace) -> ThrottledRegistry {
-        ThrottledRegistry::new(fake.clone() as Arc<dyn IotRegistry>, pace)
+    /// The fake behind a throttle with a burst of one.
+    fn throttled(
+        rate_per_sec: f64,
+        throttle_retries: u32,
+    ) -> (Arc<FakeIotRegistry>, ThrottledRegistry) {
+        let fake = Arc::new(FakeIotRegistry::new());
+        let pace = Pace {
+            rate_per_sec,
+            burst: 1,
+            throttle_retries,
+        };
+        let registry = ThrottledRegistry::new(fake.clone() as Arc<dyn IotRegistry>, pace);
+        (fake, registry)
     }
 
     fn throttling() -> AwsError {
@@ -160,13 +171,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_wait_for_a_token_at_the_configured_rate() {
-        let fake = Arc::new(FakeIotRegistry::new());
-        let pace = Pace {
-            rate_per_sec: 20.0,
-            burst: 1,
-            throttle_retries: 0,
-        };
-        let registry = throttled(&fake, pace);
+        let (fake, registry) = throttled(20.0, 0);
         let started = Instant::now();
         for _ in 0..11 {
             registry.get_registration_code().await.unwrap();
@@ -182,13 +187,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttled_call_is_retried_after_a_pause_and_other_errors_are_not() {
-        let fake = Arc::new(FakeIotRegistry::new());
-        let pace = Pace {
-            rate_per_sec: 0.0,
-            burst: 1,
-            throttle_retries: 2,
-        };
-        let registry = throttled(&fake, pace);
+        let (fake, registry) = throttled(0.0, 2);
         fake.fail_next(throttling());
         let started = Instant::now();
         registry.get_registration_code().await.unwrap();
@@ -207,13 +206,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_still_throttled_after_the_retries_fails_with_aws_words() {
-        let fake = Arc::new(FakeIotRegistry::new());
-        let pace = Pace {
-            rate_per_sec: 0.0,
-            burst: 1,
-            throttle_retries: 0,
-        };
-        let registry = throttled(&fake, pace);
+        let (fake, registry) = throttled(0.0, 0);
         fake.fail_next(throttling());
         let error = registry.get_registration_code().await.unwrap_err();
         assert_eq!(error.failure().code.as_deref(), Some("ThrottlingException"));

@@ -11,9 +11,9 @@
 use rcgen::SigningKey;
 
 use super::authority::CaError;
+use super::der_encode::{tlv, unsigned_integer};
 
 const SEQUENCE: u8 = 0x30;
-const INTEGER: u8 = 0x02;
 const BOOLEAN: u8 = 0x01;
 const OCTET_STRING: u8 = 0x04;
 const BIT_STRING: u8 = 0x03;
@@ -29,37 +29,6 @@ const DELTA_CRL_INDICATOR: [u8; 3] = [0x55, 0x1d, 0x1b];
 /// 2.5.29.46 id-ce-freshestCRL
 const FRESHEST_CRL: [u8; 3] = [0x55, 0x1d, 0x2e];
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// A non-negative INTEGER, minimal, with a leading zero when the high bit is set.
-fn integer(value: u64) -> Vec<u8> {
-    let mut bytes: Vec<u8> = value
-        .to_be_bytes()
-        .into_iter()
-        .skip_while(|b| *b == 0)
-        .collect();
-    if bytes.first().is_none_or(|b| b & 0x80 != 0) {
-        bytes.insert(0, 0);
-    }
-    tlv(INTEGER, &bytes)
-}
-
 fn extension(oid: &[u8], critical: bool, value: &[u8]) -> Vec<u8> {
     let mut content = tlv(OID, oid);
     if critical {
@@ -71,7 +40,11 @@ fn extension(oid: &[u8], critical: bool, value: &[u8]) -> Vec<u8> {
 
 /// deltaCRLIndicator with BaseCRLNumber `base`.
 pub(super) fn delta_crl_indicator(base: u64) -> Vec<u8> {
-    extension(&DELTA_CRL_INDICATOR, true, &integer(base))
+    extension(
+        &DELTA_CRL_INDICATOR,
+        true,
+        &unsigned_integer(&base.to_be_bytes()),
+    )
 }
 
 /// freshestCRL with one distribution point, the full name `uri`.
@@ -168,22 +141,4 @@ pub(super) fn with_extensions(
     content.extend_from_slice(signature_algorithm.whole);
     content.extend(tlv(BIT_STRING, &bits));
     Ok(tlv(SEQUENCE, &content))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn integers_and_lengths_are_minimal_der() {
-        assert_eq!(integer(0), vec![0x02, 0x01, 0x00]);
-        assert_eq!(integer(0x7f), vec![0x02, 0x01, 0x7f]);
-        assert_eq!(integer(0x80), vec![0x02, 0x02, 0x00, 0x80]);
-        assert_eq!(
-            integer(1_764_000_000),
-            vec![0x02, 0x04, 0x69, 0x24, 0x81, 0x00]
-        );
-        assert_eq!(tlv(0x04, &[0; 200])[..3], [0x04, 0x81, 200]);
-        assert_eq!(tlv(0x04, &[0; 300])[..4], [0x04, 0x82, 0x01, 0x2c]);
-    }
 }

@@ -620,6 +620,7 @@ fn printable(data: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ca::der_encode::tlv;
 
     fn ec_csr(subject: &[(rcgen::DnType, &str)]) -> Vec<u8> {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -709,14 +710,6 @@ mod tests {
         let params = rcgen::CertificateParams::default();
         let der = params.serialize_request(&key).unwrap().der().to_vec();
         assert!(matches!(parse(&der), Err(CsrError::UnsupportedKey(_))));
-    }
-
-    /// One element with a minimal length (content under 256 bytes).
-    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        match u8::try_from(content.len()).unwrap() {
-            len @ 0..0x80 => [&[tag, len][..], content].concat(),
-            len => [&[tag, 0x81, len][..], content].concat(),
-        }
     }
 
     /// A signed P-256 request whose subject is the one attribute `atv`.

@@ -9,6 +9,7 @@ pub mod country;
 pub mod crl;
 mod crl_der;
 pub mod csr;
+pub(crate) mod der_encode;
 mod error;
 mod import;
 pub mod key;

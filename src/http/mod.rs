@@ -6,6 +6,7 @@ pub mod est_wire;
 pub mod extract;
 pub(crate) mod messages;
 pub mod openapi;
+pub mod page;
 pub mod routes;
 pub mod server;
 pub mod tls;

@@ -36,6 +36,7 @@ use zeroize::Zeroizing;
 
 use super::pkcs11_uri::Pkcs11Uri;
 use crate::ca::CaAlgorithm;
+use crate::ca::der_encode::{tlv, unsigned_integer};
 use crate::config::Pkcs11Settings;
 
 /// Logged-in sessions kept per key: enough for the signing threads of a small machine; more
@@ -661,9 +662,9 @@ fn read_public_key(
             if !(2048..=4096).contains(&bits) {
                 return Err(unsupported(format!("RSA {bits}")));
             }
-            let mut body = der_unsigned_integer(&modulus);
-            body.extend(der_unsigned_integer(&exponent));
-            Ok((TokenKeyKind::Rsa { bits }, der_tlv(0x30, &body)))
+            let mut body = unsigned_integer(&modulus);
+            body.extend(unsigned_integer(&exponent));
+            Ok((TokenKeyKind::Rsa { bits }, tlv(0x30, &body)))
         }
         Some(other) => Err(unsupported(format!("a {other} key"))),
         None => Err(unreadable(CkError::InvalidValue)),
@@ -700,44 +701,9 @@ pub fn ecdsa_raw_to_der(raw: &[u8], field_len: usize) -> Result<Vec<u8>, String>
     if r.iter().all(|b| *b == 0) || s.iter().all(|b| *b == 0) {
         return Err("an ECDSA signature with r or s zero".into());
     }
-    let mut body = der_unsigned_integer(r);
-    body.extend(der_unsigned_integer(s));
-    Ok(der_tlv(0x30, &body))
-}
-
-/// A DER INTEGER of an unsigned big-endian value: leading zeros stripped, one zero byte put
-/// back when the high bit is set (X.690 section 8.3).
-fn der_unsigned_integer(value: &[u8]) -> Vec<u8> {
-    let start = value
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(value.len().saturating_sub(1));
-    let digits = &value[start.min(value.len())..];
-    let mut content = Vec::with_capacity(digits.len() + 1);
-    if digits.is_empty() {
-        content.push(0);
-    } else {
-        if digits[0] & 0x80 != 0 {
-            content.push(0);
-        }
-        content.extend_from_slice(digits);
-    }
-    der_tlv(0x02, &content)
-}
-
-fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(content);
-    out
+    let mut body = unsigned_integer(r);
+    body.extend(unsigned_integer(s));
+    Ok(tlv(0x30, &body))
 }
 
 fn unsigned_bits(value: &[u8]) -> usize {

@@ -5,6 +5,8 @@
 //! (`aws_target_attempts`), and the same call again does only what is missing. Only when every
 //! selected target failed is the answer an error, that of the first target.
 
+use futures_util::future::BoxFuture;
+
 use super::register::{parse_status_change, registration_config};
 use super::*;
 use crate::store::aws::TargetAttempt;
@@ -258,6 +260,42 @@ fn registered_in<'r>(
 }
 
 impl Provisioning<'_> {
+    /// Runs `run` in each selected target the CA is registered in (`registrations`), in
+    /// configuration order, recording each attempt as `operation`; a selected target the CA is
+    /// not registered in is answered `not_registered`. `answer` makes the entry of a target that
+    /// succeeded.
+    async fn in_registered_targets<'f, V>(
+        &self,
+        ca_id: &str,
+        selected: &[&'f AwsTargetRegistry],
+        registrations: &[(&'f AwsTargetRegistry, AwsRegistration)],
+        operation: &str,
+        mut run: impl FnMut(
+            &'f AwsTargetRegistry,
+            AwsRegistration,
+        ) -> BoxFuture<'f, Result<V, ProvisioningError>>,
+        answer: impl Fn(&AwsTargetRegistry, &V) -> TargetOutcome,
+    ) -> Result<FanOut<V, TargetOutcome>, ProvisioningError> {
+        let mut fan = FanOut::new();
+        for &target in selected {
+            let Some(reg) = registered_in(registrations, target) else {
+                fan.skipped(outcome(target, "not_registered"));
+                continue;
+            };
+            let result = run(target, reg.clone()).await;
+            self.record_attempt(ca_id, &target.name, operation, result.as_ref().err())
+                .await?;
+            match result {
+                Ok(value) => {
+                    let entry = answer(target, &value);
+                    fan.succeeded(target, value, entry);
+                }
+                Err(e) => fan.failed(target, e, |e| failed(target, e))?,
+            }
+        }
+        Ok(fan)
+    }
+
     /// Registers the CA in each selected target (default: all). Idempotent per target: where
     /// it is registered already, the stored registration is refreshed from AWS. True when no
     /// target registered it now.
@@ -336,28 +374,22 @@ impl Provisioning<'_> {
         let selected = self.select(change.targets.as_deref())?;
         let active = parse_status_change(&change)?;
         let registrations = self.registrations_in(ca_id, &selected).await?;
-        let mut fan = FanOut::new();
-        for target in &selected {
-            let Some(reg) = registered_in(&registrations, target) else {
-                fan.skipped(outcome(target, "not_registered"));
-                continue;
-            };
-            let result = self
-                .change_status_in(target, reg.clone(), active, change.auto_registration, actor)
-                .await;
-            self.record_attempt(ca_id, &target.name, "update", result.as_ref().err())
-                .await?;
-            match result {
-                Ok(reg) => {
-                    let answer = TargetOutcome {
-                        registration: Some(reg.clone()),
-                        ..outcome(target, "updated")
-                    };
-                    fan.succeeded(target, reg, answer);
-                }
-                Err(e) => fan.failed(target, e, |e| failed(target, e))?,
-            }
-        }
+        let auto_registration = change.auto_registration;
+        let fan = self
+            .in_registered_targets(
+                ca_id,
+                &selected,
+                &registrations,
+                "update",
+                |target, reg| {
+                    Box::pin(self.change_status_in(target, reg, active, auto_registration, actor))
+                },
+                |target, reg| TargetOutcome {
+                    registration: Some(reg.clone()),
+                    ..outcome(target, "updated")
+                },
+            )
+            .await?;
         let done = fan.gather()?;
         Ok(RegisterOutcome {
             primary: done.primary,
@@ -376,20 +408,16 @@ impl Provisioning<'_> {
     ) -> Result<Option<DeregisterOutcome>, ProvisioningError> {
         let selected = self.select(targets)?;
         let registrations = self.registrations_in(ca_id, &selected).await?;
-        let mut fan = FanOut::new();
-        for target in &selected {
-            let Some(reg) = registered_in(&registrations, target) else {
-                fan.skipped(outcome(target, "not_registered"));
-                continue;
-            };
-            let result = self.deregister_in(target, reg.clone(), actor).await;
-            self.record_attempt(ca_id, &target.name, "delete", result.as_ref().err())
-                .await?;
-            match result {
-                Ok(()) => fan.succeeded(target, (), outcome(target, "deleted")),
-                Err(e) => fan.failed(target, e, |e| failed(target, e))?,
-            }
-        }
+        let fan = self
+            .in_registered_targets(
+                ca_id,
+                &selected,
+                &registrations,
+                "delete",
+                |target, reg| Box::pin(self.deregister_in(target, reg, actor)),
+                |target, ()| outcome(target, "deleted"),
+            )
+            .await?;
         if fan.failures.is_empty() {
             return Ok(None);
         }
@@ -411,36 +439,26 @@ impl Provisioning<'_> {
         let selected = self.select(req.targets.as_deref())?;
         let registrations = self.registrations_in(ca_id, &selected).await?;
         let checked = self.check_template(ca_id, &req, actor).await?;
-        let mut fan = FanOut::new();
-        for target in &selected {
-            let Some(reg) = registered_in(&registrations, target) else {
-                fan.skipped(outcome(target, "not_registered"));
-                continue;
-            };
-            let result = self
-                .attach_template_in(target, reg.clone(), &checked, &req, actor)
-                .await;
-            self.record_attempt(ca_id, &target.name, "template", result.as_ref().err())
-                .await?;
-            match result {
-                Ok((reg, changed)) => {
-                    let result = if changed { "attached" } else { "unchanged" };
-                    let answer = TargetOutcome {
-                        registration: Some(RegistrationOutcome::new(
-                            reg.clone(),
-                            Vec::new(),
-                            Vec::new(),
-                        )),
-                        ..outcome(target, result)
-                    };
-                    fan.succeeded(target, reg, answer);
-                }
-                Err(e) => fan.failed(target, e, |e| failed(target, e))?,
-            }
-        }
+        let fan = self
+            .in_registered_targets(
+                ca_id,
+                &selected,
+                &registrations,
+                "template",
+                |target, reg| Box::pin(self.attach_template_in(target, reg, &checked, &req, actor)),
+                |target, (reg, changed)| TargetOutcome {
+                    registration: Some(RegistrationOutcome::new(
+                        reg.clone(),
+                        Vec::new(),
+                        Vec::new(),
+                    )),
+                    ..outcome(target, if *changed { "attached" } else { "unchanged" })
+                },
+            )
+            .await?;
         let done = fan.gather()?;
         Ok(TemplateOutcome {
-            primary: done.primary,
+            primary: done.primary.0,
             targets: done.answers,
             failed_targets: done.failed_targets,
         })

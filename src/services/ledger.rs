@@ -273,13 +273,15 @@ fn check_checkpoint(
     let Some(key) = trusted.iter().find(|k| k.key_id() == cp.key_id) else {
         return Err(fail(if trusted.is_empty() {
             format!(
-                "checkpoint at record {} cannot be checked: there is no audit key (no {} in the                  data directory); give the published audit public key with --audit-key FILE",
+                "checkpoint at record {} cannot be checked: there is no audit key (no {} in the data \
+                 directory); give the published audit public key with --audit-key FILE",
                 cp.seq,
                 crate::keys::AUDIT_KEY_FILE
             )
         } else {
             format!(
-                "checkpoint at record {} names audit key {}, which is not a trusted audit key                  ({}): it was made with another key",
+                "checkpoint at record {} names audit key {}, which is not a trusted audit key ({}): \
+                 it was made with another key",
                 cp.seq,
                 cp.key_id,
                 trusted
@@ -292,13 +294,15 @@ fn check_checkpoint(
     };
     if !key.verifies(&checkpoint_message(cp), &cp.signature) {
         return Err(fail(format!(
-            "checkpoint at record {}: its signature does not verify with audit key {} (the              checkpoint was altered or forged)",
+            "checkpoint at record {}: its signature does not verify with audit key {} (the \
+             checkpoint was altered or forged)",
             cp.seq, cp.key_id
         )));
     }
     if cp.head_hash.as_slice() != chain.hash.as_slice() {
         return Err(fail(format!(
-            "checkpoint at record {}: it signed head hash {} but the chain recomputed from the              ledger has {} there: records {} to {} were rewritten after the checkpoint was made",
+            "checkpoint at record {}: it signed head hash {} but the chain recomputed from the \
+             ledger has {} there: records {} to {} were rewritten after the checkpoint was made",
             cp.seq,
             hex::encode(&cp.head_hash),
             hex::encode(chain.hash),
@@ -308,7 +312,8 @@ fn check_checkpoint(
     }
     if (cp.issued, cp.revoked) != (chain.issued, chain.revoked) {
         return Err(fail(format!(
-            "checkpoint at record {}: it signed {} issuance and {} revocation records but the              chain has {} and {} (record kinds were changed)",
+            "checkpoint at record {}: it signed {} issuance and {} revocation records but the \
+             chain has {} and {} (record kinds were changed)",
             cp.seq, cp.issued, cp.revoked, chain.issued, chain.revoked
         )));
     }
@@ -398,9 +403,12 @@ async fn verify_ca(
                 Ok(hash) => {
                     prev = hash;
                     expected += 1;
+                    // A checkpoint counts issuance and revocation records; a `superseded`
+                    // record is neither (it is the rest of `seq`).
                     match row.kind.as_str() {
                         "issued" => issued += 1,
-                        _ => revoked += 1,
+                        "revoked" => revoked += 1,
+                        _ => {}
                     }
                 }
                 Err(m) => {

@@ -44,20 +44,11 @@ pub struct AuditFilter {
 
 impl Store {
     pub async fn append_audit(&self, entry: &AuditEntry<'_>) -> StoreResult<()> {
-        on_pool!(self, |pool| sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, target, outcome, detail, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        )
-        .bind(Timestamp::now())
-        .bind(entry.actor)
-        .bind(entry.action)
-        .bind(entry.target)
-        .bind(if entry.success { "success" } else { "failure" })
-        .bind(entry.detail)
-        .bind(entry.request_id)
-        .execute(pool)
-        .await
-        .map(|_| ()))?;
+        on_pool!(self, |pool| {
+            insert_audit!(pool, Timestamp::now(), entry)
+                .await
+                .map(|_| ())
+        })?;
         Ok(())
     }
 

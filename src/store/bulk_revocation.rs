@@ -418,18 +418,15 @@ impl Store {
                     row.matched,
                     row.filter
                 );
-                sqlx::query(
-                    "INSERT INTO audit_log (at, actor, action, target, outcome, detail, \
-                     request_id) VALUES ($1, $2, $3, $4, 'success', $5, $6)",
-                )
-                .bind(now)
-                .bind(&row.actor)
-                .bind(BULK_REVOKE_ACTION)
-                .bind(&row.id)
-                .bind(&detail)
-                .bind(&row.request_id)
-                .execute(&mut *tx)
-                .await?;
+                let entry = AuditEntry {
+                    actor: &row.actor,
+                    action: BULK_REVOKE_ACTION,
+                    target: Some(row.id.as_str()),
+                    success: true,
+                    detail: Some(detail.as_str()),
+                    request_id: row.request_id.as_deref(),
+                };
+                insert_audit!(&mut *tx, now, &entry).await?;
                 tx.commit().await?;
                 Ok(Some(row))
             }

@@ -125,6 +125,27 @@ macro_rules! append_chain {
     }};
 }
 
+/// Inserts `$entry` (a `&AuditEntry`) into `audit_log` at `$at` through `$executor`: a pool, or
+/// an open transaction when the entry belongs to its other writes. Evaluates to the query's
+/// `execute` future; type-checked per backend like [`on_pool!`].
+macro_rules! insert_audit {
+    ($executor:expr, $at:expr, $entry:expr) => {{
+        let entry: &$crate::store::AuditEntry<'_> = $entry;
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, target, outcome, detail, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind($at)
+        .bind(entry.actor)
+        .bind(entry.action)
+        .bind(entry.target)
+        .bind(if entry.success { "success" } else { "failure" })
+        .bind(entry.detail)
+        .bind(entry.request_id)
+        .execute($executor)
+    }};
+}
+
 /// A row type the store reads on both backends.
 pub(crate) trait Row:
     for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>

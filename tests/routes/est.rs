@@ -24,6 +24,7 @@ use crate::on_both_backends;
 on_both_backends!(
     simpleenroll_with_a_station_token_as_basic_password_issues_and_records_channel_est,
     est_refusals_are_text_plain_with_the_code_and_record_nothing,
+    a_checkpoint_signed_after_a_renewal_verifies,
 );
 
 type Ca = CertifiedIssuer<'static, KeyPair>;
@@ -574,4 +575,101 @@ async fn est_over_plain_http_answers_https_required() {
         );
     }
     assert_eq!(app.ledger_count().await, 0);
+}
+
+/// A renewal appends a `superseded` record to the chain, which a checkpoint counts as neither
+/// an issuance nor a revocation: a checkpoint signed right after it (the service signs a
+/// chain's first records within a second) verifies, before and after a revocation.
+async fn a_checkpoint_signed_after_a_renewal_verifies(backend: Backend) {
+    use factory_ca::keys::KeyStore;
+    use factory_ca::services::ledger::{self, CheckpointWhen};
+    use factory_ca::store::Timestamp;
+
+    let est = EstApp::spawn(backend).await;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CountryName, "JP");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Thing-Renewed-1");
+    let csr_pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    let enrolled = est
+        .enroll(
+            &est.app.client,
+            Some(&est.app.station),
+            "application/pkcs10",
+            est_body(&csr_pem),
+        )
+        .await;
+    let device = certs_of(enrolled).await.remove(0);
+    let device_pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE", device));
+    let identity = format!("{}{device_pem}", key.serialize_pem());
+    let device_client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(est.server_ca.clone())
+        .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let renewed = device_client
+        .post(est.url("/.well-known/est/simplereenroll"))
+        .header("content-type", "application/pkcs10")
+        .body(est_body(&csr_pem))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(certs_of(renewed).await.len(), 1);
+
+    let keys = KeyStore::from_settings(&est.app.settings);
+    let audit = keys.existing_audit_key().await.unwrap().unwrap();
+    let signed = |when| ledger::checkpoint_chains(&est.app.store, &audit, when, Timestamp::now());
+    signed(CheckpointWhen::Pending).await.unwrap();
+    let verified = est.app.verify_ledger().await;
+    assert!(
+        verified.iter().all(|v| v.mismatch.is_none()),
+        "{verified:?}"
+    );
+    let checkpoints: u64 = verified.iter().map(|v| v.checkpoints).sum();
+    assert!(checkpoints >= 1, "{verified:?}");
+
+    // The same after a revocation: issued 2, revoked 1, and the superseded record besides.
+    let listed = est
+        .app
+        .client
+        .get(est.url("/v1/certificates?status=active"))
+        .bearer_auth(&est.app.viewer)
+        .send()
+        .await
+        .unwrap();
+    let listed = json(listed).await;
+    let active = listed["items"][0]["serial"]
+        .as_str()
+        .expect("the renewal is active");
+    let revoked = est
+        .app
+        .client
+        .post(est.url(&format!("/v1/admin/certificates/{active}/revoke")))
+        .bearer_auth(&est.app.admin)
+        .json(&serde_json::json!({"reason": "key_compromise"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    signed(CheckpointWhen::Pending).await.unwrap();
+    let verified = est.app.verify_ledger().await;
+    assert!(
+        verified.iter().all(|v| v.mismatch.is_none()),
+        "{verified:?}"
+    );
+    let cas: Vec<String> = verified.iter().map(|v| v.ca_id.clone()).collect();
+    let last = est
+        .app
+        .store
+        .checkpoints_page(&cas[0], 0, 100)
+        .await
+        .unwrap();
+    let last = last.last().expect("a checkpoint");
+    assert_eq!((last.seq, last.issued, last.revoked), (4, 2, 1), "{last:?}");
 }

@@ -9,7 +9,7 @@ use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::ApiQuery;
 use crate::http::extract::{AdminCaller, parse_time};
-use crate::http::route;
+use crate::http::{page, route};
 use crate::store::{AuditFilter, AuditRecord};
 
 /// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
@@ -56,13 +56,7 @@ pub async fn list_audit(
     _admin: AdminCaller,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = page::limit(params.limit)?;
     // Any case, as every status the API reads.
     let outcome = params.outcome.map(|o| o.to_ascii_lowercase());
     if let Some(outcome) = &outcome
@@ -91,11 +85,6 @@ pub async fn list_audit(
         before_id: params.cursor,
     };
     let mut items = state.reads.list_audit(&filter, limit + 1).await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next_cursor = page::next_cursor(&mut items, limit, |r| r.id);
     Ok(Json(AuditPage { items, next_cursor }))
 }

@@ -23,7 +23,7 @@ use crate::http::extract::{
     ApiPath, RequestId, certificate_station_name, payload_too_large, unsupported_media_type,
 };
 use crate::http::route;
-use crate::http::routes::certificates::{issue_for_station, station_rate_limit};
+use crate::http::routes::certificates::{count_refusal, issue_for_station, station_rate_limit};
 use crate::http::tls::{ClientIdentity, OverTls};
 use crate::services::audit::Actor;
 use crate::services::issuance::{Channel, IssuanceRequest};
@@ -320,17 +320,7 @@ async fn enroll_as_station(state: &AppState, label: Option<&str>, post: EstPost)
         Err(e) => return est::error_response(e),
     };
     let result = enroll(&state, &station, ca.as_ref(), request_id, headers, body).await;
-    // Refusals (4xx) are counted for the dashboards like the JSON API's.
-    if let Err(e) = &result
-        && e.status().is_client_error()
-    {
-        state.rejections.record(
-            Some(&station.name),
-            e.code.as_str(),
-            state.issuance.issuing_ca().id(),
-            time::OffsetDateTime::now_utc(),
-        );
-    }
+    count_refusal(&state, Some(&station.name), &result);
     result.unwrap_or_else(est::error_response)
 }
 
@@ -546,16 +536,7 @@ async fn reenroll_answer(state: &AppState, label: Option<&str>, post: EstPost) -
         {
             tracing::warn!(error = %e, "the audit record of a renewal was not written");
         }
-        if let Err(e) = &result
-            && e.status().is_client_error()
-        {
-            state.rejections.record(
-                Some(name),
-                e.code.as_str(),
-                state.issuance.issuing_ca().id(),
-                time::OffsetDateTime::now_utc(),
-            );
-        }
+        count_refusal(state, Some(name), &result);
     }
     match result {
         Ok((response, _)) => response,

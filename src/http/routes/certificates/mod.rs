@@ -25,7 +25,7 @@ use crate::http::extract::{
     ApiPath, ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_time,
     payload_too_large, unsupported_media_type,
 };
-use crate::http::route;
+use crate::http::{page, route};
 use crate::services::issuance::{IssuanceRequest, Issued};
 use crate::store::aws::CertificateAwsTarget;
 use crate::store::{
@@ -120,18 +120,27 @@ pub async fn sign(
 ) -> Result<Response, ApiError> {
     let station = caller.as_ref().ok().map(|c| c.0.name.clone());
     let result = sign_checked(&state, caller, &request_id, &headers, body).await;
-    // Refusals (4xx) are counted for the dashboards; 5xx are failures, not refusals.
-    if let Err(e) = &result
+    count_refusal(&state, station.as_deref(), &result);
+    result
+}
+
+/// Counts a refused request (4xx) of `station` for the dashboards; 5xx are failures, not
+/// refusals. Shared with EST enrollment and renewal.
+pub(super) fn count_refusal<T>(
+    state: &AppState,
+    station: Option<&str>,
+    result: &Result<T, ApiError>,
+) {
+    if let Err(e) = result
         && e.status().is_client_error()
     {
         state.rejections.record(
-            station.as_deref(),
+            station,
             e.code.as_str(),
             state.issuance.issuing_ca().id(),
             time::OffsetDateTime::now_utc(),
         );
     }
-    result
 }
 
 async fn sign_checked(
@@ -481,9 +490,6 @@ pub struct CertificatePage {
     pub next_cursor: Option<String>,
 }
 
-pub const MAX_PAGE: u32 = 1000;
-const DEFAULT_PAGE: u32 = 100;
-
 /// List ledger rows
 ///
 /// Newest first (or oldest first with `sort=asc`), filtered, one page at a time. Unknown
@@ -505,22 +511,11 @@ pub async fn list_certificates(
             "bom applies only to /v1/certificates/export.csv",
         ));
     }
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
+    let limit = page::limit(params.limit)?;
     let filter = certificate_filter(params, &state)?;
-    // One row more than asked tells whether another page exists.
     let mut rows = state.reads.list_certificates(&filter, limit + 1).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(r.issued_at, &r.serial))
-    } else {
-        None
-    };
+    let next_cursor =
+        page::next_cursor(&mut rows, limit, |r| encode_cursor(r.issued_at, &r.serial));
     let mut targets = state.reads.certificate_aws_targets(&rows).await?;
     Ok(Json(CertificatePage {
         items: rows
