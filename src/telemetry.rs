@@ -152,3 +152,91 @@ fn describe_metrics() {
         "AWS IoT API call latency, by operation"
     );
 }
+
+/// Metric handles (`metrics::Counter`, `metrics::Histogram`) by label values, registered with the
+/// recorder on first use and reused afterwards.
+///
+/// `metrics::counter!(name, labels)` builds a key per call (allocating its owned label values
+/// and the label list), hashes it and looks it up in the recorder's registry; per certificate
+/// that was five registrations. A cached handle costs one hash of `name` and a short scan of
+/// `key`s, under a read lock. The label values are few (route templates, CA ids, methods,
+/// statuses, key types); past [`SeriesCache::MAX_SERIES`] handles are registered per call as
+/// before, so a cache can never grow without bound.
+pub struct SeriesCache<K, H> {
+    series: std::sync::RwLock<std::collections::HashMap<String, Vec<(K, H)>>>,
+}
+
+impl<K: Copy + PartialEq, H: Clone> SeriesCache<K, H> {
+    /// Most handles kept.
+    pub const MAX_SERIES: usize = 1024;
+
+    pub fn new() -> Self {
+        SeriesCache {
+            series: std::sync::RwLock::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The handle of `(name, key)`, made by `register` the first time.
+    pub fn get(&self, name: &str, key: K, register: impl FnOnce() -> H) -> H {
+        // A panic while holding the lock cannot leave the map inconsistent (it only grows), so
+        // a poisoned lock is used as it is.
+        let series = self.series.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, handle)) = series
+            .get(name)
+            .and_then(|handles| handles.iter().find(|(k, _)| *k == key))
+        {
+            return handle.clone();
+        }
+        drop(series);
+        let handle = register();
+        let mut series = self.series.write().unwrap_or_else(|e| e.into_inner());
+        if series.values().map(Vec::len).sum::<usize>() < Self::MAX_SERIES {
+            let handles = series.entry(name.to_owned()).or_default();
+            if !handles.iter().any(|(k, _)| *k == key) {
+                handles.push((key, handle.clone()));
+            }
+        }
+        handle
+    }
+}
+
+impl<K: Copy + PartialEq, H: Clone> Default for SeriesCache<K, H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeriesCache;
+
+    #[test]
+    fn each_series_is_registered_once_until_the_cache_is_full() {
+        let cache: SeriesCache<u32, u64> = SeriesCache::new();
+        let mut registered = 0;
+        for _ in 0..3 {
+            let handle = cache.get("route", 1, || {
+                registered += 1;
+                10
+            });
+            assert_eq!(handle, 10);
+        }
+        assert_eq!(registered, 1);
+        assert_eq!(cache.get("route", 2, || 20), 20, "another key, same name");
+        assert_eq!(cache.get("other", 1, || 30), 30, "same key, another name");
+        assert_eq!(cache.get("route", 1, || unreachable!()), 10);
+
+        let max = SeriesCache::<u32, u64>::MAX_SERIES as u32;
+        for key in 0..max {
+            cache.get("filler", key, || u64::from(key));
+        }
+        let mut registered = 0;
+        for _ in 0..2 {
+            cache.get("late", 0, || {
+                registered += 1;
+                0
+            });
+        }
+        assert_eq!(registered, 2, "past the bound every call registers anew");
+    }
+}

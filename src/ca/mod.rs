@@ -31,8 +31,32 @@ use sha2::{Digest, Sha256};
 /// Lowercase hex SHA-256 of `bytes`. Of a certificate's DER this is the id AWS IoT gives the
 /// certificate (see `docs/jitp.md`); of a SubjectPublicKeyInfo, a stable key fingerprint.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    lower_hex(&Sha256::digest(bytes))
 }
+
+/// Lowercase hex of `bytes`, as `hex::encode` writes it. `hex::encode` collects an iterator of
+/// `char`s into a `String`, a UTF-8 encoding and a capacity check per digit; every certificate
+/// needs five of these (serial, fingerprints, token hash), so each byte's two digits are copied
+/// from a table into a buffer of the right size instead (docs/benchmarks.md).
+pub fn lower_hex(bytes: &[u8]) -> String {
+    let mut digits = vec![0u8; bytes.len() * 2];
+    for (pair, &byte) in digits.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+    }
+    String::from_utf8(digits).expect("hex digits are ASCII")
+}
+
+/// The two lowercase hex digits of each byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
+        byte += 1;
+    }
+    pairs
+};
 
 /// Wraps DER in a PEM block with the given label (64-column lines, LF endings).
 pub fn to_pem(label: &str, der: &[u8]) -> String {
@@ -97,5 +121,13 @@ mod pem_tests {
                 "{len} bytes, escaped for JSON"
             );
         }
+    }
+
+    #[test]
+    fn lower_hex_writes_what_hex_encode_writes() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(super::lower_hex(&bytes), hex::encode(&bytes));
+        assert_eq!(super::lower_hex(&[]), "");
+        assert_eq!(super::lower_hex(&[0x0a, 0xf0]), "0af0");
     }
 }

@@ -63,7 +63,7 @@ impl Serial {
 
     /// Lowercase hex, as stored in the ledger and shown by the API.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        super::lower_hex(&self.0)
     }
 }
 

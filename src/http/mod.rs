@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
             state.settings.server.max_concurrent_requests,
         )),
         store_health: Some(state.store_health.clone()),
+        request_metrics: routes::metrics::RequestMetrics::default(),
     });
     let (routes, _openapi) = api_routes().split_for_parts();
     routes
@@ -145,6 +146,8 @@ struct Edge {
     in_flight: Arc<Semaphore>,
     /// The background probe's view of the database; `None` in tests of the other steps.
     store_health: Option<Arc<crate::services::store_health::StoreHealth>>,
+    /// The request metrics' handles.
+    request_metrics: routes::metrics::RequestMetrics,
 }
 
 /// Everything the service does around every request, in one layer inside the request's trace
@@ -173,7 +176,7 @@ async fn edge(
     let mut response = extract::with_request_id(id.clone(), async {
         let timer = routes::metrics::RequestTimer::start(&request);
         let response = edge.admitted(request, next).await;
-        timer.finish(&response);
+        timer.finish(&response, &edge.request_metrics);
         response
     })
     .await;
@@ -314,6 +317,7 @@ mod tests {
             timeout,
             in_flight: Arc::new(Semaphore::new(permits)),
             store_health: None,
+            request_metrics: routes::metrics::RequestMetrics::default(),
         });
         router.layer(axum::middleware::from_fn_with_state(edge_state, edge))
     }

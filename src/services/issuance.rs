@@ -6,7 +6,7 @@
 //! after a restart and across replicas, because the key is committed in the same transaction as
 //! the certificate and looked up in the database, never in memory.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use time::OffsetDateTime;
@@ -22,6 +22,7 @@ use crate::store::{
     CertificateFilter, CertificateRecord, LedgerStatus, NewIssuance, RecordOutcome, Store,
     StoreError, Superseding, Timestamp,
 };
+use crate::telemetry::SeriesCache;
 
 /// Why a request got no certificate.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +181,48 @@ pub struct IssuanceService {
     /// Group commit (PostgreSQL with `database.group_commit`); `None`: one transaction per
     /// certificate.
     ledger_writer: Option<LedgerWriter>,
+    metrics: IssuanceMetrics,
+}
+
+/// The pipeline's metric handles, registered on first use: the recorder is installed after
+/// this service is built. Registering per certificate cost a key (with its owned CA id and key
+/// type) and a registry look-up for each of the three.
+#[derive(Default)]
+struct IssuanceMetrics {
+    /// `factory_ca_store_duration_seconds{operation="record_issuance"}`.
+    recording: OnceLock<metrics::Histogram>,
+    /// `factory_ca_issuance_duration_seconds`.
+    duration: OnceLock<metrics::Histogram>,
+    /// `factory_ca_certificates_issued_total`, by CA id and key type.
+    issued: SeriesCache<KeyAlgorithm, metrics::Counter>,
+}
+
+impl IssuanceMetrics {
+    fn record_recording(&self, seconds: f64) {
+        self.recording
+            .get_or_init(|| {
+                metrics::histogram!(
+                    "factory_ca_store_duration_seconds",
+                    "operation" => "record_issuance"
+                )
+            })
+            .record(seconds);
+    }
+
+    fn record_issued(&self, ca_id: &str, key: KeyAlgorithm, seconds: f64) {
+        self.issued
+            .get(ca_id, key, || {
+                metrics::counter!(
+                    "factory_ca_certificates_issued_total",
+                    "ca" => ca_id.to_owned(),
+                    "key_type" => key.name(),
+                )
+            })
+            .increment(1);
+        self.duration
+            .get_or_init(|| metrics::histogram!("factory_ca_issuance_duration_seconds"))
+            .record(seconds);
+    }
 }
 
 impl IssuanceService {
@@ -197,6 +240,7 @@ impl IssuanceService {
             duplicate_thing_name,
             issuing_ca: RwLock::new(IssuingCa::new(issuing_ca)),
             ledger_writer: None,
+            metrics: IssuanceMetrics::default(),
         }
     }
 
@@ -313,8 +357,8 @@ impl IssuanceService {
             (Some(writer), None) => writer.record(new).await,
             (None, None) => self.store.record_issuance(&new).await,
         };
-        metrics::histogram!("factory_ca_store_duration_seconds", "operation" => "record_issuance")
-            .record(recording.elapsed().as_secs_f64());
+        self.metrics
+            .record_recording(recording.elapsed().as_secs_f64());
         match outcome? {
             RecordOutcome::Recorded => {}
             RecordOutcome::ThingAlreadyProvisioned => {
@@ -343,14 +387,11 @@ impl IssuanceService {
         }
 
         // 6. Respond: only now may the certificate leave the service.
-        metrics::counter!(
-            "factory_ca_certificates_issued_total",
-            "ca" => ca.id().to_owned(),
-            "key_type" => record.key_algorithm.name(),
-        )
-        .increment(1);
-        metrics::histogram!("factory_ca_issuance_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
+        self.metrics.record_issued(
+            ca.id(),
+            record.key_algorithm,
+            started.elapsed().as_secs_f64(),
+        );
         tracing::info!(
             serial = %record.serial,
             thing_name = %record.thing_name,

@@ -57,7 +57,7 @@ impl fmt::Debug for RandomSecret {
 const TOKEN_PREFIX: &str = "fca_";
 
 pub fn token_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    crate::ca::lower_hex(&Sha256::digest(secret.as_bytes()))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,11 +4,12 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::route;
+use crate::telemetry::SeriesCache;
 
 /// The OpenAPI tag of this module's routes (`#[route]` uses it when none is named).
 const TAG: &str = "operations";
@@ -71,7 +72,15 @@ pub fn render(state: &AppState) -> Response {
 pub(crate) struct RequestTimer {
     started: Instant,
     method: &'static str,
-    route: String,
+    route: Option<MatchedPath>,
+}
+
+/// The handles of the request metrics, by route template, method and status, registered once
+/// each (see [`SeriesCache`]). One per router.
+#[derive(Default)]
+pub(crate) struct RequestMetrics {
+    durations: SeriesCache<&'static str, metrics::Histogram>,
+    requests: SeriesCache<(&'static str, StatusCode), metrics::Counter>,
 }
 
 impl RequestTimer {
@@ -88,31 +97,38 @@ impl RequestTimer {
             "OPTIONS" => "OPTIONS",
             _ => "other",
         };
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "unmatched".to_owned());
         RequestTimer {
             started,
             method,
-            route,
+            // A shared string: cloning it copies no text.
+            route: request.extensions().get::<MatchedPath>().cloned(),
         }
     }
 
-    pub(crate) fn finish(self, response: &Response) {
-        metrics::histogram!(
-            "factory_ca_http_request_duration_seconds",
-            "method" => self.method,
-            "route" => self.route.clone(),
-        )
-        .record(self.started.elapsed().as_secs_f64());
-        metrics::counter!(
-            "factory_ca_http_requests_total",
-            "method" => self.method,
-            "route" => self.route,
-            "status" => response.status().as_str().to_owned(),
-        )
-        .increment(1);
+    pub(crate) fn finish(self, response: &Response, metrics: &RequestMetrics) {
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let method = self.method;
+        let status = response.status();
+        metrics
+            .durations
+            .get(route, method, || {
+                metrics::histogram!(
+                    "factory_ca_http_request_duration_seconds",
+                    "method" => method,
+                    "route" => route.to_owned(),
+                )
+            })
+            .record(self.started.elapsed().as_secs_f64());
+        metrics
+            .requests
+            .get(route, (method, status), || {
+                metrics::counter!(
+                    "factory_ca_http_requests_total",
+                    "method" => method,
+                    "route" => route.to_owned(),
+                    "status" => status.as_str().to_owned(),
+                )
+            })
+            .increment(1);
     }
 }
