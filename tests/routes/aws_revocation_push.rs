@@ -281,22 +281,18 @@ async fn pushes_overlap_and_each_failure_stays_pending_alone(backend: Backend) {
             AwsError::InvalidRequest("the certificate is locked".into()),
         );
     }
-    let started = Instant::now();
     let (pushed, error) = provisioning
         .push_revocations(None, None, 500)
         .await
         .unwrap();
-    let took = started.elapsed();
     assert_eq!(pushed, PUSHES - refused.len());
     assert!(
         matches!(error, Some(AwsError::InvalidRequest(_))),
         "{error:?}"
     );
-    // One at a time would take 40 x 100 ms = 4 s; eight at a time, five rounds of 100 ms.
-    assert!(
-        took < LATENCY * PUSHES as u32 / 2,
-        "{PUSHES} pushes of {LATENCY:?} took {took:?}"
-    );
+    // The calls overlapped, up to the concurrency and no further (the fake counts the calls
+    // under way at once; each lasts 100 ms, so the pushes had every chance to overlap). How
+    // fast a backlog drains is a benchmark's question (docs/benchmarks.md), not this test's.
     assert_eq!(fake.most_in_flight(), CONCURRENCY);
 
     // Exactly the refused ones are pending, in the ledger, in health and in AWS.
