@@ -337,19 +337,24 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned();
-        let register = self
-            .admin_json(
-                reqwest::Method::POST,
-                &format!("/v1/admin/cas/{ca}/aws/register"),
-                serde_json::json!({"mode": "sni_only", "activate": true, "auto_registration": true,
-                   "role_arn": "arn:aws:iam::123456789012:role/JITP_Role",
-                   "template": {"simple": {"attributes": {"Country": "Country"},
-                       "policy_name": "My_IoT_Policy", "thing_type": null,
-                       "thing_groups": []}}}),
-            )
-            .await;
+        let register = self.register_with_jitp(&ca, "sni_only").await;
         assert_eq!(register.status(), reqwest::StatusCode::CREATED);
         ca
+    }
+
+    /// `POST /v1/admin/cas/{ca}/aws/register` in `mode` (`default`, `sni_only`): activated,
+    /// auto-registration on, a simple JITP template with the Country attribute.
+    pub async fn register_with_jitp(&self, ca: &str, mode: &str) -> reqwest::Response {
+        self.admin_json(
+            reqwest::Method::POST,
+            &format!("/v1/admin/cas/{ca}/aws/register"),
+            serde_json::json!({"mode": mode, "activate": true, "auto_registration": true,
+               "role_arn": "arn:aws:iam::123456789012:role/JITP_Role",
+               "template": {"simple": {"attributes": {"Country": "Country"},
+                   "policy_name": "My_IoT_Policy", "thing_type": null,
+                   "thing_groups": []}}}),
+        )
+        .await
     }
 
     /// A device certificate signed through the API for `thing` (country JP).

@@ -10,8 +10,6 @@ use factory_ca::aws::fake::FakeIotRegistry;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-const ROLE: &str = "arn:aws:iam::123456789012:role/JITP_Role";
-
 on_both_backends!(an_interrupted_sync_resumes_after_a_restart_at_the_page_it_reached);
 
 async fn an_interrupted_sync_resumes_after_a_restart_at_the_page_it_reached(backend: Backend) {
@@ -77,15 +75,7 @@ pub(crate) async fn registered_with_devices(
     let fake = Arc::new(FakeIotRegistry::new());
     let app = TestApp::spawn_with_iot(backend, fake.clone(), |_| {}).await;
     let ca = crate::aws_targets::ca_id(&app).await;
-    let registered = app
-        .admin_json(
-            Method::POST,
-            &format!("/v1/admin/cas/{ca}/aws/register"),
-            json!({"mode": "default", "activate": true, "auto_registration": true,
-                   "role_arn": ROLE, "template": {"simple": {"attributes": {"Country": "Country"},
-                   "policy_name": "My_IoT_Policy", "thing_type": null, "thing_groups": []}}}),
-        )
-        .await;
+    let registered = app.register_with_jitp(&ca, "default").await;
     assert_eq!(registered.status(), StatusCode::CREATED);
     for i in 0..devices {
         let device = json(app.sign(&csr(&format!("Pace-{i}"), "JP").pem).await).await;

@@ -11,8 +11,6 @@ use factory_ca::aws::{AwsError, CaUpdate, IotRegistry};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const ROLE: &str = "arn:aws:iam::123456789012:role/JITP_Role";
-
 async fn health(app: &TestApp) -> Value {
     let response = app.get(&app.admin, "/v1/admin/health").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -155,15 +153,7 @@ async fn every_health_finding_is_produced_and_cleared(backend: Backend) {
     );
 
     // Registered in AWS, ACTIVE with auto-registration: nothing to say about the target.
-    let registered = app
-        .admin_json(
-            Method::POST,
-            &format!("/v1/admin/cas/{ca}/aws/register"),
-            json!({"mode": "default", "activate": true, "auto_registration": true,
-                   "role_arn": ROLE, "template": {"simple": {"attributes": {"Country": "Country"},
-                   "policy_name": "My_IoT_Policy", "thing_type": null, "thing_groups": []}}}),
-        )
-        .await;
+    let registered = app.register_with_jitp(&ca, "default").await;
     assert_eq!(registered.status(), StatusCode::CREATED);
     let aws_id = json(registered).await["aws_certificate_id"]
         .as_str()

@@ -115,6 +115,37 @@ impl EstApp {
         self.app.url(path)
     }
 
+    /// A device of `thing` (country JP) enrolled through `simpleenroll` by the station: its
+    /// CSR, and an HTTPS client presenting its new certificate.
+    async fn enrolled_device(&self, thing: &str) -> (String, reqwest::Client) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CountryName, "JP");
+        params.distinguished_name.push(DnType::CommonName, thing);
+        let csr_pem = params.serialize_request(&key).unwrap().pem().unwrap();
+        let enrolled = self
+            .enroll(
+                &self.app.client,
+                Some(&self.app.station),
+                "application/pkcs10",
+                est_body(&csr_pem),
+            )
+            .await;
+        let device = certs_of(enrolled).await.remove(0);
+        let device_pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE", device));
+        let identity = format!("{}{device_pem}", key.serialize_pem());
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(self.server_ca.clone())
+            .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        (csr_pem, client)
+    }
+
     async fn enroll(
         &self,
         client: &reqwest::Client,
@@ -481,33 +512,7 @@ async fn csrattrs_names_cn_and_country_when_the_policy_requires_it() {
 #[tokio::test]
 async fn a_device_certificate_is_refused_for_simpleenroll_and_the_json_api() {
     let est = EstApp::spawn(Backend::Sqlite).await;
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CountryName, "JP");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "Thing-Dev-1");
-    let csr_pem = params.serialize_request(&key).unwrap().pem().unwrap();
-    let response = est
-        .enroll(
-            &est.app.client,
-            Some(&est.app.station),
-            "application/pkcs10",
-            est_body(&csr_pem),
-        )
-        .await;
-    let device = certs_of(response).await.remove(0);
-    let device_pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE", device));
-    let identity = format!("{}{device_pem}", key.serialize_pem());
-    let device_client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(est.server_ca.clone())
-        .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let (_csr_pem, device_client) = est.enrolled_device("Thing-Dev-1").await;
     let enroll = device_client
         .post(est.url("/.well-known/est/simpleenroll"))
         .basic_auth("line-1", Some(&est.app.station))
@@ -586,33 +591,7 @@ async fn a_checkpoint_signed_after_a_renewal_verifies(backend: Backend) {
     use factory_ca::store::Timestamp;
 
     let est = EstApp::spawn(backend).await;
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CountryName, "JP");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "Thing-Renewed-1");
-    let csr_pem = params.serialize_request(&key).unwrap().pem().unwrap();
-    let enrolled = est
-        .enroll(
-            &est.app.client,
-            Some(&est.app.station),
-            "application/pkcs10",
-            est_body(&csr_pem),
-        )
-        .await;
-    let device = certs_of(enrolled).await.remove(0);
-    let device_pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE", device));
-    let identity = format!("{}{device_pem}", key.serialize_pem());
-    let device_client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(est.server_ca.clone())
-        .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let (csr_pem, device_client) = est.enrolled_device("Thing-Renewed-1").await;
     let renewed = device_client
         .post(est.url("/.well-known/est/simplereenroll"))
         .header("content-type", "application/pkcs10")
