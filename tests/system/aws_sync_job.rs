@@ -74,7 +74,14 @@ async fn a_background_sync_killed_part_way_resumes_after_a_restart_and_counts_ea
     let (admin, station) = (token("admin", "admin-1"), token("station", "line-1"));
     let mut service = start(&data, &moto.url);
     service.ready().await;
-    let client = reqwest::Client::new();
+    // The service closes an HTTP/1.1 connection whose next request head has not come within
+    // `server.header_read_timeout_secs` (10 s) of the previous answer; registering the devices
+    // in moto below can take longer than that, and a POST sent on a connection the service is
+    // closing at that moment fails. So reuse connections idle for less than that only.
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let base = service.base();
     let ca = get(&client, &format!("{base}/v1/ca"), &admin).await["id"]
         .as_str()
