@@ -271,6 +271,9 @@ impl Store {
         if reported.is_empty() {
             return Ok(Vec::new());
         }
+        if let Store::Postgres(pool) = self {
+            return Ok(record_page_postgres(pool, target, reported, now).await?);
+        }
         Ok(on_pool!(self, |pool| async {
             let mut tx = pool.begin().await?;
             let mut found = Vec::with_capacity(reported.len());
@@ -467,8 +470,8 @@ pub struct CertificateTargetStatus {
     pub recorded_at: Timestamp,
 }
 
-/// The summary columns of one certificate from its per-target rows, for the certificate whose
-/// `$key` column is `$1`; `$2` is the time of a sync (null: keep `aws_synced_at`).
+/// The summary columns of the certificates that `$condition` selects (with `$1`), from their
+/// per-target rows; `$2` is the time of a sync (null: keep `aws_synced_at`).
 ///
 /// The summary `aws_status` is the status of the target under which the device can connect
 /// first: ACTIVE in any target is ACTIVE (so `aws_status = ACTIVE` means "ACTIVE in at least
@@ -476,7 +479,7 @@ pub struct CertificateTargetStatus {
 /// the certificate has it REVOKED, null when no target has seen it. `aws_first_seen_at` is the
 /// earliest over the targets. With one target, both are that target's, as before targets.
 macro_rules! summary_sql {
-    ($key:literal) => {
+    ($condition:literal) => {
         concat!(
             "UPDATE issued_certificates SET aws_status = (SELECT s.aws_status \
              FROM certificate_aws_status s WHERE s.serial = issued_certificates.serial \
@@ -487,13 +490,34 @@ macro_rules! summary_sql {
              aws_first_seen_at = (SELECT MIN(s.aws_first_seen_at) FROM certificate_aws_status s \
              WHERE s.serial = issued_certificates.serial), \
              aws_synced_at = COALESCE($2, aws_synced_at) WHERE ",
-            $key,
-            " = $1"
+            $condition
         )
     };
 }
-pub(super) const SUMMARY_BY_SERIAL_SQL: &str = summary_sql!("serial");
-const SUMMARY_BY_AWS_ID_SQL: &str = summary_sql!("aws_certificate_id");
+pub(super) const SUMMARY_BY_SERIAL_SQL: &str = summary_sql!("serial = $1");
+const SUMMARY_BY_AWS_ID_SQL: &str = summary_sql!("aws_certificate_id = $1");
+/// PostgreSQL: the summaries of the certificates whose serials are the array `$1`.
+const SUMMARY_BY_SERIALS_SQL: &str = summary_sql!("serial = ANY($1)");
+
+/// PostgreSQL: one page of a sync in one statement. `$1`, `$2`, `$3`: the AWS ids, statuses and
+/// first-seen times AWS listed; `$4` the target; `$5` now. Writes `$4`'s row of each listed
+/// certificate the ledger has (in serial order, as the other writers of these rows lock them)
+/// and returns `(serial, aws_certificate_id)` of those.
+const RECORD_PAGE_SQL: &str = "WITH found AS ( \
+         SELECT c.serial, c.issued_at, c.aws_certificate_id, i.aws_status, i.first_seen \
+         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) \
+             AS i (aws_certificate_id, aws_status, first_seen) \
+         JOIN issued_certificates c ON c.aws_certificate_id = i.aws_certificate_id \
+     ), recorded AS ( \
+         INSERT INTO certificate_aws_status (serial, target, aws_status, aws_first_seen_at, \
+             recorded_at, issued_at) \
+         SELECT serial, $4, aws_status, first_seen, $5, issued_at FROM found ORDER BY serial \
+         ON CONFLICT (serial, target) DO UPDATE SET aws_status = excluded.aws_status, \
+         aws_first_seen_at = COALESCE(certificate_aws_status.aws_first_seen_at, \
+             excluded.aws_first_seen_at), \
+         recorded_at = excluded.recorded_at \
+     ) \
+     SELECT serial, aws_certificate_id FROM found";
 
 /// `target` reports `serial` REVOKED (`$3`: now); AWS's first-seen date stays.
 pub(super) const UPSERT_REVOKED_SQL: &str = "INSERT INTO certificate_aws_status (serial, target, \
@@ -633,4 +657,49 @@ impl Store {
         .map(|_| ()))?;
         Ok(())
     }
+}
+
+/// [`Store::record_aws_statuses`] on PostgreSQL: two statements for the page, whatever its
+/// size (a row each per certificate otherwise: 500 round trips for a page of 250).
+async fn record_page_postgres(
+    pool: &sqlx::PgPool,
+    target: &str,
+    reported: &[ReportedStatus],
+    now: Timestamp,
+) -> Result<Vec<bool>, sqlx::Error> {
+    // AWS lists a certificate once; were one listed twice, the last report wins, as it would
+    // row by row (and one statement may not upsert a row twice).
+    let mut last: std::collections::HashMap<&str, &ReportedStatus> =
+        std::collections::HashMap::with_capacity(reported.len());
+    for r in reported {
+        last.insert(r.aws_certificate_id.as_str(), r);
+    }
+    let ids: Vec<&str> = last.keys().copied().collect();
+    let statuses: Vec<&str> = ids.iter().map(|id| last[id].status.as_aws()).collect();
+    let first_seen: Vec<Option<time::OffsetDateTime>> = ids
+        .iter()
+        .map(|id| last[id].first_seen_at.map(Timestamp::get))
+        .collect();
+    let mut tx = pool.begin().await?;
+    let found: Vec<(String, String)> = sqlx::query_as(RECORD_PAGE_SQL)
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&first_seen)
+        .bind(target)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut serials: Vec<&str> = found.iter().map(|(serial, _)| serial.as_str()).collect();
+    serials.sort_unstable();
+    sqlx::query(SUMMARY_BY_SERIALS_SQL)
+        .bind(&serials)
+        .bind(Some(now))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let known: std::collections::HashSet<&str> = found.iter().map(|(_, id)| id.as_str()).collect();
+    Ok(reported
+        .iter()
+        .map(|r| known.contains(r.aws_certificate_id.as_str()))
+        .collect())
 }
