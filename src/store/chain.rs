@@ -21,7 +21,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
-use super::{Channel, Store, StoreResult, TextValue, Timestamp};
+use super::{Channel, LedgerStatus, Store, StoreResult, TextValue, Timestamp};
 use crate::ca::KeyAlgorithm;
 
 /// The `prev_hash` of each CA's first record.
@@ -273,6 +273,7 @@ pub struct ChainRow {
     pub station: Option<String>,
     pub request_id: Option<String>,
     pub channel: Option<Channel>,
+    pub status: Option<LedgerStatus>,
     pub revoked_at: Option<Timestamp>,
     pub revocation_reason: Option<String>,
     pub superseded_at: Option<Timestamp>,
@@ -280,6 +281,21 @@ pub struct ChainRow {
 }
 
 impl ChainRow {
+    /// Whether the ledger row this record covers is one of `ca_id`'s rows that want a record of
+    /// this kind (every row an `issued` one, a revoked row a `revoked` one, a renewed row a
+    /// `superseded` one): what [`Store::chain_coverage`] counts on the rows' side.
+    pub fn covers_a_row_of(&self, ca_id: &str) -> bool {
+        if self.found.is_none() || self.ca_id.as_deref() != Some(ca_id) {
+            return false;
+        }
+        match self.kind.as_str() {
+            "issued" => true,
+            "revoked" => self.status == Some(LedgerStatus::Revoked),
+            "superseded" => self.superseded_at.is_some(),
+            _ => false,
+        }
+    }
+
     /// The payload the ledger row it covers encodes to now, or `None` when that row is gone
     /// (or, for a revocation, is not revoked).
     pub fn payload(&self) -> Option<Vec<u8>> {
@@ -327,6 +343,57 @@ impl ChainRow {
 /// The head of a CA's chain: `(seq, hash)`.
 pub type Head = (i64, Vec<u8>);
 
+/// A count per kind of chain record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindCounts {
+    pub issued: i64,
+    pub revoked: i64,
+    pub superseded: i64,
+}
+
+impl KindCounts {
+    /// Counts one record of `kind` (other kinds are not counted).
+    pub fn add(&mut self, kind: &str) {
+        match kind {
+            "issued" => self.issued += 1,
+            "revoked" => self.revoked += 1,
+            "superseded" => self.superseded += 1,
+            _ => {}
+        }
+    }
+}
+
+impl std::ops::Add for KindCounts {
+    type Output = KindCounts;
+
+    fn add(self, other: KindCounts) -> KindCounts {
+        KindCounts {
+            issued: self.issued + other.issued,
+            revoked: self.revoked + other.revoked,
+            superseded: self.superseded + other.superseded,
+        }
+    }
+}
+
+/// [`Store::chain_coverage`]: the rows of a CA that want a record of each kind, and the
+/// records of each kind after a position of its chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coverage {
+    pub rows: KindCounts,
+    pub records_after: KindCounts,
+}
+
+/// A `(serial, kind)` that a chain holds more than once: how many times, and its first and
+/// last records.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct RepeatedRecord {
+    pub serial: String,
+    pub kind: String,
+    pub records: i64,
+    pub first_seq: i64,
+    pub last_seq: i64,
+}
+
 impl Store {
     /// The CAs with a chain or a ledger row, in id order.
     pub async fn chained_cas(&self) -> StoreResult<Vec<String>> {
@@ -359,8 +426,8 @@ impl Store {
             "SELECT e.seq, e.kind, e.serial, e.prev_hash, e.hash, c.serial AS found, c.ca_id, \
              c.thing_name, c.country, c.subject, c.key_algorithm, c.spki_sha256, \
              c.aws_certificate_id, c.certificate_der, c.not_before, c.not_after, c.issued_at, \
-             c.station, c.request_id, c.channel, c.revoked_at, c.revocation_reason, \
-             c.superseded_at, c.superseded_by \
+             c.station, c.request_id, c.channel, c.status, c.revoked_at, \
+             c.revocation_reason, c.superseded_at, c.superseded_by \
              FROM ledger_chain e LEFT JOIN issued_certificates c ON c.serial = e.serial \
              WHERE e.ca_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT {limit}"
         );
@@ -371,24 +438,90 @@ impl Store {
             .await)?)
     }
 
+    /// How many of `ca_id`'s ledger rows want a record of each kind, and how many records of
+    /// each kind its chain has after `after_seq`, read in one statement (one snapshot: a row
+    /// and its record are committed together, so rows written while `ledger verify` walked the
+    /// chain are counted on both sides). One pass over the CA's rows and a range of its chain's
+    /// primary key; no lookup per row.
+    pub async fn chain_coverage(&self, ca_id: &str, after_seq: i64) -> StoreResult<Coverage> {
+        let (issued, revoked, superseded, after_issued, after_revoked, after_superseded) =
+            on_pool!(self, |pool| sqlx::query_as::<
+                _,
+                (i64, i64, i64, i64, i64, i64),
+            >(
+                "SELECT r.issued, r.revoked, r.superseded, \
+                 e.issued AS after_issued, e.revoked AS after_revoked, \
+                 e.superseded AS after_superseded \
+                 FROM (SELECT COUNT(*) AS issued, \
+                   COALESCE(SUM(CASE WHEN status = 'revoked' THEN 1 ELSE 0 END), 0) AS revoked, \
+                   COUNT(superseded_at) AS superseded \
+                   FROM issued_certificates WHERE ca_id = $1) AS r, \
+                 (SELECT COALESCE(SUM(CASE WHEN kind = 'issued' THEN 1 ELSE 0 END), 0) AS issued, \
+                   COALESCE(SUM(CASE WHEN kind = 'revoked' THEN 1 ELSE 0 END), 0) AS revoked, \
+                   COALESCE(SUM(CASE WHEN kind = 'superseded' THEN 1 ELSE 0 END), 0) \
+                     AS superseded \
+                   FROM ledger_chain WHERE ca_id = $1 AND seq > $2) AS e"
+            )
+            .bind(ca_id)
+            .bind(after_seq)
+            .fetch_one(pool)
+            .await)?;
+        Ok(Coverage {
+            rows: KindCounts {
+                issued,
+                revoked,
+                superseded,
+            },
+            records_after: KindCounts {
+                issued: after_issued,
+                revoked: after_revoked,
+                superseded: after_superseded,
+            },
+        })
+    }
+
+    /// The first `(serial, kind)` that `ca_id`'s records 1 to `up_to_seq` hold more than once:
+    /// one grouping of the CA's records (a sort or a hash on both backends).
+    pub async fn repeated_record(
+        &self,
+        ca_id: &str,
+        up_to_seq: i64,
+    ) -> StoreResult<Option<RepeatedRecord>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT serial, kind, COUNT(*) AS records, MIN(seq) AS first_seq, \
+             MAX(seq) AS last_seq FROM ledger_chain WHERE ca_id = $1 AND seq <= $2 \
+             GROUP BY serial, kind HAVING COUNT(*) > 1 ORDER BY MIN(seq) LIMIT 1"
+        )
+        .bind(ca_id)
+        .bind(up_to_seq)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
     /// A ledger row of `ca_id` that no chain record covers: an issued certificate without its
-    /// `issued` record, or a revoked one without its `revoked` record. `(serial, kind)`.
+    /// `issued` record, a revoked one without its `revoked` record, or a renewed one without its
+    /// `superseded` record, the first in the order the rows were written. `(serial, kind)`.
+    ///
+    /// `ledger verify` asks only when [`Store::chain_coverage`]'s counts disagree. Each kind is
+    /// a set difference (`EXCEPT`) of the CA's rows and its records, which both backends answer
+    /// by sorting or hashing the two sides once: the chain has no index by serial.
     pub async fn unchained_row(&self, ca_id: &str) -> StoreResult<Option<(String, String)>> {
         // Per kind of record: which rows must have one, and the order they were written in.
         const KINDS: [(&str, &str, &str); 3] = [
             ("issued", "", "issued_at"),
-            ("revoked", "AND c.status = 'revoked'", "revoked_at"),
+            ("revoked", "AND status = 'revoked'", "revoked_at"),
             (
                 "superseded",
-                "AND c.superseded_at IS NOT NULL",
+                "AND superseded_at IS NOT NULL",
                 "superseded_at",
             ),
         ];
         for (kind, rows, order) in KINDS {
             let sql = format!(
-                "SELECT c.serial FROM issued_certificates c WHERE c.ca_id = $1 {rows} \
-                 AND NOT EXISTS (SELECT 1 FROM ledger_chain e WHERE e.serial = c.serial \
-                 AND e.kind = '{kind}' AND e.ca_id = $1) ORDER BY c.{order}, c.serial LIMIT 1"
+                "SELECT c.serial FROM issued_certificates c WHERE c.ca_id = $1 AND c.serial IN \
+                 (SELECT serial FROM issued_certificates WHERE ca_id = $1 {rows} \
+                 EXCEPT SELECT serial FROM ledger_chain WHERE ca_id = $1 AND kind = '{kind}') \
+                 ORDER BY c.{order}, c.serial LIMIT 1"
             );
             let serial: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(&sql)
                 .bind(ca_id)
@@ -413,6 +546,15 @@ impl Store {
         if due.is_none() {
             return Ok(());
         }
+        // Each page looks its rows' records up by serial. The chain keeps no index by serial
+        // (nothing else looks a record up that way; migration 0027), so adoption makes one for
+        // its own run and drops it after. An interrupted run leaves it for the next one.
+        on_pool!(self, |pool| sqlx::query(
+            "CREATE INDEX IF NOT EXISTS ledger_chain_adoption ON ledger_chain (serial, kind)"
+        )
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
         for ca_id in self.chained_cas().await? {
             for kind in ["issued", "revoked"] {
                 // Keyset cursor `(time, serial)`: each page starts where the last one ended.
@@ -422,6 +564,14 @@ impl Store {
                 }
             }
         }
+        // The index first: a run stopped between the two finds adoption still due, makes the
+        // index again and adopts nothing.
+        on_pool!(self, |pool| sqlx::query(
+            "DROP INDEX IF EXISTS ledger_chain_adoption"
+        )
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
         on_pool!(self, |pool| sqlx::query("DELETE FROM ledger_adoption")
             .execute(pool)
             .await
