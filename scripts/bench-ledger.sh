@@ -6,9 +6,9 @@
 #    service issues a few more under it (a CA rotation part way through the ledger's history).
 #    Then, with the service stopped, one INSERT .. SELECT from generate_series per million rows
 #    copies the templates into BENCH_LEDGER_ROWS rows (below: what each column holds). The keys
-#    and indexes of issued_certificates (and the foreign keys pointing at it, and
-#    ledger_chain_serial) are dropped before and rebuilt after from their own definitions
-#    (pg_get_constraintdef, pg_get_indexdef); thing_claims gets the claim of every active row;
+#    and indexes of issued_certificates (and the foreign keys pointing at it) are dropped
+#    before and rebuilt after from their own definitions (pg_get_constraintdef,
+#    pg_get_indexdef); thing_claims gets the claim of every active row;
 #    scripts/bench-ledger-chain.sql appends every filled row to its CA's hash chain exactly as
 #    src/store/chain.rs links records (per CA: issuances in issued_at order, then revocations in
 #    revoked_at order, as `factory-ca migrate` adopts unchained rows), so that
@@ -139,17 +139,15 @@ fill() { # database data-dir
     n_tpl=$(psql_db "$db" "SELECT count(*) FROM issued_certificates")
     ((n_tpl == 16)) || { log "expected 16 template rows, found $n_tpl"; exit 1; }
 
-    # Every index and key of issued_certificates (and the foreign keys that point at it, and
-    # ledger_chain_serial) is rebuilt after the fill from its own definition: building an index
-    # once by sorting is many times cheaper than ten million insertions into it (each into a
+    # Every index and key of issued_certificates (and the foreign keys that point at it) is
+    # rebuilt after the fill from its own definition: building an index once by sorting is many times cheaper than ten million insertions into it (each into a
     # random leaf of an index larger than shared_buffers, with a full-page image in the WAL).
     psql_db "$db" "SELECT 'ALTER TABLE ' || conrelid::regclass || ' DROP CONSTRAINT ' || conname || ';'
         FROM pg_constraint WHERE confrelid = 'issued_certificates'::regclass AND contype = 'f'
       UNION ALL SELECT 'ALTER TABLE issued_certificates DROP CONSTRAINT ' || conname || ';'
         FROM pg_constraint WHERE conrelid = 'issued_certificates'::regclass AND contype IN ('p', 'u')
       UNION ALL SELECT 'DROP INDEX ' || i.indexrelid::regclass || ';' FROM pg_index i
-        WHERE i.indrelid = 'issued_certificates'::regclass AND NOT i.indisunique
-      UNION ALL SELECT 'DROP INDEX ledger_chain_serial;'" >"$WORK/drop.sql"
+        WHERE i.indrelid = 'issued_certificates'::regclass AND NOT i.indisunique" >"$WORK/drop.sql"
     psql_db "$db" "SELECT 'ALTER TABLE issued_certificates ADD CONSTRAINT ' || conname || ' '
           || pg_get_constraintdef(oid) || ';'
         FROM pg_constraint WHERE conrelid = 'issued_certificates'::regclass AND contype IN ('p', 'u')
@@ -159,7 +157,6 @@ fill() { # database data-dir
           || pg_get_constraintdef(oid) || ';'
         FROM pg_constraint WHERE confrelid = 'issued_certificates'::regclass AND contype = 'f'" \
         >"$WORK/create.sql"
-    psql_db "$db" "SELECT pg_get_indexdef('ledger_chain_serial'::regclass) || ';'" >"$WORK/chain-index.sql"
     timeout 60 psql "$PG/$db" -qX -v ON_ERROR_STOP=1 -f "$WORK/drop.sql" >/dev/null
 
     local span_s=$((DAYS * 86400)) step=1000000 from to
@@ -219,9 +216,7 @@ fill() { # database data-dir
     log "fill: keys and indexes in $(($(date +%s) - t0)) s; appending to the hash chains"
     t0=$(date +%s)
     timeout 7200 psql "$PG/$db" -qX -v ON_ERROR_STOP=1 -f "$ROOT/scripts/bench-ledger-chain.sql" >/dev/null
-    { echo "SET maintenance_work_mem = '1GB';"; cat "$WORK/chain-index.sql"; } >"$WORK/chain-index-all.sql"
-    timeout 3600 psql "$PG/$db" -qX -v ON_ERROR_STOP=1 -f "$WORK/chain-index-all.sql" >/dev/null
-    FILL_NOTES+=("- Hash chains: the filled rows appended (and ledger_chain_serial rebuilt) in $(($(date +%s) - t0)) s.")
+    FILL_NOTES+=("- Hash chains: the filled rows appended in $(($(date +%s) - t0)) s.")
     t0=$(date +%s)
     cli "$db" "$data" ledger recount >/dev/null
     FILL_NOTES+=("- Stats counters: recomputed from the filled ledger (\`factory-ca ledger recount\`) in $(($(date +%s) - t0)) s.")
