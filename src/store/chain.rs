@@ -555,12 +555,21 @@ impl Store {
         .execute(pool)
         .await
         .map(|_| ()))?;
+        let mut analyzed = false;
         for ca_id in self.chained_cas().await? {
             for kind in ["issued", "revoked"] {
                 // Keyset cursor `(time, serial)`: each page starts where the last one ended.
                 let mut after: Option<(Timestamp, String)> = None;
                 while let Some(last) = self.adopt_page(&ca_id, kind, after.take()).await? {
                     after = Some(last);
+                    // CREATE INDEX on a chain of a few records left PostgreSQL's statistics
+                    // saying one record per page, which it scales with the chain's size: far
+                    // too few as the chain grows. Statistics taken after the first page give it
+                    // the real density (see `adopt_page`).
+                    if !analyzed && let Store::Postgres(pool) = self {
+                        sqlx::query("ANALYZE ledger_chain").execute(pool).await?;
+                        analyzed = true;
+                    }
                 }
             }
         }
@@ -615,9 +624,23 @@ impl Store {
              ORDER BY c.{time}, c.serial LIMIT {PAGE}"
         );
         let (at, serial) = after.unzip();
+        // The NOT EXISTS must probe the adoption index once per row. Left to itself, PostgreSQL
+        // may plan a scan of the whole chain per row or per page (a hash of it), quadratic in
+        // the rows adopted. Only index probes are left open to it, for this transaction.
+        let planner: &[&str] = match self {
+            Store::Postgres(_) => &[
+                "SET LOCAL enable_seqscan = off",
+                "SET LOCAL enable_hashjoin = off",
+                "SET LOCAL enable_mergejoin = off",
+            ],
+            Store::Sqlite(_) => &[],
+        };
         let last = on_pool!(self, |pool| {
             async {
                 let mut tx = pool.begin().await?;
+                for setting in planner {
+                    sqlx::query(setting).execute(&mut *tx).await?;
+                }
                 let mut query = sqlx::query_as(&sql).bind(ca_id);
                 if let (Some(at), Some(serial)) = (at, &serial) {
                     query = query.bind(at).bind(serial);
