@@ -203,7 +203,7 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
 
     let mut report = String::from(
         "# Query plans on a one-million-row ledger\n\n\
-         Written by `tests/api/query_plans.rs` (PostgreSQL, `EXPLAIN` after `VACUUM ANALYZE`).\n",
+         Written by `tests/system/query_plans.rs` (PostgreSQL, `EXPLAIN` after `VACUUM ANALYZE`).\n",
     );
     let mut table_scans = Vec::new();
     // The ledger is never read whole. The hourly and daily counters (rejections, certificates,
