@@ -22,7 +22,7 @@ use crate::ca::{self, CertificateAuthority, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{
-    ApiPath, ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_time,
+    ApiPath, ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_optional_time,
     payload_too_large, unsupported_media_type,
 };
 use crate::http::{page, route};
@@ -611,16 +611,8 @@ fn certificate_filter(params: ListParams, state: &AppState) -> Result<Certificat
         country: params.country,
         station: params.station,
         status,
-        issued_after: params
-            .issued_after
-            .as_deref()
-            .map(|t| parse_time("issued_after", t))
-            .transpose()?,
-        issued_before: params
-            .issued_before
-            .as_deref()
-            .map(|t| parse_time("issued_before", t))
-            .transpose()?,
+        issued_after: parse_optional_time("issued_after", params.issued_after.as_deref())?,
+        issued_before: parse_optional_time("issued_before", params.issued_before.as_deref())?,
         aws_status,
         aws_target: params.aws_target,
         ascending,
