@@ -224,6 +224,8 @@ fill() { # database data-dir
     psql_db "$db" "VACUUM ANALYZE issued_certificates" 3600 >/dev/null
     psql_db "$db" "VACUUM ANALYZE certificate_counts" 3600 >/dev/null
     psql_db "$db" "VACUUM ANALYZE revocation_counts" 3600 >/dev/null
+    psql_db "$db" "VACUUM ANALYZE certificate_counts_daily" 3600 >/dev/null
+    psql_db "$db" "VACUUM ANALYZE revocation_counts_daily" 3600 >/dev/null
     psql_db "$db" "VACUUM ANALYZE thing_claims" 3600 >/dev/null
     psql_db "$db" "VACUUM ANALYZE ledger_chain" 3600 >/dev/null
     log "fill: VACUUM ANALYZE in $(($(date +%s) - t0)) s"

@@ -445,6 +445,11 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::new(ErrorCode::InvalidQuery, rejection.body_text())
 }
 
+/// An optional RFC 3339 query parameter: `None` when it is absent, else as [`parse_time`].
+pub fn parse_optional_time(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    value.map(|value| parse_time(name, value)).transpose()
+}
+
 /// An RFC 3339 query parameter named `name`, between years 1 and 9999 once converted to UTC
 /// (the range is checked after the conversion: `9999-12-31T23:59:59-23:59` is in year 10000).
 pub fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {

@@ -1,7 +1,9 @@
 //! The certificate counters behind `GET /v1/stats` (migration 0025): `certificate_counts`, the
 //! certificates of each UTC hour of issuance, CA, station, country and hour of expiry, with how
 //! many of them are now superseded or revoked; and `revocation_counts`, the revocations of each
-//! UTC hour, CA, station and country.
+//! UTC hour, CA, station and country. `certificate_counts_daily` and `revocation_counts_daily`
+//! (migration 0026) hold the same counts per UTC day (and day of expiry), so that a long range
+//! reads a row per day and key instead of one per hour and key.
 //!
 //! They are kept exact by the transactions that change a counted column of the ledger
 //! (`issued_at`, `not_after`, `ca_id`, `station`, `country`, `status`, `revoked_at`): each
@@ -61,39 +63,54 @@ struct RevokedKey {
     country: String,
 }
 
-/// What one transaction adds to the counters.
+/// The changes to one level of the counters (hourly or daily).
 #[derive(Debug, Default)]
-pub(crate) struct CountChanges {
+struct LevelChanges {
     issued: BTreeMap<IssuedKey, IssuedDelta>,
     revoked: BTreeMap<RevokedKey, i64>,
 }
 
-impl CountChanges {
-    fn issued_entry(&mut self, c: &Counted) -> &mut IssuedDelta {
+/// A level of the counters: its tables and how a time maps to its bucket.
+struct Level {
+    certificates: &'static str,
+    revocations: &'static str,
+    bucket: fn(Timestamp) -> Timestamp,
+}
+
+static HOURLY: Level = Level {
+    certificates: "certificate_counts",
+    revocations: "revocation_counts",
+    bucket: Timestamp::hour_start,
+};
+
+static DAILY: Level = Level {
+    certificates: "certificate_counts_daily",
+    revocations: "revocation_counts_daily",
+    bucket: Timestamp::day_start,
+};
+
+/// What one transaction adds to the counters: the same changes at both levels.
+#[derive(Debug, Default)]
+pub(crate) struct CountChanges {
+    hourly: LevelChanges,
+    daily: LevelChanges,
+}
+
+impl LevelChanges {
+    fn issued_entry(&mut self, level: &Level, c: &Counted) -> &mut IssuedDelta {
         self.issued
             .entry(IssuedKey {
-                bucket: c.issued_at.hour_start(),
+                bucket: (level.bucket)(c.issued_at),
                 ca_id: c.ca_id.clone(),
                 station: c.station.clone(),
                 country: c.country.clone().unwrap_or_default(),
-                expires_bucket: c.not_after.hour_start(),
+                expires_bucket: (level.bucket)(c.not_after),
             })
             .or_default()
     }
 
-    /// A new (active) certificate.
-    pub fn issued(&mut self, c: &Counted) {
-        self.issued_entry(c).issued += 1;
-    }
-
-    /// An active certificate became superseded.
-    pub fn superseded(&mut self, c: &Counted) {
-        self.issued_entry(c).superseded += 1;
-    }
-
-    /// An active or superseded certificate was revoked at `revoked_at`.
-    pub fn revoked(&mut self, r: &RevokedCounted, revoked_at: Timestamp) {
-        let delta = self.issued_entry(&r.counted);
+    fn revoked(&mut self, level: &Level, r: &RevokedCounted, revoked_at: Timestamp) {
+        let delta = self.issued_entry(level, &r.counted);
         delta.revoked += 1;
         if r.was_superseded {
             delta.superseded -= 1;
@@ -102,18 +119,54 @@ impl CountChanges {
         *self
             .revoked
             .entry(RevokedKey {
-                bucket: revoked_at.hour_start(),
+                bucket: (level.bucket)(revoked_at),
                 ca_id: c.ca_id.clone(),
                 station: c.station.clone(),
                 country: c.country.clone().unwrap_or_default(),
             })
             .or_default() += 1;
     }
+}
+
+impl CountChanges {
+    fn levels(&mut self) -> [(&Level, &mut LevelChanges); 2] {
+        [(&HOURLY, &mut self.hourly), (&DAILY, &mut self.daily)]
+    }
+
+    /// A new (active) certificate.
+    pub fn issued(&mut self, c: &Counted) {
+        for (level, changes) in self.levels() {
+            changes.issued_entry(level, c).issued += 1;
+        }
+    }
+
+    /// An active certificate became superseded.
+    pub fn superseded(&mut self, c: &Counted) {
+        for (level, changes) in self.levels() {
+            changes.issued_entry(level, c).superseded += 1;
+        }
+    }
+
+    /// An active or superseded certificate was revoked at `revoked_at`.
+    pub fn revoked(&mut self, r: &RevokedCounted, revoked_at: Timestamp) {
+        for (level, changes) in self.levels() {
+            changes.revoked(level, r, revoked_at);
+        }
+    }
 
     /// The upserts that add these changes, with their binds: at most [`KEYS_PER_STATEMENT`]
-    /// keys each, in key order.
+    /// keys each, in key order, and always in the same table order (hourly certificates and
+    /// revocations, then daily), so that two transactions lock counter rows in one order.
     pub(crate) fn statements(&self) -> Vec<(String, Vec<CountBind<'_>>)> {
         let mut out = Vec::new();
+        self.hourly.statements(&HOURLY, &mut out);
+        self.daily.statements(&DAILY, &mut out);
+        out
+    }
+}
+
+impl LevelChanges {
+    fn statements<'a>(&'a self, level: &Level, out: &mut Vec<(String, Vec<CountBind<'a>>)>) {
         let issued: Vec<_> = self.issued.iter().collect();
         for chunk in issued.chunks(KEYS_PER_STATEMENT) {
             let mut binds = Vec::with_capacity(chunk.len() * 8);
@@ -131,13 +184,12 @@ impl CountChanges {
             }
             out.push((
                 upsert_sql(
-                    "certificate_counts (bucket, ca_id, station, country, expires_bucket, \
-                     issued, superseded, revoked)",
+                    level.certificates,
+                    "bucket, ca_id, station, country, expires_bucket, issued, superseded, revoked",
                     8,
                     chunk.len(),
                     "bucket, ca_id, station, country, expires_bucket",
                     &["issued", "superseded", "revoked"],
-                    "certificate_counts",
                 ),
                 binds,
             ));
@@ -156,17 +208,16 @@ impl CountChanges {
             }
             out.push((
                 upsert_sql(
-                    "revocation_counts (bucket, ca_id, station, country, count)",
+                    level.revocations,
+                    "bucket, ca_id, station, country, count",
                     5,
                     chunk.len(),
                     "bucket, ca_id, station, country",
                     &["count"],
-                    "revocation_counts",
                 ),
                 binds,
             ));
         }
-        out
     }
 }
 
@@ -180,15 +231,15 @@ pub(crate) enum CountBind<'a> {
     Int(i64),
 }
 
-/// `INSERT INTO {table_columns} VALUES (..), .. ON CONFLICT ({key}) DO UPDATE SET` each of
-/// `sums` to the stored value plus the new one.
+/// `INSERT INTO {table} ({column_names}) VALUES (..), .. ON CONFLICT ({key}) DO UPDATE SET`
+/// each of `sums` to the stored value plus the new one.
 fn upsert_sql(
-    table_columns: &str,
+    table: &str,
+    column_names: &str,
     columns: usize,
     rows: usize,
     key: &str,
     sums: &[&str],
-    table: &str,
 ) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {
@@ -203,7 +254,7 @@ fn upsert_sql(
         .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
         .collect();
     format!(
-        "INSERT INTO {table_columns} VALUES {} ON CONFLICT ({key}) DO UPDATE SET {}",
+        "INSERT INTO {table} ({column_names}) VALUES {} ON CONFLICT ({key}) DO UPDATE SET {}",
         values.join(", "),
         set.join(", ")
     )
@@ -233,16 +284,23 @@ macro_rules! add_counts {
 }
 
 impl Store {
-    /// Recomputes both counters from the ledger, in one transaction: for a ledger written by
-    /// other means than the service (a restore of an older backup by hand, a bulk load). The
-    /// service keeps them exact itself.
+    /// Recomputes the counters of both levels from the ledger, in one transaction: for a
+    /// ledger written by other means than the service (a restore of an older backup by hand, a
+    /// bulk load). The service keeps them exact itself. The daily counters are folded from the
+    /// hourly ones just recounted (a day is a whole number of UTC hours), which reads ~35
+    /// times fewer rows than the ledger.
     pub async fn recount_certificates(&self) -> StoreResult<()> {
-        let hour = |column: &str| match self {
+        let truncate = |unit: &str, column: &str| match self {
             Store::Postgres(_) => {
-                format!("date_trunc('hour', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")
+                format!("date_trunc('{unit}', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")
+            }
+            Store::Sqlite(_) if unit == "day" => {
+                format!("substr({column}, 1, 10) || 'T00:00:00.000000Z'")
             }
             Store::Sqlite(_) => format!("substr({column}, 1, 13) || ':00:00.000000Z'"),
         };
+        let hour = |column: &str| truncate("hour", column);
+        let day = |column: &str| truncate("day", column);
         let certificates = format!(
             "INSERT INTO certificate_counts \
                  (bucket, ca_id, station, country, expires_bucket, issued, superseded, revoked) \
@@ -259,18 +317,118 @@ impl Store {
              FROM issued_certificates WHERE status = 'revoked' GROUP BY 1, 2, 3, 4",
             hour("revoked_at")
         );
+        let daily_certificates = format!(
+            "INSERT INTO certificate_counts_daily \
+                 (bucket, ca_id, station, country, expires_bucket, issued, superseded, revoked) \
+             SELECT {}, ca_id, station, country, {}, SUM(issued), SUM(superseded), SUM(revoked) \
+             FROM certificate_counts GROUP BY 1, 2, 3, 4, 5",
+            day("bucket"),
+            day("expires_bucket")
+        );
+        let daily_revocations = format!(
+            "INSERT INTO revocation_counts_daily (bucket, ca_id, station, country, count) \
+             SELECT {}, ca_id, station, country, SUM(count) FROM revocation_counts \
+             GROUP BY 1, 2, 3, 4",
+            day("bucket")
+        );
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             for sql in [
                 "DELETE FROM certificate_counts",
                 "DELETE FROM revocation_counts",
+                "DELETE FROM certificate_counts_daily",
+                "DELETE FROM revocation_counts_daily",
                 certificates.as_str(),
                 revocations.as_str(),
+                daily_certificates.as_str(),
+                daily_revocations.as_str(),
             ] {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
             tx.commit().await
         })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn t(at: time::OffsetDateTime) -> Timestamp {
+        Timestamp::new(at)
+    }
+
+    #[test]
+    fn a_change_is_counted_in_its_hour_and_its_day_hourly_tables_first() {
+        let counted = Counted {
+            ca_id: "ca-1".into(),
+            station: "line-1".into(),
+            country: None,
+            issued_at: t(datetime!(2026-11-28 10:15:30 UTC)),
+            not_after: t(datetime!(2026-11-29 23:30 UTC)),
+        };
+        let mut changes = CountChanges::default();
+        changes.issued(&counted);
+        changes.revoked(
+            &RevokedCounted {
+                counted,
+                was_superseded: false,
+            },
+            t(datetime!(2026-11-28 12:40 UTC)),
+        );
+        let statements = changes.statements();
+        let tables: Vec<&str> = statements
+            .iter()
+            .map(|(sql, _)| sql.split_whitespace().nth(2).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            tables,
+            [
+                "certificate_counts",
+                "revocation_counts",
+                "certificate_counts_daily",
+                "revocation_counts_daily"
+            ]
+        );
+        let times: Vec<Vec<Timestamp>> = statements
+            .iter()
+            .map(|(_, binds)| {
+                binds
+                    .iter()
+                    .filter_map(|b| match b {
+                        CountBind::Time(at) => Some(*at),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            times,
+            [
+                vec![
+                    t(datetime!(2026-11-28 10:00 UTC)),
+                    t(datetime!(2026-11-29 23:00 UTC))
+                ],
+                vec![t(datetime!(2026-11-28 12:00 UTC))],
+                vec![
+                    t(datetime!(2026-11-28 00:00 UTC)),
+                    t(datetime!(2026-11-29 00:00 UTC))
+                ],
+                vec![t(datetime!(2026-11-28 00:00 UTC))],
+            ]
+        );
+        // Issued once and revoked once, in one key per level.
+        let counts: Vec<i64> = statements[2]
+            .1
+            .iter()
+            .filter_map(|b| match b {
+                CountBind::Int(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counts, [1, 0, 1]);
     }
 }

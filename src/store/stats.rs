@@ -1,10 +1,12 @@
 //! Dashboard queries: issued, revoked and rejected counts over a time range, grouped; and the
 //! durable rejection counters (`rejection_counts`, one row per UTC hour, station, code and CA).
 //!
-//! Certificates are counted from the hourly certificate counters (`certificate_counts`,
-//! `revocation_counts`: [`super::certificate_counts`]) for the whole UTC hours of a range, and
-//! from the ledger for the partial hours at its edges. Each count is one aggregate statement
-//! over an index (see `migrations/*/0005_dashboards.sql`, `0025_certificate_counts.sql` and
+//! Certificates are counted from the daily certificate counters (`certificate_counts_daily`,
+//! `revocation_counts_daily`) for the whole UTC days of a range, from the hourly ones
+//! (`certificate_counts`, `revocation_counts`: [`super::certificate_counts`]) for the whole UTC
+//! hours around those days, and from the ledger for the partial hours at its edges. Each count
+//! is one aggregate statement over an index (see `migrations/*/0005_dashboards.sql`,
+//! `0025_certificate_counts.sql`, `0026_certificate_counts_daily.sql` and
 //! `docs/query-plans.md`); nothing is loaded row by row.
 
 use std::collections::BTreeMap;
@@ -111,37 +113,100 @@ enum Source {
     RevocationCounts,
 }
 
-/// `[from, to)` as the whole UTC hours in it, read from the counters, and the partial hours at
-/// its edges, read from the ledger (at most an hour of rows each, over its time indexes).
-#[derive(Debug, PartialEq, Eq)]
-struct Split {
-    ledger: Vec<(Timestamp, Timestamp)>,
-    hours: Option<(Timestamp, Timestamp)>,
+/// A level of the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// `certificate_counts`, `revocation_counts`: per UTC hour.
+    Hour,
+    /// `certificate_counts_daily`, `revocation_counts_daily`: per UTC day.
+    Day,
 }
 
-fn split(from: Timestamp, to: Timestamp) -> Split {
-    let first = if from.hour_start() == from {
-        Some(from)
-    } else {
-        from.hour_start().checked_add(HOUR)
-    };
-    let last = to.hour_start();
-    match first {
-        Some(first) if first < last => Split {
-            ledger: [(from, first), (last, to)]
-                .into_iter()
-                .filter(|(a, b)| a < b)
-                .collect(),
-            hours: Some((first, last)),
-        },
-        _ => Split {
-            ledger: vec![(from, to)],
-            hours: None,
-        },
+impl Level {
+    /// The certificate and the revocation counters of this level.
+    fn tables(self) -> (&'static str, &'static str) {
+        match self {
+            Level::Hour => ("certificate_counts", "revocation_counts"),
+            Level::Day => ("certificate_counts_daily", "revocation_counts_daily"),
+        }
+    }
+
+    fn bucket(self, t: Timestamp) -> Timestamp {
+        match self {
+            Level::Hour => t.hour_start(),
+            Level::Day => t.day_start(),
+        }
+    }
+
+    fn length(self) -> time::Duration {
+        match self {
+            Level::Hour => HOUR,
+            Level::Day => DAY,
+        }
+    }
+
+    /// The whole buckets of this level inside `[from, to)`, as one range, if there are any.
+    fn whole_buckets(self, from: Timestamp, to: Timestamp) -> Option<(Timestamp, Timestamp)> {
+        let start = self.bucket(from);
+        let first = if start == from {
+            from
+        } else {
+            start.checked_add(self.length())?
+        };
+        let last = self.bucket(to);
+        (first < last).then_some((first, last))
     }
 }
 
+/// `[from, to)` as the whole UTC days in it, read from the daily counters, the whole UTC hours
+/// around them, read from the hourly counters, and the partial hours at its edges, read from
+/// the ledger (at most an hour of rows each, over its time indexes).
+#[derive(Debug, PartialEq, Eq)]
+struct Split {
+    ledger: Vec<(Timestamp, Timestamp)>,
+    hours: Vec<(Timestamp, Timestamp)>,
+    days: Option<(Timestamp, Timestamp)>,
+}
+
+/// Splits `[from, to)`; `days`: whether whole days may come from the daily counters (not when
+/// the counts are grouped by hour, which the daily counters cannot tell apart).
+fn split(from: Timestamp, to: Timestamp, days: bool) -> Split {
+    let Some((first, last)) = Level::Hour.whole_buckets(from, to) else {
+        return Split {
+            ledger: vec![(from, to)],
+            hours: Vec::new(),
+            days: None,
+        };
+    };
+    let days = if days {
+        Level::Day.whole_buckets(first, last)
+    } else {
+        None
+    };
+    Split {
+        ledger: edges(from, (first, last), to),
+        hours: match days {
+            Some(inner) => edges(first, inner, last),
+            None => vec![(first, last)],
+        },
+        days,
+    }
+}
+
+/// The ranges `[from, inner.0)` and `[inner.1, to)` that are not empty.
+fn edges(
+    from: Timestamp,
+    inner: (Timestamp, Timestamp),
+    to: Timestamp,
+) -> Vec<(Timestamp, Timestamp)> {
+    [(from, inner.0), (inner.1, to)]
+        .into_iter()
+        .filter(|(a, b)| a < b)
+        .collect()
+}
+
 const HOUR: time::Duration = time::Duration::HOUR;
+const DAY: time::Duration = time::Duration::DAY;
 
 /// Adds `n` to the count `field` of `key`'s group and to the totals; a zero adds no group.
 fn add(stats: &mut Stats, key: Option<String>, n: i64, field: fn(&mut Counts) -> &mut u64) {
@@ -161,27 +226,63 @@ fn revoked(c: &mut Counts) -> &mut u64 {
     &mut c.revoked
 }
 
-/// A row of [`STATUS_COUNTS_SQL`]: whether the certificates expire before the current hour
-/// (`expired`), after it (`live`) or in it (`now`, with their issuance hour), and their
+/// A row of [`status_statement`]: whether the certificates expire before the current bucket
+/// (`expired`), after it (`live`) or in it (`now`, with their issuance bucket), and their
 /// issued, superseded and revoked counts.
 type StatusRow = (String, Option<Timestamp>, i64, i64, i64);
 
-/// The counters of certificates grouped by status over whole hours `[$1, $2)`, `$3` the start
-/// of the current hour.
-const STATUS_COUNTS_SQL: &str = "SELECT CASE WHEN expires_bucket < $3 THEN 'expired' \
-     WHEN expires_bucket = $3 THEN 'now' ELSE 'live' END AS e, \
-     CASE WHEN expires_bucket = $3 THEN bucket END AS b, CAST(SUM(issued) AS BIGINT) AS n, \
-     CAST(SUM(superseded) AS BIGINT) AS s, CAST(SUM(revoked) AS BIGINT) AS r \
-     FROM certificate_counts WHERE bucket >= $1 AND bucket < $2 GROUP BY 1, 2";
+/// The counters of `level` grouped by status over whole buckets `[$1, $2)`, `$3` the start
+/// of the current bucket; `expiring_within`: only the certificates whose expiry bucket is in
+/// `[$4, $5)`.
+fn status_statement(level: Level, expiring_within: bool) -> String {
+    let (table, _) = level.tables();
+    let within = if expiring_within {
+        " AND expires_bucket >= $4 AND expires_bucket < $5"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT CASE WHEN expires_bucket < $3 THEN 'expired' \
+         WHEN expires_bucket = $3 THEN 'now' ELSE 'live' END AS e, \
+         CASE WHEN expires_bucket = $3 THEN bucket END AS b, CAST(SUM(issued) AS BIGINT) AS n, \
+         CAST(SUM(superseded) AS BIGINT) AS s, CAST(SUM(revoked) AS BIGINT) AS r \
+         FROM {table} WHERE bucket >= $1 AND bucket < $2{within} GROUP BY 1, 2"
+    )
+}
+
+/// Adds [`StatusRow`]s to the statuses (the revoked ones only if `count_revoked`), and returns
+/// the issuance buckets of the `now` rows that hold unrevoked certificates: whether those
+/// have expired depends on more than their expiry bucket.
+fn add_status_rows(stats: &mut Stats, rows: Vec<StatusRow>, count_revoked: bool) -> Vec<Timestamp> {
+    let status = |s: &str| Some(s.to_owned());
+    let mut expiring_now = Vec::new();
+    for (expiry, bucket, n, superseded, revoked_n) in rows {
+        if count_revoked {
+            add(stats, status("revoked"), revoked_n, issued);
+        }
+        match (expiry.as_str(), bucket) {
+            ("expired", _) => add(stats, status("expired"), n - revoked_n, issued),
+            ("now", Some(bucket)) if n > revoked_n => expiring_now.push(bucket),
+            ("now", _) => {}
+            _ => {
+                add(stats, status("superseded"), superseded, issued);
+                add(stats, status("active"), n - superseded - revoked_n, issued);
+            }
+        }
+    }
+    expiring_now.sort();
+    expiring_now
+}
 
 impl Store {
     /// Counts over `[from, to)`: certificates issued in the range, certificates revoked in the
     /// range, and refused signing requests in the hours that start in
     /// `[floor_hour(from), to)`. `now` decides which certificates count as expired.
     ///
-    /// Whole hours come from the counters (`certificate_counts`, `revocation_counts`), the
-    /// partial hours at the edges from the ledger; the answer is the one
-    /// [`Store::stats_from_ledger`] gives.
+    /// Whole days come from the daily counters (`certificate_counts_daily`,
+    /// `revocation_counts_daily`; not when grouped by hour), the whole hours around them from
+    /// the hourly counters (`certificate_counts`, `revocation_counts`), the partial hours at
+    /// the edges from the ledger; the answer is the one [`Store::stats_from_ledger`] gives.
     pub async fn stats(
         &self,
         from: Timestamp,
@@ -190,7 +291,8 @@ impl Store {
         now: Timestamp,
     ) -> StoreResult<Stats> {
         let started = std::time::Instant::now();
-        let stats = self.count(split(from, to), from, to, grouping, now).await?;
+        let parts = split(from, to, grouping != StatsGrouping::Hour);
+        let stats = self.count(parts, from, to, grouping, now).await?;
         super::observe_duration("stats", started);
         Ok(stats)
     }
@@ -206,7 +308,8 @@ impl Store {
     ) -> StoreResult<Stats> {
         let whole = Split {
             ledger: vec![(from, to)],
-            hours: None,
+            hours: Vec::new(),
+            days: None,
         };
         self.count(whole, from, to, grouping, now).await
     }
@@ -224,8 +327,12 @@ impl Store {
             self.add_ledger_counts(&mut stats, a, b, grouping, now)
                 .await?;
         }
-        if let Some((a, b)) = parts.hours {
-            self.add_counter_counts(&mut stats, a, b, grouping, now)
+        for (a, b) in parts.hours {
+            self.add_counter_counts(&mut stats, Level::Hour, a, b, grouping, now)
+                .await?;
+        }
+        if let Some((a, b)) = parts.days {
+            self.add_counter_counts(&mut stats, Level::Day, a, b, grouping, now)
                 .await?;
         }
 
@@ -297,53 +404,79 @@ impl Store {
         Ok(())
     }
 
-    /// Adds the certificates issued and revoked in the whole hours `[from, to)`, from the
-    /// counters. Grouped by status, the certificates that expire in the current hour are
-    /// counted in the ledger: the counters know their expiry to the hour only.
+    /// Adds the certificates issued and revoked in the whole buckets `[from, to)` of `level`,
+    /// from its counters. Grouped by status, the certificates that expire in the current
+    /// bucket are counted one level down: those of the current day in the hourly counters,
+    /// those of the current hour in the ledger (the counters know expiry to their bucket only).
     async fn add_counter_counts(
         &self,
         stats: &mut Stats,
+        level: Level,
         from: Timestamp,
         to: Timestamp,
         grouping: StatsGrouping,
         now: Timestamp,
     ) -> StoreResult<()> {
         let pg = self.is_postgres();
-        let [issued_sql, revoked_sql] = counter_statements(pg, grouping);
+        let [issued_sql, revoked_sql] = counter_statements(pg, grouping, level);
         self.add_rows(stats, &revoked_sql, &[from, to], revoked)
             .await?;
         if grouping != StatsGrouping::Status {
             return self.add_rows(stats, &issued_sql, &[from, to], issued).await;
         }
-        let this_hour = now.hour_start();
-        let rows: Vec<StatusRow> = on_pool!(self, |pool| sqlx::query_as(STATUS_COUNTS_SQL)
-            .bind(from)
-            .bind(to)
-            .bind(this_hour)
-            .fetch_all(pool)
-            .await)?;
-        let status = |s: &str| Some(s.to_owned());
-        // Issuance hours whose certificates expire this hour and are not all revoked.
-        let mut expiring_now = Vec::new();
-        for (expiry, bucket, n, superseded, revoked_n) in rows {
-            add(stats, status("revoked"), revoked_n, issued);
-            match (expiry.as_str(), bucket) {
-                ("expired", _) => add(stats, status("expired"), n - revoked_n, issued),
-                ("now", Some(bucket)) if n > revoked_n => expiring_now.push(bucket),
-                ("now", _) => {}
-                _ => {
-                    add(stats, status("superseded"), superseded, issued);
-                    add(stats, status("active"), n - superseded - revoked_n, issued);
+        let current = level.bucket(now);
+        let rows = self
+            .status_rows(&status_statement(level, false), &[from, to, current])
+            .await?;
+        let expiring_now = add_status_rows(stats, rows, true);
+        match level {
+            Level::Hour => self.add_expiring_this_hour(stats, &expiring_now, now).await,
+            Level::Day => {
+                // Issuance days with certificates that expire today: the hourly counters of
+                // those days, only the certificates that expire today (their revocations are
+                // counted already). Year 9999's last day ends at the last instant.
+                let next = current
+                    .checked_add(DAY)
+                    .unwrap_or(Timestamp::new(Timestamp::MAX));
+                let this_hour = now.hour_start();
+                let sql = status_statement(Level::Hour, true);
+                for (a, b) in contiguous(&expiring_now, DAY) {
+                    let rows = self
+                        .status_rows(&sql, &[a, b, this_hour, current, next])
+                        .await?;
+                    let hours = add_status_rows(stats, rows, false);
+                    self.add_expiring_this_hour(stats, &hours, now).await?;
                 }
+                Ok(())
             }
         }
+    }
+
+    async fn status_rows(&self, sql: &str, binds: &[Timestamp]) -> StoreResult<Vec<StatusRow>> {
+        Ok(on_pool!(self, |pool| {
+            let mut q = sqlx::query_as(sql);
+            for bind in binds {
+                q = q.bind(*bind);
+            }
+            q.fetch_all(pool).await
+        })?)
+    }
+
+    /// Adds, from the ledger, the unrevoked certificates issued in the issuance `hours` (sorted)
+    /// that expire in the current hour, by their status at `now`.
+    async fn add_expiring_this_hour(
+        &self,
+        stats: &mut Stats,
+        hours: &[Timestamp],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let this_hour = now.hour_start();
         let Some(next_hour) = this_hour.checked_add(HOUR) else {
             // The last hour of year 9999: nothing can expire after it.
             return Ok(());
         };
-        expiring_now.sort();
-        let sql = expiring_statement(pg);
-        for (a, b) in contiguous_hours(&expiring_now) {
+        let sql = expiring_statement(self.is_postgres());
+        for (a, b) in contiguous(hours, HOUR) {
             self.add_rows(stats, &sql, &[a, b, now, this_hour, next_hour], issued)
                 .await?;
         }
@@ -360,7 +493,7 @@ impl Store {
         now: Timestamp,
     ) -> StoreResult<Vec<(String, Vec<String>)>> {
         let pg = self.is_postgres();
-        let parts = split(from, to);
+        let parts = split(from, to, grouping != StatsGrouping::Hour);
         let mut plans = Vec::new();
         let t = |v: &[Timestamp]| v.iter().map(|t| Bind::Time(*t)).collect::<Vec<_>>();
         if let Some(&(a, b)) = parts.ledger.first() {
@@ -372,31 +505,47 @@ impl Store {
             plans.push(("issued, partial hour".to_owned(), issued, issued_binds));
             plans.push(("revoked, partial hour".to_owned(), revoked, vec![a, b]));
         }
-        if let Some((a, b)) = parts.hours {
-            let [issued, revoked] = counter_statements(pg, grouping);
-            if grouping == StatsGrouping::Status {
-                let this_hour = now.hour_start();
-                plans.push((
-                    "issued, whole hours".to_owned(),
-                    STATUS_COUNTS_SQL.to_owned(),
-                    vec![a, b, this_hour],
-                ));
-                let next_hour = this_hour.checked_add(HOUR).unwrap_or(this_hour);
-                plans.push((
-                    "issued, expiring this hour".to_owned(),
-                    expiring_statement(pg),
-                    vec![
-                        a,
-                        a.checked_add(HOUR).unwrap_or(b),
-                        now,
-                        this_hour,
-                        next_hour,
-                    ],
-                ));
-            } else {
-                plans.push(("issued, whole hours".to_owned(), issued, vec![a, b]));
+        let this_hour = now.hour_start();
+        let next_hour = this_hour.checked_add(HOUR).unwrap_or(this_hour);
+        let levels = [
+            (Level::Hour, "hours", parts.hours.first().copied()),
+            (Level::Day, "days", parts.days),
+        ];
+        for (level, name, range) in levels {
+            let Some((a, b)) = range else { continue };
+            let [issued, revoked] = counter_statements(pg, grouping, level);
+            if grouping != StatsGrouping::Status {
+                plans.push((format!("issued, whole {name}"), issued, vec![a, b]));
+                plans.push((format!("revoked, whole {name}"), revoked, vec![a, b]));
+                continue;
             }
-            plans.push(("revoked, whole hours".to_owned(), revoked, vec![a, b]));
+            let current = level.bucket(now);
+            let next = current.checked_add(level.length()).unwrap_or(current);
+            let first_end = a.checked_add(level.length()).unwrap_or(b);
+            plans.push((
+                format!("issued, whole {name}"),
+                status_statement(level, false),
+                vec![a, b, current],
+            ));
+            if level == Level::Day {
+                plans.push((
+                    "issued, expiring today".to_owned(),
+                    status_statement(Level::Hour, true),
+                    vec![a, first_end, this_hour, current, next],
+                ));
+            }
+            plans.push((
+                "issued, expiring this hour".to_owned(),
+                expiring_statement(pg),
+                vec![
+                    a,
+                    a.checked_add(HOUR).unwrap_or(b),
+                    now,
+                    this_hour,
+                    next_hour,
+                ],
+            ));
+            plans.push((format!("revoked, whole {name}"), revoked, vec![a, b]));
         }
         plans.push((
             "rejected".to_owned(),
@@ -436,14 +585,15 @@ impl Store {
     }
 }
 
-/// Runs of consecutive hours in `hours` (sorted hour starts) as `[start, end)` ranges.
-fn contiguous_hours(hours: &[Timestamp]) -> Vec<(Timestamp, Timestamp)> {
+/// Runs of consecutive buckets of `length` in `buckets` (sorted bucket starts) as
+/// `[start, end)` ranges.
+fn contiguous(buckets: &[Timestamp], length: time::Duration) -> Vec<(Timestamp, Timestamp)> {
     let mut runs: Vec<(Timestamp, Timestamp)> = Vec::new();
-    for &hour in hours {
-        let end = hour.checked_add(HOUR).unwrap_or(hour);
+    for &bucket in buckets {
+        let end = bucket.checked_add(length).unwrap_or(bucket);
         match runs.last_mut() {
-            Some(run) if run.1 == hour => run.1 = end,
-            _ => runs.push((hour, end)),
+            Some(run) if run.1 == bucket => run.1 = end,
+            _ => runs.push((bucket, end)),
         }
     }
     runs
@@ -466,19 +616,20 @@ fn ledger_statements(pg: bool, grouping: StatsGrouping) -> [String; 2] {
     ]
 }
 
-/// The counters' issued and revoked counts per group key in the whole hours `[$1, $2)` (for
-/// every grouping but status, which reads [`STATUS_COUNTS_SQL`]).
-fn counter_statements(pg: bool, grouping: StatsGrouping) -> [String; 2] {
+/// The issued and revoked counts of `level`'s counters per group key in its whole buckets
+/// `[$1, $2)` (issued: for every grouping but status, which reads [`status_statement`]).
+fn counter_statements(pg: bool, grouping: StatsGrouping, level: Level) -> [String; 2] {
     let issued_key = key_expression(pg, grouping, Source::CertificateCounts);
     let revoked_key = key_expression(pg, grouping, Source::RevocationCounts);
+    let (certificates, revocations) = level.tables();
     [
         format!(
             "SELECT {issued_key} AS k, CAST(SUM(issued) AS BIGINT) AS n \
-             FROM certificate_counts WHERE bucket >= $1 AND bucket < $2 GROUP BY 1"
+             FROM {certificates} WHERE bucket >= $1 AND bucket < $2 GROUP BY 1"
         ),
         format!(
             "SELECT {revoked_key} AS k, CAST(SUM(count) AS BIGINT) AS n \
-             FROM revocation_counts WHERE bucket >= $1 AND bucket < $2 GROUP BY 1"
+             FROM {revocations} WHERE bucket >= $1 AND bucket < $2 GROUP BY 1"
         ),
     ]
 }
@@ -557,7 +708,7 @@ mod tests {
 
     #[test]
     fn a_range_splits_into_whole_hours_and_its_partial_edges() {
-        let split_of = |a, b| split(t(a), t(b));
+        let split_of = |a, b| split(t(a), t(b), true);
         assert_eq!(
             split_of(
                 datetime!(2026-11-28 10:15 UTC),
@@ -574,10 +725,11 @@ mod tests {
                         t(datetime!(2026-11-28 13:05 UTC))
                     ),
                 ],
-                hours: Some((
+                hours: vec![(
                     t(datetime!(2026-11-28 11:00 UTC)),
                     t(datetime!(2026-11-28 13:00 UTC))
-                )),
+                )],
+                days: None,
             }
         );
         // Aligned ends read no ledger at all.
@@ -588,10 +740,10 @@ mod tests {
         assert!(aligned.ledger.is_empty());
         assert_eq!(
             aligned.hours,
-            Some((
+            vec![(
                 t(datetime!(2026-11-28 10:00 UTC)),
                 t(datetime!(2026-11-28 12:00 UTC))
-            ))
+            )]
         );
         // No whole hour inside: the ledger answers for all of it.
         for (a, b) in [
@@ -608,27 +760,128 @@ mod tests {
                 split_of(a, b),
                 Split {
                     ledger: vec![(t(a), t(b))],
-                    hours: None
+                    hours: Vec::new(),
+                    days: None,
                 }
             );
         }
+        // A day boundary without a whole day inside: hours only.
+        let overnight = split_of(
+            datetime!(2026-11-28 20:30 UTC),
+            datetime!(2026-11-29 03:30 UTC),
+        );
+        assert_eq!(overnight.days, None);
+        assert_eq!(
+            overnight.hours,
+            vec![(
+                t(datetime!(2026-11-28 21:00 UTC)),
+                t(datetime!(2026-11-29 03:00 UTC))
+            )]
+        );
         // The last instants the API accepts.
-        let end = split(t(datetime!(9999-12-31 23:30 UTC)), t(Timestamp::MAX));
-        assert_eq!(end.hours, None);
-        let all = split(t(Timestamp::MIN), t(Timestamp::MAX));
+        let end = split(t(datetime!(9999-12-31 23:30 UTC)), t(Timestamp::MAX), true);
+        assert!(end.hours.is_empty());
+        let all = split(t(Timestamp::MIN), t(Timestamp::MAX), true);
         assert_eq!(
             all.ledger,
             vec![(t(datetime!(9999-12-31 23:00 UTC)), t(Timestamp::MAX))]
         );
+        assert_eq!(
+            all.hours,
+            vec![(
+                t(datetime!(9999-12-31 00:00 UTC)),
+                t(datetime!(9999-12-31 23:00 UTC))
+            )]
+        );
+        assert_eq!(
+            all.days,
+            Some((t(Timestamp::MIN), t(datetime!(9999-12-31 00:00 UTC))))
+        );
     }
 
     #[test]
-    fn consecutive_hours_are_read_as_one_range() {
+    fn whole_days_come_from_the_daily_level_and_the_hours_around_them_from_the_hourly() {
+        let parts = split(
+            t(datetime!(2026-11-25 10:15 UTC)),
+            t(datetime!(2026-11-28 13:05 UTC)),
+            true,
+        );
+        assert_eq!(
+            parts,
+            Split {
+                ledger: vec![
+                    (
+                        t(datetime!(2026-11-25 10:15 UTC)),
+                        t(datetime!(2026-11-25 11:00 UTC))
+                    ),
+                    (
+                        t(datetime!(2026-11-28 13:00 UTC)),
+                        t(datetime!(2026-11-28 13:05 UTC))
+                    ),
+                ],
+                hours: vec![
+                    (
+                        t(datetime!(2026-11-25 11:00 UTC)),
+                        t(datetime!(2026-11-26 00:00 UTC))
+                    ),
+                    (
+                        t(datetime!(2026-11-28 00:00 UTC)),
+                        t(datetime!(2026-11-28 13:00 UTC))
+                    ),
+                ],
+                days: Some((
+                    t(datetime!(2026-11-26 00:00 UTC)),
+                    t(datetime!(2026-11-28 00:00 UTC))
+                )),
+            }
+        );
+        // Day-aligned ends read days only.
+        let aligned = split(
+            t(datetime!(2026-11-25 00:00 UTC)),
+            t(datetime!(2026-11-28 00:00 UTC)),
+            true,
+        );
+        assert!(aligned.ledger.is_empty() && aligned.hours.is_empty());
+        // Grouped by hour, the daily level is not used.
+        let by_hour = split(
+            t(datetime!(2026-11-25 00:00 UTC)),
+            t(datetime!(2026-11-28 00:00 UTC)),
+            false,
+        );
+        assert_eq!(by_hour.days, None);
+        assert_eq!(
+            by_hour.hours,
+            vec![(
+                t(datetime!(2026-11-25 00:00 UTC)),
+                t(datetime!(2026-11-28 00:00 UTC))
+            )]
+        );
+    }
+
+    #[test]
+    fn a_day_starts_at_utc_midnight() {
+        let at = Timestamp::new(
+            datetime!(2026-11-28 23:59:59.5 +02:00), // 21:59:59.5 UTC
+        );
+        assert_eq!(at.day_start(), t(datetime!(2026-11-28 00:00 UTC)));
+        assert_eq!(
+            t(datetime!(2026-11-29 00:00 UTC)).day_start(),
+            t(datetime!(2026-11-29 00:00 UTC))
+        );
+    }
+
+    #[test]
+    fn consecutive_buckets_are_read_as_one_range() {
         let h = |hour: u8| t(datetime!(2026-11-28 00:00 UTC) + time::Duration::hours(hour.into()));
         assert_eq!(
-            contiguous_hours(&[h(1), h(2), h(3), h(7), h(9), h(10)]),
+            contiguous(&[h(1), h(2), h(3), h(7), h(9), h(10)], HOUR),
             vec![(h(1), h(4)), (h(7), h(8)), (h(9), h(11))]
         );
-        assert!(contiguous_hours(&[]).is_empty());
+        assert!(contiguous(&[], HOUR).is_empty());
+        let d = |day: u8| t(datetime!(2026-11-01 00:00 UTC) + DAY * i32::from(day));
+        assert_eq!(
+            contiguous(&[d(1), d(2), d(5)], DAY),
+            vec![(d(1), d(3)), (d(5), d(6))]
+        );
     }
 }

@@ -79,6 +79,16 @@ impl Timestamp {
         )
     }
 
+    /// The start of the UTC day this instant falls in: the bucket of the daily counters.
+    pub fn day_start(self) -> Timestamp {
+        Timestamp(
+            self.hour_start()
+                .0
+                .replace_hour(0)
+                .expect("hour zero is valid"),
+        )
+    }
+
     fn to_fixed_text(self) -> String {
         let format = format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"

@@ -1,7 +1,10 @@
-//! The hourly certificate counters behind `GET /v1/stats` give the answers the ledger gives:
-//! random certificates (issued, renewed, revoked one by one and in bulk, through the store's
-//! own writers, at random times) and random ranges, compared in every grouping with the same
-//! counts aggregated from the ledger alone.
+//! The hourly and daily certificate counters behind `GET /v1/stats` give the answers the ledger
+//! gives: random certificates (issued, renewed, revoked one by one and in bulk, through the
+//! store's own writers, at random times over several days) and random ranges (within an hour,
+//! across hours, across several days from random offsets, aligned to hours or days), compared
+//! in every grouping with the same counts aggregated from the ledger alone. The daily counters
+//! that migration 0026 folds from the hourly ones, and those `ledger recount` rebuilds, give
+//! the same answers.
 
 use factory_ca::ca::{IssuedCertificate, RevocationReason};
 use factory_ca::store::bulk_revocation::{NewRevocationJob, RevocationFilter};
@@ -28,8 +31,9 @@ fn near(rng: &mut StdRng, around: OffsetDateTime, hours: i64) -> OffsetDateTime 
     around + Duration::microseconds(rng.random_range(-hours * 3_600_000_000..hours * 3_600_000_000))
 }
 
-/// A ledger row issued at `issued_at`; its expiry is random around `now`, a quarter of them
-/// within the current hour (the one hour the counters cannot tell expired from live).
+/// A ledger row issued at `issued_at`; its expiry is random around `now`, a fifth of them
+/// within the current hour (the one hour the hourly counters cannot tell expired from live)
+/// and a fifth within the current day (the one day the daily counters cannot).
 fn row(
     rng: &mut StdRng,
     ca_id: &str,
@@ -38,9 +42,11 @@ fn row(
     now: OffsetDateTime,
 ) -> NewIssuance {
     let this_hour = Timestamp::new(now).hour_start().get();
-    let not_after = match rng.random_range(0..4) {
+    let today = Timestamp::new(now).day_start().get();
+    let not_after = match rng.random_range(0..5) {
         0 => this_hour + Duration::seconds(rng.random_range(0..3600)),
         1 => near(rng, now, 48),
+        2 => today + Duration::microseconds(rng.random_range(0..86_400_000_000)),
         _ => issued_at + Duration::hours(rng.random_range(1..100)),
     };
     let thing = format!("Counted-{n}");
@@ -87,11 +93,11 @@ async fn counters_answer_as_the_ledger_for_random_certificates_and_ranges(backen
         Store::Sqlite(_) => None,
     };
 
-    // Issuance over five days around now: one by one, and on PostgreSQL also in group-commit
-    // batches.
+    // Issuance over five days around now, and a third of it over sixteen days: one by one,
+    // and on PostgreSQL also in group-commit batches.
     let mut issued: Vec<NewIssuance> = Vec::new();
     for n in 0..300 {
-        let at = near(&mut rng, now, 60);
+        let at = near(&mut rng, now, if n % 3 == 0 { 192 } else { 60 });
         let new = row(&mut rng, &ca_id, n, at, now);
         let outcome = match (&writer, n % 2) {
             (Some(writer), 0) => writer.record(new.clone()).await.unwrap(),
@@ -148,14 +154,21 @@ async fn counters_answer_as_the_ledger_for_random_certificates_and_ranges(backen
         .unwrap();
     while app.store.revoke_batch(&job, 5, job_at).await.unwrap() > 0 {}
 
-    // Ranges: random, hour-aligned at either end or both, inside one hour, and all time; and
-    // a `now` that is the real one or another hour in which certificates expire.
+    // Ranges: random, hour-aligned at either end or both, inside one hour, and all time;
+    // several days long from random offsets, day-aligned at either end or both; and a `now`
+    // that is the real one or another hour in which certificates expire.
     let mut checked = 0;
-    for case in 0..60 {
+    for case in 0..90 {
         let a = near(&mut rng, now, 80);
         let b = near(&mut rng, now, 80);
         let (mut from, mut to) = (Timestamp::new(a.min(b)), Timestamp::new(a.max(b)));
-        match case % 5 {
+        let days = Timestamp::new(near(&mut rng, now, 200));
+        let days_later = |rng: &mut StdRng, from: Timestamp| {
+            Timestamp::new(
+                from.get() + Duration::microseconds(rng.random_range(0..8 * 86_400_000_000)),
+            )
+        };
+        match case % 9 {
             0 => from = from.hour_start(),
             1 => to = to.hour_start(),
             2 => (from, to) = (from.hour_start(), to.hour_start()),
@@ -164,6 +177,10 @@ async fn counters_answer_as_the_ledger_for_random_certificates_and_ranges(backen
                 from = Timestamp::new(Timestamp::MIN);
                 to = Timestamp::new(Timestamp::MAX);
             }
+            5 => (from, to) = (days, days_later(&mut rng, days)),
+            6 => (from, to) = (days.day_start(), days_later(&mut rng, days)),
+            7 => (from, to) = (days, days_later(&mut rng, days).day_start()),
+            8 => (from, to) = (days.day_start(), days_later(&mut rng, days).day_start()),
             _ => {}
         }
         if from >= to {
@@ -188,7 +205,7 @@ async fn counters_answer_as_the_ledger_for_random_certificates_and_ranges(backen
             checked += 1;
         }
     }
-    assert!(checked > 300, "{checked} comparisons");
+    assert!(checked > 450, "{checked} comparisons");
     // The comparisons saw every kind of count.
     let all = app
         .store
@@ -208,25 +225,95 @@ async fn counters_answer_as_the_ledger_for_random_certificates_and_ranges(backen
     }
     assert!(all.totals.revoked > 40, "{all:?}");
 
-    // A recount from the ledger gives the counters the service kept.
-    let window = (
-        Timestamp::new(now - Duration::days(4)),
-        Timestamp::new(now + Duration::days(4)),
+    // Ranges of several days in every grouping, compared with the ledger after each change
+    // to the counters below.
+    let windows: Vec<(Timestamp, Timestamp)> = (0..6)
+        .map(|_| {
+            let from = Timestamp::new(near(&mut rng, now, 200));
+            let days = rng.random_range(2..9);
+            (from, Timestamp::new(from.get() + Duration::days(days)))
+        })
+        .chain([(
+            Timestamp::new(Timestamp::MIN),
+            Timestamp::new(Timestamp::MAX),
+        )])
+        .collect();
+    let kept = every_grouping(&app.store, &windows, Timestamp::new(now)).await;
+    assert_eq!(
+        kept,
+        ledger_every_grouping(&app.store, &windows, Timestamp::new(now)).await,
+        "seed {seed}"
     );
-    let before = every_grouping(&app.store, window, Timestamp::new(now)).await;
+
+    // The migration's backfill folds the hourly counters into the same daily counters.
+    let migration = match backend {
+        Backend::Postgres => {
+            include_str!("../../migrations/postgres/0026_certificate_counts_daily.sql")
+        }
+        Backend::Sqlite => {
+            include_str!("../../migrations/sqlite/0026_certificate_counts_daily.sql")
+        }
+    };
+    let backfill = &migration[migration
+        .find("INSERT INTO")
+        .expect("the migration backfills")..];
+    app.execute_sql("DELETE FROM certificate_counts_daily; DELETE FROM revocation_counts_daily")
+        .await;
+    app.execute_sql(backfill).await;
+    assert_eq!(
+        every_grouping(&app.store, &windows, Timestamp::new(now)).await,
+        kept,
+        "seed {seed}: after the migration's backfill"
+    );
+
+    // A recount from the ledger rebuilds both levels, whatever they held.
+    app.execute_sql(
+        "UPDATE certificate_counts_daily SET issued = issued + 3; \
+         UPDATE revocation_counts_daily SET count = count + 2; \
+         UPDATE certificate_counts SET superseded = superseded + 1",
+    )
+    .await;
+    assert_ne!(
+        every_grouping(&app.store, &windows, Timestamp::new(now)).await,
+        kept
+    );
     app.store.recount_certificates().await.unwrap();
-    let after = every_grouping(&app.store, window, Timestamp::new(now)).await;
-    assert_eq!(before, after);
+    assert_eq!(
+        every_grouping(&app.store, &windows, Timestamp::new(now)).await,
+        kept,
+        "seed {seed}: after a recount"
+    );
 }
 
 async fn every_grouping(
     store: &Store,
-    (from, to): (Timestamp, Timestamp),
+    windows: &[(Timestamp, Timestamp)],
     now: Timestamp,
 ) -> Vec<factory_ca::store::stats::Stats> {
     let mut all = Vec::new();
-    for grouping in StatsGrouping::ALL {
-        all.push(store.stats(from, to, grouping, now).await.unwrap());
+    for &(from, to) in windows {
+        for grouping in StatsGrouping::ALL {
+            all.push(store.stats(from, to, grouping, now).await.unwrap());
+        }
+    }
+    all
+}
+
+async fn ledger_every_grouping(
+    store: &Store,
+    windows: &[(Timestamp, Timestamp)],
+    now: Timestamp,
+) -> Vec<factory_ca::store::stats::Stats> {
+    let mut all = Vec::new();
+    for &(from, to) in windows {
+        for grouping in StatsGrouping::ALL {
+            all.push(
+                store
+                    .stats_from_ledger(from, to, grouping, now)
+                    .await
+                    .unwrap(),
+            );
+        }
     }
     all
 }

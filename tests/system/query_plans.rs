@@ -67,6 +67,10 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
     app.execute_sql("VACUUM ANALYZE issued_certificates").await;
     app.execute_sql("VACUUM ANALYZE certificate_counts").await;
     app.execute_sql("VACUUM ANALYZE revocation_counts").await;
+    app.execute_sql("VACUUM ANALYZE certificate_counts_daily")
+        .await;
+    app.execute_sql("VACUUM ANALYZE revocation_counts_daily")
+        .await;
     app.execute_sql("VACUUM ANALYZE rejection_counts").await;
     app.execute_sql("VACUUM ANALYZE certificate_aws_status")
         .await;
@@ -199,10 +203,10 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
 
     let mut report = String::from(
         "# Query plans on a one-million-row ledger\n\n\
-         Written by `tests/api/query_plans.rs` (PostgreSQL, `EXPLAIN` after `VACUUM ANALYZE`).\n",
+         Written by `tests/system/query_plans.rs` (PostgreSQL, `EXPLAIN` after `VACUUM ANALYZE`).\n",
     );
     let mut table_scans = Vec::new();
-    // The ledger is never read whole. The hourly counters (rejections, certificates,
+    // The ledger is never read whole. The hourly and daily counters (rejections, certificates,
     // revocations) are small (8,760 rows for a year of one station per hour); reading all of
     // them for an all-time range is the right plan, but a narrower range must use the index.
     let mut record = |title: String, plan: Vec<String>, whole_counters: bool| {
@@ -211,6 +215,8 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
             "rejection_counts",
             "certificate_counts",
             "revocation_counts",
+            "certificate_counts_daily",
+            "revocation_counts_daily",
         ]
         .iter()
         .any(|table| text.contains(&format!("Seq Scan on {table}")));
@@ -245,6 +251,13 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
             assert!(
                 whats.contains(&"issued, whole hours") && whats.contains(&"revoked, whole hours"),
                 "{range}, {grouping:?}: whole hours come from the counters: {whats:?}"
+            );
+            // Whole days come from the daily counters, but not grouped by hour.
+            let by_day = range != "today" && grouping != StatsGrouping::Hour;
+            assert_eq!(
+                whats.contains(&"issued, whole days") && whats.contains(&"revoked, whole days"),
+                by_day,
+                "{range}, {grouping:?}: whole days come from the daily counters: {whats:?}"
             );
             for (what, plan) in plans {
                 record(

@@ -8,7 +8,7 @@ use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::ApiQuery;
-use crate::http::extract::{AdminCaller, parse_time};
+use crate::http::extract::{AdminCaller, parse_optional_time};
 use crate::http::{page, route};
 use crate::store::{AuditFilter, AuditRecord};
 
@@ -68,16 +68,8 @@ pub async fn list_audit(
         ));
     }
     let filter = AuditFilter {
-        since: params
-            .since
-            .as_deref()
-            .map(|t| parse_time("since", t))
-            .transpose()?,
-        until: params
-            .until
-            .as_deref()
-            .map(|t| parse_time("until", t))
-            .transpose()?,
+        since: parse_optional_time("since", params.since.as_deref())?,
+        until: parse_optional_time("until", params.until.as_deref())?,
         actor: params.actor,
         action: params.action,
         target: params.target,

@@ -26,7 +26,7 @@ use crate::http::route;
 use crate::http::routes::certificates::{count_refusal, issue_for_station, station_rate_limit};
 use crate::http::tls::{ClientIdentity, OverTls};
 use crate::services::audit::Actor;
-use crate::services::issuance::{Channel, IssuanceRequest};
+use crate::services::issuance::{Channel, Issued};
 use crate::services::tokens::{Principal, Role};
 use crate::store::{CertificateRecord, LedgerStatus, Timestamp};
 
@@ -333,13 +333,7 @@ async fn enroll(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     station_rate_limit(state, &station.name)?;
-    if est::media_type(headers) != PKCS10 {
-        return Err(unsupported_media_type(
-            "application/pkcs10 (the DER CSR, base64-encoded)",
-        ));
-    }
-    let body = body.map_err(|_| payload_too_large())?;
-    let csr = est::csr_der(&body)?;
+    let csr = pkcs10_csr(headers, body)?;
     let issued = issue_for_station(
         state,
         &station.name,
@@ -348,10 +342,33 @@ async fn enroll(
         request_id,
         Channel::Est,
         ca,
+        None,
     )
     .await?;
+    issued_response(&issued, "simpleenroll")
+}
+
+/// The CSR of an enrollment or a renewal: `application/pkcs10`, DER, base64 (RFC 7030 section
+/// 4.2.1).
+fn pkcs10_csr(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<u8>, ApiError> {
+    if est::media_type(headers) != PKCS10 {
+        return Err(unsupported_media_type(
+            "application/pkcs10 (the DER CSR, base64-encoded)",
+        ));
+    }
+    let body = body.map_err(|_| payload_too_large())?;
+    est::csr_der(&body)
+}
+
+/// The answer of an enrollment or a renewal: the new certificate as a certs-only CMS
+/// SignedData, base64, with `Idempotent-Replayed: true` when an `Idempotency-Key` replayed an
+/// earlier issuance. `operation` names the route in the log of a CMS encoding failure.
+fn issued_response(issued: &Issued, operation: &str) -> Result<Response, ApiError> {
     let der = est::certs_only(&[&issued.record.certificate_der])
-        .map_err(|e| ApiError::internal(format!("simpleenroll CMS encoding: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("{operation} CMS encoding: {e}")))?;
     let mut response = est::base64_response(PKCS7_CERTS_ONLY, &der);
     if issued.replayed {
         response.headers_mut().insert(
@@ -595,28 +612,18 @@ async fn reenroll(
         )
         .with_retry_after(wait.as_secs_f64().ceil() as u64));
     }
-    if est::media_type(headers) != PKCS10 {
-        return Err(unsupported_media_type(
-            "application/pkcs10 (the DER CSR, base64-encoded)",
-        ));
-    }
-    let body = body.map_err(|_| payload_too_large())?;
-    let csr = est::csr_der(&body)?;
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let issued = state
-        .issuance
-        .issue(IssuanceRequest {
-            csr: &csr,
-            station: &name,
-            idempotency_key,
-            request_id: Some(request_id),
-            channel: Channel::Est,
-            ca: ca.as_ref(),
-            renews: Some(&record),
-        })
-        .await?;
+    let csr = pkcs10_csr(headers, body)?;
+    let issued = issue_for_station(
+        state,
+        &name,
+        &csr,
+        headers,
+        request_id,
+        Channel::Est,
+        ca.as_ref(),
+        Some(&record),
+    )
+    .await?;
     if !issued.replayed {
         tracing::info!(
             old_serial = %record.serial,
@@ -625,15 +632,7 @@ async fn reenroll(
             "certificate renewed (EST simplereenroll); the old one is superseded"
         );
     }
-    let cms = est::certs_only(&[&issued.record.certificate_der])
-        .map_err(|e| ApiError::internal(format!("simplereenroll CMS encoding: {e}")))?;
-    let mut response = est::base64_response(PKCS7_CERTS_ONLY, &cms);
-    if issued.replayed {
-        response.headers_mut().insert(
-            "idempotent-replayed",
-            axum::http::HeaderValue::from_static("true"),
-        );
-    }
+    let response = issued_response(&issued, "simplereenroll")?;
     Ok((response, issued.record.serial))
 }
 

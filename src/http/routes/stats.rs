@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::ApiQuery;
-use crate::http::extract::{ViewerCaller, parse_time};
+use crate::http::extract::{ViewerCaller, parse_optional_time};
 use crate::http::route;
 use crate::store::Timestamp;
 use crate::store::stats::{Counts, StatsGrouping};
@@ -82,21 +82,11 @@ pub async fn stats(
     ApiQuery(params): ApiQuery<StatsParams>,
 ) -> Result<Json<StatsView>, ApiError> {
     let now = Timestamp::now();
-    let to = params
-        .to
-        .as_deref()
-        .map(|t| parse_time("to", t))
-        .transpose()?
-        .unwrap_or(now);
-    let from = params
-        .from
-        .as_deref()
-        .map(|t| parse_time("from", t))
-        .transpose()?
-        .unwrap_or_else(|| {
-            to.checked_add(-DEFAULT_RANGE)
-                .unwrap_or(Timestamp::new(Timestamp::MIN))
-        });
+    let to = parse_optional_time("to", params.to.as_deref())?.unwrap_or(now);
+    let from = parse_optional_time("from", params.from.as_deref())?.unwrap_or_else(|| {
+        to.checked_add(-DEFAULT_RANGE)
+            .unwrap_or(Timestamp::new(Timestamp::MIN))
+    });
     if from >= to {
         return Err(ApiError::new(
             ErrorCode::InvalidQuery,

@@ -22,7 +22,7 @@ use crate::ca::{self, CertificateAuthority, KeyAlgorithm};
 use crate::http::error::ApiError;
 use crate::http::error_code::ErrorCode;
 use crate::http::extract::{
-    ApiPath, ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_time,
+    ApiPath, ApiQuery, Caller, RequestId, StationCaller, ViewerCaller, parse_optional_time,
     payload_too_large, unsupported_media_type,
 };
 use crate::http::{page, route};
@@ -162,6 +162,7 @@ async fn sign_checked(
         request_id,
         Channel::Api,
         None,
+        None,
     )
     .await?;
     Ok(respond(headers, issued))
@@ -186,7 +187,9 @@ pub(super) fn station_rate_limit(state: &AppState, station: &str) -> Result<(), 
 
 /// Issues `csr` for `station` through the one pipeline, with the request's `Idempotency-Key`
 /// (a value that is not text is passed on as NUL, which the pipeline refuses as invalid), by
-/// `ca` or the issuing CA. `POST /v1/certificates` and EST simpleenroll.
+/// `ca` or the issuing CA, as a renewal of `renews` when set. `POST /v1/certificates`, EST
+/// simpleenroll and EST simplereenroll (whose station is `device:<thing name>`).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn issue_for_station(
     state: &AppState,
     station: &str,
@@ -195,6 +198,7 @@ pub(super) async fn issue_for_station(
     request_id: &str,
     channel: Channel,
     ca: Option<&Arc<CertificateAuthority>>,
+    renews: Option<&CertificateRecord>,
 ) -> Result<Issued, ApiError> {
     let idempotency_key = headers
         .get("idempotency-key")
@@ -208,7 +212,7 @@ pub(super) async fn issue_for_station(
             request_id: Some(request_id),
             channel,
             ca,
-            renews: None,
+            renews,
         })
         .await?;
     Ok(issued)
@@ -607,16 +611,8 @@ fn certificate_filter(params: ListParams, state: &AppState) -> Result<Certificat
         country: params.country,
         station: params.station,
         status,
-        issued_after: params
-            .issued_after
-            .as_deref()
-            .map(|t| parse_time("issued_after", t))
-            .transpose()?,
-        issued_before: params
-            .issued_before
-            .as_deref()
-            .map(|t| parse_time("issued_before", t))
-            .transpose()?,
+        issued_after: parse_optional_time("issued_after", params.issued_after.as_deref())?,
+        issued_before: parse_optional_time("issued_before", params.issued_before.as_deref())?,
         aws_status,
         aws_target: params.aws_target,
         ascending,
