@@ -286,6 +286,33 @@ impl Drop for InFlight {
     }
 }
 
+/// A streamed response body that keeps its request in progress (see [`Activity`]) until it
+/// ends or the connection drops it.
+struct StreamedBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for StreamedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// HTTP/1.1 or HTTP/2 on an established stream, under the idle timeout and shutdown.
 async fn serve_http<I>(
     io: I,
@@ -307,8 +334,21 @@ async fn serve_http<I>(
             let identity = identity.clone();
             async move {
                 let response = handle(request, peer, identity, over_tls, &shared).await;
-                drop(in_flight);
-                Ok::<_, Infallible>(response)
+                // A streamed answer (the CSV export) is in progress until its last byte is
+                // sent: the connection is not idle meanwhile. A buffered one is done here.
+                if hyper::body::Body::size_hint(response.body())
+                    .exact()
+                    .is_some()
+                {
+                    drop(in_flight);
+                    return Ok::<_, Infallible>(response);
+                }
+                Ok(response.map(|body| {
+                    Body::new(StreamedBody {
+                        body,
+                        _in_flight: in_flight,
+                    })
+                }))
             }
         })
     };

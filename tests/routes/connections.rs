@@ -129,3 +129,46 @@ fn connection_settings_out_of_range_are_refused_with_their_names() {
         assert!(err.contains(key), "{key}: {err}");
     }
 }
+
+#[tokio::test]
+async fn a_streamed_export_is_not_cut_off_by_the_idle_timeout() {
+    // The connection counts as idle only once the whole answer is sent: a CSV export that a
+    // client reads for longer than `idle_timeout_secs` + `request_timeout_secs` (the grace
+    // of an idle close) arrives whole.
+    const ROWS: u32 = 40_000;
+    let app = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.server.idle_timeout_secs = Duration::from_secs(1);
+        s.server.request_timeout_secs = Duration::from_secs(1);
+    })
+    .await;
+    let response = app.sign(&csr("template-1", "JP").pem).await;
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    // ~17 MB of CSV: more than the loopback socket buffers hold, so the service is still
+    // sending while the client waits.
+    let columns = "ca_id, subject, key_algorithm, spki_sha256, certificate_der, not_before, \
+                   not_after, status, station, country";
+    app.execute_sql(&format!(
+        "INSERT INTO issued_certificates (serial, aws_certificate_id, thing_name, issued_at, \
+           {columns}) \
+         SELECT lpad(to_hex(i), 40, '0'), lpad(to_hex(i), 64, '0'), 'bulk-' || i, \
+           now() - make_interval(secs => i), {columns} \
+         FROM (SELECT * FROM issued_certificates LIMIT 1) AS t, generate_series(1, {ROWS}) AS i"
+    ))
+    .await;
+
+    let mut export = app.get(&app.viewer, "/v1/certificates/export.csv").await;
+    assert_eq!(export.status(), reqwest::StatusCode::OK);
+    // Past the idle timeout and its grace before reading on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut lines = 0usize;
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(chunk) = export.chunk().await? {
+            lines += chunk.iter().filter(|&&b| b == b'\n').count();
+        }
+        Ok::<_, reqwest::Error>(())
+    })
+    .await
+    .expect("the export ends within 60 s");
+    read.expect("the export arrives whole, not cut off");
+    assert_eq!(lines, ROWS as usize + 2, "header, template and filled rows");
+}
