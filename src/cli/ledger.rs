@@ -11,7 +11,6 @@ use anyhow::Context;
 use aws_lc_rs::digest;
 use clap::{Subcommand, ValueEnum};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use factory_ca::config::Settings;
 use factory_ca::http::routes::certificates::{CSV_COLUMNS, CertificateView, csv_row};
@@ -19,7 +18,7 @@ use factory_ca::keys::{AuditKey, AuditPublicKey, KeyStore};
 use factory_ca::services::ledger::{self, CheckpointWhen, MismatchAt};
 use factory_ca::store::{CertificateFilter, Store, Timestamp};
 
-use super::{CLI_ACTOR, StoreNeed, open_store};
+use super::{CLI_ACTOR, StoreNeed, open_store, parse_time};
 
 #[derive(Subcommand)]
 pub enum LedgerCommand {
@@ -66,11 +65,6 @@ pub enum LedgerCommand {
 pub enum ExportFormat {
     Csv,
     Json,
-}
-
-fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| format!("not an RFC 3339 time like 2026-11-01T00:00:00Z: {e}"))
 }
 
 pub async fn run(command: LedgerCommand, settings: Settings) -> anyhow::Result<()> {

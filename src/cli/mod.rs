@@ -16,6 +16,12 @@ pub mod token;
 /// The audit actor of every command-line change.
 pub const CLI_ACTOR: Actor<'static> = Actor::system("cli");
 
+/// A `--*-after`/`--*-before` argument: an RFC 3339 instant.
+pub fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("not an RFC 3339 time like 2026-11-01T00:00:00Z: {e}"))
+}
+
 /// What a command needs of the store it works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreNeed {

@@ -10,14 +10,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use factory_ca::ca::RevocationReason;
 use factory_ca::config::Settings;
 use factory_ca::services::bulk_revocation::BulkRevocations;
 use factory_ca::store::bulk_revocation::{RevocationFilter, RevocationJob};
 
-use super::{CLI_ACTOR, StoreNeed, open_store};
+use super::{CLI_ACTOR, StoreNeed, open_store, parse_time};
 
 #[derive(Subcommand)]
 pub enum RevocationCommand {
@@ -64,11 +63,6 @@ pub enum RevocationCommand {
     },
     /// Run every unfinished job to its end (a running service does this by itself).
     Resume,
-}
-
-fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| format!("not an RFC 3339 time like 2026-11-01T00:00:00Z: {e}"))
 }
 
 fn parse_reason(text: &str) -> Result<RevocationReason, String> {
