@@ -8,8 +8,11 @@
 //! while the other writers commit, and the next batch takes them all. While one writer commits,
 //! another collects, so one slow commit does not stall the queue.
 //!
-//! A batch is one transaction of multi-row statements over `UNNEST`ed arrays and one COMMIT, four
-//! round trips when no row carries an Idempotency-Key, five when some do:
+//! A batch is written by one statement ([`one_statement`]), which PostgreSQL commits on its own:
+//! one round trip. When that statement refuses the batch (a keyed row lost its thing claim, or
+//! two writers created one CA's first chain record at once; nothing of the batch is then kept),
+//! the batch is written by one transaction of multi-row statements over `UNNEST`ed arrays and
+//! one COMMIT, which can also give a key back ([`write_in_transaction`]):
 //!
 //! 1. `BEGIN; SET CONSTRAINTS ... DEFERRED` (one round trip; see migration 0006).
 //! 2. Idempotency keys, when any row has one: `INSERT ... ON CONFLICT DO NOTHING RETURNING`
@@ -22,7 +25,8 @@
 //!    ever written.
 //! 4. One statement: the recorded rows' records in their CAs' hash chains ([`super::chain`]),
 //!    linked in batch order from the heads step 3 locked, and the heads moved.
-//! 5. COMMIT, then every request is answered with its own outcome.
+//! 5. The stats counters ([`super::certificate_counts`]).
+//! 6. COMMIT, then every request is answered with its own outcome.
 //!
 //! Steps 3 and 4 have fixed texts, so each is parsed and planned once per connection (sqlx
 //! keeps them prepared); they were four statements, one of them a multi-row `VALUES` whose text
@@ -51,6 +55,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{NewIssuance, RecordOutcome, StoreError, StoreResult};
 
+mod one_statement;
+
 /// How the writer batches (`database.group_commit_*`).
 #[derive(Debug, Clone, Copy)]
 pub struct GroupCommitConfig {
@@ -77,11 +83,13 @@ pub struct LedgerWriter {
     stats: Arc<Stats>,
 }
 
-/// Transactions written and rows they carried, since the writer started.
+/// Batches written and rows they carried, since the writer started.
 #[derive(Default)]
 struct Stats {
     batches: AtomicU64,
     rows: AtomicU64,
+    /// Batches the one statement refused and a transaction wrote.
+    in_transaction: AtomicU64,
 }
 
 impl LedgerWriter {
@@ -112,6 +120,12 @@ impl LedgerWriter {
             self.stats.batches.load(Ordering::Relaxed),
             self.stats.rows.load(Ordering::Relaxed),
         )
+    }
+
+    /// Batches that one statement refused and a transaction then wrote (see the module): a
+    /// keyed row lost its thing claim, or a CA's first record raced another writer.
+    pub fn batches_in_transaction(&self) -> u64 {
+        self.stats.in_transaction.load(Ordering::Relaxed)
     }
 
     /// Queues one row and returns its outcome once its batch has committed (or failed).
@@ -158,7 +172,7 @@ async fn run_writer(
         stats
             .rows
             .fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
-        write_and_answer(&pool, batch.rows).await;
+        write_and_answer(&pool, batch.rows, &stats).await;
     }
 }
 
@@ -219,14 +233,14 @@ fn assemble(first: Vec<Job>, max_batch: usize, mut more: impl FnMut() -> Option<
     batch
 }
 
-async fn write_and_answer(pool: &PgPool, jobs: Vec<Job>) {
+async fn write_and_answer(pool: &PgPool, jobs: Vec<Job>, stats: &Stats) {
     if jobs.is_empty() {
         return;
     }
     let rows: Vec<&NewIssuance> = jobs.iter().map(|job| &job.row).collect();
     let mut attempt = 1;
     let result = loop {
-        match write_batch(pool, &rows).await {
+        match write_batch(pool, &rows, stats).await {
             Err(e) if is_deadlock(&e) && attempt < ATTEMPTS => attempt += 1,
             result => break result,
         }
@@ -253,9 +267,32 @@ fn is_deadlock(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
 }
 
-/// Records one batch of independent rows (see [`assemble`]) in one transaction and returns the
-/// outcome of each, in order.
+/// Records one batch of independent rows (see [`assemble`]) and returns the outcome of each, in
+/// order: in one statement, or in a transaction when the statement refuses the batch.
 async fn write_batch(
+    pool: &PgPool,
+    rows: &[&NewIssuance],
+    stats: &Stats,
+) -> Result<Vec<RecordOutcome>, sqlx::Error> {
+    match one_statement::write(pool, rows).await {
+        // The database refused the statement as a whole (a constraint, a deadlock): nothing of
+        // it was kept. Other errors (the connection) are the store's and are answered as such.
+        Err(sqlx::Error::Database(e)) => {
+            tracing::debug!(
+                code = e.code().as_deref().unwrap_or(""),
+                rows = rows.len(),
+                "the one-statement batch was refused; writing it in a transaction"
+            );
+            stats.in_transaction.fetch_add(1, Ordering::Relaxed);
+            write_in_transaction(pool, rows).await
+        }
+        result => result,
+    }
+}
+
+/// Records one batch of independent rows in one transaction and returns the outcome of each,
+/// in order.
+async fn write_in_transaction(
     pool: &PgPool,
     rows: &[&NewIssuance],
 ) -> Result<Vec<RecordOutcome>, sqlx::Error> {

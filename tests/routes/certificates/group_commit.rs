@@ -11,7 +11,8 @@ use std::time::Duration;
 use factory_ca::ca::IssuedCertificate;
 use factory_ca::store::ledger_writer::{GroupCommitConfig, LedgerWriter};
 use factory_ca::store::{NewIssuance, RecordOutcome, Store, Timestamp};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::common::*;
@@ -147,6 +148,8 @@ async fn one_batch_records_exactly_the_rows_that_win_their_thing_name_and_key() 
         batches < rows_written,
         "fewer commits than rows: {batches} batches for {rows_written} rows"
     );
+    // Only the batch holding key-1 needed a transaction: one statement cannot give a key back.
+    assert_eq!(writer.batches_in_transaction(), 1);
 
     // The ledger holds exactly the winners, each with its claim; the losers left nothing.
     let recorded: BTreeSet<String> = serials
@@ -186,6 +189,167 @@ async fn one_batch_records_exactly_the_rows_that_win_their_thing_name_and_key() 
     // The released key works for the next request.
     let again = record_all(&writer, vec![row(&ca_id, "Keyed-1", Some(("key-1", &sha)))]).await;
     assert_eq!(again, vec![Ok(RecordOutcome::Recorded)]);
+    assert_eq!(writer.batches_in_transaction(), 1);
+
+    let verified = app.verify_ledger().await;
+    assert!(
+        verified.iter().all(|v| v.mismatch.is_none()),
+        "{verified:?}"
+    );
+}
+
+/// `(ca_id, seq, serial)` of every chain record, in chain order.
+async fn chain_records(app: &TestApp) -> Vec<(String, i64, String)> {
+    sqlx::query_as("SELECT ca_id, seq, serial FROM ledger_chain ORDER BY ca_id, seq")
+        .fetch_all(&pool(app))
+        .await
+        .unwrap()
+}
+
+// The usual batch is one statement: PostgreSQL numbers and hashes each CA's records itself.
+// Two CAs, one of them without a chain yet, with their rows interleaved, plus the outcomes
+// that one statement decides by itself (a thing name held, a key taken).
+#[tokio::test(flavor = "current_thread")]
+async fn one_statement_chains_each_cas_rows_in_batch_order_and_the_chains_verify() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let first = issuing_ca_id(&app).await;
+    app.sign(&csr("Held-0", "JP").pem).await;
+    let held = json(
+        app.sign_as(&app.station, &csr("Keyed-held", "JP").pem, Some("key-held"))
+            .await,
+    )
+    .await;
+    assert!(held["serial"].is_string(), "{held}");
+    let created = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/cas",
+            json!({"algorithm": "ecdsa-p256", "subject": {"common_name": "Second Line", "country": "JP"}, "validity_days": 365}),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let second = json(created).await["id"].as_str().unwrap().to_owned();
+    let before = chain_records(&app).await;
+    assert!(before.iter().all(|(ca, _, _)| *ca == first), "{before:?}");
+    assert!(
+        sqlx::query_scalar::<_, i64>("SELECT seq FROM ledger_heads WHERE ca_id = $1")
+            .bind(&second)
+            .fetch_optional(&pool(&app))
+            .await
+            .unwrap()
+            .is_none(),
+        "the second CA has no chain yet"
+    );
+
+    let writer = LedgerWriter::spawn(
+        pool(&app),
+        GroupCommitConfig {
+            max_batch: 64,
+            writers: 1,
+        },
+    );
+    let sha = random_hex(32);
+    let mut rows = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let ca = if i % 3 == 0 { &second } else { &first };
+        rows.push(row(ca, &format!("Mixed-{i}"), None));
+        expected.push(RecordOutcome::Recorded);
+    }
+    rows.push(row(&second, "Held-0", None));
+    expected.push(RecordOutcome::ThingAlreadyProvisioned);
+    rows.push(row(&first, "Keyed-other", Some(("key-held", &sha))));
+    expected.push(RecordOutcome::IdempotencyKeyTaken);
+    rows.push(row(&second, "Keyed-new", Some(("key-new", &sha))));
+    expected.push(RecordOutcome::Recorded);
+    let ledger_before = app.ledger_count().await;
+
+    let outcomes: Vec<RecordOutcome> = record_all(&writer, rows.clone())
+        .await
+        .into_iter()
+        .map(|o| o.unwrap())
+        .collect();
+    assert_eq!(outcomes, expected);
+    assert_eq!(writer.stats(), (1, rows.len() as u64), "one batch");
+    assert_eq!(
+        writer.batches_in_transaction(),
+        0,
+        "written by one statement"
+    );
+
+    // Each CA's new records follow its head, numbered in batch order, and nothing else.
+    let recorded = |ca: &str| -> Vec<String> {
+        rows.iter()
+            .zip(&outcomes)
+            .filter(|(r, o)| r.ca_id == ca && **o == RecordOutcome::Recorded)
+            .map(|(r, _)| r.certificate.serial.clone())
+            .collect()
+    };
+    let after = chain_records(&app).await;
+    let of = |ca: &str| -> Vec<(i64, String)> {
+        after
+            .iter()
+            .filter(|(c, _, _)| c == ca)
+            .map(|(_, seq, serial)| (*seq, serial.clone()))
+            .collect()
+    };
+    let first_before = before.len() as i64;
+    let first_expected: Vec<(i64, String)> = before
+        .iter()
+        .map(|(_, seq, serial)| (*seq, serial.clone()))
+        .chain(
+            recorded(&first)
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (first_before + 1 + i as i64, s)),
+        )
+        .collect();
+    assert_eq!(of(&first), first_expected);
+    let second_expected: Vec<(i64, String)> = recorded(&second)
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (1 + i as i64, s))
+        .collect();
+    assert_eq!(second_expected.len(), 5);
+    assert_eq!(of(&second), second_expected);
+
+    // The hashes PostgreSQL computed are the ones the verifier computes.
+    let verified = app.verify_ledger().await;
+    assert!(
+        verified.iter().all(|v| v.mismatch.is_none()),
+        "{verified:?}"
+    );
+    let verified_records: u64 = verified.iter().map(|v| v.verified).sum();
+    assert_eq!(verified_records, after.len() as u64);
+    assert_eq!(app.ledger_count().await, ledger_before + 11);
+
+    // The counters of both levels count every certificate, each under its own CA.
+    for table in ["certificate_counts", "certificate_counts_daily"] {
+        let counted: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT ca_id, SUM(issued)::bigint FROM {table} GROUP BY ca_id ORDER BY ca_id"
+        ))
+        .fetch_all(&pool(&app))
+        .await
+        .unwrap();
+        let in_ledger: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT ca_id, COUNT(*) FROM issued_certificates GROUP BY ca_id ORDER BY ca_id",
+        )
+        .fetch_all(&pool(&app))
+        .await
+        .unwrap();
+        assert_eq!(counted, in_ledger, "{table}");
+    }
+    let keys: BTreeSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT idempotency_key FROM idempotency_keys")
+            .fetch_all(&pool(&app))
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["key-held".to_owned(), "key-new".to_owned()])
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
