@@ -417,7 +417,7 @@ impl CertificateAuthority {
                 self.id, self.not_after
             )));
         }
-        let serial = Serial::random();
+        let serial = Serial::ordered(now);
         let params = profile.params(csr, &serial, now, &self.id, self.not_after);
         let device_key = DevicePublicKey {
             key: csr.key(),
