@@ -4,7 +4,9 @@
 //! Certificates are counted from the daily certificate counters (`certificate_counts_daily`,
 //! `revocation_counts_daily`) for the whole UTC days of a range, from the hourly ones
 //! (`certificate_counts`, `revocation_counts`: [`super::certificate_counts`]) for the whole UTC
-//! hours around those days, and from the ledger for the partial hours at its edges. Each count
+//! hours around those days, and from the ledger for the partial hours at its edges (or, when
+//! that reads fewer rows, from the whole hour's counters less the ledger's rows in the rest
+//! of the hour: the current hour up to now is its counters less the rows after now). Each count
 //! is one aggregate statement over an index (see `migrations/*/0005_dashboards.sql`,
 //! `0025_certificate_counts.sql`, `0026_certificate_counts_daily.sql` and
 //! `docs/query-plans.md`); nothing is loaded row by row.
@@ -218,6 +220,45 @@ fn add(stats: &mut Stats, key: Option<String>, n: i64, field: fn(&mut Counts) ->
     *field(&mut stats.totals) += n;
 }
 
+/// Takes `n` back from the count `field` of `key`'s group and from the totals (see
+/// [`Store::stats`]: a partial hour counted as its whole hour less the rest of it).
+fn subtract(stats: &mut Stats, key: Option<String>, n: i64, field: fn(&mut Counts) -> &mut u64) {
+    let Ok(n) = u64::try_from(n) else { return };
+    if let Some(group) = stats.groups.get_mut(&key) {
+        let count = field(group);
+        *count = count.saturating_sub(n);
+    }
+    let total = field(&mut stats.totals);
+    *total = total.saturating_sub(n);
+}
+
+/// How [`Store::add_rows`] applies the counts it reads.
+type Apply = fn(&mut Stats, Option<String>, i64, fn(&mut Counts) -> &mut u64);
+
+/// Whether the partial hour `[a, b)` is cheaper to count as its whole hour, from the hourly
+/// counters, less the ledger's rows in the rest of the hour: when the rest of the hour up to
+/// `now` is shorter than the part of `[a, b)` up to `now` (rows are not issued or revoked
+/// after `now`, except within the clocks' skew). So the current hour up to `now`, which under
+/// sustained issuance holds up to an hour of rows, costs a look at the few rows after `now`,
+/// and the leading edge of a rolling window at most half an hour of rows. Grouped by status
+/// too: the hour's counters count each certificate under its status at `now` as the ledger
+/// does (those that expire in the current hour are read from the ledger by both).
+fn count_as_whole_hour_less_rest(
+    a: Timestamp,
+    b: Timestamp,
+    now: Timestamp,
+) -> Option<(Timestamp, Timestamp)> {
+    let hour = a.hour_start();
+    let end = hour.checked_add(HOUR)?;
+    if b > end {
+        return None;
+    }
+    let upto = |t: Timestamp| t.min(now).max(hour).get();
+    let part = upto(b) - upto(a);
+    let rest = (upto(a) - upto(hour)) + (upto(end) - upto(b));
+    (rest < part).then_some((hour, end))
+}
+
 fn issued(c: &mut Counts) -> &mut u64 {
     &mut c.issued
 }
@@ -282,7 +323,9 @@ impl Store {
     /// Whole days come from the daily counters (`certificate_counts_daily`,
     /// `revocation_counts_daily`; not when grouped by hour), the whole hours around them from
     /// the hourly counters (`certificate_counts`, `revocation_counts`), the partial hours at
-    /// the edges from the ledger; the answer is the one [`Store::stats_from_ledger`] gives.
+    /// the edges from the ledger, or as their whole hour less the ledger's rows in the rest of
+    /// it when that is shorter (up to `now`); the answer is the one
+    /// [`Store::stats_from_ledger`] gives.
     pub async fn stats(
         &self,
         from: Timestamp,
@@ -324,8 +367,22 @@ impl Store {
     ) -> StoreResult<Stats> {
         let mut stats = Stats::default();
         for (a, b) in parts.ledger {
-            self.add_ledger_counts(&mut stats, a, b, grouping, now)
-                .await?;
+            match count_as_whole_hour_less_rest(a, b, now) {
+                Some((hour, end)) => {
+                    self.add_counter_counts(&mut stats, Level::Hour, hour, end, grouping, now)
+                        .await?;
+                    for (x, y) in [(hour, a), (b, end)] {
+                        if x < y {
+                            self.add_ledger_counts(&mut stats, x, y, grouping, now, subtract)
+                                .await?;
+                        }
+                    }
+                }
+                None => {
+                    self.add_ledger_counts(&mut stats, a, b, grouping, now, add)
+                        .await?;
+                }
+            }
         }
         for (a, b) in parts.hours {
             self.add_counter_counts(&mut stats, Level::Hour, a, b, grouping, now)
@@ -335,6 +392,8 @@ impl Store {
             self.add_counter_counts(&mut stats, Level::Day, a, b, grouping, now)
                 .await?;
         }
+        // A group whose rows all fell in the part of an hour taken back is not in the range.
+        stats.groups.retain(|_, c| c.issued > 0 || c.revoked > 0);
 
         let sql = rejected_statement(self.is_postgres(), grouping);
         let from_hour = from.hour_start();
@@ -362,7 +421,8 @@ impl Store {
         matches!(self, Store::Postgres(_))
     }
 
-    /// Adds the certificates issued and revoked in `[from, to)`, counted in the ledger.
+    /// Adds (or, with `apply` [`subtract`], takes back) the certificates issued and revoked in
+    /// `[from, to)`, counted in the ledger.
     async fn add_ledger_counts(
         &self,
         stats: &mut Stats,
@@ -370,6 +430,7 @@ impl Store {
         to: Timestamp,
         grouping: StatsGrouping,
         now: Timestamp,
+        apply: Apply,
     ) -> StoreResult<()> {
         let [issued_sql, revoked_sql] = ledger_statements(self.is_postgres(), grouping);
         let issued_binds: &[Timestamp] = if grouping == StatsGrouping::Status {
@@ -377,9 +438,9 @@ impl Store {
         } else {
             &[from, to]
         };
-        self.add_rows(stats, &issued_sql, issued_binds, issued)
+        self.apply_rows(stats, &issued_sql, issued_binds, issued, apply)
             .await?;
-        self.add_rows(stats, &revoked_sql, &[from, to], revoked)
+        self.apply_rows(stats, &revoked_sql, &[from, to], revoked, apply)
             .await
     }
 
@@ -391,6 +452,19 @@ impl Store {
         binds: &[Timestamp],
         field: fn(&mut Counts) -> &mut u64,
     ) -> StoreResult<()> {
+        self.apply_rows(stats, sql, binds, field, add).await
+    }
+
+    /// Applies (`add` or `subtract`) the rows `(key, n)` that `sql` selects with `binds` to
+    /// `field`.
+    async fn apply_rows(
+        &self,
+        stats: &mut Stats,
+        sql: &str,
+        binds: &[Timestamp],
+        field: fn(&mut Counts) -> &mut u64,
+        apply: Apply,
+    ) -> StoreResult<()> {
         let rows: Vec<(Option<String>, i64)> = on_pool!(self, |pool| {
             let mut q = sqlx::query_as(sql);
             for bind in binds {
@@ -399,7 +473,7 @@ impl Store {
             q.fetch_all(pool).await
         })?;
         for (key, n) in rows {
-            add(stats, key, n, field);
+            apply(stats, key, n, field);
         }
         Ok(())
     }
@@ -855,6 +929,63 @@ mod tests {
                 t(datetime!(2026-11-25 00:00 UTC)),
                 t(datetime!(2026-11-28 00:00 UTC))
             )]
+        );
+    }
+
+    #[test]
+    fn a_partial_hour_is_read_from_the_side_with_fewer_rows() {
+        let hour = (
+            t(datetime!(2026-11-30 10:00 UTC)),
+            t(datetime!(2026-11-30 11:00 UTC)),
+        );
+        let whole = Some(hour);
+        let at = |h: u8, m: u8| {
+            t(datetime!(2026-11-30 00:00 UTC)
+                .replace_hour(h)
+                .unwrap()
+                .replace_minute(m)
+                .unwrap())
+        };
+        // The current hour up to now: the counters, less the (few) rows after now.
+        assert_eq!(
+            count_as_whole_hour_less_rest(hour.0, at(10, 50), at(10, 50)),
+            whole
+        );
+        assert_eq!(
+            count_as_whole_hour_less_rest(hour.0, at(10, 5), at(10, 5)),
+            whole
+        );
+        // An edge hour in the past: the shorter side of it.
+        let later = at(14, 0);
+        assert_eq!(
+            count_as_whole_hour_less_rest(at(10, 10), hour.1, later),
+            whole
+        );
+        assert_eq!(
+            count_as_whole_hour_less_rest(at(10, 40), hour.1, later),
+            None
+        );
+        assert_eq!(
+            count_as_whole_hour_less_rest(hour.0, at(10, 40), later),
+            whole
+        );
+        assert_eq!(
+            count_as_whole_hour_less_rest(hour.0, at(10, 20), later),
+            None
+        );
+        // Ten minutes inside an hour: fifty outside it.
+        assert_eq!(
+            count_as_whole_hour_less_rest(at(10, 20), at(10, 30), later),
+            None
+        );
+        // Not across two hours, not in an hour that has not begun.
+        assert_eq!(
+            count_as_whole_hour_less_rest(at(10, 50), at(11, 10), later),
+            None
+        );
+        assert_eq!(
+            count_as_whole_hour_less_rest(hour.0, at(10, 50), at(9, 0)),
+            None
         );
     }
 
