@@ -228,8 +228,21 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
         }
         let _ = write!(report, "\n## {title}\n\n```\n{text}\n```\n");
     };
+    let mut sorted_pages = Vec::new();
     for (title, filter) in &lists {
         let plan = app.store.explain_list(filter, 101).await.unwrap();
+        // A filter of its own index reads its first page in order, without sorting every
+        // matching row (there are 10,000 revoked rows here, 150,000 in a 10 M ledger).
+        if *title == "revoked" && plan.iter().any(|line| line.contains("Sort")) {
+            sorted_pages.push(format!(
+                "{title}:
+{}",
+                plan.join(
+                    "
+"
+                )
+            ));
+        }
         record(format!("GET /v1/certificates: {title}"), plan, false);
     }
     let ranges = [
@@ -289,5 +302,10 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
         table_scans.is_empty(),
         "queries that scan a table instead of an index:\n\n{}",
         table_scans.join("\n\n")
+    );
+    assert!(
+        sorted_pages.is_empty(),
+        "list filters that sort every matching row for one page:\n\n{}",
+        sorted_pages.join("\n\n")
     );
 }
