@@ -398,6 +398,102 @@ async fn write_in_transaction(
         .collect())
 }
 
+/// The ledger columns of a batch's rows, one array per column in row order: what both ways of
+/// writing a batch unnest, bound as `$1` to `$16` in this order.
+struct Columns<'a> {
+    serial: Vec<&'a str>,
+    ca_id: Vec<&'a str>,
+    thing_name: Vec<&'a str>,
+    country: Vec<Option<&'a str>>,
+    subject: Vec<&'a str>,
+    key_algorithm: Vec<String>,
+    spki_sha256: Vec<&'a str>,
+    aws_certificate_id: Vec<&'a str>,
+    certificate_der: Vec<&'a [u8]>,
+    not_before: Vec<OffsetDateTime>,
+    not_after: Vec<OffsetDateTime>,
+    issued_at: Vec<OffsetDateTime>,
+    station: Vec<&'a str>,
+    request_id: Vec<Option<&'a str>>,
+    idempotency_key: Vec<Option<&'a str>>,
+    channel: Vec<&'static str>,
+    /// The earliest `issued_at` (`None` for no rows).
+    earliest: Option<OffsetDateTime>,
+}
+
+type PgQueryAs<'q, O> = sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+
+impl<'a> Columns<'a> {
+    fn of(rows: impl ExactSizeIterator<Item = &'a NewIssuance>) -> Columns<'a> {
+        let n = rows.len();
+        let mut c = Columns {
+            serial: Vec::with_capacity(n),
+            ca_id: Vec::with_capacity(n),
+            thing_name: Vec::with_capacity(n),
+            country: Vec::with_capacity(n),
+            subject: Vec::with_capacity(n),
+            key_algorithm: Vec::with_capacity(n),
+            spki_sha256: Vec::with_capacity(n),
+            aws_certificate_id: Vec::with_capacity(n),
+            certificate_der: Vec::with_capacity(n),
+            not_before: Vec::with_capacity(n),
+            not_after: Vec::with_capacity(n),
+            issued_at: Vec::with_capacity(n),
+            station: Vec::with_capacity(n),
+            request_id: Vec::with_capacity(n),
+            idempotency_key: Vec::with_capacity(n),
+            channel: Vec::with_capacity(n),
+            earliest: None,
+        };
+        for row in rows {
+            let cert = &row.certificate;
+            c.serial.push(cert.serial.as_str());
+            c.ca_id.push(row.ca_id.as_str());
+            c.thing_name.push(cert.thing_name.as_str());
+            c.country.push(cert.country.as_deref());
+            c.subject.push(cert.subject.as_str());
+            c.key_algorithm.push(cert.key_algorithm.name());
+            c.spki_sha256.push(cert.spki_sha256.as_str());
+            c.aws_certificate_id.push(cert.aws_certificate_id.as_str());
+            c.certificate_der.push(cert.certificate_der.as_slice());
+            c.not_before
+                .push(super::Timestamp::new(cert.not_before).get());
+            c.not_after
+                .push(super::Timestamp::new(cert.not_after).get());
+            c.issued_at.push(row.issued_at.get());
+            c.station.push(row.station.as_str());
+            c.request_id.push(row.request_id.as_deref());
+            c.idempotency_key
+                .push(row.idempotency.as_ref().map(|(key, _)| key.as_str()));
+            c.channel.push(super::TextValue::name(row.channel));
+            let at = row.issued_at.get();
+            c.earliest = Some(c.earliest.map_or(at, |t| t.min(at)));
+        }
+        c
+    }
+
+    /// Binds the sixteen arrays as `$1` to `$16`.
+    fn bind<'q, O>(&'q self, query: PgQueryAs<'q, O>) -> PgQueryAs<'q, O> {
+        query
+            .bind(&self.serial)
+            .bind(&self.ca_id)
+            .bind(&self.thing_name)
+            .bind(&self.country)
+            .bind(&self.subject)
+            .bind(&self.key_algorithm)
+            .bind(&self.spki_sha256)
+            .bind(&self.aws_certificate_id)
+            .bind(&self.certificate_der)
+            .bind(&self.not_before)
+            .bind(&self.not_after)
+            .bind(&self.issued_at)
+            .bind(&self.station)
+            .bind(&self.request_id)
+            .bind(&self.idempotency_key)
+            .bind(&self.channel)
+    }
+}
+
 /// The `(seq, hash)` of each CA's chain head, by CA id, as locked by this transaction.
 type Heads = BTreeMap<String, (i64, Vec<u8>)>;
 
@@ -410,45 +506,7 @@ async fn insert_claims_and_certificates(
     rows: &[&NewIssuance],
     alive: &[usize],
 ) -> Result<(HashSet<String>, Heads), sqlx::Error> {
-    let n = alive.len();
-    let mut serial = Vec::with_capacity(n);
-    let mut ca_id = Vec::with_capacity(n);
-    let mut thing_name = Vec::with_capacity(n);
-    let mut country = Vec::with_capacity(n);
-    let mut subject = Vec::with_capacity(n);
-    let mut key_algorithm = Vec::with_capacity(n);
-    let mut spki_sha256 = Vec::with_capacity(n);
-    let mut aws_certificate_id = Vec::with_capacity(n);
-    let mut certificate_der = Vec::with_capacity(n);
-    let mut not_before = Vec::with_capacity(n);
-    let mut not_after = Vec::with_capacity(n);
-    let mut issued_at = Vec::with_capacity(n);
-    let mut station = Vec::with_capacity(n);
-    let mut request_id = Vec::with_capacity(n);
-    let mut idempotency_key = Vec::with_capacity(n);
-    let mut channel = Vec::with_capacity(n);
-    let mut earliest: Option<OffsetDateTime> = None;
-    for &i in alive {
-        let row = rows[i];
-        let cert = &row.certificate;
-        serial.push(cert.serial.as_str());
-        ca_id.push(row.ca_id.as_str());
-        thing_name.push(cert.thing_name.as_str());
-        country.push(cert.country.as_deref());
-        subject.push(cert.subject.as_str());
-        key_algorithm.push(cert.key_algorithm.name());
-        spki_sha256.push(cert.spki_sha256.as_str());
-        aws_certificate_id.push(cert.aws_certificate_id.as_str());
-        certificate_der.push(cert.certificate_der.as_slice());
-        not_before.push(super::Timestamp::new(cert.not_before).get());
-        not_after.push(super::Timestamp::new(cert.not_after).get());
-        issued_at.push(row.issued_at.get());
-        station.push(row.station.as_str());
-        request_id.push(row.request_id.as_deref());
-        idempotency_key.push(row.idempotency.as_ref().map(|(key, _)| key.as_str()));
-        channel.push(super::TextValue::name(row.channel));
-        earliest = Some(earliest.map_or(row.issued_at.get(), |t| t.min(row.issued_at.get())));
-    }
+    let columns = Columns::of(alive.iter().map(|&i| rows[i]));
     // Every row of a batch has the same policy (see `assemble`).
     let reject = rows[alive[0]].reject_duplicate_thing;
     // Under "reject" an existing claim is replaced only when its certificate has expired, as
@@ -460,12 +518,13 @@ async fn insert_claims_and_certificates(
     // (`Store::record_issuance`) and as before; CAs in id order.
     // A recorded serial, or a head: (serial, ca_id, seq, hash).
     type Returned = (Option<String>, Option<String>, Option<i64>, Option<Vec<u8>>);
-    let returned: Vec<Returned> = sqlx::query_as(
-        "WITH input AS ( \
+    let returned: Vec<Returned> = columns
+        .bind(sqlx::query_as(
+            "WITH input AS ( \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
                      $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[], \
                      $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[], \
-                     $14::text[], $15::text[], $18::text[]) \
+                     $14::text[], $15::text[], $16::text[]) \
                  AS i (serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
                      aws_certificate_id, certificate_der, not_before, not_after, issued_at, \
                      station, request_id, idempotency_key, channel) \
@@ -474,7 +533,7 @@ async fn insert_claims_and_certificates(
                  SELECT thing_name, serial, not_after FROM input ORDER BY thing_name \
                  ON CONFLICT (thing_name) DO UPDATE SET serial = excluded.serial, \
                      not_after = excluded.not_after \
-                 WHERE NOT $16 OR thing_claims.not_after <= $17 \
+                 WHERE NOT $17 OR thing_claims.not_after <= $18 \
                  RETURNING serial \
              ), released AS ( \
                  DELETE FROM idempotency_keys k USING input i \
@@ -498,28 +557,12 @@ async fn insert_claims_and_certificates(
              SELECT serial, NULL::text, NULL::bigint, NULL::bytea FROM inserted \
              UNION ALL \
              SELECT NULL::text, ca_id, seq, hash FROM head",
-    )
-    .bind(&serial)
-    .bind(&ca_id)
-    .bind(&thing_name)
-    .bind(&country)
-    .bind(&subject)
-    .bind(&key_algorithm)
-    .bind(&spki_sha256)
-    .bind(&aws_certificate_id)
-    .bind(&certificate_der)
-    .bind(&not_before)
-    .bind(&not_after)
-    .bind(&issued_at)
-    .bind(&station)
-    .bind(&request_id)
-    .bind(&idempotency_key)
-    .bind(reject)
-    .bind(earliest.expect("alive is not empty"))
-    .bind(&channel)
-    .bind(&super::chain::GENESIS[..])
-    .fetch_all(&mut *tx)
-    .await?;
+        ))
+        .bind(reject)
+        .bind(columns.earliest.expect("alive is not empty"))
+        .bind(&super::chain::GENESIS[..])
+        .fetch_all(&mut *tx)
+        .await?;
     let mut recorded = HashSet::with_capacity(returned.len());
     let mut heads = Heads::new();
     for (serial, ca_id, seq, hash) in returned {

@@ -26,9 +26,7 @@
 
 use std::collections::HashSet;
 
-use time::OffsetDateTime;
-
-use super::super::{NewIssuance, RecordOutcome, TextValue, Timestamp};
+use super::super::{NewIssuance, RecordOutcome, Timestamp};
 
 const SQL: &str = "WITH RECURSIVE input AS ( \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
@@ -38,7 +36,7 @@ const SQL: &str = "WITH RECURSIVE input AS ( \
              $21::timestamptz[], $22::timestamptz[]) WITH ORDINALITY \
          AS i (serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
              aws_certificate_id, certificate_der, not_before, not_after, issued_at, station, \
-             request_id, channel, idempotency_key, csr_sha256, payload, hour, expires_hour, \
+             request_id, idempotency_key, channel, csr_sha256, payload, hour, expires_hour, \
              day, expires_day, ord) \
      ), keyed AS ( \
          INSERT INTO idempotency_keys (station, idempotency_key, csr_sha256, serial, created_at) \
@@ -120,58 +118,24 @@ pub(super) async fn write(
     pool: &sqlx::PgPool,
     rows: &[&NewIssuance],
 ) -> Result<Vec<RecordOutcome>, sqlx::Error> {
+    let columns = super::Columns::of(rows.iter().copied());
     let n = rows.len();
-    let mut serial = Vec::with_capacity(n);
-    let mut ca_id = Vec::with_capacity(n);
-    let mut thing_name = Vec::with_capacity(n);
-    let mut country = Vec::with_capacity(n);
-    let mut subject = Vec::with_capacity(n);
-    let mut key_algorithm = Vec::with_capacity(n);
-    let mut spki_sha256 = Vec::with_capacity(n);
-    let mut aws_certificate_id = Vec::with_capacity(n);
-    let mut certificate_der = Vec::with_capacity(n);
-    let mut not_before = Vec::with_capacity(n);
-    let mut not_after = Vec::with_capacity(n);
-    let mut issued_at = Vec::with_capacity(n);
-    let mut station = Vec::with_capacity(n);
-    let mut request_id = Vec::with_capacity(n);
-    let mut channel = Vec::with_capacity(n);
-    let mut idempotency_key = Vec::with_capacity(n);
     let mut csr_sha256 = Vec::with_capacity(n);
     let mut payload = Vec::with_capacity(n);
     let mut hour = Vec::with_capacity(n);
     let mut expires_hour = Vec::with_capacity(n);
     let mut day = Vec::with_capacity(n);
     let mut expires_day = Vec::with_capacity(n);
-    let mut earliest: Option<OffsetDateTime> = None;
     for row in rows {
-        let cert = &row.certificate;
-        let expires = Timestamp::new(cert.not_after);
-        serial.push(cert.serial.as_str());
-        ca_id.push(row.ca_id.as_str());
-        thing_name.push(cert.thing_name.as_str());
-        country.push(cert.country.as_deref());
-        subject.push(cert.subject.as_str());
-        key_algorithm.push(cert.key_algorithm.name());
-        spki_sha256.push(cert.spki_sha256.as_str());
-        aws_certificate_id.push(cert.aws_certificate_id.as_str());
-        certificate_der.push(cert.certificate_der.as_slice());
-        not_before.push(Timestamp::new(cert.not_before).get());
-        not_after.push(expires.get());
-        issued_at.push(row.issued_at.get());
-        station.push(row.station.as_str());
-        request_id.push(row.request_id.as_deref());
-        channel.push(TextValue::name(row.channel));
-        idempotency_key.push(row.idempotency.as_ref().map(|(key, _)| key.as_str()));
+        let expires = Timestamp::new(row.certificate.not_after);
         csr_sha256.push(row.idempotency.as_ref().map(|(_, sha)| sha.as_str()));
         payload.push(row.chain_event().payload);
         hour.push(row.issued_at.hour_start().get());
         expires_hour.push(expires.hour_start().get());
         day.push(row.issued_at.day_start().get());
         expires_day.push(expires.day_start().get());
-        earliest = Some(earliest.map_or(row.issued_at.get(), |t| t.min(row.issued_at.get())));
     }
-    let Some(earliest) = earliest else {
+    let Some(earliest) = columns.earliest else {
         return Ok(Vec::new());
     };
     // Every row of a batch has the same policy (see `assemble`). Under "reject" an existing
@@ -179,23 +143,8 @@ pub(super) async fn write(
     // issuance time; under "allow" the newest certificate always takes it.
     let reject = rows[0].reject_duplicate_thing;
     // (serial, true) for each recorded row, (serial, false) for each Idempotency-Key that landed.
-    let returned: Vec<(String, bool)> = sqlx::query_as(SQL)
-        .bind(&serial)
-        .bind(&ca_id)
-        .bind(&thing_name)
-        .bind(&country)
-        .bind(&subject)
-        .bind(&key_algorithm)
-        .bind(&spki_sha256)
-        .bind(&aws_certificate_id)
-        .bind(&certificate_der)
-        .bind(&not_before)
-        .bind(&not_after)
-        .bind(&issued_at)
-        .bind(&station)
-        .bind(&request_id)
-        .bind(&channel)
-        .bind(&idempotency_key)
+    let returned: Vec<(String, bool)> = columns
+        .bind(sqlx::query_as(SQL))
         .bind(&csr_sha256)
         .bind(&payload)
         .bind(&hour)

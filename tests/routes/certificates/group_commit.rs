@@ -85,6 +85,19 @@ async fn record_all(
         .expect("the writer answers within a minute")
 }
 
+/// A thing that already has an active certificate (`Held-0`), and a key already used
+/// (`key-held`, for `Keyed-held`).
+async fn hold_a_thing_and_a_key(app: &TestApp) {
+    let held = app.sign(&csr("Held-0", "JP").pem).await;
+    assert_eq!(held.status(), StatusCode::CREATED);
+    let keyed = json(
+        app.sign_as(&app.station, &csr("Keyed-held", "JP").pem, Some("key-held"))
+            .await,
+    )
+    .await;
+    assert!(keyed["serial"].is_string(), "{keyed}");
+}
+
 // On a current-thread runtime the writer task cannot run before `join_all` has queued every
 // row, so the first batch takes all of them (up to max_batch): conflicts inside one batch are
 // certain, not a matter of luck.
@@ -92,14 +105,7 @@ async fn record_all(
 async fn one_batch_records_exactly_the_rows_that_win_their_thing_name_and_key() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let ca_id = issuing_ca_id(&app).await;
-    // A thing that already has an active certificate, and a key already used.
-    app.sign(&csr("Held-0", "JP").pem).await;
-    let held = json(
-        app.sign_as(&app.station, &csr("Keyed-held", "JP").pem, Some("key-held"))
-            .await,
-    )
-    .await;
-    assert!(held["serial"].is_string(), "{held}");
+    hold_a_thing_and_a_key(&app).await;
     let rows_before = app.ledger_count().await;
 
     let writer = LedgerWriter::spawn(
@@ -213,13 +219,7 @@ async fn chain_records(app: &TestApp) -> Vec<(String, i64, String)> {
 async fn one_statement_chains_each_cas_rows_in_batch_order_and_the_chains_verify() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let first = issuing_ca_id(&app).await;
-    app.sign(&csr("Held-0", "JP").pem).await;
-    let held = json(
-        app.sign_as(&app.station, &csr("Keyed-held", "JP").pem, Some("key-held"))
-            .await,
-    )
-    .await;
-    assert!(held["serial"].is_string(), "{held}");
+    hold_a_thing_and_a_key(&app).await;
     let created = app
         .admin_json(
             Method::POST,
