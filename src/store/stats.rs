@@ -141,7 +141,7 @@ fn subtract(stats: &mut Stats, key: Option<String>, n: i64, field: fn(&mut Count
     *total = total.saturating_sub(n);
 }
 
-/// How [`Store::add_rows`] applies the counts it reads.
+/// How [`Store::apply_rows`] applies the counts it reads: [`add`] or [`subtract`].
 type Apply = fn(&mut Stats, Option<String>, i64, fn(&mut Counts) -> &mut u64);
 
 fn issued(c: &mut Counts) -> &mut u64 {

@@ -90,7 +90,7 @@ pub(super) fn split(from: Timestamp, to: Timestamp, days: bool) -> Split {
 }
 
 /// The ranges `[from, inner.0)` and `[inner.1, to)` that are not empty.
-pub(super) fn edges(
+fn edges(
     from: Timestamp,
     inner: (Timestamp, Timestamp),
     to: Timestamp,

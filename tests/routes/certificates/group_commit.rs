@@ -57,6 +57,17 @@ fn row(ca_id: &str, thing: &str, key: Option<(&str, &str)>) -> NewIssuance {
     }
 }
 
+/// A writer of its own on the app's database: batches of up to 64 rows, `writers` tasks.
+fn spawn_writer(app: &TestApp, writers: usize) -> LedgerWriter {
+    LedgerWriter::spawn(
+        pool(app),
+        GroupCommitConfig {
+            max_batch: 64,
+            writers,
+        },
+    )
+}
+
 async fn issuing_ca_id(app: &TestApp) -> String {
     app.store
         .issuing_ca()
@@ -108,13 +119,7 @@ async fn one_batch_records_exactly_the_rows_that_win_their_thing_name_and_key() 
     hold_a_thing_and_a_key(&app).await;
     let rows_before = app.ledger_count().await;
 
-    let writer = LedgerWriter::spawn(
-        pool(&app),
-        GroupCommitConfig {
-            max_batch: 64,
-            writers: 2,
-        },
-    );
+    let writer = spawn_writer(&app, 2);
     let sha = random_hex(32);
     let mut rows = Vec::new();
     let mut expected = Vec::new();
@@ -241,13 +246,7 @@ async fn one_statement_chains_each_cas_rows_in_batch_order_and_the_chains_verify
         "the second CA has no chain yet"
     );
 
-    let writer = LedgerWriter::spawn(
-        pool(&app),
-        GroupCommitConfig {
-            max_batch: 64,
-            writers: 1,
-        },
-    );
+    let writer = spawn_writer(&app, 1);
     let sha = random_hex(32);
     let mut rows = Vec::new();
     let mut expected = Vec::new();
@@ -357,13 +356,7 @@ async fn a_failed_batch_answers_every_member_with_the_store_error_and_records_no
     let app = TestApp::spawn(Backend::Postgres).await;
     let ca_id = issuing_ca_id(&app).await;
     let before = app.ledger_count().await;
-    let writer = LedgerWriter::spawn(
-        pool(&app),
-        GroupCommitConfig {
-            max_batch: 64,
-            writers: 1,
-        },
-    );
+    let writer = spawn_writer(&app, 1);
     // One row names a CA the store does not have: its foreign key fails the whole batch.
     let mut rows: Vec<NewIssuance> = (0..6)
         .map(|i| row(&ca_id, &format!("Doomed-{i}"), None))
