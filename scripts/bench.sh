@@ -27,6 +27,10 @@
 #   BENCH_CFSSL           1 (default) to measure CFSSL too when `cfssl` is installed, 0 not to
 #   BENCH_CFSSL_CONNECTIONS  connection counts for CFSSL (default "64")
 #   BENCH_POSTGRES_URL    server URL without database (default postgres://postgres@127.0.0.1:5432)
+#   BENCH_POSTGRES_PARAMS connection parameters for the service and CFSSL alike, so that both
+#                         reach PostgreSQL the same way (default "sslmode=disable": lib/pq has no
+#                         "prefer", and sqlx's default "prefer" would give the service TLS where
+#                         CFSSL has none; "sslmode=require" measures both over TLS)
 #   BENCH_BIN             a factory-ca release binary to use instead of building one
 #   BENCH_WRK_THREADS     wrk threads (default 2, at most the connection count)
 #   BENCH_SERVER_ENV      extra VAR=value words for the service's environment only (for example
@@ -41,6 +45,7 @@ ROOT=$(pwd)
 SECS=${BENCH_SECS:-10}
 MAX_RATE=${BENCH_MAX_RATE:-15000}
 PG=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+PG_PARAMS=${BENCH_POSTGRES_PARAMS-sslmode=disable}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 read -r -a ALGORITHMS <<<"${BENCH_ALGORITHMS:-ecdsa-p256 rsa-2048}"
@@ -210,7 +215,7 @@ for alg in "${ALGORITHMS[@]}"; do
         port=$(free_port)
         url="http://127.0.0.1:$port"
         env_server=(
-            FACTORY_CA_DATABASE__URL="$PG/$db"
+            FACTORY_CA_DATABASE__URL="$PG/$db${PG_PARAMS:+?$PG_PARAMS}"
             FACTORY_CA_DATA_DIR="$data"
             FACTORY_CA_CA__ALGORITHM="$alg"
             FACTORY_CA_SERVER__LISTEN="127.0.0.1:$port"
@@ -296,8 +301,8 @@ if [[ ${BENCH_CFSSL:-1} == 1 ]] && command -v cfssl >/dev/null; then
         -out "$cdir/ca.pem" 2>/dev/null
     echo '{"signing": {"default": {"expiry": "8760h", "usages": ["digital signature", "client auth"]}}}' \
         >"$cdir/config.json"
-    # lib/pq has no sslmode=prefer: "disable" is the closest to what it could do on loopback.
-    printf '{"driver": "postgres", "data_source": "%s/%s?sslmode=disable"}\n' "$PG" "$db" >"$cdir/db.json"
+    # The service's connection parameters; lib/pq's own default would be sslmode=require.
+    printf '{"driver": "postgres", "data_source": "%s/%s%s"}\n' "$PG" "$db" "${PG_PARAMS:+?$PG_PARAMS}" >"$cdir/db.json"
     port=$(free_port)
     cfssl serve -address 127.0.0.1 -port "$port" -ca "$cdir/ca.pem" -ca-key "$cdir/ca-key.pem" \
         -config "$cdir/config.json" -db-config "$cdir/db.json" -loglevel 3 \
@@ -352,7 +357,8 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo
 echo "Machine: $(nproc) cores ($cpu_model), $(free -g | awk '/^Mem/ { print $2 }') GiB;" \
     "PostgreSQL $(psql_admin "SHOW server_version") on the same machine" \
-    "(fsync=$(psql_admin "SHOW fsync"), synchronous_commit=$(psql_admin "SHOW synchronous_commit"), ssl=$(psql_admin "SHOW ssl"))."
+    "(fsync=$(psql_admin "SHOW fsync"), synchronous_commit=$(psql_admin "SHOW synchronous_commit"), ssl=$(psql_admin "SHOW ssl"));" \
+    "the service and CFSSL connect with \`${PG_PARAMS:-no parameters}\`."
 echo "Load: wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }') with scripts/bench-wrk.lua, ${SECS} s per run, keep-alive," \
     "every body a distinct ECDSA P-256 device CSR; $(date -u +%Y-%m-%dT%H:%MZ)."
 echo

@@ -223,15 +223,26 @@ pub fn describe_location(settings: &Settings) -> String {
             let path = std::path::absolute(&path).unwrap_or(path);
             format!("SQLite {}", path.display())
         }
-        None => match PgConnectOptions::from_str(&url) {
-            Ok(options) => format!(
-                "PostgreSQL {}:{}/{}",
-                options.get_host(),
+        None => describe_postgres(&url),
+    }
+}
+
+/// `PostgreSQL host:port/database`, or `PostgreSQL socket /dir:port/database` for a URL with
+/// `?host=/dir` (the Unix socket in that directory; the URL's host is then unused).
+fn describe_postgres(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(options) => {
+            let (kind, place) = match options.get_socket() {
+                Some(dir) => ("socket ", dir.to_string_lossy()),
+                None => ("", options.get_host().into()),
+            };
+            format!(
+                "PostgreSQL {kind}{place}:{}/{}",
                 options.get_port(),
                 options.get_database().unwrap_or("(default database)")
-            ),
-            Err(_) => "PostgreSQL (database.url does not parse)".to_owned(),
-        },
+            )
+        }
+        Err(_) => "PostgreSQL (database.url does not parse)".to_owned(),
     }
 }
 
@@ -458,5 +469,26 @@ pub mod rfc3339 {
                 None => s.serialize_none(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::describe_postgres;
+
+    #[test]
+    fn a_postgres_location_names_the_socket_when_the_url_asks_for_one() {
+        assert_eq!(
+            describe_postgres("postgres://u:secret@db.example:6432/ledger"),
+            "PostgreSQL db.example:6432/ledger"
+        );
+        assert_eq!(
+            describe_postgres("postgres://u:secret@localhost/ledger?host=/var/run/postgresql"),
+            "PostgreSQL socket /var/run/postgresql:5432/ledger"
+        );
+        assert_eq!(
+            describe_postgres("postgres://u@[::1"),
+            "PostgreSQL (database.url does not parse)"
+        );
     }
 }
