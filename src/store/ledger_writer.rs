@@ -14,7 +14,7 @@
 //! the batch is written by one transaction of multi-row statements over `UNNEST`ed arrays and
 //! one COMMIT, which can also give a key back ([`write_in_transaction`]):
 //!
-//! 1. `BEGIN; SET CONSTRAINTS ... DEFERRED` (one round trip; see migration 0006).
+//! 1. `BEGIN; SET CONSTRAINTS ... DEFERRED` (one round trip; see migrations 0006 and 0029).
 //! 2. Idempotency keys, when any row has one: `INSERT ... ON CONFLICT DO NOTHING RETURNING`
 //!    names the rows whose key landed; the others get [`RecordOutcome::IdempotencyKeyTaken`].
 //! 3. One statement: the thing claims of the remaining rows (`ON CONFLICT DO UPDATE ... WHERE`
@@ -297,13 +297,10 @@ async fn write_in_transaction(
     rows: &[&NewIssuance],
 ) -> Result<Vec<RecordOutcome>, sqlx::Error> {
     let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; rows.len()];
-    // The keys and claims of a batch reference certificates inserted later in the same
-    // transaction; the foreign keys are checked at COMMIT (migration 0006).
+    // The keys of a batch reference certificates inserted later in the same transaction; their
+    // foreign key is checked at COMMIT (migration 0006; thing claims have none since 0029).
     let mut tx = pool
-        .begin_with(
-            "BEGIN; SET CONSTRAINTS thing_claims_serial_fkey, idempotency_keys_serial_fkey \
-             DEFERRED",
-        )
+        .begin_with("BEGIN; SET CONSTRAINTS idempotency_keys_serial_fkey DEFERRED")
         .await?;
 
     // 2. Idempotency keys first: of concurrent requests with one key, the losers must see the

@@ -357,7 +357,8 @@ async fn a_failed_batch_answers_every_member_with_the_store_error_and_records_no
     let ca_id = issuing_ca_id(&app).await;
     let before = app.ledger_count().await;
     let writer = spawn_writer(&app, 1);
-    // One row names a CA the store does not have: its foreign key fails the whole batch.
+    // One row names a CA the store does not have: the foreign key of its chain head (migration
+    // 0029) fails the whole batch, in one statement and in the transaction.
     let mut rows: Vec<NewIssuance> = (0..6)
         .map(|i| row(&ca_id, &format!("Doomed-{i}"), None))
         .collect();
@@ -378,6 +379,17 @@ async fn a_failed_batch_answers_every_member_with_the_store_error_and_records_no
     // The writer keeps working after a failed batch.
     let next = record_all(&writer, vec![row(&ca_id, "Doomed-0", None)]).await;
     assert_eq!(next, vec![Ok(RecordOutcome::Recorded)]);
+
+    // A CA with a chain cannot be deleted from under its ledger rows.
+    let deleted = sqlx::query("DELETE FROM certificate_authorities WHERE id = $1")
+        .bind(&ca_id)
+        .execute(&pool(&app))
+        .await
+        .expect_err("the chain head holds the CA");
+    assert!(
+        deleted.to_string().contains("ledger_heads_ca_id_fkey"),
+        "{deleted}"
+    );
 }
 
 /// Many concurrent signing requests over HTTP, with duplicate thing names and racing
