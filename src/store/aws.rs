@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, TemplateKind, Timestamp};
+use super::{Bind, Store, StoreResult, TemplateKind, Timestamp};
 use crate::aws::{AwsCertificateStatus, CaStatus, CertificateMode};
 
 /// What we know of a CA's registration in AWS IoT.
@@ -557,6 +557,20 @@ impl Store {
     /// The plan of [`Store::revocation_lag`]'s query, one line per plan node.
     pub async fn explain_revocation_lag(&self) -> StoreResult<Vec<String>> {
         self.explain(REVOCATION_LAG_SQL, &[]).await
+    }
+
+    /// The plan (`EXPLAIN`, PostgreSQL) of one AWS sync page's statement for these AWS ids:
+    /// how it finds their ledger rows.
+    pub async fn explain_aws_sync_page(&self, aws_ids: &[String]) -> StoreResult<Vec<String>> {
+        let array = |item: &str| format!("{{{}}}", vec![item; aws_ids.len()].join(","));
+        let binds = [
+            Bind::Text(format!("{{{}}}", aws_ids.join(","))),
+            Bind::Text(array("ACTIVE")),
+            Bind::Text(array("NULL")),
+            Bind::Text("query-plan".to_owned()),
+            Bind::Time(Timestamp::now()),
+        ];
+        self.explain(RECORD_PAGE_SQL, &binds).await
     }
 }
 

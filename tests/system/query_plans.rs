@@ -293,6 +293,17 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
         false,
     );
 
+    // An AWS sync page finds its certificates by AWS id (a hash index since migration 0030).
+    let page: Vec<String> = (1..=250).map(|i| format!("{:064x}", i * 3_989)).collect();
+    let sync = app.store.explain_aws_sync_page(&page).await.unwrap();
+    assert!(
+        sync.join("\n")
+            .contains("issued_certificates_aws_certificate_id"),
+        "an AWS sync page looks its ids up by index:\n{}",
+        sync.join("\n")
+    );
+    record("AWS sync: one page of 250 AWS ids".into(), sync, false);
+
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("query-plans.md");
