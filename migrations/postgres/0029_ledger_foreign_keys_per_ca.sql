@@ -4,7 +4,8 @@
 -- PostgreSQL checks a foreign key with one query per inserted row. Two of them ran for every
 -- certificate: issued_certificates.ca_id (which also locked the CA's row, from every writer at
 -- once) and thing_claims.serial (deferrable since 0006, so queued until the statement's end).
--- Together they were 15-20 microseconds of PostgreSQL's CPU per certificate.
+-- Together they cost PostgreSQL 12 to 26 microseconds of CPU per certificate (measured pair by
+-- pair).
 --
 -- What they guaranteed stays guaranteed, more cheaply:
 -- - "A ledger row names a CA that exists" moves to the CA's hash-chain head. Every ledger row is
@@ -16,7 +17,8 @@
 --   `factory-ca ledger verify`'s to find.
 -- The foreign key of idempotency_keys stays: one statement refuses a batch through it.
 --
--- SQLite keeps its foreign keys: it checks them without a query per row.
+-- SQLite keeps its foreign keys: it checks them by an index lookup inside the insert, not by a
+-- query.
 ALTER TABLE ledger_heads
     ADD CONSTRAINT ledger_heads_ca_id_fkey FOREIGN KEY (ca_id) REFERENCES certificate_authorities (id);
 ALTER TABLE issued_certificates DROP CONSTRAINT issued_certificates_ca_id_fkey;
