@@ -225,6 +225,24 @@ async fn verify(
             }
         }
     }
+    // Thing claims span CAs: checked when the whole ledger is.
+    if ca_id.is_none() {
+        let claims = ledger::verify_claims(store).await?;
+        match &claims.stray {
+            None => println!(
+                "thing claims\tok\t{} claims\t{:.2} s",
+                claims.claims, claims.seconds
+            ),
+            Some((thing, serial)) => {
+                let problem = format!(
+                    "the claim of thing {thing} names {serial}, which is not a ledger row of \
+                     that thing"
+                );
+                println!("thing claims\tmismatch\t-\t{serial}\t{problem}");
+                failed.push(problem);
+            }
+        }
+    }
     if !failed.is_empty() {
         anyhow::bail!(
             "the ledger does not match its hash chain: {}",

@@ -203,6 +203,27 @@ pub async fn verify(
     Ok(out)
 }
 
+/// The thing claims as `ledger verify` finds them: every claim must name a ledger row of its
+/// own thing (the certificate that holds the thing name).
+#[derive(Debug, Clone)]
+pub struct ClaimsVerification {
+    pub claims: i64,
+    /// The first claim (by thing name) that does not: `(thing name, serial)`.
+    pub stray: Option<(String, String)>,
+    pub seconds: f64,
+}
+
+/// Checks every thing claim against the ledger rows ([`ClaimsVerification`]).
+pub async fn verify_claims(store: &Store) -> Result<ClaimsVerification, StoreError> {
+    let started = Instant::now();
+    let (claims, stray) = store.claims_check().await?;
+    Ok(ClaimsVerification {
+        claims,
+        stray,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
 /// Checkpoints read per query.
 const CHECKPOINT_PAGE: u32 = 1_000;
 

@@ -534,6 +534,24 @@ impl Store {
         Ok(None)
     }
 
+    /// `ledger verify`'s check of the thing claims: how many there are, and the first (by thing
+    /// name) that does not name a ledger row of its own thing, as `(thing name, serial)`. A
+    /// claim is written with its certificate; on PostgreSQL no foreign key checks it (migration
+    /// 0029), so this is where a claim changed or left behind in the database shows.
+    pub async fn claims_check(&self) -> StoreResult<(i64, Option<(String, String)>)> {
+        const COUNT: &str = "SELECT COUNT(*) FROM thing_claims";
+        const STRAY: &str = "SELECT c.thing_name, c.serial FROM thing_claims c \
+             WHERE NOT EXISTS (SELECT 1 FROM issued_certificates i \
+                 WHERE i.serial = c.serial AND i.thing_name = c.thing_name) \
+             ORDER BY c.thing_name LIMIT 1";
+        Ok(on_pool!(self, |pool| async {
+            let count: i64 = sqlx::query_scalar(COUNT).fetch_one(pool).await?;
+            let stray = sqlx::query_as(STRAY).fetch_optional(pool).await?;
+            Ok::<_, sqlx::Error>((count, stray))
+        }
+        .await)?)
+    }
+
     /// Adopts the ledger rows written before the chain existed, once (migration 0016 marks it
     /// due): per CA, issuances in `issued_at` order, then revocations in `revoked_at` order, in
     /// transactions of a few thousand rows.

@@ -3,7 +3,8 @@
 //! checkpointing one chain at once making one checkpoint. The chain's coverage of the rows,
 //! with no index of the chain by serial: a row without its `issued`, `revoked` or `superseded`
 //! record is named, so is a record held twice, and the one-time adoption of rows written
-//! before the chain leaves no index behind.
+//! before the chain leaves no index behind. A thing claim that names no certificate of its
+//! thing is named.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ on_both_backends!(
     a_row_without_its_record_is_named_without_an_index_by_serial,
     a_record_held_twice_is_named,
     adoption_chains_the_rows_written_before_the_chain_and_drops_its_index,
+    a_claim_that_names_no_certificate_of_its_thing_is_named,
 );
 
 async fn issue(app: &TestApp, thing: &str) {
@@ -383,4 +385,32 @@ async fn adoption_chains_the_rows_written_before_the_chain_and_drops_its_index(b
     // Adoption is done: another migrate adopts nothing.
     app.store.migrate().await.unwrap();
     assert_eq!(verified_once(&app).await.verified, 6);
+}
+
+async fn a_claim_that_names_no_certificate_of_its_thing_is_named(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let a = issue_serial(&app, "Claimed-A").await;
+    let b = issue_serial(&app, "Claimed-B").await;
+    let checked = ledger::verify_claims(&app.store).await.unwrap();
+    assert_eq!((checked.claims, checked.stray), (2, None));
+
+    // Someone writing the database points A's claim at B's certificate.
+    app.execute_sql(&format!(
+        "UPDATE thing_claims SET serial = '{b}' WHERE thing_name = 'Claimed-A'"
+    ))
+    .await;
+    let checked = ledger::verify_claims(&app.store).await.unwrap();
+    assert_eq!(checked.stray, Some(("Claimed-A".to_owned(), b.clone())));
+
+    // On PostgreSQL no foreign key keeps a claim from naming a serial the ledger lacks.
+    if matches!(app.store, Store::Postgres(_)) {
+        let missing = "0".repeat(40);
+        app.execute_sql(&format!(
+            "UPDATE thing_claims SET serial = '{a}' WHERE thing_name = 'Claimed-A'; \
+             UPDATE thing_claims SET serial = '{missing}' WHERE thing_name = 'Claimed-B'"
+        ))
+        .await;
+        let checked = ledger::verify_claims(&app.store).await.unwrap();
+        assert_eq!(checked.stray, Some(("Claimed-B".to_owned(), missing)));
+    }
 }

@@ -51,6 +51,11 @@ fn assert_passes(app: &TestApp, records: usize) {
         "{}",
         stdout(&out)
     );
+    assert!(
+        stdout(&out).contains("thing claims\tok\t"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// Verification fails, and its report names `record` and `serial`.
@@ -107,6 +112,24 @@ async fn tampering_is_detected_and_an_untouched_ledger_passes(backend: Backend) 
     app.execute_sql(swap).await;
     assert_detected(&app, "two reordered records", 3, &serials[3]);
     app.execute_sql(swap).await;
+    assert_passes(&app, 7);
+
+    // A thing claim pointed at another thing's certificate (no chain record changes).
+    let claim = |serial: &str| {
+        format!("UPDATE thing_claims SET serial = '{serial}' WHERE thing_name = 'Ledger-0'")
+    };
+    app.execute_sql(&claim(&serials[1])).await;
+    let out = verify(&app);
+    assert!(!out.status.success(), "a moved claim went unnoticed");
+    assert!(
+        stdout(&out).contains(&format!(
+            "thing claims\tmismatch\t-\t{}\tthe claim of thing Ledger-0",
+            serials[1]
+        )),
+        "{}",
+        stdout(&out)
+    );
+    app.execute_sql(&claim(&serials[0])).await;
     assert_passes(&app, 7);
 
     // Reordering the rows themselves (swapping their issue times) changes both.
