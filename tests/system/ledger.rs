@@ -461,12 +461,13 @@ async fn forged_checkpoints_and_a_rewritten_chain_are_detected(backend: Backend)
     restore(&app, &first).await;
     assert_passes(&app, 7);
 
-    // 4. The attack checkpoints exist for: one row changed (record 5, the fifth issuance),
-    // and the whole chain recomputed consistently from there, head included. Every link holds,
-    // so only the signed checkpoint at record 7 can tell.
+    // 4. The attack checkpoints exist for: one row changed (record 5, the fifth issuance), its
+    // thing claim moved with it, and the whole chain recomputed consistently from there, head
+    // included. Every link holds, so only the signed checkpoint at record 7 can tell.
     app.execute_sql(&format!(
-        "UPDATE issued_certificates SET thing_name = 'Rewritten' WHERE serial = '{}'",
-        serials[4]
+        "UPDATE issued_certificates SET thing_name = 'Rewritten' WHERE serial = '{s}'; \
+         UPDATE thing_claims SET thing_name = 'Rewritten' WHERE serial = '{s}'",
+        s = serials[4]
     ))
     .await;
     let rows = app.store.chain_page(&ca_id, 0, 10).await.unwrap();
