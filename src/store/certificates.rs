@@ -109,8 +109,18 @@ impl NewIssuance {
 
     /// This issuance's record in its CA's hash chain ([`chain`]).
     pub(crate) fn chain_event(&self) -> chain::Event {
+        self.with_chain_fields(|fields| fields.event())
+    }
+
+    /// The payload of [`Self::chain_event`] alone (the one-statement writer hashes it in SQL).
+    pub(crate) fn chain_payload(&self) -> Vec<u8> {
+        self.with_chain_fields(|fields| fields.payload())
+    }
+
+    /// Calls `fields` with the fields this issuance's chain record covers.
+    fn with_chain_fields<T>(&self, fields: impl FnOnce(&chain::IssuedFields<'_>) -> T) -> T {
         let cert = &self.certificate;
-        chain::IssuedFields {
+        fields(&chain::IssuedFields {
             ca_id: &self.ca_id,
             serial: &cert.serial,
             thing_name: &cert.thing_name,
@@ -126,8 +136,7 @@ impl NewIssuance {
             station: &self.station,
             request_id: self.request_id.as_deref(),
             channel: self.channel.name(),
-        }
-        .event()
+        })
     }
 }
 

@@ -234,14 +234,7 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
         // A filter of its own index reads its first page in order, without sorting every
         // matching row (there are 10,000 revoked rows here, 150,000 in a 10 M ledger).
         if *title == "revoked" && plan.iter().any(|line| line.contains("Sort")) {
-            sorted_pages.push(format!(
-                "{title}:
-{}",
-                plan.join(
-                    "
-"
-                )
-            ));
+            sorted_pages.push(format!("{title}:\n{}", plan.join("\n")));
         }
         record(format!("GET /v1/certificates: {title}"), plan, false);
     }

@@ -129,7 +129,7 @@ pub(super) async fn write(
     for row in rows {
         let expires = Timestamp::new(row.certificate.not_after);
         csr_sha256.push(row.idempotency.as_ref().map(|(_, sha)| sha.as_str()));
-        payload.push(row.chain_event().payload);
+        payload.push(row.chain_payload());
         hour.push(row.issued_at.hour_start().get());
         expires_hour.push(expires.hour_start().get());
         day.push(row.issued_at.day_start().get());

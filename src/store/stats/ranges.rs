@@ -155,6 +155,10 @@ mod tests {
         Timestamp::new(at)
     }
 
+    fn span(from: time::OffsetDateTime, to: time::OffsetDateTime) -> (Timestamp, Timestamp) {
+        (t(from), t(to))
+    }
+
     #[test]
     fn a_range_splits_into_whole_hours_and_its_partial_edges() {
         let split_of = |a, b| split(t(a), t(b), true);
@@ -165,18 +169,18 @@ mod tests {
             ),
             Split {
                 ledger: vec![
-                    (
-                        t(datetime!(2026-11-28 10:15 UTC)),
-                        t(datetime!(2026-11-28 11:00 UTC))
+                    span(
+                        datetime!(2026-11-28 10:15 UTC),
+                        datetime!(2026-11-28 11:00 UTC)
                     ),
-                    (
-                        t(datetime!(2026-11-28 13:00 UTC)),
-                        t(datetime!(2026-11-28 13:05 UTC))
+                    span(
+                        datetime!(2026-11-28 13:00 UTC),
+                        datetime!(2026-11-28 13:05 UTC)
                     ),
                 ],
-                hours: vec![(
-                    t(datetime!(2026-11-28 11:00 UTC)),
-                    t(datetime!(2026-11-28 13:00 UTC))
+                hours: vec![span(
+                    datetime!(2026-11-28 11:00 UTC),
+                    datetime!(2026-11-28 13:00 UTC)
                 )],
                 days: None,
             }
@@ -189,9 +193,9 @@ mod tests {
         assert!(aligned.ledger.is_empty());
         assert_eq!(
             aligned.hours,
-            vec![(
-                t(datetime!(2026-11-28 10:00 UTC)),
-                t(datetime!(2026-11-28 12:00 UTC))
+            vec![span(
+                datetime!(2026-11-28 10:00 UTC),
+                datetime!(2026-11-28 12:00 UTC)
             )]
         );
         // No whole hour inside: the ledger answers for all of it.
@@ -222,9 +226,9 @@ mod tests {
         assert_eq!(overnight.days, None);
         assert_eq!(
             overnight.hours,
-            vec![(
-                t(datetime!(2026-11-28 21:00 UTC)),
-                t(datetime!(2026-11-29 03:00 UTC))
+            vec![span(
+                datetime!(2026-11-28 21:00 UTC),
+                datetime!(2026-11-29 03:00 UTC)
             )]
         );
         // The last instants the API accepts.
@@ -237,9 +241,9 @@ mod tests {
         );
         assert_eq!(
             all.hours,
-            vec![(
-                t(datetime!(9999-12-31 00:00 UTC)),
-                t(datetime!(9999-12-31 23:00 UTC))
+            vec![span(
+                datetime!(9999-12-31 00:00 UTC),
+                datetime!(9999-12-31 23:00 UTC)
             )]
         );
         assert_eq!(
@@ -259,28 +263,28 @@ mod tests {
             parts,
             Split {
                 ledger: vec![
-                    (
-                        t(datetime!(2026-11-25 10:15 UTC)),
-                        t(datetime!(2026-11-25 11:00 UTC))
+                    span(
+                        datetime!(2026-11-25 10:15 UTC),
+                        datetime!(2026-11-25 11:00 UTC)
                     ),
-                    (
-                        t(datetime!(2026-11-28 13:00 UTC)),
-                        t(datetime!(2026-11-28 13:05 UTC))
+                    span(
+                        datetime!(2026-11-28 13:00 UTC),
+                        datetime!(2026-11-28 13:05 UTC)
                     ),
                 ],
                 hours: vec![
-                    (
-                        t(datetime!(2026-11-25 11:00 UTC)),
-                        t(datetime!(2026-11-26 00:00 UTC))
+                    span(
+                        datetime!(2026-11-25 11:00 UTC),
+                        datetime!(2026-11-26 00:00 UTC)
                     ),
-                    (
-                        t(datetime!(2026-11-28 00:00 UTC)),
-                        t(datetime!(2026-11-28 13:00 UTC))
+                    span(
+                        datetime!(2026-11-28 00:00 UTC),
+                        datetime!(2026-11-28 13:00 UTC)
                     ),
                 ],
-                days: Some((
-                    t(datetime!(2026-11-26 00:00 UTC)),
-                    t(datetime!(2026-11-28 00:00 UTC))
+                days: Some(span(
+                    datetime!(2026-11-26 00:00 UTC),
+                    datetime!(2026-11-28 00:00 UTC)
                 )),
             }
         );
@@ -300,18 +304,18 @@ mod tests {
         assert_eq!(by_hour.days, None);
         assert_eq!(
             by_hour.hours,
-            vec![(
-                t(datetime!(2026-11-25 00:00 UTC)),
-                t(datetime!(2026-11-28 00:00 UTC))
+            vec![span(
+                datetime!(2026-11-25 00:00 UTC),
+                datetime!(2026-11-28 00:00 UTC)
             )]
         );
     }
 
     #[test]
     fn a_partial_hour_is_read_from_the_side_with_fewer_rows() {
-        let hour = (
-            t(datetime!(2026-11-30 10:00 UTC)),
-            t(datetime!(2026-11-30 11:00 UTC)),
+        let hour = span(
+            datetime!(2026-11-30 10:00 UTC),
+            datetime!(2026-11-30 11:00 UTC),
         );
         let whole = Some(hour);
         let at = |h: u8, m: u8| {

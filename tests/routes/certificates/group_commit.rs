@@ -83,6 +83,16 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 }
 
 /// Records all `rows` at once and returns their outcomes in order.
+/// The Idempotency-Keys the store holds.
+async fn idempotency_keys(app: &TestApp) -> BTreeSet<String> {
+    sqlx::query_scalar::<_, String>("SELECT idempotency_key FROM idempotency_keys")
+        .fetch_all(&pool(app))
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
 async fn record_all(
     writer: &LedgerWriter,
     rows: Vec<NewIssuance>,
@@ -184,13 +194,7 @@ async fn one_batch_records_exactly_the_rows_that_win_their_thing_name_and_key() 
         count(&app, "SELECT COUNT(*) FROM issued_certificates").await,
         "one claim per certificate (no duplicate thing names were allowed)"
     );
-    let keys: BTreeSet<String> =
-        sqlx::query_scalar::<_, String>("SELECT idempotency_key FROM idempotency_keys")
-            .fetch_all(&pool(&app))
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let keys = idempotency_keys(&app).await;
     assert_eq!(
         keys,
         BTreeSet::from(["key-0".to_owned(), "key-held".to_owned()]),
@@ -338,13 +342,7 @@ async fn one_statement_chains_each_cas_rows_in_batch_order_and_the_chains_verify
         .unwrap();
         assert_eq!(counted, in_ledger, "{table}");
     }
-    let keys: BTreeSet<String> =
-        sqlx::query_scalar::<_, String>("SELECT idempotency_key FROM idempotency_keys")
-            .fetch_all(&pool(&app))
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let keys = idempotency_keys(&app).await;
     assert_eq!(
         keys,
         BTreeSet::from(["key-held".to_owned(), "key-new".to_owned()])
