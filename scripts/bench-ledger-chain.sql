@@ -16,7 +16,7 @@ DECLARE
     s bigint;
     n bigint := 0;
     a_seq bigint[] := '{}';
-    a_serial text[] := '{}';
+    a_serial bytea[] := '{}';
     a_prev bytea[] := '{}';
     a_hash bytea[] := '{}';
     next_hash bytea;
@@ -32,7 +32,7 @@ BEGIN
         WHEN 'issued' THEN
             $q$SELECT serial, int4send(6) || convert_to('issued', 'UTF8')
                 || int4send(octet_length(ca_id)) || convert_to(ca_id, 'UTF8')
-                || int4send(octet_length(serial)) || convert_to(serial, 'UTF8')
+                || int4send(2 * octet_length(serial)) || convert_to(encode(serial, 'hex'), 'UTF8')
                 || int4send(octet_length(thing_name)) || convert_to(thing_name, 'UTF8')
                 || CASE WHEN country IS NULL THEN '\xffffffff'::bytea ELSE int4send(octet_length(country)) || convert_to(country, 'UTF8') END
                 || int4send(octet_length(subject)) || convert_to(subject, 'UTF8')
@@ -51,7 +51,7 @@ BEGIN
         ELSE
             $q$SELECT serial, int4send(7) || convert_to('revoked', 'UTF8')
                 || int4send(octet_length(ca_id)) || convert_to(ca_id, 'UTF8')
-                || int4send(octet_length(serial)) || convert_to(serial, 'UTF8')
+                || int4send(2 * octet_length(serial)) || convert_to(encode(serial, 'hex'), 'UTF8')
                 || int4send(octet_length(((extract(epoch FROM revoked_at) * 1000000)::bigint)::text)) || convert_to(((extract(epoch FROM revoked_at) * 1000000)::bigint)::text, 'UTF8')
                 || CASE WHEN revocation_reason IS NULL THEN '\xffffffff'::bytea ELSE int4send(octet_length(revocation_reason)) || convert_to(revocation_reason, 'UTF8') END AS payload
              FROM issued_certificates WHERE ca_id = $1 AND thing_name LIKE 'fill-%'

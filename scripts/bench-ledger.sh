@@ -183,7 +183,7 @@ fill() { # database data-dir
             key_algorithm, spki_sha256, aws_certificate_id, certificate_der, not_before,
             not_after, issued_at, station, request_id, status, revoked_at, revocation_reason,
             aws_status, aws_first_seen_at, aws_synced_at, channel)
-        SELECT left(md5('s' || i) || md5('t' || i), 40), t.ca_id,
+        SELECT decode(left(md5('s' || i) || md5('t' || i), 40), 'hex'), t.ca_id,
             'fill-' || lpad(i::text, 8, '0'),
             (ARRAY['JP', 'JP', 'US', 'DE', 'CN', 'MX'])[1 + (i / 7) % 6],
             replace(t.subject, t.thing_name, 'fill-' || lpad(i::text, 8, '0')),

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Bind, Store, StoreResult, TemplateKind, Timestamp};
+use super::{Bind, HexArg, HexText, Store, StoreResult, TemplateKind, Timestamp};
 use crate::aws::{AwsCertificateStatus, CaStatus, CertificateMode};
 
 /// What we know of a CA's registration in AWS IoT.
@@ -192,6 +192,7 @@ impl Store {
 /// A revocation AWS IoT must still be told of.
 #[derive(Debug, Clone, FromRow)]
 pub struct PendingRevocation {
+    #[sqlx(try_from = "HexText")]
     pub serial: String,
     pub ca_id: String,
     pub aws_certificate_id: String,
@@ -220,7 +221,7 @@ impl Store {
         );
         Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(ca_id)
-            .bind(serial)
+            .bind(serial.map(HexArg))
             .bind(target)
             .fetch_all(pool)
             .await)?)
@@ -333,10 +334,17 @@ impl Store {
         &self,
         serials: &[&str],
     ) -> StoreResult<Vec<(String, String)>> {
-        self.rows_for_serials(serials, |serials| {
-            format!("SELECT serial, target FROM aws_revocation_targets WHERE serial IN ({serials})")
-        })
-        .await
+        let rows: Vec<(HexText, String)> = self
+            .rows_for_serials(serials, |serials| {
+                format!(
+                    "SELECT serial, target FROM aws_revocation_targets WHERE serial IN ({serials})"
+                )
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(serial, target)| (serial.0, target))
+            .collect())
     }
 
     /// The rows `select` finds for `serials`, asked 500 serials at a time (well under SQLite's
@@ -360,7 +368,7 @@ impl Store {
             let part: Vec<T> = on_pool!(self, |pool| {
                 let mut query = sqlx::query_as(&sql);
                 for serial in chunk {
-                    query = query.bind(*serial);
+                    query = query.bind(HexArg(serial));
                 }
                 query.fetch_all(pool).await
             })?;
@@ -462,6 +470,7 @@ pub struct ReportedStatus {
 /// What one target reports for one certificate (`certificate_aws_status`).
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct CertificateTargetStatus {
+    #[sqlx(try_from = "HexText")]
     pub serial: String,
     pub target: String,
     pub aws_status: AwsCertificateStatus,
@@ -695,7 +704,7 @@ async fn record_page_postgres(
         .map(|id| last[id].first_seen_at.map(Timestamp::get))
         .collect();
     let mut tx = pool.begin().await?;
-    let found: Vec<(String, String)> = sqlx::query_as(RECORD_PAGE_SQL)
+    let found: Vec<(HexText, String)> = sqlx::query_as(RECORD_PAGE_SQL)
         .bind(&ids)
         .bind(&statuses)
         .bind(&first_seen)
@@ -703,8 +712,8 @@ async fn record_page_postgres(
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-    let mut serials: Vec<&str> = found.iter().map(|(serial, _)| serial.as_str()).collect();
-    serials.sort_unstable();
+    let mut serials: Vec<HexArg> = found.iter().map(|(serial, _)| HexArg(&serial.0)).collect();
+    serials.sort_unstable_by_key(|serial| serial.0);
     sqlx::query(SUMMARY_BY_SERIALS_SQL)
         .bind(&serials)
         .bind(Some(now))

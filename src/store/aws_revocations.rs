@@ -8,7 +8,7 @@
 //! serialise on that row, and the second to commit sees the first's record and finishes it.
 
 use super::aws::{SUMMARY_BY_SERIAL_SQL, UPSERT_REVOKED_SQL};
-use super::{Store, StoreResult, Timestamp};
+use super::{HexArg, HexText, Store, StoreResult, Timestamp};
 
 /// Takes the certificate's row lock (PostgreSQL; SQLite has one writer at a time anyway), so
 /// that the record of a target and the check of the others see every committed record.
@@ -95,14 +95,14 @@ impl Store {
                      WHERE p.serial = c.serial AND p.target = r.target)) \
              ORDER BY c.revoked_at LIMIT {limit}"
         );
-        let rows: Vec<(String,)> = on_pool!(self, |pool| {
+        let rows: Vec<(HexText,)> = on_pool!(self, |pool| {
             let mut query = sqlx::query_as(&sql);
             for name in configured_targets {
                 query = query.bind(name);
             }
             query.fetch_all(pool).await
         })?;
-        let serials: Vec<String> = rows.into_iter().map(|(s,)| s).collect();
+        let serials: Vec<String> = rows.into_iter().map(|(s,)| s.0).collect();
         self.settle_revocations(None, &serials, configured_targets)
             .await
     }
@@ -130,27 +130,31 @@ impl Store {
             let mut tx = pool.begin().await?;
             let mut finished = 0;
             for serial in &serials {
-                sqlx::query(LOCK_SQL).bind(serial).execute(&mut *tx).await?;
+                sqlx::query(LOCK_SQL)
+                    .bind(HexArg(serial))
+                    .execute(&mut *tx)
+                    .await?;
                 if let Some((target, now)) = pushed {
                     sqlx::query(RECORD_TARGET_SQL)
-                        .bind(serial)
+                        .bind(HexArg(serial))
                         .bind(target)
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
                     sqlx::query(UPSERT_REVOKED_SQL)
-                        .bind(serial)
+                        .bind(HexArg(serial))
                         .bind(target)
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
                     sqlx::query(SUMMARY_BY_SERIAL_SQL)
-                        .bind(serial)
+                        .bind(HexArg(serial))
                         .bind(None::<Timestamp>)
                         .execute(&mut *tx)
                         .await?;
                 }
-                let mut state = sqlx::query_as::<_, (bool, i64, i64)>(&state_sql).bind(serial);
+                let mut state =
+                    sqlx::query_as::<_, (bool, i64, i64)>(&state_sql).bind(HexArg(serial));
                 for name in configured_targets {
                     state = state.bind(name);
                 }
@@ -161,10 +165,13 @@ impl Store {
                     continue;
                 }
                 for finish in [STATUS_FROM_TARGETS_SQL, CLEAR_FLAG_SQL, DROP_TARGETS_SQL] {
-                    sqlx::query(finish).bind(serial).execute(&mut *tx).await?;
+                    sqlx::query(finish)
+                        .bind(HexArg(serial))
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 sqlx::query(SUMMARY_BY_SERIAL_SQL)
-                    .bind(serial)
+                    .bind(HexArg(serial))
                     .bind(None::<Timestamp>)
                     .execute(&mut *tx)
                     .await?;

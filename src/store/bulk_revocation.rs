@@ -132,6 +132,7 @@ const JOB_COLUMNS: &str = "id, created_at, updated_at, finished_at, actor, reque
 /// One certificate a bulk revocation would touch, as a dry run shows it.
 #[derive(Debug, Clone, FromRow)]
 pub struct RevocationCandidate {
+    #[sqlx(try_from = "HexText")]
     pub serial: String,
     pub thing_name: String,
     pub ca_id: String,
@@ -157,6 +158,7 @@ pub const BULK_REVOKE_ACTION: &str = "certificate.bulk_revoke";
 /// A certificate a revocation batch revoked.
 #[derive(FromRow)]
 struct RevokedRow {
+    #[sqlx(try_from = "HexText")]
     serial: String,
     #[sqlx(flatten)]
     revoked: RevokedCounted,
@@ -202,9 +204,12 @@ impl Store {
         if let Some(v) = filter.issued_before {
             push("issued_at < ?", Bind::Time(Timestamp::new(v)));
         }
+        // `column IN (...)`: serials in their column's encoding, thing names as text.
+        let serials = filter.serials.iter().cloned().map(Bind::Hex);
+        let thing_names = filter.thing_names.iter().cloned().map(Bind::Text);
         for (column, values) in [
-            ("serial", &filter.serials),
-            ("thing_name", &filter.thing_names),
+            ("serial", serials.collect::<Vec<_>>()),
+            ("thing_name", thing_names.collect()),
         ] {
             if values.is_empty() {
                 continue;
@@ -213,7 +218,7 @@ impl Store {
             let placeholders: Vec<String> = (start..start + values.len())
                 .map(|n| format!("${n}"))
                 .collect();
-            binds.extend(values.iter().cloned().map(Bind::Text));
+            binds.extend(values);
             conditions.push(format!("{column} IN ({})", placeholders.join(", ")));
         }
         (conditions.join(" AND "), binds)

@@ -11,6 +11,7 @@ use crate::ca::KeyAlgorithm;
 /// One row of the issuance ledger.
 #[derive(Debug, Clone, FromRow)]
 pub struct CertificateRecord {
+    #[sqlx(try_from = "HexText")]
     pub serial: String,
     pub ca_id: String,
     pub thing_name: String,
@@ -37,6 +38,7 @@ pub struct CertificateRecord {
     pub channel: Channel,
     /// When its device renewed it (EST simplereenroll), and the serial of the renewal.
     pub superseded_at: Option<Timestamp>,
+    #[sqlx(try_from = "MaybeHexText")]
     pub superseded_by: Option<String>,
 }
 
@@ -279,7 +281,7 @@ impl Store {
                      not_after, issued_at, station, request_id, channel) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 )
-                .bind(&cert.serial)
+                .bind(HexArg(&cert.serial))
                 .bind(&new.ca_id)
                 .bind(&cert.thing_name)
                 .bind(&cert.country)
@@ -309,7 +311,7 @@ impl Store {
                     .bind(&new.station)
                     .bind(key)
                     .bind(csr_sha256)
-                    .bind(&cert.serial)
+                    .bind(HexArg(&cert.serial))
                     .bind(new.issued_at)
                     .execute(&mut *tx)
                     .await?
@@ -332,9 +334,9 @@ impl Store {
                          WHERE serial = $1 AND status = 'active' \
                          RETURNING ca_id, station, country, issued_at, not_after",
                     )
-                    .bind(&old.serial)
+                    .bind(HexArg(&old.serial))
                     .bind(new.issued_at)
-                    .bind(&cert.serial)
+                    .bind(HexArg(&cert.serial))
                     .fetch_optional(&mut *tx)
                     .await?;
                     let Some(superseded) = superseded else {
@@ -361,12 +363,12 @@ impl Store {
                 };
                 let mut claim = sqlx::query(claim_sql)
                     .bind(&cert.thing_name)
-                    .bind(&cert.serial)
+                    .bind(HexArg(&cert.serial))
                     .bind(not_after);
                 if new.reject_duplicate_thing {
                     claim = claim.bind(new.issued_at);
                     if let Some(old) = supersedes {
-                        claim = claim.bind(&old.serial);
+                        claim = claim.bind(HexArg(&old.serial));
                     }
                 }
                 let claimed = claim.execute(&mut *tx).await?.rows_affected();
@@ -416,19 +418,23 @@ impl Store {
         station: &str,
         key: &str,
     ) -> StoreResult<Option<(String, String)>> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
+        let row: Option<(String, HexText)> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT csr_sha256, serial FROM idempotency_keys \
              WHERE station = $1 AND idempotency_key = $2"
         )
         .bind(station)
         .bind(key)
         .fetch_optional(pool)
-        .await)?)
+        .await)?;
+        Ok(row.map(|(csr_sha256, serial)| (csr_sha256, serial.0)))
     }
 
     pub async fn get_certificate(&self, serial: &str) -> StoreResult<Option<CertificateRecord>> {
         let sql = format!("SELECT {CERT_COLUMNS} FROM issued_certificates WHERE serial = $1");
-        self.fetch_by_key(&sql, serial).await
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(HexArg(serial))
+            .fetch_optional(pool)
+            .await)?)
     }
 
     /// `limit` rows at most, narrowed by `filter`, newest first unless `filter.ascending`.
@@ -588,7 +594,7 @@ impl Store {
         };
         if let Some((at, serial)) = &filter.before {
             binds.push(Bind::Time(*at));
-            binds.push(Bind::Text(serial.clone()));
+            binds.push(Bind::Hex(serial.clone()));
             conditions.push(format!(
                 "({ordered}issued_at, {ordered}serial) {after} (${}, ${})",
                 binds.len() - 1,

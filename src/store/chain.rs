@@ -21,7 +21,9 @@
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
-use super::{Channel, LedgerStatus, Store, StoreResult, TextValue, Timestamp};
+use super::{
+    Channel, HexArg, HexText, LedgerStatus, MaybeHexText, Store, StoreResult, TextValue, Timestamp,
+};
 use crate::ca::KeyAlgorithm;
 
 /// The `prev_hash` of each CA's first record.
@@ -255,9 +257,11 @@ pub(crate) fn insert_sql(rows: usize) -> String {
 pub struct ChainRow {
     pub seq: i64,
     pub kind: String,
+    #[sqlx(try_from = "HexText")]
     pub serial: String,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    #[sqlx(try_from = "MaybeHexText")]
     pub found: Option<String>,
     pub ca_id: Option<String>,
     pub thing_name: Option<String>,
@@ -277,6 +281,7 @@ pub struct ChainRow {
     pub revoked_at: Option<Timestamp>,
     pub revocation_reason: Option<String>,
     pub superseded_at: Option<Timestamp>,
+    #[sqlx(try_from = "MaybeHexText")]
     pub superseded_by: Option<String>,
 }
 
@@ -387,6 +392,7 @@ pub struct Coverage {
 /// last records.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct RepeatedRecord {
+    #[sqlx(try_from = "HexText")]
     pub serial: String,
     pub kind: String,
     pub records: i64,
@@ -523,12 +529,12 @@ impl Store {
                  EXCEPT SELECT serial FROM ledger_chain WHERE ca_id = $1 AND kind = '{kind}') \
                  ORDER BY c.{order}, c.serial LIMIT 1"
             );
-            let serial: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(&sql)
+            let serial: Option<HexText> = on_pool!(self, |pool| sqlx::query_scalar(&sql)
                 .bind(ca_id)
                 .fetch_optional(pool)
                 .await)?;
             if let Some(serial) = serial {
-                return Ok(Some((serial, kind.into())));
+                return Ok(Some((serial.0, kind.into())));
             }
         }
         Ok(None)
@@ -544,12 +550,13 @@ impl Store {
              WHERE NOT EXISTS (SELECT 1 FROM issued_certificates i \
                  WHERE i.serial = c.serial AND i.thing_name = c.thing_name) \
              ORDER BY c.thing_name LIMIT 1";
-        Ok(on_pool!(self, |pool| async {
+        let (count, stray): (i64, Option<(String, HexText)>) = on_pool!(self, |pool| async {
             let count: i64 = sqlx::query_scalar(COUNT).fetch_one(pool).await?;
             let stray = sqlx::query_as(STRAY).fetch_optional(pool).await?;
             Ok::<_, sqlx::Error>((count, stray))
         }
-        .await)?)
+        .await)?;
+        Ok((count, stray.map(|(thing, serial)| (thing, serial.0))))
     }
 
     /// Adopts the ledger rows written before the chain existed, once (migration 0016 marks it
@@ -661,7 +668,7 @@ impl Store {
                 }
                 let mut query = sqlx::query_as(&sql).bind(ca_id);
                 if let (Some(at), Some(serial)) = (at, &serial) {
-                    query = query.bind(at).bind(serial);
+                    query = query.bind(at).bind(HexArg(serial));
                 }
                 let rows: Vec<super::CertificateRecord> = query.fetch_all(&mut *tx).await?;
                 let Some(last) = rows.last() else {

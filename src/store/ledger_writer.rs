@@ -53,7 +53,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{NewIssuance, RecordOutcome, StoreError, StoreResult};
+use super::{HexArg, HexText, NewIssuance, RecordOutcome, StoreError, StoreResult};
 
 mod one_statement;
 
@@ -320,13 +320,13 @@ async fn write_in_transaction(
             stations.push(row.station.as_str());
             keys.push(key.as_str());
             csr_hashes.push(csr_sha256.as_str());
-            serials.push(row.certificate.serial.as_str());
+            serials.push(HexArg(&row.certificate.serial));
             created.push(row.issued_at.get());
         }
-        let landed: Vec<String> = sqlx::query_scalar(
+        let landed: Vec<HexText> = sqlx::query_scalar(
             "INSERT INTO idempotency_keys (station, idempotency_key, csr_sha256, serial, \
              created_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], \
              $5::timestamptz[]) AS k (station, idempotency_key, csr_sha256, serial, created_at) \
              ORDER BY station, idempotency_key \
              ON CONFLICT (station, idempotency_key) DO NOTHING \
@@ -339,7 +339,7 @@ async fn write_in_transaction(
         .bind(&created)
         .fetch_all(&mut *tx)
         .await?;
-        let landed: HashSet<&str> = landed.iter().map(String::as_str).collect();
+        let landed: HashSet<&str> = landed.iter().map(|serial| serial.0.as_str()).collect();
         for &i in &keyed {
             if !landed.contains(rows[i].certificate.serial.as_str()) {
                 outcomes[i] = Some(RecordOutcome::IdempotencyKeyTaken);
@@ -398,7 +398,7 @@ async fn write_in_transaction(
 /// The ledger columns of a batch's rows, one array per column in row order: what both ways of
 /// writing a batch unnest, bound as `$1` to `$16` in this order.
 struct Columns<'a> {
-    serial: Vec<&'a str>,
+    serial: Vec<HexArg<'a>>,
     ca_id: Vec<&'a str>,
     thing_name: Vec<&'a str>,
     country: Vec<Option<&'a str>>,
@@ -444,7 +444,7 @@ impl<'a> Columns<'a> {
         };
         for row in rows {
             let cert = &row.certificate;
-            c.serial.push(cert.serial.as_str());
+            c.serial.push(HexArg(&cert.serial));
             c.ca_id.push(row.ca_id.as_str());
             c.thing_name.push(cert.thing_name.as_str());
             c.country.push(cert.country.as_deref());
@@ -514,11 +514,16 @@ async fn insert_claims_and_certificates(
     // to completion first. The head comes last, as in the single-row path
     // (`Store::record_issuance`) and as before; CAs in id order.
     // A recorded serial, or a head: (serial, ca_id, seq, hash).
-    type Returned = (Option<String>, Option<String>, Option<i64>, Option<Vec<u8>>);
+    type Returned = (
+        Option<HexText>,
+        Option<String>,
+        Option<i64>,
+        Option<Vec<u8>>,
+    );
     let returned: Vec<Returned> = columns
         .bind(sqlx::query_as(
             "WITH input AS ( \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                 SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::text[], \
                      $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[], \
                      $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[], \
                      $14::text[], $15::text[], $16::text[]) \
@@ -553,7 +558,7 @@ async fn insert_claims_and_certificates(
              ) \
              SELECT serial, NULL::text, NULL::bigint, NULL::bytea FROM inserted \
              UNION ALL \
-             SELECT NULL::text, ca_id, seq, hash FROM head",
+             SELECT NULL::bytea, ca_id, seq, hash FROM head",
         ))
         .bind(reject)
         .bind(columns.earliest.expect("alive is not empty"))
@@ -565,7 +570,7 @@ async fn insert_claims_and_certificates(
     for (serial, ca_id, seq, hash) in returned {
         match (serial, ca_id, seq, hash) {
             (Some(serial), None, None, None) => {
-                recorded.insert(serial);
+                recorded.insert(serial.0);
             }
             (None, Some(ca_id), Some(seq), Some(hash)) => {
                 heads.insert(ca_id, (seq, hash));
@@ -617,7 +622,7 @@ async fn append_to_chains(
     sqlx::query(
         "WITH records AS ( \
              INSERT INTO ledger_chain (ca_id, seq, kind, serial, prev_hash, hash) \
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bytea[], \
                  $5::bytea[], $6::bytea[]) \
          ) \
          UPDATE ledger_heads h SET seq = u.seq, hash = u.hash \
@@ -627,7 +632,7 @@ async fn append_to_chains(
     .bind(&ca_id)
     .bind(&seq)
     .bind(&kind)
-    .bind(&serial)
+    .bind(serial.iter().map(HexArg::from).collect::<Vec<_>>())
     .bind(&prev_hash)
     .bind(&hash)
     .bind(&head_ca_id)

@@ -5,6 +5,7 @@
 //! [`on_pool!`] macro type-checks each body once per backend, so there is one copy of each
 //! query. Schema differences live in `migrations/postgres` and `migrations/sqlite`.
 
+mod hex_columns;
 mod timestamp;
 pub mod values;
 
@@ -15,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use hex_columns::{HexArg, HexText, MaybeHexText};
 pub use timestamp::Timestamp;
 pub use values::{Channel, LedgerStatus, Role, TemplateKind, TextValue};
 
@@ -66,6 +68,8 @@ pub(crate) fn observe_duration(operation: &'static str, started: std::time::Inst
 /// A value bound to a dynamically built query.
 pub(crate) enum Bind {
     Text(String),
+    /// Hex text kept as bytes on PostgreSQL (a serial), bound in its column's encoding.
+    Hex(String),
     Time(Timestamp),
 }
 
@@ -76,6 +80,7 @@ macro_rules! bind_all {
         for bind in $binds {
             query = match bind {
                 Bind::Text(v) => query.bind(v),
+                Bind::Hex(v) => query.bind($crate::store::HexArg(v)),
                 Bind::Time(v) => query.bind(*v),
             };
         }
@@ -107,7 +112,7 @@ macro_rules! append_chain {
                         .bind($ca_id)
                         .bind(r.seq)
                         .bind(r.kind)
-                        .bind(r.serial.as_str())
+                        .bind($crate::store::HexArg(&r.serial))
                         .bind(&r.prev_hash[..])
                         .bind(&r.hash[..]);
                 }

@@ -4,7 +4,7 @@
 use sqlx::FromRow;
 
 use super::certificate_counts::{CountChanges, REVOKED_RETURNING, RevokedCounted};
-use super::{Store, StoreResult, Timestamp};
+use super::{HexArg, HexText, Store, StoreResult, Timestamp};
 use crate::ca::authority::{RevocationReason, RevokedEntry};
 
 /// How a revocation attempt ended. Anything but `Revoked` changed nothing.
@@ -21,6 +21,7 @@ pub enum RevokeOutcome {
 
 #[derive(FromRow)]
 struct RevokedRow {
+    #[sqlx(try_from = "HexText")]
     serial: String,
     revoked_at: Timestamp,
     revocation_reason: Option<String>,
@@ -48,7 +49,7 @@ impl Store {
                      WHERE serial = $1 AND status IN ('active', 'superseded') \
                      RETURNING {REVOKED_RETURNING}"
                 ))
-                .bind(serial)
+                .bind(HexArg(serial))
                 .bind(now)
                 .bind(reason.name())
                 .fetch_optional(&mut *tx)
@@ -58,7 +59,7 @@ impl Store {
                         "SELECT revoked_at, revocation_reason FROM issued_certificates \
                          WHERE serial = $1",
                     )
-                    .bind(serial)
+                    .bind(HexArg(serial))
                     .fetch_optional(&mut *tx)
                     .await?;
                     tx.rollback().await?;
@@ -75,14 +76,14 @@ impl Store {
                     };
                 };
                 sqlx::query("DELETE FROM thing_claims WHERE serial = $1")
-                    .bind(serial)
+                    .bind(HexArg(serial))
                     .execute(&mut *tx)
                     .await?;
                 // The CA's stored CRL is now behind; it is signed again before it is served.
                 sqlx::query(&super::crls::bump_revocation_generation_sql(
                     "SELECT ca_id FROM issued_certificates WHERE serial = $1",
                 ))
-                .bind(serial)
+                .bind(HexArg(serial))
                 .execute(&mut *tx)
                 .await?;
                 let ca_id = revoked.counted.ca_id.as_str();

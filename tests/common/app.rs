@@ -401,6 +401,15 @@ impl TestApp {
             .expect("the store answers")
     }
 
+    /// `serial` (hex) as an SQL literal of its column: its bytes on PostgreSQL, the text on
+    /// SQLite (`src/store/serial.rs`).
+    pub fn serial_sql(&self, serial: &str) -> String {
+        match &self.store {
+            Store::Postgres(_) => format!("'\\x{serial}'::bytea"),
+            Store::Sqlite(_) => format!("'{serial}'"),
+        }
+    }
+
     pub async fn execute_sql(&self, sql: &str) {
         match &self.store {
             Store::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),

@@ -62,7 +62,8 @@ async fn flagged(app: &TestApp) -> Vec<String> {
 async fn record_eu_push_without_finishing(app: &TestApp, serial: &str) {
     app.execute_sql(&format!(
         "INSERT INTO aws_revocation_targets (serial, target, pushed_at) \
-         SELECT serial, 'eu', revoked_at FROM issued_certificates WHERE serial = '{serial}'"
+         SELECT serial, 'eu', revoked_at FROM issued_certificates WHERE serial = {}",
+        app.serial_sql(serial)
     ))
     .await;
 }

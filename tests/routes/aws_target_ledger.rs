@@ -368,6 +368,28 @@ async fn each_target_keeps_its_own_view_of_each_certificate(backend: Backend) {
 
 on_both_backends!(a_ledger_from_before_targets_keeps_each_status_in_the_first_target);
 
+/// PostgreSQL's serial columns as text, as before migration 0031 (once `certificate_aws_status`
+/// is gone), and 0031 due again.
+const SERIALS_AS_TEXT: &str = "\
+    ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_serial_fkey; \
+    ALTER TABLE aws_revocation_targets DROP CONSTRAINT aws_revocation_targets_serial_fkey; \
+    ALTER TABLE issued_certificates DROP CONSTRAINT issued_certificates_serial_check, \
+        DROP CONSTRAINT issued_certificates_superseded_by_length, \
+        ALTER COLUMN serial TYPE text USING encode(serial, 'hex'), \
+        ALTER COLUMN superseded_by TYPE text USING encode(superseded_by, 'hex'), \
+        ADD CONSTRAINT issued_certificates_serial_check CHECK (serial ~ '^[0-9a-f]{40}$'); \
+    ALTER TABLE thing_claims ALTER COLUMN serial TYPE text USING encode(serial, 'hex'); \
+    ALTER TABLE idempotency_keys ALTER COLUMN serial TYPE text USING encode(serial, 'hex'); \
+    ALTER TABLE ledger_chain ALTER COLUMN serial TYPE text USING encode(serial, 'hex'); \
+    ALTER TABLE aws_revocation_targets ALTER COLUMN serial TYPE text \
+        USING encode(serial, 'hex'); \
+    ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_serial_fkey \
+        FOREIGN KEY (serial) REFERENCES issued_certificates (serial) \
+        DEFERRABLE INITIALLY IMMEDIATE; \
+    ALTER TABLE aws_revocation_targets ADD CONSTRAINT aws_revocation_targets_serial_fkey \
+        FOREIGN KEY (serial) REFERENCES issued_certificates (serial); \
+    DELETE FROM _sqlx_migrations WHERE version = 31;";
+
 /// Migration 0022 on a ledger written before it: each certificate's single status becomes the
 /// entry of the target its CA's registration is described by (here `eu`, the first by name of
 /// `eu` and `us`), the summary stays as it was, and a certificate AWS never saw stays unseen.
@@ -376,7 +398,8 @@ async fn a_ledger_from_before_targets_keeps_each_status_in_the_first_target(back
     let seen = app.device("Seen-1").await;
     let revoked = app.device("Revoked-1").await;
     let silent = app.device("Silent-1").await;
-    // The ledger as it was before 0022: the status in issued_certificates only.
+    // The ledger as it was before 0022: the status in issued_certificates only (and on
+    // PostgreSQL, serials as text, as before 0031, which then applies to it as well).
     app.execute_sql(&format!(
         "INSERT INTO ca_aws_registrations (ca_id, target, aws_certificate_id, certificate_arn, \
            mode, status, auto_registration, registered_at, updated_at) \
@@ -385,11 +408,17 @@ async fn a_ledger_from_before_targets_keeps_each_status_in_the_first_target(back
          FROM certificate_authorities, (SELECT 'us' AS t UNION ALL SELECT 'eu') AS targets; \
          DROP TABLE certificate_aws_status; \
          DELETE FROM _sqlx_migrations WHERE version = 22; \
+         {} \
          UPDATE issued_certificates SET aws_status = 'ACTIVE', aws_first_seen_at = issued_at, \
            aws_synced_at = issued_at WHERE serial = '{}'; \
          UPDATE issued_certificates SET aws_status = 'REVOKED', aws_synced_at = issued_at \
            WHERE serial = '{}'",
-        seen.serial, revoked.serial
+        match backend {
+            Backend::Postgres => SERIALS_AS_TEXT,
+            Backend::Sqlite => "",
+        },
+        seen.serial,
+        revoked.serial
     ))
     .await;
     app.store

@@ -12,7 +12,7 @@ use crate::common::*;
 use crate::on_both_backends;
 use factory_ca::keys::{AuditPublicKey, KeyStore};
 use factory_ca::services::ledger::{self, CheckpointWhen};
-use factory_ca::store::{Store, Timestamp};
+use factory_ca::store::{HexArg, Store, Timestamp};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
@@ -204,13 +204,15 @@ async fn verified_once(app: &TestApp) -> factory_ca::services::ledger::CaVerific
 
 /// A ledger row copied from `serial`'s under a serial and AWS certificate id of its own, as
 /// someone writing the database directly would add one (no chain record).
-fn insert_copy_sql(from: &str, serial: &str, aws_certificate_id: &str) -> String {
+fn insert_copy_sql(app: &TestApp, from: &str, serial: &str, aws_certificate_id: &str) -> String {
     let columns = "ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \
                    certificate_der, not_before, not_after, issued_at, station, channel";
     format!(
         "INSERT INTO issued_certificates (serial, aws_certificate_id, {columns}) \
-         SELECT '{serial}', '{aws_certificate_id}', {columns} FROM issued_certificates \
-         WHERE serial = '{from}'"
+         SELECT {}, '{aws_certificate_id}', {columns} FROM issued_certificates \
+         WHERE serial = {}",
+        app.serial_sql(serial),
+        app.serial_sql(from)
     )
 }
 
@@ -236,21 +238,24 @@ async fn a_row_without_its_record_is_named_without_an_index_by_serial(backend: B
         (
             "issued",
             outside.clone(),
-            insert_copy_sql(&serials[0], &outside, &"ab".repeat(32)),
-            format!("DELETE FROM issued_certificates WHERE serial = '{outside}'"),
+            insert_copy_sql(&app, &serials[0], &outside, &"ab".repeat(32)),
+            format!(
+                "DELETE FROM issued_certificates WHERE serial = {}",
+                app.serial_sql(&outside)
+            ),
         ),
         (
             "revoked",
             serials[1].clone(),
             format!(
                 "UPDATE issued_certificates SET status = 'revoked', revoked_at = issued_at, \
-                 revocation_reason = 'key_compromise' WHERE serial = '{}'",
-                serials[1]
+                 revocation_reason = 'key_compromise' WHERE serial = {}",
+                app.serial_sql(&serials[1])
             ),
             format!(
                 "UPDATE issued_certificates SET status = 'active', revoked_at = NULL, \
-                 revocation_reason = NULL WHERE serial = '{}'",
-                serials[1]
+                 revocation_reason = NULL WHERE serial = {}",
+                app.serial_sql(&serials[1])
             ),
         ),
         (
@@ -258,13 +263,14 @@ async fn a_row_without_its_record_is_named_without_an_index_by_serial(backend: B
             serials[2].clone(),
             format!(
                 "UPDATE issued_certificates SET status = 'superseded', \
-                 superseded_at = issued_at, superseded_by = '{}' WHERE serial = '{}'",
-                serials[0], serials[2]
+                 superseded_at = issued_at, superseded_by = {} WHERE serial = {}",
+                app.serial_sql(&serials[0]),
+                app.serial_sql(&serials[2])
             ),
             format!(
                 "UPDATE issued_certificates SET status = 'active', superseded_at = NULL, \
-                 superseded_by = NULL WHERE serial = '{}'",
-                serials[2]
+                 superseded_by = NULL WHERE serial = {}",
+                app.serial_sql(&serials[2])
             ),
         ),
     ];
@@ -299,7 +305,7 @@ async fn a_record_held_twice_is_named(backend: Backend) {
     // hashes recomputed (and the head moved): as many `issued` records as rows, every hash
     // matching, so only the repeated record gives it away.
     let outside = "7e".repeat(20);
-    app.execute_sql(&insert_copy_sql(&second, &outside, &"ab".repeat(32)))
+    app.execute_sql(&insert_copy_sql(&app, &second, &outside, &"ab".repeat(32)))
         .await;
     let records = app.store.chain_page(&ca_id, 0, 10).await.unwrap();
     assert_eq!(records.len(), 2);
@@ -313,7 +319,7 @@ async fn a_record_held_twice_is_named(backend: Backend) {
                  VALUES ($1, 3, 'issued', $2, $3, $4)",
             )
             .bind(&ca_id)
-            .bind(&first)
+            .bind(HexArg(&first))
             .bind(prev.to_vec())
             .bind(hash.to_vec())
             .execute($pool)
@@ -354,14 +360,19 @@ async fn adoption_chains_the_rows_written_before_the_chain_and_drops_its_index(b
     let unchained: Vec<String> = (0..3).map(|i| format!("{i:02x}").repeat(20)).collect();
     for serial in &unchained {
         let aws_certificate_id = &format!("{serial}{serial}")[..64];
-        app.execute_sql(&insert_copy_sql(&template, serial, aws_certificate_id))
-            .await;
+        app.execute_sql(&insert_copy_sql(
+            &app,
+            &template,
+            serial,
+            aws_certificate_id,
+        ))
+        .await;
     }
     app.execute_sql(&format!(
         "UPDATE issued_certificates SET status = 'revoked', revoked_at = issued_at, \
-         revocation_reason = 'superseded' WHERE serial = '{}'; \
+         revocation_reason = 'superseded' WHERE serial = {}; \
          INSERT INTO ledger_adoption (id) VALUES (1)",
-        unchained[1]
+        app.serial_sql(&unchained[1])
     ))
     .await;
     let missing = verified_once(&app).await;
@@ -396,7 +407,8 @@ async fn a_claim_that_names_no_certificate_of_its_thing_is_named(backend: Backen
 
     // Someone writing the database points A's claim at B's certificate.
     app.execute_sql(&format!(
-        "UPDATE thing_claims SET serial = '{b}' WHERE thing_name = 'Claimed-A'"
+        "UPDATE thing_claims SET serial = {} WHERE thing_name = 'Claimed-A'",
+        app.serial_sql(&b)
     ))
     .await;
     let checked = ledger::verify_claims(&app.store).await.unwrap();
@@ -406,8 +418,10 @@ async fn a_claim_that_names_no_certificate_of_its_thing_is_named(backend: Backen
     if matches!(app.store, Store::Postgres(_)) {
         let missing = "0".repeat(40);
         app.execute_sql(&format!(
-            "UPDATE thing_claims SET serial = '{a}' WHERE thing_name = 'Claimed-A'; \
-             UPDATE thing_claims SET serial = '{missing}' WHERE thing_name = 'Claimed-B'"
+            "UPDATE thing_claims SET serial = {} WHERE thing_name = 'Claimed-A'; \
+             UPDATE thing_claims SET serial = {} WHERE thing_name = 'Claimed-B'",
+            app.serial_sql(&a),
+            app.serial_sql(&missing)
         ))
         .await;
         let checked = ledger::verify_claims(&app.store).await.unwrap();

@@ -9,7 +9,7 @@ use crate::on_both_backends;
 use factory_ca::ca::{CaAlgorithm, CaSubject};
 use factory_ca::keys::KeyStore;
 use factory_ca::services::ca_admin::{Actor, CaAdmin};
-use factory_ca::store::Store;
+use factory_ca::store::{HexText, Store};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -93,21 +93,21 @@ async fn fetch_crl(app: &TestApp, ca_id: &str, query: &str) -> (String, Vec<u8>)
 /// Serials on which the ledger still owes AWS IoT a revocation.
 async fn aws_revocation_pending(store: &Store) -> Vec<String> {
     let sql = "SELECT serial FROM issued_certificates WHERE aws_revocation_pending ORDER BY serial";
-    let rows: Vec<(String,)> = match store {
+    let rows: Vec<(HexText,)> = match store {
         Store::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
         Store::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
     };
-    rows.into_iter().map(|(s,)| s).collect()
+    rows.into_iter().map(|(s,)| s.0).collect()
 }
 
 async fn claim_of(store: &Store, thing: &str) -> Option<String> {
     let sql = "SELECT serial FROM thing_claims WHERE thing_name = $1";
-    let row: Option<(String,)> = match store {
+    let row: Option<(HexText,)> = match store {
         Store::Postgres(pool) => sqlx::query_as(sql).bind(thing).fetch_optional(pool).await,
         Store::Sqlite(pool) => sqlx::query_as(sql).bind(thing).fetch_optional(pool).await,
     }
     .unwrap();
-    row.map(|(s,)| s)
+    row.map(|(s,)| s.0)
 }
 
 /// The `certificate.revoke` audit records, oldest first, as (outcome, target, detail).

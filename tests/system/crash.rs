@@ -21,6 +21,7 @@ use sqlx::Connection;
 
 use crate::common::binary::{self, Service};
 use crate::common::*;
+use factory_ca::store::HexText;
 
 const ROUNDS: usize = 5;
 const WORKERS: usize = 6;
@@ -72,10 +73,13 @@ impl Ledger {
 
     /// thing name -> serial of every row.
     async fn rows(&self) -> HashMap<String, String> {
-        let rows: Vec<(String, String)> = self
+        let rows: Vec<(String, HexText)> = self
             .query("SELECT thing_name, serial FROM issued_certificates")
             .await;
-        let map: HashMap<String, String> = rows.iter().cloned().collect();
+        let map: HashMap<String, String> = rows
+            .iter()
+            .map(|(thing, serial)| (thing.clone(), serial.0.clone()))
+            .collect();
         assert_eq!(map.len(), rows.len(), "one row per thing name");
         map
     }

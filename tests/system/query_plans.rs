@@ -26,7 +26,7 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
     app.execute_sql(&format!(
         "INSERT INTO issued_certificates (serial, aws_certificate_id, thing_name, country, \
            station, issued_at, not_after, status, revoked_at, {columns}) \
-         SELECT lpad(to_hex(i), 40, '0'), lpad(to_hex(i), 64, '0'), 'bulk-' || i, \
+         SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), lpad(to_hex(i), 64, '0'), 'bulk-' || i, \
            (ARRAY['JP', 'US', 'DE'])[1 + i % 3], 'station-' || (i % 8), \
            now() - make_interval(secs => i * 31.5), now() + interval '3650 days', \
            CASE WHEN i % 100 = 0 THEN 'revoked' ELSE 'active' END, \
@@ -44,14 +44,14 @@ async fn every_list_and_stats_query_uses_an_index_on_a_million_row_ledger() {
     app.execute_sql(
         "INSERT INTO certificate_aws_status (serial, target, aws_status, aws_first_seen_at, \
            recorded_at, issued_at) \
-         SELECT serial, 'eu', CASE WHEN right(serial, 2) = 'aa' THEN 'REVOKED' ELSE 'ACTIVE' END, \
+         SELECT serial, 'eu', CASE WHEN right(encode(serial, 'hex'), 2) = 'aa' THEN 'REVOKED' ELSE 'ACTIVE' END, \
            issued_at, now(), issued_at FROM issued_certificates \
-         WHERE right(serial, 1) NOT IN ('0', '1', '2', '3'); \
+         WHERE right(encode(serial, 'hex'), 1) NOT IN ('0', '1', '2', '3'); \
          INSERT INTO certificate_aws_status (serial, target, aws_status, aws_first_seen_at, \
            recorded_at, issued_at) \
-         SELECT serial, 'us', CASE WHEN right(serial, 2) = '07' THEN 'INACTIVE' ELSE 'ACTIVE' END, \
+         SELECT serial, 'us', CASE WHEN right(encode(serial, 'hex'), 2) = '07' THEN 'INACTIVE' ELSE 'ACTIVE' END, \
            issued_at, now(), issued_at FROM issued_certificates \
-         WHERE right(serial, 1) IN ('0', '1', '2', '3', '4', '5', '6', '7'); \
+         WHERE right(encode(serial, 'hex'), 1) IN ('0', '1', '2', '3', '4', '5', '6', '7'); \
          INSERT INTO ca_aws_registrations (ca_id, target, aws_certificate_id, certificate_arn, \
            mode, status, auto_registration, registered_at, updated_at) \
          SELECT id, t, aws_certificate_id, 'arn:aws:iot:' || t || ':cacert/' || aws_certificate_id, \

@@ -282,7 +282,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_loses_no_record() {
 
     let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
     let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT serial, thing_name FROM issued_certificates")
+        sqlx::query_as("SELECT encode(serial, 'hex'), thing_name FROM issued_certificates")
             .fetch_all(&mut conn)
             .await
             .unwrap();

@@ -26,10 +26,10 @@
 
 use std::collections::HashSet;
 
-use super::super::{NewIssuance, RecordOutcome, Timestamp};
+use super::super::{HexText, NewIssuance, RecordOutcome, Timestamp};
 
 const SQL: &str = "WITH RECURSIVE input AS ( \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], \
              $6::text[], $7::text[], $8::text[], $9::bytea[], $10::timestamptz[], \
              $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[], \
              $16::text[], $17::text[], $18::bytea[], $19::timestamptz[], $20::timestamptz[], \
@@ -75,7 +75,7 @@ const SQL: &str = "WITH RECURSIVE input AS ( \
          FROM recorded \
      ), linked (ca_id, n, seq, prev_hash, hash, serial) AS ( \
          SELECT c.ca_id, 0::bigint, COALESCE(l.seq, 0), NULL::bytea, COALESCE(l.hash, $25), \
-             NULL::text \
+             NULL::bytea \
          FROM cas c LEFT JOIN locked l ON l.ca_id = c.ca_id \
          UNION ALL \
          SELECT l.ca_id, l.n + 1, l.seq + 1, l.hash, \
@@ -143,7 +143,7 @@ pub(super) async fn write(
     // issuance time; under "allow" the newest certificate always takes it.
     let reject = rows[0].reject_duplicate_thing;
     // (serial, true) for each recorded row, (serial, false) for each Idempotency-Key that landed.
-    let returned: Vec<(String, bool)> = columns
+    let returned: Vec<(HexText, bool)> = columns
         .bind(sqlx::query_as(SQL))
         .bind(&csr_sha256)
         .bind(&payload)
@@ -160,9 +160,9 @@ pub(super) async fn write(
     let mut keys_landed = HashSet::new();
     for (serial, is_certificate) in &returned {
         if *is_certificate {
-            recorded.insert(serial.as_str());
+            recorded.insert(serial.0.as_str());
         } else {
-            keys_landed.insert(serial.as_str());
+            keys_landed.insert(serial.0.as_str());
         }
     }
     Ok(rows

@@ -215,7 +215,7 @@ async fn one_batch_records_exactly_the_rows_that_win_their_thing_name_and_key() 
 
 /// `(ca_id, seq, serial)` of every chain record, in chain order.
 async fn chain_records(app: &TestApp) -> Vec<(String, i64, String)> {
-    sqlx::query_as("SELECT ca_id, seq, serial FROM ledger_chain ORDER BY ca_id, seq")
+    sqlx::query_as("SELECT ca_id, seq, encode(serial, 'hex') FROM ledger_chain ORDER BY ca_id, seq")
         .fetch_all(&pool(app))
         .await
         .unwrap()
@@ -523,7 +523,7 @@ async fn concurrent_issuance_answers_exactly(group_commit: bool) {
 
     // Every serial that was sent is in the ledger, and the ledger holds nothing else.
     let in_ledger: BTreeSet<String> =
-        sqlx::query_scalar::<_, String>("SELECT serial FROM issued_certificates")
+        sqlx::query_scalar::<_, String>("SELECT encode(serial, 'hex') FROM issued_certificates")
             .fetch_all(&pool(&app))
             .await
             .unwrap()

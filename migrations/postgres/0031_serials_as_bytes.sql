@@ -1,0 +1,37 @@
+-- Certificate serials as their 20 bytes instead of 40 hex characters (docs/benchmarks.md, "Bytes
+-- on disk per certificate").
+--
+-- A serial is in the ledger's heap, its primary key, the six indexes that end with it, the
+-- thing claims, the idempotency keys, the hash chain and the AWS status tables. As text each
+-- copy took 41 bytes; as bytea it takes 21 (and index entries shrink by a whole 8-byte step).
+-- The API and the hash chain's payloads keep the hex text: the store converts when it binds
+-- and reads a serial (src/store/serial.rs). Lowercase hex sorts as the bytes do, so pages and
+-- cursors keep their order. SQLite keeps the text.
+--
+-- On an existing ledger this rewrites the tables and their indexes once, under an exclusive
+-- lock: plan a window (16 s per million certificates on a 2-core machine, docs/benchmarks.md).
+
+ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_serial_fkey;
+ALTER TABLE aws_revocation_targets DROP CONSTRAINT aws_revocation_targets_serial_fkey;
+ALTER TABLE certificate_aws_status DROP CONSTRAINT certificate_aws_status_serial_fkey;
+ALTER TABLE issued_certificates DROP CONSTRAINT issued_certificates_serial_check;
+
+ALTER TABLE issued_certificates
+    ALTER COLUMN serial TYPE bytea USING decode(serial, 'hex'),
+    ALTER COLUMN superseded_by TYPE bytea USING decode(superseded_by, 'hex'),
+    ADD CONSTRAINT issued_certificates_serial_check CHECK (octet_length(serial) = 20),
+    ADD CONSTRAINT issued_certificates_superseded_by_length
+        CHECK (octet_length(superseded_by) = 20);
+ALTER TABLE thing_claims ALTER COLUMN serial TYPE bytea USING decode(serial, 'hex');
+ALTER TABLE idempotency_keys ALTER COLUMN serial TYPE bytea USING decode(serial, 'hex');
+ALTER TABLE ledger_chain ALTER COLUMN serial TYPE bytea USING decode(serial, 'hex');
+ALTER TABLE aws_revocation_targets ALTER COLUMN serial TYPE bytea USING decode(serial, 'hex');
+ALTER TABLE certificate_aws_status ALTER COLUMN serial TYPE bytea USING decode(serial, 'hex');
+
+ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_serial_fkey
+    FOREIGN KEY (serial) REFERENCES issued_certificates (serial)
+    DEFERRABLE INITIALLY IMMEDIATE;
+ALTER TABLE aws_revocation_targets ADD CONSTRAINT aws_revocation_targets_serial_fkey
+    FOREIGN KEY (serial) REFERENCES issued_certificates (serial);
+ALTER TABLE certificate_aws_status ADD CONSTRAINT certificate_aws_status_serial_fkey
+    FOREIGN KEY (serial) REFERENCES issued_certificates (serial);
