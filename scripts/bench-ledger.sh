@@ -187,7 +187,8 @@ fill() { # database data-dir
             'fill-' || lpad(i::text, 8, '0'),
             (ARRAY['JP', 'JP', 'US', 'DE', 'CN', 'MX'])[1 + (i / 7) % 6],
             replace(t.subject, t.thing_name, 'fill-' || lpad(i::text, 8, '0')),
-            t.key_algorithm, md5('k' || i) || md5('l' || i), md5('a' || i) || md5('b' || i),
+            t.key_algorithm, decode(md5('k' || i) || md5('l' || i), 'hex'),
+            decode(md5('a' || i) || md5('b' || i), 'hex'),
             t.certificate_der, g.at + (t.not_before - t.issued_at),
             g.at + (t.not_after - t.issued_at), g.at, 'line-' || (i % 8),
             CASE WHEN t.request_id IS NULL THEN NULL

@@ -195,6 +195,7 @@ pub struct PendingRevocation {
     #[sqlx(try_from = "HexText")]
     pub serial: String,
     pub ca_id: String,
+    #[sqlx(try_from = "HexText")]
     pub aws_certificate_id: String,
     pub certificate_der: Vec<u8>,
 }
@@ -290,7 +291,7 @@ impl Store {
                          excluded.aws_first_seen_at), \
                      recorded_at = excluded.recorded_at",
                 )
-                .bind(&r.aws_certificate_id)
+                .bind(HexArg(&r.aws_certificate_id))
                 .bind(target)
                 .bind(r.status)
                 .bind(r.first_seen_at)
@@ -300,7 +301,7 @@ impl Store {
                 .rows_affected();
                 if n > 0 {
                     sqlx::query(SUMMARY_BY_AWS_ID_SQL)
-                        .bind(&r.aws_certificate_id)
+                        .bind(HexArg(&r.aws_certificate_id))
                         .bind(Some(now))
                         .execute(&mut *tx)
                         .await?;
@@ -514,7 +515,7 @@ const SUMMARY_BY_SERIALS_SQL: &str = summary_sql!("serial = ANY($1)");
 /// and returns `(serial, aws_certificate_id)` of those.
 const RECORD_PAGE_SQL: &str = "WITH found AS ( \
          SELECT c.serial, c.issued_at, c.aws_certificate_id, i.aws_status, i.first_seen \
-         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) \
+         FROM UNNEST($1::bytea[], $2::text[], $3::timestamptz[]) \
              AS i (aws_certificate_id, aws_status, first_seen) \
          JOIN issued_certificates c ON c.aws_certificate_id = i.aws_certificate_id \
      ), recorded AS ( \
@@ -572,8 +573,10 @@ impl Store {
     /// how it finds their ledger rows.
     pub async fn explain_aws_sync_page(&self, aws_ids: &[String]) -> StoreResult<Vec<String>> {
         let array = |item: &str| format!("{{{}}}", vec![item; aws_ids.len()].join(","));
+        // The ids as a bytea[] literal: each element `\x` and its hex.
+        let ids: Vec<String> = aws_ids.iter().map(|id| format!("\"\\\\x{id}\"")).collect();
         let binds = [
-            Bind::Text(format!("{{{}}}", aws_ids.join(","))),
+            Bind::Text(format!("{{{}}}", ids.join(","))),
             Bind::Text(array("ACTIVE")),
             Bind::Text(array("NULL")),
             Bind::Text("query-plan".to_owned()),
@@ -704,8 +707,8 @@ async fn record_page_postgres(
         .map(|id| last[id].first_seen_at.map(Timestamp::get))
         .collect();
     let mut tx = pool.begin().await?;
-    let found: Vec<(HexText, String)> = sqlx::query_as(RECORD_PAGE_SQL)
-        .bind(&ids)
+    let found: Vec<(HexText, HexText)> = sqlx::query_as(RECORD_PAGE_SQL)
+        .bind(ids.iter().map(|id| HexArg(id)).collect::<Vec<_>>())
         .bind(&statuses)
         .bind(&first_seen)
         .bind(target)
@@ -720,7 +723,8 @@ async fn record_page_postgres(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    let known: std::collections::HashSet<&str> = found.iter().map(|(_, id)| id.as_str()).collect();
+    let known: std::collections::HashSet<&str> =
+        found.iter().map(|(_, id)| id.0.as_str()).collect();
     Ok(reported
         .iter()
         .map(|r| known.contains(r.aws_certificate_id.as_str()))

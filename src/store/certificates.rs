@@ -18,7 +18,9 @@ pub struct CertificateRecord {
     pub country: Option<String>,
     pub subject: String,
     pub key_algorithm: KeyAlgorithm,
+    #[sqlx(try_from = "HexText")]
     pub spki_sha256: String,
+    #[sqlx(try_from = "HexText")]
     pub aws_certificate_id: String,
     pub certificate_der: Vec<u8>,
     pub not_before: Timestamp,
@@ -287,8 +289,8 @@ impl Store {
                 .bind(&cert.country)
                 .bind(&cert.subject)
                 .bind(cert.key_algorithm)
-                .bind(&cert.spki_sha256)
-                .bind(&cert.aws_certificate_id)
+                .bind(HexArg(&cert.spki_sha256))
+                .bind(HexArg(&cert.aws_certificate_id))
                 .bind(&cert.certificate_der)
                 .bind(Timestamp::new(cert.not_before))
                 .bind(not_after)

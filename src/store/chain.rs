@@ -268,7 +268,9 @@ pub struct ChainRow {
     pub country: Option<String>,
     pub subject: Option<String>,
     pub key_algorithm: Option<KeyAlgorithm>,
+    #[sqlx(try_from = "MaybeHexText")]
     pub spki_sha256: Option<String>,
+    #[sqlx(try_from = "MaybeHexText")]
     pub aws_certificate_id: Option<String>,
     pub certificate_der: Option<Vec<u8>>,
     pub not_before: Option<Timestamp>,

@@ -1,10 +1,11 @@
 //! Values the layers above the store hold as lowercase hex text, and PostgreSQL keeps as the
-//! bytes themselves: certificate serials (20 bytes, migration 0031).
+//! bytes themselves (migration 0031): certificate serials (20 bytes), and the ledger's SPKI
+//! hashes and AWS certificate ids (SHA-256, 32 bytes).
 //!
 //! The API, the CLI, the hash chain's payloads and the records all use the text. As `bytea` a
 //! serial takes half the width in the ledger's heap, its primary key, the time-ordered indexes,
-//! the thing claims and the chain: about 230 bytes less per certificate
-//! (`docs/benchmarks.md`). SQLite keeps the text. The statement text is the same on both; the
+//! the thing claims and the chain, and each SHA-256 value half its width in the heap
+//! (`docs/benchmarks.md`, "Bytes on disk per certificate"). SQLite keeps the text. The statement text is the same on both; the
 //! encoding is chosen here, per backend, when a value is bound ([`HexArg`]) or read
 //! ([`HexText`], [`MaybeHexText`]).
 //!

@@ -404,8 +404,8 @@ struct Columns<'a> {
     country: Vec<Option<&'a str>>,
     subject: Vec<&'a str>,
     key_algorithm: Vec<String>,
-    spki_sha256: Vec<&'a str>,
-    aws_certificate_id: Vec<&'a str>,
+    spki_sha256: Vec<HexArg<'a>>,
+    aws_certificate_id: Vec<HexArg<'a>>,
     certificate_der: Vec<&'a [u8]>,
     not_before: Vec<OffsetDateTime>,
     not_after: Vec<OffsetDateTime>,
@@ -450,8 +450,8 @@ impl<'a> Columns<'a> {
             c.country.push(cert.country.as_deref());
             c.subject.push(cert.subject.as_str());
             c.key_algorithm.push(cert.key_algorithm.name());
-            c.spki_sha256.push(cert.spki_sha256.as_str());
-            c.aws_certificate_id.push(cert.aws_certificate_id.as_str());
+            c.spki_sha256.push(HexArg(&cert.spki_sha256));
+            c.aws_certificate_id.push(HexArg(&cert.aws_certificate_id));
             c.certificate_der.push(cert.certificate_der.as_slice());
             c.not_before
                 .push(super::Timestamp::new(cert.not_before).get());
@@ -524,7 +524,7 @@ async fn insert_claims_and_certificates(
         .bind(sqlx::query_as(
             "WITH input AS ( \
                  SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::text[], \
-                     $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[], \
+                     $5::text[], $6::text[], $7::bytea[], $8::bytea[], $9::bytea[], \
                      $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[], \
                      $14::text[], $15::text[], $16::text[]) \
                  AS i (serial, ca_id, thing_name, country, subject, key_algorithm, spki_sha256, \

@@ -401,12 +401,13 @@ impl TestApp {
             .expect("the store answers")
     }
 
-    /// `serial` (hex) as an SQL literal of its column: its bytes on PostgreSQL, the text on
-    /// SQLite (`src/store/serial.rs`).
-    pub fn serial_sql(&self, serial: &str) -> String {
+    /// A hex value the store keeps as bytes on PostgreSQL (a serial, an AWS certificate id)
+    /// as an SQL literal of its column: the bytes on PostgreSQL, the text on SQLite
+    /// (`src/store/hex_columns.rs`).
+    pub fn hex_sql(&self, hex: &str) -> String {
         match &self.store {
-            Store::Postgres(_) => format!("'\\x{serial}'::bytea"),
-            Store::Sqlite(_) => format!("'{serial}'"),
+            Store::Postgres(_) => format!("'\\x{hex}'::bytea"),
+            Store::Sqlite(_) => format!("'{hex}'"),
         }
     }
 

@@ -63,7 +63,7 @@ async fn record_eu_push_without_finishing(app: &TestApp, serial: &str) {
     app.execute_sql(&format!(
         "INSERT INTO aws_revocation_targets (serial, target, pushed_at) \
          SELECT serial, 'eu', revoked_at FROM issued_certificates WHERE serial = {}",
-        app.serial_sql(serial)
+        app.hex_sql(serial)
     ))
     .await;
 }

@@ -368,7 +368,7 @@ async fn each_target_keeps_its_own_view_of_each_certificate(backend: Backend) {
 
 on_both_backends!(a_ledger_from_before_targets_keeps_each_status_in_the_first_target);
 
-/// PostgreSQL's serial columns as text, as before migration 0031 (once `certificate_aws_status`
+/// PostgreSQL's serial and SHA-256 columns as text, as before migration 0031 (once `certificate_aws_status`
 /// is gone), and 0031 due again.
 const SERIALS_AS_TEXT: &str = "\
     ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_serial_fkey; \
@@ -377,6 +377,10 @@ const SERIALS_AS_TEXT: &str = "\
         DROP CONSTRAINT issued_certificates_superseded_by_length, \
         ALTER COLUMN serial TYPE text USING encode(serial, 'hex'), \
         ALTER COLUMN superseded_by TYPE text USING encode(superseded_by, 'hex'), \
+        DROP CONSTRAINT issued_certificates_spki_sha256_length, \
+        DROP CONSTRAINT issued_certificates_aws_certificate_id_length, \
+        ALTER COLUMN spki_sha256 TYPE text USING encode(spki_sha256, 'hex'), \
+        ALTER COLUMN aws_certificate_id TYPE text USING encode(aws_certificate_id, 'hex'), \
         ADD CONSTRAINT issued_certificates_serial_check CHECK (serial ~ '^[0-9a-f]{40}$'); \
     ALTER TABLE thing_claims ALTER COLUMN serial TYPE text USING encode(serial, 'hex'); \
     ALTER TABLE idempotency_keys ALTER COLUMN serial TYPE text USING encode(serial, 'hex'); \

@@ -150,7 +150,7 @@ async fn a_streamed_export_is_not_cut_off_by_the_idle_timeout() {
     app.execute_sql(&format!(
         "INSERT INTO issued_certificates (serial, aws_certificate_id, thing_name, issued_at, \
            {columns}) \
-         SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), lpad(to_hex(i), 64, '0'), 'bulk-' || i, \
+         SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), decode(lpad(to_hex(i), 64, '0'), 'hex'), 'bulk-' || i, \
            now() - make_interval(secs => i), {columns} \
          FROM (SELECT * FROM issued_certificates LIMIT 1) AS t, generate_series(1, {ROWS}) AS i"
     ))

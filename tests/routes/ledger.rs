@@ -209,10 +209,10 @@ fn insert_copy_sql(app: &TestApp, from: &str, serial: &str, aws_certificate_id: 
                    certificate_der, not_before, not_after, issued_at, station, channel";
     format!(
         "INSERT INTO issued_certificates (serial, aws_certificate_id, {columns}) \
-         SELECT {}, '{aws_certificate_id}', {columns} FROM issued_certificates \
-         WHERE serial = {}",
-        app.serial_sql(serial),
-        app.serial_sql(from)
+         SELECT {}, {}, {columns} FROM issued_certificates WHERE serial = {}",
+        app.hex_sql(serial),
+        app.hex_sql(aws_certificate_id),
+        app.hex_sql(from)
     )
 }
 
@@ -241,7 +241,7 @@ async fn a_row_without_its_record_is_named_without_an_index_by_serial(backend: B
             insert_copy_sql(&app, &serials[0], &outside, &"ab".repeat(32)),
             format!(
                 "DELETE FROM issued_certificates WHERE serial = {}",
-                app.serial_sql(&outside)
+                app.hex_sql(&outside)
             ),
         ),
         (
@@ -250,12 +250,12 @@ async fn a_row_without_its_record_is_named_without_an_index_by_serial(backend: B
             format!(
                 "UPDATE issued_certificates SET status = 'revoked', revoked_at = issued_at, \
                  revocation_reason = 'key_compromise' WHERE serial = {}",
-                app.serial_sql(&serials[1])
+                app.hex_sql(&serials[1])
             ),
             format!(
                 "UPDATE issued_certificates SET status = 'active', revoked_at = NULL, \
                  revocation_reason = NULL WHERE serial = {}",
-                app.serial_sql(&serials[1])
+                app.hex_sql(&serials[1])
             ),
         ),
         (
@@ -264,13 +264,13 @@ async fn a_row_without_its_record_is_named_without_an_index_by_serial(backend: B
             format!(
                 "UPDATE issued_certificates SET status = 'superseded', \
                  superseded_at = issued_at, superseded_by = {} WHERE serial = {}",
-                app.serial_sql(&serials[0]),
-                app.serial_sql(&serials[2])
+                app.hex_sql(&serials[0]),
+                app.hex_sql(&serials[2])
             ),
             format!(
                 "UPDATE issued_certificates SET status = 'active', superseded_at = NULL, \
                  superseded_by = NULL WHERE serial = {}",
-                app.serial_sql(&serials[2])
+                app.hex_sql(&serials[2])
             ),
         ),
     ];
@@ -372,7 +372,7 @@ async fn adoption_chains_the_rows_written_before_the_chain_and_drops_its_index(b
         "UPDATE issued_certificates SET status = 'revoked', revoked_at = issued_at, \
          revocation_reason = 'superseded' WHERE serial = {}; \
          INSERT INTO ledger_adoption (id) VALUES (1)",
-        app.serial_sql(&unchained[1])
+        app.hex_sql(&unchained[1])
     ))
     .await;
     let missing = verified_once(&app).await;
@@ -408,7 +408,7 @@ async fn a_claim_that_names_no_certificate_of_its_thing_is_named(backend: Backen
     // Someone writing the database points A's claim at B's certificate.
     app.execute_sql(&format!(
         "UPDATE thing_claims SET serial = {} WHERE thing_name = 'Claimed-A'",
-        app.serial_sql(&b)
+        app.hex_sql(&b)
     ))
     .await;
     let checked = ledger::verify_claims(&app.store).await.unwrap();
@@ -420,8 +420,8 @@ async fn a_claim_that_names_no_certificate_of_its_thing_is_named(backend: Backen
         app.execute_sql(&format!(
             "UPDATE thing_claims SET serial = {} WHERE thing_name = 'Claimed-A'; \
              UPDATE thing_claims SET serial = {} WHERE thing_name = 'Claimed-B'",
-            app.serial_sql(&a),
-            app.serial_sql(&missing)
+            app.hex_sql(&a),
+            app.hex_sql(&missing)
         ))
         .await;
         let checked = ledger::verify_claims(&app.store).await.unwrap();

@@ -29,7 +29,7 @@ async fn add_rows(app: &TestApp, station: &str, n: u32) {
     app.execute_sql(&format!(
         "INSERT INTO issued_certificates (serial, aws_certificate_id, thing_name, station, \
            issued_at, {columns}) \
-         SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), lpad(to_hex(i), 64, '0'), 'bulk-' || i, '{station}', \
+         SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), decode(lpad(to_hex(i), 64, '0'), 'hex'), 'bulk-' || i, '{station}', \
            now() - make_interval(secs => i), {columns} \
          FROM (SELECT * FROM issued_certificates LIMIT 1) AS t, generate_series(1, {n}) AS i; \
          INSERT INTO thing_claims (thing_name, serial, not_after) \

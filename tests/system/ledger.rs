@@ -94,13 +94,13 @@ async fn tampering_is_detected_and_an_untouched_ledger_passes(backend: Backend) 
     // One row's thing name changed: record 2 (the second issuance) no longer matches.
     app.execute_sql(&format!(
         "UPDATE issued_certificates SET thing_name = 'Forged' WHERE serial = {}",
-        app.serial_sql(&serials[1])
+        app.hex_sql(&serials[1])
     ))
     .await;
     assert_detected(&app, "a changed thing name", 2, &serials[1]);
     app.execute_sql(&format!(
         "UPDATE issued_certificates SET thing_name = 'Ledger-1' WHERE serial = {}",
-        app.serial_sql(&serials[1])
+        app.hex_sql(&serials[1])
     ))
     .await;
     assert_passes(&app, 7);
@@ -118,7 +118,7 @@ async fn tampering_is_detected_and_an_untouched_ledger_passes(backend: Backend) 
     let claim = |serial: &str| {
         format!(
             "UPDATE thing_claims SET serial = {} WHERE thing_name = 'Ledger-0'",
-            app.serial_sql(serial)
+            app.hex_sql(serial)
         )
     };
     app.execute_sql(&claim(&serials[1])).await;
@@ -139,8 +139,8 @@ async fn tampering_is_detected_and_an_untouched_ledger_passes(backend: Backend) 
     app.execute_sql(&format!(
         "UPDATE issued_certificates SET issued_at = (SELECT issued_at FROM issued_certificates \
          WHERE serial = {b}) WHERE serial = {a}",
-        a = app.serial_sql(&serials[2]),
-        b = app.serial_sql(&serials[3])
+        a = app.hex_sql(&serials[2]),
+        b = app.hex_sql(&serials[3])
     ))
     .await;
     assert_detected(&app, "a row moved in time", 3, &serials[2]);
@@ -151,7 +151,7 @@ async fn tampering_is_detected_and_an_untouched_ledger_passes(backend: Backend) 
         "DELETE FROM thing_claims WHERE serial = {s}; \
          DELETE FROM idempotency_keys WHERE serial = {s}; \
          DELETE FROM issued_certificates WHERE serial = {s}",
-        s = app.serial_sql(&serials[1])
+        s = app.hex_sql(&serials[1])
     ))
     .await;
     assert_detected(&app, "a deleted row", 2, &serials[1]);
@@ -234,7 +234,7 @@ async fn a_million_row_ledger_verifies_on_postgres() {
     app.execute_sql(&format!(
         "INSERT INTO issued_certificates (serial, aws_certificate_id, thing_name, issued_at, \
            {columns}) \
-         SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), lpad(to_hex(i), 64, '0'), 'chain-' || i, \
+         SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), decode(lpad(to_hex(i), 64, '0'), 'hex'), 'chain-' || i, \
            now() + make_interval(secs => i), {columns} \
          FROM (SELECT * FROM issued_certificates LIMIT 1) AS t, generate_series(1, {n}) AS i; \
          INSERT INTO ledger_adoption (id) VALUES (1)"
@@ -270,7 +270,7 @@ async fn a_million_row_ledger_verifies_on_postgres() {
     let serial = format!("{:040x}", n / 2);
     app.execute_sql(&format!(
         "UPDATE issued_certificates SET thing_name = 'Forged' WHERE serial = {}",
-        app.serial_sql(&serial)
+        app.hex_sql(&serial)
     ))
     .await;
     assert_detected(&app, "a changed thing name", i64::from(n / 2) + 1, &serial);
@@ -471,7 +471,7 @@ async fn forged_checkpoints_and_a_rewritten_chain_are_detected(backend: Backend)
     app.execute_sql(&format!(
         "UPDATE issued_certificates SET thing_name = 'Rewritten' WHERE serial = {s}; \
          UPDATE thing_claims SET thing_name = 'Rewritten' WHERE serial = {s}",
-        s = app.serial_sql(&serials[4])
+        s = app.hex_sql(&serials[4])
     ))
     .await;
     let rows = app.store.chain_page(&ca_id, 0, 10).await.unwrap();

@@ -51,7 +51,7 @@ async fn sixty_four_viewer_loops_do_not_slow_issuance() {
     app.execute_sql(&format!(
         "INSERT INTO issued_certificates (serial, aws_certificate_id, thing_name, country, \
            station, issued_at, not_after, status, aws_status, {columns}) \
-         SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), lpad(to_hex(i), 64, '0'), 'bulk-' || i, 'JP', \
+         SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), decode(lpad(to_hex(i), 64, '0'), 'hex'), 'bulk-' || i, 'JP', \
            'station-' || (i % 8), now() - make_interval(secs => i * 100), \
            now() + interval '3650 days', 'active', \
            CASE WHEN i % 10 = 0 THEN NULL ELSE 'ACTIVE' END, {columns} \

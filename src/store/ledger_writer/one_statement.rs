@@ -30,7 +30,7 @@ use super::super::{HexText, NewIssuance, RecordOutcome, Timestamp};
 
 const SQL: &str = "WITH RECURSIVE input AS ( \
          SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::text[], $9::bytea[], $10::timestamptz[], \
+             $6::text[], $7::bytea[], $8::bytea[], $9::bytea[], $10::timestamptz[], \
              $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[], \
              $16::text[], $17::text[], $18::bytea[], $19::timestamptz[], $20::timestamptz[], \
              $21::timestamptz[], $22::timestamptz[]) WITH ORDINALITY \

@@ -237,7 +237,7 @@ async fn bulk_rows(app: &TestApp, backend: Backend, n: u32) {
     let sql = match backend {
         Backend::Postgres => format!(
             "INSERT INTO issued_certificates (serial, aws_certificate_id, thing_name, {columns}) \
-             SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), lpad(to_hex(i), 64, '0'), \
+             SELECT decode(lpad(to_hex(i), 40, '0'), 'hex'), decode(lpad(to_hex(i), 64, '0'), 'hex'), \
                  'bulk-' || i, {columns} \
              FROM (SELECT * FROM issued_certificates LIMIT 1) AS t, generate_series(1, {n}) AS i"
         ),
