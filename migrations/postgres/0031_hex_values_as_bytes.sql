@@ -42,3 +42,15 @@ ALTER TABLE aws_revocation_targets ADD CONSTRAINT aws_revocation_targets_serial_
     FOREIGN KEY (serial) REFERENCES issued_certificates (serial);
 ALTER TABLE certificate_aws_status ADD CONSTRAINT certificate_aws_status_serial_fkey
     FOREIGN KEY (serial) REFERENCES issued_certificates (serial);
+
+-- For SQL readers (Grafana, BI tools) that want the text the API shows: every column of
+-- issued_certificates, in its order, with the values above as hex text. A migration that adds a
+-- column to the table recreates this view with it (a route test compares the two).
+CREATE VIEW issued_certificates_hex AS
+SELECT encode(serial, 'hex') AS serial, ca_id, thing_name, country, subject, key_algorithm,
+    encode(spki_sha256, 'hex') AS spki_sha256,
+    encode(aws_certificate_id, 'hex') AS aws_certificate_id,
+    certificate_der, not_before, not_after, issued_at, station, request_id, status, revoked_at,
+    revocation_reason, aws_revocation_pending, aws_status, aws_first_seen_at, aws_synced_at,
+    revocation_job, channel, superseded_at, encode(superseded_by, 'hex') AS superseded_by
+FROM issued_certificates;

@@ -371,6 +371,7 @@ on_both_backends!(a_ledger_from_before_targets_keeps_each_status_in_the_first_ta
 /// PostgreSQL's serial and SHA-256 columns as text, as before migration 0031 (once `certificate_aws_status`
 /// is gone), and 0031 due again.
 const SERIALS_AS_TEXT: &str = "\
+    DROP VIEW issued_certificates_hex; \
     ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_serial_fkey; \
     ALTER TABLE aws_revocation_targets DROP CONSTRAINT aws_revocation_targets_serial_fkey; \
     ALTER TABLE issued_certificates DROP CONSTRAINT issued_certificates_serial_check, \

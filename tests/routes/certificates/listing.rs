@@ -50,6 +50,48 @@ async fn reads_back_every_issued_certificate_from_the_ledger(backend: Backend) {
     assert_eq!(json(missing).await["code"], "certificate_not_found");
 }
 
+// PostgreSQL keeps serials and the SHA-256 values as bytes (migration 0031); SQL readers get the
+// API's text from the view `issued_certificates_hex`, which must keep every column of the table.
+#[tokio::test]
+async fn the_hex_view_has_every_ledger_column_with_the_api_s_text() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let issued = json(app.sign(&csr("Viewed-1", "DE").pem).await).await;
+    let serial = issued["serial"].as_str().unwrap();
+    let factory_ca::store::Store::Postgres(pool) = &app.store else {
+        unreachable!("spawned on PostgreSQL")
+    };
+    let columns = |table: &'static str| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(pool)
+    };
+    let table = columns("issued_certificates").await.unwrap();
+    assert_eq!(columns("issued_certificates_hex").await.unwrap(), table);
+
+    let record = app.store.get_certificate(serial).await.unwrap().unwrap();
+    let row: (String, String, String, Option<String>, String) = sqlx::query_as(
+        "SELECT serial, spki_sha256, aws_certificate_id, superseded_by, thing_name \
+         FROM issued_certificates_hex WHERE serial = $1",
+    )
+    .bind(serial)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            serial.to_owned(),
+            record.spki_sha256,
+            issued["aws_certificate_id"].as_str().unwrap().to_owned(),
+            None,
+            "Viewed-1".to_owned(),
+        )
+    );
+}
+
 async fn lists_newest_first_with_filters_and_keyset_pagination(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut serials = Vec::new();
