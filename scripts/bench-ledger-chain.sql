@@ -5,7 +5,9 @@
 -- instant as its Unix time in microseconds, in decimal). Order: per CA, issuances in
 -- (issued_at, serial) order, then revocations in (revoked_at, serial) order, after the
 -- records the CA's chain already has: the order in which `factory-ca migrate` adopts
--- unchained rows. `factory-ca ledger verify` checks the result like any other chain.
+-- unchained rows. `factory-ca ledger verify` checks the result like any other chain. The
+-- serial and the SHA-256 values are bytes in their columns (migration 0031) and hex text in
+-- the payload.
 --
 -- A benchmark fixture only: the service never runs this.
 
@@ -37,8 +39,8 @@ BEGIN
                 || CASE WHEN country IS NULL THEN '\xffffffff'::bytea ELSE int4send(octet_length(country)) || convert_to(country, 'UTF8') END
                 || int4send(octet_length(subject)) || convert_to(subject, 'UTF8')
                 || int4send(octet_length(key_algorithm)) || convert_to(key_algorithm, 'UTF8')
-                || int4send(octet_length(spki_sha256)) || convert_to(spki_sha256, 'UTF8')
-                || int4send(octet_length(aws_certificate_id)) || convert_to(aws_certificate_id, 'UTF8')
+                || int4send(2 * octet_length(spki_sha256)) || convert_to(encode(spki_sha256, 'hex'), 'UTF8')
+                || int4send(2 * octet_length(aws_certificate_id)) || convert_to(encode(aws_certificate_id, 'hex'), 'UTF8')
                 || int4send(length(certificate_der)) || certificate_der
                 || int4send(octet_length(((extract(epoch FROM not_before) * 1000000)::bigint)::text)) || convert_to(((extract(epoch FROM not_before) * 1000000)::bigint)::text, 'UTF8')
                 || int4send(octet_length(((extract(epoch FROM not_after) * 1000000)::bigint)::text)) || convert_to(((extract(epoch FROM not_after) * 1000000)::bigint)::text, 'UTF8')
