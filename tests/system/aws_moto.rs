@@ -309,14 +309,21 @@ async fn a_revocation_backlog_drains_at_the_configured_pace_across_a_restart() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
+    let pending = |health: serde_json::Value| {
+        health["cas"][0]["targets"][0]["revocations_pending"]
+            .as_i64()
+            .unwrap()
+    };
+    // The restart comes with the backlog part-way: registering pushed its first 50, the rest
+    // is the background job's (after the restart it may finish before the first look, on a
+    // loaded machine, so that is asked here, not after).
+    let before_restart = pending(json(app.get(&app.admin, "/v1/admin/health").await).await);
+    assert!(before_restart > 0, "the backlog was never seen pending");
     let app = app.restart().await;
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut pending_seen = Vec::new();
+    let mut pending_seen = vec![before_restart];
     loop {
-        let health = json(app.get(&app.admin, "/v1/admin/health").await).await;
-        let pending = health["cas"][0]["targets"][0]["revocations_pending"]
-            .as_i64()
-            .unwrap();
+        let pending = pending(json(app.get(&app.admin, "/v1/admin/health").await).await);
         pending_seen.push(pending);
         if pending == 0 {
             break;
@@ -339,10 +346,6 @@ async fn a_revocation_backlog_drains_at_the_configured_pace_across_a_restart() {
     assert!(
         elapsed >= floor,
         "{elapsed:?} is faster than the pace allows"
-    );
-    assert!(
-        pending_seen.iter().any(|p| *p > 0),
-        "the backlog was never seen pending"
     );
     let check = SdkIotRegistry::for_emulator(&moto.url);
     for id in [&aws_ids[0], &aws_ids[DEVICES / 2], &aws_ids[DEVICES - 1]] {
