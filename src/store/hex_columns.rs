@@ -5,9 +5,9 @@
 //! The API, the CLI, the hash chain's payloads and the records all use the text. As `bytea` a
 //! serial takes half the width in the ledger's heap, its primary key, the time-ordered indexes,
 //! the thing claims and the chain, and each SHA-256 value half its width in the heap
-//! (`docs/benchmarks.md`, "Bytes on disk per certificate"). SQLite keeps the text. The statement text is the same on both; the
-//! encoding is chosen here, per backend, when a value is bound ([`HexArg`]) or read
-//! ([`HexText`], [`MaybeHexText`]).
+//! (`docs/benchmarks.md`, "Bytes on disk per certificate"). SQLite keeps the text. The
+//! statement text is the same on both; the encoding is chosen here, per backend, when a value
+//! is bound ([`HexArg`]) or read ([`HexText`], [`MaybeHexText`]).
 //!
 //! Byte order and the text's order agree (a lowercase hex digit sorts as its value), so keyset
 //! cursors and `ORDER BY serial` page the same way on both backends.
@@ -119,7 +119,8 @@ impl<'r> Decode<'r, Sqlite> for HexText {
     }
 }
 
-/// A nullable column (`superseded_by`), read as its hex text or `None`.
+/// A nullable column (`superseded_by`, or one read through an outer join), read as its hex
+/// text or `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MaybeHexText(pub Option<String>);
 
