@@ -29,12 +29,6 @@ const MAX_BYTES: usize = 32;
 #[derive(Clone, Copy, Debug)]
 pub struct HexArg<'a>(pub &'a str);
 
-impl<'a> From<&'a String> for HexArg<'a> {
-    fn from(text: &'a String) -> Self {
-        HexArg(text)
-    }
-}
-
 /// The bytes of `hex`, when it is an even number of lowercase hex digits, at most 64.
 fn hex_bytes(hex: &str, out: &mut [u8; MAX_BYTES]) -> Option<usize> {
     let digits = hex.as_bytes();

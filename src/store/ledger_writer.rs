@@ -632,7 +632,7 @@ async fn append_to_chains(
     .bind(&ca_id)
     .bind(&seq)
     .bind(&kind)
-    .bind(serial.iter().map(HexArg::from).collect::<Vec<_>>())
+    .bind(serial.iter().map(|s| HexArg(s)).collect::<Vec<_>>())
     .bind(&prev_hash)
     .bind(&hash)
     .bind(&head_ca_id)
