@@ -9,7 +9,8 @@
 //! another collects, so one slow commit does not stall the queue.
 //!
 //! A batch is written by one statement ([`one_statement`]), which PostgreSQL commits on its own:
-//! one round trip. When that statement refuses the batch (a keyed row lost its thing claim, or
+//! one round trip, on a connection the writer keeps from one batch to the next ([`connection`]:
+//! taking a pooled connection and giving it back would add three pings). When that statement refuses the batch (a keyed row lost its thing claim, or
 //! two writers created one CA's first chain record at once; nothing of the batch is then kept),
 //! the batch is written by one transaction of multi-row statements over `UNNEST`ed arrays and
 //! one COMMIT, which can also give a key back ([`write_in_transaction`]):
@@ -49,20 +50,24 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{HexArg, HexText, NewIssuance, RecordOutcome, StoreError, StoreResult};
 
+mod connection;
 mod one_statement;
+
+use connection::WriterConnection;
 
 /// How the writer batches (`database.group_commit_*`).
 #[derive(Debug, Clone, Copy)]
 pub struct GroupCommitConfig {
     /// Most rows per transaction.
     pub max_batch: usize,
-    /// Writer tasks, each using one pooled connection while it writes a batch.
+    /// Writer tasks, each holding one pooled connection while batches follow each other
+    /// (see [`connection`]).
     pub writers: usize,
 }
 
@@ -102,9 +107,11 @@ impl LedgerWriter {
         let (queue, jobs) = mpsc::channel(max_batch * writers);
         let jobs = Arc::new(Mutex::new(jobs));
         let stats = Arc::new(Stats::default());
+        // Writers hold their connections between batches only if that leaves one for the rest.
+        let keep = writers < pool.options().get_max_connections() as usize;
         for _ in 0..writers {
             tokio::spawn(run_writer(
-                pool.clone(),
+                WriterConnection::new(pool.clone(), keep),
                 jobs.clone(),
                 max_batch,
                 stats.clone(),
@@ -144,7 +151,7 @@ fn writer_gone() -> StoreError {
 }
 
 async fn run_writer(
-    pool: PgPool,
+    mut connection: WriterConnection,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     max_batch: usize,
     stats: Arc<Stats>,
@@ -152,8 +159,11 @@ async fn run_writer(
     let mut carried: Vec<Job> = Vec::new();
     loop {
         let batch = if carried.is_empty() {
-            let mut queue = jobs.lock().await;
-            match next_batch(&mut queue, max_batch).await {
+            let next = async {
+                let mut queue = jobs.lock().await;
+                next_batch(&mut queue, max_batch).await
+            };
+            match connection.wait_for(next).await {
                 Some(batch) => batch,
                 None => return, // every sender is gone: the service is shutting down
             }
@@ -172,7 +182,7 @@ async fn run_writer(
         stats
             .rows
             .fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
-        write_and_answer(&pool, batch.rows, &stats).await;
+        write_and_answer(&mut connection, batch.rows, &stats).await;
     }
 }
 
@@ -233,14 +243,19 @@ fn assemble(first: Vec<Job>, max_batch: usize, mut more: impl FnMut() -> Option<
     batch
 }
 
-async fn write_and_answer(pool: &PgPool, jobs: Vec<Job>, stats: &Stats) {
+async fn write_and_answer(connection: &mut WriterConnection, jobs: Vec<Job>, stats: &Stats) {
     if jobs.is_empty() {
         return;
     }
     let rows: Vec<&NewIssuance> = jobs.iter().map(|job| &job.row).collect();
     let mut attempt = 1;
     let result = loop {
-        match write_batch(pool, &rows, stats).await {
+        let result = match connection.get().await {
+            Ok(conn) => write_batch(conn, &rows, stats).await,
+            Err(e) => Err(e),
+        };
+        connection.done(&result);
+        match result {
             Err(e) if is_deadlock(&e) && attempt < ATTEMPTS => attempt += 1,
             result => break result,
         }
@@ -270,11 +285,11 @@ fn is_deadlock(e: &sqlx::Error) -> bool {
 /// Records one batch of independent rows (see [`assemble`]) and returns the outcome of each, in
 /// order: in one statement, or in a transaction when the statement refuses the batch.
 async fn write_batch(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     rows: &[&NewIssuance],
     stats: &Stats,
 ) -> Result<Vec<RecordOutcome>, sqlx::Error> {
-    match one_statement::write(pool, rows).await {
+    match one_statement::write(conn, rows).await {
         // The database refused the statement as a whole (a constraint, a deadlock): nothing of
         // it was kept. Other errors (the connection) are the store's and are answered as such.
         Err(sqlx::Error::Database(e)) => {
@@ -284,7 +299,7 @@ async fn write_batch(
                 "the one-statement batch was refused; writing it in a transaction"
             );
             stats.in_transaction.fetch_add(1, Ordering::Relaxed);
-            write_in_transaction(pool, rows).await
+            write_in_transaction(conn, rows).await
         }
         result => result,
     }
@@ -293,13 +308,13 @@ async fn write_batch(
 /// Records one batch of independent rows in one transaction and returns the outcome of each,
 /// in order.
 async fn write_in_transaction(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     rows: &[&NewIssuance],
 ) -> Result<Vec<RecordOutcome>, sqlx::Error> {
     let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; rows.len()];
     // The keys of a batch reference certificates inserted later in the same transaction; their
     // foreign key is checked at COMMIT (migration 0006; thing claims have none since 0029).
-    let mut tx = pool
+    let mut tx = conn
         .begin_with("BEGIN; SET CONSTRAINTS idempotency_keys_serial_fkey DEFERRED")
         .await?;
 

@@ -115,7 +115,7 @@ const SQL: &str = "WITH RECURSIVE input AS ( \
 /// each, in order. A database error means nothing was recorded: some are expected (see the
 /// module), and the caller then records the batch in a transaction.
 pub(super) async fn write(
-    pool: &sqlx::PgPool,
+    conn: &mut sqlx::PgConnection,
     rows: &[&NewIssuance],
 ) -> Result<Vec<RecordOutcome>, sqlx::Error> {
     let columns = super::Columns::of(rows.iter().copied());
@@ -154,7 +154,7 @@ pub(super) async fn write(
         .bind(reject)
         .bind(earliest)
         .bind(&super::super::chain::GENESIS[..])
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
     let mut recorded = HashSet::new();
     let mut keys_landed = HashSet::new();
