@@ -655,17 +655,23 @@ async fn a_writer_gives_its_connection_back_when_the_pool_has_no_other() {
     assert_eq!(outcome, vec![Ok(RecordOutcome::Recorded)]);
 }
 
+/// An app and a writer of its own on a pool named `name`, after one batch; with the backend
+/// that wrote it.
+async fn writer_after_one_batch(name: &str) -> (TestApp, String, LedgerWriter, Vec<i32>) {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let ca_id = issuing_ca_id(&app).await;
+    let writer = one_writer(named_pool(&app, name, 3).await);
+    let first = record_all(&writer, vec![row(&ca_id, &format!("{name}-0"), None)]).await;
+    assert_eq!(first, vec![Ok(RecordOutcome::Recorded)]);
+    let backend = backends(&app, name).await;
+    (app, ca_id, writer, backend)
+}
+
 // A kept connection idle for a while is checked before its next batch, as the pool checks an
 // idle connection: a server restart or a failover while the factory is quiet costs no batch.
 #[tokio::test(flavor = "current_thread")]
 async fn a_kept_connection_that_died_while_idle_is_replaced_before_the_next_batch() {
-    let app = TestApp::spawn(Backend::Postgres).await;
-    let ca_id = issuing_ca_id(&app).await;
-    let pool = named_pool(&app, "writer-idle", 3).await;
-    let writer = one_writer(pool.clone());
-    let first = record_all(&writer, vec![row(&ca_id, "Idle-0", None)]).await;
-    assert_eq!(first, vec![Ok(RecordOutcome::Recorded)]);
-    let old = backends(&app, "writer-idle").await;
+    let (app, ca_id, writer, old) = writer_after_one_batch("writer-idle").await;
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     terminate(&app, "writer-idle").await;
@@ -680,13 +686,7 @@ async fn a_kept_connection_that_died_while_idle_is_replaced_before_the_next_batc
 // they were when the connection came from the pool) and is closed: the next batch takes a new one.
 #[tokio::test(flavor = "current_thread")]
 async fn a_batch_on_a_broken_connection_fails_alone_and_the_next_takes_a_new_one() {
-    let app = TestApp::spawn(Backend::Postgres).await;
-    let ca_id = issuing_ca_id(&app).await;
-    let pool = named_pool(&app, "writer-broken", 3).await;
-    let writer = one_writer(pool.clone());
-    let first = record_all(&writer, vec![row(&ca_id, "Broken-0", None)]).await;
-    assert_eq!(first, vec![Ok(RecordOutcome::Recorded)]);
-    let old = backends(&app, "writer-broken").await;
+    let (app, ca_id, writer, old) = writer_after_one_batch("writer-broken").await;
     let before = app.ledger_count().await;
 
     terminate(&app, "writer-broken").await;
