@@ -10,10 +10,11 @@
 //!
 //! A batch is written by one statement ([`one_statement`]), which PostgreSQL commits on its own:
 //! one round trip, on a connection the writer keeps from one batch to the next ([`connection`]:
-//! taking a pooled connection and giving it back would add three pings). When that statement refuses the batch (a keyed row lost its thing claim, or
-//! two writers created one CA's first chain record at once; nothing of the batch is then kept),
-//! the batch is written by one transaction of multi-row statements over `UNNEST`ed arrays and
-//! one COMMIT, which can also give a key back ([`write_in_transaction`]):
+//! taking a pooled connection and giving it back would add three pings). When that statement
+//! refuses the batch (a keyed row lost its thing claim, or two writers created one CA's first
+//! chain record at once; nothing of the batch is then kept), the batch is written by one
+//! transaction of multi-row statements over `UNNEST`ed arrays and one COMMIT, which can also
+//! give a key back ([`write_in_transaction`]):
 //!
 //! 1. `BEGIN; SET CONSTRAINTS ... DEFERRED` (one round trip; see migrations 0006 and 0029).
 //! 2. Idempotency keys, when any row has one: `INSERT ... ON CONFLICT DO NOTHING RETURNING`

@@ -28,10 +28,10 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 
 /// A held connection idle for longer than this is pinged before its next batch.
-pub(super) const STALE_AFTER: Duration = Duration::from_millis(100);
+const STALE_AFTER: Duration = Duration::from_millis(100);
 
 /// A connection is held for at most this long, then given back to the pool.
-pub(super) const HOLD_AT_MOST: Duration = Duration::from_secs(300);
+const HOLD_AT_MOST: Duration = Duration::from_secs(300);
 
 /// A writer's way to PostgreSQL: its pool and, between batches, the connection it holds.
 pub(super) struct WriterConnection {
