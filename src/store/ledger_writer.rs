@@ -292,10 +292,15 @@ async fn write_batch(
 ) -> Result<Vec<RecordOutcome>, sqlx::Error> {
     match one_statement::write(conn, rows).await {
         // The database refused the statement as a whole (a constraint, a deadlock): nothing of
-        // it was kept. Other errors (the connection) are the store's and are answered as such.
-        Err(sqlx::Error::Database(e)) => {
+        // it was kept. Other errors (the connection, the server going away) are the store's and
+        // are answered as such; the connection is not tried again.
+        Err(e) if connection::refused_by_database(&e) => {
             tracing::debug!(
-                code = e.code().as_deref().unwrap_or(""),
+                code = e
+                    .as_database_error()
+                    .and_then(|db| db.code())
+                    .as_deref()
+                    .unwrap_or(""),
                 rows = rows.len(),
                 "the one-statement batch was refused; writing it in a transaction"
             );

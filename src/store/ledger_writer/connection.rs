@@ -123,7 +123,7 @@ impl WriterConnection {
 /// constraint, a deadlock), not the connection or the server going away: SQLSTATE classes 08
 /// (connection exception) and 57 (operator intervention: the server shutting down, the
 /// backend terminated) come as database errors too, but leave nothing to write on.
-fn refused_by_database(e: &sqlx::Error) -> bool {
+pub(super) fn refused_by_database(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => !db
             .code()

@@ -59,8 +59,13 @@ fn row(ca_id: &str, thing: &str, key: Option<(&str, &str)>) -> NewIssuance {
 
 /// A writer of its own on the app's database: batches of up to 64 rows, `writers` tasks.
 fn spawn_writer(app: &TestApp, writers: usize) -> LedgerWriter {
+    writer_on(pool(app), writers)
+}
+
+/// A writer of its own on `pool`: batches of up to 64 rows, `writers` tasks.
+fn writer_on(pool: sqlx::PgPool, writers: usize) -> LedgerWriter {
     LedgerWriter::spawn(
-        pool(app),
+        pool,
         GroupCommitConfig {
             max_batch: 64,
             writers,
@@ -562,7 +567,7 @@ async fn concurrent_issuance_without_group_commit_answers_each_request_exactly()
 /// A pool of at most `max` connections on the app's database, for one writer of its own; its
 /// connections are named `name` in `pg_stat_activity`.
 async fn named_pool(app: &TestApp, name: &str, max: u32) -> sqlx::PgPool {
-    let options: sqlx::postgres::PgConnectOptions = app
+    let options = app
         .settings
         .database_url()
         .parse::<sqlx::postgres::PgConnectOptions>()
@@ -596,16 +601,6 @@ async fn terminate(app: &TestApp, name: &str) {
     assert_eq!(ended, vec![true], "one backend of {name} ended");
 }
 
-fn one_writer(pool: sqlx::PgPool) -> LedgerWriter {
-    LedgerWriter::spawn(
-        pool,
-        GroupCommitConfig {
-            max_batch: 64,
-            writers: 1,
-        },
-    )
-}
-
 // Taking a pooled connection for each batch and giving it back cost three pings (sqlx's before
 // it hands a connection out, the store's and sqlx's when it comes back): a writer keeps one.
 #[tokio::test(flavor = "current_thread")]
@@ -613,7 +608,7 @@ async fn a_writer_keeps_its_connection_between_batches_and_gives_it_back_when_th
     let app = TestApp::spawn(Backend::Postgres).await;
     let ca_id = issuing_ca_id(&app).await;
     let pool = named_pool(&app, "writer-keeps", 3).await;
-    let writer = one_writer(pool.clone());
+    let writer = writer_on(pool.clone(), 1);
     let mut backend = None;
     for i in 0..3 {
         let outcome = record_all(&writer, vec![row(&ca_id, &format!("Kept-{i}"), None)]).await;
@@ -639,7 +634,7 @@ async fn a_writer_gives_its_connection_back_when_the_pool_has_no_other() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let ca_id = issuing_ca_id(&app).await;
     let pool = named_pool(&app, "writer-shares", 1).await;
-    let writer = one_writer(pool.clone());
+    let writer = writer_on(pool.clone(), 1);
     let outcome = record_all(&writer, vec![row(&ca_id, "Shared-0", None)]).await;
     assert_eq!(outcome, vec![Ok(RecordOutcome::Recorded)]);
     // Given back after each batch, the pool's one connection serves other queries too.
@@ -660,7 +655,7 @@ async fn a_writer_gives_its_connection_back_when_the_pool_has_no_other() {
 async fn writer_after_one_batch(name: &str) -> (TestApp, String, LedgerWriter, Vec<i32>) {
     let app = TestApp::spawn(Backend::Postgres).await;
     let ca_id = issuing_ca_id(&app).await;
-    let writer = one_writer(named_pool(&app, name, 3).await);
+    let writer = writer_on(named_pool(&app, name, 3).await, 1);
     let first = record_all(&writer, vec![row(&ca_id, &format!("{name}-0"), None)]).await;
     assert_eq!(first, vec![Ok(RecordOutcome::Recorded)]);
     let backend = backends(&app, name).await;
