@@ -5,7 +5,8 @@
 # `factory-ca serve` on a fresh database and data dir and drives it with wrk: pre-made, all
 # distinct ECDSA P-256 device CSR bodies (`factory-ca bench --write-bodies`, made before each
 # run and outside its measurement) replayed over keep-alive connections by scripts/bench-wrk.lua,
-# for BENCH_SECS seconds at each connection count. Per run it reports certificates/s,
+# for BENCH_SECS seconds at each connection count, each run after a PostgreSQL CHECKPOINT and
+# once the machine is idle. Per run it reports certificates/s,
 # p50/p90/p99, errors, the CPU per certificate of the service, of PostgreSQL (every postgres
 # process) and of wrk (from /proc), and checks that every certificate answered 2xx is a row of
 # the ledger. Beside it, in the same run: `openssl speed -multi 2` (RSA-2048 and ECDSA P-256
@@ -101,6 +102,13 @@ wait_until_quiet() {
         ((waited % 30 == 0)) && log "waiting for other programs to go idle ($cores cores busy)"
         waited=$((waited + 2))
     done
+}
+
+# Writes PostgreSQL's dirty pages out now, so that a run does not pay for the checkpoint that the
+# WAL of the run before it started (with it, the second of two back-to-back runs was measured
+# slower whichever build it was).
+checkpoint() {
+    psql_admin "CHECKPOINT" || log "CHECKPOINT failed; running without it"
 }
 
 # --- Build once -----------------------------------------------------------------------------
@@ -249,6 +257,7 @@ for alg in "${ALGORITHMS[@]}"; do
             log "$name: making $n request bodies"
             make_bodies "$WORK/$name.bodies" "$n" "b$STAMP-${alg//-/}-$gc-$c"
             before=$(psql_db "$db" "SELECT count(*) FROM issued_certificates")
+            checkpoint
             wait_until_quiet
             log "$name: wrk, $c connection(s), ${SECS} s"
             if ! wrk_run "$name" "$url" /v1/certificates "$c" "$WORK/$name.bodies" "$SERVER_PID" "$token"; then
@@ -332,6 +341,7 @@ if [[ ${BENCH_CFSSL:-1} == 1 ]] && command -v cfssl >/dev/null; then
             jq -c '{certificate_request: .csr}' "$WORK/$name.src" >"$WORK/$name.bodies"
             rm -f "$WORK/$name.src"
             before=$(psql_db "$db" "SELECT count(*) FROM certificates")
+            checkpoint
             wait_until_quiet
             log "$name: wrk, $c connection(s), ${SECS} s"
             if ! wrk_run "$name" "http://127.0.0.1:$port" /api/v1/cfssl/sign "$c" "$WORK/$name.bodies" "$SERVER_PID" ""; then
