@@ -39,7 +39,7 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Manage certificate ca_admin.
+    /// Manage certificate authorities.
     #[command(subcommand)]
     Ca(cli::ca::CaCommand),
     /// Manage API tokens.
