@@ -162,7 +162,9 @@ pub struct DatabaseSettings {
     pub group_commit: bool,
     /// Most certificates per group-commit transaction.
     pub group_commit_max_batch: usize,
-    /// Group-commit writers (each uses one pooled connection while it writes a batch).
+    /// Group-commit writers (each keeps one pooled connection from batch to batch). One by
+    /// default: batches for one CA wait for each other at its chain head, so a second writer
+    /// only makes batches smaller.
     pub group_commit_writers: u32,
 }
 
@@ -299,7 +301,7 @@ impl Default for DatabaseSettings {
             connect_timeout_secs: Duration::from_secs(5),
             group_commit: true,
             group_commit_max_batch: 128,
-            group_commit_writers: 2,
+            group_commit_writers: 1,
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Group commit: the batching ledger writer for PostgreSQL.
 //!
 //! Each request hands its ledger row to a bounded queue and awaits its own outcome on a
-//! oneshot channel. A few writer tasks (`database.group_commit_writers`) take turns at the
-//! queue: the one holding it waits for the first row, then takes whatever else is queued at
+//! oneshot channel. Writer tasks (`database.group_commit_writers`, one by default) take turns at
+//! the queue: the one holding it waits for the first row, then takes whatever else is queued at
 //! that instant, up to `database.group_commit_max_batch` rows, without waiting for more. At light
 //! load a batch is therefore one row and nothing waits for company; under load rows pile up
-//! while the other writers commit, and the next batch takes them all. While one writer commits,
-//! another collects, so one slow commit does not stall the queue.
+//! while a batch commits, and the next batch takes them all. With several writers one collects
+//! while another commits, but batches of one CA still wait for each other at its chain head
+//! (the statement locks it), so a second writer mostly makes batches smaller.
 //!
 //! A batch is written by one statement ([`one_statement`]), which PostgreSQL commits on its own:
 //! one round trip, on a connection the writer keeps from one batch to the next ([`connection`]:
