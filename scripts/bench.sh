@@ -6,12 +6,12 @@
 # distinct ECDSA P-256 device CSR bodies (`factory-ca bench --write-bodies`, made before each
 # run and outside its measurement) replayed over keep-alive connections by scripts/bench-wrk.lua,
 # for BENCH_SECS seconds at each connection count, each run after a PostgreSQL CHECKPOINT and
-# once the machine is idle. Per run it reports certificates/s,
-# p50/p90/p99, errors, the CPU per certificate of the service, of PostgreSQL (every postgres
-# process) and of wrk (from /proc), and checks that every certificate answered 2xx is a row of
-# the ledger. Beside it, in the same run: `openssl speed -multi 2` (RSA-2048 and ECDSA P-256
-# signatures/s of this machine) and, when `cfssl` is installed (Debian golang-cfssl), CFSSL's
-# `serve` with its PostgreSQL certdb under the same load, and the ratio.
+# once the machine is idle. Per run it reports certificates/s, p50/p90/p99, errors, the CPU per
+# certificate of the service, of PostgreSQL (every postgres process) and of wrk (from /proc),
+# and checks that every certificate answered 2xx is a row of the ledger. Beside it, in the same
+# run: `openssl speed -multi 2` (RSA-2048 and ECDSA P-256 signatures/s of this machine) and,
+# when `cfssl` is installed (Debian golang-cfssl), CFSSL's `serve` with its PostgreSQL certdb
+# under the same load, and the ratio.
 #
 # Prints a markdown report on stdout; progress goes to stderr. Needs: wrk, jq, psql, curl,
 # openssl, python3 (for a free port) and a PostgreSQL server with trust auth for user

@@ -164,7 +164,7 @@ pub struct DatabaseSettings {
     pub group_commit_max_batch: usize,
     /// Group-commit writers (each keeps one pooled connection from batch to batch). One by
     /// default: batches for one CA wait for each other at its chain head, so a second writer
-    /// only makes batches smaller.
+    /// mostly makes batches smaller.
     pub group_commit_writers: u32,
 }
 
