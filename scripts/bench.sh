@@ -104,11 +104,12 @@ wait_until_quiet() {
     done
 }
 
-# Writes PostgreSQL's dirty pages out now, so that a run does not pay for the checkpoint that the
-# WAL of the run before it started (with it, the second of two back-to-back runs was measured
-# slower whichever build it was).
-checkpoint() {
+# Before each run: PostgreSQL writes its dirty pages out now, so that a run does not pay for the
+# checkpoint that the WAL of the run before it started (without it, the second of two
+# back-to-back runs was measured slower whichever build it was); then the machine goes idle.
+settle_before_run() {
     psql_admin "CHECKPOINT" || log "CHECKPOINT failed; running without it"
+    wait_until_quiet
 }
 
 # --- Build once -----------------------------------------------------------------------------
@@ -257,8 +258,7 @@ for alg in "${ALGORITHMS[@]}"; do
             log "$name: making $n request bodies"
             make_bodies "$WORK/$name.bodies" "$n" "b$STAMP-${alg//-/}-$gc-$c"
             before=$(psql_db "$db" "SELECT count(*) FROM issued_certificates")
-            checkpoint
-            wait_until_quiet
+            settle_before_run
             log "$name: wrk, $c connection(s), ${SECS} s"
             if ! wrk_run "$name" "$url" /v1/certificates "$c" "$WORK/$name.bodies" "$SERVER_PID" "$token"; then
                 FAILED=1
@@ -341,8 +341,7 @@ if [[ ${BENCH_CFSSL:-1} == 1 ]] && command -v cfssl >/dev/null; then
             jq -c '{certificate_request: .csr}' "$WORK/$name.src" >"$WORK/$name.bodies"
             rm -f "$WORK/$name.src"
             before=$(psql_db "$db" "SELECT count(*) FROM certificates")
-            checkpoint
-            wait_until_quiet
+            settle_before_run
             log "$name: wrk, $c connection(s), ${SECS} s"
             if ! wrk_run "$name" "http://127.0.0.1:$port" /api/v1/cfssl/sign "$c" "$WORK/$name.bodies" "$SERVER_PID" ""; then
                 FAILED=1

@@ -9,7 +9,7 @@
 //! from one batch to the next, as long as:
 //!
 //! - the pool has room for the others: with as many writers as pooled connections, a writer
-//!   takes a connection per batch and gives it back, as before;
+//!   takes a connection for each batch and gives it back after it;
 //! - the connection answered its last batch: after an error that is not the database's
 //!   refusal of a statement (the connection broke, the server went away), it is closed and
 //!   the next batch takes a fresh one;
