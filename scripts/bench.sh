@@ -38,6 +38,8 @@
 #                         LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2)
 #   BENCH_QUIET_WAIT      seconds to wait, at most, before each run for other programs to go
 #                         idle (default 60; the "other load" column shows what remained)
+#   BENCH_LOG_LEVEL       the service's log.level (default "info", the service's default: a
+#                         line per certificate; "warn" measures without them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/bench.sh
@@ -49,6 +51,7 @@ PG=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 PG_PARAMS=${BENCH_POSTGRES_PARAMS-sslmode=disable}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
+LOG_LEVEL=${BENCH_LOG_LEVEL:-info}
 read -r -a ALGORITHMS <<<"${BENCH_ALGORITHMS:-ecdsa-p256 rsa-2048}"
 read -r -a CONNECTIONS <<<"${BENCH_CONNECTIONS:-1 16 64}"
 read -r -a RSA_CONNECTIONS <<<"${BENCH_RSA_CONNECTIONS:-64}"
@@ -228,7 +231,7 @@ for alg in "${ALGORITHMS[@]}"; do
             FACTORY_CA_DATA_DIR="$data"
             FACTORY_CA_CA__ALGORITHM="$alg"
             FACTORY_CA_SERVER__LISTEN="127.0.0.1:$port"
-            FACTORY_CA_LOG__LEVEL=warn
+            FACTORY_CA_LOG__LEVEL="$LOG_LEVEL"
             FACTORY_CA_DATABASE__GROUP_COMMIT="$gc_bool"
             "${EXTRA_ENV[@]}"
         )

@@ -82,8 +82,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
-    match run(cli.command.unwrap_or(Command::Serve), settings).await {
+    let logs = telemetry::init(&settings.log);
+    let result = run(cli.command.unwrap_or(Command::Serve), settings).await;
+    // Every queued log line is out before the last word on stderr.
+    drop(logs);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("factory-ca: {e:#}");
