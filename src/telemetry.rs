@@ -19,9 +19,9 @@ pub struct LogGuard {
 /// which writes every line queued since its last write in one system call: under load the
 /// request path neither waits for stderr nor pays a system call per line. The queue is not
 /// lossy: were the writer to fall 128,000 lines behind (stderr blocked), logging waits rather
-/// than drops lines. What a kill with SIGKILL catches in the queue is lost, at most the
-/// lines of the last few milliseconds; a shutdown by signal, or a command that ends, writes
-/// them all first.
+/// than drops lines. What a kill with SIGKILL catches in the queue is lost: normally the lines
+/// of the last few milliseconds, more when stderr was slow to take them. A shutdown by signal,
+/// or a command that ends, writes them all first.
 pub fn init(settings: &LogSettings) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
