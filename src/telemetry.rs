@@ -2,16 +2,10 @@
 //! shippers; the Prometheus recorder behind `GET /metrics`. Logs go
 //! to stderr so that CLI output on stdout (e.g. a new token) stays clean for scripts.
 
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
-
-/// Keeps the log writer's thread. Dropping it writes out every line still queued, so `main`
-/// holds it until the command has finished.
-#[must_use = "dropping the guard stops the log writer"]
-pub struct LogGuard {
-    _writer: tracing_appender::non_blocking::WorkerGuard,
-}
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `log.level`.
 ///
@@ -20,12 +14,14 @@ pub struct LogGuard {
 /// request path neither waits for stderr nor pays a system call per line. The queue is not
 /// lossy: were the writer to fall 128,000 lines behind (stderr blocked), logging waits rather
 /// than drops lines. What a kill with SIGKILL catches in the queue is lost: normally the lines
-/// of the last few milliseconds, more when stderr was slow to take them. A shutdown by signal,
-/// or a command that ends, writes them all first.
-pub fn init(settings: &LogSettings) -> LogGuard {
+/// of the last few milliseconds, more when stderr was slow to take them.
+///
+/// The returned guard keeps the writer's thread: `main` holds it until the command has
+/// finished, and dropping it waits (up to a second) for the thread to write what is queued.
+pub fn init(settings: &LogSettings) -> WorkerGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+    let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("factory-ca-log")
         .finish(std::io::BufWriter::new(std::io::stderr()));
@@ -38,7 +34,7 @@ pub fn init(settings: &LogSettings) -> LogGuard {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    LogGuard { _writer: guard }
+    guard
 }
 
 /// How often histogram samples are drained into their buckets.
