@@ -84,5 +84,5 @@ echo
 echo "Inclusive, top 40:"
 callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | sed -n '/^Ir/,$p' | sed -n '1,42p'
 echo
-echo "Self, top 40:"
-callgrind_annotate "$dump" 2>/dev/null | sed -n '/^Ir/,$p' | sed -n '1,42p'
+echo "Self per certificate, top 40:"
+python3 scripts/lib/callgrind_self.py "$succeeded" 40 "$dump"
