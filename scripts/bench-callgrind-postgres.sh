@@ -3,7 +3,8 @@
 # side of scripts/bench-callgrind.sh (docs/benchmarks.md). Makes a throwaway PostgreSQL cluster
 # in a temporary directory and, for each connection count C, runs it twice from the same copy,
 # every process of it under callgrind (autovacuum off, so that no background job falls into the
-# count; fsync on): each run starts `factory-ca serve` (release build, not under valgrind) with
+# count; no checkpoint but the shutdown's and no background writer, whose work depends on the
+# clock; fsync on): each run starts `factory-ca serve` (release build, not under valgrind) with
 # group commit batches of at most C rows, warms it up with 300 certificates, sends R
 # certificates over C connections with `factory-ca bench`, and stops the service and the
 # cluster, whose processes then write their counts. R is CALLGRIND_REQUESTS in the second run
@@ -69,6 +70,7 @@ run() { # connections, requests, name
         --callgrind-out-file="$WORK/pg/$name-cg/pg.%p" \
         "$BINDIR/postgres" -D "$WORK/pg/$name" -p "$pg_port" -k "$WORK/pg" \
         -c listen_addresses=127.0.0.1 -c autovacuum=off -c fsync=on -c synchronous_commit=on \
+        -c checkpoint_timeout=1d -c max_wal_size=10GB -c bgwriter_lru_maxpages=0 \
         >"$WORK/$name-pg.out" 2>"$WORK/$name-pg.err" &
     local launcher=$!
     for _ in $(seq 1 600); do
@@ -94,11 +96,7 @@ run() { # connections, requests, name
     mkdir -p "$WORK/$name-data"
     env "${env_server[@]}" "$BIN" serve >"$WORK/$name-serve.out" 2>"$WORK/$name-serve.err" &
     SERVER_PID=$!
-    for _ in $(seq 1 1200); do
-        kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$WORK/$name-serve.err" >&2; exit 1; }
-        curl -fsS --max-time 5 "$url/readyz" >/dev/null 2>&1 && break
-        sleep 0.25
-    done
+    wait_ready "$SERVER_PID" "$url" "$WORK/$name-serve.err"
     token=$(env "${env_server[@]}" timeout 300 "$BIN" token create --role station --name callgrind)
     for part in warm:300 counted:"$requests"; do
         BENCH_TOKEN="$token" timeout 3600 "$BIN" bench --url "$url" --requests "${part#*:}" \

@@ -58,11 +58,7 @@ log "starting the service under callgrind on $url"
 env "${env_server[@]}" "${extra[@]}" valgrind --tool=callgrind --callgrind-out-file="$OUT" \
     --dump-instr=no --collect-jumps=no "$BIN" serve >"$WORK/serve.out" 2>"$WORK/serve.err" &
 PID=$!
-for _ in $(seq 1 1200); do
-    kill -0 "$PID" 2>/dev/null || { tail -n 20 "$WORK/serve.err" >&2; exit 1; }
-    curl -fsS --max-time 5 "$url/readyz" >/dev/null 2>&1 && break
-    sleep 0.25
-done
+wait_ready "$PID" "$url" "$WORK/serve.err"
 token=$(env "${env_server[@]}" timeout 120 "$BIN" token create --role station --name callgrind)
 bench() { # requests, prefix
     BENCH_TOKEN="$token" timeout 1800 "$BIN" bench --url "$url" --requests "$1" --concurrency "$C" \

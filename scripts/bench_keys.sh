@@ -126,11 +126,7 @@ for backend in "${BACKENDS[@]}"; do
     log "$backend: starting the service on $url (database $db)"
     env "${env_server[@]}" "$BIN" serve >"$WORK/serve-$backend.out" 2>"$WORK/serve-$backend.err" &
     SERVER_PID=$!
-    for _ in $(seq 1 600); do
-        kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$WORK/serve-$backend.err" >&2; exit 1; }
-        curl -fsS --max-time 2 "$url/readyz" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    wait_ready "$SERVER_PID" "$url" "$WORK/serve-$backend.err" 60
     for c in "${CONNECTIONS[@]}"; do
         out="$WORK/$backend-$c.json"
         log "$backend: $N certificates over $c connection(s)"

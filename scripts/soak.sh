@@ -46,11 +46,7 @@ env_server=(
 )
 env "${env_server[@]}" "$BIN" serve >"$WORK/serve.out" 2>"$WORK/serve.err" &
 SERVER_PID=$!
-for _ in $(seq 1 600); do
-    curl -fsS --max-time 2 "$url/readyz" >/dev/null 2>&1 && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$WORK/serve.err" >&2; exit 1; }
-    sleep 0.1
-done
+wait_ready "$SERVER_PID" "$url" "$WORK/serve.err" 60
 token=$(env "${env_server[@]}" timeout 60 "$BIN" token create --role station --name soak)
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status"; }

@@ -57,6 +57,20 @@ release_bin() {
     echo "$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/factory-ca"
 }
 
+# Waits until the service at `url` answers /readyz, at most `seconds` (default 300). If the
+# process `pid` exits first, or the time runs out, shows the end of `err_file` and exits.
+wait_ready() { # pid url err_file [seconds]
+    local pid=$1 url=$2 err_file=$3 seconds=${4:-300}
+    for _ in $(seq 1 $((seconds * 4))); do
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$err_file" >&2; exit 1; }
+        curl -fsS --max-time 5 "$url/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.25
+    done
+    log "the service at $url was not ready within $seconds s"
+    tail -n 20 "$err_file" >&2
+    exit 1
+}
+
 # Stops the service the script started ($SERVER_PID) with `signal` (default TERM) and forgets it.
 stop_server() { # [signal]
     stop_pid "${SERVER_PID:-}" "${1:-TERM}"
