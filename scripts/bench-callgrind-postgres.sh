@@ -10,9 +10,10 @@
 # cluster, whose processes then write their counts. R is CALLGRIND_REQUESTS in the second run
 # and a tenth of it in the first, so that the difference between the two is the cost of the
 # certificates between them: start-up, warm-up and shutdown cancel out. It prints PostgreSQL's
-# instructions per certificate and per committed transaction (under valgrind the database is
-# the slow side, so the batches fill up: C rows, or close), then, for the last count, the
-# functions that spent the most per certificate (the second run's profile less the first's).
+# instructions per certificate and per committed transaction (how full the batches get depends
+# on timing: the transactions show it), then, for the last count, the functions that spent the
+# most per certificate (the second run's profile less the first's). Runs of one build differ by
+# up to ~10 % (docs/benchmarks.md).
 #
 #   BENCH_BIN               the factory-ca release binary (required)
 #   CALLGRIND_REQUESTS      certificates of the second run (default 2000)

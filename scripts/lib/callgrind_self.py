@@ -6,9 +6,8 @@
 Prints the total divided by DIVISOR (for example the number of certificates) and the TOP
 functions by self cost, each divided by DIVISOR, with its share of the total. With --minus, the
 costs of the files after it are subtracted first: two runs that differ only in the work counted
-give that work's profile alone. Reads the
-callgrind format directly: `callgrind_annotate` (3.19) folds the self cost of code inlined
-from other files into the thread's entry point, so its self listing names `clone` alone.
+give that work's profile alone. It reads the callgrind format itself: for the service's
+profile, the self listing of `callgrind_annotate` (3.19) named `clone` alone.
 """
 import collections
 import re
