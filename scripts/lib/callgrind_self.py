@@ -46,14 +46,12 @@ def main():
     if "--minus" in paths:
         at = paths.index("--minus")
         paths, minus = paths[:at], paths[at + 1 :]
-    totals = collections.Counter()
+    totals, subtracted = collections.Counter(), collections.Counter()
     for path in paths:
         self_costs(path, totals)
-    if minus:
-        subtracted = collections.Counter()
-        for path in minus:
-            self_costs(path, subtracted)
-        totals = collections.Counter({k: totals[k] - subtracted[k] for k in totals})
+    for path in minus:
+        self_costs(path, subtracted)
+    totals.subtract(subtracted)
     grand = sum(totals.values()) or 1
     print(f"{grand / divisor:14,.0f}  total")
     for name, cost in totals.most_common(top):

@@ -30,9 +30,9 @@ use super::super::{HexText, NewIssuance, RecordOutcome, Timestamp};
 
 // PostgreSQL copies the rows of a CTE read more than once into a store of its own, so the
 // CTEs after `input` carry only the columns their readers need: the certificate's DER and the
-// chain payload (which holds the DER again) are not copied from CTE to CTE: 3 % fewer of the
-// statement's instructions, at batches of 1 row and of 25 (docs/benchmarks.md, "PostgreSQL's
-// instructions per certificate").
+// chain payload (which holds the DER again) are not copied from CTE to CTE. That saves 3 % of
+// the statement's instructions, at batches of 1 row and of 25 (docs/benchmarks.md,
+// "PostgreSQL's instructions per certificate").
 const SQL: &str = "WITH RECURSIVE input AS ( \
          SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], \
              $6::text[], $7::bytea[], $8::bytea[], $9::bytea[], $10::timestamptz[], \
