@@ -14,6 +14,9 @@
 #   CALLGRIND_OUT           keep the callgrind output file here (default: a temporary file)
 #   CALLGRIND_ENV           extra environment for the service, e.g. LD_PRELOAD=... (optional)
 #   BENCH_POSTGRES_URL      server URL without database (default postgres://postgres@127.0.0.1:5432)
+#   BENCH_POSTGRES_PARAMS   connection parameters (default "sslmode=disable", as scripts/bench.sh:
+#                           sqlx's default "prefer" would count TLS to PostgreSQL, which the
+#                           native figures leave out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/bench.sh
@@ -23,6 +26,7 @@ N=${CALLGRIND_REQUESTS:-2000}
 C=${CALLGRIND_CONNECTIONS:-16}
 ALG=${CALLGRIND_ALGORITHM:-ecdsa-p256}
 PG=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+PG_PARAMS=${BENCH_POSTGRES_PARAMS-sslmode=disable}
 for tool in valgrind callgrind_control callgrind_annotate psql curl python3; do
     command -v "$tool" >/dev/null || { echo "bench-callgrind.sh needs $tool" >&2; exit 2; }
 done
@@ -42,14 +46,14 @@ timeout 60 psql "$PG/postgres" -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE $DB" >
 port=$(free_port)
 url="http://127.0.0.1:$port"
 env_server=(
-    FACTORY_CA_DATABASE__URL="$PG/$DB"
+    FACTORY_CA_DATABASE__URL="$PG/$DB${PG_PARAMS:+?$PG_PARAMS}"
     FACTORY_CA_DATA_DIR="$WORK/data"
     FACTORY_CA_CA__ALGORITHM="$ALG"
     FACTORY_CA_SERVER__LISTEN="127.0.0.1:$port"
     FACTORY_CA_LOG__LEVEL=warn
     FACTORY_CA_SERVER__STATION_RATE_PER_SEC=0
-    # Under valgrind the first connection (TLS with the server) can take longer than the
-    # default 5 s on a busy machine.
+    # Under valgrind the first connection can take longer than the default 5 s on a busy
+    # machine.
     FACTORY_CA_DATABASE__CONNECT_TIMEOUT_SECS=60
 )
 read -r -a extra <<<"${CALLGRIND_ENV:-}"

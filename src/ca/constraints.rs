@@ -168,19 +168,22 @@ impl DirectoryConstraints {
                     .zip(subject)
                     .all(|((oid, value), attr)| attr.field.oid() == oid && &attr.value == value)
         };
-        let shown = super::policy::subject_string(subject);
+        // Rendered only for a refusal: most subjects pass, and every certificate is checked.
+        let shown = || super::policy::subject_string(subject);
         if !self.permitted.is_empty() && !self.permitted.iter().any(inside) {
             return Err(format!(
-                "the subject \"{shown}\" is outside the name constraints of the issuing CA (or of \
+                "the subject \"{}\" is outside the name constraints of the issuing CA (or of \
                  a CA above it): it must \
                  begin with {} (in that order)",
+                shown(),
                 self.permitted_text()
             ));
         }
         if self.excluded.iter().any(inside) {
             return Err(format!(
-                "the subject \"{shown}\" is in a subtree the name constraints of the issuing \
-                 CA (or of a CA above it) exclude"
+                "the subject \"{}\" is in a subtree the name constraints of the issuing \
+                 CA (or of a CA above it) exclude",
+                shown()
             ));
         }
         Ok(())

@@ -331,24 +331,28 @@ impl ApprovedCsr {
 /// Renders a subject in certificate order as `C=JP, ST=Tokyo, ..., CN=Thing-0001`, escaping
 /// `,+"\<>;=` and leading `#`/space as RFC 4514 does.
 pub fn subject_string(subject: &[ApprovedAttribute]) -> String {
-    subject
-        .iter()
-        .map(|a| format!("{}={}", a.field.short_name(), escape_dn_value(&a.value)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut out = String::with_capacity(subject.iter().map(|a| a.value.len() + 6).sum());
+    for (i, a) in subject.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(a.field.short_name());
+        out.push('=');
+        escape_dn_value(&a.value, &mut out);
+    }
+    out
 }
 
-fn escape_dn_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for (i, ch) in value.chars().enumerate() {
-        let leading = i == 0 && (ch == '#' || ch == ' ');
-        let trailing = i + 1 == value.chars().count() && ch == ' ';
+/// Appends `value` to `out` escaped: one pass, the position of each character in bytes.
+fn escape_dn_value(value: &str, out: &mut String) {
+    for (at, ch) in value.char_indices() {
+        let leading = at == 0 && (ch == '#' || ch == ' ');
+        let trailing = at + ch.len_utf8() == value.len() && ch == ' ';
         if leading || trailing || matches!(ch, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
             out.push('\\');
         }
         out.push(ch);
     }
-    out
 }
 
 #[cfg(test)]
@@ -617,6 +621,41 @@ mod tests {
         assert_eq!(
             subject_string(approved.subject()),
             r"C=JP, OU=Line\, 3, CN=T-1"
+        );
+    }
+    #[test]
+    fn subject_string_escapes_as_rfc_4514_says() {
+        let approved = |cn: &str| ApprovedAttribute {
+            field: SubjectField::CommonName,
+            value: cn.to_owned(),
+            utf8: true,
+        };
+        let cases = [
+            ("# lead", r"\# lead"),
+            (" both ", r"\ both\ "),
+            (" ", r"\ "),
+            ("in # side", "in # side"),
+            ("a+b=c;d<e>f\"g\\h", r#"a\+b\=c\;d\<e\>f\"g\\h"#),
+            ("Ω trailing ", r"Ω trailing\ "),
+            ("ÿ", "ÿ"),
+        ];
+        for (value, shown) in cases {
+            assert_eq!(
+                subject_string(&[approved(value)]),
+                format!("CN={shown}"),
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            subject_string(&[
+                ApprovedAttribute {
+                    field: SubjectField::Country,
+                    value: "JP".into(),
+                    utf8: false,
+                },
+                approved("x"),
+            ]),
+            "C=JP, CN=x"
         );
     }
 }
