@@ -343,7 +343,7 @@ pub fn subject_string(subject: &[ApprovedAttribute]) -> String {
     out
 }
 
-/// Appends `value` to `out` escaped: one pass, the position of each character in bytes.
+/// Appends `value` to `out`, escaped, in one pass: a trailing space is found by its byte offset.
 fn escape_dn_value(value: &str, out: &mut String) {
     for (at, ch) in value.char_indices() {
         let leading = at == 0 && (ch == '#' || ch == ' ');
@@ -623,6 +623,7 @@ mod tests {
             r"C=JP, OU=Line\, 3, CN=T-1"
         );
     }
+
     #[test]
     fn subject_string_escapes_as_rfc_4514_says() {
         let approved = |cn: &str| ApprovedAttribute {
