@@ -57,11 +57,13 @@ release_bin() {
     echo "$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/factory-ca"
 }
 
-# Waits until the service at `url` answers /readyz, at most `seconds` (default 300). If the
-# process `pid` exits first, or the time runs out, shows the end of `err_file` and exits.
+# Waits until the service at `url` answers /readyz, for `seconds` (default 300; a check that
+# hangs adds at most its own 5 s). If the process `pid` exits first, or the time runs out,
+# shows the end of `err_file` and exits.
 wait_ready() { # pid url err_file [seconds]
     local pid=$1 url=$2 err_file=$3 seconds=${4:-300}
-    for _ in $(seq 1 $((seconds * 4))); do
+    local deadline=$((SECONDS + seconds + 1)) # SECONDS counts whole seconds
+    while ((SECONDS < deadline)); do
         kill -0 "$pid" 2>/dev/null || { tail -n 20 "$err_file" >&2; exit 1; }
         curl -fsS --max-time 5 "$url/readyz" >/dev/null 2>&1 && return 0
         sleep 0.25
