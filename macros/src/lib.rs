@@ -12,6 +12,12 @@
 //! - `tag`: the constant `TAG` of the handler's module when the attribute names no tag.
 //! - `operation_id`: utoipa already takes the handler's name when none is given.
 //!
+//! `like = other` declares a route documented as the handler `other` of the same module, above
+//! it: `other`'s arguments as written there, each replaced by an argument of the same name
+//! given here, and the arguments given here added (EST's labelled routes are documented as
+//! their unlabelled ones, with another path, operation id and the label's parameter). Its
+//! summary and description are its own doc comment's; `security` and `tag` are found as above.
+//!
 //! `src/http/extract.rs` checks with [`documented_roles!`] that the runtime role check of each
 //! extractor admits exactly the roles written here.
 
@@ -62,10 +68,20 @@ fn roles_of(extractor: &str) -> Option<&'static [&'static str]> {
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let handler: ItemFn = syn::parse2(item)?;
-    let mut args = split_arguments(attr);
-    let security = args
-        .iter()
-        .find(|a| key_of(a).is_some_and(|k| k == "security"));
+    let args = split_arguments(attr);
+    if let Some(base) = like_of(&args)? {
+        // `base`'s macro (written with its route, below) writes `#[route]` again with `base`'s
+        // arguments in `__like(...)`, which `with_like_merged` then merges with ours.
+        let overrides = args.iter().filter(|a| !has_key(a, "like"));
+        let like = like_macro(&base);
+        return Ok(quote! {
+            #like! { [#(#overrides),*] #handler }
+        });
+    }
+    let written = with_like_merged(args)?;
+    let like = like_macro(&handler.sig.ident);
+    let mut args = written.clone();
+    let security = args.iter().find(|a| has_key(a, "security"));
     match (role_extractor(&handler)?, security) {
         (Some((extractor, _)), Some(security)) => {
             return Err(syn::Error::new_spanned(
@@ -87,13 +103,72 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             ));
         }
     }
-    if !args.iter().any(|a| key_of(a).is_some_and(|k| k == "tag")) {
+    if !args.iter().any(|a| has_key(a, "tag")) {
         args.push(quote!(tag = TAG));
     }
     Ok(quote! {
+        // For a route declared `like = <this handler>`: this route's arguments as written.
+        #[allow(unused_macros)]
+        macro_rules! #like {
+            ([$($overrides:tt)*] $($handler:tt)*) => {
+                #[route(__like(#(#written),*), $($overrides)*)]
+                $($handler)*
+            };
+        }
         #[utoipa::path(#(#args),*)]
         #handler
     })
+}
+
+/// The macro that declares a route `like = handler`.
+fn like_macro(handler: &Ident) -> Ident {
+    quote::format_ident!("__route_like_{}", handler)
+}
+
+/// The handler named by `like = handler`, if an argument says so.
+fn like_of(args: &[TokenStream2]) -> syn::Result<Option<Ident>> {
+    let Some(like) = args.iter().find(|a| has_key(a, "like")) else {
+        return Ok(None);
+    };
+    let mut tokens = like.clone().into_iter().skip(1);
+    match (tokens.next(), tokens.next(), tokens.next()) {
+        (Some(TokenTree::Punct(eq)), Some(TokenTree::Ident(handler)), None)
+            if eq.as_char() == '=' =>
+        {
+            Ok(Some(handler))
+        }
+        _ => Err(syn::Error::new_spanned(
+            like,
+            "write `like = handler`: a handler with `#[route]` above this one in this module",
+        )),
+    }
+}
+
+/// The arguments of a route declared `like` another: the other's (in `__like(...)`, first),
+/// less those named again here, then these. Arguments without `__like(...)` as they are.
+fn with_like_merged(mut args: Vec<TokenStream2>) -> syn::Result<Vec<TokenStream2>> {
+    if !args.first().is_some_and(|a| has_key(a, "__like")) {
+        return Ok(args);
+    }
+    let like = args.remove(0);
+    let Some(TokenTree::Group(base)) = like.into_iter().nth(1) else {
+        return Err(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "`__like` takes the arguments of a route in parentheses",
+        ));
+    };
+    let keys: Vec<String> = args.iter().filter_map(key_of).collect();
+    let mut merged: Vec<TokenStream2> = split_arguments(base.stream())
+        .into_iter()
+        .filter(|a| key_of(a).is_none_or(|k| !keys.contains(&k)))
+        .collect();
+    merged.extend(args);
+    Ok(merged)
+}
+
+/// Whether an argument starts with the name `key`.
+fn has_key(arg: &TokenStream2, key: &str) -> bool {
+    key_of(arg).is_some_and(|k| k == key)
 }
 
 /// The attribute's arguments, split at the commas between them (a comma inside parentheses,
@@ -265,6 +340,77 @@ mod tests {
             out.contains("a second role extractor (`AdminCaller`"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn writes_beside_each_route_the_macro_of_the_routes_declared_like_it() {
+        let out = expanded(
+            r#"get, path = "/est/cacerts", security(())"#,
+            "pub async fn cacerts() {}",
+        );
+        assert!(
+            out.starts_with(
+                "# [allow (unused_macros)] macro_rules ! __route_like_cacerts { \
+                 ([$ ($ overrides : tt) *] $ ($ handler : tt) *) => { \
+                 # [route (__like (get , path = \"/est/cacerts\" , security (())) , \
+                 $ ($ overrides) *)] $ ($ handler) * } ; }"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn hands_a_route_declared_like_another_to_the_others_macro() {
+        let out = expanded(
+            r#"like = cacerts, path = "/est/{label}/cacerts", operation_id = "est_cacerts_labelled""#,
+            "/// Labelled\npub async fn cacerts_labelled() {}",
+        );
+        assert_eq!(
+            out,
+            "__route_like_cacerts ! { [path = \"/est/{label}/cacerts\" , \
+             operation_id = \"est_cacerts_labelled\"] # [doc = \" Labelled\"] \
+             pub async fn cacerts_labelled () { } }"
+        );
+    }
+
+    #[test]
+    fn replaces_the_arguments_named_again_and_keeps_the_others_of_the_route_it_is_like() {
+        let attr = r#"__like(get, path = "/est/cacerts", operation_id = "est_cacerts",
+                responses((status = 200, description = "CMS", body = String)), security(())),
+            path = "/est/{label}/cacerts", operation_id = "est_cacerts_labelled",
+            params(("label" = String, Path, description = "A label"))"#;
+        assert_eq!(
+            utoipa_args(attr, "pub async fn cacerts_labelled(label: String) {}"),
+            r#"get , responses ((status = 200 , description = "CMS" , body = String)) , security (()) , path = "/est/{label}/cacerts" , operation_id = "est_cacerts_labelled" , params (("label" = String , Path , description = "A label")) , tag = TAG"#
+        );
+    }
+
+    #[test]
+    fn finds_security_in_the_signature_of_a_route_declared_like_another() {
+        let attr = r#"__like(get, path = "/v1/x"), path = "/v1/y""#;
+        assert_eq!(
+            utoipa_args(attr, "pub async fn y(_a: AdminCaller) {}"),
+            r#"get , path = "/v1/y" , security (("bearer_token" = ["admin"])) , tag = TAG"#
+        );
+        let out = expanded(
+            r#"__like(get, security(())), path = "/v1/y""#,
+            "pub async fn y(_a: AdminCaller) {}",
+        );
+        assert!(
+            out.contains("`AdminCaller` already states who may call"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn refuses_like_without_a_handler_name() {
+        for like in [r#"like = "cacerts""#, "like", "like = a b"] {
+            let out = expanded(like, "pub async fn b() {}");
+            assert!(
+                out.starts_with("error: write `like = handler`"),
+                "{like}: {out}"
+            );
+        }
     }
 
     #[test]

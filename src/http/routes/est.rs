@@ -112,17 +112,10 @@ pub async fn cacerts(State(state): State<AppState>, tls: Option<Extension<OverTl
 /// As `GET /.well-known/est/cacerts`, for the CA that `[est.labels]` names `label`. 404
 /// `est_label_not_found` for a label that is not configured.
 #[route(
-    get,
+    like = cacerts,
     path = "/.well-known/est/{label}/cacerts",
     operation_id = "est_cacerts_labelled",
-    params(("label" = String, Path, description = "A label of `[est.labels]`")),
-    responses(
-        (status = 200,
-         description = "Certs-only CMS SignedData (DER, base64 with \
-            `Content-Transfer-Encoding: base64`)",
-         body = String, content_type = "application/pkcs7-mime"),
-    ),
-    security(())
+    params(("label" = String, Path, description = "A label of `[est.labels]`"))
 )]
 pub async fn cacerts_labelled(
     State(state): State<AppState>,
@@ -206,16 +199,10 @@ pub async fn csrattrs(State(state): State<AppState>, tls: Option<Extension<OverT
 /// As `GET /.well-known/est/csrattrs` (the policy is the same for every CA); 404
 /// `est_label_not_found` for a label that is not configured.
 #[route(
-    get,
+    like = csrattrs,
     path = "/.well-known/est/{label}/csrattrs",
     operation_id = "est_csrattrs_labelled",
-    params(("label" = String, Path, description = "A label of `[est.labels]`")),
-    responses(
-        (status = 200, description = "CsrAttrs, DER, base64", body = String,
-         content_type = "application/csrattrs"),
-        (status = 204, description = "The policy requires no attribute"),
-    ),
-    security(())
+    params(("label" = String, Path, description = "A label of `[est.labels]`"))
 )]
 pub async fn csrattrs_labelled(
     State(state): State<AppState>,
@@ -273,19 +260,10 @@ pub async fn simpleenroll(State(state): State<AppState>, post: EstPost) -> Respo
 /// As `POST /.well-known/est/simpleenroll`, signed by the CA that `[est.labels]` names
 /// `label`. 404 `est_label_not_found` for a label that is not configured.
 #[route(
-    post,
+    like = simpleenroll,
     path = "/.well-known/est/{label}/simpleenroll",
     operation_id = "est_simpleenroll_labelled",
-    params(("label" = String, Path, description = "A label of `[est.labels]`")),
-    request_body(description = "PKCS#10, DER, base64",
-        content((String = "application/pkcs10"))),
-    responses(
-        (status = 200,
-         description = "The device certificate: certs-only CMS SignedData (DER, base64 with \
-            `Content-Transfer-Encoding: base64`)",
-         body = String, content_type = "application/pkcs7-mime; smime-type=certs-only"),
-    ),
-    security(("station_basic" = ["station"]), ("station_certificate" = ["station"]))
+    params(("label" = String, Path, description = "A label of `[est.labels]`"))
 )]
 pub async fn simpleenroll_labelled(
     State(state): State<AppState>,
@@ -497,19 +475,10 @@ pub async fn simplereenroll(State(state): State<AppState>, post: EstPost) -> Res
 /// As `POST /.well-known/est/simplereenroll`, the new certificate signed by the CA that
 /// `[est.labels]` names `label`. 404 `est_label_not_found` for a label that is not configured.
 #[route(
-    post,
+    like = simplereenroll,
     path = "/.well-known/est/{label}/simplereenroll",
     operation_id = "est_simplereenroll_labelled",
-    params(("label" = String, Path, description = "A label of `[est.labels]`")),
-    request_body(description = "PKCS#10, DER, base64",
-        content((String = "application/pkcs10"))),
-    responses(
-        (status = 200,
-         description = "The new certificate: certs-only CMS SignedData (DER, base64 with \
-            `Content-Transfer-Encoding: base64`)",
-         body = String, content_type = "application/pkcs7-mime; smime-type=certs-only"),
-    ),
-    security(("device_certificate" = []))
+    params(("label" = String, Path, description = "A label of `[est.labels]`"))
 )]
 pub async fn simplereenroll_labelled(
     State(state): State<AppState>,
