@@ -23,7 +23,7 @@ use crate::http::extract::{
     ApiPath, RequestId, certificate_station_name, payload_too_large, unsupported_media_type,
 };
 use crate::http::route;
-use crate::http::routes::certificates::{count_refusal, issue_for_station, station_rate_limit};
+use crate::http::routes::certificates::{count_refusal, enroll_for_station, issue_for_station};
 use crate::http::tls::{ClientIdentity, OverTls};
 use crate::services::audit::Actor;
 use crate::services::issuance::{Channel, Issued};
@@ -74,17 +74,22 @@ async fn with_label<F: std::future::Future<Output = Response>>(
     }
 }
 
-/// RFC 7030 section 3.3: EST runs over TLS only. The same answer as plain HTTP on the HTTPS
-/// port gets, when the service itself serves plain HTTP.
-fn require_tls(tls: Option<Extension<OverTls>>) -> Result<(), ApiError> {
-    match tls {
-        Some(_) => Ok(()),
-        None => Err(ApiError::new(
+/// The first checks of every EST route: over TLS (RFC 7030 section 3.3: EST runs over TLS
+/// only; the same answer as plain HTTP on the HTTPS port gets, when the service itself serves
+/// plain HTTP), then the CA of `label` ([`label_ca`]).
+fn est_ca(
+    state: &AppState,
+    tls: Option<Extension<OverTls>>,
+    label: Option<&str>,
+) -> Result<Option<Arc<CertificateAuthority>>, ApiError> {
+    if tls.is_none() {
+        return Err(ApiError::new(
             ErrorCode::HttpsRequired,
             "EST is served over HTTPS only (RFC 7030 section 3.3): configure [server.tls] and \
              use https://",
-        )),
+        ));
     }
+    label_ca(state, label)
 }
 
 /// The issuing CA's certificates
@@ -132,8 +137,7 @@ fn cacerts_of(
     tls: Option<Extension<OverTls>>,
     label: Option<&str>,
 ) -> Result<Response, ApiError> {
-    require_tls(tls)?;
-    let ca = label_ca(state, label)?.unwrap_or_else(|| state.issuance.issuing_ca());
+    let ca = est_ca(state, tls, label)?.unwrap_or_else(|| state.issuance.issuing_ca());
     let above = ::pem::parse_many(ca.chain_pem())
         .map_err(|e| ApiError::internal(format!("the CA's stored chain: {e}")))?;
     let mut certificates = vec![ca.certificate_der()];
@@ -219,8 +223,7 @@ fn csrattrs_of(
     tls: Option<Extension<OverTls>>,
     label: Option<&str>,
 ) -> Result<Response, ApiError> {
-    require_tls(tls)?;
-    label_ca(state, label)?;
+    est_ca(state, tls, label)?;
     match est::csr_attrs(state.issuance.policy())
         .map_err(|e| ApiError::internal(format!("csrattrs encoding: {e}")))?
     {
@@ -284,46 +287,27 @@ async fn enroll_as_station(state: &AppState, label: Option<&str>, post: EstPost)
         headers,
         body,
     } = post;
-    let (request_id, headers) = (request_id.as_str(), &headers);
-    let state = state.clone();
-    if let Err(e) = require_tls(tls) {
-        return est::error_response(e);
-    }
-    let ca = match label_ca(&state, label) {
+    let ca = match est_ca(state, tls, label) {
         Ok(ca) => ca,
         Err(e) => return est::error_response(e),
     };
-    let station = match station(&state, headers, identity).await {
+    let station = match station(state, &headers, identity).await {
         Ok(station) => station,
         Err(e) => return est::error_response(e),
     };
-    let result = enroll(&state, &station, ca.as_ref(), request_id, headers, body).await;
-    count_refusal(&state, Some(&station.name), &result);
-    result.unwrap_or_else(est::error_response)
-}
-
-async fn enroll(
-    state: &AppState,
-    station: &Principal,
-    ca: Option<&Arc<CertificateAuthority>>,
-    request_id: &str,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    station_rate_limit(state, &station.name)?;
-    let csr = pkcs10_csr(headers, body)?;
-    let issued = issue_for_station(
+    let result = enroll_for_station(
         state,
         &station.name,
-        &csr,
-        headers,
-        request_id,
+        &headers,
+        &request_id,
         Channel::Est,
-        ca,
-        None,
+        ca.as_ref(),
+        || pkcs10_csr(&headers, body),
     )
-    .await?;
-    issued_response(&issued, "simpleenroll")
+    .await
+    .and_then(|issued| issued_response(&issued, "simpleenroll"));
+    count_refusal(state, Some(&station.name), &result);
+    result.unwrap_or_else(est::error_response)
 }
 
 /// The CSR of an enrollment or a renewal: `application/pkcs10`, DER, base64 (RFC 7030 section
@@ -547,8 +531,7 @@ async fn reenroll(
         body,
     } = post;
     let (request_id, headers) = (request_id.as_str(), &headers);
-    require_tls(tls)?;
-    let ca = label_ca(state, label)?;
+    let ca = est_ca(state, tls, label)?;
     let der = match identity {
         Some(ClientIdentity::Device { certificate_der }) => certificate_der,
         Some(ClientIdentity::Station { .. }) => {

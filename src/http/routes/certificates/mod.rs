@@ -151,27 +151,43 @@ async fn sign_checked(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let StationCaller(station) = StationCaller::allows(caller?.0)?;
-    station_rate_limit(state, &station.name)?;
-    let body = body.map_err(|_| payload_too_large())?;
-    let csr = csr_from_body(headers, &body)?;
-    let issued = issue_for_station(
+    let issued = enroll_for_station(
         state,
         &station.name,
-        &csr,
         headers,
         request_id,
         Channel::Api,
         None,
-        None,
+        || {
+            let body = body.map_err(|_| payload_too_large())?;
+            csr_from_body(headers, &body)
+        },
     )
     .await?;
     Ok(respond(headers, issued))
 }
 
+/// A new certificate (not a renewal) for `station`: its rate limit checked before the body is
+/// read, then the CSR taken from the body by `csr`, then issued by `ca` or the issuing CA.
+/// `POST /v1/certificates` and EST simpleenroll.
+pub(super) async fn enroll_for_station(
+    state: &AppState,
+    station: &str,
+    headers: &HeaderMap,
+    request_id: &str,
+    channel: Channel,
+    ca: Option<&Arc<CertificateAuthority>>,
+    csr: impl FnOnce() -> Result<Vec<u8>, ApiError>,
+) -> Result<Issued, ApiError> {
+    station_rate_limit(state, station)?;
+    let csr = csr()?;
+    issue_for_station(state, station, &csr, headers, request_id, channel, ca, None).await
+}
+
 /// 429 `rate_limited`, with Retry-After, when `station` signs faster than its share
-/// (`server.station_rate_per_sec`); checked before the body is read. Shared with EST
-/// enrollment, which counts against the same share.
-pub(super) fn station_rate_limit(state: &AppState, station: &str) -> Result<(), ApiError> {
+/// (`server.station_rate_per_sec`); checked before the body is read. EST enrollment counts
+/// against the same share.
+fn station_rate_limit(state: &AppState, station: &str) -> Result<(), ApiError> {
     state.station_limiter.check(station).map_err(|wait| {
         ApiError::new(
             ErrorCode::RateLimited,
